@@ -1,0 +1,88 @@
+"""`create_app(config)`: the Starlette app every API worker serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from scholarsource.api import compat, events, jobs, openapi, ops
+from scholarsource.api.catalog import Catalog
+from scholarsource.api.state import Services
+from scholarsource.config import Config
+from scholarsource.errors import (
+    ApiError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    StoreUnavailable,
+)
+from scholarsource.pool.wakeup import Waker
+from scholarsource.store.sqlite import SqliteStore
+
+log = logging.getLogger("scholarsource.api")
+
+# How long a client should wait before retrying when the store cannot take writes.
+RETRY_AFTER_SECONDS = "1"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return await _api_error(request, NotFound(f"no route {request.url.path}"))
+    if exc.status_code == 405:
+        return await _api_error(request, MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}"))
+    return JSONResponse({"error": "http_error", "message": str(exc.detail)},
+                        status_code=exc.status_code)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("store unavailable for %s %s: %s", request.method, request.url.path, exc)
+    return await _api_error(request, ServiceUnavailable(
+        "the job store cannot take writes right now; retry shortly",
+        headers={"Retry-After": RETRY_AFTER_SECONDS}))
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal_error", "message": "internal server error"},
+                        status_code=500)
+
+
+def create_app(config: Config) -> Starlette:
+    """The app, with its store opened in the lifespan of the worker that serves it."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await SqliteStore.open(config.db_path, durability=config.durability,
+                                       busy_timeout=config.busy_timeout)
+        waker = Waker(config.data_dir)
+        app.state.services = Services(config=config, store=store, catalog=Catalog(store),
+                                      waker=waker)
+        try:
+            yield
+        finally:
+            waker.close()
+            await store.close()
+
+    return Starlette(
+        routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *openapi.routes],
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            StoreUnavailable: _store_unavailable,
+            Exception: _internal,
+        },
+    )

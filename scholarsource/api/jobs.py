@@ -1,0 +1,78 @@
+"""REST routes for jobs: submit, get, list, cancel."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from scholarsource.api.schemas import parse_list_query, parse_submit, read_json
+from scholarsource.api.state import services
+from scholarsource.api.tenancy import tenant_of
+from scholarsource.errors import Conflict, NotFound
+from scholarsource.pool import wakeup
+from scholarsource.store.base import Job, JobState
+
+
+async def submit_job(request: Request) -> Job:
+    """Validate, insert and commit a job, then wake the pool."""
+    svc = services(request)
+    body = await read_json(request, svc.config.max_body_bytes)
+    name = body.get("task") if isinstance(body, dict) else None
+    defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
+    new = parse_submit(body, defaults, svc.config.max_attempts, tenant_of(request))
+    job = await svc.store.submit(new)
+    svc.waker.poke(wakeup.SUBMITTED)
+    return job
+
+
+async def find_job(request: Request, job_id: str) -> Job:
+    """The tenant's job, or 404."""
+    job = await services(request).store.get(tenant_of(request), job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+async def cancel_job(request: Request, job_id: str) -> Job:
+    """Cancel a queued job now, ask a running one to stop; 409 if it already ended."""
+    svc = services(request)
+    job = await svc.store.cancel(tenant_of(request), job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if job.status is JobState.RUNNING:
+        svc.waker.poke(wakeup.CANCELLED)
+    elif job.status is not JobState.CANCELLED:
+        raise Conflict(f"job {job_id} already ended: {job.status.value}",
+                       code="already_finished", status=job.status.value)
+    return job
+
+
+async def create(request: Request) -> JSONResponse:
+    job = await submit_job(request)
+    return JSONResponse(job.to_json(), status_code=202,
+                        headers={"Location": f"/api/jobs/{job.id}"})
+
+
+async def get(request: Request) -> JSONResponse:
+    return JSONResponse((await find_job(request, request.path_params["job_id"])).to_json())
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    query = parse_list_query(request.query_params)
+    jobs, next_cursor = await services(request).store.list(tenant_of(request), **query)
+    return JSONResponse({"jobs": [job.to_json() for job in jobs],
+                         "next_cursor": None if next_cursor is None else str(next_cursor)})
+
+
+async def cancel(request: Request) -> JSONResponse:
+    job = await cancel_job(request, request.path_params["job_id"])
+    return JSONResponse(job.to_json(), status_code=202 if job.status is JobState.RUNNING else 200)
+
+
+routes = [
+    Route("/api/jobs", create, methods=["POST"]),
+    Route("/api/jobs", list_jobs, methods=["GET"]),
+    Route("/api/jobs/{job_id}", get, methods=["GET"]),
+    Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+]

@@ -1,0 +1,111 @@
+"""`GET /api/openapi.json`: the API described as an OpenAPI 3.1 document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from scholarsource import __version__
+from scholarsource.api.schemas import LIST_LIMIT_MAX, MAX_ATTEMPTS_LIMIT, PRIORITY_RANGE
+from scholarsource.store.base import JobState
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JOB = {"$ref": "#/components/schemas/Job"}
+_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {str(code): _answer(text, _ERROR) for code, text in (
+    (400, "malformed JSON"), (404, "no such job"), (413, "body too large"),
+    (415, "not application/json"), (422, "invalid fields or unknown task"),
+    (503, "the store cannot take writes now; retry"))}
+
+_SUBMIT = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Submit"}}}},
+    "responses": {"202": _answer("queued; the row is committed", _JOB), **_ERRORS},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "ScholarSource", "version": __version__,
+             "description": "A job server for one big machine."},
+    "paths": {
+        "/api/jobs": {
+            "post": {"summary": "Submit a job", **_SUBMIT},
+            "get": {"summary": "List jobs, newest first", "parameters": [
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("status", "task", "queue", "cursor")] + [
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX}}],
+                "responses": {"200": _answer("a page of jobs", {
+                    "type": "object", "properties": {
+                        "jobs": {"type": "array", "items": _JOB},
+                        "next_cursor": {"type": ["string", "null"]}}}), **_ERRORS}},
+        },
+        "/api/jobs/{job_id}": {"get": {"summary": "Get a job", "parameters": [_ID],
+                                       "responses": {"200": _answer("the job", _JOB),
+                                                     **_ERRORS}}},
+        "/api/jobs/{job_id}/cancel": {"post": {
+            "summary": "Cancel a queued job, or ask a running one to stop", "parameters": [_ID],
+            "responses": {"200": _answer("cancelled", _JOB),
+                          "202": _answer("cancel requested", _JOB),
+                          "409": _answer("already finished", _ERROR), **_ERRORS}}},
+        "/api/jobs/{job_id}/events": {"get": {
+            "summary": "Server-Sent Events of the job's state changes, progress and logs",
+            "parameters": [_ID, {"name": "Last-Event-ID", "in": "header",
+                                 "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "event stream",
+                                  "content": {"text/event-stream": {}}}, **_ERRORS}}},
+        "/api/submit": {"post": {"summary": "Frontend-compatible submit", **_SUBMIT}},
+        "/api/status/{job_id}": {"get": {"summary": "Frontend-compatible status",
+                                         "parameters": [_ID],
+                                         "responses": {"200": _answer("the job", _JOB),
+                                                       **_ERRORS}}},
+        "/api/cancel/{job_id}": {"post": {"summary": "Frontend-compatible cancel",
+                                          "parameters": [_ID],
+                                          "responses": {"200": _answer("the job", _JOB),
+                                                        **_ERRORS}}},
+        "/api/health": {"get": {"summary": "Database writable and pool alive; process tree",
+                                "responses": {"200": {"description": "healthy"},
+                                              "503": {"description": "unhealthy"}}}},
+    },
+    "components": {"schemas": {
+        "Error": {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"type": "string"}, "message": {"type": "string"}}},
+        "Submit": {"type": "object", "required": ["task"], "additionalProperties": False,
+                   "properties": {
+                       "task": {"type": "string"}, "params": {"type": "object"},
+                       "queue": {"type": "string"},
+                       "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0],
+                                    "maximum": PRIORITY_RANGE[1]},
+                       "max_attempts": {"type": "integer", "minimum": 1,
+                                        "maximum": MAX_ATTEMPTS_LIMIT},
+                       "timeout": {"type": "number", "exclusiveMinimum": 0}}},
+        "Job": {"type": "object", "properties": {
+            "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
+            "priority": {"type": "integer"},
+            "status": {"enum": [s.value for s in JobState]},
+            "params": {"type": "object"}, "result": {}, "error": {"type": ["string", "null"]},
+            "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
+            "timeout": {"type": ["number", "null"]},
+            "progress": {"type": ["number", "null"]},
+            "progress_message": {"type": ["string", "null"]},
+            "cancel_requested": {"type": "boolean"},
+            "created_at": {"type": "number"}, "started_at": {"type": ["number", "null"]},
+            "finished_at": {"type": ["number", "null"]}}},
+    }},
+}
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(DOCUMENT)
+
+
+routes = [Route("/api/openapi.json", openapi, methods=["GET"])]

@@ -1,0 +1,61 @@
+"""Operator routes: `/api/health` and the process tree by role."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psutil
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from scholarsource import __version__
+from scholarsource.api.state import services
+from scholarsource.errors import StoreUnavailable
+from scholarsource.pool.dispatcher import HEARTBEAT_INTERVAL
+from scholarsource.store.base import PoolInfo
+
+# Three missed heartbeats (and a little slack) make the pool count as stalled.
+HEARTBEAT_STALE = 3 * HEARTBEAT_INTERVAL + 2.0
+
+
+def _processes(pool: PoolInfo | None) -> dict[str, Any]:
+    """master, API workers, pool and slots: the master is our parent; its other children
+    are the API workers."""
+    master = os.getppid()
+    pool_pid = pool.pid if pool else None
+    try:
+        api = sorted(p.pid for p in psutil.Process(master).children() if p.pid != pool_pid)
+    except psutil.Error:
+        api = [os.getpid()]
+    return {"master": master, "api": api, "pool": pool_pid, "slots": pool.slots if pool else []}
+
+
+async def health(request: Request) -> JSONResponse:
+    store = services(request).store
+    problems: list[str] = []
+    pool: PoolInfo | None = None
+    try:
+        await store.check_writable()
+        pool = await store.pool_info()
+    except StoreUnavailable as exc:
+        problems.append(f"database not writable: {exc}")
+    age = None if pool is None else round(time.time() - pool.heartbeat_at, 3)
+    if pool is not None and age is not None and age > HEARTBEAT_STALE:
+        problems.append(f"pool heartbeat is {age:.1f}s old")
+    elif pool is None and not problems:
+        problems.append("the pool has not reported yet")
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "problems": problems,
+        "version": __version__,
+        "pool": None if pool is None else {"pid": pool.pid, "slots": pool.slot_count,
+                                          "busy": pool.busy, "heartbeat_age": age},
+        "processes": _processes(pool),
+    }
+    return JSONResponse(body, status_code=200 if not problems else 503)
+
+
+routes = [Route("/api/health", health, methods=["GET"])]

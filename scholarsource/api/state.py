@@ -1,0 +1,28 @@
+"""What each API worker holds for its life: config, store, task catalog and the waker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from scholarsource.api.catalog import Catalog
+from scholarsource.config import Config
+from scholarsource.pool.wakeup import Waker
+from scholarsource.store.base import Store
+
+
+@dataclass
+class Services:
+    """Per-worker services, opened in the app's lifespan."""
+
+    config: Config
+    store: Store
+    catalog: Catalog
+    waker: Waker
+
+
+def services(request: Request) -> Services:
+    """The services of the worker serving `request`."""
+    svc: Services = request.app.state.services
+    return svc

@@ -1,0 +1,88 @@
+"""The `scholarsource` command: parse, build the Config, call one function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from scholarsource import __version__
+from scholarsource.client import client_commands
+from scholarsource.config import Config, load_config
+from scholarsource.errors import ConfigError, ScholarSourceError
+from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE
+
+
+def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The flags every command that builds a Config shares."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                     help="TOML config file (also SCHOLARSOURCE_CONFIG)."),
+        click.option("--bind", help="HOST:PORT to listen on."),
+        click.option("--data-dir", help="Directory for the database."),
+        click.option("--workers", type=int, help="API worker processes (0: one per core)."),
+        click.option("--slots", type=int, help="Job slots (0: size from CPU and RAM)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_config(config_file: str | None, **flags: Any) -> Config:
+    """Config from every layer, or a clean exit with EXIT_CONFIG."""
+    try:
+        return load_config(config_file, overrides=flags)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """ScholarSource: a job server for one big machine."""
+
+
+@main.command()
+@server_options
+def serve(config_file: str | None, **flags: Any) -> None:
+    """Run the API, the job pool and the queue in the foreground."""
+    from scholarsource.server import serve as run_server
+
+    config = build_config(config_file, **flags)
+    try:
+        run_server(config)
+    except ScholarSourceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)
+
+
+@main.command()
+@server_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plan(config_file: str | None, as_json: bool, **flags: Any) -> None:
+    """Print how this machine and config would be sized, without starting anything."""
+    from scholarsource.sizing import plan as make_plan
+
+    sizing = make_plan(build_config(config_file, **flags))
+    click.echo(json.dumps(sizing.as_dict(), indent=2) if as_json else sizing.describe())
+
+
+@main.command("check-config")
+@server_options
+def check_config(config_file: str | None, **flags: Any) -> None:
+    """Validate the configuration and print the values in effect."""
+    config = build_config(config_file, **flags)
+    click.echo(json.dumps(config.as_dict(), indent=2))
+
+
+@main.command()
+def version() -> None:
+    """Print the version."""
+    click.echo(__version__)
+
+
+for command in client_commands:
+    main.add_command(command)

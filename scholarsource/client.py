@@ -1,0 +1,139 @@
+"""Client commands (`submit`, `status`, `cancel`, `jobs`): talk to a running server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+import httpx
+
+from scholarsource.exitcodes import EXIT_FAILURE
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+_FINISHED = {"succeeded", "failed", "dead", "cancelled"}
+
+
+def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--url and --json, shared by every client command."""
+    fn = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+    return click.option("--url", envvar="SCHOLARSOURCE_URL", default=DEFAULT_URL,
+                        show_default=True, help="Server URL (also SCHOLARSOURCE_URL).")(fn)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_FAILURE)
+
+
+def _call(url: str, method: str, path: str, **kwargs: Any) -> Any:
+    """One request; any transport or HTTP error ends the command with EXIT_FAILURE."""
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {url}: {exc}")
+    try:
+        body = response.json()
+    except ValueError:
+        _fail(f"{response.status_code} from {url}: not a JSON answer")
+    if response.is_error:
+        _fail(f"{body.get('error', response.status_code)}: {body.get('message', '')}")
+    return body
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    """key=value; the value is read as JSON when it parses (numbers, true, lists), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not key=value")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _show(job: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    line = f"{job['id']}  {job['task']:<12} {job['status']:<10} attempts {job['attempts']}"
+    if job.get("progress") is not None and job["status"] == "running":
+        line += f"  {job['progress']:.0%}"
+    click.echo(line)
+    if job.get("error"):
+        click.echo(f"  error: {job['error']}")
+    if job["status"] == "succeeded" and job.get("result") is not None:
+        click.echo(f"  result: {json.dumps(job['result'])}")
+
+
+def _exit_for(job: dict[str, Any]) -> None:
+    if job["status"] in _FINISHED - {"succeeded"}:
+        sys.exit(EXIT_FAILURE)
+
+
+@click.command()
+@click.argument("task")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A task parameter; repeat for more.")
+@click.option("--queue", help="Queue name (default: the task's).")
+@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
+@client_options
+def submit(task: str, params: tuple[str, ...], queue: str | None, priority: int | None,
+           wait: bool, url: str, as_json: bool) -> None:
+    """Submit TASK and print the job."""
+    body: dict[str, Any] = {"task": task, "params": dict(_parse_param(p) for p in params)}
+    if queue is not None:
+        body["queue"] = queue
+    if priority is not None:
+        body["priority"] = priority
+    job = _call(url, "POST", "/api/jobs", json=body)
+    while wait and job["status"] not in _FINISHED:
+        time.sleep(0.2)
+        job = _call(url, "GET", f"/api/jobs/{job['id']}")
+    _show(job, as_json)
+    if wait:
+        _exit_for(job)
+
+
+@click.command()
+@click.argument("job_id")
+@client_options
+def status(job_id: str, url: str, as_json: bool) -> None:
+    """Print one job."""
+    _show(_call(url, "GET", f"/api/jobs/{job_id}"), as_json)
+
+
+@click.command()
+@click.argument("job_id")
+@client_options
+def cancel(job_id: str, url: str, as_json: bool) -> None:
+    """Cancel a queued job, or ask a running one to stop."""
+    _show(_call(url, "POST", f"/api/jobs/{job_id}/cancel"), as_json)
+
+
+@click.command()
+@click.option("--status", "status_", help="Only jobs in this state.")
+@click.option("--task", help="Only jobs of this task.")
+@click.option("--queue", help="Only jobs in this queue.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@client_options
+def jobs(status_: str | None, task: str | None, queue: str | None, limit: int, url: str,
+         as_json: bool) -> None:
+    """List jobs, newest first."""
+    query = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue),
+                               ("limit", limit)) if v is not None}
+    page = _call(url, "GET", "/api/jobs", params=query)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for job in page["jobs"]:
+        _show(job, False)
+    if not page["jobs"]:
+        click.echo("no jobs")
+
+
+client_commands = [submit, status, cancel, jobs]

@@ -1,0 +1,198 @@
+"""The one typed, frozen configuration object and how it is layered.
+
+Layers, lowest first: field defaults < TOML file < ``SCHOLARSOURCE_*`` environment < command-line
+flags. Every key is declared once, as a field below; its metadata carries the help text that
+``config.example.toml`` and ``--print-config`` repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from scholarsource.errors import ConfigError
+
+ENV_PREFIX = "SCHOLARSOURCE_"
+
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,
+               "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
+               "TB": 1000**4, "TIB": 1024**4}
+
+
+def parse_size(value: int | str) -> int:
+    """Turn ``512MB``, ``1GiB`` or a plain byte count into bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a byte count or a string like '512MB'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).upper() not in _SIZE_UNITS:
+        raise ValueError(f"{value!r} is not a size (try '512MB' or '2GiB')")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def _default_data_dir() -> str:
+    # systemd's StateDirectory= exports STATE_DIRECTORY; elsewhere keep data beside the caller.
+    return os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "./scholarsource-data"
+
+
+def _key(help: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help, **extra}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `scholarsource serve` needs to know; built once by `load_config`."""
+
+    bind: str = field(default="127.0.0.1:8000", metadata=_key(
+        "Address the API listens on, HOST:PORT. Loopback by default: put a proxy in front "
+        "before exposing it."))
+    data_dir: str = field(default_factory=_default_data_dir, metadata=_key(
+        "Directory for the SQLite database and runtime files (systemd's STATE_DIRECTORY when "
+        "set)."))
+    workers: int = field(default=0, metadata=_key(
+        "API worker processes; 0 means one per CPU core (more added nothing on 2 cores and "
+        "raised p99)."))
+    slots: int = field(default=0, metadata=_key(
+        "Job slots (one job process each); 0 sizes them from CPU cores and available RAM."))
+    slots_per_core: float = field(default=1.0, metadata=_key(
+        "When sizing slots from CPU: slots per core. Raise it for I/O-bound jobs."))
+    memory_per_job: int = field(default=512 * 1024**2, metadata=_key(
+        "Memory one job is expected to need, bytes or '512MB'; sizing divides RAM by it.",
+        size=True))
+    memory_reserve: int = field(default=1024**3, metadata=_key(
+        "Memory left for the OS, the API and the page cache, never planned for jobs.",
+        size=True))
+    task_modules: tuple[str, ...] = field(default=(), metadata=_key(
+        "Python modules whose @task functions may run, e.g. [\"myapp.jobs\"]. Built-in tasks "
+        "are always registered. Nothing a request names is ever imported."))
+    durability: str = field(default="normal", metadata=_key(
+        "'normal' (synchronous=NORMAL: a power cut may lose the last commits, never corrupt) "
+        "or 'full' (synchronous=FULL: every acknowledged commit survives a power cut).",
+        choices=("normal", "full")))
+    max_attempts: int = field(default=1, metadata=_key(
+        "Attempts a job gets when neither its task nor its submit says otherwise."))
+    lease_seconds: float = field(default=30.0, metadata=_key(
+        "How long a claimed job stays owned without renewal; after that a crashed pool's job "
+        "runs again."))
+    poll_interval: float = field(default=0.5, metadata=_key(
+        "Seconds between the dispatcher's fallback polls; submits wake it at once anyway."))
+    grace_period: float = field(default=30.0, metadata=_key(
+        "On SIGTERM, seconds running jobs get to finish before they are stopped and "
+        "re-queued."))
+    cancel_grace: float = field(default=10.0, metadata=_key(
+        "Seconds a running job has to honour a cancel before its slot process is killed."))
+    max_body_bytes: int = field(default=1024**2, metadata=_key(
+        "Largest request body the API accepts, bytes or '1MiB'; larger ones get 413.",
+        size=True))
+    busy_timeout: float = field(default=5.0, metadata=_key(
+        "Seconds a database write waits for the write lock before giving up."))
+    log_level: str = field(default="info", metadata=_key(
+        "debug, info, warning or error.", choices=("debug", "info", "warning", "error")))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, "
+                                  f"not {getattr(self, f.name)!r}")
+        for name in ("workers", "slots"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} cannot be negative (0 means: size automatically)")
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1")
+        for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        self.host_port()
+
+    def host_port(self) -> tuple[str, int]:
+        """Split `bind` into host and port, or raise ConfigError."""
+        host, sep, port = self.bind.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"bind must be HOST:PORT, not {self.bind!r}")
+        return host.strip("[]"), int(port)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file inside the data directory."""
+        return Path(self.data_dir) / "scholarsource.db"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for --print-config and the bench's JSON."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_TYPES = get_type_hints(Config)
+
+
+def _coerce(name: str, raw: Any, from_text: bool) -> Any:
+    """Convert one raw value (TOML value or env/flag text) to the field's type."""
+    f = Config.__dataclass_fields__[name]
+    kind = _TYPES[name]
+    try:
+        if f.metadata.get("size"):
+            return parse_size(raw)
+        if kind is int:
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise ValueError
+            return int(raw)
+        if kind is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise ValueError
+            return float(raw)
+        if kind == tuple[str, ...]:
+            if from_text and isinstance(raw, str):
+                raw = [part.strip() for part in raw.split(",") if part.strip()]
+            if not isinstance(raw, list | tuple) or not all(isinstance(x, str) for x in raw):
+                raise ValueError
+            return tuple(raw)
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except ValueError as exc:
+        detail = f": {exc}" if str(exc) else ""
+        raise ConfigError(f"{name} has an invalid value {raw!r}{detail}") from None
+
+
+def _layer(values: dict[str, Any], source: Mapping[str, Any], origin: str, text: bool) -> None:
+    for name, raw in source.items():
+        if name not in Config.__dataclass_fields__:
+            raise ConfigError(f"unknown setting {name!r} in {origin}")
+        values[name] = _coerce(name, raw, from_text=text)
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the Config from defaults, a TOML file, the environment and flag overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        _layer(values, data, str(path), text=False)
+    from_env = {key[len(ENV_PREFIX):].lower(): val for key, val in env.items()
+                if key.startswith(ENV_PREFIX) and key not in (ENV_PREFIX + "CONFIG",
+                                                              ENV_PREFIX + "URL")}
+    _layer(values, from_env, "the environment", text=True)
+    _layer(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags",
+           text=True)
+    try:
+        return Config(**values)
+    except TypeError as exc:  # pragma: no cover - every key was checked above
+        raise ConfigError(str(exc)) from None
+

@@ -1,0 +1,117 @@
+"""Every exception ScholarSource raises on purpose.
+
+    ScholarSourceError
+    ├── ConfigError              bad configuration; the CLI exits with EXIT_CONFIG
+    ├── TaskError                task registry problems
+    │   └── UnknownTaskError     a name that no registered task has
+    ├── StoreError               the database cannot do what was asked
+    │   └── StoreUnavailable     locked past the busy timeout, disk full, read-only
+    └── ApiError                 a client-facing error: stable `code`, HTTP `status`, message
+        ├── BadRequest           400 malformed JSON
+        ├── NotFound             404 unknown job or route
+        ├── MethodNotAllowed     405
+        ├── Conflict             409 the job is in the wrong state
+        ├── PayloadTooLarge      413 body over max_body_bytes
+        ├── UnsupportedMedia     415 body is not application/json
+        ├── ValidationFailed     422 wrong fields, wrong types, unknown task
+        └── ServiceUnavailable   503 the store cannot take writes right now
+
+The API turns any ApiError into `{"error": code, "message": text}`; anything else becomes a
+JSON 500 whose body never holds a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScholarSourceError(Exception):
+    """Base of every error ScholarSource raises on purpose."""
+
+
+class ConfigError(ScholarSourceError):
+    """Raised when a setting is unknown, malformed or out of range."""
+
+
+class TaskError(ScholarSourceError):
+    """Raised when a task cannot be registered or loaded."""
+
+
+class UnknownTaskError(TaskError):
+    """Raised when a job names a task that is not registered."""
+
+
+class StoreError(ScholarSourceError):
+    """Raised when the store cannot carry out an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """Raised when the database is locked past the busy timeout, full or read-only."""
+
+
+class ApiError(ScholarSourceError):
+    """Raised when a request cannot be served; carries a stable code and an HTTP status."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        """The response body: error code, human message and any extra fields."""
+        return {"error": self.code, "message": self.message, **self.extra}
+
+
+class BadRequest(ApiError):
+    """Raised when the body is not well-formed JSON."""
+
+    status, code = 400, "malformed_json"
+
+
+class NotFound(ApiError):
+    """Raised when a job (or route) does not exist for this tenant."""
+
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    """Raised when a route exists but not for this HTTP method."""
+
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(ApiError):
+    """Raised when a job is in a state that does not allow the operation."""
+
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    """Raised when a request body exceeds max_body_bytes."""
+
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMedia(ApiError):
+    """Raised when a body is sent with a content type other than application/json."""
+
+    status, code = 415, "unsupported_media_type"
+
+
+class ValidationFailed(ApiError):
+    """Raised when fields are missing, of the wrong type, or name an unknown task."""
+
+    status, code = 422, "invalid_request"
+
+
+class ServiceUnavailable(ApiError):
+    """Raised when the store cannot take writes right now; the client may retry."""
+
+    status, code = 503, "unavailable"

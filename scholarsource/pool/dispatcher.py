@@ -1,0 +1,256 @@
+"""The dispatcher: claim one job per free slot, run it, record how it ended.
+
+One asyncio loop in the pool process. Each turn it (1) writes finished attempts and progress
+in batched transactions, (2) claims exactly as many jobs as there are free slots (no
+prefetch: a long job never holds back a queued one), and (3) sleeps until a wake-up hint, a
+finished attempt, or the fallback poll interval. Correctness never depends on hints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from scholarsource.config import Config
+from scholarsource.errors import StoreUnavailable
+from scholarsource.pool import wakeup
+from scholarsource.pool.slots import Slot, Slots
+from scholarsource.store.base import Claim, Note, Outcome, PoolInfo, Store
+
+log = logging.getLogger("scholarsource.pool")
+
+HEARTBEAT_INTERVAL = 1.0
+_STORE_RETRY = 0.2
+
+
+class Dispatcher:
+    """Feeds slots from the store and reports back; `run()` returns once stopped and idle."""
+
+    def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
+                 master_pid: int | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.slots = slots
+        self.owner = owner
+        self.master_pid = master_pid
+        self._wake = asyncio.Event()
+        self._outcomes: list[Outcome] = []
+        self._notes: list[Note] = []
+        self._check_cancels = True
+        self._stop_at: float | None = None
+        self._next_beat = 0.0
+        self._next_renew = 0.0
+
+    # -- events from outside the loop's turn ------------------------------------------------
+    def hint(self, kinds: set[bytes]) -> None:
+        """A wake-up datagram arrived (see pool.wakeup)."""
+        if wakeup.CANCELLED in kinds:
+            self._check_cancels = True
+        self._wake.set()
+
+    def stop(self, grace: float) -> None:
+        """Stop claiming; running attempts get `grace` seconds, then go back to the queue."""
+        deadline = time.monotonic() + grace
+        if self._stop_at is None or deadline < self._stop_at:
+            log.info("pool stopping: %d running job(s), %.0fs grace",
+                     len(self.slots.busy()), grace)
+            self._stop_at = deadline
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until stop() was called and every slot is idle or the grace has passed."""
+        for slot in self.slots.all:
+            self._attach(slot)
+        while True:
+            self._wake.clear()
+            await self._flush()
+            await self._housekeeping()
+            if self._stop_at is not None:
+                if not self.slots.busy():
+                    break
+                if time.monotonic() >= self._stop_at:
+                    await self._requeue_running("interrupted: the server shut down")
+                    break
+            else:
+                await self._claim()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._sleep_for())
+            except TimeoutError:
+                pass
+        await self._flush()
+
+    async def drain(self) -> None:
+        """Run until the queue is empty and every slot idle, then return (tests, bench)."""
+        runner = asyncio.ensure_future(self.run())
+        while True:
+            await asyncio.sleep(0.02)
+            counts = await self.store.counts()
+            if counts["queued"] == 0 and counts["running"] == 0:
+                break
+        self.stop(0)
+        await runner
+
+    def _sleep_for(self) -> float:
+        wait = self.config.poll_interval
+        deadlines = [s.deadline for s in self.slots.busy() if s.deadline]
+        deadlines += [s.cancel_at for s in self.slots.busy() if s.cancel_at]
+        if self._stop_at is not None:
+            deadlines.append(self._stop_at)
+        if deadlines:
+            wait = min(wait, max(min(deadlines) - time.monotonic(), 0.01))
+        return wait
+
+    async def _flush(self) -> None:
+        """Write progress, logs and finished attempts; keep them for a retry if the store
+        cannot take them now."""
+        notes, outcomes = self._notes, self._outcomes
+        if not notes and not outcomes:
+            return
+        self._notes, self._outcomes = [], []
+        try:
+            if notes:
+                await self.store.note(notes)
+                notes = []
+            if outcomes:
+                await self.store.finish(outcomes)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable, will retry writing %d result(s): %s",
+                        len(outcomes), exc)
+            self._notes[:0], self._outcomes[:0] = notes, outcomes
+            await asyncio.sleep(_STORE_RETRY)
+
+    async def _claim(self) -> None:
+        free = self.slots.free()
+        if not free:
+            return
+        try:
+            claims = await self.store.claim(self.owner, len(free), self.config.lease_seconds)
+        except StoreUnavailable as exc:
+            log.warning("cannot claim jobs: %s", exc)
+            await asyncio.sleep(_STORE_RETRY)
+            return
+        for slot, claim in zip(free, claims, strict=False):
+            self._start(slot, claim)
+
+    def _start(self, slot: Slot, claim: Claim) -> None:
+        try:
+            future = slot.run(claim)
+        except (BrokenProcessPool, RuntimeError):
+            # The idle process died (killed, or out of memory): replace it and go on.
+            self._replace(slot)
+            future = slot.run(claim)
+        future.add_done_callback(lambda f: self._finished(slot, claim, f))
+
+    def _finished(self, slot: Slot, claim: Claim, future: asyncio.Future[Any]) -> None:
+        if slot.claim is not claim:
+            return  # already handed back to the queue (shutdown)
+        self._read(slot)  # progress still in the pipe belongs before the final state
+        cancelled = slot.cancel_at is not None
+        timed_out = slot.deadline is not None and time.monotonic() >= slot.deadline
+        slot.claim = None
+        try:
+            status, value, detail = future.result()
+        except (BrokenProcessPool, CancelledError) as exc:
+            self._replace(slot)
+            if cancelled:
+                outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
+                                  error="cancelled")
+            elif timed_out:
+                outcome = Outcome(claim.id, claim.token, ok=False,
+                                  error=f"timeout: still running after {claim.timeout:g}s")
+            else:
+                outcome = Outcome(claim.id, claim.token, ok=False,
+                                  error="worker_died: the job's process ended unexpectedly",
+                                  error_detail=repr(exc))
+        else:
+            if cancelled:
+                outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
+                                  error="cancelled")
+            elif status == "ok":
+                outcome = Outcome(claim.id, claim.token, ok=True, result=value)
+            else:
+                log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task,
+                         claim.attempt, value)
+                outcome = Outcome(claim.id, claim.token, ok=False, error=value,
+                                  error_detail=detail)
+        self._outcomes.append(outcome)
+        self._wake.set()
+
+    # -- slot plumbing ----------------------------------------------------------------------
+    def _attach(self, slot: Slot) -> None:
+        assert slot.channel is not None
+        asyncio.get_running_loop().add_reader(slot.channel.fileno(), self._read, slot)
+
+    def _detach(self, slot: Slot) -> None:
+        if slot.channel is not None:
+            asyncio.get_running_loop().remove_reader(slot.channel.fileno())
+
+    def _replace(self, slot: Slot) -> None:
+        self._detach(slot)
+        slot.replace()
+        self._attach(slot)
+
+    def _read(self, slot: Slot) -> None:
+        """Collect progress and log lines a slot sent."""
+        channel = slot.channel
+        try:
+            while channel is not None and channel.poll():
+                job_id, token, kind, data = channel.recv()
+                self._notes.append(Note(job_id, token, kind, data))
+        except (EOFError, OSError, ValueError):
+            # The process died mid-message; its future reports the death.
+            self._detach(slot)
+        if self._notes:
+            self._wake.set()
+
+    # -- periodic duties --------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots.busy():
+            if slot.deadline and now >= slot.deadline or slot.cancel_at and now >= slot.cancel_at:
+                slot.kill()
+        if self._check_cancels or now >= self._next_beat:
+            self._check_cancels = False
+            try:
+                for job_id, token in await self.store.cancel_requested(self.owner):
+                    for slot in self.slots.busy():
+                        if slot.claim is not None and slot.claim.id == job_id:
+                            slot.request_cancel(token, self.config.cancel_grace)
+            except StoreUnavailable as exc:
+                log.warning("cannot read cancel requests: %s", exc)
+        if now >= self._next_beat:
+            self._next_beat = now + HEARTBEAT_INTERVAL
+            if self.master_pid is not None and os.getppid() != self.master_pid:
+                log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
+                self.stop(0)
+            await self._beat(now)
+
+    async def _beat(self, now: float) -> None:
+        try:
+            if now >= self._next_renew:
+                await self.store.renew(self.owner, self.config.lease_seconds)
+                self._next_renew = now + self.config.lease_seconds / 3
+            await self.store.heartbeat(PoolInfo(
+                pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
+                busy=len(self.slots.busy()), heartbeat_at=time.time()))
+        except StoreUnavailable as exc:
+            log.warning("cannot renew leases or heartbeat: %s", exc)
+
+    async def _requeue_running(self, cause: str) -> None:
+        running = [(slot, slot.claim) for slot in self.slots.busy()]
+        for slot, _ in running:
+            slot.claim = None
+            slot.kill()
+        pairs = [(claim.id, claim.token) for _, claim in running if claim is not None]
+        log.warning("re-queueing %d unfinished job(s): %s", len(pairs), cause)
+        try:
+            await self.store.requeue(pairs, cause)
+        except StoreUnavailable as exc:
+            # Their leases expire and the next pool start re-queues them anyway.
+            log.error("cannot re-queue now (%s); they go back at the next start", exc)

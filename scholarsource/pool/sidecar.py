@@ -1,0 +1,115 @@
+"""The pool process: forked by the Gunicorn master, runs the dispatcher and owns the slots.
+
+The master forks it the way Gunicorn forks its dirty arbiter (see server.py), reaps it, and
+forks a new one if it dies. Inside, signals only reach the event loop (asyncio runs their
+callbacks on the loop, never in signal context), and the process opens its own database
+connection after the fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Iterable
+
+from scholarsource.config import Config
+from scholarsource.errors import ScholarSourceError, TaskError
+from scholarsource.exitcodes import EXIT_OK, EXIT_POOL_BOOT
+from scholarsource.pool import wakeup
+from scholarsource.pool.dispatcher import Dispatcher
+from scholarsource.pool.slots import Slots
+from scholarsource.sizing import plan
+from scholarsource.store.base import TaskDefaults
+from scholarsource.store.sqlite import SqliteStore
+from scholarsource.tasks.registry import load_tasks
+
+log = logging.getLogger("scholarsource.pool")
+
+_BIND_RETRY_SECONDS = 5.0
+_SLOT_START_TIMEOUT = 60.0
+
+
+def spawn(config: Config, close_fds: Iterable[socket.socket]) -> int:
+    """Fork the pool process; returns its pid in the parent and never returns in the child."""
+    master_pid = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = EXIT_POOL_BOOT
+    try:
+        for sock in close_fds:  # the pool must not keep the API's listening socket open
+            sock.close()
+        for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGTERM,
+                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGWINCH, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        code = run(config, master_pid)
+    except BaseException:
+        log.exception("the pool process failed")
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def run(config: Config, master_pid: int | None = None) -> int:
+    """The pool process's main: returns its exit code."""
+    try:
+        return asyncio.run(_main(config, master_pid))
+    except TaskError as exc:
+        log.error("cannot load tasks: %s", exc)
+        return EXIT_POOL_BOOT
+
+
+def _bind(data_dir: str) -> socket.socket:
+    # A pool orphaned by a killed master may hold the address for up to a second.
+    deadline = time.monotonic() + _BIND_RETRY_SECONDS
+    while True:
+        try:
+            return wakeup.listen(data_dir)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ScholarSourceError("another pool is serving this data directory") from None
+            time.sleep(0.1)
+
+
+async def _main(config: Config, master_pid: int | None) -> int:
+    registry = load_tasks(config.task_modules)
+    sizing = plan(config)
+    owner = secrets.token_hex(8)
+    store = await SqliteStore.open(config.db_path, durability=config.durability,
+                                   busy_timeout=config.busy_timeout)
+    slots = Slots(sizing.slots, config.task_modules)
+    sock = _bind(config.data_dir)
+    try:
+        # One pool per data directory (the master holds its lock), so whatever is still
+        # "running" belonged to a pool that died: it runs again.
+        recovered = await store.recover(owner, all_others=True)
+        if recovered:
+            log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
+        await store.publish_tasks([TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts)
+                                   for s in registry.values()])
+        slots.start()
+        try:
+            await asyncio.wait_for(slots.started(), _SLOT_START_TIMEOUT)
+        except Exception as exc:
+            raise TaskError(f"slot processes cannot start: {exc!r}") from exc
+        log.info("pool ready (pid %d): %d slot(s), tasks: %s", os.getpid(), sizing.slots,
+                 ", ".join(sorted(registry)))
+        dispatcher = Dispatcher(config, store, slots, owner, master_pid)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))
+        loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)
+        for quick in (signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(quick, dispatcher.stop, 0.0)
+        await dispatcher.run()
+    finally:
+        slots.stop(kill=True)
+        sock.close()
+        await store.close()
+    log.info("pool stopped")
+    return EXIT_OK

@@ -1,0 +1,154 @@
+"""`scholarsource serve`: one Gunicorn master, N Uvicorn API workers and the job pool.
+
+The pool takes the place Gunicorn 27 keeps for its own sidecar, the "dirty arbiter": the
+master already reaps that pid in both of its reaping paths, forwards HUP/USR1 to it, sends it
+TERM on shutdown and waits for it within `graceful_timeout`, then KILLs. We override only how
+it is spawned and what its exit means, so the pool shares the master's tested lifecycle.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
+
+from scholarsource import logs
+from scholarsource.config import Config
+from scholarsource.errors import ConfigError
+from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_POOL_BOOT
+from scholarsource.pool import sidecar
+from scholarsource.sizing import plan
+from scholarsource.store.schema import migrate
+
+log = logging.getLogger("scholarsource.server")
+
+# A pool that dies sooner than this after its start counts towards a crash loop, and each
+# such death doubles the pause before the next respawn (up to the maximum).
+_QUICK_DEATH = 5.0
+_RESPAWN_PAUSE_MAX = 5.0
+# API workers finish in-flight requests quickly; the pool needs its whole grace period.
+_SHUTDOWN_MARGIN = 5.0
+
+
+class PoolArbiter(Arbiter):
+    """Gunicorn's arbiter, with the job pool in the dirty arbiter's place."""
+
+    def __init__(self, app: Application) -> None:
+        super().__init__(app)
+        self.config = app.config
+        self._pool_started = 0.0
+        self._quick_deaths = 0
+        self._respawn_at = 0.0
+        self._stopping = False
+
+    def start(self) -> None:
+        super().start()
+        self.manage_dirty_arbiter()
+
+    def manage_dirty_arbiter(self) -> None:
+        if self.dirty_arbiter_pid or self._stopping or time.monotonic() < self._respawn_at:
+            return
+        self._pool_started = time.monotonic()
+        self.dirty_arbiter_pid = sidecar.spawn(self.config, self.LISTENERS)
+        log.info("pool process started (pid %s)", self.dirty_arbiter_pid)
+
+    def handle_dirty_arbiter_exit(self, wpid: int, status: int) -> None:
+        self.dirty_arbiter_pid = 0
+        self.dirty_arbiter = None
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            hint = " (perhaps out of memory?)" if sig == 9 else ""
+            log.error("pool process %s was killed by signal %s%s", wpid, sig, hint)
+        else:
+            code = os.WEXITSTATUS(status)
+            if self._stopping:
+                log.info("pool process %s exited with code %s", wpid, code)
+                return
+            if code == EXIT_POOL_BOOT:
+                raise HaltServer("the pool failed to boot (see the log above)", EXIT_POOL_BOOT)
+            log.error("pool process %s exited with code %s", wpid, code)
+        if self._stopping:
+            return
+        lived = time.monotonic() - self._pool_started
+        self._quick_deaths = self._quick_deaths + 1 if lived < _QUICK_DEATH else 0
+        pause = min(0.1 * 2 ** (self._quick_deaths - 1), _RESPAWN_PAUSE_MAX) \
+            if self._quick_deaths else 0.0
+        self._respawn_at = time.monotonic() + pause
+        log.warning("respawning the pool%s", f" in {pause:.1f}s" if pause else "")
+
+    def stop(self, graceful: bool = True) -> None:
+        self._stopping = True
+        super().stop(graceful)
+
+
+class Application(BaseApplication):
+    """Gunicorn configured from our Config; each worker loads the Starlette app."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        host, port = self.config.host_port()
+        sizing = plan(self.config)
+        settings: dict[str, Any] = {
+            "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+            "workers": sizing.workers,
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "graceful_timeout": int(self.config.grace_period + _SHUTDOWN_MARGIN),
+            "timeout": 30,
+            "keepalive": 5,
+            "backlog": 2048,
+            "loglevel": self.config.log_level,
+            "errorlog": "-",
+            "accesslog": None,
+            "proc_name": "scholarsource",
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from scholarsource.api.app import create_app
+
+        return create_app(self.config)
+
+    def run(self) -> None:
+        PoolArbiter(self).run()
+
+
+def _lock_data_dir(config: Config) -> int:
+    """Hold an exclusive lock on the data directory for the life of the server."""
+    os.makedirs(config.data_dir, exist_ok=True)
+    fd = os.open(os.path.join(config.data_dir, "scholarsource.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SystemExit(EXIT_DATA_DIR_IN_USE) from None
+    return fd
+
+
+def serve(config: Config) -> None:
+    """Run the server in the foreground until it is stopped."""
+    logs.setup(config.log_level)
+    try:
+        lock = _lock_data_dir(config)
+    except SystemExit:
+        log.error("data directory %s is in use by another server", config.data_dir)
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
+    migrate(config.db_path)
+    log.info("data in %s (durability=%s)", os.path.abspath(config.data_dir), config.durability)
+    log.info("sizing: %s", plan(config).describe())
+    try:
+        Application(config).run()
+    finally:
+        os.close(lock)

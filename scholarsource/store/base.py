@@ -1,0 +1,238 @@
+"""The store contract: job states, the records that cross it, and the methods every backend has.
+
+SQLite is the embedded backend (`store/sqlite.py`); a PostgreSQL one would implement the same
+`Store` methods. No SQL lives here.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_TENANT = "default"
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life. `dead` is the dead-letter state."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True when the job will not run again unless an operator re-queues it."""
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD,
+                             JobState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a submit asks for, already validated."""
+
+    task: str
+    params: dict[str, Any]
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None = None
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the API shows it (internal lease and fencing fields are left out)."""
+
+    id: str
+    tenant: str
+    task: str
+    queue: str
+    priority: int
+    status: JobState
+    params: dict[str, Any]
+    result: Any
+    error: str | None
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    progress: float | None
+    progress_message: str | None
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The job's public JSON form; the tenant stays server-side."""
+        return {
+            "id": self.id, "task": self.task, "queue": self.queue, "priority": self.priority,
+            "status": self.status.value, "params": self.params, "result": self.result,
+            "error": self.error, "attempts": self.attempts, "max_attempts": self.max_attempts,
+            "timeout": self.timeout, "progress": self.progress,
+            "progress_message": self.progress_message,
+            "cancel_requested": self.cancel_requested, "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job handed to the pool: which attempt it is and the token that fences it."""
+
+    id: str
+    task: str
+    params: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    token: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a job's history: a state change, progress or a log line."""
+
+    seq: int
+    job_id: str
+    at: float
+    kind: str  # "state" | "progress" | "log"
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, as the dispatcher reports it."""
+
+    job_id: str
+    token: int
+    ok: bool
+    result: Any = None
+    error: str | None = None         # shown to clients
+    error_detail: str | None = None  # traceback, kept server-side
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    """Progress or a log line from a running attempt."""
+
+    job_id: str
+    token: int
+    kind: str  # "progress" | "log"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """A registered task as the API sees it: its name and the defaults its jobs get."""
+
+    name: str
+    queue: str
+    timeout: float | None
+    max_attempts: int | None
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """What the pool last said about itself (its heartbeat)."""
+
+    pid: int
+    slots: list[int]
+    slot_count: int
+    busy: int
+    heartbeat_at: float
+
+
+class Store(abc.ABC):
+    """The durable queue. Every method is one short transaction; all are tenant-scoped
+    where a client can reach them."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the connection."""
+
+    # -- the API's side ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def submit(self, new: NewJob) -> Job:
+        """Insert a queued job; returns once the row is committed."""
+
+    @abc.abstractmethod
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        """The job, if it exists for this tenant."""
+
+    @abc.abstractmethod
+    async def list(self, tenant: str, *, status: str | None = None, task: str | None = None,
+                   queue: str | None = None, limit: int = 50,
+                   cursor: int | None = None) -> tuple[list[Job], int | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+
+    @abc.abstractmethod
+    async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        """Cancel a queued job at once, or flag a running one; returns the job after."""
+
+    @abc.abstractmethod
+    async def events(self, tenant: str, job_id: str, after: int = 0,
+                     limit: int = 500) -> list[Event]:
+        """Events of one job with seq > after, oldest first."""
+
+    @abc.abstractmethod
+    async def check_writable(self) -> None:
+        """Take and release the write lock; raises StoreUnavailable if that fails."""
+
+    @abc.abstractmethod
+    async def pool_info(self) -> PoolInfo | None:
+        """The pool's last heartbeat, if it ever sent one."""
+
+    @abc.abstractmethod
+    async def tasks(self) -> dict[str, TaskDefaults]:
+        """The registry the pool last published."""
+
+    @abc.abstractmethod
+    async def counts(self) -> dict[str, int]:
+        """Number of jobs in each state, over all tenants (for operators)."""
+
+    # -- the pool's side --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, owner: str, n: int, lease_seconds: float) -> list[Claim]:
+        """Atomically move up to `n` queued jobs to running, leased to `owner`."""
+
+    @abc.abstractmethod
+    async def renew(self, owner: str, lease_seconds: float) -> None:
+        """Extend the lease of every job `owner` runs."""
+
+    @abc.abstractmethod
+    async def finish(self, outcomes: list[Outcome]) -> None:
+        """Record ended attempts in one transaction; a stale token changes nothing."""
+
+    @abc.abstractmethod
+    async def note(self, notes: list[Note]) -> None:
+        """Record progress and log lines in one transaction; stale tokens are ignored."""
+
+    @abc.abstractmethod
+    async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:
+        """(job id, token) of the owner's running jobs that a client asked to cancel."""
+
+    @abc.abstractmethod
+    async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
+        """Put running attempts back in the queue without spending an attempt."""
+
+    @abc.abstractmethod
+    async def recover(self, owner: str, *, all_others: bool) -> int:
+        """Re-queue running jobs whose lease expired (or, at pool start on a one-box store,
+        every job not owned by `owner`); returns how many."""
+
+    @abc.abstractmethod
+    async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
+        """Replace the published registry with `tasks` (the pool does this at boot)."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, info: PoolInfo) -> None:
+        """Record that the pool is alive and which processes it has."""

@@ -1,0 +1,105 @@
+"""The SQLite schema as numbered migrations, applied in place at start (PRAGMA user_version).
+
+Runs in the Gunicorn master before any process forks, on a connection it closes again, so no
+connection ever crosses a fork.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from scholarsource.errors import StoreError
+
+# The claim reads `jobs_claim`, a partial index that holds queued rows only and matches the
+# claim's ORDER BY, so a claim is an index walk whatever the size of the table (no temp B-tree).
+_V1 = """
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY,      -- internal order; never shown to clients
+    id               TEXT NOT NULL UNIQUE,     -- random, unguessable public id
+    tenant           TEXT NOT NULL,
+    task             TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    status           TEXT NOT NULL,
+    params           TEXT NOT NULL,            -- JSON
+    result           TEXT,                     -- JSON
+    error            TEXT,                     -- clean message for clients
+    error_detail     TEXT,                     -- traceback, server-side only
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL DEFAULT 1,
+    timeout          REAL,
+    progress         REAL,
+    progress_message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    token            INTEGER,                  -- fences one attempt
+    owner            TEXT,                     -- pool instance holding the lease
+    lease_until      REAL,
+    created_at       REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL
+);
+CREATE INDEX jobs_claim ON jobs (priority DESC, seq) WHERE status = 'queued';
+CREATE INDEX jobs_running ON jobs (owner, lease_until) WHERE status = 'running';
+CREATE INDEX jobs_tenant ON jobs (tenant, seq);
+CREATE INDEX jobs_tenant_status ON jobs (tenant, status, seq);
+
+CREATE TABLE job_events (
+    seq    INTEGER PRIMARY KEY,                -- the SSE event id
+    job_id TEXT NOT NULL,
+    at     REAL NOT NULL,
+    kind   TEXT NOT NULL,                      -- state | progress | log
+    data   TEXT NOT NULL                       -- JSON
+);
+CREATE INDEX job_events_job ON job_events (job_id, seq);
+
+-- Every state change is recorded by the database itself, in the same transaction, so no
+-- code path can change a status without leaving its event.
+CREATE TRIGGER jobs_state_event AFTER UPDATE OF status ON jobs
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+    INSERT INTO job_events (job_id, at, kind, data)
+    VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400.0, 'state',
+            json_object('status', NEW.status, 'attempt', NEW.attempts, 'error', NEW.error));
+END;
+
+-- The task registry as the pool last loaded it: API workers validate submits against it
+-- without importing task code (which may be heavy) themselves.
+CREATE TABLE tasks (
+    name         TEXT PRIMARY KEY,
+    queue        TEXT NOT NULL,
+    timeout      REAL,
+    max_attempts INTEGER
+);
+
+CREATE TABLE pool (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    pid          INTEGER NOT NULL,
+    slots        TEXT NOT NULL,                -- JSON list of slot pids
+    slot_count   INTEGER NOT NULL,
+    busy         INTEGER NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(path: Path) -> int:
+    """Create or upgrade the database at `path` to SCHEMA_VERSION; returns the version."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"database {path} has schema {version}, newer than this "
+                             f"ScholarSource understands ({SCHEMA_VERSION}); upgrade it")
+        for number in range(version, SCHEMA_VERSION):
+            # executescript commits first; the BEGIN makes each migration all-or-nothing.
+            conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n"
+                               f"PRAGMA user_version = {number + 1};\nCOMMIT;")
+        return SCHEMA_VERSION
+    finally:
+        conn.close()

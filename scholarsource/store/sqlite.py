@@ -1,0 +1,304 @@
+"""The SQLite store: every SQLite statement and pragma ScholarSource runs lives here.
+
+Each process opens its own connection (after any fork). The connection runs in autocommit
+mode so a single-statement operation is one round trip (`INSERT ... RETURNING`); operations of
+several statements take the write lock up front with BEGIN IMMEDIATE.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import aiosqlite
+
+from scholarsource.errors import StoreUnavailable
+from scholarsource.store.base import (
+    Claim,
+    Event,
+    Job,
+    JobState,
+    NewJob,
+    Note,
+    Outcome,
+    PoolInfo,
+    Store,
+    TaskDefaults,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, attempts, "
+                "max_attempts, timeout, progress, progress_message, cancel_requested, "
+                "created_at, started_at, finished_at")
+
+SUBMIT = (f"INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, "
+          f"timeout, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) "
+          f"RETURNING {_JOB_COLUMNS}")
+GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
+CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
+CLAIM = (f"UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+         f"token = abs(random()), owner = ?, lease_until = ?, started_at = ?, error = NULL, "
+         f"error_detail = NULL, progress = NULL, progress_message = NULL "
+         f"WHERE seq IN ({CLAIM_ORDER}) "
+         f"RETURNING id, task, params, attempts, max_attempts, timeout, token")
+RENEW = "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'"
+# A failed attempt goes back to the queue while attempts remain; the WHERE clause fences out
+# any attempt whose token is no longer the job's current one.
+FINISH = """
+UPDATE jobs SET
+    status = CASE WHEN :cancelled THEN 'cancelled' WHEN :ok THEN 'succeeded'
+                  WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    result = :result, error = :error, error_detail = :detail,
+    progress = CASE WHEN :ok AND NOT :cancelled THEN 1.0 ELSE progress END,
+    finished_at = CASE WHEN NOT :ok AND NOT :cancelled AND attempts < max_attempts
+                       THEN NULL ELSE :now END,
+    owner = NULL, lease_until = NULL, token = NULL
+WHERE id = :id AND token = :token AND status = 'running'
+"""
+PROGRESS = ("UPDATE jobs SET progress = ?, progress_message = ? "
+            "WHERE id = ? AND token = ? AND status = 'running'")
+ADD_EVENT = ("INSERT INTO job_events (job_id, at, kind, data) SELECT ?, ?, ?, ? "
+             "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND token = ? "
+             "AND status = 'running')")
+CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
+                 f"error = 'cancelled', finished_at = ? "
+                 f"WHERE id = ? AND tenant = ? AND status = 'queued' RETURNING {_JOB_COLUMNS}")
+CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
+                  f"WHERE id = ? AND tenant = ? AND status = 'running' RETURNING {_JOB_COLUMNS}")
+CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
+                   "AND cancel_requested = 1")
+# Requeueing an interrupted attempt refunds it: the task did not fail, its process was taken.
+REQUEUE = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), error = ?, "
+           "owner = NULL, token = NULL, lease_until = NULL, started_at = NULL "
+           "WHERE id = ? AND token = ? AND status = 'running'")
+RECOVER_EXPIRED = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), "
+                   "error = ?, owner = NULL, token = NULL, lease_until = NULL, "
+                   "started_at = NULL WHERE status = 'running' AND lease_until < ?")
+RECOVER_OTHERS = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), "
+                  "error = ?, owner = NULL, token = NULL, lease_until = NULL, "
+                  "started_at = NULL WHERE status = 'running' AND owner IS NOT ?")
+EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
+          "JOIN jobs j ON j.id = e.job_id "
+          "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
+HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at) "
+             "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+             "slots = excluded.slots, slot_count = excluded.slot_count, busy = excluded.busy, "
+             "heartbeat_at = excluded.heartbeat_at")
+POOL_INFO = "SELECT pid, slots, slot_count, busy, heartbeat_at FROM pool WHERE id = 1"
+TASKS = "SELECT name, queue, timeout, max_attempts FROM tasks"
+CLEAR_TASKS = "DELETE FROM tasks WHERE ?"
+ADD_TASK = "INSERT INTO tasks (name, queue, timeout, max_attempts) VALUES (?, ?, ?, ?)"
+COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
+
+
+def new_job_id() -> str:
+    """A random public id: 128 bits, URL-safe, never a row counter."""
+    return secrets.token_urlsafe(16)
+
+
+def _unavailable(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Map "locked past the busy timeout", "disk full" and friends to StoreUnavailable."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    return wrapper
+
+
+def _job(row: Iterable[Any]) -> Job:
+    (id_, tenant, task, queue, priority, status, params, result, error, attempts, max_attempts,
+     timeout, progress, progress_message, cancel_requested, created_at, started_at,
+     finished_at) = row
+    return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
+               status=JobState(status), params=json.loads(params),
+               result=None if result is None else json.loads(result), error=error,
+               attempts=attempts, max_attempts=max_attempts, timeout=timeout,
+               progress=progress, progress_message=progress_message,
+               cancel_requested=bool(cancel_requested), created_at=created_at,
+               started_at=started_at, finished_at=finished_at)
+
+
+class SqliteStore(Store):
+    """The embedded store: one SQLite file in WAL mode. Open it with `SqliteStore.open`."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._db = conn
+
+    @classmethod
+    async def open(cls, path: Path, *, durability: str = "normal",
+                   busy_timeout: float = 5.0) -> SqliteStore:
+        """Connect to an already-migrated database file (see `schema.migrate`)."""
+        conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        await conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
+        await conn.execute("PRAGMA temp_store = MEMORY")
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _transaction(self, statements: list[tuple[str, Any]]) -> None:
+        """Run several statements (each with a parameter list) as one write transaction."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                if rows:
+                    await self._db.executemany(sql, rows)
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    # -- the API's side ---------------------------------------------------------------------
+    @_unavailable
+    async def submit(self, new: NewJob) -> Job:
+        async with self._db.execute(SUBMIT, (
+                new_job_id(), new.tenant, new.task, new.queue, new.priority,
+                json.dumps(new.params), new.max_attempts, new.timeout, time.time())) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return _job(row)
+
+    @_unavailable
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        async with self._db.execute(GET, (job_id, tenant)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _job(row)
+
+    @_unavailable
+    async def list(self, tenant: str, *, status: str | None = None, task: str | None = None,
+                   queue: str | None = None, limit: int = 50,
+                   cursor: int | None = None) -> tuple[list[Job], int | None]:
+        where, args = ["tenant = ?"], [tenant]
+        for column, value in (("status", status), ("task", task), ("queue", queue)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if cursor is not None:
+            where.append("seq < ?")
+            args.append(cursor)
+        sql = (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+               f"ORDER BY seq DESC LIMIT ?")
+        async with self._db.execute(sql, (*args, limit + 1)) as cur:
+            rows = list(await cur.fetchall())
+        next_cursor = rows[limit - 1][0] if len(rows) > limit else None
+        return [_job(row[1:]) for row in rows[:limit]], next_cursor
+
+    @_unavailable
+    async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        for sql, args in ((CANCEL_QUEUED, (time.time(), job_id, tenant)),
+                          (CANCEL_RUNNING, (job_id, tenant))):
+            async with self._db.execute(sql, args) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return _job(row)
+        return await self.get(tenant, job_id)
+
+    @_unavailable
+    async def events(self, tenant: str, job_id: str, after: int = 0,
+                     limit: int = 500) -> list[Event]:
+        async with self._db.execute(EVENTS, (job_id, tenant, after, limit)) as cur:
+            rows = await cur.fetchall()
+        return [Event(seq=seq, job_id=jid, at=at, kind=kind, data=json.loads(data))
+                for seq, jid, at, kind, data in rows]
+
+    @_unavailable
+    async def check_writable(self) -> None:
+        await self._db.execute("BEGIN IMMEDIATE")
+        await self._db.execute("ROLLBACK")
+
+    @_unavailable
+    async def pool_info(self) -> PoolInfo | None:
+        async with self._db.execute(POOL_INFO) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        pid, slots, slot_count, busy, heartbeat_at = row
+        return PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
+                        heartbeat_at=heartbeat_at)
+
+    @_unavailable
+    async def tasks(self) -> dict[str, TaskDefaults]:
+        async with self._db.execute(TASKS) as cur:
+            return {row[0]: TaskDefaults(*row) for row in await cur.fetchall()}
+
+    @_unavailable
+    async def counts(self) -> dict[str, int]:
+        async with self._db.execute(COUNTS) as cur:
+            rows = await cur.fetchall()
+        counts = {state.value: 0 for state in JobState}
+        counts.update({status: n for status, n in rows})
+        return counts
+
+    # -- the pool's side --------------------------------------------------------------------
+    @_unavailable
+    async def claim(self, owner: str, n: int, lease_seconds: float) -> list[Claim]:
+        now = time.time()
+        async with self._db.execute(CLAIM, (owner, now + lease_seconds, now, n)) as cur:
+            rows = await cur.fetchall()
+        return [Claim(id=id_, task=task, params=json.loads(params), attempt=attempt,
+                      max_attempts=max_attempts, timeout=timeout, token=token)
+                for id_, task, params, attempt, max_attempts, timeout, token in rows]
+
+    @_unavailable
+    async def renew(self, owner: str, lease_seconds: float) -> None:
+        await self._db.execute(RENEW, (time.time() + lease_seconds, owner))
+
+    @_unavailable
+    async def finish(self, outcomes: list[Outcome]) -> None:
+        now = time.time()
+        rows = [{"id": o.job_id, "token": o.token, "ok": o.ok, "cancelled": o.cancelled,
+                 "result": None if o.result is None else json.dumps(o.result),
+                 "error": o.error, "detail": o.error_detail, "now": now} for o in outcomes]
+        await self._transaction([(FINISH, rows)])
+
+    @_unavailable
+    async def note(self, notes: list[Note]) -> None:
+        now = time.time()
+        progress = [(n.data.get("fraction"), n.data.get("message"), n.job_id, n.token)
+                    for n in notes if n.kind == "progress"]
+        events = [(n.job_id, now, n.kind, json.dumps(n.data), n.job_id, n.token)
+                  for n in notes]
+        await self._transaction([(PROGRESS, progress), (ADD_EVENT, events)])
+
+    @_unavailable
+    async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:
+        async with self._db.execute(CANCEL_REQUESTS, (owner,)) as cur:
+            return [(job_id, token) for job_id, token in await cur.fetchall()]
+
+    @_unavailable
+    async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
+        await self._transaction([(REQUEUE, [(cause, jid, tok) for jid, tok in job_ids_tokens])])
+
+    @_unavailable
+    async def recover(self, owner: str, *, all_others: bool) -> int:
+        if all_others:
+            cur = await self._db.execute(RECOVER_OTHERS, ("interrupted: the pool restarted",
+                                                          owner))
+        else:
+            cur = await self._db.execute(RECOVER_EXPIRED, ("interrupted: lease expired",
+                                                           time.time()))
+        await cur.close()
+        return cur.rowcount
+
+    @_unavailable
+    async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
+        await self._transaction([(CLEAR_TASKS, [(1,)]), (ADD_TASK, [
+            (t.name, t.queue, t.timeout, t.max_attempts) for t in tasks])])
+
+    @_unavailable
+    async def heartbeat(self, info: PoolInfo) -> None:
+        await self._db.execute(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
+                                           info.busy, info.heartbeat_at))

@@ -1,0 +1,1 @@
+"""Task registry, the task context and the built-in tasks."""

@@ -1,0 +1,53 @@
+"""`ctx`, the first argument of every task: who am I, report progress, should I stop?"""
+
+from __future__ import annotations
+
+import time
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+# Progress from a tight loop would flood the store; between two reports we keep at most
+# this many seconds of silence, and the last report of a job always goes through.
+_PROGRESS_INTERVAL = 0.05
+_MAX_LOG_CHARS = 4000
+
+
+class CancelFlag(Protocol):
+    """Shared memory the dispatcher writes a token into to ask that attempt to stop."""
+
+    value: int
+
+
+class Context:
+    """What a running task knows and can report. Created by the slot, one per attempt."""
+
+    def __init__(self, job_id: str, attempt: int, token: int, channel: Connection | None,
+                 cancel_flag: CancelFlag | None) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self._token = token
+        self._channel = channel
+        self._cancel_flag = cancel_flag
+        self._last_progress = 0.0
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once a client asked to cancel this job; stop soon and return or raise."""
+        return self._cancel_flag is not None and self._cancel_flag.value == self._token
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress, 0.0 to 1.0, with an optional message."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress < _PROGRESS_INTERVAL:
+            return
+        self._last_progress = now
+        self._send("progress", {"fraction": fraction, "message": message})
+
+    def log(self, message: str) -> None:
+        """Add a line to the job's event log (long lines are cut)."""
+        self._send("log", {"message": str(message)[:_MAX_LOG_CHARS]})
+
+    def _send(self, kind: str, data: dict[str, Any]) -> None:
+        if self._channel is not None:
+            self._channel.send((self.job_id, self._token, kind, data))

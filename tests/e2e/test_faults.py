@@ -1,0 +1,150 @@
+"""Faults, tested: kill -9 a slot, the pool, the whole tree; SIGTERM with jobs running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE
+from tests.conftest import server_env
+from tests.e2e.test_jobs import all_jobs, wait_finished
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _executions(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_kill_9_of_the_pool_is_survived_and_every_job_completes(serve, tmp_path: Path) -> None:
+    server = serve(slots=2)
+    client = server.client()
+    runs = tmp_path / "runs.txt"
+    ids = [client.post("/api/jobs", json={"task": "record", "params": {
+        "path": str(runs), "seconds": 0.6}}).json()["id"] for _ in range(6)]
+    wait_until(lambda: server.health()["pool"]["busy"] == 2, message="two running jobs")
+    old_pool = server.health()["processes"]["pool"]
+    old_slots = server.health()["processes"]["slots"]
+
+    os.kill(old_pool, signal.SIGKILL)
+
+    health = wait_until(lambda: (h := server.health())["processes"]["pool"] != old_pool
+                        and h["status"] == "ok" and h, 20, message="a respawned pool")
+    assert set(health["processes"]["slots"]).isdisjoint(old_slots)
+    for job_id in ids:
+        assert wait_finished(client, job_id, timeout=30)["status"] == "succeeded"
+    # The old slots died with their pool: no job body ran after its job was re-queued
+    # except the interrupted attempts, which are allowed to run again.
+    wait_until(lambda: all(not Path(f"/proc/{pid}").exists() for pid in old_slots),
+               message="the old slots to exit")
+    assert set(_executions(runs)) == set(ids)
+    assert "was killed by signal 9" in server.log()
+
+
+def test_kill_9_of_one_slot_fails_that_job_only(serve, tmp_path: Path) -> None:
+    server = serve(slots=2)
+    client = server.client()
+    pidfile = tmp_path / "victim.pid"
+    victim = client.post("/api/jobs", json={"task": "hold", "params": {
+        "pidfile": str(pidfile)}}).json()
+    neighbour = client.post("/api/jobs", json={"task": "span", "params": {
+        "path": str(tmp_path / "n.txt"), "seconds": 1.5}}).json()
+    victim_pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(),
+                                message="the victim's pid"))
+    assert victim_pid in server.health()["processes"]["slots"]
+    os.kill(victim_pid, signal.SIGKILL)
+
+    ended = wait_finished(client, victim["id"], timeout=10)
+    assert ended["status"] == "failed" and ended["error"].startswith("worker_died")
+    assert wait_finished(client, neighbour["id"])["status"] == "succeeded"
+    # The slot was replaced: new work still runs on two slots.
+    after = wait_until(lambda: len(server.health()["processes"]["slots"]) == 2
+                       and server.health()["processes"]["slots"], message="a replaced slot")
+    assert victim_pid not in after
+    assert wait_finished(client, client.post("/api/jobs", json={"task": "noop"}).json()["id"]
+                         )["status"] == "succeeded"
+
+
+def test_kill_9_of_the_whole_tree_then_restart_loses_nothing(serve, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = serve(slots=1, data_dir=data)
+    client = server.client()
+    runs = tmp_path / "runs.txt"
+    ids = [client.post("/api/jobs", json={"task": "record", "params": {
+        "path": str(runs), "seconds": 1.0}}).json()["id"] for _ in range(4)]
+    wait_until(lambda: client.get(f"/api/jobs/{ids[0]}").json()["status"] == "running",
+               message="the first job to run")
+
+    server.kill_tree()
+
+    restarted = serve(slots=2, data_dir=data)
+    client = restarted.client()
+    for job_id in ids:
+        assert wait_finished(client, job_id, timeout=30)["status"] == "succeeded"
+    assert set(_executions(runs)) == set(ids)
+    assert len(_executions(runs)) == 4  # the interrupted one had not written yet
+    assert "re-queued 1 job(s)" in restarted.log()
+
+
+def test_sigterm_drains_running_jobs_and_keeps_the_queue(serve, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = serve(slots=1, data_dir=data)
+    client = server.client()
+    runs = tmp_path / "runs.txt"
+    first = client.post("/api/jobs", json={"task": "record", "params": {
+        "path": str(runs), "seconds": 1.0}}).json()
+    queued = [client.post("/api/jobs", json={"task": "record", "params": {
+        "path": str(runs)}}).json()["id"] for _ in range(3)]
+    wait_until(lambda: client.get(f"/api/jobs/{first['id']}").json()["status"] == "running")
+
+    server.signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+    assert _executions(runs) == [first["id"]]  # the running job finished; nothing else began
+
+    restarted = serve(slots=1, data_dir=data)
+    client = restarted.client()
+    assert client.get(f"/api/jobs/{first['id']}").json()["status"] == "succeeded"
+    for job_id in queued:
+        assert wait_finished(client, job_id)["status"] == "succeeded"
+
+
+def test_sigterm_past_the_grace_requeues_without_spending_an_attempt(serve, tmp_path) -> None:
+    data = tmp_path / "data"
+    server = serve(slots=1, data_dir=data, env={"SCHOLARSOURCE_GRACE_PERIOD": "0.5"})
+    client = server.client()
+    long = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 60}}).json()
+    wait_until(lambda: client.get(f"/api/jobs/{long['id']}").json()["status"] == "running")
+    server.signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+
+    restarted = serve(slots=1, data_dir=data, wait=False)
+    restarted.wait_healthy()
+    job = restarted.client().get(f"/api/jobs/{long['id']}").json()
+    assert job["status"] in {"queued", "running"}
+    assert job["attempts"] <= 1
+    restarted.client().post(f"/api/jobs/{long['id']}/cancel")
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start(serve, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    serve(slots=1, data_dir=data)
+    second = subprocess.run(
+        [sys.executable, "-m", "scholarsource", "serve", "--bind", "127.0.0.1:0",
+         "--data-dir", str(data)], env=server_env(), capture_output=True, timeout=30,
+        text=True)
+    assert second.returncode == EXIT_DATA_DIR_IN_USE
+    assert "in use" in second.stderr
+
+
+def test_nothing_is_lost_when_the_queue_outgrows_the_slots(serve) -> None:
+    server = serve(slots=2)
+    client = server.client()
+    ids = {client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(300)}
+    wait_until(lambda: len(all_jobs(client, status="succeeded")) == 300, 60, interval=0.2)
+    assert {j["id"] for j in all_jobs(client)} == ids

@@ -1,0 +1,226 @@
+"""End to end through a real `scholarsource serve`: jobs run, once, in parallel up to the slots."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+FINISHED = {"succeeded", "failed", "dead", "cancelled"}
+
+
+def wait_finished(client: httpx.Client, job_id: str, timeout: float = 20) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        return job if job["status"] in FINISHED else None
+
+    return wait_until(done, timeout, message=f"job {job_id} to finish")
+
+
+def all_jobs(client: httpx.Client, **query: Any) -> list[dict[str, Any]]:
+    jobs, cursor = [], None
+    while True:
+        page = client.get("/api/jobs", params={**query, "limit": 1000,
+                                               **({"cursor": cursor} if cursor else {})}).json()
+        jobs += page["jobs"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return jobs
+
+
+def test_500_jobs_from_20_clients_each_run_exactly_once(serve, tmp_path: Path) -> None:
+    server = serve(slots=2)
+    runs = tmp_path / "runs.txt"
+
+    def submit_batch(batch: int) -> list[str]:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ids = []
+            for _ in range(25):
+                response = client.post("/api/jobs", json={"task": "record",
+                                                          "params": {"path": str(runs)}})
+                assert response.status_code == 202, response.text
+                ids.append(response.json()["id"])
+            return ids
+
+    with ThreadPoolExecutor(20) as pool:
+        submitted = [job_id for ids in pool.map(submit_batch, range(20)) for job_id in ids]
+    assert len(set(submitted)) == 500
+
+    client = server.client()
+    wait_until(lambda: len(all_jobs(client, status="succeeded")) == 500, 60,
+               interval=0.25, message="500 jobs to succeed")
+    executions = [line.split()[0] for line in runs.read_text().splitlines()]
+    assert sorted(executions) == sorted(submitted)  # every job ran, none twice
+
+
+def test_sleep_jobs_run_in_parallel_up_to_the_slot_count(serve, tmp_path: Path) -> None:
+    server = serve(slots=2)
+    client = server.client()
+    spans = tmp_path / "spans.txt"
+    ids = [client.post("/api/jobs", json={"task": "span", "params": {
+        "path": str(spans), "seconds": 0.4}}).json()["id"] for _ in range(6)]
+    for job_id in ids:
+        assert wait_finished(client, job_id)["status"] == "succeeded"
+
+    timeline = sorted((float(at), 1 if kind == "start" else -1)
+                      for kind, at, _ in (line.split() for line in spans.read_text().splitlines()))
+    running = peak = 0
+    for _, delta in timeline:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_a_failing_task_fails_with_its_message_and_no_traceback(serve) -> None:
+    client = serve(slots=1).client()
+    job = client.post("/api/jobs", json={"task": "fail", "params": {"message": "no PDF here"}})
+    assert job.status_code == 202
+    ended = wait_finished(client, job.json()["id"])
+    assert ended["status"] == "failed"
+    assert ended["error"] == "TaskFailed: no PDF here"
+    assert ended["attempts"] == 1
+    raw = client.get(f"/api/jobs/{ended['id']}").text
+    assert "Traceback" not in raw and "File \"" not in raw
+
+
+def test_retries_run_until_max_attempts(serve) -> None:
+    client = serve(slots=1).client()
+    job = client.post("/api/jobs", json={"task": "fail", "max_attempts": 3}).json()
+    ended = wait_finished(client, job["id"])
+    assert (ended["status"], ended["attempts"], ended["max_attempts"]) == ("failed", 3, 3)
+
+
+def test_results_progress_and_logs_reach_the_job_and_its_events(serve) -> None:
+    server = serve(slots=1)
+    client = server.client()
+    job = client.post("/api/jobs", json={"task": "report", "params": {"steps": 3}}).json()
+    ended = wait_finished(client, job["id"])
+    assert (ended["status"], ended["result"], ended["progress"]) == ("succeeded", 3, 1.0)
+    assert ended["started_at"] <= ended["finished_at"]
+
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = _parse_sse(stream.iter_lines())
+    kinds = [e["event"] for e in events]
+    assert kinds.count("log") == 3 and "progress" in kinds
+    states = [e["data"]["status"] for e in events if e["event"] == "state"]
+    assert states == ["running", "succeeded"]
+    assert [e["data"]["message"] for e in events if e["event"] == "log"] == [
+        "step 1", "step 2", "step 3"]
+
+    # Resuming after an event id returns exactly the events after it.
+    middle = events[2]["id"]
+    with client.stream("GET", f"/api/jobs/{job['id']}/events",
+                       headers={"Last-Event-ID": middle}) as stream:
+        resumed = _parse_sse(stream.iter_lines())
+    assert [e["id"] for e in resumed] == [e["id"] for e in events[3:]]
+
+
+def test_events_stream_live_until_the_job_ends(serve) -> None:
+    client = serve(slots=1).client()
+    job = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 0.5}}).json()
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as stream:
+        events = _parse_sse(stream.iter_lines())
+    assert events[-1]["event"] == "state" and events[-1]["data"]["status"] == "succeeded"
+
+
+def test_cancel_a_queued_and_a_running_job(serve) -> None:
+    client = serve(slots=1).client()
+    running = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 30}}).json()
+    queued = client.post("/api/jobs", json={"task": "noop"}).json()
+    wait_until(lambda: client.get(f"/api/jobs/{running['id']}").json()["status"] == "running",
+               message="the sleep to start")
+
+    answer = client.post(f"/api/jobs/{queued['id']}/cancel")
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+    assert client.post(f"/api/jobs/{queued['id']}/cancel").status_code == 200  # harmless twice
+
+    answer = client.post(f"/api/jobs/{running['id']}/cancel")
+    assert answer.status_code == 202 and answer.json()["cancel_requested"] is True
+    ended = wait_finished(client, running["id"], timeout=10)
+    assert ended["status"] == "cancelled"
+    assert ended["finished_at"] - ended["started_at"] < 10  # stopped, not slept out
+
+    done = client.post("/api/jobs", json={"task": "noop"}).json()
+    wait_finished(client, done["id"])
+    conflict = client.post(f"/api/jobs/{done['id']}/cancel")
+    assert conflict.status_code == 409
+    assert conflict.json()["error"] == "already_finished"
+    assert conflict.json()["status"] == "succeeded"
+
+
+def test_a_job_that_ignores_cancel_is_killed_after_the_grace(serve, tmp_path: Path) -> None:
+    server = serve(slots=2, env={"SCHOLARSOURCE_CANCEL_GRACE": "0.5"})
+    client = server.client()
+    neighbour = client.post("/api/jobs", json={"task": "span", "params": {
+        "path": str(tmp_path / "n.txt"), "seconds": 2}}).json()
+    stubborn_ignores = client.post("/api/jobs", json={"task": "span", "params": {
+        "path": str(tmp_path / "s.txt"), "seconds": 60}}).json()
+    wait_until(lambda: client.get(f"/api/jobs/{stubborn_ignores['id']}").json()["status"]
+               == "running", message="the stubborn job to start")
+    client.post(f"/api/jobs/{stubborn_ignores['id']}/cancel")
+    ended = wait_finished(client, stubborn_ignores["id"], timeout=10)
+    assert ended["status"] == "cancelled"
+    assert wait_finished(client, neighbour["id"])["status"] == "succeeded"
+
+
+def test_priority_orders_the_queue(serve, tmp_path: Path) -> None:
+    client = serve(slots=1).client()
+    order = tmp_path / "order.txt"
+    blocker = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 0.5}}).json()
+    wait_until(lambda: client.get(f"/api/jobs/{blocker['id']}").json()["status"] == "running")
+    low = client.post("/api/jobs", json={"task": "record", "params": {"path": str(order)},
+                                         "priority": -5}).json()
+    high = client.post("/api/jobs", json={"task": "record", "params": {"path": str(order)},
+                                          "priority": 5}).json()
+    wait_finished(client, low["id"])
+    assert [line.split()[0] for line in order.read_text().splitlines()] == [high["id"], low["id"]]
+
+
+def test_listing_filters_and_pages(serve) -> None:
+    client = serve(slots=1).client()
+    ids = [client.post("/api/jobs", json={"task": "echo", "params": {"i": i}}).json()["id"]
+           for i in range(5)]
+    for job_id in ids:
+        wait_finished(client, job_id)
+    page = client.get("/api/jobs", params={"limit": 2, "task": "echo"}).json()
+    assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
+    rest = all_jobs(client, task="echo")
+    assert [j["id"] for j in rest] == ids[::-1]
+    assert client.get("/api/jobs", params={"status": "failed"}).json()["jobs"] == []
+    assert all(j["result"] == j["params"] for j in rest)
+
+
+def test_health_names_the_process_tree(serve) -> None:
+    server = serve(slots=2, workers=2)
+    health = server.wait_healthy()
+    processes = health["processes"]
+    assert processes["master"] == server.proc.pid
+    assert len(processes["api"]) == 2 and len(processes["slots"]) == 2
+    assert processes["pool"] not in processes["api"]
+    assert health["pool"]["slots"] == 2
+    spec = server.client().get("/api/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and "/api/jobs" in spec["paths"]
+
+
+def _parse_sse(lines: Any) -> list[dict[str, Any]]:
+    events, current = [], {}
+    for line in lines:
+        if not line:
+            if current:
+                events.append(current)
+                current = {}
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(": ")
+        current[key] = json.loads(value) if key == "data" else value
+    return events

@@ -1,0 +1,56 @@
+"""Tasks for the tests, importable by slot processes (tests/ is put on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from scholarsource import Context, task
+
+
+@task("record")
+def record(ctx: Context, path: str, seconds: float = 0.0) -> dict[str, str]:
+    """Append one line per execution to `path` (O_APPEND: atomic for short lines)."""
+    if seconds:
+        time.sleep(float(seconds))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    return {"job_id": ctx.job_id}
+
+
+@task("report")
+def report(ctx: Context, steps: int = 3) -> int:
+    """Report progress and log lines, then return the number of steps."""
+    for i in range(steps):
+        ctx.log(f"step {i + 1}")
+        ctx.progress((i + 1) / steps, f"step {i + 1} of {steps}")
+        time.sleep(0.06)
+    return steps
+
+
+@task("crash")
+def crash(ctx: Context, code: int = 1) -> None:
+    """End the slot process abruptly."""
+    os._exit(int(code))
+
+
+@task("span")
+def span(ctx: Context, path: str, seconds: float = 0.5) -> None:
+    """Write when this execution started and ended (to measure how many ran at once)."""
+    with open(path, "a") as fh:
+        fh.write(f"start {time.time()!r} {ctx.job_id}\n")
+    time.sleep(float(seconds))
+    with open(path, "a") as fh:
+        fh.write(f"end {time.time()!r} {ctx.job_id}\n")
+
+
+@task("hold")
+def hold(ctx: Context, pidfile: str, seconds: float = 30.0) -> None:
+    """Write this slot's pid to `pidfile`, then sleep (a target for kill tests)."""
+    with open(pidfile + ".tmp", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(pidfile + ".tmp", pidfile)
+    time.sleep(float(seconds))
