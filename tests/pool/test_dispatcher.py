@@ -1,0 +1,43 @@
+"""The dispatcher and real slot processes, in-process, drained to a deterministic end."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from scholarsource.config import load_config
+from scholarsource.pool.dispatcher import Dispatcher
+from scholarsource.pool.slots import Slots
+from scholarsource.store import schema
+from scholarsource.store.base import NewJob
+from scholarsource.store.sqlite import SqliteStore
+
+
+def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None:
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path), "poll_interval": "0.05"})
+
+    async def main() -> None:
+        schema.migrate(config.db_path)
+        store = await SqliteStore.open(config.db_path)
+        slots = Slots(2, ())
+        slots.start()
+        try:
+            await slots.started()
+            ok = [await store.submit(NewJob("echo", {"i": i}, "default", 0, 1))
+                  for i in range(20)]
+            bad = await store.submit(NewJob("fail", {"message": "x"}, "default", 0, 2))
+            typo = await store.submit(NewJob("sleep", {"secs": 1}, "default", 0, 1))
+            await Dispatcher(config, store, slots, owner="test").drain()
+            for i, submitted in enumerate(ok):
+                job = await store.get("default", submitted.id)
+                assert job is not None and (job.status, job.result) == ("succeeded", {"i": i})
+            failed = await store.get("default", bad.id)
+            assert failed is not None and (failed.status, failed.attempts) == ("failed", 2)
+            wrong = await store.get("default", typo.id)
+            assert wrong is not None and wrong.status == "failed"
+            assert "unexpected keyword argument 'secs'" in (wrong.error or "")
+        finally:
+            slots.stop(kill=True)
+            await store.close()
+
+    asyncio.run(main())
