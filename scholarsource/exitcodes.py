@@ -1,7 +1,7 @@
 """Exit codes of `scholarsource` and its pool process; systemd and CI read them, so they are API."""
 
 EXIT_OK = 0  # clean stop
-EXIT_FAILURE = 1  # a client command failed (HTTP error, job failed, server unreachable)
+EXIT_FAILURE = 1  # a client command failed, or the pool crashed (the master respawns it)
 EXIT_CONFIG = 2  # invalid configuration or command-line usage
 EXIT_DATA_DIR_IN_USE = 4  # another server holds the data directory's lock
 EXIT_POOL_BOOT = 5  # the pool cannot start (task modules fail to import): do not respawn

@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import select
+import signal
 import time
 from typing import Any
 
@@ -34,6 +36,8 @@ _QUICK_DEATH = 5.0
 _RESPAWN_PAUSE_MAX = 5.0
 # API workers finish in-flight requests quickly; the pool needs its whole grace period.
 _SHUTDOWN_MARGIN = 5.0
+# Importing task modules and starting the slots; a pool slower than this failed to boot.
+_POOL_BOOT_TIMEOUT = 120.0
 
 
 class PoolArbiter(Arbiter):
@@ -49,21 +53,41 @@ class PoolArbiter(Arbiter):
 
     def start(self) -> None:
         super().start()
-        self.manage_dirty_arbiter()
+        # The first pool must be up before any API worker starts: a pool that cannot boot
+        # (a task module that does not import) stops the server here, with its exit code,
+        # instead of leaving an API that queues jobs nobody will run.
+        ready_fd = self._spawn_pool()
+        try:
+            ready, _, _ = select.select([ready_fd], [], [], _POOL_BOOT_TIMEOUT)
+            booted = bool(ready) and os.read(ready_fd, 1) == b"R"
+        finally:
+            os.close(ready_fd)
+        if not booted:
+            if not ready:  # still booting after the timeout: give up on it
+                os.kill(self.dirty_arbiter_pid, signal.SIGKILL)
+            _, status = os.waitpid(self.dirty_arbiter_pid, 0)
+            self.dirty_arbiter_pid = 0
+            failed = os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_POOL_BOOT
+            self.halt("the pool failed to boot (see the log above)" if failed else
+                      "the pool did not start", EXIT_POOL_BOOT)
 
     def manage_dirty_arbiter(self) -> None:
         if self.dirty_arbiter_pid or self._stopping or time.monotonic() < self._respawn_at:
             return
+        os.close(self._spawn_pool())
+
+    def _spawn_pool(self) -> int:
         self._pool_started = time.monotonic()
-        self.dirty_arbiter_pid = sidecar.spawn(self.config, self.LISTENERS)
+        self.dirty_arbiter_pid, ready_fd = sidecar.spawn(self.config, self.LISTENERS)
         log.info("pool process started (pid %s)", self.dirty_arbiter_pid)
+        return ready_fd
 
     def handle_dirty_arbiter_exit(self, wpid: int, status: int) -> None:
         self.dirty_arbiter_pid = 0
         self.dirty_arbiter = None
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            hint = " (perhaps out of memory?)" if sig == 9 else ""
+            hint = " (perhaps out of memory?)" if sig == signal.SIGKILL else ""
             log.error("pool process %s was killed by signal %s%s", wpid, sig, hint)
         else:
             code = os.WEXITSTATUS(status)

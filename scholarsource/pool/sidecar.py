@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from scholarsource.config import Config
 from scholarsource.errors import ScholarSourceError, TaskError
-from scholarsource.exitcodes import EXIT_OK, EXIT_POOL_BOOT
+from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.slots import Slots
@@ -34,13 +34,18 @@ _BIND_RETRY_SECONDS = 5.0
 _SLOT_START_TIMEOUT = 60.0
 
 
-def spawn(config: Config, close_fds: Iterable[socket.socket]) -> int:
-    """Fork the pool process; returns its pid in the parent and never returns in the child."""
+def spawn(config: Config, close_fds: Iterable[socket.socket]) -> tuple[int, int]:
+    """Fork the pool process. Returns (pid, ready_fd) in the parent: `ready_fd` yields one
+    byte once the pool's slots are up, or EOF if the pool dies first. Never returns in the
+    child."""
     master_pid = os.getpid()
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid:
-        return pid
-    code = EXIT_POOL_BOOT
+        os.close(ready_w)
+        return pid, ready_r
+    os.close(ready_r)
+    code = EXIT_FAILURE  # an unexpected crash: the master respawns the pool
     try:
         for sock in close_fds:  # the pool must not keep the API's listening socket open
             sock.close()
@@ -48,7 +53,7 @@ def spawn(config: Config, close_fds: Iterable[socket.socket]) -> int:
                     signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        code = run(config, master_pid)
+        code = run(config, master_pid, ready_w)
     except BaseException:
         log.exception("the pool process failed")
     finally:
@@ -56,10 +61,10 @@ def spawn(config: Config, close_fds: Iterable[socket.socket]) -> int:
         os._exit(code)
 
 
-def run(config: Config, master_pid: int | None = None) -> int:
+def run(config: Config, master_pid: int | None = None, ready_fd: int | None = None) -> int:
     """The pool process's main: returns its exit code."""
     try:
-        return asyncio.run(_main(config, master_pid))
+        return asyncio.run(_main(config, master_pid, ready_fd))
     except TaskError as exc:
         log.error("cannot load tasks: %s", exc)
         return EXIT_POOL_BOOT
@@ -77,7 +82,7 @@ def _bind(data_dir: str) -> socket.socket:
             time.sleep(0.1)
 
 
-async def _main(config: Config, master_pid: int | None) -> int:
+async def _main(config: Config, master_pid: int | None, ready_fd: int | None) -> int:
     registry = load_tasks(config.task_modules)
     sizing = plan(config)
     owner = secrets.token_hex(8)
@@ -100,6 +105,12 @@ async def _main(config: Config, master_pid: int | None) -> int:
             raise TaskError(f"slot processes cannot start: {exc!r}") from exc
         log.info("pool ready (pid %d): %d slot(s), tasks: %s", os.getpid(), sizing.slots,
                  ", ".join(sorted(registry)))
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, b"R")
+            except BrokenPipeError:
+                pass  # a respawned pool: the master does not wait for it
+            os.close(ready_fd)
         dispatcher = Dispatcher(config, store, slots, owner, master_pid)
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE
+from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_POOL_BOOT
 from tests.conftest import server_env
 from tests.e2e.test_jobs import all_jobs, wait_finished
 from tests.helpers import wait_until
@@ -148,3 +148,14 @@ def test_nothing_is_lost_when_the_queue_outgrows_the_slots(serve) -> None:
     ids = {client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(300)}
     wait_until(lambda: len(all_jobs(client, status="succeeded")) == 300, 60, interval=0.2)
     assert {j["id"] for j in all_jobs(client)} == ids
+
+
+def test_a_task_module_that_does_not_import_stops_the_server_with_its_code(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scholarsource", "serve", "--bind", "127.0.0.1:0",
+         "--data-dir", str(tmp_path / "data")],
+        env=server_env(SCHOLARSOURCE_TASK_MODULES="no_such_module"), capture_output=True,
+        timeout=60, text=True)
+    assert result.returncode == EXIT_POOL_BOOT
+    assert "cannot import task module 'no_such_module'" in result.stderr
+    assert "Traceback" not in result.stderr
