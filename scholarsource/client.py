@@ -40,6 +40,8 @@ def _call(url: str, method: str, path: str, **kwargs: Any) -> Any:
     except ValueError:
         _fail(f"{response.status_code} from {url}: not a JSON answer")
     if response.is_error:
+        if not isinstance(body, dict):
+            _fail(f"{response.status_code} from {url}")
         _fail(f"{body.get('error', response.status_code)}: {body.get('message', '')}")
     return body
 

@@ -7,6 +7,7 @@ flags. Every key is declared once, as a field below; its metadata carries the he
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -38,11 +39,6 @@ def parse_size(value: int | str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
-def _default_data_dir() -> str:
-    # systemd's StateDirectory= exports STATE_DIRECTORY; elsewhere keep data beside the caller.
-    return os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "./scholarsource-data"
-
-
 def _key(help: str, **extra: Any) -> dict[str, Any]:
     return {"help": help, **extra}
 
@@ -54,7 +50,7 @@ class Config:
     bind: str = field(default="127.0.0.1:8000", metadata=_key(
         "Address the API listens on, HOST:PORT. Loopback by default: put a proxy in front "
         "before exposing it."))
-    data_dir: str = field(default_factory=_default_data_dir, metadata=_key(
+    data_dir: str = field(default="./scholarsource-data", metadata=_key(
         "Directory for the SQLite database and runtime files (systemd's STATE_DIRECTORY when "
         "set)."))
     workers: int = field(default=0, metadata=_key(
@@ -108,9 +104,15 @@ class Config:
                 raise ConfigError(f"{name} cannot be negative (0 means: size automatically)")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1")
-        for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive")
+        for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core",
+                     "memory_per_job", "max_body_bytes"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number, not {value!r}")
+        for name in ("grace_period", "cancel_grace"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be zero or more seconds, not {value!r}")
         self.host_port()
 
     def host_port(self) -> tuple[str, int]:
@@ -156,7 +158,7 @@ def _coerce(name: str, raw: Any, from_text: bool) -> Any:
             return tuple(raw)
         if not isinstance(raw, str):
             raise ValueError
-        return raw
+        return raw.lower() if f.metadata.get("choices") else raw
     except ValueError as exc:
         detail = f": {exc}" if str(exc) else ""
         raise ConfigError(f"{name} has an invalid value {raw!r}{detail}") from None
@@ -175,6 +177,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
     """Build the Config from defaults, a TOML file, the environment and flag overrides."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    # systemd's StateDirectory= exports STATE_DIRECTORY: the default data directory there.
+    if env.get("STATE_DIRECTORY"):
+        values["data_dir"] = env["STATE_DIRECTORY"].split(":")[0]
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         try:

@@ -236,6 +236,9 @@ class Dispatcher:
             if now >= self._next_renew:
                 await self.store.renew(self.owner, self.config.lease_seconds)
                 self._next_renew = now + self.config.lease_seconds / 3
+                # Another pool's lease ran out (it hung, or its box died): run its jobs again.
+                if recovered := await self.store.recover(self.owner, all_others=False):
+                    log.warning("re-queued %d job(s) whose lease expired", recovered)
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time()))

@@ -118,6 +118,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         for quick in (signal.SIGINT, signal.SIGQUIT):
             loop.add_signal_handler(quick, dispatcher.stop, 0.0)
         await dispatcher.run()
+        slots.stop(kill=False)  # idle by now: let each executor shut down cleanly
     finally:
         slots.stop(kill=True)
         sock.close()

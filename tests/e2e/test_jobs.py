@@ -201,7 +201,9 @@ def test_listing_filters_and_pages(serve) -> None:
 
 def test_health_names_the_process_tree(serve) -> None:
     server = serve(slots=2, workers=2)
-    health = server.wait_healthy()
+    # Gunicorn forks its workers one by one; the first may answer before the second exists.
+    health = wait_until(lambda: len((h := server.health())["processes"]["api"]) == 2 and h,
+                        message="both API workers")
     processes = health["processes"]
     assert processes["master"] == server.proc.pid
     assert len(processes["api"]) == 2 and len(processes["slots"]) == 2

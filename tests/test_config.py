@@ -1,0 +1,337 @@
+"""Config layering (defaults < TOML < SCHOLARSOURCE_* < flags), parsing, validation, sizing."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from scholarsource import sizing
+from scholarsource.config import Config, load_config, parse_size
+from scholarsource.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+GIB = 1024**3
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SCHOLARSOURCE_* or STATE_DIRECTORY from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("SCHOLARSOURCE_") or key == "STATE_DIRECTORY":
+            monkeypatch.delenv(key)
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scholarsource.toml"
+    path.write_text(text)
+    return path
+
+
+# -- parse_size ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (0, 0),
+    (4096, 4096),
+    ("4096", 4096),
+    ("512MB", 512 * 1000**2),
+    ("512MiB", 512 * 1024**2),
+    ("1GiB", GIB),
+    ("1gib", GIB),
+    ("2 GB", 2 * 1000**3),
+    ("1.5KiB", 1536),
+    ("10k", 10_000),
+    ("1TiB", 1024**4),
+])
+def test_parse_size_accepts_counts_and_units(text: int | str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "MB", "12 parsecs", "-5MB", "1,5GB", -1, True])
+def test_parse_size_rejects_nonsense(bad: int | str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
+# -- layering ------------------------------------------------------------------------------------
+
+def test_defaults_without_any_layer() -> None:
+    config = load_config(env={})
+    assert config == Config()
+    assert config.bind == "127.0.0.1:8000"
+    assert config.data_dir == "./scholarsource-data"
+    assert config.workers == 0 and config.slots == 0
+    assert config.durability == "normal"
+    assert config.memory_per_job == 512 * 1024**2
+    assert config.task_modules == ()
+
+
+def test_state_directory_becomes_the_default_data_dir(tmp_path: Path) -> None:
+    env = {"STATE_DIRECTORY": "/var/lib/scholarsource:/var/lib/other"}
+    assert load_config(env=env).data_dir == "/var/lib/scholarsource"
+    # Any explicit layer still wins over it.
+    path = write_toml(tmp_path, 'data_dir = "/srv/jobs"\n')
+    assert load_config(path, env=env).data_dir == "/srv/jobs"
+
+
+def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'slots = 3\nworkers = 2\nbind = "0.0.0.0:9000"\n'
+                                'memory_per_job = "1GiB"\n')
+    env = {"SCHOLARSOURCE_WORKERS": "5", "SCHOLARSOURCE_BIND": "127.0.0.1:9001"}
+    config = load_config(path, env=env, overrides={"bind": "127.0.0.1:9002"})
+    assert config.slots == 3                      # TOML over the default
+    assert config.memory_per_job == GIB           # TOML size string
+    assert config.workers == 5                    # environment over TOML
+    assert config.bind == "127.0.0.1:9002"        # flag over the environment
+    assert config.durability == "normal"          # untouched: the default
+
+
+def test_none_overrides_are_flags_not_given(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "slots = 3\n")
+    config = load_config(path, env={}, overrides={"slots": None, "bind": None})
+    assert config.slots == 3
+    assert config.bind == "127.0.0.1:8000"
+
+
+def test_config_file_named_by_the_environment(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'durability = "full"\n')
+    config = load_config(env={"SCHOLARSOURCE_CONFIG": str(path)})
+    assert config.durability == "full"
+
+
+def test_explicit_path_wins_over_scholarsource_config(tmp_path: Path) -> None:
+    named = write_toml(tmp_path, "slots = 7\n")
+    other = tmp_path / "other.toml"
+    other.write_text("slots = 1\n")
+    assert load_config(named, env={"SCHOLARSOURCE_CONFIG": str(other)}).slots == 7
+
+
+def test_environment_values_are_typed() -> None:
+    config = load_config(env={
+        "SCHOLARSOURCE_SLOTS": "4",
+        "SCHOLARSOURCE_SLOTS_PER_CORE": "2.5",
+        "SCHOLARSOURCE_MEMORY_RESERVE": "2GiB",
+        "SCHOLARSOURCE_TASK_MODULES": "a.b, c.d",
+        "SCHOLARSOURCE_DURABILITY": "full",
+        "SCHOLARSOURCE_URL": "http://elsewhere:8000",  # the client's, not a server setting
+    })
+    assert config.slots == 4
+    assert config.slots_per_core == 2.5
+    assert config.memory_reserve == 2 * GIB
+    assert config.task_modules == ("a.b", "c.d")
+    assert config.durability == "full"
+
+
+def test_environment_list_ignores_empty_items() -> None:
+    config = load_config(env={"SCHOLARSOURCE_TASK_MODULES": " a.b ,, c.d , "})
+    assert config.task_modules == ("a.b", "c.d")
+    assert load_config(env={"SCHOLARSOURCE_TASK_MODULES": ""}).task_modules == ()
+
+
+def test_toml_list_of_task_modules(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'task_modules = ["myapp.jobs", "myapp.more"]\n')
+    assert load_config(path, env={}).task_modules == ("myapp.jobs", "myapp.more")
+
+
+def test_flag_values_may_be_text_or_typed() -> None:
+    config = load_config(env={}, overrides={"slots": "3", "workers": 2, "data_dir": "/srv/d"})
+    assert (config.slots, config.workers, config.data_dir) == (3, 2, "/srv/d")
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+def test_unknown_key_in_toml(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "slots = 2\nslotz = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'slotz' in .*scholarsource\.toml"):
+        load_config(path, env={})
+
+
+def test_unknown_environment_variable() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'slotz' in the environment"):
+        load_config(env={"SCHOLARSOURCE_SLOTZ": "3"})
+
+
+def test_unknown_flag_override() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'slotz' in flags"):
+        load_config(env={}, overrides={"slotz": 3})
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ('slots = "many"', r"slots has an invalid value 'many'"),
+    ("slots = 2.5", r"slots has an invalid value 2\.5"),
+    ("workers = true", r"workers has an invalid value True"),
+    ('task_modules = "myapp.jobs"', r"task_modules has an invalid value 'myapp.jobs'"),
+    ("task_modules = [1, 2]", r"task_modules has an invalid value \[1, 2\]"),
+    ('memory_per_job = "lots"', r"memory_per_job has an invalid value 'lots': .*not a size"),
+    ("bind = 8000", r"bind has an invalid value 8000"),
+    ('lease_seconds = "soon"', r"lease_seconds has an invalid value 'soon'"),
+])
+def test_bad_types_in_toml(tmp_path: Path, toml: str, message: str) -> None:
+    path = write_toml(tmp_path, toml + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, env={})
+
+
+def test_bad_type_in_environment() -> None:
+    with pytest.raises(ConfigError, match=r"workers has an invalid value 'two'"):
+        load_config(env={"SCHOLARSOURCE_WORKERS": "two"})
+
+
+def test_bad_choice_for_durability(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'durability = "paranoid"\n')
+    with pytest.raises(ConfigError, match=r"durability must be one of normal, full, "
+                                          r"not 'paranoid'"):
+        load_config(path, env={})
+
+
+def test_bad_choice_for_log_level() -> None:
+    with pytest.raises(ConfigError, match=r"log_level must be one of debug, info"):
+        load_config(env={"SCHOLARSOURCE_LOG_LEVEL": "chatty"})
+
+
+@pytest.mark.parametrize("bind", ["nonsense", "8000", ":8000", "localhost:", "host:http",
+                                  "host:65536", "host:-1"])
+def test_bad_bind(bind: str) -> None:
+    with pytest.raises(ConfigError, match=r"bind must be HOST:PORT, not "):
+        load_config(env={}, overrides={"bind": bind})
+
+
+@pytest.mark.parametrize(("bind", "host", "port"), [
+    ("127.0.0.1:8000", "127.0.0.1", 8000),
+    ("0.0.0.0:0", "0.0.0.0", 0),
+    ("[::1]:9000", "::1", 9000),
+    ("example.internal:443", "example.internal", 443),
+])
+def test_good_bind(bind: str, host: str, port: int) -> None:
+    assert load_config(env={}, overrides={"bind": bind}).host_port() == (host, port)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"workers": -1}, r"workers cannot be negative"),
+    ({"slots": -2}, r"slots cannot be negative"),
+    ({"max_attempts": 0}, r"max_attempts must be at least 1"),
+    ({"lease_seconds": 0}, r"lease_seconds must be a positive number"),
+    ({"lease_seconds": "nan"}, r"lease_seconds must be a positive number"),
+    ({"poll_interval": -1}, r"poll_interval must be a positive number"),
+    ({"poll_interval": "inf"}, r"poll_interval must be a positive number"),
+    ({"busy_timeout": 0}, r"busy_timeout must be a positive number"),
+    ({"slots_per_core": 0}, r"slots_per_core must be a positive number"),
+    ({"max_body_bytes": 0}, r"max_body_bytes must be a positive number"),
+    ({"memory_per_job": 0}, r"memory_per_job must be a positive number"),
+    ({"grace_period": -1}, r"grace_period must be zero or more"),
+    ({"cancel_grace": "nan"}, r"cancel_grace must be zero or more"),
+])
+def test_out_of_range_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(env={}, overrides=overrides)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read config file .*missing\.toml"):
+        load_config(tmp_path / "missing.toml", env={})
+
+
+def test_config_file_that_is_not_toml(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "slots = = 2\n")
+    with pytest.raises(ConfigError, match=r"is not valid TOML"):
+        load_config(path, env={})
+
+
+def test_config_is_frozen_and_reports_its_values() -> None:
+    config = Config()
+    with pytest.raises(AttributeError):
+        config.slots = 3  # type: ignore[misc]
+    assert config.db_path == Path("./scholarsource-data") / "scholarsource.db"
+    assert set(config.as_dict()) == {f.name for f in fields(Config)}
+
+
+def test_every_field_has_help() -> None:
+    for f in fields(Config):
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+
+
+# -- config.example.toml -------------------------------------------------------------------------
+
+def test_example_names_every_field_and_nothing_else() -> None:
+    with open(EXAMPLE, "rb") as fh:
+        keys = set(tomllib.load(fh))
+    names = {f.name for f in fields(Config)}
+    assert keys - names == set(), "config.example.toml has keys Config does not know"
+    assert names - keys == set(), "config.example.toml leaves out some Config fields"
+
+
+def test_example_loads_to_the_defaults() -> None:
+    assert load_config(EXAMPLE, env={}) == Config()
+
+
+def test_example_explains_every_key() -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line and not line.startswith("#") and "=" in line:
+            key = line.split("=", 1)[0].strip()
+            assert number > 0 and lines[number - 1].startswith("# "), (
+                f"{key} in config.example.toml has no comment above it")
+
+
+# -- sizing --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """A fake 8-core machine with 16 GiB, 12 GiB of it available; tests may change it."""
+    box = SimpleNamespace(cores=8, total=16 * GIB, available=12 * GIB)
+    monkeypatch.setattr(sizing, "_cores", lambda: box.cores)
+    monkeypatch.setattr(sizing.psutil, "virtual_memory",
+                        lambda: SimpleNamespace(total=box.total, available=box.available))
+    return box
+
+
+def test_plan_uses_configured_slots(machine: SimpleNamespace) -> None:
+    result = sizing.plan(Config(slots=3))
+    assert result.slots == 3
+    assert "set in the configuration" in result.reason
+
+
+def test_plan_is_cpu_bound_with_plenty_of_memory(machine: SimpleNamespace) -> None:
+    result = sizing.plan(Config())
+    # (12 GiB - 1 GiB reserve) / 512 MiB = 22 by memory; 8 cores x 1.0 = 8 by CPU
+    assert (result.slots_by_cpu, result.slots_by_memory, result.slots) == (8, 22, 8)
+    assert result.reason.startswith("CPU-bound")
+
+
+def test_plan_slots_per_core(machine: SimpleNamespace) -> None:
+    assert sizing.plan(Config(slots_per_core=2.0)).slots == 16
+
+
+def test_plan_is_memory_bound_with_huge_jobs(machine: SimpleNamespace) -> None:
+    result = sizing.plan(Config(memory_per_job=1024 * GIB))
+    assert result.slots_by_memory == 1
+    assert result.slots == 1
+    assert result.reason.startswith("memory-bound")
+
+
+def test_plan_never_sizes_below_one_slot(machine: SimpleNamespace) -> None:
+    machine.available = GIB // 2  # less than the reserve
+    assert sizing.plan(Config()).slots == 1
+
+
+def test_plan_workers_default_to_the_cores(machine: SimpleNamespace) -> None:
+    assert sizing.plan(Config()).workers == 8
+    assert sizing.plan(Config(workers=3)).workers == 3
+
+
+def test_plan_on_this_machine() -> None:
+    result = sizing.plan(Config())
+    assert result.workers == result.cores == len(os.sched_getaffinity(0))
+    assert result.slots >= 1
+    assert set(result.as_dict()) >= {"workers", "slots", "cores", "reason"}
+    assert f"{result.slots} job slot(s)" in result.describe()
+
+
+def test_choices_are_case_insensitive() -> None:
+    config = load_config(env={"SCHOLARSOURCE_LOG_LEVEL": "DEBUG",
+                              "SCHOLARSOURCE_DURABILITY": "Full"})
+    assert (config.log_level, config.durability) == ("debug", "full")
