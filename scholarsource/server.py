@@ -40,7 +40,7 @@ _SHUTDOWN_MARGIN = 5.0
 _POOL_BOOT_TIMEOUT = 120.0
 
 
-class PoolArbiter(Arbiter):
+class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
     """Gunicorn's arbiter, with the job pool in the dirty arbiter's place."""
 
     def __init__(self, app: Application) -> None:
@@ -50,6 +50,7 @@ class PoolArbiter(Arbiter):
         self._quick_deaths = 0
         self._respawn_at = 0.0
         self._stopping = False
+        self.dirty_arbiter_pid: int = 0
 
     def start(self) -> None:
         super().start()
@@ -111,7 +112,7 @@ class PoolArbiter(Arbiter):
         super().stop(graceful)
 
 
-class Application(BaseApplication):
+class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
     """Gunicorn configured from our Config; each worker loads the Starlette app."""
 
     def __init__(self, config: Config) -> None:

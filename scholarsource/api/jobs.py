@@ -60,7 +60,7 @@ async def get(request: Request) -> JSONResponse:
 
 async def list_jobs(request: Request) -> JSONResponse:
     query = parse_list_query(request.query_params)
-    jobs, next_cursor = await services(request).store.list(tenant_of(request), **query)
+    jobs, next_cursor = await services(request).store.list_jobs(tenant_of(request), **query)
     return JSONResponse({"jobs": [job.to_json() for job in jobs],
                          "next_cursor": None if next_cursor is None else str(next_cursor)})
 

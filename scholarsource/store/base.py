@@ -169,7 +169,7 @@ class Store(abc.ABC):
         """The job, if it exists for this tenant."""
 
     @abc.abstractmethod
-    async def list(self, tenant: str, *, status: str | None = None, task: str | None = None,
+    async def list_jobs(self, tenant: str, *, status: str | None = None, task: str | None = None,
                    queue: str | None = None, limit: int = 50,
                    cursor: int | None = None) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end)."""

@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -104,7 +104,7 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _unavailable(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _unavailable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Map "locked past the busy timeout", "disk full" and friends to StoreUnavailable."""
 
     @functools.wraps(fn)
@@ -178,10 +178,11 @@ class SqliteStore(Store):
         return None if row is None else _job(row)
 
     @_unavailable
-    async def list(self, tenant: str, *, status: str | None = None, task: str | None = None,
+    async def list_jobs(self, tenant: str, *, status: str | None = None, task: str | None = None,
                    queue: str | None = None, limit: int = 50,
                    cursor: int | None = None) -> tuple[list[Job], int | None]:
-        where, args = ["tenant = ?"], [tenant]
+        where: list[str] = ["tenant = ?"]
+        args: list[str | int] = [tenant]
         for column, value in (("status", status), ("task", task), ("queue", queue)):
             if value is not None:
                 where.append(f"{column} = ?")

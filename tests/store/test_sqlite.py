@@ -101,7 +101,7 @@ def test_cancel_and_tenant_scoping(tmp_path: Path) -> None:
         mine = await store.submit(job(tenant="a"))
         assert await store.get("b", mine.id) is None
         assert await store.cancel("b", mine.id) is None
-        assert (await store.list("b"))[0] == []
+        assert (await store.list_jobs("b"))[0] == []
         cancelled = await store.cancel("a", mine.id)
         assert cancelled is not None and cancelled.status == "cancelled"
         running = await store.submit(job(tenant="a"))
@@ -119,14 +119,14 @@ def test_list_pages_with_a_cursor_and_filters(tmp_path: Path) -> None:
         ids = [(await store.submit(job(task="echo" if i % 2 else "noop"))).id for i in range(7)]
         seen, cursor = [], None
         while True:
-            page, cursor = await store.list("default", limit=3, cursor=cursor)
+            page, cursor = await store.list_jobs("default", limit=3, cursor=cursor)
             seen += [j.id for j in page]
             if cursor is None:
                 break
         assert seen == ids[::-1]
-        echoes, _ = await store.list("default", task="echo")
+        echoes, _ = await store.list_jobs("default", task="echo")
         assert [j.id for j in echoes] == ids[1::2][::-1]
-        queued, _ = await store.list("default", status="queued", queue="default", limit=100)
+        queued, _ = await store.list_jobs("default", status="queued", queue="default", limit=100)
         assert len(queued) == 7
 
     run(tmp_path / "q.db", body)
