@@ -50,24 +50,41 @@ CLAIM = (f"UPDATE jobs SET status = 'running', attempts = attempts + 1, "
          f"WHERE seq IN ({CLAIM_ORDER}) "
          f"RETURNING id, task, params, attempts, max_attempts, timeout, token")
 RENEW = "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'"
-# A failed attempt goes back to the queue while attempts remain; the WHERE clause fences out
-# any attempt whose token is no longer the job's current one.
+# Batches travel as one JSON array bound to one parameter and are applied by one statement
+# (json_each), so writing N results costs one round trip and one write transaction.
+#
+# A failed attempt goes back to the queue while attempts remain; matching on the token fences
+# out any attempt that is no longer the job's current one.
 FINISH = """
 UPDATE jobs SET
-    status = CASE WHEN :cancelled THEN 'cancelled' WHEN :ok THEN 'succeeded'
-                  WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-    result = :result, error = :error, error_detail = :detail,
-    progress = CASE WHEN :ok AND NOT :cancelled THEN 1.0 ELSE progress END,
-    finished_at = CASE WHEN NOT :ok AND NOT :cancelled AND attempts < max_attempts
+    status = CASE WHEN o.cancelled THEN 'cancelled' WHEN o.ok THEN 'succeeded'
+                  WHEN jobs.attempts < jobs.max_attempts THEN 'queued' ELSE 'failed' END,
+    result = o.result, error = o.error, error_detail = o.detail,
+    progress = CASE WHEN o.ok AND NOT o.cancelled THEN 1.0 ELSE jobs.progress END,
+    finished_at = CASE WHEN NOT o.ok AND NOT o.cancelled AND jobs.attempts < jobs.max_attempts
                        THEN NULL ELSE :now END,
     owner = NULL, lease_until = NULL, token = NULL
-WHERE id = :id AND token = :token AND status = 'running'
+FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'ok' AS ok,
+             value ->> 'cancelled' AS cancelled, value ->> 'result' AS result,
+             value ->> 'error' AS error, value ->> 'detail' AS detail
+      FROM json_each(:batch)) AS o
+WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
 """
-PROGRESS = ("UPDATE jobs SET progress = ?, progress_message = ? "
-            "WHERE id = ? AND token = ? AND status = 'running'")
-ADD_EVENT = ("INSERT INTO job_events (job_id, at, kind, data) SELECT ?, ?, ?, ? "
-             "WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND token = ? "
-             "AND status = 'running')")
+PROGRESS = """
+UPDATE jobs SET progress = p.fraction, progress_message = p.message
+FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token,
+             value -> 'data' ->> 'fraction' AS fraction, value -> 'data' ->> 'message' AS message
+      FROM json_each(:batch) WHERE value ->> 'kind' = 'progress') AS p
+WHERE jobs.id = p.id AND jobs.token = p.token AND jobs.status = 'running'
+"""
+ADD_EVENTS = """
+INSERT INTO job_events (job_id, at, kind, data)
+SELECT n.value ->> 'id', :now, n.value ->> 'kind', n.value -> 'data'
+FROM json_each(:batch) AS n
+JOIN jobs ON jobs.id = n.value ->> 'id' AND jobs.token = n.value ->> 'token'
+         AND jobs.status = 'running'
+ORDER BY n.key
+"""
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"error = 'cancelled', finished_at = ? "
                  f"WHERE id = ? AND tenant = ? AND status = 'queued' RETURNING {_JOB_COLUMNS}")
@@ -76,9 +93,12 @@ CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # Requeueing an interrupted attempt refunds it: the task did not fail, its process was taken.
-REQUEUE = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), error = ?, "
-           "owner = NULL, token = NULL, lease_until = NULL, started_at = NULL "
-           "WHERE id = ? AND token = ? AND status = 'running'")
+REQUEUE = """
+UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), error = :cause,
+    owner = NULL, token = NULL, lease_until = NULL, started_at = NULL
+FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS r
+WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
+"""
 RECOVER_EXPIRED = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), "
                    "error = ?, owner = NULL, token = NULL, lease_until = NULL, "
                    "started_at = NULL WHERE status = 'running' AND lease_until < ?")
@@ -259,20 +279,22 @@ class SqliteStore(Store):
 
     @_unavailable
     async def finish(self, outcomes: list[Outcome]) -> None:
-        now = time.time()
-        rows = [{"id": o.job_id, "token": o.token, "ok": o.ok, "cancelled": o.cancelled,
-                 "result": None if o.result is None else json.dumps(o.result),
-                 "error": o.error, "detail": o.error_detail, "now": now} for o in outcomes]
-        await self._transaction([(FINISH, rows)])
+        batch = [{"id": o.job_id, "token": o.token, "ok": o.ok, "cancelled": o.cancelled,
+                  "result": None if o.result is None else json.dumps(o.result),
+                  "error": o.error, "detail": o.error_detail} for o in outcomes]
+        await self._db.execute(FINISH, {"batch": json.dumps(batch), "now": time.time()})
 
     @_unavailable
     async def note(self, notes: list[Note]) -> None:
-        now = time.time()
-        progress = [(n.data.get("fraction"), n.data.get("message"), n.job_id, n.token)
-                    for n in notes if n.kind == "progress"]
-        events = [(n.job_id, now, n.kind, json.dumps(n.data), n.job_id, n.token)
-                  for n in notes]
-        await self._transaction([(PROGRESS, progress), (ADD_EVENT, events)])
+        batch = [{"id": n.job_id, "token": n.token, "kind": n.kind, "data": n.data}
+                 for n in notes]
+        # Only the newest progress of each attempt matters for the job row.
+        latest = {(n.job_id, n.token): n for n in notes if n.kind == "progress"}
+        progress = [{"id": n.job_id, "token": n.token, "kind": n.kind, "data": n.data}
+                    for n in latest.values()]
+        await self._db.execute(ADD_EVENTS, {"batch": json.dumps(batch), "now": time.time()})
+        if progress:
+            await self._db.execute(PROGRESS, {"batch": json.dumps(progress)})
 
     @_unavailable
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:
@@ -281,7 +303,7 @@ class SqliteStore(Store):
 
     @_unavailable
     async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
-        await self._transaction([(REQUEUE, [(cause, jid, tok) for jid, tok in job_ids_tokens])])
+        await self._db.execute(REQUEUE, {"batch": json.dumps(job_ids_tokens), "cause": cause})
 
     @_unavailable
     async def recover(self, owner: str, *, all_others: bool) -> int:

@@ -161,3 +161,27 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(tmp_path: Path) -> Non
     conn.close()
     with pytest.raises(StoreError, match="newer"):
         schema.migrate(db)
+
+
+def test_one_call_records_a_whole_batch_and_skips_stale_entries(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> None:
+        ids = [(await store.submit(job(attempts=1))).id for _ in range(50)]
+        claims = await store.claim("p", 50, 30)
+        assert sorted(c.id for c in claims) == sorted(ids)
+        outcomes = [Outcome(c.id, c.token, ok=True, result={"n": i})
+                    for i, c in enumerate(claims[:40])]
+        outcomes += [Outcome(c.id, c.token + 1, ok=True, result="stale") for c in claims[40:]]
+        await store.note([Note(c.id, c.token, "progress", {"fraction": f / 10})
+                          for c in claims[:2] for f in range(1, 4)])
+        await store.finish(outcomes)
+        counts = await store.counts()
+        assert (counts["succeeded"], counts["running"]) == (40, 10)
+        first = await store.get("default", claims[0].id)
+        assert first is not None and first.result == {"n": 0}
+        await store.requeue([(c.id, c.token) for c in claims[40:]], "shutting down")
+        requeued = await store.get("default", claims[45].id)
+        assert requeued is not None
+        assert (requeued.status, requeued.attempts, requeued.error) == (
+            "queued", 0, "shutting down")
+
+    run(tmp_path / "q.db", body)
