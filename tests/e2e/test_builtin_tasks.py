@@ -1,0 +1,41 @@
+"""The built-in tasks do real work through a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_jobs import wait_finished
+
+pytestmark = pytest.mark.e2e
+
+
+def test_builtin_tasks(serve) -> None:
+    server = serve(slots=2)
+    client = server.client()
+
+    def run(task: str, **params: object) -> dict[str, object]:
+        job = client.post("/api/jobs", json={"task": task, "params": params})
+        assert job.status_code == 202, job.text
+        return wait_finished(client, job.json()["id"])
+
+    assert run("noop")["result"] is None
+    assert run("echo", a=[1, 2], b={"c": None})["result"] == {"a": [1, 2], "b": {"c": None}}
+    slept = run("sleep", seconds=0.2)
+    assert slept["status"] == "succeeded" and slept["result"]["slept"] >= 0.2
+    burned = run("cpu", seconds=0.2)
+    assert burned["status"] == "succeeded" and burned["result"]["loops"] > 0
+
+    fetched = run("fetch", url=f"{server.url}/api/openapi.json")
+    assert fetched["status"] == "succeeded", fetched["error"]
+    result = fetched["result"]
+    assert result["status"] == 200 and result["bytes"] > 1000 and not result["truncated"]
+    assert result["headers"]["content-type"] == "application/json"
+    cut = run("fetch", url=f"{server.url}/api/openapi.json", max_bytes=100)["result"]
+    assert cut["truncated"] and cut["bytes"] == 100
+
+    unreachable = run("fetch", url="http://127.0.0.1:9/", timeout=2)
+    assert unreachable["status"] == "failed" and "ConnectError" in unreachable["error"]
+    failed = run("fail")
+    assert (failed["status"], failed["error"]) == ("failed", "TaskFailed: failed on purpose")
+    wrong = run("sleep", minutes=1)
+    assert wrong["status"] == "failed" and "unexpected keyword argument" in wrong["error"]
