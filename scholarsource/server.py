@@ -23,7 +23,7 @@ from gunicorn.errors import HaltServer
 from scholarsource import logs
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError
-from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_POOL_BOOT
+from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.pool import sidecar
 from scholarsource.sizing import plan
 from scholarsource.store.schema import migrate
@@ -86,22 +86,19 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
     def handle_dirty_arbiter_exit(self, wpid: int, status: int) -> None:
         self.dirty_arbiter_pid = 0
         self.dirty_arbiter = None
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            hint = " (perhaps out of memory?)" if sig == signal.SIGKILL else ""
-            log.error("pool process %s was killed by signal %s%s", wpid, sig, hint)
-        else:
-            code = os.WEXITSTATUS(status)
-            if self._stopping:
-                log.info("pool process %s exited with code %s", wpid, code)
-                return
-            if code == EXIT_POOL_BOOT:
-                raise HaltServer("the pool failed to boot (see the log above)", EXIT_POOL_BOOT)
-            log.error("pool process %s exited with code %s", wpid, code)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         if self._stopping:
+            log.info("pool process %s %s", wpid, _describe(status))
             return
-        lived = time.monotonic() - self._pool_started
-        self._quick_deaths = self._quick_deaths + 1 if lived < _QUICK_DEATH else 0
+        if code == EXIT_POOL_BOOT:
+            raise HaltServer("the pool failed to boot (see the log above)", EXIT_POOL_BOOT)
+        if code == EXIT_OK:  # it drained on HUP: a reload, not a crash
+            log.info("pool process %s drained for a reload", wpid)
+            self._quick_deaths = 0
+        else:
+            log.error("pool process %s %s", wpid, _describe(status))
+            lived = time.monotonic() - self._pool_started
+            self._quick_deaths = self._quick_deaths + 1 if lived < _QUICK_DEATH else 0
         pause = min(0.1 * 2 ** (self._quick_deaths - 1), _RESPAWN_PAUSE_MAX) \
             if self._quick_deaths else 0.0
         self._respawn_at = time.monotonic() + pause
@@ -110,6 +107,15 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
     def stop(self, graceful: bool = True) -> None:
         self._stopping = True
         super().stop(graceful)
+
+
+def _describe(status: int) -> str:
+    """How a child ended, for the log: signal and exit code are told apart."""
+    if os.WIFSIGNALED(status):
+        sig = signal.Signals(os.WTERMSIG(status))
+        hint = " (perhaps out of memory?)" if sig == signal.SIGKILL else ""
+        return f"was killed by {sig.name}{hint}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
 
 
 class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped

@@ -117,6 +117,11 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)
         for quick in (signal.SIGINT, signal.SIGQUIT):
             loop.add_signal_handler(quick, dispatcher.stop, 0.0)
+        # The master forwards HUP (reload) and USR1 (reopen logs) to its sidecar. On HUP the
+        # pool drains like on TERM and exits; the master forks a fresh one, whose new
+        # forkserver imports the task code anew. USR1 needs nothing: we log to stderr.
+        loop.add_signal_handler(signal.SIGHUP, dispatcher.stop, config.grace_period)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
         await dispatcher.run()
         slots.stop(kill=False)  # idle by now: let each executor shut down cleanly
     finally:
