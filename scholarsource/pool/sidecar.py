@@ -87,7 +87,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     sizing = plan(config)
     owner = secrets.token_hex(8)
     store = await SqliteStore.open(config.db_path, durability=config.durability,
-                                   busy_timeout=config.busy_timeout)
+                                   busy_timeout=config.busy_timeout, inline=True)
     slots = Slots(sizing.slots, config.task_modules)
     sock = _bind(config.data_dir)
     try:

@@ -18,10 +18,16 @@ from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore
 T = TypeVar("T")
 
 
-def run(path: Path, body: Callable[[SqliteStore], Awaitable[T]]) -> T:
+@pytest.fixture(params=[False, True], ids=["aiosqlite", "inline"])
+def inline(request: pytest.FixtureRequest) -> bool:
+    """Every store test runs on both drivers: the API's (aiosqlite) and the pool's."""
+    return bool(request.param)
+
+
+def run(path: Path, body: Callable[[SqliteStore], Awaitable[T]], inline: bool) -> T:
     async def main() -> T:
         schema.migrate(path)
-        store = await SqliteStore.open(path)
+        store = await SqliteStore.open(path, inline=inline)
         try:
             return await body(store)
         finally:
@@ -46,7 +52,7 @@ def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
     assert "TEMP B-TREE" not in plan
 
 
-def test_claim_takes_priority_then_age_and_leases(tmp_path: Path) -> None:
+def test_claim_takes_priority_then_age_and_leases(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         low = await store.submit(job(priority=-1))
         first = await store.submit(job())
@@ -58,10 +64,10 @@ def test_claim_takes_priority_then_age_and_leases(tmp_path: Path) -> None:
         running = await store.get("default", first.id)
         assert running is not None and running.status == "running" and running.attempts == 1
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
 
 
-def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None:
+def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         submitted = await store.submit(job(attempts=3))
         (stale,) = await store.claim("pool-a", 1, 30)
@@ -78,10 +84,10 @@ def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path) -> None:
         assert done is not None and (done.status, done.result) == ("succeeded", "fresh")
         assert done.attempts == 1  # the interrupted attempt was refunded
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
 
 
-def test_failures_requeue_until_the_last_attempt(tmp_path: Path) -> None:
+def test_failures_requeue_until_the_last_attempt(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         submitted = await store.submit(job(attempts=2))
         for expected in ("queued", "failed"):
@@ -93,10 +99,10 @@ def test_failures_requeue_until_the_last_attempt(tmp_path: Path) -> None:
         assert current.error == "boom" and current.attempts == 2
         assert "error_detail" not in current.to_json()
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
 
 
-def test_cancel_and_tenant_scoping(tmp_path: Path) -> None:
+def test_cancel_and_tenant_scoping(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         mine = await store.submit(job(tenant="a"))
         assert await store.get("b", mine.id) is None
@@ -111,10 +117,10 @@ def test_cancel_and_tenant_scoping(tmp_path: Path) -> None:
         assert await store.cancel_requested("p") == [(running.id, claim.token)]
         assert await store.cancel_requested("other-pool") == []
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
 
 
-def test_list_pages_with_a_cursor_and_filters(tmp_path: Path) -> None:
+def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         ids = [(await store.submit(job(task="echo" if i % 2 else "noop"))).id for i in range(7)]
         seen, cursor = [], None
@@ -129,10 +135,10 @@ def test_list_pages_with_a_cursor_and_filters(tmp_path: Path) -> None:
         queued, _ = await store.list_jobs("default", status="queued", queue="default", limit=100)
         assert len(queued) == 7
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
 
 
-def test_every_state_change_leaves_an_event(tmp_path: Path) -> None:
+def test_every_state_change_leaves_an_event(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         submitted = await store.submit(job())
         (claim,) = await store.claim("p", 1, 30)
@@ -148,7 +154,7 @@ def test_every_state_change_leaves_an_event(tmp_path: Path) -> None:
         later = await store.events("default", submitted.id, after=events[1].seq)
         assert [e.seq for e in later] == [e.seq for e in events[2:]]
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
 
 
 def test_migrate_is_idempotent_and_refuses_a_newer_schema(tmp_path: Path) -> None:
@@ -163,7 +169,7 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(tmp_path: Path) -> Non
         schema.migrate(db)
 
 
-def test_one_call_records_a_whole_batch_and_skips_stale_entries(tmp_path: Path) -> None:
+def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         ids = [(await store.submit(job(attempts=1))).id for _ in range(50)]
         claims = await store.claim("p", 50, 30)
@@ -184,4 +190,4 @@ def test_one_call_records_a_whole_batch_and_skips_stale_entries(tmp_path: Path) 
         assert (requeued.status, requeued.attempts, requeued.error) == (
             "queued", 0, "shutting down")
 
-    run(tmp_path / "q.db", body)
+    run(tmp_path / "q.db", body, inline)
