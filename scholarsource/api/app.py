@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from scholarsource.api import compat, events, jobs, openapi, ops
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.state import Services
+from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
 from scholarsource.errors import (
     ApiError,
@@ -69,7 +70,7 @@ def create_app(config: Config) -> Starlette:
                                        busy_timeout=config.busy_timeout)
         waker = Waker(config.data_dir)
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
-                                      waker=waker)
+                                      submits=SubmitBatcher(store), waker=waker)
         try:
             yield
         finally:

@@ -25,20 +25,27 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if media_type != "application/json":
         raise UnsupportedMedia("send the body as JSON with Content-Type: application/json")
     declared = request.headers.get("content-length")
-    too_large = PayloadTooLarge(f"the body is larger than {max_bytes} bytes",
-                                limit=max_bytes)
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
+    if declared is not None and declared.isdigit():
+        # The HTTP server delivers exactly Content-Length bytes, so the header is the size.
+        if int(declared) > max_bytes:
+            raise _too_large(max_bytes)
+        body = await request.body()
+    else:  # chunked: count as it arrives
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+        body = b"".join(chunks)
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than {max_bytes} bytes", limit=max_bytes)
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:

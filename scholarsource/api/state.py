@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from scholarsource.api.catalog import Catalog
+from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
 from scholarsource.pool.wakeup import Waker
 from scholarsource.store.base import Store
@@ -19,6 +20,7 @@ class Services:
     config: Config
     store: Store
     catalog: Catalog
+    submits: SubmitBatcher
     waker: Waker
 
 

@@ -161,8 +161,12 @@ class Store(abc.ABC):
 
     # -- the API's side ---------------------------------------------------------------------
     @abc.abstractmethod
+    async def submit_many(self, news: list[NewJob]) -> list[Job]:
+        """Insert queued jobs, in order, in one transaction; returns once it is committed."""
+
     async def submit(self, new: NewJob) -> Job:
-        """Insert a queued job; returns once the row is committed."""
+        """Insert one queued job; returns once the row is committed."""
+        return (await self.submit_many([new]))[0]
 
     @abc.abstractmethod
     async def get(self, tenant: str, job_id: str) -> Job | None:

@@ -39,8 +39,14 @@ _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, erro
                 "max_attempts, timeout, progress, progress_message, cancel_requested, "
                 "created_at, started_at, finished_at")
 
-SUBMIT = ("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, "
-          "timeout, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)")
+SUBMIT = """
+INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, timeout,
+                  created_at)
+SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
+       value ->> '$[4]', 'queued', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
+       value ->> '$[8]'
+FROM json_each(?) ORDER BY key
+"""
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
 CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
 CLAIM = (f"UPDATE jobs SET status = 'running', attempts = attempts + 1, "
@@ -223,17 +229,18 @@ class SqliteStore(Store):
 
     # -- the API's side ---------------------------------------------------------------------
     @_unavailable
-    async def submit(self, new: NewJob) -> Job:
-        job = Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
-                  priority=new.priority, status=JobState.QUEUED, params=new.params,
-                  result=None, error=None, attempts=0, max_attempts=new.max_attempts,
-                  timeout=new.timeout, progress=None, progress_message=None,
-                  cancel_requested=False, created_at=time.time(), started_at=None,
-                  finished_at=None)
-        await self._db.fetchall(SUBMIT, (job.id, job.tenant, job.task, job.queue, job.priority,
-                                         json.dumps(job.params), job.max_attempts,
-                                         job.timeout, job.created_at))
-        return job
+    async def submit_many(self, news: list[NewJob]) -> list[Job]:
+        now = time.time()
+        jobs = [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
+                    priority=new.priority, status=JobState.QUEUED, params=new.params,
+                    result=None, error=None, attempts=0, max_attempts=new.max_attempts,
+                    timeout=new.timeout, progress=None, progress_message=None,
+                    cancel_requested=False, created_at=now, started_at=None,
+                    finished_at=None) for new in news]
+        rows = [(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
+                 j.max_attempts, j.timeout, j.created_at) for j in jobs]
+        await self._db.fetchall(SUBMIT, (json.dumps(rows),))
+        return jobs
 
     @_unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:
