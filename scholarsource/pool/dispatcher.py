@@ -79,10 +79,10 @@ class Dispatcher:
                     break
             else:
                 await self._claim()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._sleep_for())
-            except TimeoutError:
-                pass
+            # A timer that sets the same event: cheaper per turn than asyncio.wait_for.
+            timer = asyncio.get_running_loop().call_later(self._sleep_for(), self._wake.set)
+            await self._wake.wait()
+            timer.cancel()
         await self._flush()
 
     async def drain(self) -> None:
