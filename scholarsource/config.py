@@ -88,6 +88,9 @@ class Config:
     max_body_bytes: int = field(default=1024**2, metadata=_key(
         "Largest request body the API accepts, bytes or '1MiB'; larger ones get 413.",
         size=True))
+    max_result_bytes: int = field(default=16 * 1024**2, metadata=_key(
+        "Largest result a job may return, as JSON; a larger one fails the attempt with "
+        "result_too_large (results live in the database).", size=True))
     busy_timeout: float = field(default=5.0, metadata=_key(
         "Seconds a database write waits for the write lock before giving up."))
     log_level: str = field(default="info", metadata=_key(
@@ -105,7 +108,7 @@ class Config:
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1")
         for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core",
-                     "memory_per_job", "max_body_bytes"):
+                     "memory_per_job", "max_body_bytes", "max_result_bytes"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, not {value!r}")

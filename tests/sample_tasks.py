@@ -54,3 +54,9 @@ def hold(ctx: Context, pidfile: str, seconds: float = 30.0) -> None:
         fh.write(str(os.getpid()))
     os.replace(pidfile + ".tmp", pidfile)
     time.sleep(float(seconds))
+
+
+@task("big")
+def big(ctx: Context, size: int) -> str:
+    """Return a string of `size` characters."""
+    return "x" * int(size)

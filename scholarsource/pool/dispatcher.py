@@ -173,7 +173,7 @@ class Dispatcher:
                 outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
                                   error="cancelled")
             elif status == "ok":
-                outcome = Outcome(claim.id, claim.token, ok=True, result=value)
+                outcome = Outcome(claim.id, claim.token, ok=True, result_json=value)
             else:
                 log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task,
                          claim.attempt, value)

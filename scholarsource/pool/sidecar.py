@@ -88,7 +88,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     owner = secrets.token_hex(8)
     store = await SqliteStore.open(config.db_path, durability=config.durability,
                                    busy_timeout=config.busy_timeout, inline=True)
-    slots = Slots(sizing.slots, config.task_modules)
+    slots = Slots(sizing.slots, config.task_modules, config.max_result_bytes)
     sock = _bind(config.data_dir)
     try:
         # One pool per data directory (the master holds its lock), so whatever is still

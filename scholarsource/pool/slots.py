@@ -37,13 +37,14 @@ log = logging.getLogger("scholarsource.pool")
 # Set in each slot process by `_init_slot`.
 _channel: Connection | None = None
 _cancel_flag: CancelFlag | None = None
+_max_result_bytes = 0
 
 
 def _init_slot(channel: Connection, cancel_flag: CancelFlag, lifeline: Connection,
-               task_modules: tuple[str, ...]) -> None:
+               task_modules: tuple[str, ...], max_result_bytes: int) -> None:
     """Runs once in each slot process, before its first job."""
-    global _channel, _cancel_flag
-    _channel, _cancel_flag = channel, cancel_flag
+    global _channel, _cancel_flag, _max_result_bytes
+    _channel, _cancel_flag, _max_result_bytes = channel, cancel_flag, max_result_bytes
     # Ctrl-C in a terminal reaches the whole process group; the pool decides when slots stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
@@ -67,13 +68,18 @@ def _watch_lifeline(lifeline: Connection) -> None:
 
 
 def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,
-                token: int) -> tuple[str, Any, str | None]:
-    """Run one attempt inside a slot: ("ok", result, None) or ("error", message, traceback)."""
+                token: int) -> tuple[str, str | None, str | None]:
+    """Run one attempt inside a slot: ("ok", result as JSON, None) or ("error", message,
+    traceback). Encoding here finds a result the store cannot hold while it is still the
+    task's error, and spares the pool's loop the work."""
     ctx = Context(job_id, attempt, token, _channel, _cancel_flag)
     try:
         result = get_task(task).fn(ctx, **params)
-        json.dumps(result)  # a result the store cannot hold is the task's error, found here
-        return "ok", result, None
+        encoded = None if result is None else json.dumps(result)
+        if encoded is not None and len(encoded) > _max_result_bytes:
+            return ("error", f"result_too_large: {len(encoded)} bytes of JSON, more than "
+                             f"max_result_bytes ({_max_result_bytes})", None)
+        return "ok", encoded, None
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return "error", message, traceback.format_exc()
@@ -83,11 +89,12 @@ class Slot:
     """One job process, its progress channel and its cancel flag."""
 
     def __init__(self, index: int, mp: Any, lifeline: Connection,
-                 task_modules: tuple[str, ...]) -> None:
+                 task_modules: tuple[str, ...], max_result_bytes: int) -> None:
         self.index = index
         self._mp = mp
         self._lifeline = lifeline
         self._task_modules = task_modules
+        self._max_result_bytes = max_result_bytes
         self.pid: int | None = None
         self.claim: Claim | None = None
         self.started = 0.0
@@ -106,7 +113,8 @@ class Slot:
         self.cancel_flag = self._mp.RawValue(ctypes.c_int64, 0)
         self.executor = ProcessPoolExecutor(
             max_workers=1, mp_context=self._mp, initializer=_init_slot,
-            initargs=(send, self.cancel_flag, self._lifeline, self._task_modules))
+            initargs=(send, self.cancel_flag, self._lifeline, self._task_modules,
+                      self._max_result_bytes))
         self.pid = None
         self.pid_future = self.executor.submit(os.getpid)
         self.pid_future.add_done_callback(self._learn_pid)
@@ -167,12 +175,14 @@ class Slot:
 class Slots:
     """All slots of the pool."""
 
-    def __init__(self, count: int, task_modules: tuple[str, ...]) -> None:
+    def __init__(self, count: int, task_modules: tuple[str, ...],
+                 max_result_bytes: int) -> None:
         mp = multiprocessing.get_context("forkserver")
         mp.set_forkserver_preload(["scholarsource.tasks.builtin", *task_modules])
         # The pool keeps the write end for its whole life; see _watch_lifeline.
         lifeline, self._lifeline_keep = mp.Pipe(duplex=False)
-        self.all = [Slot(i, mp, lifeline, task_modules) for i in range(count)]
+        self.all = [Slot(i, mp, lifeline, task_modules, max_result_bytes)
+                    for i in range(count)]
 
     def start(self) -> None:
         """Start every slot's process."""

@@ -114,7 +114,7 @@ class Outcome:
     job_id: str
     token: int
     ok: bool
-    result: Any = None
+    result_json: str | None = None   # the result, already encoded by the slot
     error: str | None = None         # shown to clients
     error_detail: str | None = None  # traceback, kept server-side
     cancelled: bool = False

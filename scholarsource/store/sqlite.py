@@ -322,7 +322,7 @@ class SqliteStore(Store):
     @_unavailable
     async def finish(self, outcomes: list[Outcome]) -> None:
         batch = [{"id": o.job_id, "token": o.token, "ok": o.ok, "cancelled": o.cancelled,
-                  "result": None if o.result is None else json.dumps(o.result),
+                  "result": o.result_json,
                   "error": o.error, "detail": o.error_detail} for o in outcomes]
         await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time()})
 

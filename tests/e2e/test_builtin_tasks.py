@@ -39,3 +39,13 @@ def test_builtin_tasks(serve) -> None:
     assert (failed["status"], failed["error"]) == ("failed", "TaskFailed: failed on purpose")
     wrong = run("sleep", minutes=1)
     assert wrong["status"] == "failed" and "unexpected keyword argument" in wrong["error"]
+
+
+def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
+    client = serve(slots=1, env={"SCHOLARSOURCE_MAX_RESULT_BYTES": "1KiB"}).client()
+    small = client.post("/api/jobs", json={"task": "big", "params": {"size": 100}}).json()
+    large = client.post("/api/jobs", json={"task": "big", "params": {"size": 5000}}).json()
+    assert wait_finished(client, small["id"])["result"] == "x" * 100
+    failed = wait_finished(client, large["id"])
+    assert failed["status"] == "failed" and failed["result"] is None
+    assert failed["error"].startswith("result_too_large: 5002 bytes")

@@ -19,7 +19,7 @@ def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None
     async def main() -> None:
         schema.migrate(config.db_path)
         store = await SqliteStore.open(config.db_path)
-        slots = Slots(2, ())
+        slots = Slots(2, (), config.max_result_bytes)
         slots.start()
         try:
             await slots.started()

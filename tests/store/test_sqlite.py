@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -75,11 +76,11 @@ def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: 
         (fresh,) = await store.claim("pool-b", 1, 30)
         assert fresh.token != stale.token
         await store.note([Note(submitted.id, stale.token, "progress", {"fraction": 0.9})])
-        await store.finish([Outcome(submitted.id, stale.token, ok=True, result="stale")])
+        await store.finish([Outcome(submitted.id, stale.token, ok=True, result_json='"stale"')])
         current = await store.get("default", submitted.id)
         assert current is not None
         assert (current.status, current.result, current.progress) == ("running", None, None)
-        await store.finish([Outcome(submitted.id, fresh.token, ok=True, result="fresh")])
+        await store.finish([Outcome(submitted.id, fresh.token, ok=True, result_json='"fresh"')])
         done = await store.get("default", submitted.id)
         assert done is not None and (done.status, done.result) == ("succeeded", "fresh")
         assert done.attempts == 1  # the interrupted attempt was refunded
@@ -145,7 +146,7 @@ def test_every_state_change_leaves_an_event(tmp_path: Path, inline: bool) -> Non
         await store.note([Note(claim.id, claim.token, "progress", {"fraction": 0.5,
                                                                    "message": "half"}),
                           Note(claim.id, claim.token, "log", {"message": "hello"})])
-        await store.finish([Outcome(claim.id, claim.token, ok=True, result=[1])])
+        await store.finish([Outcome(claim.id, claim.token, ok=True, result_json="[1]")])
         events = await store.events("default", submitted.id)
         assert [(e.kind, e.data.get("status") or e.data.get("message")) for e in events] == [
             ("state", "running"), ("progress", "half"), ("log", "hello"),
@@ -174,9 +175,10 @@ def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline
         ids = [(await store.submit(job(attempts=1))).id for _ in range(50)]
         claims = await store.claim("p", 50, 30)
         assert sorted(c.id for c in claims) == sorted(ids)
-        outcomes = [Outcome(c.id, c.token, ok=True, result={"n": i})
+        outcomes = [Outcome(c.id, c.token, ok=True, result_json=json.dumps({"n": i}))
                     for i, c in enumerate(claims[:40])]
-        outcomes += [Outcome(c.id, c.token + 1, ok=True, result="stale") for c in claims[40:]]
+        outcomes += [Outcome(c.id, c.token + 1, ok=True, result_json='"stale"')
+                     for c in claims[40:]]
         await store.note([Note(c.id, c.token, "progress", {"fraction": f / 10})
                           for c in claims[:2] for f in range(1, 4)])
         await store.finish(outcomes)
