@@ -1,19 +1,15 @@
 """Start and stop the servers under test as real subprocesses.
 
-Each server runs in its own session on a free 127.0.0.1 port and logs to a file (never an
-undrained pipe). `stop()` sends TERM to the master, waits, then KILLs the whole process
-group, so no slot or worker outlives a bench run, whatever happened in between.
+Each server is started by `scholarsource.launcher`: its own session, a free 127.0.0.1 port,
+a log file, and a stop that ends with KILL of the whole process group, so no slot or worker
+outlives a bench run, whatever happened in between.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,45 +17,18 @@ from pathlib import Path
 import httpx
 import psutil
 
+from scholarsource.launcher import ServerProcess, free_port, launch, serve_argv
+
 BENCH_DIR = Path(__file__).resolve().parent
 # "2026-01-02 03:04:05 +0000 [123] " (ours) or "[2026-01-02 03:04:05 +0000] [123] " (gunicorn)
 _LOG_PREFIX = re.compile(r"^\[?[\d-]+ [\d:]+ [+-]\d{4}\]? \[\d+\] ")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
-class Server:
-    """One running server: its master process, URL and log file."""
+class Server(ServerProcess):
+    """A server under test, with what the bench reads off it."""
 
-    name: str
-    proc: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-    ready_path: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until `ready_path` answers 200, or raise with the server's log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                   f"{self.log()}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log()}")
+    name: str = "scholarsource"
 
     def pool_pid(self) -> int | None:
         """The job pool's pid, as /api/health reports it (None for the baseline)."""
@@ -86,23 +55,6 @@ class Server:
             roles[role] += sum(_cpu(proc) for proc in tree)
         return roles
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """TERM the master, wait, then KILL the group; returns the master's exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            return None
-
     def problems(self) -> list[str]:
         """Log lines at WARNING and above, and tracebacks: each distinct message once, with
         how often it came (timestamps and pids stripped)."""
@@ -122,17 +74,9 @@ def _cpu(proc: psutil.Process) -> float:
 
 def _launch(name: str, argv: list[str], workdir: Path, env: dict[str, str],
             ready_path: str, url: str) -> Server:
-    log_path = workdir / f"{name}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    server = Server(name, proc, url, log_path, ready_path)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop(timeout=5)
-        raise
-    return server
+    process = launch(argv, url=url, log_path=workdir / f"{name}.log", env=env,
+                     ready_path=ready_path)
+    return Server(process.proc, process.url, process.log_path, ready_path, name)
 
 
 def _clean_env() -> dict[str, str]:
@@ -143,9 +87,7 @@ def start_scholarsource(workdir: Path, *, workers: int = 2, slots: int = 2,
                         name: str = "scholarsource") -> Server:
     """`python -m scholarsource serve` on a fresh data dir under `workdir`."""
     port = free_port()
-    data_dir = workdir / f"{name}-data"
-    argv = [sys.executable, "-m", "scholarsource", "serve", "--bind", f"127.0.0.1:{port}",
-            "--data-dir", str(data_dir), "--workers", str(workers), "--slots", str(slots)]
+    argv = serve_argv(port, workdir / f"{name}-data", workers=workers, slots=slots)
     return _launch(name, argv, workdir, _clean_env(), "/api/health",
                    f"http://127.0.0.1:{port}")
 

@@ -1,17 +1,14 @@
 """Fixtures are factories that clean up what they made.
 
 `serve()` starts a real `python -m scholarsource serve` (real Gunicorn, real pool processes,
-a real SQLite file) on a free port and a temporary data directory, in its own process
-session, logging to a file; teardown sends TERM, waits, then KILLs the whole group.
+a real SQLite file) on a free port and a temporary data directory, through
+`scholarsource.launcher`: its own process session, a log file, and a teardown that sends
+TERM, waits, then KILLs the whole group.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from scholarsource.launcher import ServerProcess, free_port, launch, serve_argv
 from tests.helpers import wait_until
 
 TESTS_DIR = Path(__file__).parent
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -43,13 +34,10 @@ def server_env(**extra: str) -> dict[str, str]:
 
 
 @dataclass
-class Server:
+class Server(ServerProcess):
     """One running `scholarsource serve` and what a test needs to talk to it."""
 
-    proc: subprocess.Popen[bytes]
-    url: str
-    data_dir: Path
-    log_path: Path
+    data_dir: Path = Path()
     clients: list[httpx.Client] = field(default_factory=list)
 
     def client(self, **kwargs: Any) -> httpx.Client:
@@ -58,30 +46,17 @@ class Server:
         self.clients.append(client)
         return client
 
-    def log(self) -> str:
-        """Everything the server printed so far."""
-        return self.log_path.read_text(errors="replace")
-
     def health(self) -> dict[str, Any]:
         """GET /api/health (any status)."""
         return httpx.get(f"{self.url}/api/health", timeout=5).json()
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
         """Block until /api/health answers 200; fail with the server's log otherwise."""
-
-        def healthy() -> dict[str, Any] | None:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                response = httpx.get(f"{self.url}/api/health", timeout=2)
-            except httpx.HTTPError:
-                return None
-            return response.json() if response.status_code == 200 else None
-
         try:
-            return wait_until(healthy, timeout, interval=0.1, message="a healthy server")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- server log ---\n{self.log()}") from None
+            self.wait_ready(timeout)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+        return self.health()
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the master only."""
@@ -89,28 +64,15 @@ class Server:
 
     def kill_tree(self) -> None:
         """kill -9 every process of the server's session (master, API, pool, slots)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self.kill_group()
         self.proc.wait(timeout=10)
         wait_until(lambda: not _session_alive(self.proc.pid), 10, message="the tree to die")
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """TERM, wait, then KILL the whole group; returns the master's exit code."""
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Close the test's clients, then TERM, wait, KILL the group."""
         for client in self.clients:
             client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers: slots, forkserver
-        except ProcessLookupError:
-            pass
-        return self.proc.wait(timeout=10)
+        return super().stop(timeout)
 
 
 def _session_alive(sid: int) -> bool:
@@ -136,15 +98,11 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
               wait: bool = True) -> Server:
         port = free_port()
         data = data_dir or tmp_path / "data"
-        log_path = tmp_path / f"server-{len(started)}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "scholarsource", "serve", "--bind", f"127.0.0.1:{port}",
-                 "--data-dir", str(data), "--slots", str(slots), "--workers", str(workers),
-                 *args],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=server_env(**(env or {})))
-        server = Server(proc, f"http://127.0.0.1:{port}", data, log_path)
+        process = launch(serve_argv(port, data, workers=workers, slots=slots, extra=args),
+                         url=f"http://127.0.0.1:{port}",
+                         log_path=tmp_path / f"server-{len(started)}.log",
+                         env=server_env(**(env or {})), wait=False)
+        server = Server(process.proc, process.url, process.log_path, data_dir=data)
         started.append(server)
         if wait:
             server.wait_healthy()
