@@ -19,6 +19,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
+from uvicorn_worker import UvicornWorker
 
 from scholarsource import logs
 from scholarsource.config import Config
@@ -36,8 +37,19 @@ _QUICK_DEATH = 5.0
 _RESPAWN_PAUSE_MAX = 5.0
 # API workers finish in-flight requests quickly; the pool needs its whole grace period.
 _SHUTDOWN_MARGIN = 5.0
+# Requests still open this long after SIGTERM (event streams, mostly) are cut.
+API_SHUTDOWN_SECONDS = 3
 # Importing task modules and starting the slots; a pool slower than this failed to boot.
 _POOL_BOOT_TIMEOUT = 120.0
+
+
+class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyped
+    """Uvicorn's Gunicorn worker, with a bound on how long shutdown waits for open
+    requests: an event stream of a long job would otherwise hold a SIGTERM for the whole
+    graceful timeout. Streams cut this way resume with Last-Event-ID."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS,
+                     "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS}
 
 
 class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
@@ -131,7 +143,7 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         settings: dict[str, Any] = {
             "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
             "workers": sizing.workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "scholarsource.server.ApiWorker",
             "graceful_timeout": int(self.config.grace_period + _SHUTDOWN_MARGIN),
             "timeout": 30,
             "keepalive": 5,

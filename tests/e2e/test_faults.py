@@ -179,3 +179,18 @@ def test_sighup_replaces_the_pool_without_losing_or_repeating_a_job(serve, tmp_p
     assert sorted(_executions(runs)) == sorted([first["id"], *later])  # each exactly once
     assert server.health()["processes"]["pool"] != old_pool
     assert "drained for a reload" in server.log()
+
+
+def test_sigterm_does_not_wait_for_open_event_streams(serve) -> None:
+    # grace_period 10 makes Gunicorn's graceful timeout 15 s: an open stream on a job that
+    # never ends would hold an API worker that long. The running job ends in 1 s, so the
+    # pool is not what the shutdown waits for.
+    server = serve(slots=1, env={"SCHOLARSOURCE_GRACE_PERIOD": "10"})
+    client = server.client()
+    running = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 1}}).json()
+    waiting = client.post("/api/jobs", json={"task": "noop"}).json()
+    wait_until(lambda: client.get(f"/api/jobs/{running['id']}").json()["status"] == "running")
+    with client.stream("GET", f"/api/jobs/{waiting['id']}/events") as stream:
+        assert stream.status_code == 200
+        server.signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=12) == 0
