@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,31 @@ def test_sigterm_does_not_wait_for_open_event_streams(serve) -> None:
         assert stream.status_code == 200
         server.signal(signal.SIGTERM)
         assert server.proc.wait(timeout=12) == 0
+
+
+def test_a_database_locked_past_the_busy_timeout_answers_503_and_recovers(serve) -> None:
+    server = serve(slots=1, env={"SCHOLARSOURCE_BUSY_TIMEOUT": "0.2"})
+    client = server.client()
+    before = client.post("/api/jobs", json={"task": "noop"}).json()
+    wait_finished(client, before["id"])
+
+    holder = sqlite3.connect(server.data_dir / "scholarsource.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # hold the write lock, as a stuck writer would
+    try:
+        refused = client.post("/api/jobs", json={"task": "noop"})
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "unavailable"
+        assert refused.headers["retry-after"] == "1"
+        assert "Traceback" not in refused.text
+        # Reads go on: WAL readers never wait for the writer.
+        assert client.get(f"/api/jobs/{before['id']}").json()["status"] == "succeeded"
+        assert client.get("/api/health").status_code == 503
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    after = client.post("/api/jobs", json={"task": "noop"})
+    assert after.status_code == 202
+    assert wait_finished(client, after.json()["id"])["status"] == "succeeded"
+    assert server.wait_healthy()["status"] == "ok"
+    assert len(all_jobs(client)) == 2  # the refused submit left no row behind
