@@ -19,6 +19,8 @@ from typing import Any, get_type_hints
 from scholarsource.errors import ConfigError
 
 ENV_PREFIX = "SCHOLARSOURCE_"
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,
                "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
@@ -85,6 +87,9 @@ class Config:
         "re-queued."))
     cancel_grace: float = field(default=10.0, metadata=_key(
         "Seconds a running job has to honour a cancel before its slot process is killed."))
+    fetch_allow_private: bool = field(default=False, metadata=_key(
+        "Let the built-in fetch task reach loopback, private and link-local addresses. Off by "
+        "default: any API client can name fetch and a URL."))
     max_body_bytes: int = field(default=1024**2, metadata=_key(
         "Largest request body the API accepts, bytes or '1MiB'; larger ones get 413.",
         size=True))
@@ -145,6 +150,14 @@ def _coerce(name: str, raw: Any, from_text: bool) -> Any:
     try:
         if f.metadata.get("size"):
             return parse_size(raw)
+        if kind is bool:
+            if isinstance(raw, str) and from_text:
+                if raw.lower() not in _BOOLEANS:
+                    raise ValueError("use true or false")
+                return _BOOLEANS[raw.lower()]
+            if not isinstance(raw, bool):
+                raise ValueError("use true or false")
+            return raw
         if kind is int:
             if isinstance(raw, bool) or not isinstance(raw, int | str):
                 raise ValueError

@@ -335,3 +335,15 @@ def test_choices_are_case_insensitive() -> None:
     config = load_config(env={"SCHOLARSOURCE_LOG_LEVEL": "DEBUG",
                               "SCHOLARSOURCE_DURABILITY": "Full"})
     assert (config.log_level, config.durability) == ("debug", "full")
+
+
+def test_booleans_from_toml_and_text(tmp_path: Path) -> None:
+    assert load_config(env={}).fetch_allow_private is False
+    path = write_toml(tmp_path, "fetch_allow_private = true\n")
+    assert load_config(path, env={}).fetch_allow_private is True
+    assert load_config(env={"SCHOLARSOURCE_FETCH_ALLOW_PRIVATE": "off"}).fetch_allow_private \
+        is False
+    with pytest.raises(ConfigError, match="use true or false"):
+        load_config(env={"SCHOLARSOURCE_FETCH_ALLOW_PRIVATE": "maybe"})
+    with pytest.raises(ConfigError, match="use true or false"):
+        load_config(write_toml(tmp_path, "fetch_allow_private = 1\n"), env={})

@@ -26,6 +26,7 @@ from scholarsource.pool.slots import Slots
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
+from scholarsource.tasks.fetch import ENV_ALLOW_PRIVATE
 from scholarsource.tasks.registry import load_tasks
 
 log = logging.getLogger("scholarsource.pool")
@@ -88,6 +89,8 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     owner = secrets.token_hex(8)
     store = await SqliteStore.open(config.db_path, durability=config.durability,
                                    busy_timeout=config.busy_timeout, inline=True)
+    # Slots read this setting from the environment they inherit (they load no config).
+    os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, config.task_modules, config.max_result_bytes)
     sock = _bind(config.data_dir)
     try:

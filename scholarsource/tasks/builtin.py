@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
 from scholarsource.tasks.context import Context
+from scholarsource.tasks.fetch import get as guarded_get
 from scholarsource.tasks.registry import task
 
 _FETCH_MAX_BYTES = 10 * 1024**2
-_FETCH_HEADERS = ("content-type", "content-length", "last-modified", "etag", "server")
 
 
 class TaskFailed(Exception):
@@ -56,20 +54,10 @@ def echo(ctx: Context, **params: Any) -> dict[str, Any]:
 @task("fetch")
 def fetch(ctx: Context, url: str, timeout: float = 30.0,
           max_bytes: int = _FETCH_MAX_BYTES) -> dict[str, Any]:
-    """GET `url` with httpx: status, a few headers and the size, bounded in time and bytes."""
-    max_bytes = min(int(max_bytes), _FETCH_MAX_BYTES)
-    size, truncated = 0, False
-    with httpx.Client(timeout=float(timeout), follow_redirects=True) as client:
-        with client.stream("GET", url) as response:
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes or ctx.cancel_requested:
-                    truncated = True
-                    break
-            return {"url": str(response.url), "status": response.status_code,
-                    "headers": {k: response.headers[k] for k in _FETCH_HEADERS
-                                if k in response.headers},
-                    "bytes": min(size, max_bytes), "truncated": truncated}
+    """GET `url` with httpx: status, a few headers and the size, bounded in time and bytes;
+    public addresses only unless fetch_allow_private is set (see tasks/fetch.py)."""
+    return guarded_get(url, float(timeout), min(int(max_bytes), _FETCH_MAX_BYTES),
+                       lambda: ctx.cancel_requested)
 
 
 @task("fail")

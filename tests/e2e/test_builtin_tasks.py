@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_builtin_tasks(serve) -> None:
-    server = serve(slots=2)
+    server = serve(slots=2, env={"SCHOLARSOURCE_FETCH_ALLOW_PRIVATE": "true"})
     client = server.client()
 
     def run(task: str, **params: object) -> dict[str, object]:
@@ -49,3 +49,14 @@ def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
     failed = wait_finished(client, large["id"])
     assert failed["status"] == "failed" and failed["result"] is None
     assert failed["error"].startswith("result_too_large: 5002 bytes")
+
+
+def test_fetch_refuses_private_addresses_by_default(serve) -> None:
+    server = serve(slots=1)
+    client = server.client()
+    for url in (f"{server.url}/api/health", "http://169.254.169.254/latest/meta-data/",
+                "http://[::1]:9/", "http://10.0.0.1/", "file:///etc/passwd"):
+        job = client.post("/api/jobs", json={"task": "fetch", "params": {"url": url}}).json()
+        ended = wait_finished(client, job["id"])
+        assert ended["status"] == "failed", url
+        assert ended["error"].startswith("FetchRefused: "), (url, ended["error"])
