@@ -226,3 +226,17 @@ def _parse_sse(lines: Any) -> list[dict[str, Any]]:
         key, _, value = line.partition(": ")
         current[key] = json.loads(value) if key == "data" else value
     return events
+
+
+def test_a_job_past_its_timeout_is_stopped_and_fails(serve, tmp_path: Path) -> None:
+    client = serve(slots=2).client()
+    neighbour = client.post("/api/jobs", json={"task": "span", "params": {
+        "path": str(tmp_path / "n.txt"), "seconds": 1.5}}).json()
+    slow = client.post("/api/jobs", json={"task": "span", "timeout": 0.5, "max_attempts": 2,
+                                          "params": {"path": str(tmp_path / "s.txt"),
+                                                     "seconds": 30}}).json()
+    assert slow["timeout"] == 0.5
+    ended = wait_finished(client, slow["id"], timeout=15)
+    assert (ended["status"], ended["attempts"]) == ("failed", 2)
+    assert ended["error"] == "timeout: still running after 0.5s"
+    assert wait_finished(client, neighbour["id"])["status"] == "succeeded"
