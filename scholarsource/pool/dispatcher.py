@@ -226,6 +226,11 @@ class Dispatcher:
                 log.warning("cannot read cancel requests: %s", exc)
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
+            for slot in self.slots.free():
+                if not slot.alive():  # died while idle (OOM killer, an operator's kill)
+                    log.warning("slot %d (pid %s) died while idle; replacing it",
+                                slot.index, slot.pid)
+                    self._replace(slot)
             if self.master_pid is not None and os.getppid() != self.master_pid:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)

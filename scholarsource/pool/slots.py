@@ -146,6 +146,16 @@ class Slot:
             self.cancel_flag.value = token
             self.cancel_at = time.monotonic() + grace
 
+    def alive(self) -> bool:
+        """False once the slot's process is gone (a slot still starting counts as alive)."""
+        if self.pid is None:
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def kill(self) -> None:
         """SIGKILL this slot's process; its future then fails with BrokenProcessPool."""
         if self.pid is not None:

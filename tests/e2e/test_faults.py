@@ -223,3 +223,16 @@ def test_a_database_locked_past_the_busy_timeout_answers_503_and_recovers(serve)
     assert wait_finished(client, after.json()["id"])["status"] == "succeeded"
     assert server.wait_healthy()["status"] == "ok"
     assert len(all_jobs(client)) == 2  # the refused submit left no row behind
+
+
+def test_an_idle_slot_that_dies_is_replaced(serve) -> None:
+    server = serve(slots=2)
+    victim, survivor = server.health()["processes"]["slots"]
+    os.kill(victim, signal.SIGKILL)
+    slots = wait_until(lambda: victim not in (s := server.health()["processes"]["slots"])
+                       and len(s) == 2 and s, 10, message="a replacement slot")
+    assert survivor in slots
+    client = server.client()
+    ids = [client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(4)]
+    assert all(wait_finished(client, i)["status"] == "succeeded" for i in ids)
+    assert "died while idle" in server.log()
