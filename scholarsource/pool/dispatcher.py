@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -145,9 +145,12 @@ class Dispatcher:
             # The idle process died (killed, or out of memory): replace it and go on.
             self._replace(slot)
             future = slot.run(claim)
-        future.add_done_callback(lambda f: self._finished(slot, claim, f))
+        # Straight from the executor's thread onto the loop: one hop, no asyncio.Future.
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(
+            lambda f: loop.call_soon_threadsafe(self._finished, slot, claim, f))
 
-    def _finished(self, slot: Slot, claim: Claim, future: asyncio.Future[Any]) -> None:
+    def _finished(self, slot: Slot, claim: Claim, future: Future[Any]) -> None:
         if slot.claim is not claim:
             return  # already handed back to the queue (shutdown)
         self._read(slot)  # progress still in the pipe belongs before the final state

@@ -129,7 +129,7 @@ class Slot:
         """True while an attempt runs here."""
         return self.claim is not None
 
-    def run(self, claim: Claim) -> asyncio.Future[tuple[str, Any, str | None]]:
+    def run(self, claim: Claim) -> Future[tuple[str, str | None, str | None]]:
         """Start `claim` here; raises BrokenProcessPool if the process already died."""
         assert self.executor is not None and self.claim is None
         future = self.executor.submit(run_attempt, claim.task, claim.params, claim.id,
@@ -138,7 +138,7 @@ class Slot:
         self.started = time.monotonic()
         self.deadline = self.started + claim.timeout if claim.timeout else None
         self.cancel_at = None
-        return asyncio.wrap_future(future)
+        return future
 
     def request_cancel(self, token: int, grace: float) -> None:
         """Raise ctx.cancel_requested for the attempt holding `token`; kill after `grace`."""
