@@ -193,3 +193,18 @@ def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline
             "queued", 0, "shutting down")
 
     run(tmp_path / "q.db", body, inline)
+
+
+@pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
+def test_durability_sets_synchronous(tmp_path: Path, inline: bool, durability: str,
+                                     level: int) -> None:
+    async def main() -> int:
+        schema.migrate(tmp_path / "q.db")
+        store = await SqliteStore.open(tmp_path / "q.db", durability=durability, inline=inline)
+        try:
+            (row,) = await store._db.fetchall("PRAGMA synchronous")
+            return int(row[0])
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == level
