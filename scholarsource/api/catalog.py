@@ -27,7 +27,3 @@ class Catalog:
             self._tasks = await self._store.tasks()
             self._loaded_at = time.monotonic()
         return self._tasks.get(name)
-
-    def names(self) -> list[str]:
-        """Names known at the last refresh."""
-        return sorted(self._tasks)

@@ -97,7 +97,6 @@ class Slot:
         self._max_result_bytes = max_result_bytes
         self.pid: int | None = None
         self.claim: Claim | None = None
-        self.started = 0.0
         self.deadline: float | None = None
         self.cancel_at: float | None = None
         self.executor: ProcessPoolExecutor | None = None
@@ -135,8 +134,7 @@ class Slot:
         future = self.executor.submit(run_attempt, claim.task, claim.params, claim.id,
                                       claim.attempt, claim.token)
         self.claim = claim
-        self.started = time.monotonic()
-        self.deadline = self.started + claim.timeout if claim.timeout else None
+        self.deadline = time.monotonic() + claim.timeout if claim.timeout else None
         self.cancel_at = None
         return future
 

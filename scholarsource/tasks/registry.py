@@ -65,8 +65,3 @@ def get_task(name: str) -> TaskSpec:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownTaskError(f"no task named {name!r} is registered") from None
-
-
-def task_names() -> list[str]:
-    """Names of every registered task, sorted."""
-    return sorted(_REGISTRY)
