@@ -126,7 +126,8 @@ class Config:
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""
         host, sep, port = self.bind.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        valid_port = port.isascii() and port.isdigit() and 0 <= int(port) < 65536
+        if not sep or not host or not valid_port:
             raise ConfigError(f"bind must be HOST:PORT, not {self.bind!r}")
         return host.strip("[]"), int(port)
 

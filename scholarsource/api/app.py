@@ -41,9 +41,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return await _api_error(request, NotFound(f"no route {request.url.path}"))
-    if exc.status_code == 405:
+    if exc.status_code == 405:  # keep Starlette's Allow header (RFC 9110 requires it)
         return await _api_error(request, MethodNotAllowed(
-            f"{request.method} is not allowed on {request.url.path}"))
+            f"{request.method} is not allowed on {request.url.path}",
+            headers=dict(exc.headers or {})))
     return JSONResponse({"error": "http_error", "message": str(exc.detail)},
                         status_code=exc.status_code)
 

@@ -24,6 +24,15 @@ class Catalog:
         """The task's defaults, or None if no such task is registered."""
         age = time.monotonic() - self._loaded_at
         if age > _MAX_AGE or (name not in self._tasks and age > _MISS_REFRESH):
-            self._tasks = await self._store.tasks()
-            self._loaded_at = time.monotonic()
+            await self._refresh()
         return self._tasks.get(name)
+
+    async def names(self) -> list[str]:
+        """Every registered task name, sorted (re-read at most once a second)."""
+        if time.monotonic() - self._loaded_at > _MISS_REFRESH:
+            await self._refresh()
+        return sorted(self._tasks)
+
+    async def _refresh(self) -> None:
+        self._tasks = await self._store.tasks()
+        self._loaded_at = time.monotonic()

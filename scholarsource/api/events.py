@@ -16,6 +16,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from scholarsource.api.jobs import find_job
+from scholarsource.api.schemas import is_count
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import ValidationFailed
@@ -26,7 +27,7 @@ KEEPALIVE_INTERVAL = 15.0
 
 def _start_after(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.isdigit():
+    if not is_count(raw):
         raise ValidationFailed("Last-Event-ID must be an event id from this stream",
                                field="Last-Event-ID")
     return int(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -48,21 +49,24 @@ async def cancel_job(request: Request, job_id: str) -> Job:
     return job
 
 
-async def create(request: Request) -> JSONResponse:
-    job = await submit_job(request)
-    return JSONResponse(job.to_json(), status_code=202,
-                        headers={"Location": f"/api/jobs/{job.id}"})
+class JobCollection(HTTPEndpoint):
+    """`/api/jobs`: POST submits, GET lists (one endpoint, so a 405 names both in Allow)."""
+
+    async def post(self, request: Request) -> JSONResponse:
+        job = await submit_job(request)
+        return JSONResponse(job.to_json(), status_code=202,
+                            headers={"Location": f"/api/jobs/{job.id}"})
+
+    async def get(self, request: Request) -> JSONResponse:
+        query = parse_list_query(request.query_params)
+        jobs, next_cursor = await services(request).store.list_jobs(tenant_of(request),
+                                                                    **query)
+        return JSONResponse({"jobs": [job.to_json() for job in jobs],
+                             "next_cursor": None if next_cursor is None else str(next_cursor)})
 
 
 async def get(request: Request) -> JSONResponse:
     return JSONResponse((await find_job(request, request.path_params["job_id"])).to_json())
-
-
-async def list_jobs(request: Request) -> JSONResponse:
-    query = parse_list_query(request.query_params)
-    jobs, next_cursor = await services(request).store.list_jobs(tenant_of(request), **query)
-    return JSONResponse({"jobs": [job.to_json() for job in jobs],
-                         "next_cursor": None if next_cursor is None else str(next_cursor)})
 
 
 async def cancel(request: Request) -> JSONResponse:
@@ -71,8 +75,7 @@ async def cancel(request: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/api/jobs", create, methods=["POST"]),
-    Route("/api/jobs", list_jobs, methods=["GET"]),
+    Route("/api/jobs", JobCollection),
     Route("/api/jobs/{job_id}", get, methods=["GET"]),
     Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
 ]

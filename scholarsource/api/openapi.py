@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from starlette.requests import Request
@@ -9,7 +10,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import __version__
-from scholarsource.api.schemas import LIST_LIMIT_MAX, MAX_ATTEMPTS_LIMIT, PRIORITY_RANGE
+from scholarsource.api.schemas import (
+    COUNT_DIGITS,
+    LIST_LIMIT_MAX,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_TIMEOUT,
+    NAME_PATTERN,
+    PRIORITY_RANGE,
+)
+from scholarsource.api.state import services
 from scholarsource.store.base import JobState
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -26,6 +35,11 @@ _ERRORS = {str(code): _answer(text, _ERROR) for code, text in (
     (415, "not application/json"), (422, "invalid fields or unknown task"),
     (503, "the store cannot take writes now; retry"))}
 
+_COUNT = {"type": "string", "pattern": f"^[0-9]{{0,{COUNT_DIGITS}}}$"}
+_CANCEL_ANSWERS = {"200": _answer("cancelled", _JOB),
+                   "202": _answer("cancel requested", _JOB),
+                   "409": _answer("already finished", _ERROR), **_ERRORS}
+
 _SUBMIT = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Submit"}}}},
@@ -40,10 +54,14 @@ DOCUMENT: dict[str, Any] = {
         "/api/jobs": {
             "post": {"summary": "Submit a job", **_SUBMIT},
             "get": {"summary": "List jobs, newest first", "parameters": [
+                {"name": "status", "in": "query",
+                 "schema": {"enum": ["", *(s.value for s in JobState)]}},
+                {"name": "cursor", "in": "query", "schema": _COUNT}] + [
                 {"name": name, "in": "query", "schema": {"type": "string"}}
-                for name in ("status", "task", "queue", "cursor")] + [
-                {"name": "limit", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX}}],
+                for name in ("task", "queue")] + [
+                {"name": "limit", "in": "query", "schema": {"anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
+                    {"const": ""}]}}],
                 "responses": {"200": _answer("a page of jobs", {
                     "type": "object", "properties": {
                         "jobs": {"type": "array", "items": _JOB},
@@ -54,13 +72,10 @@ DOCUMENT: dict[str, Any] = {
                                                      **_ERRORS}}},
         "/api/jobs/{job_id}/cancel": {"post": {
             "summary": "Cancel a queued job, or ask a running one to stop", "parameters": [_ID],
-            "responses": {"200": _answer("cancelled", _JOB),
-                          "202": _answer("cancel requested", _JOB),
-                          "409": _answer("already finished", _ERROR), **_ERRORS}}},
+            "responses": _CANCEL_ANSWERS}},
         "/api/jobs/{job_id}/events": {"get": {
             "summary": "Server-Sent Events of the job's state changes, progress and logs",
-            "parameters": [_ID, {"name": "Last-Event-ID", "in": "header",
-                                 "schema": {"type": "string"}}],
+            "parameters": [_ID, {"name": "Last-Event-ID", "in": "header", "schema": _COUNT}],
             "responses": {"200": {"description": "event stream",
                                   "content": {"text/event-stream": {}}}, **_ERRORS}}},
         "/api/submit": {"post": {"summary": "Frontend-compatible submit", **_SUBMIT}},
@@ -70,8 +85,7 @@ DOCUMENT: dict[str, Any] = {
                                                        **_ERRORS}}},
         "/api/cancel/{job_id}": {"post": {"summary": "Frontend-compatible cancel",
                                           "parameters": [_ID],
-                                          "responses": {"200": _answer("the job", _JOB),
-                                                        **_ERRORS}}},
+                                          "responses": _CANCEL_ANSWERS}},
         "/api/health": {"get": {"summary": "Database writable and pool alive; process tree",
                                 "responses": {"200": {"description": "healthy"},
                                               "503": {"description": "unhealthy"}}}},
@@ -81,13 +95,16 @@ DOCUMENT: dict[str, Any] = {
             "error": {"type": "string"}, "message": {"type": "string"}}},
         "Submit": {"type": "object", "required": ["task"], "additionalProperties": False,
                    "properties": {
-                       "task": {"type": "string"}, "params": {"type": "object"},
-                       "queue": {"type": "string"},
-                       "priority": {"type": "integer", "minimum": PRIORITY_RANGE[0],
+                       "task": {"type": "string", "minLength": 1},
+                       "params": {"type": "object"},
+                       "queue": {"type": "string", "pattern": NAME_PATTERN.pattern},
+                       "priority": {"type": ["integer", "null"],
+                                    "minimum": PRIORITY_RANGE[0],
                                     "maximum": PRIORITY_RANGE[1]},
-                       "max_attempts": {"type": "integer", "minimum": 1,
+                       "max_attempts": {"type": ["integer", "null"], "minimum": 1,
                                         "maximum": MAX_ATTEMPTS_LIMIT},
-                       "timeout": {"type": "number", "exclusiveMinimum": 0}}},
+                       "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                                   "maximum": MAX_TIMEOUT}}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
             "priority": {"type": "integer"},
@@ -105,7 +122,11 @@ DOCUMENT: dict[str, Any] = {
 
 
 async def openapi(request: Request) -> JSONResponse:
-    return JSONResponse(DOCUMENT)
+    # The task names are this server's registry, so clients see exactly what they may submit.
+    document = copy.deepcopy(DOCUMENT)
+    submit = document["components"]["schemas"]["Submit"]["properties"]
+    submit["task"] = {"enum": await services(request).catalog.names()}
+    return JSONResponse(document)
 
 
 routes = [Route("/api/openapi.json", openapi, methods=["GET"])]

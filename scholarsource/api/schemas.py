@@ -11,11 +11,23 @@ from starlette.requests import Request
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from scholarsource.store.base import JobState, NewJob, TaskDefaults
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MAX_TIMEOUT = 7 * 86400  # a week
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 100
 LIST_LIMIT_MAX = 1000
 SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout"})
+
+
+# At most 18 digits: every such number fits SQLite's signed 64-bit integers (a larger
+# Python int cannot even be bound to a statement).
+COUNT_DIGITS = 18
+
+
+def is_count(text: str) -> bool:
+    """True for 1 to COUNT_DIGITS ASCII digits (str.isdigit() also accepts '²', which
+    int() refuses)."""
+    return text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
@@ -25,7 +37,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if media_type != "application/json":
         raise UnsupportedMedia("send the body as JSON with Content-Type: application/json")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
+    if declared is not None and is_count(declared):
         # The HTTP server delivers exactly Content-Length bytes, so the header is the size.
         if int(declared) > max_bytes:
             raise _too_large(max_bytes)
@@ -56,6 +68,9 @@ def _int(body: dict[str, Any], field: str, low: int, high: int) -> int | None:
     value = body.get(field)
     if value is None:
         return None
+    # 5.0 is an integer to JSON Schema (and to JavaScript); 5.5 and true are not.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(field, "must be an integer")
     if not low <= value <= high:
@@ -88,7 +103,7 @@ def parse_submit(body: Any, task: TaskDefaults | None, default_attempts: int,
                 or default_attempts)
     timeout = body.get("timeout", task.timeout)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not 0 < timeout <= 7 * 86400):
+                                or not 0 < timeout <= MAX_TIMEOUT):
         raise _invalid("timeout", "must be a number of seconds, above 0 and at most a week")
     return NewJob(task=name, params=params, queue=queue, priority=priority,
                   max_attempts=attempts, timeout=None if timeout is None else float(timeout),
@@ -100,14 +115,16 @@ def parse_list_query(query: Any) -> dict[str, Any]:
     unknown = sorted(set(query) - {"status", "task", "queue", "limit", "cursor"})
     if unknown:
         raise _invalid(unknown[0], "unknown query parameter")
+    # An empty value (`?status=`, as forms send) means the filter is not set.
+    query = {key: value for key, value in query.items() if value != ""}
     status = query.get("status")
     if status is not None and status not in {s.value for s in JobState}:
         raise _invalid("status", f"must be one of {', '.join(s.value for s in JobState)}")
     limit_text = query.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
+    if not is_count(limit_text) or not 1 <= int(limit_text) <= LIST_LIMIT_MAX:
         raise _invalid("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")
     cursor = query.get("cursor")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not is_count(cursor):
         raise _invalid("cursor", "must be a next_cursor value from an earlier page")
     return {"status": status, "task": query.get("task"), "queue": query.get("queue"),
             "limit": int(limit_text), "cursor": None if cursor is None else int(cursor)}

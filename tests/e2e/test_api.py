@@ -27,6 +27,8 @@ BAD_SUBMITS = [
     ("priority a string", {"json": {"task": "noop", "priority": "high"}}, 422,
      "invalid_request"),
     ("priority a bool", {"json": {"task": "noop", "priority": True}}, 422, "invalid_request"),
+    ("priority a fraction", {"json": {"task": "noop", "priority": 1.5}}, 422,
+     "invalid_request"),
     ("priority out of range", {"json": {"task": "noop", "priority": 10**9}}, 422,
      "invalid_request"),
     ("bad queue name", {"json": {"task": "noop", "queue": "../etc"}}, 422, "invalid_request"),
@@ -62,6 +64,9 @@ def test_bad_input_gets_its_status_and_code_and_changes_nothing(serve) -> None:
         ("GET", "/api/jobs?limit=lots", 422, "invalid_request"),
         ("GET", "/api/jobs?status=sleeping", 422, "invalid_request"),
         ("GET", "/api/jobs?cursor=abc", 422, "invalid_request"),
+        ("GET", "/api/jobs?cursor=%C2%B2", 422, "invalid_request"),  # '²' passes isdigit()
+        ("GET", "/api/jobs?limit=%D9%A3", 422, "invalid_request"),  # an Arabic-Indic 3
+        ("GET", "/api/jobs?cursor=33104547662347717516089568", 422, "invalid_request"),
         ("GET", "/api/jobs?colour=red", 422, "invalid_request"),
     ]:
         response = client.request(method, path)
@@ -104,3 +109,20 @@ def test_job_ids_are_random_not_counters(serve) -> None:
     ids = [client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(20)]
     assert len(set(ids)) == 20
     assert all(len(i) >= 22 and not i.isdigit() for i in ids)
+
+
+def test_odd_but_valid_input_is_accepted(serve) -> None:
+    client = serve(slots=1).client()
+    job = client.post("/api/jobs", json={"task": "noop", "priority": 5.0, "max_attempts": 2.0,
+                                         "timeout": None}).json()
+    assert (job["priority"], job["max_attempts"], job["timeout"]) == (5, 2, None)
+    listed = client.get("/api/jobs", params={"status": "", "task": "", "cursor": ""})
+    assert listed.status_code == 200 and listed.json()["jobs"][0]["id"] == job["id"]
+    for bad in ("²".encode(), b"99999999999999999999999"):
+        events = client.get(f"/api/jobs/{job['id']}/events", headers={"Last-Event-ID": bad})
+        assert (events.status_code, events.json()["error"]) == (422, "invalid_request")
+    allowed = client.request("DELETE", "/api/jobs")
+    assert allowed.status_code == 405
+    assert set(allowed.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    spec = client.get("/api/openapi.json").json()
+    assert "noop" in spec["components"]["schemas"]["Submit"]["properties"]["task"]["enum"]
