@@ -2,9 +2,9 @@
 
 schemathesis reads /api/openapi.json and sends valid and invalid requests to every route;
 its checks fail on any 5xx, any answer that contradicts the document, and any schema-valid
-request that is refused. Deterministic generation with a fixed seed keeps CI repeatable. To
-search further by hand, run the same command against a server with `--max-examples 300`
-and no seed.
+request that is refused. This is a broad smoke test with a fixed seed, not a deep search:
+60 examples per route did not rediscover the two 500s a 300-example run found. To search
+further by hand, run the same command with `--max-examples 300` and no seed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_generated_requests_never_get_a_server_error(serve) -> None:
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     result = subprocess.run(
         [cli, "run", f"{server.url}/api/openapi.json", "--checks", "all", "--max-examples",
-         "25", "--seed", "1", "--generation-deterministic", "--workers", "1"],
+         "60", "--seed", "1", "--workers", "2"],
         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout[-6000:]
     log = server.log()
