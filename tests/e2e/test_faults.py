@@ -236,3 +236,16 @@ def test_an_idle_slot_that_dies_is_replaced(serve) -> None:
     ids = [client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(4)]
     assert all(wait_finished(client, i)["status"] == "succeeded" for i in ids)
     assert "died while idle" in server.log()
+
+
+def test_kill_9_of_an_api_worker_is_survived(serve) -> None:
+    server = serve(slots=1, workers=2)
+    before = wait_until(lambda: len((h := server.health())["processes"]["api"]) == 2 and h,
+                        message="both API workers")["processes"]["api"]
+    os.kill(before[0], signal.SIGKILL)
+    after = wait_until(lambda: before[0] not in (a := server.health()["processes"]["api"])
+                       and len(a) == 2 and a, 20, message="a replacement API worker")
+    assert before[1] in after
+    client = server.client()
+    ids = [client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(20)]
+    assert all(wait_finished(client, i)["status"] == "succeeded" for i in ids)
