@@ -2,10 +2,11 @@
 
     python bench/executor.py [--calls 4000] [--slots 2]
 
-The pool runs each job through a single-process executor per slot (see
-scholarsource/pool/slots.py). This measures that mechanism alone, with no store and no HTTP:
-no-op calls from an asyncio loop through `asyncio.wrap_future`, one lane per slot, as the
-dispatcher does. The parent's CPU per call is the floor under the pool's CPU per job.
+Each slot's process is the single worker of its own executor (scholarsource/pool/slots.py),
+but attempts travel over the slot's own pipe, not through `executor.submit`. This measures
+why: no-op calls through `submit` from an asyncio loop (`asyncio.wrap_future`), one lane per
+slot, no store and no HTTP. The parent's CPU per call is what the executor's feeder and
+manager threads cost for every job when jobs go that way.
 """
 
 from __future__ import annotations

@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import time
-from concurrent.futures import CancelledError, Future
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from concurrent.futures import Future
 
 from scholarsource.config import Config
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import wakeup
-from scholarsource.pool.slots import Slot, Slots
+from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.store.base import Claim, Note, Outcome, PoolInfo, Store
 
 log = logging.getLogger("scholarsource.pool")
@@ -45,6 +44,7 @@ class Dispatcher:
         self._stop_at: float | None = None
         self._next_beat = 0.0
         self._next_renew = 0.0
+        self._closing = False
 
     # -- events from outside the loop's turn ------------------------------------------------
     def hint(self, kinds: set[bytes]) -> None:
@@ -67,6 +67,15 @@ class Dispatcher:
         """Run until stop() was called and every slot is idle or the grace has passed."""
         for slot in self.slots.all:
             self._attach(slot)
+        try:
+            await self._turns()
+        finally:
+            self._closing = True
+            for slot in self.slots.all:
+                self._detach(slot)
+        await self._flush()
+
+    async def _turns(self) -> None:
         while True:
             self._wake.clear()
             await self._flush()
@@ -83,7 +92,6 @@ class Dispatcher:
             timer = asyncio.get_running_loop().call_later(self._sleep_for(), self._wake.set)
             await self._wake.wait()
             timer.cancel()
-        await self._flush()
 
     async def drain(self) -> None:
         """Run until the queue is empty and every slot idle, then return (tests, bench)."""
@@ -140,59 +148,68 @@ class Dispatcher:
 
     def _start(self, slot: Slot, claim: Claim) -> None:
         try:
-            future = slot.run(claim)
-        except (BrokenProcessPool, RuntimeError):
-            # The idle process died (killed, or out of memory): replace it and go on.
+            slot.run(claim)
+        except OSError:
+            # The idle process is gone and its death not yet reported: replace it now.
             self._replace(slot)
-            future = slot.run(claim)
-        # Straight from the executor's thread onto the loop: one hop, no asyncio.Future.
-        loop = asyncio.get_running_loop()
-        future.add_done_callback(
-            lambda f: loop.call_soon_threadsafe(self._finished, slot, claim, f))
+            slot.run(claim)
 
-    def _finished(self, slot: Slot, claim: Claim, future: Future[Any]) -> None:
-        if slot.claim is not claim:
+    def _completed(self, slot: Slot, token: int, status: str, value: str | None,
+                   detail: str | None) -> None:
+        """A slot reported the end of an attempt."""
+        claim = slot.claim
+        if claim is None or claim.token != token:
             return  # already handed back to the queue (shutdown)
-        self._read(slot)  # progress still in the pipe belongs before the final state
-        cancelled = slot.cancel_at is not None
-        timed_out = slot.deadline is not None and time.monotonic() >= slot.deadline
         slot.claim = None
-        try:
-            status, value, detail = future.result()
-        except (BrokenProcessPool, CancelledError) as exc:
-            self._replace(slot)
-            if cancelled:
+        if slot.cancel_at is not None:
+            outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
+                              error="cancelled")
+        elif status == "ok":
+            outcome = Outcome(claim.id, claim.token, ok=True, result_json=value)
+        else:
+            log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task,
+                     claim.attempt, value)
+            outcome = Outcome(claim.id, claim.token, ok=False, error=value,
+                              error_detail=detail)
+        self._outcomes.append(outcome)
+        self._wake.set()
+
+    def _ended(self, slot: Slot, life: Future[None]) -> None:
+        """A slot's process ended: killed on purpose (cancel, timeout) or not."""
+        if slot.life is not life or self._closing:
+            return  # stopped or replaced on purpose, or the pool is on its way out
+        self._read(slot)  # a result sent just before the end still counts
+        claim = slot.claim
+        if claim is not None:
+            slot.claim = None
+            if slot.cancel_at is not None:
                 outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
                                   error="cancelled")
-            elif timed_out:
+            elif slot.deadline is not None and time.monotonic() >= slot.deadline:
                 outcome = Outcome(claim.id, claim.token, ok=False,
                                   error=f"timeout: still running after {claim.timeout:g}s")
             else:
                 outcome = Outcome(claim.id, claim.token, ok=False,
                                   error="worker_died: the job's process ended unexpectedly",
-                                  error_detail=repr(exc))
+                                  error_detail=repr(life.exception()))
+            self._outcomes.append(outcome)
+            self._wake.set()
         else:
-            if cancelled:
-                outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
-                                  error="cancelled")
-            elif status == "ok":
-                outcome = Outcome(claim.id, claim.token, ok=True, result_json=value)
-            else:
-                log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task,
-                         claim.attempt, value)
-                outcome = Outcome(claim.id, claim.token, ok=False, error=value,
-                                  error_detail=detail)
-        self._outcomes.append(outcome)
-        self._wake.set()
+            log.warning("slot %d (pid %s) died while idle; replacing it", slot.index, slot.pid)
+        self._replace(slot)
 
     # -- slot plumbing ----------------------------------------------------------------------
     def _attach(self, slot: Slot) -> None:
-        assert slot.channel is not None
-        asyncio.get_running_loop().add_reader(slot.channel.fileno(), self._read, slot)
+        assert slot.conn is not None and slot.life is not None
+        loop = asyncio.get_running_loop()
+        loop.add_reader(slot.conn.fileno(), self._read, slot)
+        life = slot.life
+        # From the executor's thread onto the loop: one hop, no asyncio.Future.
+        life.add_done_callback(lambda _: loop.call_soon_threadsafe(self._ended, slot, life))
 
     def _detach(self, slot: Slot) -> None:
-        if slot.channel is not None:
-            asyncio.get_running_loop().remove_reader(slot.channel.fileno())
+        if slot.conn is not None:
+            asyncio.get_running_loop().remove_reader(slot.conn.fileno())
 
     def _replace(self, slot: Slot) -> None:
         self._detach(slot)
@@ -200,14 +217,19 @@ class Dispatcher:
         self._attach(slot)
 
     def _read(self, slot: Slot) -> None:
-        """Collect progress and log lines a slot sent."""
-        channel = slot.channel
+        """Take what a slot sent: progress and log lines, and ended attempts."""
+        conn = slot.conn
         try:
-            while channel is not None and channel.poll():
-                job_id, token, kind, data = channel.recv()
-                self._notes.append(Note(job_id, token, kind, data))
-        except (EOFError, OSError, ValueError):
-            # The process died mid-message; its future reports the death.
+            while conn is not None and conn.poll():
+                message = conn.recv()
+                if message[0] == NOTE:
+                    _, job_id, token, kind, data = message
+                    self._notes.append(Note(job_id, token, kind, data))
+                else:
+                    _, token, status, value, detail = message
+                    self._completed(slot, token, status, value, detail)
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
+            # The process died, perhaps mid-message; `life` reports the death.
             self._detach(slot)
         if self._notes:
             self._wake.set()
@@ -229,11 +251,6 @@ class Dispatcher:
                 log.warning("cannot read cancel requests: %s", exc)
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
-            for slot in self.slots.free():
-                if not slot.alive():  # died while idle (OOM killer, an operator's kill)
-                    log.warning("slot %d (pid %s) died while idle; replacing it",
-                                slot.index, slot.pid)
-                    self._replace(slot)
             if self.master_pid is not None and os.getppid() != self.master_pid:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from typing import Any, Protocol
 
 # Progress from a tight loop would flood the store; between two reports we keep at most
@@ -21,12 +21,13 @@ class CancelFlag(Protocol):
 class Context:
     """What a running task knows and can report. Created by the slot, one per attempt."""
 
-    def __init__(self, job_id: str, attempt: int, token: int, channel: Connection | None,
+    def __init__(self, job_id: str, attempt: int, token: int,
+                 report: Callable[[str, dict[str, Any]], None] | None,
                  cancel_flag: CancelFlag | None) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self._token = token
-        self._channel = channel
+        self._report = report
         self._cancel_flag = cancel_flag
         self._last_progress = 0.0
 
@@ -49,5 +50,5 @@ class Context:
         self._send("log", {"message": str(message)[:_MAX_LOG_CHARS]})
 
     def _send(self, kind: str, data: dict[str, Any]) -> None:
-        if self._channel is not None:
-            self._channel.send((self.job_id, self._token, kind, data))
+        if self._report is not None:
+            self._report(kind, data)
