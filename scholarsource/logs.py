@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -18,3 +19,23 @@ def setup(level: str = "info") -> None:
         handler._scholarsource = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.propagate = False
+
+
+class _ShutdownCancels(logging.Filter):
+    """Turns uvicorn's "Exception in ASGI application" for a request it cancelled on
+    purpose at shutdown (an open event stream past timeout_graceful_shutdown) into one
+    plain line: nothing failed, the client reconnects with Last-Event-ID."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, asyncio.CancelledError) and "graceful shutdown" in str(error):
+            record.msg, record.args, record.exc_info = "open request cut at shutdown", (), None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_shutdown_cancels() -> None:
+    """Install the filter on uvicorn's error logger (idempotent)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ShutdownCancels) for f in logger.filters):
+        logger.addFilter(_ShutdownCancels())

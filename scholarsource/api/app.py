@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from scholarsource import logs
 from scholarsource.api import compat, events, jobs, openapi, ops
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.state import Services
@@ -64,6 +65,8 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(config: Config) -> Starlette:
     """The app, with its store opened in the lifespan of the worker that serves it."""
+
+    logs.quiet_shutdown_cancels()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

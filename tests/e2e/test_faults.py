@@ -195,6 +195,8 @@ def test_sigterm_does_not_wait_for_open_event_streams(serve) -> None:
         assert stream.status_code == 200
         server.signal(signal.SIGTERM)
         assert server.proc.wait(timeout=12) == 0
+    assert "open request cut at shutdown" in server.log()
+    assert "Exception in ASGI application" not in server.log()
 
 
 def test_a_database_locked_past_the_busy_timeout_answers_503_and_recovers(serve) -> None:
