@@ -44,12 +44,27 @@ _POOL_BOOT_TIMEOUT = 120.0
 
 
 class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyped
-    """Uvicorn's Gunicorn worker, with a bound on how long shutdown waits for open
-    requests: an event stream of a long job would otherwise hold a SIGTERM for the whole
-    graceful timeout. Streams cut this way resume with Last-Event-ID."""
+    """Uvicorn's Gunicorn worker, with two additions for a server that must not linger.
+
+    - Shutdown waits at most API_SHUTDOWN_SECONDS for open requests: an event stream of a
+      long job would otherwise hold a SIGTERM for the whole graceful timeout (streams cut
+      this way resume with Last-Event-ID).
+    - The worker stops when its master dies. Gunicorn's own workers check for that; this
+      one did not, and an orphan kept the port and the data directory's lock, so a restart
+      failed. The check rides on uvicorn's notify tick, made once a second.
+    """
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS,
-                     "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS}
+                     "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS,
+                     "timeout_notify": 1}
+    _orphaned = False
+
+    async def callback_notify(self) -> None:
+        self.notify()
+        if os.getppid() != self.ppid and not self._orphaned:
+            self._orphaned = True
+            self.log.warning("the master (pid %s) is gone; stopping this worker", self.ppid)
+            os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful shutdown
 
 
 class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped

@@ -251,3 +251,28 @@ def test_kill_9_of_an_api_worker_is_survived(serve) -> None:
     client = server.client()
     ids = [client.post("/api/jobs", json={"task": "noop"}).json()["id"] for _ in range(20)]
     assert all(wait_finished(client, i)["status"] == "succeeded" for i in ids)
+
+
+def test_kill_9_of_the_master_alone_leaves_no_orphans(serve, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = serve(slots=1, data_dir=data)
+    client = server.client()
+    runs = tmp_path / "runs.txt"
+    job = client.post("/api/jobs", json={"task": "record", "params": {
+        "path": str(runs), "seconds": 30}}).json()
+    wait_until(lambda: client.get(f"/api/jobs/{job['id']}").json()["status"] == "running")
+    tree = server.health()["processes"]
+    others = [*tree["api"], tree["pool"], *tree["slots"]]
+
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    # API workers notice their parent is gone, the pool does too and stops its slots,
+    # and nothing keeps the data directory's lock.
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in others), 15,
+               message="the master's children to exit")
+
+    restarted = serve(slots=1, data_dir=data, env={"SCHOLARSOURCE_CANCEL_GRACE": "0.2"})
+    client = restarted.client()
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] in {"queued", "running"}
+    client.post(f"/api/jobs/{job['id']}/cancel")
+    assert wait_finished(client, job["id"])["status"] == "cancelled"
