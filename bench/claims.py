@@ -1,7 +1,7 @@
 """Claim rate without HTTP: does claim + finish stay flat as the queue grows?
 
-A fresh database (schema.migrate) is filled with N queued no-op jobs by plain sqlite3
-executemany in large transactions, then `SqliteStore.claim(owner, 1, ...)` followed by
+A fresh database (schema.migrate) is filled with N queued no-op jobs through
+`SqliteStore.submit_many` in large batches, then `SqliteStore.claim(owner, 1, ...)` followed by
 `finish([Outcome(ok=True)])` runs a fixed number of times, exactly as the dispatcher would
 for one slot. With an index that matches the claim's ORDER BY the rate should not depend on
 N; a temp B-tree in the claim's query plan would make it sort the whole queue every time.
@@ -18,33 +18,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scholarsource.store.base import Outcome
+from scholarsource.store.base import NewJob, Outcome
 from scholarsource.store.schema import migrate
 from scholarsource.store.sqlite import CLAIM, CLAIM_ORDER, SqliteStore
 
-_INSERT = ("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "
-           "max_attempts, created_at) VALUES (?, 'default', 'noop', 'default', 0, 'queued', "
-           "'{}', 1, ?)")
-_BATCH = 100_000
+_BATCH = 50_000
 _WARMUP = 100
 
 
 def fill(path: Path, n: int) -> float:
-    """Create the database and insert `n` queued jobs; returns the seconds it took."""
+    """Create the database and submit `n` queued no-op jobs through the store (random ids,
+    as served); returns the seconds it took."""
     began = time.perf_counter()
     migrate(path)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA synchronous = OFF")  # set-up only; the claims run at NORMAL
-        now = time.time()
-        for start in range(0, n, _BATCH):
-            rows = ((f"bench-{i:09d}", now) for i in range(start, min(start + _BATCH, n)))
-            conn.execute("BEGIN")
-            conn.executemany(_INSERT, rows)
-            conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+
+    async def submit() -> None:
+        store = await SqliteStore.open(path, inline=True)
+        try:
+            job = NewJob("noop", {}, "default", 0, 1)
+            for start in range(0, n, _BATCH):
+                await store.submit_many([job] * min(_BATCH, n - start))
+        finally:
+            await store.close()
+
+    asyncio.run(submit())
     return time.perf_counter() - began
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_jobs import all_jobs, wait_finished
+from tests.e2e.jobs_api import all_jobs, wait_finished
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_jobs import wait_finished
+from tests.e2e.jobs_api import submit, wait_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +43,8 @@ def test_builtin_tasks(serve) -> None:
 
 def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
     client = serve(slots=1, env={"SCHOLARSOURCE_MAX_RESULT_BYTES": "1KiB"}).client()
-    small = client.post("/api/jobs", json={"task": "big", "params": {"size": 100}}).json()
-    large = client.post("/api/jobs", json={"task": "big", "params": {"size": 5000}}).json()
+    small = submit(client, "big", size=100)
+    large = submit(client, "big", size=5000)
     assert wait_finished(client, small["id"])["result"] == "x" * 100
     failed = wait_finished(client, large["id"])
     assert failed["status"] == "failed" and failed["result"] is None
@@ -56,7 +56,7 @@ def test_fetch_refuses_private_addresses_by_default(serve) -> None:
     client = server.client()
     for url in (f"{server.url}/api/health", "http://169.254.169.254/latest/meta-data/",
                 "http://[::1]:9/", "http://10.0.0.1/", "file:///etc/passwd"):
-        job = client.post("/api/jobs", json={"task": "fetch", "params": {"url": url}}).json()
+        job = submit(client, "fetch", url=url)
         ended = wait_finished(client, job["id"])
         assert ended["status"] == "failed", url
         assert ended["error"].startswith("FetchRefused: "), (url, ended["error"])

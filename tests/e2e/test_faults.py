@@ -13,7 +13,7 @@ import pytest
 
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_POOL_BOOT
 from tests.conftest import server_env
-from tests.e2e.test_jobs import all_jobs, wait_finished
+from tests.e2e.jobs_api import all_jobs, submit, wait_finished, wait_running
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -27,8 +27,7 @@ def test_kill_9_of_the_pool_is_survived_and_every_job_completes(serve, tmp_path:
     server = serve(slots=2)
     client = server.client()
     runs = tmp_path / "runs.txt"
-    ids = [client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs), "seconds": 0.6}}).json()["id"] for _ in range(6)]
+    ids = [submit(client, "record", path=str(runs), seconds=0.6)["id"] for _ in range(6)]
     wait_until(lambda: server.health()["pool"]["busy"] == 2, message="two running jobs")
     old_pool = server.health()["processes"]["pool"]
     old_slots = server.health()["processes"]["slots"]
@@ -52,10 +51,8 @@ def test_kill_9_of_one_slot_fails_that_job_only(serve, tmp_path: Path) -> None:
     server = serve(slots=2)
     client = server.client()
     pidfile = tmp_path / "victim.pid"
-    victim = client.post("/api/jobs", json={"task": "hold", "params": {
-        "pidfile": str(pidfile)}}).json()
-    neighbour = client.post("/api/jobs", json={"task": "span", "params": {
-        "path": str(tmp_path / "n.txt"), "seconds": 1.5}}).json()
+    victim = submit(client, "hold", pidfile=str(pidfile))
+    neighbour = submit(client, "span", path=str(tmp_path / "n.txt"), seconds=1.5)
     victim_pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(),
                                 message="the victim's pid"))
     assert victim_pid in server.health()["processes"]["slots"]
@@ -77,10 +74,8 @@ def test_kill_9_of_the_whole_tree_then_restart_loses_nothing(serve, tmp_path: Pa
     server = serve(slots=1, data_dir=data)
     client = server.client()
     runs = tmp_path / "runs.txt"
-    ids = [client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs), "seconds": 1.0}}).json()["id"] for _ in range(4)]
-    wait_until(lambda: client.get(f"/api/jobs/{ids[0]}").json()["status"] == "running",
-               message="the first job to run")
+    ids = [submit(client, "record", path=str(runs), seconds=1.0)["id"] for _ in range(4)]
+    wait_running(client, ids[0])
 
     server.kill_tree()
 
@@ -98,11 +93,9 @@ def test_sigterm_drains_running_jobs_and_keeps_the_queue(serve, tmp_path: Path) 
     server = serve(slots=1, data_dir=data)
     client = server.client()
     runs = tmp_path / "runs.txt"
-    first = client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs), "seconds": 1.0}}).json()
-    queued = [client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs)}}).json()["id"] for _ in range(3)]
-    wait_until(lambda: client.get(f"/api/jobs/{first['id']}").json()["status"] == "running")
+    first = submit(client, "record", path=str(runs), seconds=1.0)
+    queued = [submit(client, "record", path=str(runs))["id"] for _ in range(3)]
+    wait_running(client, first["id"])
 
     server.signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
@@ -119,8 +112,8 @@ def test_sigterm_past_the_grace_requeues_without_spending_an_attempt(serve, tmp_
     data = tmp_path / "data"
     server = serve(slots=1, data_dir=data, env={"SCHOLARSOURCE_GRACE_PERIOD": "0.5"})
     client = server.client()
-    long = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 60}}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{long['id']}").json()["status"] == "running")
+    long = submit(client, "sleep", seconds=60)
+    wait_running(client, long["id"])
     server.signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
 
@@ -166,14 +159,12 @@ def test_sighup_replaces_the_pool_without_losing_or_repeating_a_job(serve, tmp_p
     server = serve(slots=1)
     client = server.client()
     runs = tmp_path / "runs.txt"
-    first = client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs), "seconds": 0.8}}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{first['id']}").json()["status"] == "running")
+    first = submit(client, "record", path=str(runs), seconds=0.8)
+    wait_running(client, first["id"])
     old_pool = server.health()["processes"]["pool"]
 
     server.signal(signal.SIGHUP)
-    later = [client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs)}}).json()["id"] for _ in range(3)]
+    later = [submit(client, "record", path=str(runs))["id"] for _ in range(3)]
 
     for job_id in [first["id"], *later]:
         assert wait_finished(client, job_id, timeout=30)["status"] == "succeeded"
@@ -188,9 +179,9 @@ def test_sigterm_does_not_wait_for_open_event_streams(serve) -> None:
     # pool is not what the shutdown waits for.
     server = serve(slots=1, env={"SCHOLARSOURCE_GRACE_PERIOD": "10"})
     client = server.client()
-    running = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 1}}).json()
+    running = submit(client, "sleep", seconds=1)
     waiting = client.post("/api/jobs", json={"task": "noop"}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{running['id']}").json()["status"] == "running")
+    wait_running(client, running["id"])
     with client.stream("GET", f"/api/jobs/{waiting['id']}/events") as stream:
         assert stream.status_code == 200
         server.signal(signal.SIGTERM)
@@ -258,9 +249,8 @@ def test_kill_9_of_the_master_alone_leaves_no_orphans(serve, tmp_path: Path) -> 
     server = serve(slots=1, data_dir=data)
     client = server.client()
     runs = tmp_path / "runs.txt"
-    job = client.post("/api/jobs", json={"task": "record", "params": {
-        "path": str(runs), "seconds": 30}}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{job['id']}").json()["status"] == "running")
+    job = submit(client, "record", path=str(runs), seconds=30)
+    wait_running(client, job["id"])
     tree = server.health()["processes"]
     others = [*tree["api"], tree["pool"], *tree["slots"]]
 

@@ -10,31 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.jobs_api import all_jobs, submit, wait_finished, wait_running
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
-
-FINISHED = {"succeeded", "failed", "dead", "cancelled"}
-
-
-def wait_finished(client: httpx.Client, job_id: str, timeout: float = 20) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        return job if job["status"] in FINISHED else None
-
-    return wait_until(done, timeout, message=f"job {job_id} to finish")
-
-
-def all_jobs(client: httpx.Client, **query: Any) -> list[dict[str, Any]]:
-    jobs, cursor = [], None
-    while True:
-        page = client.get("/api/jobs", params={**query, "limit": 1000,
-                                               **({"cursor": cursor} if cursor else {})}).json()
-        jobs += page["jobs"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return jobs
-
 
 def test_500_jobs_from_20_clients_each_run_exactly_once(serve, tmp_path: Path) -> None:
     server = serve(slots=2)
@@ -65,8 +44,7 @@ def test_sleep_jobs_run_in_parallel_up_to_the_slot_count(serve, tmp_path: Path) 
     server = serve(slots=2)
     client = server.client()
     spans = tmp_path / "spans.txt"
-    ids = [client.post("/api/jobs", json={"task": "span", "params": {
-        "path": str(spans), "seconds": 0.4}}).json()["id"] for _ in range(6)]
+    ids = [submit(client, "span", path=str(spans), seconds=0.4)["id"] for _ in range(6)]
     for job_id in ids:
         assert wait_finished(client, job_id)["status"] == "succeeded"
 
@@ -101,7 +79,7 @@ def test_retries_run_until_max_attempts(serve) -> None:
 def test_results_progress_and_logs_reach_the_job_and_its_events(serve) -> None:
     server = serve(slots=1)
     client = server.client()
-    job = client.post("/api/jobs", json={"task": "report", "params": {"steps": 3}}).json()
+    job = submit(client, "report", steps=3)
     ended = wait_finished(client, job["id"])
     assert (ended["status"], ended["result"], ended["progress"]) == ("succeeded", 3, 1.0)
     assert ended["started_at"] <= ended["finished_at"]
@@ -126,7 +104,7 @@ def test_results_progress_and_logs_reach_the_job_and_its_events(serve) -> None:
 
 def test_events_stream_live_until_the_job_ends(serve) -> None:
     client = serve(slots=1).client()
-    job = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 0.5}}).json()
+    job = submit(client, "sleep", seconds=0.5)
     with client.stream("GET", f"/api/jobs/{job['id']}/events") as stream:
         events = _parse_sse(stream.iter_lines())
     assert events[-1]["event"] == "state" and events[-1]["data"]["status"] == "succeeded"
@@ -134,10 +112,9 @@ def test_events_stream_live_until_the_job_ends(serve) -> None:
 
 def test_cancel_a_queued_and_a_running_job(serve) -> None:
     client = serve(slots=1).client()
-    running = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 30}}).json()
+    running = submit(client, "sleep", seconds=30)
     queued = client.post("/api/jobs", json={"task": "noop"}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{running['id']}").json()["status"] == "running",
-               message="the sleep to start")
+    wait_running(client, running["id"])
 
     answer = client.post(f"/api/jobs/{queued['id']}/cancel")
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
@@ -160,12 +137,9 @@ def test_cancel_a_queued_and_a_running_job(serve) -> None:
 def test_a_job_that_ignores_cancel_is_killed_after_the_grace(serve, tmp_path: Path) -> None:
     server = serve(slots=2, env={"SCHOLARSOURCE_CANCEL_GRACE": "0.5"})
     client = server.client()
-    neighbour = client.post("/api/jobs", json={"task": "span", "params": {
-        "path": str(tmp_path / "n.txt"), "seconds": 2}}).json()
-    stubborn_ignores = client.post("/api/jobs", json={"task": "span", "params": {
-        "path": str(tmp_path / "s.txt"), "seconds": 60}}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{stubborn_ignores['id']}").json()["status"]
-               == "running", message="the stubborn job to start")
+    neighbour = submit(client, "span", path=str(tmp_path / "n.txt"), seconds=2)
+    stubborn_ignores = submit(client, "span", path=str(tmp_path / "s.txt"), seconds=60)
+    wait_running(client, stubborn_ignores["id"])
     client.post(f"/api/jobs/{stubborn_ignores['id']}/cancel")
     ended = wait_finished(client, stubborn_ignores["id"], timeout=10)
     assert ended["status"] == "cancelled"
@@ -175,8 +149,8 @@ def test_a_job_that_ignores_cancel_is_killed_after_the_grace(serve, tmp_path: Pa
 def test_priority_orders_the_queue(serve, tmp_path: Path) -> None:
     client = serve(slots=1).client()
     order = tmp_path / "order.txt"
-    blocker = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 0.5}}).json()
-    wait_until(lambda: client.get(f"/api/jobs/{blocker['id']}").json()["status"] == "running")
+    blocker = submit(client, "sleep", seconds=0.5)
+    wait_running(client, blocker["id"])
     low = client.post("/api/jobs", json={"task": "record", "params": {"path": str(order)},
                                          "priority": -5}).json()
     high = client.post("/api/jobs", json={"task": "record", "params": {"path": str(order)},
@@ -187,7 +161,7 @@ def test_priority_orders_the_queue(serve, tmp_path: Path) -> None:
 
 def test_listing_filters_and_pages(serve) -> None:
     client = serve(slots=1).client()
-    ids = [client.post("/api/jobs", json={"task": "echo", "params": {"i": i}}).json()["id"]
+    ids = [submit(client, "echo", i=i)["id"]
            for i in range(5)]
     for job_id in ids:
         wait_finished(client, job_id)
@@ -230,8 +204,7 @@ def _parse_sse(lines: Any) -> list[dict[str, Any]]:
 
 def test_a_job_past_its_timeout_is_stopped_and_fails(serve, tmp_path: Path) -> None:
     client = serve(slots=2).client()
-    neighbour = client.post("/api/jobs", json={"task": "span", "params": {
-        "path": str(tmp_path / "n.txt"), "seconds": 1.5}}).json()
+    neighbour = submit(client, "span", path=str(tmp_path / "n.txt"), seconds=1.5)
     slow = client.post("/api/jobs", json={"task": "span", "timeout": 0.5, "max_attempts": 2,
                                           "params": {"path": str(tmp_path / "s.txt"),
                                                      "seconds": 30}}).json()

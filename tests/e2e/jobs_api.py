@@ -1,0 +1,47 @@
+"""Helpers the end-to-end tests share for talking to a server's jobs API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.helpers import wait_until
+
+FINISHED = {"succeeded", "failed", "dead", "cancelled"}
+
+
+def submit(client: httpx.Client, task: str, **params: Any) -> dict[str, Any]:
+    """POST /api/jobs for `task` with `params`; asserts the 202 and returns the job."""
+    response = client.post("/api/jobs", json={"task": task, "params": params})
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_running(client: httpx.Client, job_id: str, timeout: float = 10) -> None:
+    """Block until the job has started."""
+    wait_until(lambda: client.get(f"/api/jobs/{job_id}").json()["status"] == "running",
+               timeout, message=f"job {job_id} to start")
+
+
+def wait_finished(client: httpx.Client, job_id: str, timeout: float = 20) -> dict[str, Any]:
+    """Block until the job has ended; returns it."""
+    def done() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/api/jobs/{job_id}").json()
+        return job if job["status"] in FINISHED else None
+
+    return wait_until(done, timeout, message=f"job {job_id} to finish")
+
+
+def all_jobs(client: httpx.Client, **query: Any) -> list[dict[str, Any]]:
+    """Every job the listing returns for `query`, following the cursor."""
+    jobs: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.get("/api/jobs", params={**query, "limit": 1000,
+                                               **({"cursor": cursor} if cursor else {})}).json()
+        jobs += page["jobs"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return jobs
