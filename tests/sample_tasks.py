@@ -60,3 +60,9 @@ def hold(ctx: Context, pidfile: str, seconds: float = 30.0) -> None:
 def big(ctx: Context, size: int) -> str:
     """Return a string of `size` characters."""
     return "x" * int(size)
+
+
+@task("exits")
+def exits(ctx: Context, code: int = 3) -> None:
+    """Call sys.exit(), as some library code does."""
+    raise SystemExit(int(code))

@@ -19,7 +19,7 @@ from scholarsource.api.jobs import find_job
 from scholarsource.api.schemas import is_count
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
-from scholarsource.errors import ValidationFailed
+from scholarsource.errors import StoreUnavailable, ValidationFailed
 
 POLL_INTERVAL = 0.25
 KEEPALIVE_INTERVAL = 15.0
@@ -43,8 +43,13 @@ async def stream(request: Request) -> StreamingResponse:
         nonlocal after
         quiet_since = time.monotonic()
         while True:
-            job = await store.get(tenant, job_id)
-            batch = await store.events(tenant, job_id, after)
+            try:
+                job = await store.get(tenant, job_id)
+                batch = await store.events(tenant, job_id, after)
+            except StoreUnavailable:
+                # The headers are sent, so a 503 is no longer possible: read again shortly,
+                # with keep-alives telling the client the stream is still there.
+                job, batch = None, []
             for event in batch:
                 after = event.seq
                 payload = json.dumps({"job_id": event.job_id, "at": event.at, **event.data})
@@ -52,7 +57,7 @@ async def stream(request: Request) -> StreamingResponse:
             if batch:
                 quiet_since = time.monotonic()
                 continue
-            if job is None or job.status.finished:
+            if job is not None and job.status.finished:
                 return
             if time.monotonic() - quiet_since > KEEPALIVE_INTERVAL:
                 quiet_since = time.monotonic()

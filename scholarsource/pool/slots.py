@@ -108,7 +108,7 @@ def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,
             return ("error", f"result_too_large: {len(encoded)} bytes of JSON, more than "
                              f"max_result_bytes ({_max_result_bytes})", None)
         return "ok", encoded, None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a task is the task's failure
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return "error", message, traceback.format_exc()
 

@@ -7,6 +7,7 @@ several statements take the write lock up front with BEGIN IMMEDIATE.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import secrets
@@ -123,6 +124,7 @@ CLEAR_TASKS = "DELETE FROM tasks"
 ADD_TASKS = ("INSERT INTO tasks (name, queue, timeout, max_attempts) "
              "SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]' "
              "FROM json_each(?)")
+CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 
 
@@ -223,6 +225,22 @@ class SqliteStore(Store):
     async def close(self) -> None:
         await self._db.close()
 
+    async def _atomically(self, statements: list[tuple[str, Any]]) -> None:
+        """Several statements as one write transaction. Shielded: a caller cancelled midway
+        must not leave the transaction, and SQLite's write lock, open on this connection."""
+
+        async def run() -> None:
+            await self._db.fetchall("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    await self._db.fetchall(sql, params)
+                await self._db.fetchall("COMMIT")
+            except BaseException:
+                await self._db.fetchall("ROLLBACK")
+                raise
+
+        await asyncio.shield(run())
+
     async def _one(self, sql: str, params: Any = ()) -> Any:
         rows = await self._db.fetchall(sql, params)
         return rows[0] if rows else None
@@ -284,8 +302,10 @@ class SqliteStore(Store):
 
     @_unavailable
     async def check_writable(self) -> None:
-        await self._db.fetchall("BEGIN IMMEDIATE")
-        await self._db.fetchall("ROLLBACK")
+        # One statement that needs the write lock and changes nothing. (BEGIN IMMEDIATE then
+        # ROLLBACK as two calls could leave the lock held if the caller were cancelled
+        # between them.)
+        await self._db.fetchall(CHECK_WRITABLE)
 
     @_unavailable
     async def pool_info(self) -> PoolInfo | None:
@@ -360,14 +380,7 @@ class SqliteStore(Store):
     @_unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
         batch = json.dumps([(t.name, t.queue, t.timeout, t.max_attempts) for t in tasks])
-        await self._db.fetchall("BEGIN IMMEDIATE")
-        try:
-            await self._db.fetchall(CLEAR_TASKS)
-            await self._db.fetchall(ADD_TASKS, (batch,))
-            await self._db.fetchall("COMMIT")
-        except BaseException:
-            await self._db.fetchall("ROLLBACK")
-            raise
+        await self._atomically([(CLEAR_TASKS, ()), (ADD_TASKS, (batch,))])
 
     @_unavailable
     async def heartbeat(self, info: PoolInfo) -> None:

@@ -35,6 +35,8 @@ def test_builtin_tasks(serve) -> None:
 
     unreachable = run("fetch", url="http://127.0.0.1:9/", timeout=2)
     assert unreachable["status"] == "failed" and "ConnectError" in unreachable["error"]
+    exited = run("exits", code=3)  # a test task: sys.exit(3) fails the attempt, no more
+    assert (exited["status"], exited["error"]) == ("failed", "SystemExit: 3")
     failed = run("fail")
     assert (failed["status"], failed["error"]) == ("failed", "TaskFailed: failed on purpose")
     wrong = run("sleep", minutes=1)

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from scholarsource.errors import StoreError
+from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
 from scholarsource.store.base import NewJob, Note, Outcome
 from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore
@@ -208,3 +208,25 @@ def test_durability_sets_synchronous(tmp_path: Path, inline: bool, durability: s
             await store.close()
 
     assert asyncio.run(main()) == level
+
+
+def test_check_writable_needs_the_write_lock_and_leaves_no_transaction(
+        tmp_path: Path, inline: bool) -> None:
+    async def main() -> None:
+        schema.migrate(tmp_path / "q.db")
+        store = await SqliteStore.open(tmp_path / "q.db", busy_timeout=0.1, inline=inline)
+        holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+        try:
+            await store.check_writable()
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailable):
+                await store.check_writable()
+            holder.execute("ROLLBACK")
+            await store.check_writable()
+            holder.execute("BEGIN IMMEDIATE")  # the store left no transaction open
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+            await store.close()
+
+    asyncio.run(main())
