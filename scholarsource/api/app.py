@@ -74,7 +74,8 @@ def create_app(config: Config) -> Starlette:
                                        busy_timeout=config.busy_timeout)
         waker = Waker(config.data_dir)
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
-                                      submits=SubmitBatcher(store), waker=waker)
+                                      submits=SubmitBatcher(store, waker.poke),
+                                      waker=waker)
         try:
             yield
         finally:

@@ -22,8 +22,7 @@ async def submit_job(request: Request) -> Job:
     name = body.get("task") if isinstance(body, dict) else None
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
     new = parse_submit(body, defaults, svc.config.max_attempts, tenant_of(request))
-    job = await svc.submits.submit(new)
-    svc.waker.poke(wakeup.SUBMITTED)
+    job = await svc.submits.submit(new)  # the batcher wakes the pool once per commit
     return job
 
 

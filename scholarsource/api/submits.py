@@ -10,6 +10,7 @@ server pays nothing extra: a lone submit is flushed on the next turn of the even
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from scholarsource.store.base import Job, NewJob, Store
 
@@ -19,8 +20,9 @@ MAX_BATCH = 256
 class SubmitBatcher:
     """Collects submits from concurrent requests and inserts them together."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, committed: Callable[[], None]) -> None:
         self._store = store
+        self._committed = committed  # called once per committed batch (wakes the pool)
         self._pending: list[tuple[NewJob, asyncio.Future[Job]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -43,6 +45,7 @@ class SubmitBatcher:
                         if not future.done():
                             future.set_exception(exc)
                 else:
+                    self._committed()
                     for (_, future), job in zip(batch, jobs, strict=True):
                         if not future.done():
                             future.set_result(job)
