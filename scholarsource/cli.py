@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -76,6 +77,25 @@ def check_config(config_file: str | None, **flags: Any) -> None:
     """Validate the configuration and print the values in effect."""
     config = build_config(config_file, **flags)
     click.echo(json.dumps(config.as_dict(), indent=2))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@server_options
+def backup(file: str, force: bool, config_file: str | None, **flags: Any) -> None:
+    """Copy the database to FILE, consistently, while the server runs."""
+    from scholarsource.backup import BackupError
+    from scholarsource.backup import backup as take_backup
+
+    config = build_config(config_file, **flags)
+    try:
+        result = take_backup(config.db_path, Path(file), force=force)
+    except BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    click.echo(f"backed up {config.db_path} to {result.path} ({result.pages} pages, "
+               f"{result.bytes / 1024**2:.1f} MiB)")
 
 
 @main.command()
