@@ -14,7 +14,7 @@ from scholarsource import __version__
 from scholarsource.client import client_commands
 from scholarsource.config import Config, load_config
 from scholarsource.errors import ConfigError, ScholarSourceError
-from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE
+from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNHEALTHY
 
 
 def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,6 +96,26 @@ def backup(file: str, force: bool, config_file: str | None, **flags: Any) -> Non
         sys.exit(EXIT_FAILURE)
     click.echo(f"backed up {config.db_path} to {result.path} ({result.pages} pages, "
                f"{result.bytes / 1024**2:.1f} MiB)")
+
+
+@main.command()
+@server_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(config_file: str | None, as_json: bool, **flags: Any) -> None:
+    """Check config, SQLite, data directory, database, disk and sizing (safe while serving)."""
+    from scholarsource.doctor import Status, diagnose
+
+    checks = diagnose(config_file, flags)
+    failed = any(check.status is Status.FAIL for check in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]},
+                              indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{check.status.value:<5} {check.name:<9} {check.message}")
+            if check.fix:
+                click.echo(f"{'':<16}fix: {check.fix}")
+    sys.exit(EXIT_UNHEALTHY if failed else EXIT_OK)
 
 
 @main.command()
