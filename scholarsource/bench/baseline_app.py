@@ -7,7 +7,8 @@ one hand-off to aiosqlite's thread, so the write lock is never held across an `a
 
 Served by the same Gunicorn + Uvicorn-worker setup as ScholarSource, it is the ceiling our
 submit path is measured against: DESIGN.md asks for at least 0.8 of it. The database is
-named by the BASELINE_DB environment variable.
+named by the BASELINE_DB environment variable; `scholarsource bench --baseline` serves it
+as `scholarsource.bench.baseline_app:app`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiosqlite
 from starlette.applications import Starlette
@@ -49,7 +51,7 @@ def create_schema(path: str) -> None:
         conn.close()
 
 
-def _json(row: tuple[int, str, str, str, float]) -> dict[str, object]:
+def _json(row: Any) -> dict[str, object]:  # an aiosqlite Row: five columns
     id_, task, params, status, created_at = row
     return {"id": id_, "task": task, "params": json.loads(params), "status": status,
             "created_at": created_at}

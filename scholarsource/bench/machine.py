@@ -1,4 +1,8 @@
-"""What a bench result is worth without its context: machine facts and a readable table."""
+"""The facts a bench result needs to mean something: the machine, its disk, the versions.
+
+The disk's flush rate is measured, not looked up: with `durability = "full"` every commit
+waits for one fsync, so that rate bounds committed writes per second.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import platform
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,7 +48,7 @@ def _source_digest() -> str:
     """sha256 over scholarsource/**/*.py as they are now: which code was measured, even
     with uncommitted changes."""
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent.parent / "scholarsource"
+    package = Path(__file__).resolve().parent.parent
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -59,7 +65,8 @@ def machine() -> dict[str, Any]:
     """Cores, RAM, OS, Python, SQLite, package versions, date and commit."""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cores": os.cpu_count(), "cpu": _cpu_model(),
+        "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+        "cpu": _cpu_model(),
         "ram_bytes": psutil.virtual_memory().total, "platform": platform.platform(),
         "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version,
         "packages": {name: _version(name) for name in PACKAGES}, "git_commit": _git_commit(),
@@ -67,21 +74,28 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+def _filesystem(path: Path) -> str | None:
+    """The type of the filesystem that holds `path` (ext4, xfs, tmpfs, overlay...)."""
+    best: tuple[int, str] | None = None
+    resolved = str(path.resolve())
+    for part in psutil.disk_partitions(all=True):
+        mount = part.mountpoint
+        if (resolved == mount or resolved.startswith(mount.rstrip("/") + "/")) and (
+                best is None or len(mount) > best[0]):
+            best = (len(mount), part.fstype)
+    return best[1] if best else None
 
 
-def table(rows: list[tuple[str, Any, str]]) -> str:
-    """Align (label, value, note) rows; a row whose value is None is a section heading."""
-    width = max(len(label) for label, value, _ in rows if value is not None) + 2
-    lines = []
-    for label, value, note in rows:
-        if value is None:
-            lines.append(f"\n{label}")
-            continue
-        lines.append(f"  {label:<{width}}{_fmt(value):>14}  {note}".rstrip())
-    return "\n".join(lines)
+def fsync_rate(directory: Path, seconds: float = 1.0) -> dict[str, Any]:
+    """How many 4 KiB write + fsync pairs per second the disk under `directory` takes: what
+    one commit with `synchronous=FULL` waits for."""
+    with tempfile.NamedTemporaryFile(dir=directory, prefix="fsync-") as handle:
+        block, count = b"\0" * 4096, 0
+        began = time.perf_counter()
+        while (elapsed := time.perf_counter() - began) < seconds:
+            os.pwrite(handle.fileno(), block, (count % 256) * 4096)
+            os.fsync(handle.fileno())
+            count += 1
+    return {"fsyncs_per_s": round(count / elapsed, 1),
+            "fsync_ms": round(elapsed / count * 1000, 3),
+            "filesystem": _filesystem(directory), "directory": str(directory)}

@@ -1,0 +1,186 @@
+"""One bench run: start (or find) the server, run the scenarios, the baseline and the sweep,
+and gather every result with the machine's facts. Every server it starts is stopped in a
+`finally`, so an error or Ctrl-C never leaves one behind.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scholarsource.bench import sweep as sweeps
+from scholarsource.bench.context import Context, Settings
+from scholarsource.bench.jobruns import wait_idle
+from scholarsource.bench.machine import fsync_rate, machine
+from scholarsource.bench.progress import Progress
+from scholarsource.bench.scenarios import SCENARIOS
+from scholarsource.bench.servers import Target, check_url, start_baseline, start_scholarsource
+
+FORMAT = "scholarsource-bench/1"
+_SETTLE = 60.0  # seconds an HTTP scenario waits for the queue to empty before it starts
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the command line asked for."""
+
+    names: tuple[str, ...]
+    settings: Settings
+    url: str | None = None
+    workers: int = 0  # 0: the server sizes itself
+    slots: int = 0
+    baseline: bool = False
+    sweep: tuple[str, tuple[float, ...]] | None = None
+
+
+Say = Callable[[str], None]
+
+
+class Runner:
+    """Runs a Plan; `say` prints a line of news, `progress` draws the bar."""
+
+    def __init__(self, plan: Plan, say: Say, progress: Progress) -> None:
+        self.plan, self.say, self.progress = plan, say, progress
+        self.problems: list[str] = []
+
+    def run(self) -> dict[str, Any]:
+        """Everything measured, ready for --json."""
+        plan = self.plan
+        results: dict[str, Any] = {
+            "format": FORMAT, "machine": machine(),
+            "config": {"url": plan.url, "spawned": plan.url is None, "workers": plan.workers,
+                       "slots": plan.slots, "scenarios": list(plan.names),
+                       "baseline": plan.baseline, **asdict(plan.settings),
+                       "sweep": None if plan.sweep is None else
+                       {"key": plan.sweep[0], "values": list(plan.sweep[1])}},
+            "scenarios": {},
+        }
+        with tempfile.TemporaryDirectory(prefix="scholarsource-bench-") as tmp:
+            workdir = Path(tmp)
+            results["disk"] = fsync_rate(workdir)
+            if plan.sweep is not None:
+                results["sweep"] = self._sweep(workdir, *plan.sweep)
+            else:
+                results["scenarios"], results["server"] = self._on_server(
+                    workdir, plan.settings, plan.workers, plan.slots)
+                if plan.baseline:
+                    self._baseline(workdir, results)
+        results["problems"] = self.problems
+        return results
+
+    def _target(self, workdir: Path, workers: int, slots: int, name: str) -> Target:
+        if self.plan.url is not None:
+            return check_url(self.plan.url)
+        self.say(f"starting scholarsource serve --workers {workers} --slots {slots} ...")
+        return start_scholarsource(workdir, workers=workers, slots=slots, name=name)
+
+    def _on_server(self, workdir: Path, settings: Settings, workers: int, slots: int,
+                   name: str = "scholarsource") -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every scenario of the plan against one server (started here unless --url)."""
+        target = self._target(workdir, workers, slots, name)
+        try:
+            server = _describe(target)
+            scenarios = self._scenarios(target, settings, self.plan.names)
+        finally:
+            self._stopped(target)
+        return scenarios, server
+
+    def _scenarios(self, target: Target, settings: Settings,
+                   names: tuple[str, ...]) -> dict[str, Any]:
+        ctx = Context(target, settings, self.progress)
+        out: dict[str, Any] = {}
+        for name in names:
+            scenario = SCENARIOS[name]
+            where = f" ({target.name})" if target.baseline else ""
+            self.say(f"{name}{where}: {scenario.summary}")
+            if not target.baseline:
+                self._settle(target)
+            try:
+                result = scenario.run(ctx)
+            except (RuntimeError, TimeoutError, OSError, ValueError, KeyError,
+                    httpx.HTTPError) as exc:
+                result = {"failed": f"{type(exc).__name__}: {exc}"}
+                self.problems.append(f"{name}{where} failed: {result['failed']}")
+            out[name] = {"scenario": name, "summary": scenario.summary, **result}
+            if out[name].get("lost"):
+                self.problems.append(f"{name}: {out[name]['lost']} accepted job(s) missing")
+        return out
+
+    def _settle(self, target: Target) -> None:
+        """Let the last scenario's jobs drain, so that they do not load this one."""
+        with httpx.Client(base_url=target.url, timeout=30) as client:
+            try:
+                wait_idle(client, _SETTLE)
+            except TimeoutError:
+                self.problems.append(f"jobs were still queued or running after {_SETTLE:.0f}s"
+                                     " when a scenario started")
+
+    def _stopped(self, target: Target) -> None:
+        code = target.stop()
+        if target.process is not None and code not in (0, None):
+            self.problems.append(f"the {target.name} server exited with {code}")
+        self.problems += [f"{target.name} log: {line}" for line in target.problems()[:20]]
+
+    def _baseline(self, workdir: Path, results: dict[str, Any]) -> None:
+        """The same loads against the minimal Starlette + aiosqlite app, and our ratios."""
+        names = tuple(n for n in self.plan.names if SCENARIOS[n].baseline)
+        if not names:
+            self.say("baseline: none of these scenarios has a baseline (submit and status do)")
+            return
+        workers = results["server"].get("api_workers") or self.plan.workers or 1
+        self.say(f"starting the baseline app with {workers} worker(s) ...")
+        target = start_baseline(workdir, workers=workers)
+        try:
+            results["baseline"] = self._scenarios(target, self.plan.settings, names)
+        finally:
+            self._stopped(target)
+        results["vs_baseline"] = {
+            name: ratio(results["scenarios"][name], base)
+            for name, base in results["baseline"].items()
+            if "failed" not in base and "failed" not in results["scenarios"][name]}
+
+    def _sweep(self, workdir: Path, key: str, values: tuple[float, ...]) -> dict[str, Any]:
+        runs = []
+        for value in values:
+            self.say(f"sweep {key}={value:g}")
+            settings, workers, slots = self.plan.settings, self.plan.workers, self.plan.slots
+            if key == "workers":
+                workers = int(value)
+            elif key == "slots":
+                slots = int(value)
+            else:
+                settings = settings.with_value(key, value)
+            scenarios, server = self._on_server(workdir, settings, workers, slots,
+                                                name=f"scholarsource-{key}-{value:g}")
+            runs.append({"value": value, "server": server, "scenarios": scenarios})
+        sweep: dict[str, Any] = {"key": key, "values": list(values), "runs": runs}
+        sweep["scaling"] = sweeps.scaling(sweep)
+        return sweep
+
+
+def ratio(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Our throughput, p99 and server CPU per operation over the baseline's."""
+    def div(a: Any, b: Any) -> float | None:
+        return round(a / b, 3) if isinstance(a, int | float) and b else None
+
+    def cpu(r: dict[str, Any]) -> Any:
+        return (r.get("server") or {}).get("cpu_us_per_operation")
+
+    return {"ours_per_s": ours["throughput_per_s"], "baseline_per_s": base["throughput_per_s"],
+            "throughput": div(ours["throughput_per_s"], base["throughput_per_s"]),
+            "p99": div(ours["latency_ms"]["p99"], base["latency_ms"]["p99"]),
+            "server_cpu_per_op": div(cpu(ours), cpu(base))}
+
+
+def _describe(target: Target) -> dict[str, Any]:
+    """What the server says about itself: version, API workers, slots."""
+    health: dict[str, Any] = target.health()
+    processes = health.get("processes") or {}
+    return {"url": target.url, "version": health.get("version"),
+            "api_workers": len(processes.get("api") or []),
+            "slots": (health.get("pool") or {}).get("slots")}

@@ -1,0 +1,111 @@
+"""The named scenarios of `scholarsource bench`; `all` runs them in the order listed.
+
+HTTP load (`--duration` seconds, or `--jobs` operations; closed loop over `--clients`
+connections, or open loop at `--rate` per second):
+- submit     POST /api/jobs {"task": "noop"}: the API's write path. The pool runs the jobs
+             meanwhile, as in production.
+- status     GET /api/jobs/{id} of jobs submitted beforehand: the read path under load.
+- frontend   what the ScholarSource frontend does per user: POST /api/submit a 0.2 s sleep
+             job, then GET /api/status/{id} every 250 ms until it is done.
+- sse        each client submits a 0.2 s sleep job and watches GET /api/jobs/{id}/events to
+             the end; reports events/s and each event's delay (arrival - server time).
+Jobs (`--jobs` jobs; see jobruns.py): e2e-noop, e2e-sleep, e2e-cpu, pickup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scholarsource.bench import jobruns
+from scholarsource.bench.context import Context, ServerStats
+from scholarsource.bench.flows import Op
+from scholarsource.bench.loadgen import LoadResult
+from scholarsource.bench.stats import percentile
+
+NOOP = {"task": "noop"}
+SHORT_SLEEP = {"task": "sleep", "params": {"seconds": 0.2}}
+_STATUS_SEED = (100, 1000)  # jobs the status scenario reads: 10 per client, within these
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named load, what it measures, and whether the baseline app can serve it too."""
+
+    name: str
+    summary: str
+    run: Callable[[Context], dict[str, Any]]
+    baseline: bool = False
+
+
+def http_result(load: LoadResult, stats: ServerStats, unit: str,
+                throughput: float) -> dict[str, Any]:
+    """The common figures of an HTTP load."""
+    result = load.summary()
+    result.update(unit=unit, throughput_per_s=round(throughput, 1),
+                  server=stats.result(sum(load.all_statuses.values()), load.active_seconds))
+    return result
+
+
+def submit(ctx: Context) -> dict[str, Any]:
+    """POST /api/jobs as fast as the clients go (or at --rate)."""
+    with ctx.server_stats() as stats:
+        load = ctx.load("submit", ctx.spec(Op(bodies=(NOOP,))))
+    return http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
+
+
+def status(ctx: Context) -> dict[str, Any]:
+    """GET of existing jobs by id, spread over the jobs submitted first."""
+    seed = min(max(ctx.settings.clients * 10, _STATUS_SEED[0]), _STATUS_SEED[1])
+    seeded = ctx.load("status: seeding", ctx.spec(Op(bodies=(NOOP,), collect_ids=True),
+                                                  total=seed))
+    if not seeded.ids:
+        raise RuntimeError(f"status: no job could be submitted ({seeded.errors})")
+    op = Op(method="GET", path="/api/jobs/{id}", ids=tuple(seeded.ids), ok_statuses=(200,))
+    with ctx.server_stats() as stats:
+        load = ctx.load("status", ctx.spec(op))
+    result = http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
+    result["seeded_jobs"] = len(seeded.ids)
+    return result
+
+
+def frontend(ctx: Context) -> dict[str, Any]:
+    """Many users each submitting through /api/submit and polling /api/status/{id}."""
+    op = Op(kind="frontend", bodies=(SHORT_SLEEP,), ok_statuses=(200, 202))
+    with ctx.server_stats() as stats:
+        load = ctx.load("frontend", ctx.spec(op))
+    result = http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
+    result.update(users_done_per_s=round(load.operations / load.elapsed, 2),
+                  user_flow_ms=percentile(load.flows))
+    return result
+
+
+def sse(ctx: Context) -> dict[str, Any]:
+    """Clients watching their jobs' event streams (always over httpx: it needs streaming)."""
+    op = Op(kind="sse", bodies=(SHORT_SLEEP,), ok_statuses=(200, 202))
+    with ctx.server_stats() as stats:
+        load = ctx.load("sse", ctx.spec(op, client="httpx"))
+    result = http_result(load, stats, "events/s", len(load.lags) / load.elapsed)
+    result.update(streams_done_per_s=round(load.operations / load.elapsed, 2),
+                  event_lag_ms=percentile(load.lags), events=len(load.lags),
+                  stream_ms=percentile(load.flows))
+    return result
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("submit", "POST only: the API's write path", submit, baseline=True),
+    Scenario("status", "GET of existing jobs: the read path under load", status,
+             baseline=True),
+    Scenario("e2e-noop", "N no-op jobs, submit to all done: queue + dispatch overhead",
+             jobruns.e2e_noop),
+    Scenario("e2e-sleep", "I/O-bound jobs (10-400 ms sleeps): concurrency and slot usage",
+             jobruns.e2e_sleep),
+    Scenario("e2e-cpu", "CPU-bound jobs: efficiency = ideal time / measured time",
+             jobruns.e2e_cpu),
+    Scenario("pickup", "idle server, one job at a time: submit-to-start latency",
+             jobruns.pickup),
+    Scenario("frontend", "submit via /api/submit, poll /api/status/{id} every 250 ms",
+             frontend),
+    Scenario("sse", "clients watching their jobs over /api/jobs/{id}/events", sse),
+]}

@@ -1,0 +1,39 @@
+"""Percentiles and per-second timelines of measured latencies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+_NAMES = {50: "p50", 90: "p90", 99: "p99", 99.9: "p99_9", 100: "max"}
+
+
+def percentile(values: Iterable[float], qs: Sequence[float] = (50, 90, 99, 99.9, 100),
+               scale: float = 1000.0) -> dict[str, float | None]:
+    """Nearest-rank percentiles of `values` (seconds) in ms, named p50, p90, p99, p99_9 and
+    max; None where there were no values."""
+    ordered = sorted(values)
+    out: dict[str, float | None] = {}
+    for q in qs:
+        name = _NAMES.get(q, f"p{q:g}".replace(".", "_"))
+        if not ordered:
+            out[name] = None
+            continue
+        index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+        out[name] = round(ordered[index] * scale, 3)
+    return out
+
+
+def timeline(starts: Sequence[float], latencies: Sequence[float],
+             elapsed: float) -> list[dict[str, float | int | None]]:
+    """Per second of the run: requests begun, their p50 and p99 latency (ms)."""
+    seconds = max(1, math.ceil(elapsed))
+    buckets: list[list[float]] = [[] for _ in range(seconds)]
+    for start, latency in zip(starts, latencies, strict=True):
+        buckets[min(seconds - 1, max(0, int(start)))].append(latency)
+    rows: list[dict[str, float | int | None]] = []
+    for second, bucket in enumerate(buckets):
+        marks = percentile(bucket, (50, 99))
+        rows.append({"t": second, "requests": len(bucket), "p50_ms": marks["p50"],
+                     "p99_ms": marks["p99"]})
+    return rows

@@ -1,0 +1,191 @@
+"""The readable tables printed at the end of a run, and the headline figures they show.
+
+`headline()` picks the figures a reader compares between runs (the same ones `--compare`
+divides and the HTML report plots), so the three never disagree on what matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+# Figures where a smaller number is the better one (the compare table says so).
+LOWER_IS_BETTER = ("_ms", "errors", "cpu_cores", "cpu_us")
+_MIB = 1024**2
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def headline(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric headline figures of one scenario's result (absent ones left out)."""
+    figures = {
+        "throughput_per_s": result.get("throughput_per_s"),
+        **{f"{q}_ms": _get(result, "latency_ms", q) for q in ("p50", "p90", "p99", "p99_9",
+                                                               "max")},
+        "errors": sum((result.get("errors") or {}).values()),
+        "generator_cpu_cores": _get(result, "generator", "cpu_cores"),
+        "server_cpu_cores": _get(result, "server", "cpu_cores"),
+        "server_cpu_us_per_op": _get(result, "server", "cpu_us_per_operation"),
+        "job_wait_p50_ms": _get(result, "jobs", "wait_ms", "p50"),
+        "job_wait_p99_ms": _get(result, "jobs", "wait_ms", "p99"),
+        "job_run_p50_ms": _get(result, "jobs", "run_ms", "p50"),
+        "slot_usage": _get(result, "jobs", "slot_usage"),
+        "efficiency": _get(result, "jobs", "efficiency"),
+        "pickup_p50_ms": _get(result, "pickup_ms", "p50"),
+        "pickup_p99_ms": _get(result, "pickup_ms", "p99"),
+        "event_lag_p50_ms": _get(result, "event_lag_ms", "p50"),
+        "event_lag_p99_ms": _get(result, "event_lag_ms", "p99"),
+        "user_flow_p50_ms": _get(result, "user_flow_ms", "p50"),
+    }
+    return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
+
+
+def runs(results: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, result) of every scenario run: the plain ones, then each sweep value's."""
+    for name, result in results.get("scenarios", {}).items():
+        yield name, result
+    sweep = results.get("sweep")
+    if sweep:
+        for run in sweep["runs"]:
+            for name, result in run["scenarios"].items():
+                yield f"{name} {sweep['key']}={run['value']:g}", result
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table: thousands separated, a few significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns aligned: the first to the left, the others to the right."""
+    cells = [[str(h) for h in headers], *[[c if isinstance(c, str) else fmt(c) for c in row]
+                                          for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:],
+                                                                         strict=True)]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _failed(result: dict[str, Any]) -> bool:
+    return "failed" in result
+
+
+def main_table(results: dict[str, Any]) -> str:
+    """Throughput, latency, errors and CPU per scenario run."""
+    rows: list[list[Any]] = []
+    for label, r in runs(results):
+        if _failed(r):
+            rows.append([label, "failed", "", "", "", "", "", "", "", ""])
+            continue
+        lat = r.get("latency_ms") or {}
+        rows.append([label, f"{fmt(r['throughput_per_s'])} {r['unit']}",
+                     *[lat.get(q) for q in ("p50", "p90", "p99", "p99_9", "max")],
+                     sum((r.get("errors") or {}).values()),
+                     _get(r, "generator", "cpu_cores"), _get(r, "server", "cpu_cores")])
+    return render(["scenario", "throughput", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+                   "max ms", "errors", "gen cores", "server cores"], rows)
+
+
+def jobs_table(results: dict[str, Any]) -> str:
+    """Wait and run times of the job scenarios."""
+    rows = []
+    for label, r in runs(results):
+        jobs = r.get("jobs")
+        if not jobs or _failed(r):
+            continue
+        rows.append([label, jobs["count"], jobs.get("slots"), _get(jobs, "wait_ms", "p50"),
+                     _get(jobs, "wait_ms", "p99"), _get(jobs, "run_ms", "p50"),
+                     _get(jobs, "run_ms", "p99"), jobs.get("slot_usage"),
+                     jobs.get("efficiency")])
+    return render(["jobs", "count", "slots", "wait p50 ms", "wait p99 ms", "run p50 ms",
+                   "run p99 ms", "slot usage", "efficiency"], rows) if rows else ""
+
+
+def roles_table(results: dict[str, Any]) -> str:
+    """Server CPU (cores) and peak RSS (MiB) per process role."""
+    rows, note = [], ""
+    for label, r in runs(results):
+        server = r.get("server") or {}
+        if "unavailable" in server:
+            note = f"server CPU and memory unavailable: {server['unavailable']}"
+            continue
+        roles = server.get("roles")
+        if not roles:
+            continue
+        cells = []
+        for role in ("master", "api", "pool", "slots"):
+            info = roles.get(role)
+            cells.append("-" if info is None else
+                         f"{info['cpu_cores']:.2f} / {info['rss_peak_bytes'] / _MIB:.0f}")
+        rows.append([label, *cells, server.get("cpu_us_per_operation")])
+    text = render(["cores / peak MiB", "master", "api workers", "pool", "slots",
+                   "server CPU us/op"], rows) if rows else ""
+    return "\n".join(filter(None, [text, note]))
+
+
+def extras(results: dict[str, Any]) -> list[str]:
+    """One line each for what only one scenario measures."""
+    lines = []
+    for label, r in runs(results):
+        if _failed(r):
+            lines.append(f"{label}: FAILED: {r['failed']}")
+        if "user_flow_ms" in r:
+            flow = r["user_flow_ms"]
+            lines.append(f"{label}: {fmt(r['users_done_per_s'])} users' jobs done/s; "
+                         f"submit to seen done p50 {fmt(flow['p50'])} ms, "
+                         f"p99 {fmt(flow['p99'])} ms")
+        if "event_lag_ms" in r:
+            lag = r["event_lag_ms"]
+            lines.append(f"{label}: {r['events']:,} events, {fmt(r['streams_done_per_s'])} "
+                         f"streams done/s; event delay p50 {fmt(lag['p50'])} ms, "
+                         f"p99 {fmt(lag['p99'])} ms")
+        if r.get("pickup_ms"):
+            pick = r["pickup_ms"]
+            lines.append(f"{label}: pickup (submit to start) p50 {fmt(pick['p50'])} ms, "
+                         f"p99 {fmt(pick['p99'])} ms, max {fmt(pick['max'])} ms")
+        if r.get("lost"):
+            lines.append(f"{label}: {r['lost']} accepted job(s) not found on the server")
+        busiest = _get(r, "generator", "busiest_process_cores")
+        if busiest is not None and busiest >= 0.9:
+            lines.append(f"{label}: a generator process used {busiest:.2f} of a core: the "
+                         "generator may be the limit (try --processes or --client raw)")
+    return lines
+
+
+def baseline_table(results: dict[str, Any]) -> str:
+    """Our figures over the baseline app's, for the loads both can serve."""
+    ratios = results.get("vs_baseline") or {}
+    rows = [[name, r["ours_per_s"], r["baseline_per_s"], r["throughput"], r["p99"],
+             r.get("server_cpu_per_op")] for name, r in ratios.items()]
+    return render(["vs baseline", "ours /s", "baseline /s", "throughput x", "p99 x",
+                   "server CPU/op x"], rows) if rows else ""
+
+
+def report(results: dict[str, Any]) -> str:
+    """Every table and line, as printed at the end of a run."""
+    disk = results.get("disk") or {}
+    parts = [main_table(results), jobs_table(results), roles_table(results),
+             baseline_table(results), "\n".join(extras(results))]
+    if disk:
+        parts.append(f"disk: {disk['fsyncs_per_s']:,.0f} fsync/s ({disk['fsync_ms']} ms "
+                     f"each, {disk['filesystem']}) under {disk['directory']}: what one commit "
+                     'costs with durability = "full"')
+    parts += [f"problem: {p}" for p in results.get("problems", [])]
+    return "\n\n".join(p for p in parts if p)
