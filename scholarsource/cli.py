@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from scholarsource import __version__
+from scholarsource.bench.command import bench
 from scholarsource.client import client_commands
 from scholarsource.config import Config, load_config
 from scholarsource.errors import ConfigError, ScholarSourceError
@@ -126,3 +127,4 @@ def version() -> None:
 
 for command in client_commands:
     main.add_command(command)
+main.add_command(bench)
