@@ -5,7 +5,9 @@ and gather every result with the machine's facts. Every server it starts is stop
 
 from __future__ import annotations
 
+import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from scholarsource.bench.servers import Target, check_url, start_baseline, start
 
 FORMAT = "scholarsource-bench/1"
 _SETTLE = 60.0  # seconds an HTTP scenario waits for the queue to empty before it starts
+_BOOT = 30.0  # seconds a started server gets to bring up every worker and slot
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,26 @@ class Runner:
         if self.plan.url is not None:
             return check_url(self.plan.url)
         self.say(f"starting scholarsource serve --workers {workers} --slots {slots} ...")
-        return start_scholarsource(workdir, workers=workers, slots=slots, name=name)
+        target = start_scholarsource(workdir, workers=workers, slots=slots, name=name)
+        try:
+            self._wait_complete(target, workers or len(os.sched_getaffinity(0)))
+        except BaseException:
+            target.stop()
+            raise
+        return target
+
+    def _wait_complete(self, target: Target, workers: int) -> None:
+        """Healthy means one API worker answers; wait until every worker and slot is up,
+        so that the per-role figures count them all from the first scenario."""
+        deadline = time.monotonic() + _BOOT
+        while time.monotonic() < deadline:
+            health: dict[str, Any] = target.health()
+            processes, pool = health.get("processes") or {}, health.get("pool") or {}
+            if (len(processes.get("api") or []) >= workers
+                    and len(processes.get("slots") or []) >= (pool.get("slots") or 0)):
+                return
+            time.sleep(0.1)
+        self.problems.append(f"not every API worker and slot was up {_BOOT:.0f}s after start")
 
     def _on_server(self, workdir: Path, settings: Settings, workers: int, slots: int,
                    name: str = "scholarsource") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -182,5 +204,6 @@ def _describe(target: Target) -> dict[str, Any]:
     health: dict[str, Any] = target.health()
     processes = health.get("processes") or {}
     return {"url": target.url, "version": health.get("version"),
+            "master_pid": processes.get("master"),
             "api_workers": len(processes.get("api") or []),
             "slots": (health.get("pool") or {}).get("slots")}

@@ -19,7 +19,8 @@ def percentile(values: Iterable[float], qs: Sequence[float] = (50, 90, 99, 99.9,
         if not ordered:
             out[name] = None
             continue
-        index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+        rank = math.ceil(round(q / 100 * len(ordered), 9))  # 99.9% of 1000 is 999, not 999.0…1
+        index = min(len(ordered) - 1, max(0, rank - 1))
         out[name] = round(ordered[index] * scale, 3)
     return out
 

@@ -1,0 +1,82 @@
+"""The bench's pure parts: percentiles, sweep parsing, ratios, tables, the SVG chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scholarsource.bench import compare, html_report, sweep, table
+from scholarsource.bench.stats import percentile, timeline
+
+
+def test_percentiles_are_nearest_rank_in_ms() -> None:
+    values = [i / 1000 for i in range(1, 1001)]  # 1..1000 ms
+    assert percentile(values) == {"p50": 500.0, "p90": 900.0, "p99": 990.0, "p99_9": 999.0,
+                                  "max": 1000.0}
+    assert percentile([]) == dict.fromkeys(("p50", "p90", "p99", "p99_9", "max"))
+
+
+def test_timeline_buckets_by_second_of_start() -> None:
+    rows = timeline([0.1, 0.5, 1.2], [0.001, 0.003, 0.002], 2.0)
+    assert [(r["t"], r["requests"]) for r in rows] == [(0, 2), (1, 1)]
+    assert rows[0]["p99_ms"] == 3.0
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("workers=1,2,4", ("workers", [1.0, 2.0, 4.0])),
+    ("rate=50.5,100", ("rate", [50.5, 100.0])),
+])
+def test_sweep_parse(text: str, parsed: tuple[str, list[float]]) -> None:
+    assert sweep.parse(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["bogus", "cores=1,2", "workers=", "slots=0,1", "clients=1.5"])
+def test_sweep_parse_rejects(text: str) -> None:
+    with pytest.raises(sweep.SweepError):
+        sweep.parse(text)
+
+
+def _result(throughput: float, p99: float, efficiency: float | None = None) -> dict[str, Any]:
+    return {"unit": "jobs/s", "throughput_per_s": throughput,
+            "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": p99, "p99_9": p99, "max": p99},
+            "errors": {}, "jobs": {"efficiency": efficiency}}
+
+
+def test_scaling_speedup_and_efficiency() -> None:
+    runs = [{"value": v, "scenarios": {"e2e-cpu": _result(t, 5.0, e)}}
+            for v, t, e in ((1, 4.0, 0.95), (2, 7.0, 0.9))]
+    rows = sweep.scaling({"key": "slots", "runs": runs})["e2e-cpu"]
+    assert [r["speedup"] for r in rows] == [1.0, 1.75]
+    assert [r["scaling_efficiency"] for r in rows] == [1.0, 0.875]
+    assert rows[1]["efficiency"] == 0.9
+
+
+def test_compare_divides_new_by_old() -> None:
+    old = {"scenarios": {"submit": _result(1000.0, 20.0), "gone": _result(1.0, 1.0)}}
+    new = {"scenarios": {"submit": _result(1500.0, 10.0), "added": _result(1.0, 1.0)}}
+    rows = {r["figure"]: r for r in compare.ratios(new, old)}
+    assert rows["throughput_per_s"]["ratio"] == 1.5
+    assert rows["p99_ms"]["ratio"] == 0.5 and rows["p99_ms"]["lower_is_better"]
+    assert not rows["throughput_per_s"]["lower_is_better"]
+    assert {r["run"] for r in compare.ratios(new, old)} == {"submit"}
+
+
+def test_compare_rejects_a_file_that_is_not_a_result(tmp_path: Any) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"a": 1}')
+    with pytest.raises(compare.CompareError):
+        compare.load(path)
+
+
+def test_table_aligns_and_marks_missing_values() -> None:
+    text = table.render(["a", "b"], [["x", 1234.5], ["longer", None]])
+    lines = text.splitlines()
+    assert lines[0] == "a           b"
+    assert lines[2] == "x       1,234" and lines[3] == "longer      -"
+
+
+def test_line_chart_is_plain_svg() -> None:
+    svg = html_report.line_chart("t", [("a", [(0, 1.0), (1, 3.0)])], "x", "y")
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and "<polyline" in svg
+    assert html_report.line_chart("t", [], "x", "y") == ""
