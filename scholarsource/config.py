@@ -100,6 +100,12 @@ class Config:
         "Seconds a database write waits for the write lock before giving up."))
     log_level: str = field(default="info", metadata=_key(
         "debug, info, warning or error.", choices=("debug", "info", "warning", "error")))
+    log_format: str = field(default="text", metadata=_key(
+        "'text' (one readable line per record) or 'json' (one JSON object per line, for log "
+        "shippers), for every process.", choices=("text", "json")))
+    access_log: bool = field(default=True, metadata=_key(
+        "Log one line per HTTP request: method, path (never the query string), status, "
+        "duration, client."))
 
     def __post_init__(self) -> None:
         for f in fields(self):

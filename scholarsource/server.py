@@ -99,6 +99,14 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
             self.halt("the pool failed to boot (see the log above)" if failed else
                       "the pool did not start", EXIT_POOL_BOOT)
 
+    def spawn_worker(self) -> int:
+        logs.set_role("api")  # the forked worker keeps it; the master takes its own back
+        try:
+            pid: int = super().spawn_worker()
+            return pid
+        finally:
+            logs.set_role("master")
+
     def manage_dirty_arbiter(self) -> None:
         if self.dirty_arbiter_pid or self._stopping or time.monotonic() < self._respawn_at:
             return
@@ -106,7 +114,11 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
 
     def _spawn_pool(self) -> int:
         self._pool_started = time.monotonic()
-        self.dirty_arbiter_pid, ready_fd = sidecar.spawn(self.config, self.LISTENERS)
+        logs.set_role("pool")  # the forked pool keeps it; the master takes its own back
+        try:
+            self.dirty_arbiter_pid, ready_fd = sidecar.spawn(self.config, self.LISTENERS)
+        finally:
+            logs.set_role("master")
         log.info("pool process started (pid %s)", self.dirty_arbiter_pid)
         return ready_fd
 
@@ -166,6 +178,7 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
             "loglevel": self.config.log_level,
             "errorlog": "-",
             "accesslog": None,
+            "logger_class": "scholarsource.logs.GunicornLogger",
             "proc_name": "scholarsource",
             "control_socket_disable": True,
         }
@@ -195,7 +208,8 @@ def _lock_data_dir(config: Config) -> int:
 
 def serve(config: Config) -> None:
     """Run the server in the foreground until it is stopped."""
-    logs.setup(config.log_level)
+    logs.setup(config.log_level, config.log_format)
+    logs.set_role("master")
     try:
         lock = _lock_data_dir(config)
     except SystemExit:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from scholarsource import logs
-from scholarsource.api import compat, events, jobs, openapi, ops
+from scholarsource.api import accesslog, compat, events, jobs, openapi, ops
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.state import Services
 from scholarsource.api.submits import SubmitBatcher
@@ -85,6 +85,7 @@ def create_app(config: Config) -> Starlette:
     return Starlette(
         routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *openapi.routes],
         lifespan=lifespan,
+        middleware=accesslog.middleware(config),
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
