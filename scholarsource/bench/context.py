@@ -53,7 +53,9 @@ class ServerStats:
         roles = self.sampler.result(seconds)
         cpu = sum(role["cpu_s"] for role in roles.values())
         return {"roles": roles, "cpu_cores": round(cpu / max(seconds, 1e-9), 3),
-                "cpu_us_per_operation": round(cpu / max(operations, 1) * 1e6, 1)}
+                "cpu_us_per_operation": round(cpu / max(operations, 1) * 1e6, 1),
+                "api_cpu_us_per_operation": round(roles["api"]["cpu_s"] / max(operations, 1)
+                                                  * 1e6, 1)}
 
 
 @dataclass

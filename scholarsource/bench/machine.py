@@ -44,6 +44,16 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _source_changed() -> bool | None:
+    """Whether the package differs from the commit (uncommitted changes were measured)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent.parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def _source_digest() -> str:
     """sha256 over scholarsource/**/*.py as they are now: which code was measured, even
     with uncommitted changes."""
@@ -70,6 +80,7 @@ def machine() -> dict[str, Any]:
         "ram_bytes": psutil.virtual_memory().total, "platform": platform.platform(),
         "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version,
         "packages": {name: _version(name) for name in PACKAGES}, "git_commit": _git_commit(),
+        "source_changed": _source_changed(),
         "source_digest": _source_digest(),
     }
 
