@@ -15,7 +15,7 @@ from scholarsource.bench.table import runs
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf")
-_W, _H, _PAD = 640, 260, 48
+_W, _H, _PAD, _LEGEND = 760, 260, 48, 150  # _LEGEND: room on the right for names
 
 Series = list[tuple[str, list[tuple[float, float]]]]
 
@@ -40,7 +40,7 @@ def line_chart(title: str, series: Series, x_label: str, y_label: str) -> str:
     if not points:
         return ""
     xs, ys = _ticks(max(x for x, _ in points)), _ticks(max(y for _, y in points))
-    plot_w, plot_h = _W - 2 * _PAD, _H - 2 * _PAD
+    plot_w, plot_h = _W - _PAD - _LEGEND, _H - 2 * _PAD
 
     def sx(x: float) -> float:
         return _PAD + x / xs[-1] * plot_w
@@ -53,13 +53,13 @@ def line_chart(title: str, series: Series, x_label: str, y_label: str) -> str:
            f'<text x="{_W / 2}" y="16" text-anchor="middle" font-size="13">'
            f'{html.escape(title)}</text>']
     for y in ys:
-        out.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
+        out.append(f'<line x1="{_PAD}" x2="{_PAD + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
                    f'stroke="#ddd"/><text x="{_PAD - 4}" y="{sy(y) + 4:.1f}" '
                    f'text-anchor="end">{_label(y)}</text>')
     for x in xs:
         out.append(f'<text x="{sx(x):.1f}" y="{_H - _PAD + 14}" text-anchor="middle">'
                    f'{_label(x)}</text>')
-    out.append(f'<text x="{_W / 2}" y="{_H - 8}" text-anchor="middle">'
+    out.append(f'<text x="{_PAD + plot_w / 2}" y="{_H - 8}" text-anchor="middle">'
                f'{html.escape(x_label)}</text>')
     out.append(f'<text transform="translate(12 {_H / 2}) rotate(-90)" text-anchor="middle">'
                f'{html.escape(y_label)}</text>')
@@ -69,7 +69,7 @@ def line_chart(title: str, series: Series, x_label: str, y_label: str) -> str:
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
         out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}"/>'
                 for x, y in pts]
-        out.append(f'<text x="{_W - _PAD + 4}" y="{_PAD + 14 * i}" fill="{color}">'
+        out.append(f'<text x="{_PAD + plot_w + 8}" y="{_PAD + 14 * i}" fill="{color}">'
                    f'{html.escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
