@@ -56,7 +56,7 @@ class Notifier:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.sendto("\n".join(lines).encode(), target)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, bad text
             log.debug("sd_notify to %s failed: %s", self.address, exc)
             return False
         return True
