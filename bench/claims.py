@@ -12,8 +12,10 @@ from aiosqlite's thread hand-off per statement.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,21 @@ def measure(workdir: Path, n: int, count: int) -> dict[str, Any]:
             "inline_claims_per_s": round(inline_done / inline_elapsed, 1),
             "fill_seconds": round(filling, 1), "plan": plans,
             "temp_btree": any("TEMP B-TREE" in line for line in plans["claim_order"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queued", default="1000,1000000", help="queue sizes, comma-separated")
+    parser.add_argument("--claims", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (int(v) for v in args.queued.split(",")):
+            r = measure(Path(tmp), n, args.claims)
+            print(f"{n:>9,} queued: {r['claims_per_s']:>8,.0f} claim+finish/s through aiosqlite, "
+                  f"{r['inline_claims_per_s']:>8,.0f}/s inline; temp B-tree in plan: "
+                  f"{r['temp_btree']}")
+        print("claim plan:", " / ".join(r["plan"]["claim_order"]))
+
+
+if __name__ == "__main__":
+    main()
