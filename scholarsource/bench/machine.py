@@ -81,6 +81,8 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version,
         "packages": {name: _version(name) for name in PACKAGES}, "git_commit": _git_commit(),
         "source_changed": _source_changed(),
+        # Others' load on a shared box skews absolute numbers: say how busy it was.
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "source_digest": _source_digest(),
     }
 
