@@ -60,12 +60,12 @@ class Recorder:
                 self.flows.append(time.monotonic() - begun)
             self.ended = time.time()
 
-    def report(self, wall_start: float, operations: int) -> dict[str, Any]:
+    def report(self, wall_start: float) -> dict[str, Any]:
         """Plain data for the parent process."""
         return {"starts": self.starts.tobytes(), "latencies": self.latencies.tobytes(),
                 "flows": self.flows.tobytes(), "lags": self.lags.tobytes(),
                 "statuses": dict(self.statuses), "all_statuses": dict(self.all_statuses),
-                "operations": operations, "ids": self.ids, "started": wall_start,
+                "operations": self.operations, "ids": self.ids, "started": wall_start,
                 "ended": max(self.ended, wall_start)}
 
 

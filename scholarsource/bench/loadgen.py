@@ -234,7 +234,7 @@ class _Driver:
             for sender in senders:
                 await sender.aclose()
         self.done[self.index] = self.recorder.operations
-        return self.recorder.report(wall_start, self.recorder.operations)
+        return self.recorder.report(wall_start)
 
     async def _publish(self) -> None:
         while True:
