@@ -55,7 +55,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
     config = build_config(config_file, **flags)
     try:
-        run_server(config)
+        run_server(config, lambda: load_config(config_file, overrides=flags))
     except ScholarSourceError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)

@@ -1,4 +1,5 @@
-"""Client commands (`submit`, `status`, `cancel`, `jobs`): talk to a running server over HTTP."""
+"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`): talk to a running
+server over HTTP."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import httpx
 from scholarsource.exitcodes import EXIT_FAILURE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-_FINISHED = {"succeeded", "failed", "dead", "cancelled"}
+# `failed` is not final: the job waits for its next attempt.
+_FINISHED = {"succeeded", "dead", "cancelled"}
 
 
 def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,6 +69,8 @@ def _show(job: dict[str, Any], as_json: bool) -> None:
     click.echo(line)
     if job.get("error"):
         click.echo(f"  error: {job['error']}")
+    if job["status"] == "failed" and job.get("run_at") is not None:
+        click.echo(f"  next attempt in {max(job['run_at'] - time.time(), 0):.1f}s")
     if job["status"] == "succeeded" and job.get("result") is not None:
         click.echo(f"  result: {json.dumps(job['result'])}")
 
@@ -128,7 +132,10 @@ def jobs(status_: str | None, task: str | None, queue: str | None, limit: int, u
     """List jobs, newest first."""
     query = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue),
                                ("limit", limit)) if v is not None}
-    page = _call(url, "GET", "/api/jobs", params=query)
+    _list(_call(url, "GET", "/api/jobs", params=query), as_json)
+
+
+def _list(page: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(page, indent=2))
         return
@@ -138,4 +145,51 @@ def jobs(status_: str | None, task: str | None, queue: str | None, limit: int, u
         click.echo("no jobs")
 
 
-client_commands = [submit, status, cancel, jobs]
+@click.command()
+@click.argument("job_id")
+@client_options
+def retry(job_id: str, url: str, as_json: bool) -> None:
+    """Re-queue a failed, dead or cancelled job with fresh attempts."""
+    _show(_call(url, "POST", f"/api/jobs/{job_id}/retry"), as_json)
+
+
+@click.group()
+def dlq() -> None:
+    """The dead letters: jobs that used up their attempts."""
+
+
+@dlq.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@client_options
+def dlq_list(limit: int, url: str, as_json: bool) -> None:
+    """List dead jobs, newest first."""
+    _list(_call(url, "GET", "/api/jobs", params={"status": "dead", "limit": limit}), as_json)
+
+
+@dlq.command("retry")
+@click.argument("job_id", required=False)
+@click.option("--all", "every", is_flag=True, help="Re-queue every dead job.")
+@client_options
+def dlq_retry(job_id: str | None, every: bool, url: str, as_json: bool) -> None:
+    """Re-queue one dead job (JOB_ID) or all of them (--all)."""
+    if every == (job_id is not None):
+        raise click.UsageError("give either a JOB_ID or --all")
+    if job_id is not None:
+        _show(_call(url, "POST", f"/api/jobs/{job_id}/retry"), as_json)
+        return
+    answer = _call(url, "POST", "/api/dead/retry")
+    click.echo(json.dumps(answer) if as_json else f"re-queued {answer['retried']} job(s)")
+
+
+@dlq.command("purge")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@client_options
+def dlq_purge(yes: bool, url: str, as_json: bool) -> None:
+    """Delete every dead job and its history."""
+    if not yes:
+        click.confirm("delete every dead job?", abort=True)
+    answer = _call(url, "DELETE", "/api/dead")
+    click.echo(json.dumps(answer) if as_json else f"purged {answer['purged']} job(s)")
+
+
+client_commands = [submit, status, cancel, jobs, retry, dlq]

@@ -87,6 +87,25 @@ class Config:
         "re-queued."))
     cancel_grace: float = field(default=10.0, metadata=_key(
         "Seconds a running job has to honour a cancel before its slot process is killed."))
+    kill_grace: float = field(default=3.0, metadata=_key(
+        "When a job times out its process gets SIGTERM, then SIGKILL after this many "
+        "seconds."))
+    backoff_base: float = field(default=1.0, metadata=_key(
+        "Seconds before the first retry of a failed attempt; each later retry waits twice as "
+        "long (with jitter: between half and all of it), up to backoff_max."))
+    backoff_max: float = field(default=300.0, metadata=_key(
+        "Longest wait between two attempts, seconds."))
+    max_crashes: int = field(default=3, metadata=_key(
+        "Times a job's process may die under it (segfault, OOM kill, os._exit) or the pool "
+        "with it, before the job is dead: a poison job never loops."))
+    max_jobs_per_slot: int = field(default=0, metadata=_key(
+        "Replace a slot's process after it ran this many jobs (0: never), to contain leaks."))
+    max_slot_memory: int = field(default=0, metadata=_key(
+        "Replace a slot's process between jobs once its idle RSS is above this, bytes or "
+        "'1GB' (0: never).", size=True))
+    pool_stall_timeout: float = field(default=60.0, metadata=_key(
+        "The master kills and restarts a pool whose dispatcher has not checked in for this "
+        "many seconds (a hung pool, not just a dead one)."))
     fetch_allow_private: bool = field(default=False, metadata=_key(
         "Let the built-in fetch task reach loopback, private and link-local addresses. Off by "
         "default: any API client can name fetch and a URL."))
@@ -116,14 +135,21 @@ class Config:
         for name in ("workers", "slots"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative (0 means: size automatically)")
-        if self.max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1")
+        for name in ("max_attempts", "max_crashes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.max_jobs_per_slot < 0:
+            raise ConfigError("max_jobs_per_slot cannot be negative (0 means: never)")
+        if self.backoff_max < self.backoff_base:
+            raise ConfigError("backoff_max cannot be less than backoff_base")
         for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core",
-                     "memory_per_job", "max_body_bytes", "max_result_bytes"):
+                     "pool_stall_timeout", "memory_per_job", "max_body_bytes",
+                     "max_result_bytes"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, not {value!r}")
-        for name in ("grace_period", "cancel_grace"):
+        for name in ("grace_period", "cancel_grace", "kill_grace", "backoff_base",
+                     "backoff_max"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be zero or more seconds, not {value!r}")

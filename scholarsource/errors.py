@@ -4,6 +4,7 @@
     ├── ConfigError              bad configuration; the CLI exits with EXIT_CONFIG
     ├── TaskError                task registry problems
     │   └── UnknownTaskError     a name that no registered task has
+    ├── Retry                    raised by a task to ask for another attempt later
     ├── StoreError               the database cannot do what was asked
     │   └── StoreUnavailable     locked past the busy timeout, disk full, read-only
     └── ApiError                 a client-facing error: stable `code`, HTTP `status`, message
@@ -39,6 +40,16 @@ class TaskError(ScholarSourceError):
 
 class UnknownTaskError(TaskError):
     """Raised when a job names a task that is not registered."""
+
+
+class Retry(ScholarSourceError):
+    """Raised by a task to end this attempt as failed and ask for the next one `after`
+    seconds from now (instead of the job's backoff). It spends an attempt: past
+    `max_attempts` the job is dead."""
+
+    def __init__(self, message: str = "retry requested", *, after: float | None = None) -> None:
+        super().__init__(message)
+        self.after = after
 
 
 class StoreError(ScholarSourceError):

@@ -8,12 +8,14 @@ it is spawned and what its exit means, so the pool shares the master's tested li
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -23,11 +25,12 @@ from uvicorn_worker import UvicornWorker
 
 from scholarsource import logs
 from scholarsource.config import Config
-from scholarsource.errors import ConfigError
+from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.pool import sidecar
 from scholarsource.sizing import plan
 from scholarsource.store.schema import migrate
+from scholarsource.systemd import Notifier
 
 log = logging.getLogger("scholarsource.server")
 
@@ -72,28 +75,36 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
 
     def __init__(self, app: Application) -> None:
         super().__init__(app)
-        self.config = app.config
         self._pool_started = 0.0
+        self._pulse_fd: int | None = None
+        self._last_pulse = 0.0
         self._quick_deaths = 0
         self._respawn_at = 0.0
         self._stopping = False
         self.dirty_arbiter_pid: int = 0
+        self.notifier = Notifier.from_environment()
+        self._ready_sent = False
+
+    @property
+    def config(self) -> Config:
+        """The config in effect (a HUP may have reloaded it)."""
+        config: Config = self.app.config
+        return config
 
     def start(self) -> None:
         super().start()
         # The first pool must be up before any API worker starts: a pool that cannot boot
         # (a task module that does not import) stops the server here, with its exit code,
         # instead of leaving an API that queues jobs nobody will run.
-        ready_fd = self._spawn_pool()
-        try:
-            ready, _, _ = select.select([ready_fd], [], [], _POOL_BOOT_TIMEOUT)
-            booted = bool(ready) and os.read(ready_fd, 1) == b"R"
-        finally:
-            os.close(ready_fd)
+        self._spawn_pool()
+        assert self._pulse_fd is not None
+        ready, _, _ = select.select([self._pulse_fd], [], [], _POOL_BOOT_TIMEOUT)
+        booted = bool(ready) and self._read_pulses()
         if not booted:
             if not ready:  # still booting after the timeout: give up on it
                 os.kill(self.dirty_arbiter_pid, signal.SIGKILL)
             _, status = os.waitpid(self.dirty_arbiter_pid, 0)
+            self._close_pulses()
             self.dirty_arbiter_pid = 0
             failed = os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_POOL_BOOT
             self.halt("the pool failed to boot (see the log above)" if failed else
@@ -107,20 +118,97 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
         finally:
             logs.set_role("master")
 
-    def manage_dirty_arbiter(self) -> None:
-        if self.dirty_arbiter_pid or self._stopping or time.monotonic() < self._respawn_at:
-            return
-        os.close(self._spawn_pool())
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        # Gunicorn calls this once per turn of its loop (at least once a second), the first
+        # time right after start(): the pool is up, the listener bound, the workers forked.
+        if not self._ready_sent and self.WORKERS and self.LISTENERS:
+            self._ready_sent = True
+            self.notifier.ready(f"{len(self.WORKERS)} API worker(s); pool pid "
+                                f"{self.dirty_arbiter_pid}")
+        self.notifier.keepalive(healthy=self._pool_checks_in())
 
-    def _spawn_pool(self) -> int:
+    def _pool_checks_in(self) -> bool:
+        """The pool checks in within the limits the master enforces itself: its pulse is no
+        older than pool_stall_timeout, or it is still within its boot time.
+
+        Past those limits the master kills and respawns the pool, re-queueing its jobs and
+        keeping the API up. systemd's watchdog, which restarts everything, is the last
+        resort for a master that hangs or a pool that stays gone, so it must not fire first."""
+        age = self.pool_pulse_age()
+        if age is not None:
+            return age <= self.config.pool_stall_timeout
+        booting = time.monotonic() - self._pool_started
+        return bool(self.dirty_arbiter_pid) and booting <= _POOL_BOOT_TIMEOUT
+
+    def handle_hup(self) -> None:
+        # `systemctl reload` waits for READY=1 again. Gunicorn has replaced the API workers
+        # when handle_hup returns; the pool drains and is respawned meanwhile, and the API
+        # queues jobs for it, so the reload is complete from a client's point of view.
+        self.notifier.reloading()
+        super().handle_hup()
+        self.notifier.ready("reloaded; the pool restarts once its running jobs finish")
+
+    def manage_dirty_arbiter(self) -> None:
+        if self.dirty_arbiter_pid:
+            self._watch_pool()
+        elif not self._stopping and time.monotonic() >= self._respawn_at:
+            self._spawn_pool()
+
+    def _spawn_pool(self) -> None:
+        self._close_pulses()
         self._pool_started = time.monotonic()
+        self._last_pulse = 0.0
         logs.set_role("pool")  # the forked pool keeps it; the master takes its own back
         try:
-            self.dirty_arbiter_pid, ready_fd = sidecar.spawn(self.config, self.LISTENERS)
+            self.dirty_arbiter_pid, self._pulse_fd = sidecar.spawn(self.config, self.LISTENERS)
         finally:
             logs.set_role("master")
+        os.set_blocking(self._pulse_fd, False)
         log.info("pool process started (pid %s)", self.dirty_arbiter_pid)
-        return ready_fd
+
+    def _read_pulses(self) -> bool:
+        """Take what the pool said since the last look; True if it said anything."""
+        if self._pulse_fd is None:
+            return False
+        try:
+            data = os.read(self._pulse_fd, 4096)
+        except BlockingIOError:
+            return False
+        if not data:  # EOF: the pool is gone, and its exit is reaped separately
+            self._close_pulses()
+            return False
+        self._last_pulse = time.monotonic()
+        return True
+
+    def _close_pulses(self) -> None:
+        if self._pulse_fd is not None:
+            os.close(self._pulse_fd)
+            self._pulse_fd = None
+
+    def _watch_pool(self) -> None:
+        """Kill a pool that is alive but hung: its dispatcher stopped checking in. The kill
+        is reaped like any death, and a fresh pool re-queues the jobs it held."""
+        self._read_pulses()
+        now = time.monotonic()
+        if self._last_pulse:
+            silent, limit = now - self._last_pulse, self.config.pool_stall_timeout
+        else:
+            silent, limit = now - self._pool_started, _POOL_BOOT_TIMEOUT
+        if silent > limit:
+            log.error("the pool (pid %s) has not checked in for %.0fs; killing it",
+                      self.dirty_arbiter_pid, silent)
+            try:
+                os.kill(self.dirty_arbiter_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._last_pulse = now  # one kill per stall; the reap respawns it
+
+    def pool_pulse_age(self) -> float | None:
+        """Seconds since the pool last checked in; None while no pool is up and ready."""
+        if not self.dirty_arbiter_pid or not self._last_pulse:
+            return None
+        return time.monotonic() - self._last_pulse
 
     def handle_dirty_arbiter_exit(self, wpid: int, status: int) -> None:
         self.dirty_arbiter_pid = 0
@@ -145,6 +233,7 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
 
     def stop(self, graceful: bool = True) -> None:
         self._stopping = True
+        self.notifier.stopping()
         super().stop(graceful)
 
 
@@ -158,13 +247,25 @@ def _describe(status: int) -> str:
 
 
 class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
-    """Gunicorn configured from our Config; each worker loads the Starlette app."""
+    """Gunicorn configured from our Config; each worker loads the Starlette app.
 
-    def __init__(self, config: Config) -> None:
+    On HUP Gunicorn calls load_config again: `reload_config` rebuilds the Config from its
+    sources, and the new API workers and the respawned pool start with it. A config that
+    no longer validates is refused and the running one kept; the data directory cannot
+    change under a running server.
+    """
+
+    def __init__(self, config: Config,
+                 reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
+        self._reload_config = reload_config
+        self._loaded = False
         super().__init__()
 
     def load_config(self) -> None:
+        if self._loaded and self._reload_config is not None:
+            self.config = self._reloaded(self.config)
+        self._loaded = True
         host, port = self.config.host_port()
         sizing = plan(self.config)
         settings: dict[str, Any] = {
@@ -184,6 +285,20 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def _reloaded(self, current: Config) -> Config:
+        assert self._reload_config is not None
+        try:
+            new = self._reload_config()
+        except ScholarSourceError as exc:
+            log.error("reload: the config is invalid, keeping the running one: %s", exc)
+            return current
+        if new.data_dir != current.data_dir:
+            log.error("reload: data_dir cannot change while the server runs; keeping %s",
+                      current.data_dir)
+            new = dataclasses.replace(new, data_dir=current.data_dir)
+        log.info("reload: config re-read")
+        return new
 
     def load(self) -> Any:
         from scholarsource.api.app import create_app
@@ -206,8 +321,9 @@ def _lock_data_dir(config: Config) -> int:
     return fd
 
 
-def serve(config: Config) -> None:
-    """Run the server in the foreground until it is stopped."""
+def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> None:
+    """Run the server in the foreground until it is stopped; `reload_config` re-reads the
+    config on SIGHUP."""
     logs.setup(config.log_level, config.log_format)
     logs.set_role("master")
     try:
@@ -221,6 +337,6 @@ def serve(config: Config) -> None:
     log.info("data in %s (durability=%s)", os.path.abspath(config.data_dir), config.durability)
     log.info("sizing: %s", plan(config).describe())
     try:
-        Application(config).run()
+        Application(config, reload_config).run()
     finally:
         os.close(lock)

@@ -150,7 +150,8 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     import scholarsource.server
 
     calls: list[Any] = []
-    monkeypatch.setattr(scholarsource.server, "serve", calls.append)
+    monkeypatch.setattr(scholarsource.server, "serve",
+                        lambda config, reload_config: calls.append(config))
     return calls
 
 
@@ -175,7 +176,7 @@ def test_serve_turns_errors_into_exit_codes(monkeypatch: pytest.MonkeyPatch,
                                             error: Exception, code: int) -> None:
     import scholarsource.server
 
-    def fail(config: Config) -> None:
+    def fail(config: Config, reload_config: Any) -> None:
         raise error
 
     monkeypatch.setattr(scholarsource.server, "serve", fail)
@@ -245,7 +246,7 @@ def test_cli_against_a_real_server(serve: Callable[..., Server]) -> None:
     # --wait exits 1 when the job does not succeed, and shows why.
     failed = run_cli("submit", "fail", "-p", "message=boom", "--wait", "--url", url)
     assert failed.returncode == EXIT_FAILURE
-    assert "failed" in failed.stdout and "TaskFailed: boom" in failed.stdout
+    assert "dead" in failed.stdout and "TaskFailed: boom" in failed.stdout
 
     missing = run_cli("status", "no-such-job", "--url", url)
     assert missing.returncode == EXIT_FAILURE

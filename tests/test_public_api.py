@@ -4,6 +4,6 @@ import scholarsource
 
 
 def test_public_surface_is_pinned() -> None:
-    assert sorted(scholarsource.__all__) == ["Context", "__version__", "task"]
+    assert sorted(scholarsource.__all__) == ["Context", "Retry", "__version__", "task"]
     for name in scholarsource.__all__:
         assert hasattr(scholarsource, name)

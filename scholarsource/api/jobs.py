@@ -1,4 +1,4 @@
-"""REST routes for jobs: submit, get, list, cancel."""
+"""REST routes for jobs: submit, get, list, cancel, retry, and the dead letters."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import Conflict, NotFound
 from scholarsource.pool import wakeup
-from scholarsource.store.base import Job, JobState
+from scholarsource.store.base import RETRYABLE_STATES, Job, JobState
 
 
 async def submit_job(request: Request) -> Job:
@@ -21,7 +21,7 @@ async def submit_job(request: Request) -> Job:
     body = await read_json(request, svc.config.max_body_bytes)
     name = body.get("task") if isinstance(body, dict) else None
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
-    new = parse_submit(body, defaults, svc.config.max_attempts, tenant_of(request))
+    new = parse_submit(body, defaults, svc.config, tenant_of(request))
     job = await svc.submits.submit(new)  # the batcher wakes the pool once per commit
     return job
 
@@ -45,6 +45,20 @@ async def cancel_job(request: Request, job_id: str) -> Job:
     elif job.status is not JobState.CANCELLED:
         raise Conflict(f"job {job_id} already ended: {job.status.value}",
                        code="already_finished", status=job.status.value)
+    return job
+
+
+async def retry_job(request: Request, job_id: str) -> Job:
+    """Re-queue a failed, dead or cancelled job with fresh attempts; 409 otherwise."""
+    svc = services(request)
+    job, retried = await svc.store.retry(tenant_of(request), job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if not retried:
+        allowed = ", ".join(sorted(state.value for state in RETRYABLE_STATES))
+        raise Conflict(f"job {job_id} is {job.status.value}; only {allowed} jobs can be "
+                       f"retried", code="not_retryable", status=job.status.value)
+    svc.waker.poke()
     return job
 
 
@@ -73,8 +87,29 @@ async def cancel(request: Request) -> JSONResponse:
     return JSONResponse(job.to_json(), status_code=202 if job.status is JobState.RUNNING else 200)
 
 
+async def retry(request: Request) -> JSONResponse:
+    job = await retry_job(request, request.path_params["job_id"])
+    return JSONResponse(job.to_json(), headers={"Location": f"/api/jobs/{job.id}"})
+
+
+async def retry_dead(request: Request) -> JSONResponse:
+    svc = services(request)
+    count = await svc.store.retry_dead(tenant_of(request))
+    if count:
+        svc.waker.poke()
+    return JSONResponse({"retried": count})
+
+
+async def purge_dead(request: Request) -> JSONResponse:
+    return JSONResponse({"purged": await services(request).store.purge_dead(tenant_of(request))})
+
+
 routes = [
     Route("/api/jobs", JobCollection),
     Route("/api/jobs/{job_id}", get, methods=["GET"]),
     Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+    Route("/api/jobs/{job_id}/retry", retry, methods=["POST"]),
+    # The dead letters: list them with GET /api/jobs?status=dead.
+    Route("/api/dead/retry", retry_dead, methods=["POST"]),
+    Route("/api/dead", purge_dead, methods=["DELETE"]),
 ]

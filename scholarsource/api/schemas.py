@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from scholarsource.config import Config, parse_size
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from scholarsource.store.base import JobState, NewJob, TaskDefaults
 
@@ -16,7 +17,13 @@ MAX_TIMEOUT = 7 * 86400  # a week
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 100
 LIST_LIMIT_MAX = 1000
-SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout"})
+MAX_BACKOFF = 86400.0  # a day
+# Sizes as the OpenAPI document promises them: a whole byte count, or a number and a unit
+# (a subset of what config.parse_size reads, so every documented value is accepted).
+MAX_MEMORY_LIMIT = 2**60  # fits SQLite's integers with room to spare
+MEMORY_PATTERN = r"^ *[1-9][0-9]{0,5}(\.[0-9]{1,3})? *([KkMmGgTt]([Ii]?[Bb])?|[Bb])? *$"
+SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout",
+                           "memory_limit", "backoff_base", "backoff_max"})
 
 
 # At most 18 digits: every such number fits SQLite's signed 64-bit integers (a larger
@@ -78,9 +85,37 @@ def _int(body: dict[str, Any], field: str, low: int, high: int) -> int | None:
     return value
 
 
-def parse_submit(body: Any, task: TaskDefaults | None, default_attempts: int,
-                 tenant: str) -> NewJob:
-    """Validate a submit body against the task it names (None: no such task)."""
+def _seconds(body: dict[str, Any], field: str, default: float | None,
+             high: float) -> float | None:
+    value = body.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise _invalid(field, f"must be a number of seconds, above 0 and at most {high:g}")
+    return float(value)
+
+
+def _memory_limit(body: dict[str, Any], default: int | None) -> int | None:
+    value = body.get("memory_limit")
+    if value is None:
+        return default
+    try:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int | str):
+            raise ValueError("a byte count or a string like '512MB'")
+        limit = parse_size(value)
+    except ValueError as exc:
+        raise _invalid("memory_limit", str(exc)) from None
+    if not 1 <= limit <= MAX_MEMORY_LIMIT:
+        raise _invalid("memory_limit", f"must be from 1 to {MAX_MEMORY_LIMIT} bytes")
+    return limit
+
+
+def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: str) -> NewJob:
+    """Validate a submit body against the task it names (None: no such task). Whatever the
+    body leaves out comes from the task, then from the config, so the job shows what
+    applies."""
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     unknown = sorted(set(body) - SUBMIT_FIELDS)
@@ -100,14 +135,16 @@ def parse_submit(body: Any, task: TaskDefaults | None, default_attempts: int,
         raise _invalid("queue", "must be 1-64 letters, digits, '_', '.', ':' or '-'")
     priority = _int(body, "priority", *PRIORITY_RANGE) or 0
     attempts = (_int(body, "max_attempts", 1, MAX_ATTEMPTS_LIMIT) or task.max_attempts
-                or default_attempts)
-    timeout = body.get("timeout", task.timeout)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not 0 < timeout <= MAX_TIMEOUT):
-        raise _invalid("timeout", "must be a number of seconds, above 0 and at most a week")
+                or config.max_attempts)
+    timeout = _seconds(body, "timeout", task.timeout, MAX_TIMEOUT)
+    base = _seconds(body, "backoff_base", task.backoff_base or config.backoff_base,
+                    MAX_BACKOFF)
+    cap = _seconds(body, "backoff_max", task.backoff_max or config.backoff_max, MAX_BACKOFF)
+    assert base is not None and cap is not None  # defaults are never None
     return NewJob(task=name, params=params, queue=queue, priority=priority,
-                  max_attempts=attempts, timeout=None if timeout is None else float(timeout),
-                  tenant=tenant)
+                  max_attempts=attempts, timeout=timeout, tenant=tenant,
+                  memory_limit=_memory_limit(body, task.memory_limit), backoff_base=base,
+                  backoff_max=cap)
 
 
 def parse_list_query(query: Any) -> dict[str, Any]:

@@ -1,9 +1,13 @@
 """The dispatcher: claim one job per free slot, run it, record how it ended.
 
 One asyncio loop in the pool process. Each turn it (1) writes finished attempts and progress
-in batched transactions, (2) claims exactly as many jobs as there are free slots (no
-prefetch: a long job never holds back a queued one), and (3) sleeps until a wake-up hint, a
-finished attempt, or the fallback poll interval. Correctness never depends on hints.
+in batched transactions, (2) keeps house: timeouts, cancels, memory caps, recycling, retries
+that are due, leases and the heartbeat, (3) claims as many jobs as there are free slots and
+free memory (no prefetch: a long job never holds back a queued one), and (4) sleeps until a
+wake-up hint, a finished attempt, or the next deadline. Correctness never depends on hints.
+
+A slot's process that dies is noticed at once (its executor's future fails), so the attempt
+ends within the turn, never after a lease: leases only cover the death of the pool itself.
 """
 
 from __future__ import annotations
@@ -12,31 +16,55 @@ import asyncio
 import logging
 import os
 import pickle
+import random
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 from scholarsource.config import Config
 from scholarsource.errors import StoreUnavailable
-from scholarsource.pool import wakeup
+from scholarsource.pool import memory, wakeup
 from scholarsource.pool.slots import NOTE, Slot, Slots
-from scholarsource.store.base import Claim, Note, Outcome, PoolInfo, Store
+from scholarsource.store.base import Claim, Ending, Note, Outcome, PoolInfo, Store
 
 log = logging.getLogger("scholarsource.pool")
 
 HEARTBEAT_INTERVAL = 1.0
+# How often busy slots' memory is sampled (caps, peaks, admission).
+MEMORY_INTERVAL = 0.25
+# Free memory is re-read at most this often while claiming; jobs started meanwhile are
+# accounted for by their expected need.
+_AVAILABLE_TTL = 0.05
 _STORE_RETRY = 0.2
+_MB = 1024**2
+
+
+def backoff(claim: Claim) -> float:
+    """Seconds before the next attempt: doubling from backoff_base up to backoff_max, with
+    "equal jitter" (between half and all of it) so that jobs that failed together do not all
+    come back together."""
+    delay = min(claim.backoff_max, claim.backoff_base * 2.0 ** claim.failures)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class Dispatcher:
     """Feeds slots from the store and reports back; `run()` returns once stopped and idle."""
 
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
-                 master_pid: int | None = None) -> None:
+                 master_pid: int | None = None, expect: memory.Expectations | None = None,
+                 alive: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.store = store
         self.slots = slots
         self.owner = owner
         self.master_pid = master_pid
+        self.expect = expect or memory.Expectations(config.memory_per_job)
+        self._alive = alive  # tells the master this loop still turns (see server.py)
+        self.admission: dict[str, Any] = {}
+        self._available = (0.0, 0)
+        self._next_sample = 0.0
+        self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
         self._wake = asyncio.Event()
         self._outcomes: list[Outcome] = []
         self._notes: list[Note] = []
@@ -99,17 +127,23 @@ class Dispatcher:
         while True:
             await asyncio.sleep(0.02)
             counts = await self.store.counts()
-            if counts["queued"] == 0 and counts["running"] == 0:
+            if counts["queued"] == counts["running"] == counts["failed"] == 0:
                 break
         self.stop(0)
         await runner
 
     def _sleep_for(self) -> float:
         wait = self.config.poll_interval
-        deadlines = [s.deadline for s in self.slots.busy() if s.deadline]
-        deadlines += [s.cancel_at for s in self.slots.busy() if s.cancel_at]
+        busy = self.slots.busy()
+        deadlines = [s.deadline for s in busy if s.deadline]
+        deadlines += [s.cancel_at for s in busy if s.cancel_at]
+        deadlines += [s.kill_at for s in self.slots.all if s.kill_at]
+        if busy:
+            deadlines.append(self._next_sample)
         if self._stop_at is not None:
             deadlines.append(self._stop_at)
+        if self._next_due is not None:
+            deadlines.append(time.monotonic() + self._next_due - time.time())
         if deadlines:
             wait = min(wait, max(min(deadlines) - time.monotonic(), 0.01))
         return wait
@@ -126,7 +160,10 @@ class Dispatcher:
                 await self.store.note(notes)
                 notes = []
             if outcomes:
-                await self.store.finish(outcomes)
+                await self.store.finish(outcomes, self.config.max_crashes)
+                due = [o.retry_at for o in outcomes if o.retry_at is not None]
+                if due:
+                    self._next_due = min([*due, self._next_due or due[0]])
         except StoreUnavailable as exc:
             log.warning("store unavailable, will retry writing %d result(s): %s",
                         len(outcomes), exc)
@@ -138,13 +175,62 @@ class Dispatcher:
         if not free:
             return
         try:
-            claims = await self.store.claim(self.owner, len(free), self.config.lease_seconds)
+            refs = await self._admit(len(free))
+            if refs == []:
+                return
+            claims = await self.store.claim(self.owner, len(free), self.config.lease_seconds,
+                                            refs)
         except StoreUnavailable as exc:
             log.warning("cannot claim jobs: %s", exc)
             await asyncio.sleep(_STORE_RETRY)
             return
         for slot, claim in zip(free, claims, strict=False):
+            slot.expected = self.expect.of(claim.task)
             self._start(slot, claim)
+
+    async def _admit(self, n: int) -> list[int] | None:
+        """RAM-aware admission: which of the next `n` queued jobs fit in memory now (None:
+        all of them). Jobs are taken in queue order and the first that does not fit stops
+        the rest, so a big job is not starved by small ones passing it."""
+        budget = self._budget()
+        if budget >= n * self.expect.largest():
+            self._set_admission({})
+            return None
+        refs: list[int] = []
+        for ref, task in await self.store.peek(n):
+            need = self.expect.of(task)
+            if need > budget:
+                if refs or self.slots.busy():
+                    self._set_admission({"waiting_for_memory": True, "task": task,
+                                         "needed": need, "available": max(budget, 0)})
+                    return refs
+                # Nothing runs, so waiting would free nothing: run it alone, and say so.
+                self._set_admission({"over_budget": True, "task": task, "needed": need,
+                                     "available": max(budget, 0)})
+                return [ref]
+            budget -= need
+            refs.append(ref)
+        self._set_admission({})
+        return refs
+
+    def _budget(self) -> int:
+        """Memory jobs may still take: free now, minus the reserve, minus what running jobs
+        are expected to grow into."""
+        at, free = self._available
+        now = time.monotonic()
+        if now - at > _AVAILABLE_TTL:
+            free = memory.available()
+            self._available = (now, free)
+        growing = sum(max(0, slot.expected - (slot.rss or 0)) for slot in self.slots.busy())
+        return free - self.config.memory_reserve - growing
+
+    def _set_admission(self, state: dict[str, Any]) -> None:
+        if state != self.admission and state:
+            log.warning("job of task %s waits for memory: needs %d MB, %d MB free above "
+                        "memory_reserve%s", state["task"], state["needed"] // _MB,
+                        state["available"] // _MB,
+                        "; running it alone" if state.get("over_budget") else "")
+        self.admission = state
 
     def _start(self, slot: Slot, claim: Claim) -> None:
         try:
@@ -154,49 +240,79 @@ class Dispatcher:
             self._replace(slot)
             slot.run(claim)
 
-    def _completed(self, slot: Slot, token: int, status: str, value: str | None,
-                   detail: str | None) -> None:
+    def _completed(self, slot: Slot, token: int, status: str, value: Any, detail: Any,
+                   peak: int | None) -> None:
         """A slot reported the end of an attempt."""
         claim = slot.claim
         if claim is None or claim.token != token:
             return  # already handed back to the queue (shutdown)
         slot.claim = None
+        slot.jobs_done += 1
+        if self.config.max_jobs_per_slot and slot.jobs_done >= self.config.max_jobs_per_slot:
+            slot.retire = True  # recycled between jobs by the housekeeping
+        peak = max(peak or 0, slot.peak_rss or 0) or None
+        if peak is not None:
+            self.expect.observe(claim.task, peak)
         if slot.cancel_at is not None:
-            outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
-                              error="cancelled")
+            outcome = Outcome(claim.id, claim.token, Ending.CANCELLED, error_code="cancelled",
+                              error="cancelled", peak_rss=peak)
         elif status == "ok":
-            outcome = Outcome(claim.id, claim.token, ok=True, result_json=value)
+            outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
+                              peak_rss=peak)
+        elif status == "retry":
+            outcome = self._failure(claim, "retry", f"retry requested: {value}", peak=peak,
+                                    after=None if detail is None else float(detail))
         else:
-            log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task,
-                     claim.attempt, value)
-            outcome = Outcome(claim.id, claim.token, ok=False, error=value,
-                              error_detail=detail)
+            outcome = self._failure(claim, status, value, detail, peak=peak)
         self._outcomes.append(outcome)
         self._wake.set()
 
     def _ended(self, slot: Slot, life: Future[None]) -> None:
-        """A slot's process ended: killed on purpose (cancel, timeout) or not."""
+        """A slot's process ended: stopped on purpose (cancel, timeout, memory cap), or not."""
         if slot.life is not life or self._closing:
             return  # stopped or replaced on purpose, or the pool is on its way out
         self._read(slot)  # a result sent just before the end still counts
         claim = slot.claim
         if claim is not None:
             slot.claim = None
-            if slot.cancel_at is not None:
-                outcome = Outcome(claim.id, claim.token, ok=False, cancelled=True,
-                                  error="cancelled")
-            elif slot.deadline is not None and time.monotonic() >= slot.deadline:
-                outcome = Outcome(claim.id, claim.token, ok=False,
-                                  error=f"timeout: still running after {claim.timeout:g}s")
+            peak = slot.peak_rss
+            if slot.stop_reason == "cancelled" or slot.cancel_at is not None:
+                outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
+                                  error_code="cancelled", error="cancelled", peak_rss=peak)
+            elif slot.stop_reason == "timeout":
+                outcome = self._failure(claim, "timeout", f"timeout: still running after "
+                                        f"{claim.timeout:g}s", peak=peak)
+            elif slot.stop_reason == "memory_limit":
+                outcome = self._failure(claim, "memory_limit", f"memory_limit: its processes "
+                                        f"used {(slot.rss or 0) // _MB} MB, over the limit of "
+                                        f"{(claim.memory_limit or 0) // _MB} MB", peak=peak)
             else:
-                outcome = Outcome(claim.id, claim.token, ok=False,
-                                  error="worker_died: the job's process ended unexpectedly",
-                                  error_detail=repr(life.exception()))
+                exit_status = slot.exit_status()
+                rss = "unknown" if slot.rss is None else f"{slot.rss // _MB} MB"
+                log.error("job %s (%s) attempt %d: its process died (%s, RSS last seen %s)",
+                          claim.id, claim.task, claim.attempt, exit_status, rss)
+                outcome = self._failure(
+                    claim, "worker_died", f"worker_died: the job's process ended unexpectedly "
+                    f"({exit_status}; RSS last seen {rss})", repr(life.exception()),
+                    peak=peak, crashed=True, exit=exit_status)
             self._outcomes.append(outcome)
             self._wake.set()
-        else:
-            log.warning("slot %d (pid %s) died while idle; replacing it", slot.index, slot.pid)
+        elif slot.stop_reason is None:
+            log.warning("slot %d (pid %s) died while idle (%s); replacing it", slot.index,
+                        slot.pid, slot.exit_status())
         self._replace(slot)
+
+    def _failure(self, claim: Claim, code: str, message: str, detail: str | None = None, *,
+                 peak: int | None = None, after: float | None = None, crashed: bool = False,
+                 exit: str | None = None) -> Outcome:
+        """A failed attempt, with when the next one may start (used only if one is left)."""
+        if code not in ("worker_died",):
+            log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task, claim.attempt,
+                     message)
+        delay = backoff(claim) if after is None else max(after, 0.0)
+        return Outcome(claim.id, claim.token, Ending.CRASHED if crashed else Ending.FAILED,
+                       error_code=code, error=message, error_detail=detail,
+                       retry_at=time.time() + delay, exit=exit, peak_rss=peak)
 
     # -- slot plumbing ----------------------------------------------------------------------
     def _attach(self, slot: Slot) -> None:
@@ -226,8 +342,8 @@ class Dispatcher:
                     _, job_id, token, kind, data = message
                     self._notes.append(Note(job_id, token, kind, data))
                 else:
-                    _, token, status, value, detail = message
-                    self._completed(slot, token, status, value, detail)
+                    _, token, status, value, detail, peak = message
+                    self._completed(slot, token, status, value, detail, peak)
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
             # The process died, perhaps mid-message; `life` reports the death.
             self._detach(slot)
@@ -237,9 +353,10 @@ class Dispatcher:
     # -- periodic duties --------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         now = time.monotonic()
-        for slot in self.slots.busy():
-            if slot.deadline and now >= slot.deadline or slot.cancel_at and now >= slot.cancel_at:
-                slot.kill()
+        self._enforce(now)
+        if now >= self._next_sample and (self.slots.busy() or now >= self._next_beat):
+            self._next_sample = now + MEMORY_INTERVAL
+            self._sample_memory()
         if self._check_cancels or now >= self._next_beat:
             self._check_cancels = False
             try:
@@ -249,12 +366,51 @@ class Dispatcher:
                             slot.request_cancel(token, self.config.cancel_grace)
             except StoreUnavailable as exc:
                 log.warning("cannot read cancel requests: %s", exc)
+        if self._next_due is not None and time.time() >= self._next_due or \
+                now >= self._next_beat:
+            try:
+                self._next_due = await self.store.promote()
+            except StoreUnavailable as exc:
+                log.warning("cannot re-queue failed jobs that are due: %s", exc)
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
+            self._alive()
             if self.master_pid is not None and os.getppid() != self.master_pid:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)
             await self._beat(now)
+
+    def _enforce(self, now: float) -> None:
+        """Stop what must stop (timeouts, ignored cancels), finish stops that TERM did not,
+        and recycle idle slots marked for it."""
+        for slot in self.slots.all:
+            if slot.busy:
+                if slot.deadline and now >= slot.deadline:
+                    slot.terminate("timeout", self.config.kill_grace)
+                elif slot.cancel_at and now >= slot.cancel_at:
+                    slot.terminate("cancelled", 0)
+            if slot.kill_at and now >= slot.kill_at:
+                slot.kill()
+            if slot.retire and not slot.busy and slot.stop_reason is None:
+                self._replace(slot)
+
+    def _sample_memory(self) -> None:
+        """RSS of every slot's process tree: caps, peaks, leaks."""
+        sizes = memory.tree_rss(self.slots.pids())
+        for slot in self.slots.all:
+            if slot.pid is None or slot.pid not in sizes:
+                continue
+            rss = slot.rss = sizes[slot.pid]
+            claim = slot.claim
+            if claim is not None:
+                slot.peak_rss = max(slot.peak_rss or 0, rss)
+                if claim.memory_limit and rss > claim.memory_limit:
+                    log.warning("job %s (%s) is over its memory limit (%d MB > %d MB); "
+                                "killing its process", claim.id, claim.task, rss // _MB,
+                                claim.memory_limit // _MB)
+                    slot.terminate("memory_limit", 0)
+            elif self.config.max_slot_memory and rss > self.config.max_slot_memory:
+                slot.retire = True
 
     async def _beat(self, now: float) -> None:
         try:
@@ -262,11 +418,13 @@ class Dispatcher:
                 await self.store.renew(self.owner, self.config.lease_seconds)
                 self._next_renew = now + self.config.lease_seconds / 3
                 # Another pool's lease ran out (it hung, or its box died): run its jobs again.
-                if recovered := await self.store.recover(self.owner, all_others=False):
+                if recovered := await self.store.recover(
+                        self.owner, all_others=False, max_crashes=self.config.max_crashes):
                     log.warning("re-queued %d job(s) whose lease expired", recovered)
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
-                busy=len(self.slots.busy()), heartbeat_at=time.time()))
+                busy=len(self.slots.busy()), heartbeat_at=time.time(),
+                admission=self.admission))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

@@ -22,6 +22,7 @@ from scholarsource.errors import ScholarSourceError, TaskError
 from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
+from scholarsource.pool.memory import Expectations
 from scholarsource.pool.slots import Slots
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
@@ -31,14 +32,18 @@ from scholarsource.tasks.registry import load_tasks
 
 log = logging.getLogger("scholarsource.pool")
 
+# What the pool tells the master over its pulse pipe.
+READY = b"R"
+ALIVE = b"."
+
 _BIND_RETRY_SECONDS = 5.0
 _SLOT_START_TIMEOUT = 60.0
 
 
 def spawn(config: Config, close_fds: Iterable[socket.socket]) -> tuple[int, int]:
-    """Fork the pool process. Returns (pid, ready_fd) in the parent: `ready_fd` yields one
-    byte once the pool's slots are up, or EOF if the pool dies first. Never returns in the
-    child."""
+    """Fork the pool process. Returns (pid, pulse_fd) in the parent: `pulse_fd` yields
+    READY once the pool's slots are up, then ALIVE about once a second while its dispatcher
+    turns, and EOF when the pool is gone. Never returns in the child."""
     master_pid = os.getpid()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -83,6 +88,17 @@ def _bind(data_dir: str) -> socket.socket:
             time.sleep(0.1)
 
 
+def _pulse(fd: int | None, byte: bytes) -> None:
+    """One byte to the master, never blocking: a master that does not read (or is gone)
+    must not stall the pool."""
+    if fd is None:
+        return
+    try:
+        os.write(fd, byte)
+    except (BlockingIOError, BrokenPipeError):
+        pass
+
+
 async def _main(config: Config, master_pid: int | None, ready_fd: int | None) -> int:
     registry = load_tasks(config.task_modules)
     sizing = plan(config)
@@ -96,11 +112,16 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     try:
         # One pool per data directory (the master holds its lock), so whatever is still
         # "running" belonged to a pool that died: it runs again.
-        recovered = await store.recover(owner, all_others=True)
+        recovered = await store.recover(owner, all_others=True,
+                                        max_crashes=config.max_crashes)
         if recovered:
             log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
-        await store.publish_tasks([TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts)
-                                   for s in registry.values()])
+        await store.publish_tasks([
+            TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory, s.memory_limit,
+                         s.backoff_base, s.backoff_max) for s in registry.values()])
+        expect = Expectations(config.memory_per_job)
+        for spec in registry.values():
+            expect.declare(spec.name, spec.memory)
         slots.start()
         try:
             await asyncio.wait_for(slots.started(), _SLOT_START_TIMEOUT)
@@ -109,12 +130,10 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         log.info("pool ready (pid %d): %d slot(s), tasks: %s", os.getpid(), sizing.slots,
                  ", ".join(sorted(registry)))
         if ready_fd is not None:
-            try:
-                os.write(ready_fd, b"R")
-            except BrokenPipeError:
-                pass  # a respawned pool: the master does not wait for it
-            os.close(ready_fd)
-        dispatcher = Dispatcher(config, store, slots, owner, master_pid)
+            os.set_blocking(ready_fd, False)
+        _pulse(ready_fd, READY)
+        dispatcher = Dispatcher(config, store, slots, owner, master_pid, expect,
+                                alive=lambda: _pulse(ready_fd, ALIVE))
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)

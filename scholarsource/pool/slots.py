@@ -34,6 +34,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
+from scholarsource.errors import Retry
 from scholarsource.store.base import Claim
 from scholarsource.tasks.context import CancelFlag, Context
 from scholarsource.tasks.registry import get_task, load_tasks
@@ -48,13 +49,38 @@ DONE = "done"
 _conn: Connection | None = None
 _cancel_flag: CancelFlag | None = None
 _max_result_bytes = 0
+_peak: PeakRss | None = None
+
+
+class PeakRss:
+    """This process's peak RSS per attempt, from Linux's VmHWM, which writing "5" to
+    clear_refs resets (a few µs with the files kept open). Sampling from outside would miss
+    the peak of a short job. None where /proc does not offer it."""
+
+    def __init__(self) -> None:
+        self._clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
+        self._status = os.open("/proc/self/status", os.O_RDONLY)
+
+    def reset(self) -> None:
+        os.write(self._clear, b"5")
+
+    def read(self) -> int | None:
+        data = os.pread(self._status, 8192, 0)
+        start = data.find(b"VmHWM:")
+        if start < 0:
+            return None
+        return int(data[start + 6:data.index(b"kB", start)]) * 1024
 
 
 def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
                task_modules: tuple[str, ...], max_result_bytes: int) -> None:
     """Runs once in each slot process, before its first job."""
-    global _conn, _cancel_flag, _max_result_bytes
+    global _conn, _cancel_flag, _max_result_bytes, _peak
     _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, max_result_bytes
+    try:
+        _peak = PeakRss()
+    except OSError:
+        _peak = None
     # Ctrl-C in a terminal reaches the whole process group; the pool decides when slots stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
@@ -86,14 +112,18 @@ def serve_slot() -> None:
             task, params, job_id, attempt, token = _conn.recv()
         except EOFError:
             return
-        _conn.send((DONE, token, *run_attempt(task, params, job_id, attempt, token)))
+        if _peak is not None:
+            _peak.reset()
+        ended = run_attempt(task, params, job_id, attempt, token)
+        _conn.send((DONE, token, *ended, None if _peak is None else _peak.read()))
 
 
 def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,
-                token: int) -> tuple[str, str | None, str | None]:
-    """Run one attempt inside a slot: ("ok", result as JSON, None) or ("error", message,
-    traceback). Encoding here finds a result the store cannot hold while it is still the
-    task's error, and spares the pool's loop the work."""
+                token: int) -> tuple[str, Any, Any]:
+    """Run one attempt inside a slot. Returns ("ok", result as JSON, None),
+    (error code, message, traceback), or ("retry", message, seconds or None). Encoding here
+    finds a result the store cannot hold while it is still the task's error, and spares the
+    pool's loop the work."""
     conn = _conn
 
     def report(kind: str, data: dict[str, Any]) -> None:
@@ -105,12 +135,14 @@ def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,
         result = get_task(task).fn(ctx, **params)
         encoded = None if result is None else json.dumps(result)
         if encoded is not None and len(encoded) > _max_result_bytes:
-            return ("error", f"result_too_large: {len(encoded)} bytes of JSON, more than "
-                             f"max_result_bytes ({_max_result_bytes})", None)
+            return ("result_too_large", f"result_too_large: {len(encoded)} bytes of JSON, "
+                    f"more than max_result_bytes ({_max_result_bytes})", None)
         return "ok", encoded, None
+    except Retry as exc:
+        return "retry", str(exc), exc.after
     except (Exception, SystemExit) as exc:  # sys.exit() in a task is the task's failure
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return "error", message, traceback.format_exc()
+        return "task_error", message, traceback.format_exc()
 
 
 class Slot:
@@ -127,6 +159,14 @@ class Slot:
         self.claim: Claim | None = None
         self.deadline: float | None = None
         self.cancel_at: float | None = None
+        self.stop_reason: str | None = None  # why we are stopping its process, if we are
+        self.kill_at: float | None = None     # SIGKILL then, if SIGTERM was not enough
+        self.retire = False                   # replace the process once it is idle
+        self.jobs_done = 0
+        self.rss: int | None = None           # process tree RSS, last sample
+        self.peak_rss: int | None = None      # highest sample during this attempt
+        self.expected = 0                     # memory the running job is expected to need
+        self._process: Any = None             # the executor's Process: its exit code
         self.executor: ProcessPoolExecutor | None = None
         self.pid_future: Future[int] | None = None
         self.life: Future[None] | None = None
@@ -143,6 +183,11 @@ class Slot:
             initargs=(child, self.cancel_flag, self._lifeline, self._task_modules,
                       self._max_result_bytes))
         self.pid = None
+        self._process = None
+        self.stop_reason = self.kill_at = None
+        self.retire = False
+        self.jobs_done = 0
+        self.rss = None
         self.pid_future = self.executor.submit(os.getpid)
         self.pid_future.add_done_callback(self._learn_pid)
         self.life = self.executor.submit(serve_slot)
@@ -151,6 +196,22 @@ class Slot:
     def _learn_pid(self, future: Future[int]) -> None:
         if not future.cancelled() and future.exception() is None:
             self.pid = future.result()
+            # The executor keeps no exit code of its own; its Process object does (private,
+            # stable since 3.8), and that is how a crash reports "signal 9" or "exit 1".
+            executor = self.executor
+            self._process = getattr(executor, "_processes", {}).get(self.pid)
+
+    def exit_status(self) -> str:
+        """How the process ended, for a crash report: "killed by SIGKILL", "exit code 1"."""
+        code = None if self._process is None else self._process.exitcode
+        if code is None:
+            return "exit status unknown"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
 
     @property
     def busy(self) -> bool:
@@ -164,6 +225,7 @@ class Slot:
         self.claim = claim
         self.deadline = time.monotonic() + claim.timeout if claim.timeout else None
         self.cancel_at = None
+        self.peak_rss = None
 
     def request_cancel(self, token: int, grace: float) -> None:
         """Raise ctx.cancel_requested for the attempt holding `token`; kill after `grace`."""
@@ -171,11 +233,28 @@ class Slot:
             self.cancel_flag.value = token
             self.cancel_at = time.monotonic() + grace
 
+    def terminate(self, reason: str, grace: float) -> None:
+        """Stop the process for `reason`: SIGTERM now, SIGKILL after `grace` seconds (the
+        dispatcher's housekeeping sends it) or at once when `grace` is 0."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self.retire = True
+        if grace > 0:
+            self.kill_at = time.monotonic() + grace
+            self._signal(signal.SIGTERM)
+        else:
+            self.kill()
+
     def kill(self) -> None:
         """SIGKILL this slot's process; `life` then fails with BrokenProcessPool."""
+        self.kill_at = None
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
         if self.pid is not None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
 
@@ -221,8 +300,8 @@ class Slots:
                                if slot.pid_future is not None))
 
     def free(self) -> list[Slot]:
-        """Slots with no attempt running."""
-        return [slot for slot in self.all if not slot.busy]
+        """Slots that can take an attempt now."""
+        return [slot for slot in self.all if not slot.busy and not slot.retire]
 
     def busy(self) -> list[Slot]:
         """Slots running an attempt."""

@@ -15,7 +15,11 @@ DEFAULT_TENANT = "default"
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in its life. `dead` is the dead-letter state."""
+    """Where a job is in its life.
+
+    `failed` means the last attempt failed and another one is due at `run_at` (backoff);
+    `dead` is the dead-letter state: no attempt is left, and only an operator re-queues it.
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -30,8 +34,19 @@ class JobState(enum.StrEnum):
         return self in FINISHED_STATES
 
 
-FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD,
-                             JobState.CANCELLED})
+FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+# What an operator may put back in the queue with fresh attempts.
+RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD, JobState.CANCELLED})
+
+
+class Ending(enum.StrEnum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"          # the task raised, timed out, went over its memory cap...
+    CRASHED = "crashed"        # its process died: counts as a failure and as a crash
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # shutdown or pool death: runs again, nothing is charged
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,9 @@ class NewJob:
     max_attempts: int
     timeout: float | None = None
     tenant: str = DEFAULT_TENANT
+    memory_limit: int | None = None
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -60,26 +78,40 @@ class Job:
     params: dict[str, Any]
     result: Any
     error: str | None
+    error_code: str | None
     attempts: int
     max_attempts: int
+    failures: int
+    crashes: int
     timeout: float | None
+    memory_limit: int | None
+    backoff_base: float
+    backoff_max: float
     progress: float | None
     progress_message: str | None
     cancel_requested: bool
     created_at: float
     started_at: float | None
     finished_at: float | None
+    run_at: float | None
+    peak_rss: int | None
+    attempts_history: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
         """The job's public JSON form; the tenant stays server-side."""
         return {
             "id": self.id, "task": self.task, "queue": self.queue, "priority": self.priority,
             "status": self.status.value, "params": self.params, "result": self.result,
-            "error": self.error, "attempts": self.attempts, "max_attempts": self.max_attempts,
-            "timeout": self.timeout, "progress": self.progress,
+            "error": self.error, "error_code": self.error_code, "attempts": self.attempts,
+            "max_attempts": self.max_attempts, "failures": self.failures,
+            "crashes": self.crashes, "timeout": self.timeout,
+            "memory_limit": self.memory_limit, "backoff_base": self.backoff_base,
+            "backoff_max": self.backoff_max, "progress": self.progress,
             "progress_message": self.progress_message,
             "cancel_requested": self.cancel_requested, "created_at": self.created_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
+            "run_at": self.run_at, "peak_rss": self.peak_rss,
+            "attempts_history": self.attempts_history,
         }
 
 
@@ -94,6 +126,10 @@ class Claim:
     max_attempts: int
     timeout: float | None
     token: int
+    failures: int = 0
+    memory_limit: int | None = None
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -113,11 +149,14 @@ class Outcome:
 
     job_id: str
     token: int
-    ok: bool
+    ending: Ending
     result_json: str | None = None   # the result, already encoded by the slot
+    error_code: str | None = None    # stable: task_error, timeout, memory_limit, ...
     error: str | None = None         # shown to clients
     error_detail: str | None = None  # traceback, kept server-side
-    cancelled: bool = False
+    retry_at: float | None = None    # a failure: when the next attempt may start
+    exit: str | None = None          # a crash: the signal or exit code
+    peak_rss: int | None = None      # the slot's peak RSS during the attempt, bytes
 
 
 @dataclass(frozen=True)
@@ -138,6 +177,10 @@ class TaskDefaults:
     queue: str
     timeout: float | None
     max_attempts: int | None
+    memory: int | None = None        # what one job is expected to need, bytes
+    memory_limit: int | None = None
+    backoff_base: float | None = None
+    backoff_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +192,7 @@ class PoolInfo:
     slot_count: int
     busy: int
     heartbeat_at: float
+    admission: dict[str, Any] = field(default_factory=dict)  # why jobs wait, if they do
 
 
 class Store(abc.ABC):
@@ -183,6 +227,19 @@ class Store(abc.ABC):
         """Cancel a queued job at once, or flag a running one; returns the job after."""
 
     @abc.abstractmethod
+    async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
+        """Re-queue a failed, dead or cancelled job with fresh attempts. Returns the job after
+        (None: no such job) and whether it was re-queued (False: it was in another state)."""
+
+    @abc.abstractmethod
+    async def retry_dead(self, tenant: str) -> int:
+        """Re-queue every dead job of the tenant; returns how many."""
+
+    @abc.abstractmethod
+    async def purge_dead(self, tenant: str) -> int:
+        """Delete every dead job of the tenant and its events; returns how many."""
+
+    @abc.abstractmethod
     async def events(self, tenant: str, job_id: str, after: int = 0,
                      limit: int = 500) -> list[Event]:
         """Events of one job with seq > after, oldest first."""
@@ -205,16 +262,29 @@ class Store(abc.ABC):
 
     # -- the pool's side --------------------------------------------------------------------
     @abc.abstractmethod
-    async def claim(self, owner: str, n: int, lease_seconds: float) -> list[Claim]:
-        """Atomically move up to `n` queued jobs to running, leased to `owner`."""
+    async def claim(self, owner: str, n: int, lease_seconds: float,
+                    refs: list[int] | None = None) -> list[Claim]:
+        """Atomically move up to `n` queued jobs to running, leased to `owner`, in queue
+        order; with `refs` (from `peek`), only those jobs that are still queued."""
+
+    @abc.abstractmethod
+    async def peek(self, n: int) -> list[tuple[int, str]]:
+        """(ref, task) of the first `n` queued jobs in claim order."""
+
+    @abc.abstractmethod
+    async def promote(self) -> float | None:
+        """Move failed jobs whose `run_at` has come back to the queue; returns the next
+        `run_at` still ahead, if any."""
 
     @abc.abstractmethod
     async def renew(self, owner: str, lease_seconds: float) -> None:
         """Extend the lease of every job `owner` runs."""
 
     @abc.abstractmethod
-    async def finish(self, outcomes: list[Outcome]) -> None:
-        """Record ended attempts in one transaction; a stale token changes nothing."""
+    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> None:
+        """Record ended attempts in one transaction; a stale token changes nothing. A failure
+        goes `failed` (to run again at its `retry_at`) or `dead` once the job has failed
+        `max_attempts` times or crashed `max_crashes` times."""
 
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:
@@ -226,12 +296,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
-        """Put running attempts back in the queue without spending an attempt."""
+        """Put running attempts back in the queue; an interruption is not charged."""
 
     @abc.abstractmethod
-    async def recover(self, owner: str, *, all_others: bool) -> int:
+    async def recover(self, owner: str, *, all_others: bool, max_crashes: int) -> int:
         """Re-queue running jobs whose lease expired (or, at pool start on a one-box store,
-        every job not owned by `owner`); returns how many."""
+        every job not owned by `owner`); each counts as a crash of its job, and a job past
+        `max_crashes` goes dead. Returns how many."""
 
     @abc.abstractmethod
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

@@ -82,7 +82,48 @@ CREATE TABLE pool (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Retries, dead letters and resource figures. `failed` stops being final: it now means "waiting
+# for the next attempt at run_at", so V1's failed jobs (out of attempts) become dead. Jobs
+# waiting on a backoff stay out of `jobs_claim`, as the claim's ordering requires; their own
+# partial index finds the ones that are due.
+_V2 = """
+ALTER TABLE jobs ADD COLUMN error_code TEXT;
+ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN run_at REAL;
+ALTER TABLE jobs ADD COLUMN memory_limit INTEGER;
+ALTER TABLE jobs ADD COLUMN backoff_base REAL NOT NULL DEFAULT 1.0;
+ALTER TABLE jobs ADD COLUMN backoff_max REAL NOT NULL DEFAULT 300.0;
+ALTER TABLE jobs ADD COLUMN peak_rss INTEGER;
+ALTER TABLE jobs ADD COLUMN history TEXT NOT NULL DEFAULT '[]';  -- JSON, one entry per attempt
+CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'failed';
+
+DROP TRIGGER jobs_state_event;
+UPDATE jobs SET status = 'dead' WHERE status = 'failed';
+CREATE TRIGGER jobs_state_event AFTER UPDATE OF status ON jobs
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+    INSERT INTO job_events (job_id, at, kind, data)
+    VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400.0, 'state',
+            json_object('status', NEW.status, 'attempt', NEW.attempts, 'error', NEW.error,
+                        'error_code', NEW.error_code, 'run_at', NEW.run_at));
+END;
+
+-- Purging a job purges its history with it, in the same statement.
+CREATE TRIGGER jobs_purge_events AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM job_events WHERE job_id = OLD.id;
+END;
+
+ALTER TABLE tasks ADD COLUMN memory INTEGER;
+ALTER TABLE tasks ADD COLUMN memory_limit INTEGER;
+ALTER TABLE tasks ADD COLUMN backoff_base REAL;
+ALTER TABLE tasks ADD COLUMN backoff_max REAL;
+
+ALTER TABLE pool ADD COLUMN admission TEXT NOT NULL DEFAULT '{}';  -- JSON: why jobs wait
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

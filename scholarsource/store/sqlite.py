@@ -36,43 +36,68 @@ from scholarsource.store.base import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, attempts, "
-                "max_attempts, timeout, progress, progress_message, cancel_requested, "
-                "created_at, started_at, finished_at")
+_JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, error_code, "
+                "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
+                "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
+                "created_at, started_at, finished_at, run_at, peak_rss, history")
 
 SUBMIT = """
 INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, timeout,
-                  created_at)
+                  created_at, memory_limit, backoff_base, backoff_max)
 SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
        value ->> '$[4]', 'queued', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
-       value ->> '$[8]'
+       value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]'
 FROM json_each(?) ORDER BY key
 """
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
 CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
-CLAIM = (f"UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-         f"token = abs(random()), owner = ?, lease_until = ?, started_at = ?, error = NULL, "
-         f"error_detail = NULL, progress = NULL, progress_message = NULL "
-         f"WHERE seq IN ({CLAIM_ORDER}) "
-         f"RETURNING id, task, params, attempts, max_attempts, timeout, token")
+PEEK = "SELECT seq, task FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
+_CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+              "token = abs(random()), owner = ?, lease_until = ?, started_at = ?, error = NULL, "
+              "error_code = NULL, error_detail = NULL, progress = NULL, progress_message = NULL, "
+              "run_at = NULL ")
+_CLAIMED = ("RETURNING id, task, params, attempts, max_attempts, timeout, token, failures, "
+            "memory_limit, backoff_base, backoff_max")
+CLAIM = f"{_CLAIM_SET} WHERE seq IN ({CLAIM_ORDER}) {_CLAIMED}"
+CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(?)) "
+              f"AND status = 'queued' {_CLAIMED}")
 RENEW = "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'"
+PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "
+           "WHERE status = 'failed' AND run_at <= ?")
+NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE status = 'failed'"
+# One entry of `history`, appended as each attempt ends (`o` is the attempt's outcome).
+_HISTORY_ENTRY = ("json_insert(jobs.history, '$[#]', json_object("
+                  "'attempt', jobs.attempts, 'started_at', jobs.started_at, 'ended_at', :now, "
+                  "'outcome', {outcome}, 'error_code', {code}, 'error', {error}, "
+                  "'exit', {exit}, 'peak_rss', {rss}))")
 # Batches travel as one JSON array bound to one parameter and are applied by one statement
 # (json_each), so writing N results costs one round trip and one write transaction.
 #
-# A failed attempt goes back to the queue while attempts remain; matching on the token fences
-# out any attempt that is no longer the job's current one.
-FINISH = """
+# A failure runs again at its retry_at until the job has failed max_attempts times or crashed
+# max_crashes times; then it is dead. Matching on the token fences out any attempt that is no
+# longer the job's current one. (Every SET expression reads the row as it was before.)
+_FAILURE = "o.ending IN ('failed', 'crashed')"
+_EXHAUSTED = ("(jobs.failures + 1 >= jobs.max_attempts "
+              "OR (o.ending = 'crashed' AND jobs.crashes + 1 >= :max_crashes))")
+FINISH = f"""
 UPDATE jobs SET
-    status = CASE WHEN o.cancelled THEN 'cancelled' WHEN o.ok THEN 'succeeded'
-                  WHEN jobs.attempts < jobs.max_attempts THEN 'queued' ELSE 'failed' END,
-    result = o.result, error = o.error, error_detail = o.detail,
-    progress = CASE WHEN o.ok AND NOT o.cancelled THEN 1.0 ELSE jobs.progress END,
-    finished_at = CASE WHEN NOT o.ok AND NOT o.cancelled AND jobs.attempts < jobs.max_attempts
-                       THEN NULL ELSE :now END,
+    status = CASE WHEN NOT {_FAILURE} THEN o.ending WHEN {_EXHAUSTED} THEN 'dead'
+                  ELSE 'failed' END,
+    failures = jobs.failures + ({_FAILURE}),
+    crashes = jobs.crashes + (o.ending = 'crashed'),
+    run_at = CASE WHEN {_FAILURE} AND NOT {_EXHAUSTED} THEN o.retry_at END,
+    finished_at = CASE WHEN {_FAILURE} AND NOT {_EXHAUSTED} THEN NULL ELSE :now END,
+    result = o.result, error = o.error, error_code = o.code, error_detail = o.detail,
+    progress = CASE WHEN o.ending = 'succeeded' THEN 1.0 ELSE jobs.progress END,
+    peak_rss = coalesce(o.rss, jobs.peak_rss),
+    history = {_HISTORY_ENTRY.format(outcome="o.ending", code="o.code", error="o.error",
+                                     exit="o.exit", rss="o.rss")},
     owner = NULL, lease_until = NULL, token = NULL
-FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'ok' AS ok,
-             value ->> 'cancelled' AS cancelled, value ->> 'result' AS result,
-             value ->> 'error' AS error, value ->> 'detail' AS detail
+FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'ending' AS ending,
+             value ->> 'result' AS result, value ->> 'code' AS code,
+             value ->> 'error' AS error, value ->> 'detail' AS detail,
+             value ->> 'retry_at' AS retry_at, value ->> 'exit' AS exit,
+             value ->> 'rss' AS rss
       FROM json_each(:batch)) AS o
 WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
 """
@@ -91,38 +116,57 @@ JOIN jobs ON jobs.id = n.value ->> 'id' AND jobs.token = n.value ->> 'token'
          AND jobs.status = 'running'
 ORDER BY n.key
 """
+# A job waiting for its next attempt (failed) is cancelled like a queued one.
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
-                 f"error = 'cancelled', finished_at = ? "
-                 f"WHERE id = ? AND tenant = ? AND status = 'queued' RETURNING {_JOB_COLUMNS}")
+                 f"error = 'cancelled', error_code = 'cancelled', run_at = NULL, "
+                 f"finished_at = ? WHERE id = ? AND tenant = ? "
+                 f"AND status IN ('queued', 'failed') RETURNING {_JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
                   f"WHERE id = ? AND tenant = ? AND status = 'running' RETURNING {_JOB_COLUMNS}")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
-# Requeueing an interrupted attempt refunds it: the task did not fail, its process was taken.
-REQUEUE = """
-UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), error = :cause,
-    owner = NULL, token = NULL, lease_until = NULL, started_at = NULL
+# An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
+_INTERRUPTED = _HISTORY_ENTRY.format(outcome="'interrupted'", code=":code", error=":cause",
+                                     exit="NULL", rss="NULL")
+REQUEUE = f"""
+UPDATE jobs SET status = 'queued', error = :cause, error_code = :code,
+    history = {_INTERRUPTED}, owner = NULL, token = NULL, lease_until = NULL
 FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS r
 WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
 """
-RECOVER_EXPIRED = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), "
-                   "error = ?, owner = NULL, token = NULL, lease_until = NULL, "
-                   "started_at = NULL WHERE status = 'running' AND lease_until < ? RETURNING id")
-RECOVER_OTHERS = ("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), "
-                  "error = ?, owner = NULL, token = NULL, lease_until = NULL, "
-                  "started_at = NULL WHERE status = 'running' AND owner IS NOT ? RETURNING id")
+# A job still running when its pool died may have killed it (a poison job that takes the
+# whole tree down): it runs again, but counts a crash, and past max_crashes it is dead.
+_RECOVER = f"""
+UPDATE jobs SET
+    status = CASE WHEN crashes + 1 >= :max_crashes THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN crashes + 1 >= :max_crashes THEN :now END,
+    crashes = crashes + 1, error = :cause, error_code = :code,
+    history = {_INTERRUPTED}, owner = NULL, token = NULL, lease_until = NULL
+WHERE status = 'running' AND {{which}} RETURNING id
+"""
+RECOVER_EXPIRED = _RECOVER.format(which="lease_until < :now")
+RECOVER_OTHERS = _RECOVER.format(which="owner IS NOT :owner")
+_RETRY_SET = ("UPDATE jobs SET status = 'queued', failures = 0, crashes = 0, run_at = NULL, "
+              "finished_at = NULL, cancel_requested = 0, error = NULL, error_code = NULL ")
+RETRY = (f"{_RETRY_SET} WHERE id = ? AND tenant = ? "
+         f"AND status IN ('failed', 'dead', 'cancelled') RETURNING {_JOB_COLUMNS}")
+RETRY_DEAD = f"{_RETRY_SET} WHERE tenant = ? AND status = 'dead' RETURNING seq"
+PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING seq"
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id "
           "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
-HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at) "
-             "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission) "
+             "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
              "slots = excluded.slots, slot_count = excluded.slot_count, busy = excluded.busy, "
-             "heartbeat_at = excluded.heartbeat_at")
-POOL_INFO = "SELECT pid, slots, slot_count, busy, heartbeat_at FROM pool WHERE id = 1"
-TASKS = "SELECT name, queue, timeout, max_attempts FROM tasks"
+             "heartbeat_at = excluded.heartbeat_at, admission = excluded.admission")
+POOL_INFO = "SELECT pid, slots, slot_count, busy, heartbeat_at, admission FROM pool WHERE id = 1"
+_TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
+                 "backoff_max")
+TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
 CLEAR_TASKS = "DELETE FROM tasks"
-ADD_TASKS = ("INSERT INTO tasks (name, queue, timeout, max_attempts) "
-             "SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]' "
+ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
+             "SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', "
+             "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]' "
              "FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
@@ -186,16 +230,20 @@ class _InlineDriver:
 
 
 def _job(row: Iterable[Any]) -> Job:
-    (id_, tenant, task, queue, priority, status, params, result, error, attempts, max_attempts,
-     timeout, progress, progress_message, cancel_requested, created_at, started_at,
-     finished_at) = row
+    (id_, tenant, task, queue, priority, status, params, result, error, error_code, attempts,
+     max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
+     progress, progress_message, cancel_requested, created_at, started_at, finished_at,
+     run_at, peak_rss, history) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
-               attempts=attempts, max_attempts=max_attempts, timeout=timeout,
-               progress=progress, progress_message=progress_message,
+               error_code=error_code, attempts=attempts, max_attempts=max_attempts,
+               failures=failures, crashes=crashes, timeout=timeout,
+               memory_limit=memory_limit, backoff_base=backoff_base,
+               backoff_max=backoff_max, progress=progress, progress_message=progress_message,
                cancel_requested=bool(cancel_requested), created_at=created_at,
-               started_at=started_at, finished_at=finished_at)
+               started_at=started_at, finished_at=finished_at, run_at=run_at,
+               peak_rss=peak_rss, attempts_history=json.loads(history))
 
 
 class SqliteStore(Store):
@@ -227,7 +275,9 @@ class SqliteStore(Store):
 
     async def _atomically(self, statements: list[tuple[str, Any]]) -> None:
         """Several statements as one write transaction. Shielded: a caller cancelled midway
-        must not leave the transaction, and SQLite's write lock, open on this connection."""
+        must not leave the transaction, and SQLite's write lock, open on this connection.
+        Only for a connection with one caller at a time (the pool's): on an API worker's
+        shared connection another request's statement could land inside the transaction."""
 
         async def run() -> None:
             await self._db.fetchall("BEGIN IMMEDIATE")
@@ -251,12 +301,16 @@ class SqliteStore(Store):
         now = time.time()
         jobs = [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
                     priority=new.priority, status=JobState.QUEUED, params=new.params,
-                    result=None, error=None, attempts=0, max_attempts=new.max_attempts,
-                    timeout=new.timeout, progress=None, progress_message=None,
-                    cancel_requested=False, created_at=now, started_at=None,
-                    finished_at=None) for new in news]
+                    result=None, error=None, error_code=None, attempts=0,
+                    max_attempts=new.max_attempts, failures=0, crashes=0,
+                    timeout=new.timeout, memory_limit=new.memory_limit,
+                    backoff_base=new.backoff_base, backoff_max=new.backoff_max,
+                    progress=None, progress_message=None, cancel_requested=False,
+                    created_at=now, started_at=None, finished_at=None, run_at=None,
+                    peak_rss=None, attempts_history=[]) for new in news]
         rows = [(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
-                 j.max_attempts, j.timeout, j.created_at) for j in jobs]
+                 j.max_attempts, j.timeout, j.created_at, j.memory_limit, j.backoff_base,
+                 j.backoff_max) for j in jobs]
         await self._db.fetchall(SUBMIT, (json.dumps(rows),))
         return jobs
 
@@ -294,6 +348,21 @@ class SqliteStore(Store):
         return await self.get(tenant, job_id)
 
     @_unavailable
+    async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
+        row = await self._one(RETRY, (job_id, tenant))
+        if row is not None:
+            return _job(row), True
+        return await self.get(tenant, job_id), False
+
+    @_unavailable
+    async def retry_dead(self, tenant: str) -> int:
+        return len(await self._db.fetchall(RETRY_DEAD, (tenant,)))
+
+    @_unavailable
+    async def purge_dead(self, tenant: str) -> int:
+        return len(await self._db.fetchall(PURGE_DEAD, (tenant,)))
+
+    @_unavailable
     async def events(self, tenant: str, job_id: str, after: int = 0,
                      limit: int = 500) -> list[Event]:
         rows = await self._db.fetchall(EVENTS, (job_id, tenant, after, limit))
@@ -312,9 +381,9 @@ class SqliteStore(Store):
         row = await self._one(POOL_INFO)
         if row is None:
             return None
-        pid, slots, slot_count, busy, heartbeat_at = row
+        pid, slots, slot_count, busy, heartbeat_at, admission = row
         return PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
-                        heartbeat_at=heartbeat_at)
+                        heartbeat_at=heartbeat_at, admission=json.loads(admission))
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -328,23 +397,43 @@ class SqliteStore(Store):
 
     # -- the pool's side --------------------------------------------------------------------
     @_unavailable
-    async def claim(self, owner: str, n: int, lease_seconds: float) -> list[Claim]:
+    async def claim(self, owner: str, n: int, lease_seconds: float,
+                    refs: list[int] | None = None) -> list[Claim]:
         now = time.time()
-        rows = await self._db.fetchall(CLAIM, (owner, now + lease_seconds, now, n))
+        if refs is None:
+            rows = await self._db.fetchall(CLAIM, (owner, now + lease_seconds, now, n))
+        else:
+            rows = await self._db.fetchall(CLAIM_REFS, (owner, now + lease_seconds, now,
+                                                        json.dumps(refs[:n])))
         return [Claim(id=id_, task=task, params=json.loads(params), attempt=attempt,
-                      max_attempts=max_attempts, timeout=timeout, token=token)
-                for id_, task, params, attempt, max_attempts, timeout, token in rows]
+                      max_attempts=max_attempts, timeout=timeout, token=token,
+                      failures=failures, memory_limit=memory_limit, backoff_base=base,
+                      backoff_max=cap)
+                for (id_, task, params, attempt, max_attempts, timeout, token, failures,
+                     memory_limit, base, cap) in rows]
+
+    @_unavailable
+    async def peek(self, n: int) -> list[tuple[int, str]]:
+        return [(ref, task) for ref, task in await self._db.fetchall(PEEK, (n,))]
+
+    @_unavailable
+    async def promote(self) -> float | None:
+        await self._db.fetchall(PROMOTE, (time.time(),))
+        next_due: float | None = (await self._one(NEXT_DUE))[0]
+        return next_due
 
     @_unavailable
     async def renew(self, owner: str, lease_seconds: float) -> None:
         await self._db.fetchall(RENEW, (time.time() + lease_seconds, owner))
 
     @_unavailable
-    async def finish(self, outcomes: list[Outcome]) -> None:
-        batch = [{"id": o.job_id, "token": o.token, "ok": o.ok, "cancelled": o.cancelled,
-                  "result": o.result_json,
-                  "error": o.error, "detail": o.error_detail} for o in outcomes]
-        await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time()})
+    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> None:
+        batch = [{"id": o.job_id, "token": o.token, "ending": o.ending.value,
+                  "result": o.result_json, "code": o.error_code, "error": o.error,
+                  "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
+                  "rss": o.peak_rss} for o in outcomes]
+        await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time(),
+                                         "max_crashes": max_crashes})
 
     @_unavailable
     async def note(self, notes: list[Note]) -> None:
@@ -365,24 +454,29 @@ class SqliteStore(Store):
 
     @_unavailable
     async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
-        await self._db.fetchall(REQUEUE, {"batch": json.dumps(job_ids_tokens), "cause": cause})
+        await self._db.fetchall(REQUEUE, {"batch": json.dumps(job_ids_tokens), "cause": cause,
+                                          "code": "interrupted", "now": time.time()})
 
     @_unavailable
-    async def recover(self, owner: str, *, all_others: bool) -> int:
+    async def recover(self, owner: str, *, all_others: bool, max_crashes: int) -> int:
         if all_others:
-            rows = await self._db.fetchall(RECOVER_OTHERS, ("interrupted: the pool restarted",
-                                                            owner))
+            sql, cause, code = (RECOVER_OTHERS, "interrupted: the pool process died",
+                                "pool_died")
         else:
-            rows = await self._db.fetchall(RECOVER_EXPIRED, ("interrupted: lease expired",
-                                                             time.time()))
+            sql, cause, code = (RECOVER_EXPIRED, "interrupted: its lease expired (the pool "
+                                "stopped renewing it)", "lease_expired")
+        rows = await self._db.fetchall(sql, {"owner": owner, "now": time.time(), "cause": cause,
+                                             "code": code, "max_crashes": max_crashes})
         return len(rows)
 
     @_unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
-        batch = json.dumps([(t.name, t.queue, t.timeout, t.max_attempts) for t in tasks])
+        batch = json.dumps([(t.name, t.queue, t.timeout, t.max_attempts, t.memory,
+                             t.memory_limit, t.backoff_base, t.backoff_max) for t in tasks])
         await self._atomically([(CLEAR_TASKS, ()), (ADD_TASKS, (batch,))])
 
     @_unavailable
     async def heartbeat(self, info: PoolInfo) -> None:
         await self._db.fetchall(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
-                                            info.busy, info.heartbeat_at))
+                                            info.busy, info.heartbeat_at,
+                                            json.dumps(info.admission)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -64,3 +65,23 @@ def fetch(ctx: Context, url: str, timeout: float = 30.0,
 def fail(ctx: Context, message: str = "failed on purpose") -> None:
     """Raise with `message`: shows how failures are reported."""
     raise TaskFailed(message)
+
+
+@task("memory")
+def memory(ctx: Context, mb: float = 100, seconds: float = 1.0) -> dict[str, float]:
+    """Allocate `mb` megabytes (touching every page, so they count in RSS) and hold them for
+    `seconds`: admission, memory caps and the bench."""
+    block = bytearray(int(float(mb) * 1024**2))
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline and not ctx.cancel_requested:
+        time.sleep(0.02)
+    return {"mb": float(mb)}
+
+
+@task("crash")
+def crash(ctx: Context, code: int = 1) -> None:
+    """End this job's process at once with exit `code`, as a segfault or the OOM killer
+    would: no exception, no cleanup."""
+    os._exit(int(code))

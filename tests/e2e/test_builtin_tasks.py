@@ -34,13 +34,13 @@ def test_builtin_tasks(serve) -> None:
     assert cut["truncated"] and cut["bytes"] == 100
 
     unreachable = run("fetch", url="http://127.0.0.1:9/", timeout=2)
-    assert unreachable["status"] == "failed" and "ConnectError" in unreachable["error"]
+    assert unreachable["status"] == "dead" and "ConnectError" in unreachable["error"]
     exited = run("exits", code=3)  # a test task: sys.exit(3) fails the attempt, no more
-    assert (exited["status"], exited["error"]) == ("failed", "SystemExit: 3")
+    assert (exited["status"], exited["error"]) == ("dead", "SystemExit: 3")
     failed = run("fail")
-    assert (failed["status"], failed["error"]) == ("failed", "TaskFailed: failed on purpose")
+    assert (failed["status"], failed["error"]) == ("dead", "TaskFailed: failed on purpose")
     wrong = run("sleep", minutes=1)
-    assert wrong["status"] == "failed" and "unexpected keyword argument" in wrong["error"]
+    assert wrong["status"] == "dead" and "unexpected keyword argument" in wrong["error"]
 
 
 def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
@@ -49,7 +49,7 @@ def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
     large = submit(client, "big", size=5000)
     assert wait_finished(client, small["id"])["result"] == "x" * 100
     failed = wait_finished(client, large["id"])
-    assert failed["status"] == "failed" and failed["result"] is None
+    assert failed["status"] == "dead" and failed["result"] is None
     assert failed["error"].startswith("result_too_large: 5002 bytes")
 
 
@@ -60,5 +60,5 @@ def test_fetch_refuses_private_addresses_by_default(serve) -> None:
                 "http://[::1]:9/", "http://10.0.0.1/", "file:///etc/passwd"):
         job = submit(client, "fetch", url=url)
         ended = wait_finished(client, job["id"])
-        assert ended["status"] == "failed", url
+        assert ended["status"] == "dead", url
         assert ended["error"].startswith("FetchRefused: "), (url, ended["error"])

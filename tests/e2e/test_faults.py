@@ -59,7 +59,9 @@ def test_kill_9_of_one_slot_fails_that_job_only(serve, tmp_path: Path) -> None:
     os.kill(victim_pid, signal.SIGKILL)
 
     ended = wait_finished(client, victim["id"], timeout=10)
-    assert ended["status"] == "failed" and ended["error"].startswith("worker_died")
+    assert (ended["status"], ended["error_code"]) == ("dead", "worker_died")
+    assert ended["error"].startswith("worker_died: the job's process ended unexpectedly "
+                                     "(killed by SIGKILL; RSS last seen")
     assert wait_finished(client, neighbour["id"])["status"] == "succeeded"
     # The slot was replaced: new work still runs on two slots.
     after = wait_until(lambda: len(server.health()["processes"]["slots"]) == 2
@@ -121,7 +123,10 @@ def test_sigterm_past_the_grace_requeues_without_spending_an_attempt(serve, tmp_
     restarted.wait_healthy()
     job = restarted.client().get(f"/api/jobs/{long['id']}").json()
     assert job["status"] in {"queued", "running"}
-    assert job["attempts"] <= 1
+    # The interrupted attempt is on record but not charged: no failure, no crash.
+    assert (job["failures"], job["crashes"]) == (0, 0)
+    assert job["attempts_history"][0]["outcome"] == "interrupted"
+    assert job["attempts_history"][0]["error_code"] == "interrupted"
     restarted.client().post(f"/api/jobs/{long['id']}/cancel")
 
 

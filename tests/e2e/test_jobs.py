@@ -62,7 +62,7 @@ def test_a_failing_task_fails_with_its_message_and_no_traceback(serve) -> None:
     job = client.post("/api/jobs", json={"task": "fail", "params": {"message": "no PDF here"}})
     assert job.status_code == 202
     ended = wait_finished(client, job.json()["id"])
-    assert ended["status"] == "failed"
+    assert (ended["status"], ended["error_code"]) == ("dead", "task_error")
     assert ended["error"] == "TaskFailed: no PDF here"
     assert ended["attempts"] == 1
     raw = client.get(f"/api/jobs/{ended['id']}").text
@@ -71,9 +71,18 @@ def test_a_failing_task_fails_with_its_message_and_no_traceback(serve) -> None:
 
 def test_retries_run_until_max_attempts(serve) -> None:
     client = serve(slots=1).client()
-    job = client.post("/api/jobs", json={"task": "fail", "max_attempts": 3}).json()
+    job = client.post("/api/jobs", json={"task": "fail", "max_attempts": 3,
+                                         "backoff_base": 0.2, "backoff_max": 0.4}).json()
+    assert (job["backoff_base"], job["backoff_max"]) == (0.2, 0.4)
     ended = wait_finished(client, job["id"])
-    assert (ended["status"], ended["attempts"], ended["max_attempts"]) == ("failed", 3, 3)
+    assert (ended["status"], ended["attempts"], ended["max_attempts"]) == ("dead", 3, 3)
+    history = ended["attempts_history"]
+    assert [(h["attempt"], h["outcome"], h["error_code"]) for h in history] == [
+        (n, "failed", "task_error") for n in (1, 2, 3)]
+    # Each retry waited its backoff: 0.2 s doubling, with jitter down to half of it.
+    gaps = [later["started_at"] - earlier["ended_at"]
+            for earlier, later in zip(history, history[1:], strict=False)]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps
 
 
 def test_results_progress_and_logs_reach_the_job_and_its_events(serve) -> None:
@@ -169,7 +178,7 @@ def test_listing_filters_and_pages(serve) -> None:
     assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
     rest = all_jobs(client, task="echo")
     assert [j["id"] for j in rest] == ids[::-1]
-    assert client.get("/api/jobs", params={"status": "failed"}).json()["jobs"] == []
+    assert client.get("/api/jobs", params={"status": "dead"}).json()["jobs"] == []
     assert all(j["result"] == j["params"] for j in rest)
 
 
@@ -206,10 +215,11 @@ def test_a_job_past_its_timeout_is_stopped_and_fails(serve, tmp_path: Path) -> N
     client = serve(slots=2).client()
     neighbour = submit(client, "span", path=str(tmp_path / "n.txt"), seconds=1.5)
     slow = client.post("/api/jobs", json={"task": "span", "timeout": 0.5, "max_attempts": 2,
+                                          "backoff_base": 0.1,
                                           "params": {"path": str(tmp_path / "s.txt"),
                                                      "seconds": 30}}).json()
     assert slow["timeout"] == 0.5
     ended = wait_finished(client, slow["id"], timeout=15)
-    assert (ended["status"], ended["attempts"]) == ("failed", 2)
+    assert (ended["status"], ended["attempts"], ended["error_code"]) == ("dead", 2, "timeout")
     assert ended["error"] == "timeout: still running after 0.5s"
     assert wait_finished(client, neighbour["id"])["status"] == "succeeded"

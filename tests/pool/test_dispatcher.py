@@ -25,16 +25,18 @@ def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None
             await slots.started()
             ok = [await store.submit(NewJob("echo", {"i": i}, "default", 0, 1))
                   for i in range(20)]
-            bad = await store.submit(NewJob("fail", {"message": "x"}, "default", 0, 2))
+            bad = await store.submit(NewJob("fail", {"message": "x"}, "default", 0, 2,
+                                            backoff_base=0.01, backoff_max=0.01))
             typo = await store.submit(NewJob("sleep", {"secs": 1}, "default", 0, 1))
             await Dispatcher(config, store, slots, owner="test").drain()
             for i, submitted in enumerate(ok):
                 job = await store.get("default", submitted.id)
                 assert job is not None and (job.status, job.result) == ("succeeded", {"i": i})
             failed = await store.get("default", bad.id)
-            assert failed is not None and (failed.status, failed.attempts) == ("failed", 2)
+            assert failed is not None and (failed.status, failed.attempts) == ("dead", 2)
+            assert failed.error_code == "task_error"
             wrong = await store.get("default", typo.id)
-            assert wrong is not None and wrong.status == "failed"
+            assert wrong is not None and wrong.status == "dead"
             assert "unexpected keyword argument 'secs'" in (wrong.error or "")
         finally:
             slots.stop(kill=True)

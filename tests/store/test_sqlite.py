@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -13,7 +14,7 @@ import pytest
 
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
-from scholarsource.store.base import NewJob, Note, Outcome
+from scholarsource.store.base import Ending, NewJob, Note, Outcome
 from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore
 
 T = TypeVar("T")
@@ -41,6 +42,17 @@ def job(task: str = "noop", priority: int = 0, attempts: int = 1, tenant: str = 
         queue: str = "default") -> NewJob:
     return NewJob(task=task, params={"p": 1}, queue=queue, priority=priority,
                   max_attempts=attempts, tenant=tenant)
+
+
+def ok(claim_id: str, token: int, result: str = "null") -> Outcome:
+    return Outcome(claim_id, token, Ending.SUCCEEDED, result_json=result)
+
+
+def failed(claim_id: str, token: int, *, crashed: bool = False, due_in: float = -1.0,
+           error: str = "boom") -> Outcome:
+    return Outcome(claim_id, token, Ending.CRASHED if crashed else Ending.FAILED,
+                   error_code="worker_died" if crashed else "task_error", error=error,
+                   error_detail="Traceback ...", retry_at=time.time() + due_in)
 
 
 def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
@@ -72,35 +84,119 @@ def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: 
     async def body(store: SqliteStore) -> None:
         submitted = await store.submit(job(attempts=3))
         (stale,) = await store.claim("pool-a", 1, 30)
-        assert await store.recover("pool-b", all_others=True) == 1  # pool-a presumed dead
+        # pool-a presumed dead: its job runs again, and that counts as a crash
+        assert await store.recover("pool-b", all_others=True, max_crashes=3) == 1
         (fresh,) = await store.claim("pool-b", 1, 30)
         assert fresh.token != stale.token
         await store.note([Note(submitted.id, stale.token, "progress", {"fraction": 0.9})])
-        await store.finish([Outcome(submitted.id, stale.token, ok=True, result_json='"stale"')])
+        await store.finish([ok(submitted.id, stale.token, '"stale"')], max_crashes=3)
+        await store.finish([failed(submitted.id, stale.token)], max_crashes=3)
         current = await store.get("default", submitted.id)
         assert current is not None
         assert (current.status, current.result, current.progress) == ("running", None, None)
-        await store.finish([Outcome(submitted.id, fresh.token, ok=True, result_json='"fresh"')])
+        await store.finish([ok(submitted.id, fresh.token, '"fresh"')], max_crashes=3)
         done = await store.get("default", submitted.id)
         assert done is not None and (done.status, done.result) == ("succeeded", "fresh")
-        assert done.attempts == 1  # the interrupted attempt was refunded
+        assert (done.attempts, done.failures, done.crashes) == (2, 0, 1)
+        assert [(h["attempt"], h["outcome"], h["error_code"])
+                for h in done.attempts_history] == [
+            (1, "interrupted", "pool_died"), (2, "succeeded", None)]
 
     run(tmp_path / "q.db", body, inline)
 
 
-def test_failures_requeue_until_the_last_attempt(tmp_path: Path, inline: bool) -> None:
+def test_a_failure_waits_for_its_backoff_then_dies_after_the_last_attempt(
+        tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         submitted = await store.submit(job(attempts=2))
-        for expected in ("queued", "failed"):
-            (claim,) = await store.claim("p", 1, 30)
-            await store.finish([Outcome(claim.id, claim.token, ok=False, error="boom",
-                                        error_detail="Traceback ...")])
-            current = await store.get("default", submitted.id)
-            assert current is not None and current.status == expected
-        assert current.error == "boom" and current.attempts == 2
-        assert "error_detail" not in current.to_json()
+        (claim,) = await store.claim("p", 1, 30)
+        await store.finish([failed(claim.id, claim.token, due_in=60)], max_crashes=3)
+        waiting = await store.get("default", submitted.id)
+        assert waiting is not None and waiting.status == "failed"
+        assert waiting.run_at is not None and waiting.run_at > time.time() + 50
+        assert waiting.finished_at is None and not waiting.status.finished
+        assert await store.claim("p", 1, 30) == []  # not before its run_at
+        assert await store.promote() == waiting.run_at  # nothing due yet: says when
+        await store._db.fetchall("UPDATE jobs SET run_at = 0")  # time passes
+        assert await store.promote() is None
+        (claim,) = await store.claim("p", 1, 30)
+        assert claim.failures == 1 and claim.attempt == 2
+        await store.finish([failed(claim.id, claim.token)], max_crashes=3)
+        dead = await store.get("default", submitted.id)
+        assert dead is not None
+        assert (dead.status, dead.error, dead.error_code, dead.attempts, dead.failures) == (
+            "dead", "boom", "task_error", 2, 2)
+        assert dead.finished_at is not None and dead.run_at is None
+        assert [h["outcome"] for h in dead.attempts_history] == ["failed", "failed"]
+        assert "error_detail" not in dead.to_json()
 
     run(tmp_path / "q.db", body, inline)
+
+
+def test_crashes_are_counted_apart_and_cap_a_poison_job(tmp_path: Path, inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        submitted = await store.submit(job(attempts=10))
+        for _ in range(2):
+            await store.promote()
+            (claim,) = await store.claim("p", 1, 30)
+            await store.finish([failed(claim.id, claim.token, crashed=True)], max_crashes=2)
+        dead = await store.get("default", submitted.id)
+        assert dead is not None
+        assert (dead.status, dead.error_code, dead.failures, dead.crashes) == (
+            "dead", "worker_died", 2, 2)
+
+    run(tmp_path / "q.db", body, inline)
+
+
+def test_retry_and_purge_the_dead_letters(tmp_path: Path, inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        first, second, alive = [await store.submit(job(tenant="a")) for _ in range(3)]
+        for claim in await store.claim("p", 2, 30):
+            await store.finish([failed(claim.id, claim.token)], max_crashes=3)
+        assert (await store.counts())["dead"] == 2
+        job_after, retried = await store.retry("a", alive.id)
+        assert job_after is not None and not retried  # queued: nothing to retry
+        assert await store.retry("b", first.id) == (None, False)  # another tenant's
+        again, retried = await store.retry("a", first.id)
+        assert retried and again is not None
+        assert (again.status, again.failures, again.error, again.attempts) == (
+            "queued", 0, None, 1)
+        assert await store.retry_dead("b") == 0 and await store.purge_dead("b") == 0
+        assert await store.purge_dead("a") == 1
+        assert await store.get("a", second.id) is None
+        assert await store.events("a", second.id) == []
+        (claim,) = await store.claim("p", 1, 30)
+        await store.finish([failed(claim.id, claim.token)], max_crashes=3)
+        assert await store.retry_dead("a") == 1
+
+    run(tmp_path / "q.db", body, inline)
+
+
+def test_admission_claims_the_jobs_it_peeked(tmp_path: Path, inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        small = await store.submit(job(task="small", priority=2))
+        big = await store.submit(job(task="big", priority=1))
+        await store.submit(job(task="later"))
+        peeked = await store.peek(2)
+        assert [task for _, task in peeked] == ["small", "big"]
+        await store.cancel("default", big.id)  # meanwhile: only queued jobs are claimed
+        claims = await store.claim("p", 5, 30, refs=[ref for ref, _ in peeked])
+        assert [c.id for c in claims] == [small.id]
+
+    run(tmp_path / "q.db", body, inline)
+
+
+def test_a_v1_database_is_upgraded_and_its_failed_jobs_become_dead(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(schema.MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO jobs (id, tenant, task, queue, status, params, created_at) "
+                 "VALUES ('x', 'default', 'noop', 'default', 'failed', '{}', 0)")
+    conn.close()
+    assert schema.migrate(db) == schema.SCHEMA_VERSION
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status, history FROM jobs").fetchone() == ("dead", "[]")
+    conn.close()
 
 
 def test_cancel_and_tenant_scoping(tmp_path: Path, inline: bool) -> None:
@@ -146,7 +242,7 @@ def test_every_state_change_leaves_an_event(tmp_path: Path, inline: bool) -> Non
         await store.note([Note(claim.id, claim.token, "progress", {"fraction": 0.5,
                                                                    "message": "half"}),
                           Note(claim.id, claim.token, "log", {"message": "hello"})])
-        await store.finish([Outcome(claim.id, claim.token, ok=True, result_json="[1]")])
+        await store.finish([ok(claim.id, claim.token, "[1]")], max_crashes=3)
         events = await store.events("default", submitted.id)
         assert [(e.kind, e.data.get("status") or e.data.get("message")) for e in events] == [
             ("state", "running"), ("progress", "half"), ("log", "hello"),
@@ -175,13 +271,11 @@ def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline
         ids = [(await store.submit(job(attempts=1))).id for _ in range(50)]
         claims = await store.claim("p", 50, 30)
         assert sorted(c.id for c in claims) == sorted(ids)
-        outcomes = [Outcome(c.id, c.token, ok=True, result_json=json.dumps({"n": i}))
-                    for i, c in enumerate(claims[:40])]
-        outcomes += [Outcome(c.id, c.token + 1, ok=True, result_json='"stale"')
-                     for c in claims[40:]]
+        outcomes = [ok(c.id, c.token, json.dumps({"n": i})) for i, c in enumerate(claims[:40])]
+        outcomes += [ok(c.id, c.token + 1, '"stale"') for c in claims[40:]]
         await store.note([Note(c.id, c.token, "progress", {"fraction": f / 10})
                           for c in claims[:2] for f in range(1, 4)])
-        await store.finish(outcomes)
+        await store.finish(outcomes, max_crashes=3)
         counts = await store.counts()
         assert (counts["succeeded"], counts["running"]) == (40, 10)
         first = await store.get("default", claims[0].id)
@@ -189,8 +283,10 @@ def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline
         await store.requeue([(c.id, c.token) for c in claims[40:]], "shutting down")
         requeued = await store.get("default", claims[45].id)
         assert requeued is not None
-        assert (requeued.status, requeued.attempts, requeued.error) == (
-            "queued", 0, "shutting down")
+        # The body may have run, so the attempt still counts; it is just not charged.
+        assert (requeued.status, requeued.attempts, requeued.failures, requeued.error) == (
+            "queued", 1, 0, "shutting down")
+        assert requeued.attempts_history[0]["outcome"] == "interrupted"
 
     run(tmp_path / "q.db", body, inline)
 
