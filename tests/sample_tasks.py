@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from scholarsource import Context, task
@@ -29,12 +30,6 @@ def report(ctx: Context, steps: int = 3) -> int:
         ctx.progress((i + 1) / steps, f"step {i + 1} of {steps}")
         time.sleep(0.06)
     return steps
-
-
-@task("crash")
-def crash(ctx: Context, code: int = 1) -> None:
-    """End the slot process abruptly."""
-    os._exit(int(code))
 
 
 @task("span")
@@ -66,3 +61,34 @@ def big(ctx: Context, size: int) -> str:
 def exits(ctx: Context, code: int = 3) -> None:
     """Call sys.exit(), as some library code does."""
     raise SystemExit(int(code))
+
+
+def _append(path: str, line: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+@task("mark")
+def mark(ctx: Context, path: str, seconds: float = 0.0) -> int:
+    """Append "job attempt" to `path` as soon as the body starts, then work `seconds`: the
+    file counts every execution, even one killed midway."""
+    _append(path, f"{ctx.job_id} {ctx.attempt}")
+    time.sleep(float(seconds))
+    return ctx.attempt
+
+
+@task("poison")
+def poison(ctx: Context, path: str) -> None:
+    """Write the wall-clock time, then end the process abruptly: a job that always crashes."""
+    _append(path, repr(time.time()))
+    os._exit(1)
+
+
+@task("stubborn")
+def stubborn(ctx: Context, seconds: float = 30.0) -> None:
+    """Ignore SIGTERM and keep working: only SIGKILL stops it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(float(seconds))

@@ -52,7 +52,8 @@ async def health(request: Request) -> JSONResponse:
         "problems": problems,
         "version": __version__,
         "pool": None if pool is None else {"pid": pool.pid, "slots": pool.slot_count,
-                                          "busy": pool.busy, "heartbeat_age": age},
+                                          "busy": pool.busy, "heartbeat_age": age,
+                                          "admission": pool.admission},
         "processes": _processes(pool),
     }
     return JSONResponse(body, status_code=200 if not problems else 503)
