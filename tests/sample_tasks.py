@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from scholarsource import Context, task
+from scholarsource import Context, Retry, task
 
 
 @task("record")
@@ -92,3 +92,26 @@ def stubborn(ctx: Context, seconds: float = 30.0) -> None:
     """Ignore SIGTERM and keep working: only SIGKILL stops it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(float(seconds))
+
+
+@task("flaky", max_attempts=4, backoff_base=0.05, backoff_max=0.1, memory="64MB",
+      memory_limit="1GB")
+def flaky(ctx: Context, succeed_on: int = 3, after: float = 0.3) -> int:
+    """Ask for a retry `after` seconds until attempt `succeed_on`; returns the attempt."""
+    if ctx.attempt < int(succeed_on):
+        raise Retry(f"not yet ({ctx.attempt})", after=float(after))
+    return ctx.attempt
+
+
+_LEAK: list[bytearray] = []
+
+
+@task("leaky")
+def leaky(ctx: Context, mb: int = 0) -> int:
+    """Keep `mb` megabytes for the life of the slot process (a leak); returns its pid."""
+    if mb:
+        block = bytearray(int(mb) * 1024**2)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1
+        _LEAK.append(block)
+    return os.getpid()

@@ -1,0 +1,44 @@
+"""What a job is expected to need, and the retry backoff."""
+
+from __future__ import annotations
+
+import os
+
+from scholarsource.pool.dispatcher import backoff
+from scholarsource.pool.memory import Expectations, tree_rss
+from scholarsource.store.base import Claim
+
+MB = 1024**2
+
+
+def test_declared_beats_learned_beats_the_default() -> None:
+    expect = Expectations(default=512 * MB)
+    assert expect.of("pdf") == 512 * MB
+    for peak in (100, 120):
+        expect.observe("pdf", peak * MB)
+    assert expect.of("pdf") == 512 * MB  # too few runs to trust
+    for peak in (110, 130, 400):
+        expect.observe("pdf", peak * MB)
+    assert expect.of("pdf") == 400 * MB  # p95 of five: the highest
+    for _ in range(20):
+        expect.observe("pdf", 100 * MB)
+    assert expect.of("pdf") == 100 * MB  # old peaks age out
+    expect.declare("pdf", 300 * MB)
+    assert expect.of("pdf") == 300 * MB
+    assert expect.largest() == 512 * MB  # an unknown task may still come
+
+
+def test_tree_rss_counts_a_process_and_skips_the_gone() -> None:
+    sizes = tree_rss([os.getpid(), 2**22 + 1])
+    assert list(sizes) == [os.getpid()] and sizes[os.getpid()] > 10 * MB
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    def claim(failures: int) -> Claim:
+        return Claim("j", "t", {}, failures + 1, 10, None, 1, failures=failures,
+                     backoff_base=1.0, backoff_max=5.0)
+
+    for failures, full in ((0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (9, 5.0)):
+        delays = [backoff(claim(failures)) for _ in range(200)]
+        assert full / 2 <= min(delays) and max(delays) <= full
+        assert max(delays) - min(delays) > full / 10  # jittered, not fixed
