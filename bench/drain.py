@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scholarsource.config import load_config
 from scholarsource.pool.dispatcher import Dispatcher
-from scholarsource.pool.slots import Slots
+from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.store import schema
 from scholarsource.store.base import NewJob
 from scholarsource.store.sqlite import SqliteStore
@@ -35,7 +35,7 @@ async def measure(jobs: int, slot_count: int, data_dir: Path) -> dict[str, float
     config = load_config(env={}, overrides={"data_dir": str(data_dir)})
     schema.migrate(config.db_path)
     store = await SqliteStore.open(config.db_path, inline=True)
-    slots = Slots(slot_count, (), config.max_result_bytes)
+    slots = Slots(slot_count, SlotSettings.of(config))
     try:
         await store.submit_many([NewJob("noop", {}, "default", 0, 1) for _ in range(jobs)])
         slots.start()

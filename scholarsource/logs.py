@@ -82,10 +82,11 @@ def formatter() -> logging.Formatter:
     return JsonFormatter() if _state["format"] == "json" else TextFormatter()
 
 
-def setup(level: str = "info", fmt: str = "text") -> None:
-    """Send the `scholarsource` loggers to stderr at `level`, as `fmt` (idempotent)."""
+def setup(level: str = "info", fmt: str = "text", name: str = "scholarsource") -> None:
+    """Send the logger `name` (ours by default; "" is the root) to stderr at `level`, as
+    `fmt` (idempotent)."""
     _state["format"] = fmt
-    logger = logging.getLogger("scholarsource")
+    logger = logging.getLogger(name)
     logger.setLevel(level.upper())
     handler = next((h for h in logger.handlers if getattr(h, "_scholarsource", False)), None)
     if handler is None:

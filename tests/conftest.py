@@ -46,6 +46,12 @@ class Server(ServerProcess):
         self.clients.append(client)
         return client
 
+    def fresh_client(self) -> httpx.Client:
+        """A client that opens a connection per request: across a HUP, a kept-alive
+        connection to a worker being replaced may be reset (a client concern, not a lost
+        job: the request never reached the app)."""
+        return self.client(limits=httpx.Limits(max_keepalive_connections=0))
+
     def health(self) -> dict[str, Any]:
         """GET /api/health (any status)."""
         return httpx.get(f"{self.url}/api/health", timeout=5).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -115,3 +116,9 @@ def leaky(ctx: Context, mb: int = 0) -> int:
             block[offset] = 1
         _LEAK.append(block)
     return os.getpid()
+
+
+@task("chatty")
+def chatty(ctx: Context) -> None:
+    """Log through the task's own logger, as task code does."""
+    logging.getLogger("sample_tasks").info("hello from job %s", ctx.job_id)

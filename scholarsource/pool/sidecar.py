@@ -23,7 +23,7 @@ from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
-from scholarsource.pool.slots import Slots
+from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
@@ -107,7 +107,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
                                    busy_timeout=config.busy_timeout, inline=True)
     # Slots read this setting from the environment they inherit (they load no config).
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
-    slots = Slots(sizing.slots, config.task_modules, config.max_result_bytes)
+    slots = Slots(sizing.slots, SlotSettings.of(config))
     sock = _bind(config.data_dir)
     try:
         # One pool per data directory (the master holds its lock), so whatever is still

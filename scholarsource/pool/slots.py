@@ -31,9 +31,12 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from scholarsource import logs
+from scholarsource.config import Config
 from scholarsource.errors import Retry
 from scholarsource.store.base import Claim
 from scholarsource.tasks.context import CancelFlag, Context
@@ -72,11 +75,29 @@ class PeakRss:
         return int(data[start + 6:data.index(b"kB", start)]) * 1024
 
 
+@dataclass(frozen=True)
+class SlotSettings:
+    """What a slot process needs from the config (it loads none itself)."""
+
+    task_modules: tuple[str, ...] = ()
+    max_result_bytes: int = 16 * 1024**2
+    log_level: str = "info"
+    log_format: str = "text"
+
+    @classmethod
+    def of(cls, config: Config) -> SlotSettings:
+        return cls(config.task_modules, config.max_result_bytes, config.log_level,
+                   config.log_format)
+
+
 def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
-               task_modules: tuple[str, ...], max_result_bytes: int) -> None:
+               settings: SlotSettings) -> None:
     """Runs once in each slot process, before its first job."""
     global _conn, _cancel_flag, _max_result_bytes, _peak
-    _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, max_result_bytes
+    _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, settings.max_result_bytes
+    # Task code logs with its own loggers: give them the server's level and format too.
+    logs.setup(settings.log_level, settings.log_format, name="")
+    logs.set_role("slot")
     try:
         _peak = PeakRss()
     except OSError:
@@ -85,7 +106,7 @@ def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
                      name="lifeline").start()
-    load_tasks(task_modules)
+    load_tasks(settings.task_modules)
 
 
 def _watch_lifeline(lifeline: Connection) -> None:
@@ -149,12 +170,11 @@ class Slot:
     """One job process: its pipe, its cancel flag, and the attempt it runs."""
 
     def __init__(self, index: int, mp: Any, lifeline: Connection,
-                 task_modules: tuple[str, ...], max_result_bytes: int) -> None:
+                 settings: SlotSettings) -> None:
         self.index = index
         self._mp = mp
         self._lifeline = lifeline
-        self._task_modules = task_modules
-        self._max_result_bytes = max_result_bytes
+        self._settings = settings
         self.pid: int | None = None
         self.claim: Claim | None = None
         self.deadline: float | None = None
@@ -180,8 +200,7 @@ class Slot:
         self.cancel_flag = self._mp.RawValue(ctypes.c_int64, 0)
         self.executor = ProcessPoolExecutor(
             max_workers=1, mp_context=self._mp, initializer=_init_slot,
-            initargs=(child, self.cancel_flag, self._lifeline, self._task_modules,
-                      self._max_result_bytes))
+            initargs=(child, self.cancel_flag, self._lifeline, self._settings))
         self.pid = None
         self._process = None
         self.stop_reason = self.kill_at = None
@@ -280,14 +299,12 @@ class Slot:
 class Slots:
     """All slots of the pool."""
 
-    def __init__(self, count: int, task_modules: tuple[str, ...],
-                 max_result_bytes: int) -> None:
+    def __init__(self, count: int, settings: SlotSettings) -> None:
         mp = multiprocessing.get_context("forkserver")
-        mp.set_forkserver_preload(["scholarsource.tasks.builtin", *task_modules])
+        mp.set_forkserver_preload(["scholarsource.tasks.builtin", *settings.task_modules])
         # The pool keeps the write end for its whole life; see _watch_lifeline.
         lifeline, self._lifeline_keep = mp.Pipe(duplex=False)
-        self.all = [Slot(i, mp, lifeline, task_modules, max_result_bytes)
-                    for i in range(count)]
+        self.all = [Slot(i, mp, lifeline, settings) for i in range(count)]
 
     def start(self) -> None:
         """Start every slot's process."""

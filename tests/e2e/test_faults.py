@@ -162,7 +162,7 @@ def test_a_task_module_that_does_not_import_stops_the_server_with_its_code(tmp_p
 
 def test_sighup_replaces_the_pool_without_losing_or_repeating_a_job(serve, tmp_path) -> None:
     server = serve(slots=1)
-    client = server.client()
+    client = server.fresh_client()
     runs = tmp_path / "runs.txt"
     first = submit(client, "record", path=str(runs), seconds=0.8)
     wait_running(client, first["id"])

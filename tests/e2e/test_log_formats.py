@@ -20,6 +20,7 @@ def _exercise(server: Server) -> str:
     """Run one job, make one request with a secret in its query string, stop; the log."""
     client = server.client()
     wait_finished(client, submit(client, "noop")["id"])
+    wait_finished(client, submit(client, "chatty")["id"])
     assert client.get(f"/api/health?token={SECRET}").status_code == 200
     assert server.stop() == 0
     log: str = server.log()
@@ -32,7 +33,8 @@ def test_json_logs_are_one_object_per_line_from_every_process(serve) -> None:
     entries = [json.loads(line) for line in log.splitlines() if line.strip()]
     for entry in entries:
         assert {"time", "level", "logger", "message", "pid", "role"} <= set(entry), entry
-    assert {e["role"] for e in entries} == {"master", "api", "pool"}
+    assert {e["role"] for e in entries} == {"master", "api", "pool", "slot"}
+    assert any(e["logger"] == "sample_tasks" and e["role"] == "slot" for e in entries)
     assert {"gunicorn.error", "uvicorn.error", "scholarsource.pool"} <= {e["logger"]
                                                                        for e in entries}
     access = [e for e in entries if e["logger"] == "scholarsource.access"]
@@ -43,7 +45,7 @@ def test_json_logs_are_one_object_per_line_from_every_process(serve) -> None:
 
 def test_text_logs_name_the_role_and_put_request_fields_after_the_message(serve) -> None:
     log = _exercise(serve(slots=1))
-    line = re.compile(r"^\S+ \S+ \S+ \[\d+\] \[(master|api|pool)\] \[[A-Z]+\] [\w.]+: ")
+    line = re.compile(r"^\S+ \S+ \S+ \[\d+\] \[(master|api|pool|slot)\] \[[A-Z]+\] [\w.]+: ")
     assert all(line.match(text) for text in log.splitlines() if text.strip()), log
     assert re.search(r"scholarsource\.access: request method=POST path=/api/jobs status=202 "
                      r"duration_ms=[\d.]+ client=127\.0\.0\.1$", log, re.M)

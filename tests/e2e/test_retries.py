@@ -91,7 +91,7 @@ def test_sighup_reloads_the_config_and_loses_or_repeats_no_job(serve, tmp_path: 
     config = tmp_path / "scholarsource.toml"
     config.write_text("max_attempts = 1\n")
     server = serve(slots=1, args=("--config", str(config)))
-    client = server.client()
+    client = server.fresh_client()
     runs = tmp_path / "runs.log"
     running = submit(client, "mark", path=str(runs), seconds=1)
     config.write_text("max_attempts = 4\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scholarsource.config import load_config
 from scholarsource.pool.dispatcher import Dispatcher
-from scholarsource.pool.slots import Slots
+from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.store import schema
 from scholarsource.store.base import NewJob
 from scholarsource.store.sqlite import SqliteStore
@@ -19,7 +19,7 @@ def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None
     async def main() -> None:
         schema.migrate(config.db_path)
         store = await SqliteStore.open(config.db_path)
-        slots = Slots(2, (), config.max_result_bytes)
+        slots = Slots(2, SlotSettings.of(config))
         slots.start()
         try:
             await slots.started()
