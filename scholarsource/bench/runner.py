@@ -89,17 +89,15 @@ class Runner:
         return target
 
     def _wait_complete(self, target: Target, workers: int) -> None:
-        """Healthy means one API worker answers; wait until every worker and slot is up,
+        """Ready means one API worker answers; wait until every worker (and slot) is up,
         so that the per-role figures count them all from the first scenario."""
         deadline = time.monotonic() + _BOOT
         while time.monotonic() < deadline:
-            health: dict[str, Any] = target.health()
-            processes, pool = health.get("processes") or {}, health.get("pool") or {}
-            if (len(processes.get("api") or []) >= workers
-                    and len(processes.get("slots") or []) >= (pool.get("slots") or 0)):
+            if _complete(target, workers):
                 return
             time.sleep(0.1)
-        self.problems.append(f"not every API worker and slot was up {_BOOT:.0f}s after start")
+        self.problems.append(f"not every API worker and slot of {target.name} was up "
+                             f"{_BOOT:.0f}s after start")
 
     def _on_server(self, workdir: Path, settings: Settings, workers: int, slots: int,
                    name: str = "scholarsource") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -158,6 +156,7 @@ class Runner:
         self.say(f"starting the baseline app with {workers} worker(s) ...")
         target = start_baseline(workdir, workers=workers)
         try:
+            self._wait_complete(target, workers)
             results["baseline"] = self._scenarios(target, self.plan.settings, names)
         finally:
             self._stopped(target)
@@ -201,6 +200,17 @@ def ratio(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
                                      cpu(base, "cpu_us_per_operation")),
             "api_cpu_per_op": div(cpu(ours, "api_cpu_us_per_operation"),
                                   cpu(base, "api_cpu_us_per_operation"))}
+
+
+def _complete(target: Target, workers: int) -> bool:
+    """Whether `workers` API workers (and, for ours, every slot) are running."""
+    if target.baseline:
+        roles, _ = target.roles()
+        return roles is not None and len(roles["api"]) >= workers
+    health: dict[str, Any] = target.health()
+    processes, pool = health.get("processes") or {}, health.get("pool") or {}
+    return (len(processes.get("api") or []) >= workers
+            and len(processes.get("slots") or []) >= (pool.get("slots") or 0))
 
 
 def _describe(target: Target) -> dict[str, Any]:
