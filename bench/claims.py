@@ -2,7 +2,7 @@
 
 A fresh database (schema.migrate) is filled with N queued no-op jobs through
 `SqliteStore.submit_many` in large batches, then `SqliteStore.claim(owner, 1, ...)` followed by
-`finish([Outcome(ok=True)])` runs a fixed number of times, exactly as the dispatcher would
+`finish([Outcome(SUCCEEDED)])` runs a fixed number of times, exactly as the dispatcher would
 for one slot. With an index that matches the claim's ORDER BY the rate should not depend on
 N; a temp B-tree in the claim's query plan would make it sort the whole queue every time.
 The loop runs on both of the store's drivers: aiosqlite (as the API uses it) and inline on
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scholarsource.store.base import NewJob, Outcome
+from scholarsource.store.base import Ending, NewJob, Outcome
 from scholarsource.store.schema import migrate
 from scholarsource.store.sqlite import CLAIM, CLAIM_ORDER, SqliteStore
 
@@ -74,7 +74,8 @@ async def _claim_loop(path: Path, count: int, inline: bool) -> tuple[int, float]
             claims = await store.claim("bench", 1, 30.0)
             if not claims:
                 break
-            await store.finish([Outcome(job_id=claims[0].id, token=claims[0].token, ok=True)])
+            await store.finish([Outcome(claims[0].id, claims[0].token, Ending.SUCCEEDED)],
+                               max_crashes=3)
             done += i >= _WARMUP
         return done, time.perf_counter() - began
     finally:

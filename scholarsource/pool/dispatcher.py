@@ -375,6 +375,7 @@ class Dispatcher:
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
             self._alive()
+            self.expect.refresh()
             if self.master_pid is not None and os.getppid() != self.master_pid:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)

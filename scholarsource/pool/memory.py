@@ -47,11 +47,16 @@ def tree_rss(roots: list[int]) -> dict[int, int]:
 
 
 class Expectations:
-    """What one job of each task is expected to need, bytes."""
+    """What one job of each task is expected to need, bytes.
+
+    Peaks are recorded as attempts end; the learned figures are recomputed by `refresh()`
+    (the dispatcher calls it once a second), so the per-job path is only dict lookups."""
 
     def __init__(self, default: int) -> None:
         self.default = default
         self._declared: dict[str, int] = {}
+        self._learned: dict[str, int] = {}
+        self._largest = default
         self._peaks: dict[str, collections.deque[int]] = collections.defaultdict(
             lambda: collections.deque(maxlen=_HISTORY))
 
@@ -59,22 +64,25 @@ class Expectations:
         """The task's own `memory=`, which wins over anything learned."""
         if memory is not None:
             self._declared[task] = memory
+            self.refresh()
 
     def observe(self, task: str, peak_rss: int) -> None:
         """Record the peak RSS of one finished attempt."""
         self._peaks[task].append(peak_rss)
 
+    def refresh(self) -> None:
+        """Recompute each task's p95 from its recent peaks."""
+        for task, peaks in self._peaks.items():
+            if len(peaks) >= _MIN_SAMPLES:
+                ordered = sorted(peaks)
+                self._learned[task] = ordered[math.ceil(0.95 * len(ordered)) - 1]
+        known = [self.of(task) for task in {*self._declared, *self._learned}]
+        self._largest = max([self.default, *known])
+
     def of(self, task: str) -> int:
         """Declared, else the p95 of the recent peaks, else the configured default."""
-        if task in self._declared:
-            return self._declared[task]
-        peaks = self._peaks.get(task)
-        if peaks is None or len(peaks) < _MIN_SAMPLES:
-            return self.default
-        ordered = sorted(peaks)
-        return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+        return self._declared.get(task) or self._learned.get(task) or self.default
 
     def largest(self) -> int:
         """An upper bound over every task this pool knows (for the fast path)."""
-        known = [self.of(task) for task in {*self._declared, *self._peaks}]
-        return max([self.default, *known])
+        return self._largest

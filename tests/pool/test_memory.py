@@ -16,12 +16,16 @@ def test_declared_beats_learned_beats_the_default() -> None:
     assert expect.of("pdf") == 512 * MB
     for peak in (100, 120):
         expect.observe("pdf", peak * MB)
+    expect.refresh()
     assert expect.of("pdf") == 512 * MB  # too few runs to trust
     for peak in (110, 130, 400):
         expect.observe("pdf", peak * MB)
+    assert expect.of("pdf") == 512 * MB  # learned figures change at a refresh
+    expect.refresh()
     assert expect.of("pdf") == 400 * MB  # p95 of five: the highest
     for _ in range(20):
         expect.observe("pdf", 100 * MB)
+    expect.refresh()
     assert expect.of("pdf") == 100 * MB  # old peaks age out
     expect.declare("pdf", 300 * MB)
     assert expect.of("pdf") == 300 * MB
