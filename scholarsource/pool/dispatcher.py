@@ -241,7 +241,7 @@ class Dispatcher:
             slot.run(claim)
 
     def _completed(self, slot: Slot, token: int, status: str, value: Any, detail: Any,
-                   peak: int | None) -> None:
+                   peak: int | None, cpu: float) -> None:
         """A slot reported the end of an attempt."""
         claim = slot.claim
         if claim is None or claim.token != token:
@@ -255,15 +255,15 @@ class Dispatcher:
             self.expect.observe(claim.task, peak)
         if slot.cancel_at is not None:
             outcome = Outcome(claim.id, claim.token, Ending.CANCELLED, error_code="cancelled",
-                              error="cancelled", peak_rss=peak)
+                              error="cancelled", peak_rss=peak, cpu_time=cpu)
         elif status == "ok":
             outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
-                              peak_rss=peak)
+                              peak_rss=peak, cpu_time=cpu)
         elif status == "retry":
             outcome = self._failure(claim, "retry", f"retry requested: {value}", peak=peak,
-                                    after=None if detail is None else float(detail))
+                                    cpu=cpu, after=None if detail is None else float(detail))
         else:
-            outcome = self._failure(claim, status, value, detail, peak=peak)
+            outcome = self._failure(claim, status, value, detail, peak=peak, cpu=cpu)
         self._outcomes.append(outcome)
         self._wake.set()
 
@@ -303,8 +303,8 @@ class Dispatcher:
         self._replace(slot)
 
     def _failure(self, claim: Claim, code: str, message: str, detail: str | None = None, *,
-                 peak: int | None = None, after: float | None = None, crashed: bool = False,
-                 exit: str | None = None) -> Outcome:
+                 peak: int | None = None, cpu: float | None = None, after: float | None = None,
+                 crashed: bool = False, exit: str | None = None) -> Outcome:
         """A failed attempt, with when the next one may start (used only if one is left)."""
         if code not in ("worker_died",):
             log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task, claim.attempt,
@@ -312,7 +312,7 @@ class Dispatcher:
         delay = backoff(claim) if after is None else max(after, 0.0)
         return Outcome(claim.id, claim.token, Ending.CRASHED if crashed else Ending.FAILED,
                        error_code=code, error=message, error_detail=detail,
-                       retry_at=time.time() + delay, exit=exit, peak_rss=peak)
+                       retry_at=time.time() + delay, exit=exit, peak_rss=peak, cpu_time=cpu)
 
     # -- slot plumbing ----------------------------------------------------------------------
     def _attach(self, slot: Slot) -> None:
@@ -342,8 +342,8 @@ class Dispatcher:
                     _, job_id, token, kind, data = message
                     self._notes.append(Note(job_id, token, kind, data))
                 else:
-                    _, token, status, value, detail, peak = message
-                    self._completed(slot, token, status, value, detail, peak)
+                    _, token, status, value, detail, peak, cpu = message
+                    self._completed(slot, token, status, value, detail, peak, cpu)
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
             # The process died, perhaps mid-message; `life` reports the death.
             self._detach(slot)

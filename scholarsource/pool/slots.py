@@ -26,6 +26,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 import time
@@ -135,8 +136,18 @@ def serve_slot() -> None:
             return
         if _peak is not None:
             _peak.reset()
+        cpu = _cpu_seconds()
         ended = run_attempt(task, params, job_id, attempt, token)
-        _conn.send((DONE, token, *ended, None if _peak is None else _peak.read()))
+        _conn.send((DONE, token, *ended, None if _peak is None else _peak.read(),
+                    round(_cpu_seconds() - cpu, 6)))
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (a task's
+    subprocesses), user and system."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,

@@ -95,7 +95,20 @@ class Job:
     finished_at: float | None
     run_at: float | None
     peak_rss: int | None
+    cpu_time: float | None
     attempts_history: list[dict[str, Any]]
+
+    @property
+    def wait_time(self) -> float | None:
+        """Seconds from submit to the start of the latest attempt."""
+        return None if self.started_at is None else round(self.started_at - self.created_at, 6)
+
+    @property
+    def run_time(self) -> float | None:
+        """Seconds the latest attempt ran, once the job is final."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.started_at, 6)
 
     def to_json(self) -> dict[str, Any]:
         """The job's public JSON form; the tenant stays server-side."""
@@ -110,7 +123,8 @@ class Job:
             "progress_message": self.progress_message,
             "cancel_requested": self.cancel_requested, "created_at": self.created_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
-            "run_at": self.run_at, "peak_rss": self.peak_rss,
+            "run_at": self.run_at, "wait_time": self.wait_time, "run_time": self.run_time,
+            "cpu_time": self.cpu_time, "peak_rss": self.peak_rss,
             "attempts_history": self.attempts_history,
         }
 
@@ -130,6 +144,9 @@ class Claim:
     memory_limit: int | None = None
     backoff_base: float = 1.0
     backoff_max: float = 300.0
+    queue: str = "default"
+    crashes: int = 0
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,7 @@ class Outcome:
     retry_at: float | None = None    # a failure: when the next attempt may start
     exit: str | None = None          # a crash: the signal or exit code
     peak_rss: int | None = None      # the slot's peak RSS during the attempt, bytes
+    cpu_time: float | None = None    # CPU seconds of the attempt (its process and children)
 
 
 @dataclass(frozen=True)

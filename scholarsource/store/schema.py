@@ -123,7 +123,14 @@ ALTER TABLE tasks ADD COLUMN backoff_max REAL;
 ALTER TABLE pool ADD COLUMN admission TEXT NOT NULL DEFAULT '{}';  -- JSON: why jobs wait
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# Resource figures and what /api/stats and /metrics read: CPU time per attempt, and an index
+# on finished_at so that throughput over the last minutes is a range count.
+_V3 = """
+ALTER TABLE jobs ADD COLUMN cpu_time REAL;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

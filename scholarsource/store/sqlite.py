@@ -39,7 +39,7 @@ R = TypeVar("R")
 _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, error_code, "
                 "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
                 "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
-                "created_at, started_at, finished_at, run_at, peak_rss, history")
+                "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history")
 
 SUBMIT = """
 INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, timeout,
@@ -57,7 +57,7 @@ _CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
               "error_code = NULL, error_detail = NULL, progress = NULL, progress_message = NULL, "
               "run_at = NULL ")
 _CLAIMED = ("RETURNING id, task, params, attempts, max_attempts, timeout, token, failures, "
-            "memory_limit, backoff_base, backoff_max")
+            "memory_limit, backoff_base, backoff_max, queue, crashes, created_at")
 CLAIM = f"{_CLAIM_SET} WHERE seq IN ({CLAIM_ORDER}) {_CLAIMED}"
 CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(?)) "
               f"AND status = 'queued' {_CLAIMED}")
@@ -69,7 +69,7 @@ NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE status = 'failed'"
 _HISTORY_ENTRY = ("json_insert(jobs.history, '$[#]', json_object("
                   "'attempt', jobs.attempts, 'started_at', jobs.started_at, 'ended_at', :now, "
                   "'outcome', {outcome}, 'error_code', {code}, 'error', {error}, "
-                  "'exit', {exit}, 'peak_rss', {rss}))")
+                  "'exit', {exit}, 'peak_rss', {rss}, 'cpu_time', {cpu}))")
 # Batches travel as one JSON array bound to one parameter and are applied by one statement
 # (json_each), so writing N results costs one round trip and one write transaction.
 #
@@ -89,15 +89,15 @@ UPDATE jobs SET
     finished_at = CASE WHEN {_FAILURE} AND NOT {_EXHAUSTED} THEN NULL ELSE :now END,
     result = o.result, error = o.error, error_code = o.code, error_detail = o.detail,
     progress = CASE WHEN o.ending = 'succeeded' THEN 1.0 ELSE jobs.progress END,
-    peak_rss = coalesce(o.rss, jobs.peak_rss),
+    peak_rss = coalesce(o.rss, jobs.peak_rss), cpu_time = o.cpu,
     history = {_HISTORY_ENTRY.format(outcome="o.ending", code="o.code", error="o.error",
-                                     exit="o.exit", rss="o.rss")},
+                                     exit="o.exit", rss="o.rss", cpu="o.cpu")},
     owner = NULL, lease_until = NULL, token = NULL
 FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'ending' AS ending,
              value ->> 'result' AS result, value ->> 'code' AS code,
              value ->> 'error' AS error, value ->> 'detail' AS detail,
              value ->> 'retry_at' AS retry_at, value ->> 'exit' AS exit,
-             value ->> 'rss' AS rss
+             value ->> 'rss' AS rss, value ->> 'cpu' AS cpu
       FROM json_each(:batch)) AS o
 WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
 """
@@ -127,7 +127,7 @@ CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'run
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
 _INTERRUPTED = _HISTORY_ENTRY.format(outcome="'interrupted'", code=":code", error=":cause",
-                                     exit="NULL", rss="NULL")
+                                     exit="NULL", rss="NULL", cpu="NULL")
 REQUEUE = f"""
 UPDATE jobs SET status = 'queued', error = :cause, error_code = :code,
     history = {_INTERRUPTED}, owner = NULL, token = NULL, lease_until = NULL
@@ -233,7 +233,7 @@ def _job(row: Iterable[Any]) -> Job:
     (id_, tenant, task, queue, priority, status, params, result, error, error_code, attempts,
      max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
      progress, progress_message, cancel_requested, created_at, started_at, finished_at,
-     run_at, peak_rss, history) = row
+     run_at, peak_rss, cpu_time, history) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
@@ -243,7 +243,7 @@ def _job(row: Iterable[Any]) -> Job:
                backoff_max=backoff_max, progress=progress, progress_message=progress_message,
                cancel_requested=bool(cancel_requested), created_at=created_at,
                started_at=started_at, finished_at=finished_at, run_at=run_at,
-               peak_rss=peak_rss, attempts_history=json.loads(history))
+               peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history))
 
 
 class SqliteStore(Store):
@@ -307,7 +307,7 @@ class SqliteStore(Store):
                     backoff_base=new.backoff_base, backoff_max=new.backoff_max,
                     progress=None, progress_message=None, cancel_requested=False,
                     created_at=now, started_at=None, finished_at=None, run_at=None,
-                    peak_rss=None, attempts_history=[]) for new in news]
+                    peak_rss=None, cpu_time=None, attempts_history=[]) for new in news]
         rows = [(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
                  j.max_attempts, j.timeout, j.created_at, j.memory_limit, j.backoff_base,
                  j.backoff_max) for j in jobs]
@@ -408,9 +408,9 @@ class SqliteStore(Store):
         return [Claim(id=id_, task=task, params=json.loads(params), attempt=attempt,
                       max_attempts=max_attempts, timeout=timeout, token=token,
                       failures=failures, memory_limit=memory_limit, backoff_base=base,
-                      backoff_max=cap)
+                      backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at)
                 for (id_, task, params, attempt, max_attempts, timeout, token, failures,
-                     memory_limit, base, cap) in rows]
+                     memory_limit, base, cap, queue, crashes, created_at) in rows]
 
     @_unavailable
     async def peek(self, n: int) -> list[tuple[int, str]]:
@@ -431,7 +431,7 @@ class SqliteStore(Store):
         batch = [{"id": o.job_id, "token": o.token, "ending": o.ending.value,
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
-                  "rss": o.peak_rss} for o in outcomes]
+                  "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
         await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time(),
                                          "max_crashes": max_crashes})
 

@@ -223,3 +223,15 @@ def test_a_job_past_its_timeout_is_stopped_and_fails(serve, tmp_path: Path) -> N
     assert (ended["status"], ended["attempts"], ended["error_code"]) == ("dead", 2, "timeout")
     assert ended["error"] == "timeout: still running after 0.5s"
     assert wait_finished(client, neighbour["id"])["status"] == "succeeded"
+
+
+def test_a_job_shows_its_resource_figures(serve) -> None:
+    client = serve(slots=1).client()
+    burn = client.post("/api/jobs", json={"task": "cpu", "params": {"seconds": 0.4}}).json()
+    assert (burn["wait_time"], burn["run_time"], burn["cpu_time"]) == (None, None, None)
+    done = wait_finished(client, burn["id"])
+    assert done["wait_time"] == pytest.approx(done["started_at"] - done["created_at"], abs=1e-5)
+    assert done["run_time"] >= 0.4 and 0.2 < done["cpu_time"] <= done["run_time"] + 0.05
+    assert done["peak_rss"] > 10 * 1024**2
+    (attempt,) = done["attempts_history"]
+    assert attempt["cpu_time"] == done["cpu_time"] and attempt["peak_rss"] == done["peak_rss"]
