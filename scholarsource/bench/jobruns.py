@@ -25,7 +25,7 @@ import httpx
 
 from scholarsource.bench.context import Context
 from scholarsource.bench.flows import FINISHED, Op
-from scholarsource.bench.stats import percentile
+from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
 SLEEPS = (0.01, 0.1, 0.4)

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scholarsource.bench.flows import Op, Recorder, connect
-from scholarsource.bench.stats import percentile, timeline
+from scholarsource.bench.stats import timeline
+from scholarsource.percentiles import percentile
 
 # Generators publish how many operations they finished this often, for the progress bar.
 _PUBLISH_EVERY = 0.2

@@ -22,7 +22,7 @@ from scholarsource.bench import jobruns
 from scholarsource.bench.context import Context, ServerStats
 from scholarsource.bench.flows import Op
 from scholarsource.bench.loadgen import LoadResult
-from scholarsource.bench.stats import percentile
+from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
 SHORT_SLEEP = {"task": "sleep", "params": {"seconds": 0.2}}

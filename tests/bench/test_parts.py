@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from scholarsource.bench import compare, html_report, sweep, table
-from scholarsource.bench.stats import percentile, timeline
+from scholarsource.bench.stats import timeline
+from scholarsource.percentiles import percentile
 
 
 def test_percentiles_are_nearest_rank_in_ms() -> None:
