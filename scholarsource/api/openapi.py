@@ -103,6 +103,11 @@ DOCUMENT: dict[str, Any] = {
         "/api/cancel/{job_id}": {"post": {"summary": "Frontend-compatible cancel",
                                           "parameters": [_ID],
                                           "responses": _CANCEL_ANSWERS}},
+        # /api/stats/events (the same as a stream, every second, without end) is left out:
+        # a generated client or fuzzer would wait on it forever.
+        "/api/stats": {"get": {"summary": "Queue depth, slots, throughput and timings",
+                               "responses": {"200": _answer("stats", {"type": "object"}),
+                                             **_ERRORS}}},
         "/api/health": {"get": {"summary": "Database writable and pool alive; process tree",
                                 "responses": {"200": {"description": "healthy"},
                                               "503": {"description": "unhealthy"}}}},

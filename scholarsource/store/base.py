@@ -202,6 +202,17 @@ class TaskDefaults:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A job that reached a final state recently (for throughput and timing figures)."""
+
+    task: str
+    status: JobState
+    created_at: float
+    started_at: float | None
+    finished_at: float
+
+
+@dataclass(frozen=True)
 class PoolInfo:
     """What the pool last said about itself (its heartbeat)."""
 
@@ -275,8 +286,22 @@ class Store(abc.ABC):
         """The registry the pool last published."""
 
     @abc.abstractmethod
-    async def counts(self) -> dict[str, int]:
-        """Number of jobs in each state, over all tenants (for operators)."""
+    async def counts(self, tenant: str | None = None) -> dict[str, int]:
+        """Number of jobs in each state, for one tenant or (None) all of them."""
+
+    @abc.abstractmethod
+    async def queue_counts(self, tenant: str | None) -> dict[str, dict[str, int]]:
+        """Jobs per queue in each state that is not `succeeded` or `cancelled` (those only
+        grow), for one tenant or (None) all of them."""
+
+    @abc.abstractmethod
+    async def finished_counts(self, tenant: str | None, since: list[float]) -> list[int]:
+        """How many jobs reached a final state at or after each of `since`."""
+
+    @abc.abstractmethod
+    async def recently_finished(self, tenant: str | None, since: float,
+                                limit: int) -> list[Finished]:
+        """The latest jobs (at most `limit`) that reached a final state since `since`."""
 
     # -- the pool's side --------------------------------------------------------------------
     @abc.abstractmethod

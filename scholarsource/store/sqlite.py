@@ -23,6 +23,7 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.store.base import (
     Claim,
     Event,
+    Finished,
     Job,
     JobState,
     NewJob,
@@ -170,6 +171,23 @@ ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
+TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY status"
+# Operator figures, for one tenant or ({tenant} left empty) all of them. One arm per state,
+# so each walks that state's own (partial) index; the states counted are the few live ones
+# plus the dead letters. Finished jobs are found through jobs_finished ("+tenant" keeps the
+# planner from walking the tenant's whole history instead).
+QUEUE_COUNTS = " UNION ALL ".join(
+    f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} status = '{state}' "
+    f"GROUP BY queue" for state in ("queued", "running", "failed", "dead"))
+FINISHED_COUNTS = ("SELECT value, (SELECT count(*) FROM jobs WHERE {tenant} "
+                   "finished_at >= value) FROM json_each(:since)")
+RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
+                     "WHERE {tenant} finished_at >= :since ORDER BY finished_at DESC "
+                     "LIMIT :limit")
+
+
+def _for(sql: str, tenant: str | None) -> str:
+    return sql.format(tenant="" if tenant is None else "+tenant = :tenant AND")
 
 
 def new_job_id() -> str:
@@ -390,10 +408,34 @@ class SqliteStore(Store):
         return {row[0]: TaskDefaults(*row) for row in await self._db.fetchall(TASKS)}
 
     @_unavailable
-    async def counts(self) -> dict[str, int]:
+    async def counts(self, tenant: str | None = None) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
-        counts.update({status: n for status, n in await self._db.fetchall(COUNTS)})
+        rows = await (self._db.fetchall(COUNTS) if tenant is None else
+                      self._db.fetchall(TENANT_COUNTS, (tenant,)))
+        counts.update({status: n for status, n in rows})
         return counts
+
+    @_unavailable
+    async def queue_counts(self, tenant: str | None) -> dict[str, dict[str, int]]:
+        queues: dict[str, dict[str, int]] = {}
+        rows = await self._db.fetchall(_for(QUEUE_COUNTS, tenant), {"tenant": tenant})
+        for queue, status, n in rows:
+            queues.setdefault(queue, {})[status] = n
+        return queues
+
+    @_unavailable
+    async def finished_counts(self, tenant: str | None, since: list[float]) -> list[int]:
+        rows = await self._db.fetchall(_for(FINISHED_COUNTS, tenant),
+                                       {"tenant": tenant, "since": json.dumps(since)})
+        return [n for _, n in rows]
+
+    @_unavailable
+    async def recently_finished(self, tenant: str | None, since: float,
+                                limit: int) -> list[Finished]:
+        rows = await self._db.fetchall(_for(RECENTLY_FINISHED, tenant),
+                                       {"tenant": tenant, "since": since, "limit": limit})
+        return [Finished(task, JobState(status), created, started, finished)
+                for task, status, created, started, finished in rows]
 
     # -- the pool's side --------------------------------------------------------------------
     @_unavailable

@@ -1,0 +1,120 @@
+"""`GET /api/stats`: the queue at a glance, and `GET /api/stats/events`, the same every second
+as Server-Sent Events (the dashboard's live overview).
+
+Job figures are scoped to the caller's tenant. Only live states and the dead letters are
+counted per queue (finished jobs only ever grow, so counting them would cost more with every
+day of history); throughput and timings come from the jobs that finished in the last 15
+minutes, through the finished_at index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from scholarsource.api.state import Services, services
+from scholarsource.api.tenancy import tenant_of
+from scholarsource.errors import StoreUnavailable
+from scholarsource.percentiles import percentile
+from scholarsource.store.base import JobState
+
+WINDOWS = {"1m": 60.0, "5m": 300.0, "15m": 900.0}
+# Timings are computed over at most this many of the latest finished jobs.
+TIMING_SAMPLE = 10_000
+STREAM_INTERVAL = 1.0
+
+
+async def snapshot(svc: Services, tenant: str | None) -> dict[str, Any]:
+    """Everything /api/stats shows, for `tenant` (None: every tenant, for operators)."""
+    store, now = svc.store, time.time()
+    queues = await store.queue_counts(tenant)
+    totals = {state.value: 0 for state in JobState}
+    for by_status in queues.values():
+        for status, n in by_status.items():
+            totals[status] += n
+    finished = await store.finished_counts(tenant, [now - span for span in WINDOWS.values()])
+    totals.update(await _final_totals(svc, tenant))
+    recent = await store.recently_finished(tenant, now - WINDOWS["15m"], TIMING_SAMPLE)
+    pool = await store.pool_info()
+    return {
+        "time": now,
+        "totals": totals,
+        "queues": {queue: {s: by_status.get(s, 0) for s in ("queued", "running", "failed", "dead")}
+                   for queue, by_status in sorted(queues.items())},
+        "slots": {"busy": pool.busy if pool else 0, "total": pool.slot_count if pool else 0},
+        "pool": {"pid": pool.pid if pool else None,
+                 "heartbeat_age": None if pool is None else round(now - pool.heartbeat_at, 3),
+                 "admission": pool.admission if pool else {}},
+        "throughput": {name: round(n / span, 3) for (name, span), n
+                       in zip(WINDOWS.items(), finished, strict=True)},
+        "tasks": _timings(recent),
+        "database": _file_sizes(str(svc.config.db_path)),
+    }
+
+
+async def _final_totals(svc: Services, tenant: str | None) -> dict[str, int]:
+    # Kept out of the per-queue walk: for a tenant this is an index-only count
+    # (jobs_tenant_status).
+    counts = await svc.store.counts(tenant)
+    return {status: counts[status] for status in ("succeeded", "cancelled")}
+
+
+def _timings(recent: list[Any]) -> dict[str, Any]:
+    runs: dict[str, list[float]] = defaultdict(list)
+    waits: dict[str, list[float]] = defaultdict(list)
+    for job in recent:
+        if job.started_at is None:
+            continue  # cancelled before it ran
+        runs[job.task].append(job.finished_at - job.started_at)
+        waits[job.task].append(job.started_at - job.created_at)
+    return {task: {"finished_15m": len(runs[task]),
+                   "run_time": percentile(runs[task], (50, 95, 99), scale=1.0),
+                   "wait_time": percentile(waits[task], (50, 95, 99), scale=1.0)}
+            for task in sorted(runs)}
+
+
+def _file_sizes(db_path: str) -> dict[str, int]:
+    def size(path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return 0
+
+    return {"size_bytes": size(db_path), "wal_bytes": size(db_path + "-wal")}
+
+
+async def stats(request: Request) -> JSONResponse:
+    return JSONResponse(await snapshot(services(request), tenant_of(request)))
+
+
+async def stream(request: Request) -> StreamingResponse:
+    svc, tenant = services(request), tenant_of(request)
+    await snapshot(svc, tenant)  # a store that cannot answer gets its 503 before the stream
+
+    async def events() -> AsyncIterator[str]:
+        while True:
+            try:
+                data = json.dumps(await snapshot(svc, tenant))
+            except StoreUnavailable:
+                yield ": store unavailable, retrying\n\n"
+            else:
+                yield f"event: stats\ndata: {data}\n\n"
+            await asyncio.sleep(STREAM_INTERVAL)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+routes = [
+    Route("/api/stats", stats, methods=["GET"]),
+    Route("/api/stats/events", stream, methods=["GET"]),
+]
