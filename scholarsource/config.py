@@ -125,6 +125,9 @@ class Config:
     access_log: bool = field(default=True, metadata=_key(
         "Log one line per HTTP request: method, path (never the query string), status, "
         "duration, client."))
+    job_log: bool = field(default=True, metadata=_key(
+        "Log one line per job state change: job id, task, queue, attempt, duration, outcome "
+        "(never params or results)."))
 
     def __post_init__(self) -> None:
         for f in fields(self):

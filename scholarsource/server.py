@@ -23,11 +23,10 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 from uvicorn_worker import UvicornWorker
 
-from scholarsource import logs
+from scholarsource import logs, metrics
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
-from scholarsource.pool import sidecar
 from scholarsource.sizing import plan
 from scholarsource.store.schema import migrate
 from scholarsource.systemd import Notifier
@@ -157,8 +156,14 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
 
     def _spawn_pool(self) -> None:
         self._close_pulses()
-        self._pool_started = time.monotonic()
         self._last_pulse = 0.0
+        # Imported here, after serve() chose the metrics directory (see scholarsource.metrics).
+        from scholarsource.metrics.counters import POOL_RESTARTS
+        from scholarsource.pool import sidecar
+
+        if self._pool_started:
+            POOL_RESTARTS.inc()
+        self._pool_started = time.monotonic()
         logs.set_role("pool")  # the forked pool keeps it; the master takes its own back
         try:
             self.dirty_arbiter_pid, self._pulse_fd = sidecar.spawn(self.config, self.LISTENERS)
@@ -334,6 +339,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
     migrate(config.db_path)
+    metrics.use_directory(config.data_dir)
     log.info("data in %s (durability=%s)", os.path.abspath(config.data_dir), config.durability)
     log.info("sizing: %s", plan(config).describe())
     try:

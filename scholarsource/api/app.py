@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from scholarsource import logs
-from scholarsource.api import accesslog, compat, events, jobs, openapi, ops
+from scholarsource.api import accesslog, compat, events, jobs, openapi, ops, prometheus, stats
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.state import Services
 from scholarsource.api.submits import SubmitBatcher
@@ -24,6 +24,7 @@ from scholarsource.errors import (
     ServiceUnavailable,
     StoreUnavailable,
 )
+from scholarsource.metrics.counters import REJECTED
 from scholarsource.pool.wakeup import Waker
 from scholarsource.store.sqlite import SqliteStore
 
@@ -35,6 +36,7 @@ RETRY_AFTER_SECONDS = "1"
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    REJECTED.labels(exc.code).inc()
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=exc.headers)
 
 
@@ -59,6 +61,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    REJECTED.labels("internal_error").inc()
     return JSONResponse({"error": "internal_error", "message": "internal server error"},
                         status_code=500)
 
@@ -83,9 +86,10 @@ def create_app(config: Config) -> Starlette:
             await store.close()
 
     return Starlette(
-        routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *openapi.routes],
+        routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *stats.routes,
+                *openapi.routes, *prometheus.routes],
         lifespan=lifespan,
-        middleware=accesslog.middleware(config),
+        middleware=[*accesslog.middleware(config), *prometheus.middleware],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,6 +16,8 @@ from scholarsource.errors import Conflict, NotFound
 from scholarsource.pool import wakeup
 from scholarsource.store.base import RETRYABLE_STATES, Job, JobState
 
+log = logging.getLogger("scholarsource.jobs")
+
 
 async def submit_job(request: Request) -> Job:
     """Validate, insert and commit a job, then wake the pool."""
@@ -23,6 +27,9 @@ async def submit_job(request: Request) -> Job:
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
     new = parse_submit(body, defaults, svc.config, tenant_of(request))
     job = await svc.submits.submit(new)  # the batcher wakes the pool once per commit
+    if svc.config.job_log:
+        log.info("job queued", extra={"job_id": job.id, "task": job.task, "queue": job.queue,
+                                      "attempt": 0})
     return job
 
 

@@ -21,7 +21,7 @@ from scholarsource.store.base import PoolInfo
 HEARTBEAT_STALE = 3 * HEARTBEAT_INTERVAL + 2.0
 
 
-def _processes(pool: PoolInfo | None) -> dict[str, Any]:
+def process_tree(pool: PoolInfo | None) -> dict[str, Any]:
     """master, API workers, pool and slots: the master is our parent; its other children
     are the API workers."""
     master = os.getppid()
@@ -54,7 +54,7 @@ async def health(request: Request) -> JSONResponse:
         "pool": None if pool is None else {"pid": pool.pid, "slots": pool.slot_count,
                                           "busy": pool.busy, "heartbeat_age": age,
                                           "admission": pool.admission},
-        "processes": _processes(pool),
+        "processes": process_tree(pool),
     }
     return JSONResponse(body, status_code=200 if not problems else 503)
 

@@ -57,7 +57,7 @@ async def snapshot(svc: Services, tenant: str | None) -> dict[str, Any]:
         "throughput": {name: round(n / span, 3) for (name, span), n
                        in zip(WINDOWS.items(), finished, strict=True)},
         "tasks": _timings(recent),
-        "database": _file_sizes(str(svc.config.db_path)),
+        "database": file_sizes(str(svc.config.db_path)),
     }
 
 
@@ -82,7 +82,8 @@ def _timings(recent: list[Any]) -> dict[str, Any]:
             for task in sorted(runs)}
 
 
-def _file_sizes(db_path: str) -> dict[str, int]:
+def file_sizes(db_path: str) -> dict[str, int]:
+    """The database file and its WAL, bytes (0 for one that does not exist)."""
     def size(path: str) -> int:
         try:
             return os.stat(path).st_size

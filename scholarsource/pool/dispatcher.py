@@ -25,6 +25,7 @@ from typing import Any
 from scholarsource.config import Config
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
+from scholarsource.pool.journal import Journal
 from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.store.base import Claim, Ending, Note, Outcome, PoolInfo, Store
 
@@ -60,6 +61,7 @@ class Dispatcher:
         self.owner = owner
         self.master_pid = master_pid
         self.expect = expect or memory.Expectations(config.memory_per_job)
+        self.journal = Journal(config.max_crashes, config.job_log)
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission: dict[str, Any] = {}
         self._available = (0.0, 0)
@@ -239,6 +241,7 @@ class Dispatcher:
             # The idle process is gone and its death not yet reported: replace it now.
             self._replace(slot)
             slot.run(claim)
+        self.journal.started(claim)
 
     def _completed(self, slot: Slot, token: int, status: str, value: Any, detail: Any,
                    peak: int | None, cpu: float) -> None:
@@ -264,8 +267,7 @@ class Dispatcher:
                                     cpu=cpu, after=None if detail is None else float(detail))
         else:
             outcome = self._failure(claim, status, value, detail, peak=peak, cpu=cpu)
-        self._outcomes.append(outcome)
-        self._wake.set()
+        self._record(slot, claim, outcome)
 
     def _ended(self, slot: Slot, life: Future[None]) -> None:
         """A slot's process ended: stopped on purpose (cancel, timeout, memory cap), or not."""
@@ -289,26 +291,26 @@ class Dispatcher:
             else:
                 exit_status = slot.exit_status()
                 rss = "unknown" if slot.rss is None else f"{slot.rss // _MB} MB"
-                log.error("job %s (%s) attempt %d: its process died (%s, RSS last seen %s)",
-                          claim.id, claim.task, claim.attempt, exit_status, rss)
                 outcome = self._failure(
                     claim, "worker_died", f"worker_died: the job's process ended unexpectedly "
                     f"({exit_status}; RSS last seen {rss})", repr(life.exception()),
                     peak=peak, crashed=True, exit=exit_status)
-            self._outcomes.append(outcome)
-            self._wake.set()
+            self._record(slot, claim, outcome)
         elif slot.stop_reason is None:
             log.warning("slot %d (pid %s) died while idle (%s); replacing it", slot.index,
                         slot.pid, slot.exit_status())
         self._replace(slot)
 
+    def _record(self, slot: Slot, claim: Claim, outcome: Outcome) -> None:
+        """Queue the outcome for the next write, and tell operators."""
+        self._outcomes.append(outcome)
+        self.journal.ended(claim, outcome, time.monotonic() - slot.started)
+        self._wake.set()
+
     def _failure(self, claim: Claim, code: str, message: str, detail: str | None = None, *,
                  peak: int | None = None, cpu: float | None = None, after: float | None = None,
                  crashed: bool = False, exit: str | None = None) -> Outcome:
         """A failed attempt, with when the next one may start (used only if one is left)."""
-        if code not in ("worker_died",):
-            log.info("job %s (%s) attempt %d failed: %s", claim.id, claim.task, claim.attempt,
-                     message)
         delay = backoff(claim) if after is None else max(after, 0.0)
         return Outcome(claim.id, claim.token, Ending.CRASHED if crashed else Ending.FAILED,
                        error_code=code, error=message, error_detail=detail,

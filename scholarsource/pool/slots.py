@@ -188,6 +188,7 @@ class Slot:
         self._settings = settings
         self.pid: int | None = None
         self.claim: Claim | None = None
+        self.started = 0.0                    # monotonic: when the current attempt began
         self.deadline: float | None = None
         self.cancel_at: float | None = None
         self.stop_reason: str | None = None  # why we are stopping its process, if we are
@@ -253,7 +254,8 @@ class Slot:
         assert self.conn is not None and self.claim is None
         self.conn.send((claim.task, claim.params, claim.id, claim.attempt, claim.token))
         self.claim = claim
-        self.deadline = time.monotonic() + claim.timeout if claim.timeout else None
+        self.started = time.monotonic()
+        self.deadline = self.started + claim.timeout if claim.timeout else None
         self.cancel_at = None
         self.peak_rss = None
 

@@ -1,0 +1,145 @@
+"""`GET /metrics` in the Prometheus text format, and the middleware that counts requests.
+
+Counters and histograms that events increment come from every process's files
+(prometheus-client's MultiProcessCollector, see scholarsource/metrics). Figures that are read,
+not counted, are gathered here at scrape time: jobs per queue and state, slots, database and
+WAL size, CPU and RSS per process role.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from scholarsource.api.ops import process_tree
+from scholarsource.api.state import services
+from scholarsource.api.stats import file_sizes
+from scholarsource.metrics import ENV
+from scholarsource.metrics.counters import HTTP_LATENCY, HTTP_REQUESTS
+
+
+class RequestMetrics:
+    """Pure ASGI middleware (like the access log): counts each request by its route's
+    template, never its path, so job ids cannot blow up the number of series."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(name, scope["method"], str(status)).inc()
+            HTTP_LATENCY.labels(name).observe(time.perf_counter() - start)
+
+
+middleware = [Middleware(RequestMetrics)]
+
+
+class _Snapshot:
+    """Read-at-scrape figures as a collector for one exposition."""
+
+    def __init__(self, figures: dict[str, Any]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures
+        jobs = GaugeMetricFamily("scholarsource_queue_jobs",
+                                 "Jobs per queue in each live state and dead.",
+                                 labels=["queue", "status"])
+        for queue, by_status in sorted(f["queues"].items()):
+            for status in ("queued", "running", "failed", "dead"):
+                jobs.add_metric([queue, status], by_status.get(status, 0))
+        yield jobs
+        totals = GaugeMetricFamily("scholarsource_jobs", "Jobs in each state, all queues.",
+                                   labels=["status"])
+        for status, n in sorted(f["totals"].items()):
+            totals.add_metric([status], n)
+        yield totals
+        slots = GaugeMetricFamily("scholarsource_slots", "Job slots, busy and in all.",
+                                  labels=["state"])
+        slots.add_metric(["busy"], f["busy"])
+        slots.add_metric(["total"], f["slots"])
+        yield slots
+        files = GaugeMetricFamily("scholarsource_database_bytes",
+                                  "Size of the database file and of its WAL.", labels=["file"])
+        files.add_metric(["database"], f["files"]["size_bytes"])
+        files.add_metric(["wal"], f["files"]["wal_bytes"])
+        yield files
+        cpu = GaugeMetricFamily("scholarsource_process_cpu_seconds",
+                                "CPU seconds used so far by the live processes of each role.",
+                                labels=["role"])
+        rss = GaugeMetricFamily("scholarsource_process_resident_memory_bytes",
+                                "Resident memory of the processes of each role.",
+                                labels=["role"])
+        for role, (seconds, resident) in sorted(f["roles"].items()):
+            cpu.add_metric([role], seconds)
+            rss.add_metric([role], resident)
+        yield cpu
+        yield rss
+
+
+def _by_role(tree: dict[str, Any]) -> dict[str, tuple[float, int]]:
+    roles: dict[str, tuple[float, int]] = {}
+    for role, pids in (("master", [tree["master"]]), ("api", tree["api"]),
+                       ("pool", [tree["pool"]] if tree["pool"] else []),
+                       ("slots", tree["slots"])):
+        seconds, resident = 0.0, 0
+        for pid in pids:
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    seconds += times.user + times.system
+                    resident += proc.memory_info().rss
+            except psutil.Error:
+                continue  # ended since the tree was read
+        roles[role] = (round(seconds, 3), resident)
+    return roles
+
+
+async def metrics(request: Request) -> Response:
+    svc = services(request)
+    pool = await svc.store.pool_info()
+    figures = {
+        "queues": await svc.store.queue_counts(None),
+        "totals": await svc.store.counts(),
+        "busy": pool.busy if pool else 0,
+        "slots": pool.slot_count if pool else 0,
+        "files": file_sizes(str(svc.config.db_path)),
+        "roles": _by_role(process_tree(pool)),
+    }
+    registry = CollectorRegistry()
+    if os.environ.get(ENV):
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_Snapshot(figures))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]

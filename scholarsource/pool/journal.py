@@ -1,0 +1,47 @@
+"""What the pool tells operators about each attempt: one log line per state change (logger
+`scholarsource.jobs`, fields as `extra`, so the JSON format carries them as keys) and the
+Prometheus counters. Params and results are never logged: they may hold secrets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from scholarsource.metrics.counters import JOB_RUN, JOB_WAIT, JOBS_ENDED, JOBS_STARTED
+from scholarsource.store.base import Claim, Ending, Outcome
+
+log = logging.getLogger("scholarsource.jobs")
+
+
+class Journal:
+    """Records attempts as they start and end."""
+
+    def __init__(self, max_crashes: int, enabled: bool = True) -> None:
+        self.max_crashes = max_crashes
+        self.enabled = enabled  # the log lines; the counters always count
+
+    def started(self, claim: Claim) -> None:
+        JOBS_STARTED.labels(claim.task).inc()
+        JOB_WAIT.labels(claim.task).observe(max(time.time() - claim.created_at, 0.0))
+        if self.enabled:
+            log.info("job running", extra={"job_id": claim.id, "task": claim.task,
+                                           "queue": claim.queue, "attempt": claim.attempt})
+
+    def ended(self, claim: Claim, outcome: Outcome, ran_for: float) -> None:
+        state = self.state_after(claim, outcome)
+        JOBS_ENDED.labels(claim.task, state).inc()
+        JOB_RUN.labels(claim.task).observe(ran_for)
+        if self.enabled:
+            log.log(logging.WARNING if state == "dead" else logging.INFO, "job %s", state,
+                    extra={"job_id": claim.id, "task": claim.task, "queue": claim.queue,
+                           "attempt": claim.attempt, "duration": round(ran_for, 6),
+                           "outcome": outcome.ending.value, "error_code": outcome.error_code,
+                           "exit": outcome.exit})
+
+    def state_after(self, claim: Claim, outcome: Outcome) -> str:
+        """The job's state once `outcome` is written (the store applies the same rule)."""
+        if outcome.ending not in (Ending.FAILED, Ending.CRASHED):
+            return outcome.ending.value
+        crashed_out = (outcome.ending is Ending.CRASHED
+                       and claim.crashes + 1 >= self.max_crashes)
+        return "dead" if claim.failures + 1 >= claim.max_attempts or crashed_out else "failed"

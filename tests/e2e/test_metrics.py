@@ -1,0 +1,58 @@
+"""GET /metrics: valid Prometheus text, and counters that sum across API workers and the
+pool."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.jobs_api import submit, wait_finished
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(f"{url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples}
+
+
+def test_metrics_sum_every_process_and_read_the_rest_at_scrape_time(serve) -> None:
+    server = serve(slots=2, workers=2)
+    wait_until(lambda: len(server.health()["processes"]["api"]) == 2, message="two workers")
+    # A connection per request, so that both API workers answer some of them.
+    with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0),
+                      timeout=30) as client:
+        ids = [submit(client, "noop")["id"] for _ in range(40)]
+        for job_id in ids:
+            wait_finished(client, job_id)
+        assert client.post("/api/jobs", json={"task": "nope"}).status_code == 422
+
+    samples = scrape(server.url)
+    posts = samples[("scholarsource_http_requests_total",
+                     (("method", "POST"), ("route", "/api/jobs"), ("status", "202")))]
+    assert posts == 40  # summed over both workers' files, counted once each
+    assert samples[("scholarsource_rejected_requests_total", (("reason", "unknown_task"),))] == 1
+    assert samples[("scholarsource_jobs_started_total", (("task", "noop"),))] == 40
+    assert samples[("scholarsource_jobs_ended_total",
+                    (("outcome", "succeeded"), ("task", "noop")))] == 40
+    assert samples[("scholarsource_job_run_seconds_count", (("task", "noop"),))] == 40
+    assert samples[("scholarsource_jobs", (("status", "succeeded"),))] == 40
+    assert samples[("scholarsource_slots", (("state", "total"),))] == 2
+    assert samples[("scholarsource_database_bytes", (("file", "database"),))] > 0
+    for role in ("master", "api", "pool", "slots"):
+        assert samples[("scholarsource_process_resident_memory_bytes", (("role", role),))] > 0
+
+    os.kill(server.health()["processes"]["pool"], signal.SIGKILL)
+    wait_until(lambda: scrape(server.url).get(("scholarsource_pool_restarts_total", ())) == 1,
+               20, message="the restart to be counted")
+    # The dead pool's counts stay in the sum.
+    assert scrape(server.url)[("scholarsource_jobs_started_total", (("task", "noop"),))] == 40
