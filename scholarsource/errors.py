@@ -9,6 +9,7 @@
     │   └── StoreUnavailable     locked past the busy timeout, disk full, read-only
     └── ApiError                 a client-facing error: stable `code`, HTTP `status`, message
         ├── BadRequest           400 malformed JSON
+        ├── Forbidden            403 a state-changing request from another site
         ├── NotFound             404 unknown job or route
         ├── MethodNotAllowed     405
         ├── Conflict             409 the job is in the wrong state
@@ -84,6 +85,12 @@ class BadRequest(ApiError):
     """Raised when the body is not well-formed JSON."""
 
     status, code = 400, "malformed_json"
+
+
+class Forbidden(ApiError):
+    """Raised when a request is refused whoever sends it: a cross-site state change."""
+
+    status, code = 403, "forbidden"
 
 
 class NotFound(ApiError):

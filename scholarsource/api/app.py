@@ -12,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from scholarsource import logs
-from scholarsource.api import accesslog, compat, events, jobs, openapi, ops, prometheus, stats
+from scholarsource.api import (
+    accesslog,
+    compat,
+    csrf,
+    events,
+    jobs,
+    openapi,
+    ops,
+    prometheus,
+    stats,
+)
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.state import Services
 from scholarsource.api.submits import SubmitBatcher
@@ -89,7 +99,8 @@ def create_app(config: Config) -> Starlette:
         routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *stats.routes,
                 *openapi.routes, *prometheus.routes],
         lifespan=lifespan,
-        middleware=[*accesslog.middleware(config), *prometheus.middleware],
+        middleware=[*accesslog.middleware(config), *prometheus.middleware,
+                    *csrf.middleware()],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
