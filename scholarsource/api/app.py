@@ -27,6 +27,7 @@ from scholarsource.api.catalog import Catalog
 from scholarsource.api.state import Services
 from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
+from scholarsource.dashboard import routes as dashboard
 from scholarsource.errors import (
     ApiError,
     MethodNotAllowed,
@@ -97,7 +98,7 @@ def create_app(config: Config) -> Starlette:
 
     return Starlette(
         routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *stats.routes,
-                *openapi.routes, *prometheus.routes],
+                *openapi.routes, *prometheus.routes, *dashboard.routes],
         lifespan=lifespan,
         middleware=[*accesslog.middleware(config), *prometheus.middleware,
                     *csrf.middleware()],
