@@ -122,9 +122,10 @@ class Config:
     log_format: str = field(default="text", metadata=_key(
         "'text' (one readable line per record) or 'json' (one JSON object per line, for log "
         "shippers), for every process.", choices=("text", "json")))
-    access_log: bool = field(default=True, metadata=_key(
+    access_log: bool = field(default=False, metadata=_key(
         "Log one line per HTTP request: method, path (never the query string), status, "
-        "duration, client."))
+        "duration, client. Off by default: the proxy in front usually logs requests, and a "
+        "line costs a fifth of a small request's CPU."))
     job_log: bool = field(default=True, metadata=_key(
         "Log one line per job state change: job id, task, queue, attempt, duration, outcome "
         "(never params or results)."))
