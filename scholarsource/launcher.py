@@ -26,12 +26,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_argv(port: int, data_dir: Path, *, workers: int, slots: int,
+def serve_argv(port: int, data_dir: Path, *, workers: int | None, slots: int | None,
                extra: tuple[str, ...] = ()) -> list[str]:
-    """The command line of `python -m scholarsource serve` on 127.0.0.1:`port`."""
+    """The command line of `python -m scholarsource serve` on 127.0.0.1:`port`; a size of
+    None is left to the config (or the server's own sizing)."""
+    sizes = [f"--{name}={value}" for name, value in (("workers", workers), ("slots", slots))
+             if value is not None]
     return [sys.executable, "-m", "scholarsource", "serve", "--bind", f"127.0.0.1:{port}",
-            "--data-dir", str(data_dir), "--workers", str(workers), "--slots", str(slots),
-            *extra]
+            "--data-dir", str(data_dir), *sizes, *extra]
 
 
 @dataclass

@@ -37,6 +37,7 @@ from scholarsource.errors import (
 )
 from scholarsource.metrics.counters import REJECTED
 from scholarsource.pool.wakeup import Waker
+from scholarsource.sizing import plan
 from scholarsource.store.sqlite import SqliteStore
 
 log = logging.getLogger("scholarsource.api")
@@ -89,7 +90,7 @@ def create_app(config: Config) -> Starlette:
         waker = Waker(config.data_dir)
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
                                       submits=SubmitBatcher(store, waker.poke),
-                                      waker=waker)
+                                      waker=waker, api_workers=plan(config).workers)
         try:
             yield
         finally:

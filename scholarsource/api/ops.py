@@ -51,6 +51,7 @@ async def health(request: Request) -> JSONResponse:
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
         "version": __version__,
+        "workers": services(request).api_workers,  # as sized: how many to expect in processes
         "pool": None if pool is None else {"pid": pool.pid, "slots": pool.slot_count,
                                           "busy": pool.busy, "heartbeat_age": age,
                                           "admission": pool.admission},

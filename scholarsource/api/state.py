@@ -22,6 +22,7 @@ class Services:
     catalog: Catalog
     submits: SubmitBatcher
     waker: Waker
+    api_workers: int = 0  # how many API workers the master was sized to run
 
 
 def services(request: Request) -> Services:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -90,6 +91,10 @@ def _write(path: Path, text: str) -> None:
                    "intended time. Without it: closed loop.")
 @click.option("--workers", type=click.IntRange(0), help="API workers of the started server.")
 @click.option("--slots", type=click.IntRange(0), help="Job slots of the started server.")
+@click.option("--config", "config_path",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML config for the server the bench starts (its bind and data_dir are "
+                   "replaced by the bench's own).")
 @click.option("--processes", type=click.IntRange(1),
               help="Load generator processes (default: one per 16 clients, up to the cores).")
 @click.option("--client", type=click.Choice(["httpx", "raw"]), default="httpx",
@@ -107,7 +112,8 @@ def _write(path: Path, text: str) -> None:
               help="Write a self-contained HTML page with charts here.")
 def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: float | None,
           jobs: int | None, rate: float | None, workers: int | None, slots: int | None,
-          processes: int | None, client: str, baseline: bool, sweep: str | None,
+          config_path: Path | None, processes: int | None, client: str, baseline: bool,
+          sweep: str | None,
           json_path: Path | None, compare_path: Path | None, report_path: Path | None) -> None:
     """Load a ScholarSource server and report what this machine can do.
 
@@ -119,7 +125,11 @@ def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: fl
         raise click.UsageError("--duration and --jobs are alternatives: give one")
     settings = Settings(clients=clients, duration=duration, jobs=jobs, rate=rate,
                         processes=_processes(clients, processes), client=client)
-    plan = _plan(scenario, url, workers, slots, baseline, sweep, settings)
+    if url is not None and config_path is not None:
+        raise click.UsageError("--config applies to a server the bench starts; it cannot be "
+                               "used with --url")
+    plan = dataclasses.replace(_plan(scenario, url, workers, slots, baseline, sweep, settings),
+                               config=config_path)
     old = None
     if compare_path is not None:
         try:

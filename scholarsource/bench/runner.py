@@ -39,6 +39,7 @@ class Plan:
     slots: int = 0
     baseline: bool = False
     sweep: tuple[str, tuple[float, ...]] | None = None
+    config: Path | None = None  # a TOML config for the servers the bench starts
 
 
 Say = Callable[[str], None]
@@ -56,7 +57,9 @@ class Runner:
         plan = self.plan
         results: dict[str, Any] = {
             "format": FORMAT, "machine": machine(),
-            "config": {"url": plan.url, "spawned": plan.url is None, "workers": plan.workers,
+            "config": {"url": plan.url, "spawned": plan.url is None,
+                       "config_file": None if plan.config is None else str(plan.config),
+                       "workers": plan.workers,
                        "slots": plan.slots, "scenarios": list(plan.names),
                        "baseline": plan.baseline, **asdict(plan.settings),
                        "sweep": None if plan.sweep is None else
@@ -80,7 +83,8 @@ class Runner:
         if self.plan.url is not None:
             return check_url(self.plan.url)
         self.say(f"starting scholarsource serve --workers {workers} --slots {slots} ...")
-        target = start_scholarsource(workdir, workers=workers, slots=slots, name=name)
+        target = start_scholarsource(workdir, workers=workers, slots=slots, name=name,
+                                     config=self.plan.config)
         try:
             self._wait_complete(target, workers or len(os.sched_getaffinity(0)))
         except BaseException:
@@ -209,6 +213,7 @@ def _complete(target: Target, workers: int) -> bool:
         return roles is not None and len(roles["api"]) >= workers
     health: dict[str, Any] = target.health()
     processes, pool = health.get("processes") or {}, health.get("pool") or {}
+    workers = health.get("workers") or workers  # what the server was sized to, if it says
     return (len(processes.get("api") or []) >= workers
             and len(processes.get("slots") or []) >= (pool.get("slots") or 0))
 

@@ -99,11 +99,16 @@ def _launch(name: str, argv: list[str], workdir: Path, env: dict[str, str],
 
 
 def start_scholarsource(workdir: Path, *, workers: int, slots: int,
-                        name: str = "scholarsource") -> Target:
+                        name: str = "scholarsource", config: Path | None = None) -> Target:
     """`python -m scholarsource serve` on a fresh data dir under `workdir` (0: sized by
-    the server itself)."""
+    the server itself), with the settings of `config` if given (the bind address and data
+    directory are always the bench's own)."""
     port = free_port()
-    argv = serve_argv(port, workdir / f"{name}-data", workers=workers, slots=slots)
+    extra: tuple[str, ...] = ()
+    if config is not None:  # sizes the command line leaves at 0 come from the config
+        extra = ("--config", str(config))
+    argv = serve_argv(port, workdir / f"{name}-data", workers=workers or None,
+                      slots=slots or None, extra=extra)
     return _launch(name, argv, workdir, _clean_env(), "/api/health", port)
 
 

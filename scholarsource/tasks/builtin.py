@@ -36,14 +36,16 @@ def sleep(ctx: Context, seconds: float = 1.0) -> dict[str, float]:
 
 
 @task("cpu")
-def cpu(ctx: Context, seconds: float = 1.0) -> dict[str, int]:
-    """Burn one core for `seconds` (CPU-bound work for the bench)."""
+def cpu(ctx: Context, seconds: float = 1.0, loops: int | None = None) -> dict[str, int]:
+    """Burn one core for `seconds`, or for a fixed amount of work, `loops` (each about 35 us
+    on an idle core): fixed work takes longer on a busy box instead of doing less."""
     deadline = time.monotonic() + float(seconds)
-    loops = 0
-    while time.monotonic() < deadline and not ctx.cancel_requested:
+    done = 0
+    while (done < int(loops) if loops is not None else time.monotonic() < deadline) \
+            and not ctx.cancel_requested:
         sum(i * i for i in range(1000))
-        loops += 1
-    return {"loops": loops}
+        done += 1
+    return {"loops": done}
 
 
 @task("echo")

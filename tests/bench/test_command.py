@@ -168,6 +168,21 @@ def test_sweep_runs_each_value_on_its_own_server(tmp_path: Path) -> None:
         assert_stopped(r["server"])
 
 
+def test_a_config_file_sizes_the_started_server(tmp_path: Path) -> None:
+    config = tmp_path / "team.toml"
+    config.write_text("workers = 1\nslots = 1\nbind = '0.0.0.0:1'\n")
+    run = bench("pickup", "--jobs", "3", "--config", str(config), "--json",
+                str(tmp_path / "run.json"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "run.json").read_text())
+    assert result["config"]["config_file"] == str(config)
+    # Its sizes apply; its bind does not (the bench picks a free loopback port).
+    assert (result["server"]["api_workers"], result["server"]["slots"]) == (1, 1)
+    assert result["server"]["url"].startswith("http://127.0.0.1:")
+    assert not result["problems"], result["problems"]
+    assert_stopped(result["server"])
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_bench_stops_its_server(sig: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLARSOURCE_")}
@@ -213,6 +228,7 @@ def test_an_unreachable_url_is_a_clear_error() -> None:
     (["submit", "--duration", "1", "--jobs", "3"], "alternatives"),
     (["submit", "--workers", "2", "--url", "http://127.0.0.1:1"], "cannot be used with --url"),
     (["submit", "--compare", "/nonexistent/old.json"], "cannot read"),
+    (["submit", "--config", "/nonexistent.toml"], "does not exist"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     result = invoke(*args)

@@ -24,6 +24,7 @@ def test_builtin_tasks(serve) -> None:
     assert slept["status"] == "succeeded" and slept["result"]["slept"] >= 0.2
     burned = run("cpu", seconds=0.2)
     assert burned["status"] == "succeeded" and burned["result"]["loops"] > 0
+    assert run("cpu", loops=25)["result"] == {"loops": 25}  # fixed work, however long
 
     fetched = run("fetch", url=f"{server.url}/api/openapi.json")
     assert fetched["status"] == "succeeded", fetched["error"]

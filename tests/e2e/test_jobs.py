@@ -188,6 +188,7 @@ def test_health_names_the_process_tree(serve) -> None:
     health = wait_until(lambda: len((h := server.health())["processes"]["api"]) == 2 and h,
                         message="both API workers")
     processes = health["processes"]
+    assert health["workers"] == 2  # as sized, so a client knows how many to expect
     assert processes["master"] == server.proc.pid
     assert len(processes["api"]) == 2 and len(processes["slots"]) == 2
     assert processes["pool"] not in processes["api"]
