@@ -27,6 +27,7 @@ class Settings:
     rate: float | None = None
     processes: int = 2
     client: str = "httpx"
+    scrape_metrics: float | None = None  # GET /metrics this often (s) during each scenario
 
     def with_value(self, key: str, value: float) -> Settings:
         """These settings with `clients` or `rate` set (for a sweep)."""

@@ -5,6 +5,7 @@ and gather every result with the machine's facts. Every server it starts is stop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -21,6 +22,7 @@ from scholarsource.bench.jobruns import wait_idle
 from scholarsource.bench.machine import fsync_rate, machine
 from scholarsource.bench.progress import Progress
 from scholarsource.bench.scenarios import SCENARIOS
+from scholarsource.bench.scraper import MetricsScraper
 from scholarsource.bench.servers import Target, check_url, start_baseline, start_scholarsource
 
 FORMAT = "scholarsource-bench/1"
@@ -124,12 +126,18 @@ class Runner:
             self.say(f"{name}{where}: {scenario.summary}")
             if not target.baseline:
                 self._settle(target)
+            scraper = None
+            if settings.scrape_metrics and not target.baseline:
+                scraper = MetricsScraper(target.url, settings.scrape_metrics)
             try:
-                result = scenario.run(ctx)
+                with scraper or contextlib.nullcontext():
+                    result = scenario.run(ctx)
             except (RuntimeError, TimeoutError, OSError, ValueError, KeyError,
                     httpx.HTTPError) as exc:
                 result = {"failed": f"{type(exc).__name__}: {exc}"}
                 self.problems.append(f"{name}{where} failed: {result['failed']}")
+            if scraper is not None:
+                result["metrics_scraped"] = scraper.summary()
             out[name] = {"scenario": name, "summary": scenario.summary, **result}
             if out[name].get("lost"):
                 self.problems.append(f"{name}: {out[name]['lost']} accepted job(s) missing")

@@ -162,6 +162,11 @@ def extras(results: dict[str, Any]) -> list[str]:
                          f"p99 {fmt(pick['p99'])} ms, max {fmt(pick['max'])} ms")
         if r.get("lost"):
             lines.append(f"{label}: {r['lost']} accepted job(s) not found on the server")
+        if "metrics_scraped" in r:
+            scraped = r["metrics_scraped"]
+            lines.append(f"{label}: /metrics scraped {scraped['scrapes']} time(s), every "
+                         f"{fmt(scraped['every_s'])} s, p50 {fmt(scraped['latency_ms']['p50'])} "
+                         f"ms, {scraped['failures']} failed")
         busiest = _get(r, "generator", "busiest_process_cores")
         if busiest is not None and busiest >= 0.9:
             lines.append(f"{label}: a generator process used {busiest:.2f} of a core: the "

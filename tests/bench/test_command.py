@@ -168,6 +168,16 @@ def test_sweep_runs_each_value_on_its_own_server(tmp_path: Path) -> None:
         assert_stopped(r["server"])
 
 
+def test_scrape_metrics_scrapes_during_each_scenario(tmp_path: Path) -> None:
+    run = bench("submit", "--duration", "1.5", "--clients", "4", "--scrape-metrics", "0.2",
+                "--json", str(tmp_path / "run.json"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    scraped = json.loads((tmp_path / "run.json").read_text())["scenarios"]["submit"][
+        "metrics_scraped"]
+    assert scraped["scrapes"] >= 3 and scraped["failures"] == 0
+    assert "/metrics scraped" in run.stdout
+
+
 def test_a_config_file_sizes_the_started_server(tmp_path: Path) -> None:
     config = tmp_path / "team.toml"
     config.write_text("workers = 1\nslots = 1\nbind = '0.0.0.0:1'\n")
