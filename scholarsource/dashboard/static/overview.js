@@ -9,7 +9,7 @@
   const QUEUE_STATES = ["queued", "running", "failed", "dead"];
   const CHART_POINTS = 300; // five minutes at one point a second
   let chart = null;
-  let lastTime = null;
+  let previous = null;
 
   function totals(counts) {
     const links = STATES.map((state) => el("a", {
@@ -49,6 +49,22 @@
     }));
   }
 
+  // The chart shows jobs finished per second between two snapshots (the server's averages
+  // over 1, 5 and 15 minutes are in the card): bursts and stalls show at once.
+  function plot(stats) {
+    const t = stats.totals || {};
+    const finished = (t.succeeded || 0) + (t.dead || 0) + (t.cancelled || 0);
+    const before = previous;
+    previous = { time: stats.time, finished };
+    // The same snapshot may come from the first fetch and the stream; a purge lowers the
+    // count: neither is a rate.
+    if (!before || stats.time <= before.time || finished < before.finished) return;
+    const rate = (finished - before.finished) / (stats.time - before.time);
+    const peak = chart.push(stats.time, rate);
+    setText("chart-caption", `last ${Math.ceil(chart.length / 60)} min · peak ` +
+      `${SS.rate(peak)}/s`);
+  }
+
   function render(stats) {
     const slots = stats.slots || {};
     setText("slots-busy", slots.busy ?? "–");
@@ -68,13 +84,7 @@
     totals(stats.totals || {});
     queues(stats.queues || {});
     tasks(stats.tasks || {});
-    // The same snapshot may come from the first fetch and the stream: plot it once.
-    if (stats.time !== lastTime) {
-      lastTime = stats.time;
-      const peak = chart.push(stats.time, tp["1m"]);
-      setText("chart-caption", `last ${Math.ceil(chart.length / 60)} min · peak ` +
-        `${SS.rate(peak)}/s`);
-    }
+    plot(stats);
     if (!performance.getEntriesByName("stats-rendered").length) {
       performance.mark("stats-rendered"); // how long until the page shows real numbers
     }
