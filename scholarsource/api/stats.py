@@ -28,13 +28,14 @@ from scholarsource.percentiles import percentile
 from scholarsource.store.base import JobState
 
 WINDOWS = {"1m": 60.0, "5m": 300.0, "15m": 900.0}
-# Timings are computed over at most this many of the latest finished jobs.
-TIMING_SAMPLE = 10_000
+# Timings are computed over at most this many of the latest finished jobs (enough for a p99;
+# fetching 10,000 rows took 22 ms).
+TIMING_SAMPLE = 2_000
 STREAM_INTERVAL = 1.0
 
 
-async def snapshot(svc: Services, tenant: str | None) -> dict[str, Any]:
-    """Everything /api/stats shows, for `tenant` (None: every tenant, for operators)."""
+async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
+    """Everything /api/stats shows, for `tenant`."""
     store, now = svc.store, time.time()
     queues = await store.queue_counts(tenant)
     totals = {state.value: 0 for state in JobState}
@@ -61,7 +62,7 @@ async def snapshot(svc: Services, tenant: str | None) -> dict[str, Any]:
     }
 
 
-async def _final_totals(svc: Services, tenant: str | None) -> dict[str, int]:
+async def _final_totals(svc: Services, tenant: str) -> dict[str, int]:
     # Kept out of the per-queue walk: for a tenant this is an index-only count
     # (jobs_tenant_status).
     counts = await svc.store.counts(tenant)

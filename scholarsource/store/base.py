@@ -295,13 +295,14 @@ class Store(abc.ABC):
         grow), for one tenant or (None) all of them."""
 
     @abc.abstractmethod
-    async def finished_counts(self, tenant: str | None, since: list[float]) -> list[int]:
-        """How many jobs reached a final state at or after each of `since`."""
+    async def finished_counts(self, tenant: str, since: list[float]) -> list[int]:
+        """How many of the tenant's jobs reached a final state at or after each of `since`."""
 
     @abc.abstractmethod
-    async def recently_finished(self, tenant: str | None, since: float,
+    async def recently_finished(self, tenant: str, since: float,
                                 limit: int) -> list[Finished]:
-        """The latest jobs (at most `limit`) that reached a final state since `since`."""
+        """The tenant's latest jobs (at most `limit`) that reached a final state since
+        `since`."""
 
     # -- the pool's side --------------------------------------------------------------------
     @abc.abstractmethod

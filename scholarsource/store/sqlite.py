@@ -172,18 +172,18 @@ ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY status"
-# Operator figures, for one tenant or ({tenant} left empty) all of them. One arm per state,
-# so each walks that state's own (partial) index; the states counted are the few live ones
-# plus the dead letters. Finished jobs are found through jobs_finished ("+tenant" keeps the
-# planner from walking the tenant's whole history instead).
+# Operator figures. Per queue, one arm per state, for one tenant or ({tenant} left empty)
+# all of them, so that each arm walks that state's own partial index: the live states and
+# the dead letters are few whatever the history. A tenant's finished jobs are a range of
+# jobs_finished (tenant, finished_at): counting them reads the index alone.
 QUEUE_COUNTS = " UNION ALL ".join(
     f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} status = '{state}' "
     f"GROUP BY queue" for state in ("queued", "running", "failed", "dead"))
-FINISHED_COUNTS = ("SELECT value, (SELECT count(*) FROM jobs WHERE {tenant} "
-                   "finished_at >= value) FROM json_each(:since)")
+FINISHED_COUNTS = ("SELECT value, (SELECT count(*) FROM jobs WHERE tenant = :tenant "
+                   "AND finished_at >= value) FROM json_each(:since)")
 RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
-                     "WHERE {tenant} finished_at >= :since ORDER BY finished_at DESC "
-                     "LIMIT :limit")
+                     "WHERE tenant = :tenant AND finished_at >= :since "
+                     "ORDER BY finished_at DESC LIMIT :limit")
 
 
 def _for(sql: str, tenant: str | None) -> str:
@@ -424,15 +424,15 @@ class SqliteStore(Store):
         return queues
 
     @_unavailable
-    async def finished_counts(self, tenant: str | None, since: list[float]) -> list[int]:
-        rows = await self._db.fetchall(_for(FINISHED_COUNTS, tenant),
+    async def finished_counts(self, tenant: str, since: list[float]) -> list[int]:
+        rows = await self._db.fetchall(FINISHED_COUNTS,
                                        {"tenant": tenant, "since": json.dumps(since)})
         return [n for _, n in rows]
 
     @_unavailable
-    async def recently_finished(self, tenant: str | None, since: float,
+    async def recently_finished(self, tenant: str, since: float,
                                 limit: int) -> list[Finished]:
-        rows = await self._db.fetchall(_for(RECENTLY_FINISHED, tenant),
+        rows = await self._db.fetchall(RECENTLY_FINISHED,
                                        {"tenant": tenant, "since": since, "limit": limit})
         return [Finished(task, JobState(status), created, started, finished)
                 for task, status, created, started, finished in rows]

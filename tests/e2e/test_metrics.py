@@ -45,7 +45,7 @@ def test_metrics_sum_every_process_and_read_the_rest_at_scrape_time(serve) -> No
     assert samples[("scholarsource_jobs_ended_total",
                     (("outcome", "succeeded"), ("task", "noop")))] == 40
     assert samples[("scholarsource_job_run_seconds_count", (("task", "noop"),))] == 40
-    assert samples[("scholarsource_jobs", (("status", "succeeded"),))] == 40
+    assert samples[("scholarsource_queue_jobs", (("queue", "default"), ("status", "queued")))] == 0
     assert samples[("scholarsource_slots", (("state", "total"),))] == 2
     assert samples[("scholarsource_database_bytes", (("file", "database"),))] > 0
     for role in ("master", "api", "pool", "slots"):
