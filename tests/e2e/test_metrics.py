@@ -35,6 +35,7 @@ def test_metrics_sum_every_process_and_read_the_rest_at_scrape_time(serve) -> No
         for job_id in ids:
             wait_finished(client, job_id)
         assert client.post("/api/jobs", json={"task": "nope"}).status_code == 422
+        wait_finished(client, submit(client, "fail")["id"])
 
     samples = scrape(server.url)
     posts = samples[("scholarsource_http_requests_total",
@@ -45,7 +46,8 @@ def test_metrics_sum_every_process_and_read_the_rest_at_scrape_time(serve) -> No
     assert samples[("scholarsource_jobs_ended_total",
                     (("outcome", "succeeded"), ("task", "noop")))] == 40
     assert samples[("scholarsource_job_run_seconds_count", (("task", "noop"),))] == 40
-    assert samples[("scholarsource_queue_jobs", (("queue", "default"), ("status", "queued")))] == 0
+    assert samples[("scholarsource_queue_jobs", (("queue", "default"), ("status", "dead")))] == 1
+    assert samples[("scholarsource_jobs_ended_total", (("outcome", "dead"), ("task", "fail")))] == 1
     assert samples[("scholarsource_slots", (("state", "total"),))] == 2
     assert samples[("scholarsource_database_bytes", (("file", "database"),))] > 0
     for role in ("master", "api", "pool", "slots"):
