@@ -40,7 +40,7 @@ def test_metrics_sum_every_process_and_read_the_rest_at_scrape_time(serve) -> No
     samples = scrape(server.url)
     posts = samples[("scholarsource_http_requests_total",
                      (("method", "POST"), ("route", "/api/jobs"), ("status", "202")))]
-    assert posts == 40  # summed over both workers' files, counted once each
+    assert posts == 41  # summed over both workers' files, counted once each
     assert samples[("scholarsource_rejected_requests_total", (("reason", "unknown_task"),))] == 1
     assert samples[("scholarsource_jobs_started_total", (("task", "noop"),))] == 40
     assert samples[("scholarsource_jobs_ended_total",
