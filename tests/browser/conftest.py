@@ -19,7 +19,9 @@ CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is running, its event loop is
+# the thread's running loop, and any later test calling asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does this)")

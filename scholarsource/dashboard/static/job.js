@@ -38,7 +38,12 @@
     setText("progress-message", message || "");
   }
 
-  function attempts(history) {
+  function attempts(job) {
+    const history = [...(job.attempts_history || [])];
+    // The history gains an entry when an attempt ends; show the one under way too.
+    if (job.status === "running" && !history.some((a) => a.attempt === job.attempts)) {
+      history.push({ attempt: job.attempts, started_at: job.started_at });
+    }
     document.querySelector("#attempts tbody").replaceChildren(...history.map((a) => el("tr",
       null,
       el("td", { className: "num" }, a.attempt),
@@ -70,7 +75,7 @@
     document.getElementById("error-box").hidden = !job.error;
     setText("error-code", job.error_code || "");
     setText("error", job.error || "");
-    attempts(job.attempts_history || []);
+    attempts(job);
   }
 
   async function refresh() {
@@ -86,26 +91,16 @@
   }
 
   function describe(kind, data) {
-    if (kind === "state") {
-      const extra = data.error ? `: ${data.error}` : "";
-      return `${data.status} (attempt ${data.attempt})${extra}`;
-    }
-    if (kind === "progress") {
-      const pct = `${Math.round((data.fraction || 0) * 100)}%`;
-      return data.message ? `${pct} ${data.message}` : pct;
-    }
-    return data.message;
+    if (kind === "log") return data.message;
+    const extra = data.error ? `: ${data.error}` : "";
+    return `${data.status} (attempt ${data.attempt})${extra}`;
   }
 
   function addEvent(kind, data) {
     const list = document.getElementById("events");
-    const item = el("li", { className: `event ${kind}`, "data-kind": kind },
+    list.append(el("li", { className: `event ${kind}`, "data-kind": kind },
       el("time", null, SS.time(data.at)), el("span", { className: "kind" }, kind),
-      el("span", { className: "text" }, describe(kind, data)));
-    // Progress comes many times a second: keep only the latest of a run of them.
-    const last = list.lastElementChild;
-    if (kind === "progress" && last && last.dataset.kind === "progress") last.replaceWith(item);
-    else list.append(item);
+      el("span", { className: "text" }, describe(kind, data))));
     while (list.childElementCount > MAX_EVENTS) list.firstElementChild.remove();
   }
 
@@ -123,9 +118,10 @@
     const onEvent = (event) => {
       lastSeq = Math.max(lastSeq, Number(event.lastEventId) || 0);
       const data = JSON.parse(event.data);
-      addEvent(event.type, data);
+      // Progress comes many times a second: it moves the bar, not the list.
       if (event.type === "progress") progress(data.fraction, data.message);
-      else if (event.type === "state") {
+      else addEvent(event.type, data);
+      if (event.type === "state") {
         lastState = data.status;
         refresh();
       }

@@ -13,7 +13,7 @@
 
   function totals(counts) {
     const links = STATES.map((state) => el("a", {
-      href: `/dashboard/jobs?status=${state}`, className: `state status-${state}`,
+      href: `/dashboard/jobs?status=${state}`, className: `tile status-${state}`,
       "data-state": state,
     }, el("span", { className: "count" }, (counts[state] || 0).toLocaleString()),
     el("span", { className: "label" }, state === "failed" ? "waiting to retry" : state)));
