@@ -92,5 +92,5 @@ routes = [
     Route("/dashboard/jobs/{job_id}", _endpoint("job"), methods=["GET"]),
     Route("/dashboard/dead", _endpoint("dead"), methods=["GET"]),
     Mount("/dashboard/static",
-          SecurityHeaders(StaticFiles(packages=[(PACKAGE, "static")])), name="dashboard"),
+          SecurityHeaders(StaticFiles(packages=[(PACKAGE, "static")]))),
 ]
