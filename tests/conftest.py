@@ -47,10 +47,13 @@ class Server(ServerProcess):
         return client
 
     def fresh_client(self) -> httpx.Client:
-        """A client that opens a connection per request: across a HUP, a kept-alive
-        connection to a worker being replaced may be reset (a client concern, not a lost
-        job: the request never reached the app)."""
-        return self.client(limits=httpx.Limits(max_keepalive_connections=0))
+        """A client for requests across a HUP: one connection per request, and one retry of
+        a request whose connection was reset before any answer. A worker being replaced
+        closes the connections it holds that have no request in progress (uvicorn's
+        shutdown), kept-alive ones and one it accepted an instant before; such a request
+        never reached the app, so sending it again cannot make a second job."""
+        return self.client(limits=httpx.Limits(max_keepalive_connections=0),
+                           transport=_RetryOnReset())
 
     def health(self) -> dict[str, Any]:
         """GET /api/health (any status)."""
@@ -79,6 +82,14 @@ class Server(ServerProcess):
         for client in self.clients:
             client.close()
         return super().stop(timeout)
+
+
+class _RetryOnReset(httpx.HTTPTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            return super().handle_request(request)
 
 
 def _session_alive(sid: int) -> bool:
