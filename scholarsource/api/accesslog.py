@@ -8,45 +8,27 @@ of which may carry a secret.
 from __future__ import annotations
 
 import logging
-import time
 
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from scholarsource.api.observer import ResponseObserver
 from scholarsource.config import Config
 
 log = logging.getLogger("scholarsource.access")
 
 
-class AccessLog:
-    """Pure ASGI middleware: Starlette's BaseHTTPMiddleware would get between an event stream
-    and its client. The line is written when the response ends, so a stream's duration is
-    how long it stayed open."""
+class AccessLog(ResponseObserver):
+    """One line per request, written when the response ends."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def wanted(self) -> bool:
+        return log.isEnabledFor(logging.INFO)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500  # what the client gets if the app raises before it answers
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            client = scope.get("client")
-            log.info("request", extra={
-                "method": scope["method"], "path": scope["path"], "status": status,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                "client": client[0] if client else None})
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        log.info("request", extra={
+            "method": scope["method"], "path": scope["path"], "status": status,
+            "duration_ms": round(seconds * 1000, 2), "client": client[0] if client else None})
 
 
 def middleware(config: Config) -> list[Middleware]:

@@ -9,7 +9,6 @@ WAL size, CPU and RSS per process role.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +20,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from scholarsource.api.observer import ResponseObserver
 from scholarsource.api.ops import process_tree
 from scholarsource.api.state import services
 from scholarsource.api.stats import file_sizes
@@ -30,33 +30,14 @@ from scholarsource.metrics import ENV
 from scholarsource.metrics.counters import HTTP_LATENCY, HTTP_REQUESTS
 
 
-class RequestMetrics:
-    """Pure ASGI middleware (like the access log): counts each request by its route's
-    template, never its path, so job ids cannot blow up the number of series."""
+class RequestMetrics(ResponseObserver):
+    """Counts each request by its route's template, never its path, so job ids cannot blow
+    up the number of series."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            HTTP_REQUESTS.labels(name, scope["method"], str(status)).inc()
-            HTTP_LATENCY.labels(name).observe(time.perf_counter() - start)
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+        HTTP_LATENCY.labels(route).observe(seconds)
 
 
 middleware = [Middleware(RequestMetrics)]
