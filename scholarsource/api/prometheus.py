@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from scholarsource.api.observer import ResponseObserver
 from scholarsource.api.ops import process_tree
@@ -34,10 +34,22 @@ class RequestMetrics(ResponseObserver):
     """Counts each request by its route's template, never its path, so job ids cannot blow
     up the number of series."""
 
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        # labels() takes a lock and builds a key each call; the set of routes, methods and
+        # statuses is small, so their children are looked up once.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
-        HTTP_LATENCY.labels(route).observe(seconds)
+        key = (route, scope["method"], status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(route, scope["method"], str(status)),
+                HTTP_LATENCY.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 middleware = [Middleware(RequestMetrics)]
