@@ -4,6 +4,7 @@ secrets in either."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import re
@@ -198,3 +199,39 @@ def test_no_access_line_when_the_level_is_above_info(access: Collect) -> None:
     logging.getLogger("scholarsource.access").setLevel(logging.WARNING)
     _requests(("POST", "/ok", {"json": {}}))
     assert access.lines == []
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_write_lines_writes_a_batch_at_once_in_the_chosen_format(fmt: str) -> None:
+    stream = io.StringIO()
+    logs.setup("info", fmt)
+    handler = next(h for h in logging.getLogger("scholarsource").handlers
+                   if getattr(h, "_scholarsource", False))
+    saved, handler.stream = handler.stream, stream
+    try:
+        logs.set_role("pool")
+        logs.write_lines(logging.getLogger("scholarsource.jobs"), [
+            (1.5, logging.INFO, "job running", {"job_id": "a", "attempt": 1}),
+            (2.5, logging.DEBUG, "skipped: below the level", {}),
+            (3.5, logging.WARNING, "job dead", {"job_id": "b", "exit": None})])
+    finally:
+        handler.stream = saved
+        logs.setup("info", "text")
+        logs.set_role("main")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    if fmt == "json":
+        first, second = (json.loads(line) for line in lines)
+        assert (first["message"], first["job_id"], first["role"], second["level"]) == (
+            "job running", "a", "pool", "WARNING")
+    else:
+        assert lines[0].endswith("[pool] [INFO] scholarsource.jobs: job running job_id=a "
+                                 "attempt=1")
+        assert lines[1].endswith("[WARNING] scholarsource.jobs: job dead job_id=b exit=null")
+
+
+def test_write_lines_falls_back_to_records_without_our_handler(capture: Any) -> None:
+    out = capture(logs.TextFormatter())
+    logs.write_lines(logging.getLogger("scholarsource.test"),
+                     [(1.0, logging.INFO, "job queued", {"job_id": "c"})])
+    assert out.lines and out.lines[0].endswith("scholarsource.test: job queued job_id=c")

@@ -89,7 +89,8 @@ def create_app(config: Config) -> Starlette:
                                        busy_timeout=config.busy_timeout)
         waker = Waker(config.data_dir)
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
-                                      submits=SubmitBatcher(store, waker.poke),
+                                      submits=SubmitBatcher(
+                                          store, jobs.committed(waker, config.job_log)),
                                       waker=waker, api_workers=plan(config).workers)
         try:
             yield

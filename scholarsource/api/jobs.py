@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from scholarsource import logs
 from scholarsource.api.schemas import parse_list_query, parse_submit, read_json
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import Conflict, NotFound
 from scholarsource.pool import wakeup
+from scholarsource.pool.wakeup import Waker
 from scholarsource.store.base import RETRYABLE_STATES, Job, JobState
 
 log = logging.getLogger("scholarsource.jobs")
@@ -26,11 +29,21 @@ async def submit_job(request: Request) -> Job:
     name = body.get("task") if isinstance(body, dict) else None
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
     new = parse_submit(body, defaults, svc.config, tenant_of(request))
-    job = await svc.submits.submit(new)  # the batcher wakes the pool once per commit
-    if svc.config.job_log:
-        log.info("job queued", extra={"job_id": job.id, "task": job.task, "queue": job.queue,
-                                      "attempt": 0})
-    return job
+    return await svc.submits.submit(new)  # see `committed` for what follows a commit
+
+
+def committed(waker: Waker, job_log: bool) -> Callable[[list[Job]], None]:
+    """What follows each committed batch of submits: one wake-up for the pool, and one
+    `job queued` line per job, written together."""
+
+    def done(jobs: list[Job]) -> None:
+        waker.poke()
+        if job_log:
+            logs.write_lines(log, [(job.created_at, logging.INFO, "job queued", {
+                "job_id": job.id, "task": job.task, "queue": job.queue, "attempt": 0})
+                for job in jobs])
+
+    return done
 
 
 async def find_job(request: Request, job_id: str) -> Job:

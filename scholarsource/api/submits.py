@@ -20,9 +20,10 @@ MAX_BATCH = 256
 class SubmitBatcher:
     """Collects submits from concurrent requests and inserts them together."""
 
-    def __init__(self, store: Store, committed: Callable[[], None]) -> None:
+    def __init__(self, store: Store, committed: Callable[[list[Job]], None]) -> None:
         self._store = store
-        self._committed = committed  # called once per committed batch (wakes the pool)
+        # Called once per committed batch: wakes the pool, logs the jobs.
+        self._committed = committed
         self._pending: list[tuple[NewJob, asyncio.Future[Job]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -45,7 +46,7 @@ class SubmitBatcher:
                         if not future.done():
                             future.set_exception(exc)
                 else:
-                    self._committed()
+                    self._committed(jobs)
                     for (_, future), job in zip(batch, jobs, strict=True):
                         if not future.done():
                             future.set_result(job)

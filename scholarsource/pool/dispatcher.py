@@ -153,6 +153,7 @@ class Dispatcher:
     async def _flush(self) -> None:
         """Write progress, logs and finished attempts; keep them for a retry if the store
         cannot take them now."""
+        self.journal.flush()
         notes, outcomes = self._notes, self._outcomes
         if not notes and not outcomes:
             return
