@@ -231,8 +231,11 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
             log.error("pool process %s %s", wpid, _describe(status))
             lived = time.monotonic() - self._pool_started
             self._quick_deaths = self._quick_deaths + 1 if lived < _QUICK_DEATH else 0
-        pause = min(0.1 * 2 ** (self._quick_deaths - 1), _RESPAWN_PAUSE_MAX) \
-            if self._quick_deaths else 0.0
+        # One quick death is respawned at once (its jobs wait on it); a second in a row
+        # starts the backoff. The master's loop wakes about once a second, so any pause
+        # here costs at least that.
+        pause = min(0.1 * 2 ** (self._quick_deaths - 2), _RESPAWN_PAUSE_MAX) \
+            if self._quick_deaths > 1 else 0.0
         self._respawn_at = time.monotonic() + pause
         log.warning("respawning the pool%s", f" in {pause:.1f}s" if pause else "")
 
