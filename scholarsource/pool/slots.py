@@ -233,7 +233,13 @@ class Slot:
             self._process = getattr(executor, "_processes", {}).get(self.pid)
 
     def exit_status(self) -> str:
-        """How the process ended, for a crash report: "killed by SIGKILL", "exit code 1"."""
+        """How the process ended, for a crash report: "killed by SIGKILL", "exit code 1".
+        Only for a process that has ended."""
+        if self.executor is not None:
+            # The executor's own thread is reading the exit status from the forkserver as
+            # it winds down; reading it at the same time would race it for the one message
+            # (and report 255). Once that thread is done, the status is cached.
+            self.executor.shutdown(wait=True, cancel_futures=True)
         code = None if self._process is None else self._process.exitcode
         if code is None:
             return "exit status unknown"

@@ -191,8 +191,11 @@ def _for(sql: str, tenant: str | None) -> str:
 
 
 def new_job_id() -> str:
-    """A random public id: 128 bits, URL-safe, never a row counter."""
-    return secrets.token_urlsafe(16)
+    """A random public id: 128 bits, URL-safe, never a row counter, and never starting with
+    "-", which a command line would take for an option (`scholarsource status -Dx...`)."""
+    while (token := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return token
 
 
 def _unavailable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:

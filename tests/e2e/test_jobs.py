@@ -79,10 +79,11 @@ def test_retries_run_until_max_attempts(serve) -> None:
     history = ended["attempts_history"]
     assert [(h["attempt"], h["outcome"], h["error_code"]) for h in history] == [
         (n, "failed", "task_error") for n in (1, 2, 3)]
-    # Each retry waited its backoff: 0.2 s doubling, with jitter down to half of it.
+    # Each retry waited its backoff: 0.2 s doubling, with jitter down to half of it (counted
+    # from the attempt's end in the pool; `ended_at` is written a moment later).
     gaps = [later["started_at"] - earlier["ended_at"]
             for earlier, later in zip(history, history[1:], strict=False)]
-    assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps
+    assert gaps[0] >= 0.1 - 0.05 and gaps[1] >= 0.2 - 0.05, gaps
 
 
 def test_results_progress_and_logs_reach_the_job_and_its_events(serve) -> None:

@@ -15,7 +15,7 @@ import pytest
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
 from scholarsource.store.base import Ending, NewJob, Note, Outcome
-from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore
+from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore, new_job_id
 
 T = TypeVar("T")
 
@@ -326,3 +326,9 @@ def test_check_writable_needs_the_write_lock_and_leaves_no_transaction(
             await store.close()
 
     asyncio.run(main())
+
+
+def test_job_ids_never_start_with_a_dash() -> None:
+    ids = [new_job_id() for _ in range(5000)]
+    assert not any(job_id.startswith("-") for job_id in ids)
+    assert len(set(ids)) == 5000 and all(len(job_id) == 22 for job_id in ids)
