@@ -87,16 +87,19 @@ def _exit_for(job: dict[str, Any]) -> None:
 @click.option("--queue", help="Queue name (default: the task's).")
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
+@click.option("--idempotency-key", "key",
+              help="Submitting again with the same key gives back the same job.")
 @client_options
 def submit(task: str, params: tuple[str, ...], queue: str | None, priority: int | None,
-           wait: bool, url: str, as_json: bool) -> None:
+           wait: bool, key: str | None, url: str, as_json: bool) -> None:
     """Submit TASK and print the job."""
     body: dict[str, Any] = {"task": task, "params": dict(_parse_param(p) for p in params)}
     if queue is not None:
         body["queue"] = queue
     if priority is not None:
         body["priority"] = priority
-    job = _call(url, "POST", "/api/jobs", json=body)
+    job = _call(url, "POST", "/api/jobs", json=body,
+                headers={"Idempotency-Key": key} if key is not None else None)
     while wait and job["status"] not in _FINISHED:
         time.sleep(0.2)
         job = _call(url, "GET", f"/api/jobs/{job['id']}")

@@ -234,6 +234,11 @@ def test_cli_against_a_real_server(serve: Callable[..., Server]) -> None:
     echo_id = job["id"]
     wait_until(lambda: status_of(echo_id) == "succeeded", 15, message="echo to succeed")
 
+    # --idempotency-key: the same key twice is the same job.
+    keyed = [json.loads(run_cli("submit", "noop", "--idempotency-key", "k-1", "--json",
+                                "--url", url).stdout)["id"] for _ in range(2)]
+    assert keyed[0] == keyed[1]
+
     shown = run_cli("status", echo_id, "--url", url)
     assert shown.returncode == EXIT_OK, shown.stderr
     assert echo_id in shown.stdout and "succeeded" in shown.stdout

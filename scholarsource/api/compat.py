@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from scholarsource.api.jobs import cancel_job, find_job, submit_job
+from scholarsource.api.jobs import cancel_job, find_job, submit_job, submitted
 from scholarsource.store.base import Job, JobState
 
 
@@ -20,7 +20,8 @@ def _compat(job: Job) -> dict[str, Any]:
 
 
 async def submit(request: Request) -> JSONResponse:
-    return JSONResponse(_compat(await submit_job(request)), status_code=202)
+    job, created = await submit_job(request)
+    return submitted(job, created, _compat(job))
 
 
 async def status(request: Request) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
@@ -11,7 +12,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import logs
-from scholarsource.api.schemas import parse_list_query, parse_submit, read_json
+from scholarsource.api.schemas import (
+    parse_idempotency_key,
+    parse_list_query,
+    parse_submit,
+    read_json,
+)
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import Conflict, NotFound
@@ -22,14 +28,29 @@ from scholarsource.store.base import RETRYABLE_STATES, Job, JobState
 log = logging.getLogger("scholarsource.jobs")
 
 
-async def submit_job(request: Request) -> Job:
-    """Validate, insert and commit a job, then wake the pool."""
+async def submit_job(request: Request) -> tuple[Job, bool]:
+    """Validate, insert and commit a job (see `committed` for what follows). With an
+    Idempotency-Key the tenant already used, the job it named is returned instead, and
+    False says so; the same key for a different task or params is a 409."""
     svc = services(request)
+    key = parse_idempotency_key(request.headers.get("idempotency-key"))
     body = await read_json(request, svc.config.max_body_bytes)
     name = body.get("task") if isinstance(body, dict) else None
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
-    new = parse_submit(body, defaults, svc.config, tenant_of(request))
-    return await svc.submits.submit(new)  # see `committed` for what follows a commit
+    new = parse_submit(body, defaults, svc.config, tenant_of(request), key)
+    job, created = await svc.submits.submit(new)
+    if not created and (job.task, job.params) != (new.task, new.params):
+        raise Conflict(f"Idempotency-Key {key!r} was used for another job, {job.id}",
+                       code="idempotency_key_reused")
+    return job, created
+
+
+def submitted(job: Job, created: bool, body: dict[str, Any]) -> JSONResponse:
+    """202 for a new job; 200 and `Idempotent-Replayed: true` for one a key named before."""
+    headers = {"Location": f"/api/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=202 if created else 200, headers=headers)
 
 
 def committed(waker: Waker, job_log: bool) -> Callable[[list[Job]], None]:
@@ -86,9 +107,8 @@ class JobCollection(HTTPEndpoint):
     """`/api/jobs`: POST submits, GET lists (one endpoint, so a 405 names both in Allow)."""
 
     async def post(self, request: Request) -> JSONResponse:
-        job = await submit_job(request)
-        return JSONResponse(job.to_json(), status_code=202,
-                            headers={"Location": f"/api/jobs/{job.id}"})
+        job, created = await submit_job(request)
+        return submitted(job, created, job.to_json())
 
     async def get(self, request: Request) -> JSONResponse:
         query = parse_list_query(request.query_params)

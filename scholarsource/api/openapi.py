@@ -44,9 +44,16 @@ _CANCEL_ANSWERS = {"200": _answer("cancelled", _JOB),
                    "409": _answer("already finished", _ERROR), **_ERRORS}
 
 _SUBMIT = {
+    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                    "description": "Send the same key again (a retry) to get the same job "
+                                   "back instead of a second one.",
+                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}}],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Submit"}}}},
-    "responses": {"202": _answer("queued; the row is committed", _JOB), **_ERRORS},
+    "responses": {"202": _answer("queued; the row is committed", _JOB),
+                  "200": _answer("this Idempotency-Key's job, submitted before", _JOB),
+                  "409": _answer("this Idempotency-Key named another task or params",
+                                 _ERROR), **_ERRORS},
 }
 
 DOCUMENT: dict[str, Any] = {
@@ -148,6 +155,7 @@ DOCUMENT: dict[str, Any] = {
             "backoff_base": {"type": "number"}, "backoff_max": {"type": "number"},
             "run_at": {"type": ["number", "null"]}, "peak_rss": {"type": ["integer", "null"]},
             "attempts_history": {"type": "array", "items": {"type": "object"}},
+            "idempotency_key": {"type": ["string", "null"]},
             "progress": {"type": ["number", "null"]},
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},

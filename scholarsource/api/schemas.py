@@ -112,7 +112,21 @@ def _memory_limit(body: dict[str, Any], default: int | None) -> int | None:
     return limit
 
 
-def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: str) -> NewJob:
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # 1-200 printable ASCII, no space
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    """The Idempotency-Key header, if any, or 422."""
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationFailed("Idempotency-Key: 1 to 200 printable ASCII characters, no "
+                               "spaces", field="Idempotency-Key")
+    return value
+
+
+def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: str,
+                 idempotency_key: str | None = None) -> NewJob:
     """Validate a submit body against the task it names (None: no such task). Whatever the
     body leaves out comes from the task, then from the config, so the job shows what
     applies."""
@@ -144,7 +158,7 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
     return NewJob(task=name, params=params, queue=queue, priority=priority,
                   max_attempts=attempts, timeout=timeout, tenant=tenant,
                   memory_limit=_memory_limit(body, task.memory_limit), backoff_base=base,
-                  backoff_max=cap)
+                  backoff_max=cap, idempotency_key=idempotency_key)
 
 
 def parse_list_query(query: Any) -> dict[str, Any]:

@@ -27,13 +27,20 @@ class SubmitBatcher:
         self._pending: list[tuple[NewJob, asyncio.Future[Job]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, new: NewJob) -> Job:
-        """Insert `new`; returns the job once its row is committed."""
+    async def submit(self, new: NewJob) -> tuple[Job, bool]:
+        """Insert `new`; returns the job once its row is committed, and whether it is new
+        (False: its idempotency key already named a job, which is returned instead)."""
+        if new.idempotency_key is not None:
+            # Keyed submits go one by one: the key may already be taken.
+            job, created = await self._store.submit_once(new)
+            if created:
+                self._committed([job])
+            return job, created
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._pending.append((new, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        return await future, True
 
     async def _flush(self) -> None:
         try:

@@ -63,6 +63,7 @@ class NewJob:
     memory_limit: int | None = None
     backoff_base: float = 1.0
     backoff_max: float = 300.0
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Job:
     peak_rss: int | None
     cpu_time: float | None
     attempts_history: list[dict[str, Any]]
+    idempotency_key: str | None = None
 
     @property
     def wait_time(self) -> float | None:
@@ -126,6 +128,7 @@ class Job:
             "run_at": self.run_at, "wait_time": self.wait_time, "run_time": self.run_time,
             "cpu_time": self.cpu_time, "peak_rss": self.peak_rss,
             "attempts_history": self.attempts_history,
+            "idempotency_key": self.idempotency_key,
         }
 
 
@@ -240,6 +243,11 @@ class Store(abc.ABC):
     async def submit(self, new: NewJob) -> Job:
         """Insert one queued job; returns once the row is committed."""
         return (await self.submit_many([new]))[0]
+
+    @abc.abstractmethod
+    async def submit_once(self, new: NewJob) -> tuple[Job, bool]:
+        """Insert `new`, which has an idempotency key, unless the tenant already has a job
+        with that key: returns the job and whether it was created now."""
 
     @abc.abstractmethod
     async def get(self, tenant: str, job_id: str) -> Job | None:

@@ -132,7 +132,15 @@ CREATE INDEX jobs_finished ON jobs (tenant, finished_at) WHERE finished_at IS NO
 CREATE INDEX jobs_dead ON jobs (queue) WHERE status = 'dead';
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# Idempotent submits: a client that sends the same Idempotency-Key twice (a retry after a
+# dropped connection) gets the first job back instead of a second one.
+_V4 = """
+ALTER TABLE jobs ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -40,16 +40,24 @@ R = TypeVar("R")
 _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, error_code, "
                 "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
                 "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
-                "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history")
+                "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history, "
+                "idempotency_key")
 
 SUBMIT = """
 INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, timeout,
-                  created_at, memory_limit, backoff_base, backoff_max)
+                  created_at, memory_limit, backoff_base, backoff_max, idempotency_key)
 SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
        value ->> '$[4]', 'queued', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
-       value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]'
+       value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]',
+       value ->> '$[12]'
 FROM json_each(?) ORDER BY key
 """
+# The same insert for one keyed job: a key the tenant already used inserts nothing. (SQLite
+# wants a WHERE in an upsert's SELECT, so that ON is not read as a join's.)
+SUBMIT_ONCE = (SUBMIT.replace("FROM json_each(?) ORDER BY key", "FROM json_each(?) WHERE true")
+               .rstrip() + " ON CONFLICT (tenant, idempotency_key) "
+               "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id")
+BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
 CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
 PEEK = "SELECT seq, task FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
@@ -254,7 +262,7 @@ def _job(row: Iterable[Any]) -> Job:
     (id_, tenant, task, queue, priority, status, params, result, error, error_code, attempts,
      max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
      progress, progress_message, cancel_requested, created_at, started_at, finished_at,
-     run_at, peak_rss, cpu_time, history) = row
+     run_at, peak_rss, cpu_time, history, idempotency_key) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
@@ -264,7 +272,27 @@ def _job(row: Iterable[Any]) -> Job:
                backoff_max=backoff_max, progress=progress, progress_message=progress_message,
                cancel_requested=bool(cancel_requested), created_at=created_at,
                started_at=started_at, finished_at=finished_at, run_at=run_at,
-               peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history))
+               peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history),
+               idempotency_key=idempotency_key)
+
+
+def _new_jobs(news: list[NewJob]) -> list[Job]:
+    now = time.time()
+    return [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
+                priority=new.priority, status=JobState.QUEUED, params=new.params, result=None,
+                error=None, error_code=None, attempts=0, max_attempts=new.max_attempts,
+                failures=0, crashes=0, timeout=new.timeout, memory_limit=new.memory_limit,
+                backoff_base=new.backoff_base, backoff_max=new.backoff_max, progress=None,
+                progress_message=None, cancel_requested=False, created_at=now,
+                started_at=None, finished_at=None, run_at=None, peak_rss=None, cpu_time=None,
+                attempts_history=[], idempotency_key=new.idempotency_key) for new in news]
+
+
+def _rows(jobs: list[Job]) -> str:
+    """Jobs as the JSON array SUBMIT reads (positions, not names: the smallest encoding)."""
+    return json.dumps([(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
+                        j.max_attempts, j.timeout, j.created_at, j.memory_limit,
+                        j.backoff_base, j.backoff_max, j.idempotency_key) for j in jobs])
 
 
 class SqliteStore(Store):
@@ -319,21 +347,21 @@ class SqliteStore(Store):
     # -- the API's side ---------------------------------------------------------------------
     @_unavailable
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
-        now = time.time()
-        jobs = [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
-                    priority=new.priority, status=JobState.QUEUED, params=new.params,
-                    result=None, error=None, error_code=None, attempts=0,
-                    max_attempts=new.max_attempts, failures=0, crashes=0,
-                    timeout=new.timeout, memory_limit=new.memory_limit,
-                    backoff_base=new.backoff_base, backoff_max=new.backoff_max,
-                    progress=None, progress_message=None, cancel_requested=False,
-                    created_at=now, started_at=None, finished_at=None, run_at=None,
-                    peak_rss=None, cpu_time=None, attempts_history=[]) for new in news]
-        rows = [(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
-                 j.max_attempts, j.timeout, j.created_at, j.memory_limit, j.backoff_base,
-                 j.backoff_max) for j in jobs]
-        await self._db.fetchall(SUBMIT, (json.dumps(rows),))
+        jobs = _new_jobs(news)
+        await self._db.fetchall(SUBMIT, (_rows(jobs),))
         return jobs
+
+    @_unavailable
+    async def submit_once(self, new: NewJob) -> tuple[Job, bool]:
+        (job,) = _new_jobs([new])
+        if await self._db.fetchall(SUBMIT_ONCE, (_rows([job]),)):
+            return job, True
+        # Two statements, not one transaction (the API's connection is shared by its
+        # requests): the job that holds the key can only have been purged meanwhile.
+        row = await self._one(BY_KEY, (new.tenant, new.idempotency_key))
+        if row is None:
+            raise StoreUnavailable("the job holding this idempotency key was just purged")
+        return _job(row), False
 
     @_unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:

@@ -332,3 +332,21 @@ def test_job_ids_never_start_with_a_dash() -> None:
     ids = [new_job_id() for _ in range(5000)]
     assert not any(job_id.startswith("-") for job_id in ids)
     assert len(set(ids)) == 5000 and all(len(job_id) == 22 for job_id in ids)
+
+
+def test_a_key_names_one_job_per_tenant(tmp_path: Path, inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        keyed = NewJob(task="noop", params={"p": 1}, queue="default", priority=0,
+                       max_attempts=1, idempotency_key="order-42")
+        first, created = await store.submit_once(keyed)
+        assert created and first.idempotency_key == "order-42"
+        again, created = await store.submit_once(keyed)
+        assert not created and again.id == first.id
+        other, created = await store.submit_once(NewJob(
+            task="noop", params={}, queue="default", priority=0, max_attempts=1,
+            tenant="b", idempotency_key="order-42"))
+        assert created and other.id != first.id  # keys are per tenant
+        await store.submit_many([job(), job()])  # no key: never a conflict
+        assert (await store.counts())["queued"] == 4
+
+    run(tmp_path / "q.db", body, inline)
