@@ -116,10 +116,10 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Write until the disk is full; returns the filler file."""
     filler = directory / "filler"
-    with open(filler, "wb") as fh, contextlib.suppress(OSError):
+    # Unbuffered: a buffered file would try to flush once more when closed, and fail there.
+    with open(filler, "wb", buffering=0) as fh, contextlib.suppress(OSError):
         while True:
             fh.write(b"\0" * 65536)
-            fh.flush()
     return filler
 
 
