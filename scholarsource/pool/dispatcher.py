@@ -27,7 +27,15 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.slots import NOTE, Slot, Slots
-from scholarsource.store.base import Claim, Ending, Note, Outcome, PoolInfo, Store
+from scholarsource.store.base import (
+    Claim,
+    Ending,
+    JobState,
+    Note,
+    Outcome,
+    PoolInfo,
+    Store,
+)
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -61,7 +69,7 @@ class Dispatcher:
         self.owner = owner
         self.master_pid = master_pid
         self.expect = expect or memory.Expectations(config.memory_per_job)
-        self.journal = Journal(config.max_crashes, config.job_log)
+        self.journal = Journal(config.job_log)
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission: dict[str, Any] = {}
         self._available = (0.0, 0)
@@ -69,6 +77,8 @@ class Dispatcher:
         self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
         self._wake = asyncio.Event()
         self._outcomes: list[Outcome] = []
+        # What the journal needs of each outcome once it is committed: its claim, run time.
+        self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
         self._check_cancels = True
         self._stop_at: float | None = None
@@ -163,8 +173,13 @@ class Dispatcher:
                 await self.store.note(notes)
                 notes = []
             if outcomes:
-                await self.store.finish(outcomes, self.config.max_crashes)
-                due = [o.retry_at for o in outcomes if o.retry_at is not None]
+                states = await self.store.finish(outcomes, self.config.max_crashes)
+                for outcome in outcomes:
+                    claim, ran_for = self._ran.pop((outcome.job_id, outcome.token))
+                    if (state := states.get(outcome.job_id)) is not None:
+                        self.journal.ended(claim, outcome, ran_for, state)
+                due = [o.retry_at for o in outcomes
+                       if o.retry_at is not None and states.get(o.job_id) is JobState.FAILED]
                 if due:
                     self._next_due = min([*due, self._next_due or due[0]])
         except StoreUnavailable as exc:
@@ -305,7 +320,7 @@ class Dispatcher:
     def _record(self, slot: Slot, claim: Claim, outcome: Outcome) -> None:
         """Queue the outcome for the next write, and tell operators."""
         self._outcomes.append(outcome)
-        self.journal.ended(claim, outcome, time.monotonic() - slot.started)
+        self._ran[(claim.id, claim.token)] = (claim, time.monotonic() - slot.started)
         self._wake.set()
 
     def _failure(self, claim: Claim, code: str, message: str, detail: str | None = None, *,
@@ -375,6 +390,9 @@ class Dispatcher:
                 self._next_due = await self.store.promote()
             except StoreUnavailable as exc:
                 log.warning("cannot re-queue failed jobs that are due: %s", exc)
+                # Try again with the heartbeat, not on every turn: a refusing store would
+                # otherwise turn the loop into a spin that floods the log.
+                self._next_due = time.time() + HEARTBEAT_INTERVAL
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
             self._alive()

@@ -2,8 +2,10 @@
 `scholarsource.jobs`, fields as keys in the JSON format) and the Prometheus counters. Params
 and results are never logged: they may hold secrets.
 
-Lines are kept until `flush()` and written together (logs.write_lines), once per turn of the
-dispatcher: at thousands of jobs per second, a LogRecord each cost more than the job."""
+An attempt's end is recorded once the store has committed it, with the state the store left
+the job in, so a stale attempt (fenced out) is neither logged nor counted. Lines are kept
+until `flush()` and written together (logs.write_lines), once per turn of the dispatcher: at
+thousands of jobs per second, a LogRecord each cost more than the job."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 
 from scholarsource import logs
 from scholarsource.metrics.counters import JOB_RUN, JOB_WAIT, JOBS_ENDED, JOBS_STARTED
-from scholarsource.store.base import Claim, Ending, Outcome
+from scholarsource.store.base import Claim, JobState, Outcome
 
 log = logging.getLogger("scholarsource.jobs")
 
@@ -20,8 +22,7 @@ log = logging.getLogger("scholarsource.jobs")
 class Journal:
     """Records attempts as they start and end."""
 
-    def __init__(self, max_crashes: int, enabled: bool = True) -> None:
-        self.max_crashes = max_crashes
+    def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled  # the log lines; the counters always count
         self._lines: list[logs.Line] = []
 
@@ -33,14 +34,14 @@ class Journal:
                 "job_id": claim.id, "task": claim.task, "queue": claim.queue,
                 "attempt": claim.attempt}))
 
-    def ended(self, claim: Claim, outcome: Outcome, ran_for: float) -> None:
-        state = self.state_after(claim, outcome)
-        JOBS_ENDED.labels(claim.task, state).inc()
+    def ended(self, claim: Claim, outcome: Outcome, ran_for: float, state: JobState) -> None:
+        """An attempt's end, committed: `state` is where the store left the job."""
+        JOBS_ENDED.labels(claim.task, state.value).inc()
         JOB_RUN.labels(claim.task).observe(ran_for)
         if self.enabled:
             self._lines.append((
-                time.time(), logging.WARNING if state == "dead" else logging.INFO,
-                f"job {state}", {"job_id": claim.id, "task": claim.task, "queue": claim.queue,
+                time.time(), logging.WARNING if state is JobState.DEAD else logging.INFO,
+                f"job {state.value}", {"job_id": claim.id, "task": claim.task, "queue": claim.queue,
                                  "attempt": claim.attempt, "duration": round(ran_for, 6),
                                  "outcome": outcome.ending.value,
                                  "error_code": outcome.error_code, "exit": outcome.exit}))
@@ -50,11 +51,3 @@ class Journal:
         if self._lines:
             lines, self._lines = self._lines, []
             logs.write_lines(log, lines)
-
-    def state_after(self, claim: Claim, outcome: Outcome) -> str:
-        """The job's state once `outcome` is written (the store applies the same rule)."""
-        if outcome.ending not in (Ending.FAILED, Ending.CRASHED):
-            return outcome.ending.value
-        crashed_out = (outcome.ending is Ending.CRASHED
-                       and claim.crashes + 1 >= self.max_crashes)
-        return "dead" if claim.failures + 1 >= claim.max_attempts or crashed_out else "failed"

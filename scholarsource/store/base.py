@@ -333,10 +333,11 @@ class Store(abc.ABC):
         """Extend the lease of every job `owner` runs."""
 
     @abc.abstractmethod
-    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> None:
+    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
         """Record ended attempts in one transaction; a stale token changes nothing. A failure
         goes `failed` (to run again at its `retry_at`) or `dead` once the job has failed
-        `max_attempts` times or crashed `max_crashes` times."""
+        `max_attempts` times or crashed `max_crashes` times. Returns the state each job
+        was left in, for the outcomes that were not stale."""
 
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:

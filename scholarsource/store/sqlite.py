@@ -109,6 +109,7 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'ending
              value ->> 'rss' AS rss, value ->> 'cpu' AS cpu
       FROM json_each(:batch)) AS o
 WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
+RETURNING jobs.id, jobs.status
 """
 PROGRESS = """
 UPDATE jobs SET progress = p.fraction, progress_message = p.message
@@ -500,13 +501,14 @@ class SqliteStore(Store):
         await self._db.fetchall(RENEW, (time.time() + lease_seconds, owner))
 
     @_unavailable
-    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> None:
+    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
         batch = [{"id": o.job_id, "token": o.token, "ending": o.ending.value,
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time(),
-                                         "max_crashes": max_crashes})
+        rows = await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time(),
+                                                "max_crashes": max_crashes})
+        return {job_id: JobState(status) for job_id, status in rows}
 
     @_unavailable
     async def note(self, notes: list[Note]) -> None:

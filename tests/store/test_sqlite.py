@@ -89,12 +89,15 @@ def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: 
         (fresh,) = await store.claim("pool-b", 1, 30)
         assert fresh.token != stale.token
         await store.note([Note(submitted.id, stale.token, "progress", {"fraction": 0.9})])
-        await store.finish([ok(submitted.id, stale.token, '"stale"')], max_crashes=3)
-        await store.finish([failed(submitted.id, stale.token)], max_crashes=3)
+        # A stale attempt changes nothing, and finish says so (nothing is logged or counted).
+        assert await store.finish([ok(submitted.id, stale.token, '"stale"')], max_crashes=3) \
+            == {}
+        assert await store.finish([failed(submitted.id, stale.token)], max_crashes=3) == {}
         current = await store.get("default", submitted.id)
         assert current is not None
         assert (current.status, current.result, current.progress) == ("running", None, None)
-        await store.finish([ok(submitted.id, fresh.token, '"fresh"')], max_crashes=3)
+        assert await store.finish([ok(submitted.id, fresh.token, '"fresh"')],
+                                  max_crashes=3) == {submitted.id: "succeeded"}
         done = await store.get("default", submitted.id)
         assert done is not None and (done.status, done.result) == ("succeeded", "fresh")
         assert (done.attempts, done.failures, done.crashes) == (2, 0, 1)
