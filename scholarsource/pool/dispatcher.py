@@ -25,6 +25,7 @@ from typing import Any
 from scholarsource.config import Config
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
+from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.store.base import (
@@ -42,9 +43,6 @@ log = logging.getLogger("scholarsource.pool")
 HEARTBEAT_INTERVAL = 1.0
 # How often busy slots' memory is sampled (caps, peaks, admission).
 MEMORY_INTERVAL = 0.25
-# Free memory is re-read at most this often while claiming; jobs started meanwhile are
-# accounted for by their expected need.
-_AVAILABLE_TTL = 0.05
 _STORE_RETRY = 0.2
 _MB = 1024**2
 
@@ -71,8 +69,7 @@ class Dispatcher:
         self.expect = expect or memory.Expectations(config.memory_per_job)
         self.journal = Journal(config.job_log)
         self._alive = alive  # tells the master this loop still turns (see server.py)
-        self.admission: dict[str, Any] = {}
-        self._available = (0.0, 0)
+        self.admission = Admission(config.memory_reserve, self.expect, slots)
         self._next_sample = 0.0
         self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
         self._wake = asyncio.Event()
@@ -193,7 +190,7 @@ class Dispatcher:
         if not free:
             return
         try:
-            refs = await self._admit(len(free))
+            refs = await self.admission.admit(self.store, len(free))
             if refs == []:
                 return
             claims = await self.store.claim(self.owner, len(free), self.config.lease_seconds,
@@ -205,50 +202,6 @@ class Dispatcher:
         for slot, claim in zip(free, claims, strict=False):
             slot.expected = self.expect.of(claim.task)
             self._start(slot, claim)
-
-    async def _admit(self, n: int) -> list[int] | None:
-        """RAM-aware admission: which of the next `n` queued jobs fit in memory now (None:
-        all of them). Jobs are taken in queue order and the first that does not fit stops
-        the rest, so a big job is not starved by small ones passing it."""
-        budget = self._budget()
-        if budget >= n * self.expect.largest():
-            self._set_admission({})
-            return None
-        refs: list[int] = []
-        for ref, task in await self.store.peek(n):
-            need = self.expect.of(task)
-            if need > budget:
-                if refs or self.slots.busy():
-                    self._set_admission({"waiting_for_memory": True, "task": task,
-                                         "needed": need, "available": max(budget, 0)})
-                    return refs
-                # Nothing runs, so waiting would free nothing: run it alone, and say so.
-                self._set_admission({"over_budget": True, "task": task, "needed": need,
-                                     "available": max(budget, 0)})
-                return [ref]
-            budget -= need
-            refs.append(ref)
-        self._set_admission({})
-        return refs
-
-    def _budget(self) -> int:
-        """Memory jobs may still take: free now, minus the reserve, minus what running jobs
-        are expected to grow into."""
-        at, free = self._available
-        now = time.monotonic()
-        if now - at > _AVAILABLE_TTL:
-            free = memory.available()
-            self._available = (now, free)
-        growing = sum(max(0, slot.expected - (slot.rss or 0)) for slot in self.slots.busy())
-        return free - self.config.memory_reserve - growing
-
-    def _set_admission(self, state: dict[str, Any]) -> None:
-        if state != self.admission and state:
-            log.warning("job of task %s waits for memory: needs %d MB, %d MB free above "
-                        "memory_reserve%s", state["task"], state["needed"] // _MB,
-                        state["available"] // _MB,
-                        "; running it alone" if state.get("over_budget") else "")
-        self.admission = state
 
     def _start(self, slot: Slot, claim: Claim) -> None:
         try:
@@ -446,7 +399,7 @@ class Dispatcher:
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
-                admission=self.admission))
+                admission=self.admission.state))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

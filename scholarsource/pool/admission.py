@@ -1,0 +1,74 @@
+"""RAM-aware admission: a job starts only when what it is expected to need fits in the memory
+free now, above `memory_reserve` and what running jobs are still expected to grow into."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from scholarsource.pool import memory
+from scholarsource.pool.slots import Slots
+from scholarsource.store.base import Store
+
+log = logging.getLogger("scholarsource.pool")
+
+# Free memory is re-read at most this often; jobs started meanwhile are accounted for by
+# their expected need.
+_AVAILABLE_TTL = 0.05
+_MB = 1024**2
+
+
+class Admission:
+    """Decides which queued jobs may start, and says why the others wait (`state`)."""
+
+    def __init__(self, reserve: int, expect: memory.Expectations, slots: Slots) -> None:
+        self.reserve = reserve
+        self.expect = expect
+        self.slots = slots
+        self.state: dict[str, Any] = {}  # shown by /api/health and /api/stats
+        self._available = (0.0, 0)
+
+    async def admit(self, store: Store, n: int) -> list[int] | None:
+        """Which of the next `n` queued jobs fit now (None: all of them). Jobs are taken in
+        queue order and the first that does not fit stops the rest, so a big job is not
+        starved by small ones passing it."""
+        budget = self.budget()
+        if budget >= n * self.expect.largest():
+            self._set({})
+            return None
+        refs: list[int] = []
+        for ref, task in await store.peek(n):
+            need = self.expect.of(task)
+            if need > budget:
+                if refs or self.slots.busy():
+                    self._set({"waiting_for_memory": True, "task": task, "needed": need,
+                               "available": max(budget, 0)})
+                    return refs
+                # Nothing runs, so waiting would free nothing: run it alone, and say so.
+                self._set({"over_budget": True, "task": task, "needed": need,
+                           "available": max(budget, 0)})
+                return [ref]
+            budget -= need
+            refs.append(ref)
+        self._set({})
+        return refs
+
+    def budget(self) -> int:
+        """Memory jobs may still take: free now, minus the reserve, minus what running jobs
+        are expected to grow into."""
+        at, free = self._available
+        now = time.monotonic()
+        if now - at > _AVAILABLE_TTL:
+            free = memory.available()
+            self._available = (now, free)
+        growing = sum(max(0, slot.expected - (slot.rss or 0)) for slot in self.slots.busy())
+        return free - self.reserve - growing
+
+    def _set(self, state: dict[str, Any]) -> None:
+        if state != self.state and state:
+            log.warning("job of task %s waits for memory: needs %d MB, %d MB free above "
+                        "memory_reserve%s", state["task"], state["needed"] // _MB,
+                        state["available"] // _MB,
+                        "; running it alone" if state.get("over_budget") else "")
+        self.state = state
