@@ -24,6 +24,7 @@ from gunicorn.errors import HaltServer
 from uvicorn_worker import UvicornWorker
 
 from scholarsource import logs, metrics
+from scholarsource.bindcheck import check_bindable
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
@@ -332,6 +333,7 @@ def _lock_data_dir(config: Config) -> int:
 def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> None:
     """Run the server in the foreground until it is stopped; `reload_config` re-reads the
     config on SIGHUP."""
+    check_bindable(config)  # before anything is created: a taken port is a config error
     logs.setup(config.log_level, config.log_format)
     logs.set_role("master")
     try:
