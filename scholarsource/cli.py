@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,16 @@ def build_config(config_file: str | None, **flags: Any) -> Config:
         sys.exit(EXIT_CONFIG)
 
 
+def _start_dir_on_path() -> None:
+    """Make modules in the directory `serve` starts in importable, as Gunicorn and Uvicorn
+    do: the `scholarsource` script, unlike `python -m`, does not put it on sys.path. The
+    API workers and the pool inherit sys.path across fork; the slots' forkserver is a fresh
+    interpreter, and multiprocessing hands it the pool's sys.path with its preload list."""
+    start = os.getcwd()
+    if start not in sys.path:
+        sys.path.insert(0, start)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """ScholarSource: a job server for one big machine."""
@@ -54,6 +65,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
     from scholarsource.server import serve as run_server
 
     config = build_config(config_file, **flags)
+    _start_dir_on_path()
     try:
         run_server(config, lambda: load_config(config_file, overrides=flags))
     except ScholarSourceError as exc:

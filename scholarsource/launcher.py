@@ -89,12 +89,13 @@ class ServerProcess:
 
 def launch(argv: list[str], *, url: str, log_path: Path, env: dict[str, str],
            ready_path: str = "/api/health", wait: bool = True,
-           timeout: float = 60.0) -> ServerProcess:
-    """Start `argv` in its own session; with `wait`, return once it is ready (and stop it
-    again if it never gets there)."""
+           timeout: float = 60.0, cwd: Path | None = None) -> ServerProcess:
+    """Start `argv` in its own session (in `cwd`, default ours); with `wait`, return once it
+    is ready (and stop it again if it never gets there)."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                cwd=cwd)
     server = ServerProcess(proc, url, log_path, ready_path)
     if wait:
         try:
