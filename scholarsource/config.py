@@ -7,11 +7,12 @@ flags. Every key is declared once, as a field below; its metadata carries the he
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -180,48 +181,70 @@ class Config:
 _TYPES = get_type_hints(Config)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One layer's values, and how its keys are written there (for messages)."""
+
+    values: Mapping[str, Any]
+    where: str  # "in FILE", "in the environment", "on the command line"
+    spell: Callable[[str], str]  # a field name as the user wrote it in this layer
+    text: bool  # values arrive as text (environment, flags), not typed as in TOML
+
+
+def _expected(name: str) -> str:
+    """What a field takes, in words, for the message about a value of the wrong kind."""
+    kind = _TYPES[name]
+    if Config.__dataclass_fields__[name].metadata.get("size"):
+        return "a byte count or a size like '512MB' or '2GiB'"
+    if kind == tuple[str, ...]:
+        return 'a list of strings, like ["myapp.jobs"]'
+    return {bool: "true or false", int: "a whole number", float: "a number"}.get(kind,
+                                                                               "a string")
+
+
 def _coerce(name: str, raw: Any, from_text: bool) -> Any:
-    """Convert one raw value (TOML value or env/flag text) to the field's type."""
+    """Convert one raw value (TOML value or env/flag text) to the field's type; ValueError
+    if it is of the wrong kind."""
     f = Config.__dataclass_fields__[name]
     kind = _TYPES[name]
-    try:
-        if f.metadata.get("size"):
-            return parse_size(raw)
-        if kind is bool:
-            if isinstance(raw, str) and from_text:
-                if raw.lower() not in _BOOLEANS:
-                    raise ValueError("use true or false")
-                return _BOOLEANS[raw.lower()]
-            if not isinstance(raw, bool):
-                raise ValueError("use true or false")
-            return raw
-        if kind is int:
-            if isinstance(raw, bool) or not isinstance(raw, int | str):
-                raise ValueError
-            return int(raw)
-        if kind is float:
-            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-                raise ValueError
-            return float(raw)
-        if kind == tuple[str, ...]:
-            if from_text and isinstance(raw, str):
-                raw = [part.strip() for part in raw.split(",") if part.strip()]
-            if not isinstance(raw, list | tuple) or not all(isinstance(x, str) for x in raw):
-                raise ValueError
-            return tuple(raw)
-        if not isinstance(raw, str):
+    if f.metadata.get("size"):
+        return parse_size(raw)
+    if kind is bool:
+        if isinstance(raw, str) and from_text and raw.lower() in _BOOLEANS:
+            return _BOOLEANS[raw.lower()]
+        if not isinstance(raw, bool):
             raise ValueError
-        return raw.lower() if f.metadata.get("choices") else raw
-    except ValueError as exc:
-        detail = f": {exc}" if str(exc) else ""
-        raise ConfigError(f"{name} has an invalid value {raw!r}{detail}") from None
+        return raw
+    if kind is int:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError
+        return int(raw)
+    if kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ValueError
+        return float(raw)
+    if kind == tuple[str, ...]:
+        if from_text and isinstance(raw, str):
+            raw = [part.strip() for part in raw.split(",") if part.strip()]
+        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) for x in raw):
+            raise ValueError
+        return tuple(raw)
+    if not isinstance(raw, str):
+        raise ValueError
+    return raw.lower() if f.metadata.get("choices") else raw
 
 
-def _layer(values: dict[str, Any], source: Mapping[str, Any], origin: str, text: bool) -> None:
-    for name, raw in source.items():
+def _layer(values: dict[str, Any], source: _Source) -> None:
+    for name, raw in source.values.items():
         if name not in Config.__dataclass_fields__:
-            raise ConfigError(f"unknown setting {name!r} in {origin}")
-        values[name] = _coerce(name, raw, from_text=text)
+            close = difflib.get_close_matches(name, Config.__dataclass_fields__, n=1)
+            hint = f"; did you mean {source.spell(close[0])}?" if close else ""
+            raise ConfigError(f"unknown setting {source.spell(name)} {source.where}{hint}")
+        try:
+            values[name] = _coerce(name, raw, from_text=source.text)
+        except ValueError:  # int("four") and friends say nothing a user can act on
+            raise ConfigError(f"{source.spell(name)} {source.where} must be "
+                              f"{_expected(name)}, not {raw!r}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None,
@@ -242,13 +265,15 @@ def load_config(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        _layer(values, data, str(path), text=False)
+        _layer(values, _Source(data, f"in {path}", repr, text=False))
     from_env = {key[len(ENV_PREFIX):].lower(): val for key, val in env.items()
                 if key.startswith(ENV_PREFIX) and key not in (ENV_PREFIX + "CONFIG",
                                                               ENV_PREFIX + "URL")}
-    _layer(values, from_env, "the environment", text=True)
-    _layer(values, {k: v for k, v in (overrides or {}).items() if v is not None}, "flags",
-           text=True)
+    _layer(values, _Source(from_env, "in the environment",
+                           lambda name: ENV_PREFIX + name.upper(), text=True))
+    _layer(values, _Source({k: v for k, v in (overrides or {}).items() if v is not None},
+                           "on the command line",
+                           lambda name: "--" + name.replace("_", "-"), text=True))
     try:
         return Config(**values)
     except TypeError as exc:  # pragma: no cover - every key was checked above

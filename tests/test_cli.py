@@ -123,6 +123,21 @@ def test_unknown_key_in_config_file_exits_with_the_config_code(tmp_path: Path) -
                        "unknown setting 'slotz'")
 
 
+@pytest.mark.parametrize(("toml", "message"), [
+    ('slots = "four"', "'slots' in {path} must be a whole number, not 'four'"),
+    ('task_modules = "myapp.jobs"',
+     """'task_modules' in {path} must be a list of strings, like ["myapp.jobs"], not """
+     "'myapp.jobs'"),
+    ("slot = 4", "unknown setting 'slot' in {path}; did you mean 'slots'?"),
+])
+def test_config_mistakes_a_new_user_makes(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "scholarsource.toml"
+    path.write_text(toml + "\n")
+    result = invoke("check-config", "--config", str(path))
+    assert_clean_error(result, EXIT_CONFIG, message.format(path=path))
+    assert "invalid literal" not in result.stderr
+
+
 def test_missing_config_file_exits_with_the_config_code(tmp_path: Path) -> None:
     assert_clean_error(invoke("check-config", "--config", str(tmp_path / "nope.toml")),
                        EXIT_CONFIG, "cannot read config file")

@@ -146,38 +146,55 @@ def test_flag_values_may_be_text_or_typed() -> None:
 
 def test_unknown_key_in_toml(tmp_path: Path) -> None:
     path = write_toml(tmp_path, "slots = 2\nslotz = 3\n")
-    with pytest.raises(ConfigError, match=r"unknown setting 'slotz' in .*scholarsource\.toml"):
+    with pytest.raises(ConfigError, match=r"^unknown setting 'slotz' in .*scholarsource\.toml; "
+                                          r"did you mean 'slots'\?$"):
+        load_config(path, env={})
+
+
+def test_unknown_key_far_from_any_setting_gets_no_guess(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, "colour = 3\n")
+    with pytest.raises(ConfigError, match=r"^unknown setting 'colour' in .*\.toml$"):
         load_config(path, env={})
 
 
 def test_unknown_environment_variable() -> None:
-    with pytest.raises(ConfigError, match=r"unknown setting 'slotz' in the environment"):
-        load_config(env={"SCHOLARSOURCE_SLOTZ": "3"})
+    with pytest.raises(ConfigError, match=r"^unknown setting SCHOLARSOURCE_MAX_ATTEMPT in the "
+                                          r"environment; did you mean "
+                                          r"SCHOLARSOURCE_MAX_ATTEMPTS\?$"):
+        load_config(env={"SCHOLARSOURCE_MAX_ATTEMPT": "3"})
 
 
 def test_unknown_flag_override() -> None:
-    with pytest.raises(ConfigError, match=r"unknown setting 'slotz' in flags"):
+    with pytest.raises(ConfigError, match=r"unknown setting --slotz on the command line"):
         load_config(env={}, overrides={"slotz": 3})
 
 
+# What a new user typed, and what they must read: the setting, what it takes, their value;
+# never Python's "invalid literal for int() with base 10".
 @pytest.mark.parametrize(("toml", "message"), [
-    ('slots = "many"', r"slots has an invalid value 'many'"),
-    ("slots = 2.5", r"slots has an invalid value 2\.5"),
-    ("workers = true", r"workers has an invalid value True"),
-    ('task_modules = "myapp.jobs"', r"task_modules has an invalid value 'myapp.jobs'"),
-    ("task_modules = [1, 2]", r"task_modules has an invalid value \[1, 2\]"),
-    ('memory_per_job = "lots"', r"memory_per_job has an invalid value 'lots': .*not a size"),
-    ("bind = 8000", r"bind has an invalid value 8000"),
-    ('lease_seconds = "soon"', r"lease_seconds has an invalid value 'soon'"),
+    ('slots = "four"', r"'slots' in .*\.toml must be a whole number, not 'four'$"),
+    ("slots = 2.5", r"'slots' in .*\.toml must be a whole number, not 2\.5$"),
+    ("workers = true", r"'workers' in .*\.toml must be a whole number, not True$"),
+    ('task_modules = "myapp.jobs"',
+     r"'task_modules' in .*\.toml must be a list of strings, like \[\"myapp\.jobs\"\], "
+     r"not 'myapp\.jobs'$"),
+    ("task_modules = [1, 2]", r"'task_modules' .* must be a list of strings.*not \[1, 2\]$"),
+    ('memory_per_job = "lots"',
+     r"'memory_per_job' .* must be a byte count or a size like '512MB' or '2GiB', not 'lots'$"),
+    ("bind = 8000", r"'bind' in .*\.toml must be a string, not 8000$"),
+    ('lease_seconds = "soon"', r"'lease_seconds' in .*\.toml must be a number, not 'soon'$"),
+    ('access_log = "yes"', r"'access_log' in .*\.toml must be true or false, not 'yes'$"),
 ])
 def test_bad_types_in_toml(tmp_path: Path, toml: str, message: str) -> None:
     path = write_toml(tmp_path, toml + "\n")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as caught:
         load_config(path, env={})
+    assert "invalid literal" not in str(caught.value)
 
 
 def test_bad_type_in_environment() -> None:
-    with pytest.raises(ConfigError, match=r"workers has an invalid value 'two'"):
+    with pytest.raises(ConfigError, match=r"^SCHOLARSOURCE_WORKERS in the environment must be a "
+                                          r"whole number, not 'two'$"):
         load_config(env={"SCHOLARSOURCE_WORKERS": "two"})
 
 
@@ -343,7 +360,7 @@ def test_booleans_from_toml_and_text(tmp_path: Path) -> None:
     assert load_config(path, env={}).fetch_allow_private is True
     assert load_config(env={"SCHOLARSOURCE_FETCH_ALLOW_PRIVATE": "off"}).fetch_allow_private \
         is False
-    with pytest.raises(ConfigError, match="use true or false"):
+    with pytest.raises(ConfigError, match="must be true or false, not "):
         load_config(env={"SCHOLARSOURCE_FETCH_ALLOW_PRIVATE": "maybe"})
-    with pytest.raises(ConfigError, match="use true or false"):
+    with pytest.raises(ConfigError, match="must be true or false, not "):
         load_config(write_toml(tmp_path, "fetch_allow_private = 1\n"), env={})
