@@ -66,6 +66,8 @@ def _show(job: dict[str, Any], as_json: bool) -> None:
     line = f"{job['id']}  {job['task']:<12} {job['status']:<10} attempts {job['attempts']}"
     if job.get("progress") is not None and job["status"] == "running":
         line += f"  {job['progress']:.0%}"
+    if job.get("cancel_requested") and job["status"] == "running":
+        line += "  cancel requested"
     click.echo(line)
     if job.get("error"):
         click.echo(f"  error: {job['error']}")
@@ -85,19 +87,25 @@ def _exit_for(job: dict[str, Any]) -> None:
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A task parameter; repeat for more.")
 @click.option("--queue", help="Queue name (default: the task's).")
-@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--priority", type=int, help="-1000 to 1000; higher runs first.")
+@click.option("--max-attempts", type=int,
+              help="Attempts before the job is dead (default: the task's, then the config's).")
+@click.option("--timeout", type=float, help="Seconds an attempt may run (default: the task's).")
+@click.option("--memory-limit", metavar="SIZE",
+              help="Most RSS the job may hold: bytes, or like 512MB (default: the task's).")
+@click.option("--backoff-base", type=float,
+              help="Seconds before the first retry; doubles each time (default: the task's, "
+                   "then the config's).")
+@click.option("--backoff-max", type=float, help="Longest wait between attempts, seconds.")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
 @click.option("--idempotency-key", "key",
               help="Submitting again with the same key gives back the same job.")
 @client_options
-def submit(task: str, params: tuple[str, ...], queue: str | None, priority: int | None,
-           wait: bool, key: str | None, url: str, as_json: bool) -> None:
-    """Submit TASK and print the job."""
+def submit(task: str, params: tuple[str, ...], wait: bool, key: str | None, url: str,
+           as_json: bool, **fields: Any) -> None:
+    """Submit TASK and print the job. Options left out take the task's defaults."""
     body: dict[str, Any] = {"task": task, "params": dict(_parse_param(p) for p in params)}
-    if queue is not None:
-        body["queue"] = queue
-    if priority is not None:
-        body["priority"] = priority
+    body.update({name: value for name, value in fields.items() if value is not None})
     job = _call(url, "POST", "/api/jobs", json=body,
                 headers={"Idempotency-Key": key} if key is not None else None)
     while wait and job["status"] not in _FINISHED:
@@ -121,7 +129,13 @@ def status(job_id: str, url: str, as_json: bool) -> None:
 @client_options
 def cancel(job_id: str, url: str, as_json: bool) -> None:
     """Cancel a queued job, or ask a running one to stop."""
-    _show(_call(url, "POST", f"/api/jobs/{job_id}/cancel"), as_json)
+    job = _call(url, "POST", f"/api/jobs/{job_id}/cancel")
+    _show(job, as_json)
+    if not as_json and job["status"] == "running" and job.get("cancel_requested"):
+        click.echo("  cancel requested: the task sees ctx.cancel_requested and should stop; if "
+                   "it has not ended within the server's cancel_grace (10 s by default), its "
+                   "process is killed. Either way the job ends cancelled "
+                   f"(scholarsource status {job['id']}).")
 
 
 @click.command()

@@ -157,6 +157,14 @@ def test_usage_errors_exit_with_the_config_code() -> None:
     assert "is not key=value" in result.output
 
 
+def test_submit_has_an_option_for_every_field_the_api_takes() -> None:
+    from scholarsource.api.schemas import SUBMIT_FIELDS
+    from scholarsource.client import submit
+
+    options = {p.name for p in submit.params} - {"as_json", "url", "wait", "key"}
+    assert options == SUBMIT_FIELDS
+
+
 # -- serve, with the server itself patched out ---------------------------------------------------
 
 @pytest.fixture
@@ -249,6 +257,20 @@ def test_cli_against_a_real_server(serve: Callable[..., Server]) -> None:
     echo_id = job["id"]
     wait_until(lambda: status_of(echo_id) == "succeeded", 15, message="echo to succeed")
 
+    # Every submit field the API takes has its option.
+    tuned = run_cli("submit", "noop", "--queue", "batch", "--priority", "7", "--max-attempts",
+                    "3", "--timeout", "30", "--memory-limit", "512MB", "--backoff-base", "2",
+                    "--backoff-max", "20", "--json", "--url", url)
+    assert tuned.returncode == EXIT_OK, tuned.stderr
+    job = json.loads(tuned.stdout)
+    assert {k: job[k] for k in ("queue", "priority", "max_attempts", "timeout", "memory_limit",
+                                "backoff_base", "backoff_max")} == {
+        "queue": "batch", "priority": 7, "max_attempts": 3, "timeout": 30.0,
+        "memory_limit": 512_000_000, "backoff_base": 2.0, "backoff_max": 20.0}
+    refused = run_cli("submit", "noop", "--priority", "5000", "--url", url)
+    assert refused.returncode == EXIT_FAILURE
+    assert refused.stderr.startswith("error: invalid_request")
+
     # --idempotency-key: the same key twice is the same job.
     keyed = [json.loads(run_cli("submit", "noop", "--idempotency-key", "k-1", "--json",
                                 "--url", url).stdout)["id"] for _ in range(2)]
@@ -291,10 +313,15 @@ def test_cli_against_a_real_server(serve: Callable[..., Server]) -> None:
     assert too_late.returncode == EXIT_FAILURE
     assert too_late.stderr.startswith("error: already_finished")
 
-    # A running job is asked to stop; the sleep task honours ctx.cancel_requested.
-    asked = run_cli("cancel", running_id, "--json", "--url", url)
+    # A running job is asked to stop, and the user is told what happens next; the sleep
+    # task honours ctx.cancel_requested.
+    asked = run_cli("cancel", running_id, "--url", url)
     assert asked.returncode == EXIT_OK, asked.stderr
-    assert json.loads(asked.stdout)["cancel_requested"] is True
+    assert asked.stdout.startswith(f"{running_id}  sleep        running    attempts 1")
+    assert "cancel requested" in asked.stdout.splitlines()[0]
+    assert "the task sees ctx.cancel_requested and should stop" in asked.stdout
+    assert "cancel_grace (10 s by default), its process is killed" in asked.stdout
+    assert api.get(f"/api/jobs/{running_id}").json()["cancel_requested"] is True
     wait_until(lambda: status_of(running_id) == "cancelled", 15,
                message="the running job to stop")
 
