@@ -81,15 +81,22 @@ def plan(config_file: str | None, as_json: bool, **flags: Any) -> None:
     from scholarsource.sizing import plan as make_plan
 
     sizing = make_plan(build_config(config_file, **flags))
-    click.echo(json.dumps(sizing.as_dict(), indent=2) if as_json else sizing.describe())
+    click.echo(json.dumps(sizing.as_dict(), indent=2) if as_json
+               else f"{sizing.describe()}\n\n{sizing.advice()}")
 
 
 @main.command("check-config")
 @server_options
 def check_config(config_file: str | None, **flags: Any) -> None:
-    """Validate the configuration and print the values in effect."""
+    """Validate the configuration and print the values in effect, as JSON."""
+    from scholarsource.sizing import plan as make_plan
+
     config = build_config(config_file, **flags)
-    click.echo(json.dumps(config.as_dict(), indent=2))
+    sizing = make_plan(config)
+    # workers = 0 and slots = 0 mean "size automatically": show what that comes to, and why.
+    values = {**config.as_dict(), "workers": sizing.workers, "slots": sizing.slots,
+              "sizing": sizing.describe()}
+    click.echo(json.dumps(values, indent=2))
 
 
 @main.command()

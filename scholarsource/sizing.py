@@ -25,12 +25,32 @@ class Plan:
     slots_by_cpu: int
     slots_by_memory: int
     reason: str
+    workers_reason: str
+    slots_per_core: float
+    slots_set: bool  # `slots` was configured, not sized
+    memory_per_job: int
 
     def describe(self) -> str:
-        """One paragraph for the start-up log and `scholarsource plan`."""
-        return (f"{self.workers} API worker(s), {self.slots} job slot(s): {self.reason} "
-                f"[{self.cores} cores, {self.memory_available // _MIB} MiB of "
-                f"{self.memory_total // _MIB} MiB available]")
+        """One line for the start-up log, `check-config` and `scholarsource plan`."""
+        return (f"{self.workers} API worker(s) ({self.workers_reason}), {self.slots} job "
+                f"slot(s): {self.reason} [{self.cores} cores, {self.memory_available // _MIB} "
+                f"MiB of {self.memory_total // _MIB} MiB available]")
+
+    def advice(self) -> str:
+        """What to change for I/O-bound jobs (most users': LLM calls, scraping), which wait
+        far more than they compute, so one core can keep several of them busy."""
+        if self.slots_set:
+            return ("slots is set, so slots_per_core does not apply. For I/O-bound jobs (LLM "
+                    "calls, scraping), which mostly wait, more slots than cores pay off.")
+        if self.slots_by_memory < self.slots_by_cpu:
+            return (f"Memory limits the slots, so a higher slots_per_core adds none. If your "
+                    f"jobs need less than memory_per_job ({self.memory_per_job // _MIB} MiB), "
+                    f"lower it, e.g. memory_per_job = \"256MB\".")
+        more = max(4.0, self.slots_per_core * 2)
+        return (f"This fits CPU-bound jobs. I/O-bound jobs (LLM calls, scraping) mostly wait, "
+                f"so one core keeps several busy: raise slots_per_core (now "
+                f"{self.slots_per_core:g}), e.g. slots_per_core = {more:g} in the config file "
+                f"or SCHOLARSOURCE_SLOTS_PER_CORE={more:g} (memory still caps the slots).")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --json output."""
@@ -65,4 +85,7 @@ def plan(config: Config) -> Plan:
     workers = config.workers or cores
     return Plan(workers=workers, slots=slots, cores=cores, memory_total=memory.total,
                 memory_available=memory.available, slots_by_cpu=by_cpu,
-                slots_by_memory=by_memory, reason=reason)
+                slots_by_memory=by_memory, reason=reason,
+                workers_reason="set in the configuration" if config.workers else
+                "one per core", slots_per_core=config.slots_per_core,
+                slots_set=bool(config.slots), memory_per_job=config.memory_per_job)

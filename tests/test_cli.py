@@ -24,7 +24,8 @@ from tests.conftest import Server
 from tests.helpers import wait_until
 
 PLAN_FIELDS = {"workers", "slots", "cores", "memory_total", "memory_available", "slots_by_cpu",
-               "slots_by_memory", "reason"}
+               "slots_by_memory", "reason", "workers_reason", "slots_per_core", "slots_set",
+               "memory_per_job"}
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +68,19 @@ def test_help_lists_every_command() -> None:
 def test_plan_describes_the_sizing() -> None:
     result = invoke("plan", "--slots", "3")
     assert result.exit_code == EXIT_OK, result.output
-    assert "API worker(s), 3 job slot(s): slots set in the configuration" in result.stdout
+    assert "API worker(s) (one per core), 3 job slot(s): slots set in the configuration" \
+        in result.stdout
+
+
+def test_plan_tells_io_bound_users_about_slots_per_core(tmp_path: Path) -> None:
+    # A machine whose memory cannot be the limit: tiny jobs, no reserve.
+    path = tmp_path / "scholarsource.toml"
+    path.write_text('memory_per_job = "1MB"\nmemory_reserve = 0\n')
+    result = invoke("plan", "--config", str(path))
+    assert result.exit_code == EXIT_OK, result.output
+    assert "I/O-bound jobs (LLM calls, scraping) mostly wait" in result.stdout
+    assert "raise slots_per_core (now 1), e.g. slots_per_core = 4 in the config file or " \
+        "SCHOLARSOURCE_SLOTS_PER_CORE=4" in result.stdout
 
 
 def test_plan_json_has_every_field() -> None:
@@ -84,8 +97,22 @@ def test_check_config_prints_the_values_with_flags_applied() -> None:
     result = invoke("check-config", "--slots", "3", "--data-dir", "/srv/jobs")
     assert result.exit_code == EXIT_OK, result.output
     values = json.loads(result.stdout)
+    sizing = values.pop("sizing")
+    cores = len(os.sched_getaffinity(0))
     assert values == {**Config().as_dict(), "slots": 3, "data_dir": "/srv/jobs",
-                      "task_modules": []}
+                      "task_modules": [], "workers": cores}
+    assert sizing.startswith(f"{cores} API worker(s) (one per core), 3 job slot(s): slots set")
+
+
+def test_check_config_shows_the_automatic_sizes_in_effect() -> None:
+    # workers = 0 and slots = 0 mean "automatic": print what they come to, not 0.
+    result = invoke("check-config")
+    assert result.exit_code == EXIT_OK, result.output
+    values = json.loads(result.stdout)
+    cores = len(os.sched_getaffinity(0))
+    assert values["workers"] == cores and values["slots"] >= 1
+    assert f"{cores} API worker(s) (one per core), {values['slots']} job slot(s): " \
+        in values["sizing"]
 
 
 def test_check_config_layers_file_environment_and_flags(tmp_path: Path) -> None:

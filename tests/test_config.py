@@ -330,6 +330,15 @@ def test_plan_is_memory_bound_with_huge_jobs(machine: SimpleNamespace) -> None:
     assert result.reason.startswith("memory-bound")
 
 
+def test_plan_advice_for_io_bound_jobs(machine: SimpleNamespace) -> None:
+    assert "raise slots_per_core (now 1), e.g. slots_per_core = 4" \
+        in sizing.plan(Config()).advice()
+    assert "(now 2.5), e.g. slots_per_core = 5" in sizing.plan(Config(slots_per_core=2.5)).advice()
+    # When memory is the limit, more slots per core would add nothing: say what would.
+    assert "lower it, e.g. memory_per_job" in sizing.plan(Config(memory_per_job=GIB * 4)).advice()
+    assert "slots is set, so slots_per_core does not apply" in sizing.plan(Config(slots=3)).advice()
+
+
 def test_plan_never_sizes_below_one_slot(machine: SimpleNamespace) -> None:
     machine.available = GIB // 2  # less than the reserve
     assert sizing.plan(Config()).slots == 1
