@@ -126,6 +126,7 @@ class PoolArbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
             self._ready_sent = True
             self.notifier.ready(f"{len(self.WORKERS)} API worker(s); pool pid "
                                 f"{self.dirty_arbiter_pid}")
+            log.info("ready: %s", _where_to_go(self.config))
         self.notifier.keepalive(healthy=self._pool_checks_in())
 
     def _pool_checks_in(self) -> bool:
@@ -253,6 +254,15 @@ def _describe(status: int) -> str:
         hint = " (perhaps out of memory?)" if sig == signal.SIGKILL else ""
         return f"was killed by {sig.name}{hint}"
     return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def _where_to_go(config: Config) -> str:
+    """The URLs a new user wants once the server is up (loopback for a wildcard bind)."""
+    host, port = config.host_port()
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return (f"dashboard {base}/dashboard, API {base}/api/jobs (described at "
+            f"{base}/api/openapi.json), metrics {base}/metrics")
 
 
 class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
