@@ -100,9 +100,10 @@ def _write(path: Path, text: str) -> None:
                    "(compare with a run without it: the cost of being monitored).")
 @click.option("--processes", type=click.IntRange(1),
               help="Load generator processes (default: one per 16 clients, up to the cores).")
-@click.option("--client", type=click.Choice(["httpx", "raw"]), default="httpx",
-              show_default=True, help="raw: a minimal HTTP/1.1 client, to take the "
-                                      "generator's CPU out of the way.")
+@click.option("--client", type=click.Choice(["raw", "httpx"]), default="raw",
+              show_default=True, help="raw: a minimal HTTP/1.1 client that costs a few % of "
+                                      "httpx's CPU, so the figures are the server's; httpx: "
+                                      "what a Python client sees.")
 @click.option("--baseline", is_flag=True,
               help="Run submit and status against a minimal Starlette + aiosqlite app too.")
 @click.option("--sweep", metavar="KEY=V1,V2,...",

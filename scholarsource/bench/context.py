@@ -26,7 +26,7 @@ class Settings:
     jobs: int | None = None
     rate: float | None = None
     processes: int = 2
-    client: str = "httpx"
+    client: str = "raw"
     scrape_metrics: float | None = None  # GET /metrics this often (s) during each scenario
 
     def with_value(self, key: str, value: float) -> Settings:

@@ -24,6 +24,7 @@ from scholarsource.bench.progress import Progress
 from scholarsource.bench.scenarios import SCENARIOS
 from scholarsource.bench.scraper import MetricsScraper
 from scholarsource.bench.servers import Target, check_url, start_baseline, start_scholarsource
+from scholarsource.bench.table import load_line
 
 FORMAT = "scholarsource-bench/1"
 _SETTLE = 60.0  # seconds an HTTP scenario waits for the queue to empty before it starts
@@ -68,6 +69,7 @@ class Runner:
                        {"key": plan.sweep[0], "values": list(plan.sweep[1])}},
             "scenarios": {},
         }
+        self.say(load_line(results["config"]))
         with tempfile.TemporaryDirectory(prefix="scholarsource-bench-") as tmp:
             workdir = Path(tmp)
             results["disk"] = fsync_rate(workdir)
@@ -123,7 +125,7 @@ class Runner:
         for name in names:
             scenario = SCENARIOS[name]
             where = f" ({target.name})" if target.baseline else ""
-            self.say(f"{name}{where}: {scenario.summary}")
+            self.say(f"{name}{where}: {scenario.header(settings)}")
             if not target.baseline:
                 self._settle(target)
             scraper = None
@@ -138,7 +140,7 @@ class Runner:
                 self.problems.append(f"{name}{where} failed: {result['failed']}")
             if scraper is not None:
                 result["metrics_scraped"] = scraper.summary()
-            out[name] = {"scenario": name, "summary": scenario.summary, **result}
+            out[name] = {"scenario": name, "summary": scenario.header(settings), **result}
             if out[name].get("lost"):
                 self.problems.append(f"{name}: {out[name]['lost']} accepted job(s) missing")
         return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scholarsource.bench import jobruns
-from scholarsource.bench.context import Context, ServerStats
+from scholarsource.bench.context import Context, ServerStats, Settings
 from scholarsource.bench.flows import Op
 from scholarsource.bench.loadgen import LoadResult
 from scholarsource.percentiles import percentile
@@ -34,9 +34,16 @@ class Scenario:
     """A named load, what it measures, and whether the baseline app can serve it too."""
 
     name: str
-    summary: str
+    summary: str  # "{jobs}" stands for this run's job count
     run: Callable[[Context], dict[str, Any]]
     baseline: bool = False
+    client: str | None = None  # the client it always uses, whatever --client says
+
+    def header(self, settings: Settings) -> str:
+        """The summary with this run's job count and the client that sends the load."""
+        jobs = settings.jobs or jobruns.DEFAULT_JOBS.get(self.name, 0)
+        return (f"{self.summary.replace('{jobs}', f'{jobs:,}')} "
+                f"[{self.client or settings.client} client]")
 
 
 def http_result(load: LoadResult, stats: ServerStats, unit: str,
@@ -97,15 +104,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("submit", "POST only: the API's write path", submit, baseline=True),
     Scenario("status", "GET of existing jobs: the read path under load", status,
              baseline=True),
-    Scenario("e2e-noop", "N no-op jobs, submit to all done: queue + dispatch overhead",
+    Scenario("e2e-noop", "{jobs} no-op jobs, submit to all done: queue + dispatch overhead",
              jobruns.e2e_noop),
-    Scenario("e2e-sleep", "I/O-bound jobs (10-400 ms sleeps): concurrency and slot usage",
-             jobruns.e2e_sleep),
-    Scenario("e2e-cpu", "CPU-bound jobs: efficiency = ideal time / measured time",
-             jobruns.e2e_cpu),
-    Scenario("pickup", "idle server, one job at a time: submit-to-start latency",
-             jobruns.pickup),
+    Scenario("e2e-sleep", "{jobs} I/O-bound jobs (10-400 ms sleeps): concurrency and slot "
+             "usage", jobruns.e2e_sleep),
+    Scenario("e2e-cpu", "{jobs} CPU-bound jobs (250 ms each): efficiency = ideal time / "
+             "measured time", jobruns.e2e_cpu),
+    Scenario("pickup", "idle server, {jobs} jobs one at a time: submit-to-start latency",
+             jobruns.pickup, client="httpx"),
     Scenario("frontend", "submit via /api/submit, poll /api/status/{id} every 250 ms",
              frontend),
-    Scenario("sse", "clients watching their jobs over /api/jobs/{id}/events", sse),
+    Scenario("sse", "clients watching their jobs over /api/jobs/{id}/events", sse,
+             client="httpx"),
 ]}

@@ -83,6 +83,22 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+_CLIENTS = {
+    "raw": "a minimal HTTP/1.1 client that costs a few % of httpx's CPU, so the figures are "
+           "the server's (--client httpx shows what a Python client sees)",
+    "httpx": "what a Python client sees; its own CPU may be the limit (--client raw measures "
+             "the server)",
+}
+
+
+def load_line(config: dict[str, Any]) -> str:
+    """Who sends the load, and what that means for the figures: the report's first line."""
+    client = config.get("client", "raw")
+    return (f"load: {config.get('clients')} clients over {config.get('processes')} generator "
+            f"process(es), {client} client: {_CLIENTS.get(client, client)}; pickup and sse "
+            "always use httpx")
+
+
 def _failed(result: dict[str, Any]) -> bool:
     return "failed" in result
 
@@ -99,8 +115,10 @@ def main_table(results: dict[str, Any]) -> str:
                      *[lat.get(q) for q in ("p50", "p90", "p99", "p99_9", "max")],
                      sum((r.get("errors") or {}).values()),
                      _get(r, "generator", "cpu_cores"), _get(r, "server", "cpu_cores")])
-    return render(["scenario", "throughput", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-                   "max ms", "errors", "gen cores", "server cores"], rows)
+    return render(["scenario", "throughput", "req p50 ms", "req p90 ms", "req p99 ms",
+                   "req p99.9 ms", "req max ms", "errors", "gen cores", "server cores"], rows) \
+        + ("\nreq ms: how long each HTTP request took, sent to answered (for the job "
+           "scenarios, their submits); how long jobs waited and ran is in the table below.")
 
 
 def jobs_table(results: dict[str, Any]) -> str:
@@ -114,8 +132,12 @@ def jobs_table(results: dict[str, Any]) -> str:
                      _get(jobs, "wait_ms", "p99"), _get(jobs, "run_ms", "p50"),
                      _get(jobs, "run_ms", "p99"), jobs.get("slot_usage"),
                      jobs.get("efficiency")])
-    return render(["jobs", "count", "slots", "wait p50 ms", "wait p99 ms", "run p50 ms",
-                   "run p99 ms", "slot usage", "efficiency"], rows) if rows else ""
+    if not rows:
+        return ""
+    return render(["jobs", "count", "slots", "job wait p50 ms", "job wait p99 ms",
+                   "job run p50 ms", "job run p99 ms", "slot usage", "efficiency"], rows) \
+        + ("\njob wait: submitted to started, job run: started to finished, both from the "
+           "server's timestamps; slot usage: time in jobs / (slots x elapsed).")
 
 
 def roles_table(results: dict[str, Any]) -> str:
@@ -169,8 +191,10 @@ def extras(results: dict[str, Any]) -> list[str]:
                          f"ms, {scraped['failures']} failed")
         busiest = _get(r, "generator", "busiest_process_cores")
         if busiest is not None and busiest >= 0.9:
+            remedy = "--processes" if _get(r, "generator", "client") == "raw" else \
+                "--processes or --client raw"
             lines.append(f"{label}: a generator process used {busiest:.2f} of a core: the "
-                         "generator may be the limit (try --processes or --client raw)")
+                         f"generator may be the limit (try {remedy})")
     return lines
 
 
@@ -186,11 +210,13 @@ def baseline_table(results: dict[str, Any]) -> str:
 def report(results: dict[str, Any]) -> str:
     """Every table and line, as printed at the end of a run."""
     disk = results.get("disk") or {}
-    parts = [main_table(results), jobs_table(results), roles_table(results),
-             baseline_table(results), "\n".join(extras(results))]
+    parts = [load_line(results.get("config") or {}), main_table(results), jobs_table(results),
+             roles_table(results), baseline_table(results), "\n".join(extras(results))]
     if disk:
-        parts.append(f"disk: {disk['fsyncs_per_s']:,.0f} fsync/s ({disk['fsync_ms']} ms "
-                     f"each, {disk['filesystem']}) under {disk['directory']}: what one commit "
-                     'costs with durability = "full"')
+        parts.append(f"disk: the disk under {disk['directory']} ({disk['filesystem']}) makes "
+                     f"{disk['fsyncs_per_s']:,.0f} flushes to storage (fsync) per second, "
+                     f"{disk['fsync_ms']} ms each. With durability = \"full\" every commit "
+                     "waits for one, so that is the most commits per second it allows; with "
+                     "\"normal\" (the default) commits do not wait for it.")
     parts += [f"problem: {p}" for p in results.get("problems", [])]
     return "\n\n".join(p for p in parts if p)

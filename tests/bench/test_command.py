@@ -71,6 +71,8 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
                 "--json", str(out / "all.json"), "--report", str(out / "all.html"))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
+    (out / "stdout.txt").write_text(run.stdout)
+    (out / "stderr.txt").write_text(run.stderr)
     return json.loads((out / "all.json").read_text()), out
 
 
@@ -111,6 +113,22 @@ def test_json_holds_the_machine_and_the_config(full_run: tuple[dict[str, Any], P
     assert results["config"]["jobs"] == 8 and results["config"]["clients"] == 4
     assert results["server"]["api_workers"] == 1 and results["server"]["slots"] == 2
     assert results["problems"] == []
+
+
+def test_the_output_says_what_ran_and_what_each_figure_means(
+        full_run: tuple[dict[str, Any], Path]) -> None:
+    results, out = full_run
+    news, report = (out / "stderr.txt").read_text(), (out / "stdout.txt").read_text()
+    # The raw client by default, said in the header of what is printed and in the JSON.
+    assert results["config"]["client"] == "raw"
+    assert report.startswith("load: 4 clients over 1 generator process(es), raw client: ")
+    assert "load: 4 clients" in news
+    # Each job scenario's line gives its real count, never a literal N.
+    assert "e2e-noop: 8 no-op jobs, submit to all done" in news
+    assert results["scenarios"]["e2e-noop"]["summary"].startswith("8 no-op jobs")
+    assert "req p50 ms" in report and "job wait p50 ms" in report
+    assert "disk: the disk under " in report and "flushes to storage (fsync) per second" \
+        in report
 
 
 def test_the_started_server_is_stopped(full_run: tuple[dict[str, Any], Path]) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from scholarsource.bench import compare, html_report, sweep, table
+from scholarsource.bench.context import Settings
+from scholarsource.bench.scenarios import SCENARIOS
 from scholarsource.bench.stats import timeline
 from scholarsource.percentiles import percentile
 
@@ -81,3 +83,36 @@ def test_line_chart_is_plain_svg() -> None:
     svg = html_report.line_chart("t", [("a", [(0, 1.0), (1, 3.0)])], "x", "y")
     assert svg.startswith("<svg") and svg.endswith("</svg>") and "<polyline" in svg
     assert html_report.line_chart("t", [], "x", "y") == ""
+
+
+def test_scenario_headers_say_how_many_jobs_and_which_client() -> None:
+    default = Settings()
+    assert SCENARIOS["e2e-noop"].header(default) == (
+        "2,000 no-op jobs, submit to all done: queue + dispatch overhead [raw client]")
+    assert SCENARIOS["e2e-cpu"].header(Settings(jobs=8, client="httpx")).startswith(
+        "8 CPU-bound jobs (250 ms each)")
+    assert SCENARIOS["pickup"].header(default).endswith("100 jobs one at a time: "
+                                                        "submit-to-start latency [httpx client]")
+    assert SCENARIOS["sse"].header(default).endswith("/api/jobs/{id}/events [httpx client]")
+    assert all("{jobs}" not in s.header(default) and "N " not in s.header(default)
+               for s in SCENARIOS.values())
+
+
+def test_report_says_what_each_figure_measures() -> None:
+    result = {"throughput_per_s": 900.0, "unit": "jobs/s", "errors": {},
+              "latency_ms": {"p50": 3.0, "p90": 4.0, "p99": 5.0, "p99_9": 6.0, "max": 7.0},
+              "jobs": {"count": 8, "slots": 2, "wait_ms": {"p50": 431.0, "p99": 600.0},
+                       "run_ms": {"p50": 1.0, "p99": 2.0}, "slot_usage": 0.5}}
+    results = {"config": {"client": "raw", "clients": 32, "processes": 2},
+               "scenarios": {"e2e-noop": result},
+               "disk": {"fsyncs_per_s": 1234.0, "fsync_ms": 0.81, "filesystem": "ext4",
+                        "directory": "/tmp/b"}}
+    text = table.report(results)
+    assert text.startswith("load: 32 clients over 2 generator process(es), raw client: a "
+                           "minimal HTTP/1.1 client")
+    assert "req p50 ms" in text and "job wait p50 ms" in text
+    assert "req ms: how long each HTTP request took, sent to answered (for the job scenarios, " \
+           "their submits)" in text
+    assert "job wait: submitted to started" in text
+    assert ("disk: the disk under /tmp/b (ext4) makes 1,234 flushes to storage (fsync) per "
+            'second, 0.81 ms each. With durability = "full" every commit waits for one') in text
