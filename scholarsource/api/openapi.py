@@ -176,12 +176,15 @@ async def openapi(request: Request) -> JSONResponse:
     schemas = document["components"]["schemas"]
     base = schemas.pop("Submit")
     base["properties"]["timeout"]["maximum"] = svc.config.max_timeout
+    limits = (f"At most {svc.config.max_params_bytes} bytes of JSON, lists and objects "
+              f"nested at most {svc.config.max_params_depth} levels deep.")
+    base["properties"]["params"]["description"] = limits
     variants = []
     for name, task in sorted((await svc.catalog.tasks()).items()):
         variant = copy.deepcopy(base)
         variant["properties"]["task"] = {"const": name}
         if task.params is not None:
-            variant["properties"]["params"] = task.params
+            variant["properties"]["params"] = {**task.params, "description": limits}
             if task.params["required"]:
                 variant["required"] = ["task", "params"]
         variants.append(variant)

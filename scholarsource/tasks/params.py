@@ -128,6 +128,10 @@ def _check_one(name: str, value: Any, prop: Schema) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         low, high = prop.get("minimum", -math.inf), prop.get("maximum", math.inf)
         if not low <= value <= high:
+            if high == math.inf:
+                raise InvalidParams(name, f"must be at least {low:g}")
+            if low == -math.inf:
+                raise InvalidParams(name, f"must be at most {high:g}")
             raise InvalidParams(name, f"must be from {low:g} to {high:g}")
     return value
 

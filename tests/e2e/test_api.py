@@ -133,3 +133,5 @@ def test_odd_but_valid_input_is_accepted(serve) -> None:
         "type": ["number"], "minimum": 0, "maximum": 86400.0}
     assert variants["fetch"]["required"] == ["task", "params"]  # url is required
     assert variants["noop"]["properties"]["timeout"]["maximum"] == 7 * 86400.0
+    assert variants["echo"]["properties"]["params"]["description"] == (
+        "At most 1048576 bytes of JSON, lists and objects nested at most 32 levels deep.")

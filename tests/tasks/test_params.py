@@ -14,7 +14,9 @@ def typed(ctx: Context, n: int, ratio: float, name: str, flag: bool, items: list
           options: dict[str, Any], maybe: int | None = None, either: Union[int, str] = 1,  # noqa: UP007
           old: Optional[str] = "x",  # noqa: UP045
           anything: Any = None, custom: Context | None = None, untyped=0,
-          *, bounded: Annotated[float, Bounds(0, 10)] = 1.0) -> None:
+          *, bounded: Annotated[float, Bounds(0, 10)] = 1.0,
+          floor: Annotated[int, Bounds(1)] = 1, ceiling: Annotated[int, Bounds(None, 5)] = 1
+          ) -> None:
     """Every kind of annotation describe() handles."""
 
 
@@ -64,6 +66,8 @@ def test_check_accepts_what_the_signature_takes() -> None:
     ({**VALID, "maybe": "x"}, "maybe", "must be integer or null"),
     ({**VALID, "bounded": 10.5}, "bounded", "must be from 0 to 10"),
     ({**VALID, "bounded": -1}, "bounded", "must be from 0 to 10"),
+    ({**VALID, "floor": 0}, "floor", "must be at least 1"),
+    ({**VALID, "ceiling": 6}, "ceiling", "must be at most 5"),
 ])
 def test_check_names_the_param_that_does_not_fit(params: dict[str, Any], param: str,
                                                   message: str) -> None:
