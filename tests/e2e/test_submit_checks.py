@@ -69,9 +69,26 @@ def test_no_client_can_hold_a_slot_or_the_memory_without_bounds(serve) -> None:
                        ).status_code == 202
 
 
-def test_params_over_the_size_limit_are_refused(serve) -> None:
-    client = serve(slots=1, env={"SCHOLARSOURCE_MAX_PARAMS_BYTES": "1KiB",
-                                 "SCHOLARSOURCE_DEFAULT_TIMEOUT": "60"}).client()
+def test_params_too_deep_too_large_or_unrenderable_are_refused(serve) -> None:
+    server = serve(slots=1, env={"SCHOLARSOURCE_MAX_PARAMS_BYTES": "1KiB",
+                                 "SCHOLARSOURCE_DEFAULT_TIMEOUT": "60"})
+    client = server.client()
+    pool = server.health()["pool"]["pid"]
+    # Issue 10 §1: 500 deep answered 202 and crashed the pool; ~990 deep answered 500.
+    for depth in (33, 500, 1000, 50_000):
+        body = '{"task": "echo", "params": {"a": ' + "[" * depth + "]" * depth + "}}"
+        response = client.post("/api/jobs", content=body,
+                               headers={"Content-Type": "application/json"})
+        assert (response.status_code, response.json()["error"]) == (422, "params_too_deep")
+    # Issue 10 §2: answered 500 with the row committed, and every listing 500 after it.
+    for value in ("NaN", "1e400", "-Infinity", '"\\ud800"'):
+        body = '{"task": "echo", "params": {"a": ' + value + "}}"
+        response = client.post("/api/submit", content=body,
+                               headers={"Content-Type": "application/json"})
+        assert (response.status_code, response.json()["error"]) == (
+            422, "invalid_json_value"), value
+    assert all_jobs(client) == [] and all_jobs(client, task="echo") == []
+    assert server.health()["pool"]["pid"] == pool
     big = refused(client, {"task": "echo", "params": {"a": "x" * 1100}}, "params_too_large")
     assert big["limit"] == 1024
     # Measured as stored: escaped non-ASCII counts six bytes a character.
