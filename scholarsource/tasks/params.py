@@ -58,7 +58,10 @@ def _types(annotation: Any) -> list[str] | None:
                 return None
             found += [t for t in member_types if t not in found]
         return found
-    json_type = _JSON_TYPES.get(origin or annotation)
+    try:
+        json_type = _JSON_TYPES.get(origin or annotation)
+    except TypeError:  # an annotation that is not even a type, e.g. a list: anything goes
+        return None
     return None if json_type is None else [json_type]
 
 

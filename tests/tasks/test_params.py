@@ -14,6 +14,7 @@ def typed(ctx: Context, n: int, ratio: float, name: str, flag: bool, items: list
           options: dict[str, Any], maybe: int | None = None, either: Union[int, str] = 1,  # noqa: UP007
           old: Optional[str] = "x",  # noqa: UP045
           anything: Any = None, custom: Context | None = None, untyped=0,
+          odd: [int] = 0,  # type: ignore[valid-type]
           *, bounded: Annotated[float, Bounds(0, 10)] = 1.0,
           floor: Annotated[int, Bounds(1)] = 1, ceiling: Annotated[int, Bounds(None, 5)] = 1
           ) -> None:
@@ -34,7 +35,7 @@ def test_describe_maps_json_types_and_bounds() -> None:
     assert props["maybe"] == {"type": ["integer", "null"]}
     assert props["either"] == {"type": ["integer", "string"]}
     assert props["old"] == {"type": ["string", "null"]}
-    assert props["anything"] == props["custom"] == props["untyped"] == {}
+    assert props["anything"] == props["custom"] == props["untyped"] == props["odd"] == {}
     assert props["bounded"] == {"type": ["number"], "minimum": 0, "maximum": 10}
     assert schema["required"] == ["n", "ratio", "name", "flag", "items", "options"]
     assert schema["additionalProperties"] is False
