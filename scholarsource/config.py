@@ -29,14 +29,16 @@ _SIZE_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, 
 
 
 def parse_size(value: int | str) -> int:
-    """Turn ``512MB``, ``1GiB`` or a plain byte count into bytes."""
+    """Turn ``512MB``, ``1GiB`` or a plain byte count into bytes (ASCII digits and spaces
+    only: a regex's digit and space classes would also read Arabic-Indic digits and
+    no-break spaces)."""
     if isinstance(value, bool):
         raise ValueError("a size is a byte count or a string like '512MB'")
     if isinstance(value, int):
         if value < 0:
             raise ValueError("a size cannot be negative")
         return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    match = re.fullmatch(r" *([0-9]+(?:\.[0-9]+)?) *([A-Za-z]*) *", str(value))
     if not match or match.group(2).upper() not in _SIZE_UNITS:
         raise ValueError(f"{value!r} is not a size (try '512MB' or '2GiB')")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
@@ -130,6 +132,23 @@ class Config:
     job_log: bool = field(default=True, metadata=_key(
         "Log one line per job state change: job id, task, queue, attempt, duration, outcome "
         "(never params or results)."))
+    # What a submit may ask for: every client gets these bounds.
+    default_timeout: float = field(default=3600.0, metadata=_key(
+        "Seconds a job may run when neither its submit nor its task sets a timeout. Finite, "
+        "so a job that hangs frees its slot."))
+    max_timeout: float = field(default=7 * 86400.0, metadata=_key(
+        "Longest timeout a submit may ask for, seconds (above: 422). A task declaring a "
+        "longer one stops the pool at boot."))
+    max_params_depth: int = field(default=32, metadata=_key(
+        "Deepest nesting of lists and objects in a job's params (and in any JSON body, "
+        "one level more for the body itself); deeper: 422 params_too_deep."))
+    max_params_bytes: int = field(default=1024**2, metadata=_key(
+        "Largest params a job may carry, bytes of JSON as stored; larger: 422 "
+        "params_too_large.", size=True))
+    builtin_tasks: tuple[str, ...] = field(default=("safe",), metadata=_key(
+        "Built-in tasks clients may submit: \"all\", \"safe\" (noop, sleep, echo, fetch, "
+        "fail), \"none\", or a list of names. \"all\" adds cpu, memory and crash, which "
+        "let any client burn a core, fill memory or kill a slot.", keyword_or_list=True))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -140,7 +159,7 @@ class Config:
         for name in ("workers", "slots"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative (0 means: size automatically)")
-        for name in ("max_attempts", "max_crashes"):
+        for name in ("max_attempts", "max_crashes", "max_params_depth"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.max_jobs_per_slot < 0:
@@ -149,7 +168,8 @@ class Config:
             raise ConfigError("backoff_max cannot be less than backoff_base")
         for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core",
                      "pool_stall_timeout", "memory_per_job", "max_body_bytes",
-                     "max_result_bytes"):
+                     "max_result_bytes", "default_timeout", "max_timeout",
+                     "max_params_bytes"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, not {value!r}")
@@ -158,6 +178,12 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be zero or more seconds, not {value!r}")
+        if self.default_timeout > self.max_timeout:
+            raise ConfigError("default_timeout cannot be more than max_timeout")
+        keywords = {"all", "safe", "none"} & set(self.builtin_tasks)
+        if keywords and len(self.builtin_tasks) > 1:
+            raise ConfigError(f"builtin_tasks: {sorted(keywords)[0]!r} stands alone, not in "
+                              f"a list of names")
         self.host_port()
 
     def host_port(self) -> tuple[str, int]:
@@ -224,7 +250,8 @@ def _coerce(name: str, raw: Any, from_text: bool) -> Any:
             raise ValueError
         return float(raw)
     if kind == tuple[str, ...]:
-        if from_text and isinstance(raw, str):
+        # "a, b" from text; a bare TOML string too where the field is a keyword or a list
+        if isinstance(raw, str) and (from_text or f.metadata.get("keyword_or_list")):
             raw = [part.strip() for part in raw.split(",") if part.strip()]
         if not isinstance(raw, list | tuple) or not all(isinstance(x, str) for x in raw):
             raise ValueError

@@ -29,6 +29,8 @@ def server_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLARSOURCE_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
     env["SCHOLARSOURCE_TASK_MODULES"] = "sample_tasks"
+    # The tests run cpu, memory and crash, which a default server does not expose.
+    env["SCHOLARSOURCE_BUILTIN_TASKS"] = "all"
     env.update(extra)
     return env
 

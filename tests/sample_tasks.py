@@ -122,3 +122,8 @@ def leaky(ctx: Context, mb: int = 0) -> int:
 def chatty(ctx: Context) -> None:
     """Log through the task's own logger, as task code does."""
     logging.getLogger("sample_tasks").info("hello from job %s", ctx.job_id)
+
+
+@task("patient", timeout=7200)
+def patient(ctx: Context) -> None:
+    """Declares a two-hour timeout (a server whose max_timeout is lower refuses to boot)."""

@@ -51,7 +51,8 @@ def test_parse_size_accepts_counts_and_units(text: int | str, expected: int) -> 
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "MB", "12 parsecs", "-5MB", "1,5GB", -1, True])
+@pytest.mark.parametrize("bad", ["", "MB", "12 parsecs", "-5MB", "1,5GB", -1, True,
+                                 "\u0661MB", "1\u00a0MB", "\uff11GB", "1\tMB"])
 def test_parse_size_rejects_nonsense(bad: int | str) -> None:
     with pytest.raises(ValueError):
         parse_size(bad)
@@ -373,3 +374,25 @@ def test_booleans_from_toml_and_text(tmp_path: Path) -> None:
         load_config(env={"SCHOLARSOURCE_FETCH_ALLOW_PRIVATE": "maybe"})
     with pytest.raises(ConfigError, match="must be true or false, not "):
         load_config(write_toml(tmp_path, "fetch_allow_private = 1\n"), env={})
+
+
+# -- what a submit may ask for -------------------------------------------------------------------
+
+def test_builtin_tasks_is_a_keyword_or_a_list_of_names(tmp_path: Path) -> None:
+    assert load_config(env={}).builtin_tasks == ("safe",)
+    assert load_config(write_toml(tmp_path, 'builtin_tasks = "all"\n'), env={}
+                       ).builtin_tasks == ("all",)
+    assert load_config(env={"SCHOLARSOURCE_BUILTIN_TASKS": "noop, sleep"}
+                       ).builtin_tasks == ("noop", "sleep")
+    with pytest.raises(ConfigError, match="'all' stands alone"):
+        load_config(env={"SCHOLARSOURCE_BUILTIN_TASKS": "all,noop"})
+
+
+def test_timeouts_are_finite_and_ordered() -> None:
+    config = load_config(env={})
+    assert (config.default_timeout, config.max_timeout) == (3600.0, 7 * 86400.0)
+    with pytest.raises(ConfigError, match="default_timeout cannot be more than max_timeout"):
+        load_config(env={"SCHOLARSOURCE_DEFAULT_TIMEOUT": "100",
+                         "SCHOLARSOURCE_MAX_TIMEOUT": "10"})
+    with pytest.raises(ConfigError, match="max_timeout must be a positive number"):
+        load_config(env={"SCHOLARSOURCE_MAX_TIMEOUT": "inf"})

@@ -29,9 +29,13 @@ class Catalog:
 
     async def names(self) -> list[str]:
         """Every registered task name, sorted (re-read at most once a second)."""
+        return sorted(await self.tasks())
+
+    async def tasks(self) -> dict[str, TaskDefaults]:
+        """Every registered task (re-read at most once a second)."""
         if time.monotonic() - self._loaded_at > _MISS_REFRESH:
             await self._refresh()
-        return sorted(self._tasks)
+        return dict(self._tasks)
 
     async def _refresh(self) -> None:
         self._tasks = await self._store.tasks()

@@ -34,10 +34,12 @@ async def submit_job(request: Request) -> tuple[Job, bool]:
     False says so; the same key for a different task or params is a 409."""
     svc = services(request)
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
-    body = await read_json(request, svc.config.max_body_bytes)
+    body = await read_json(request, svc.config)
     name = body.get("task") if isinstance(body, dict) else None
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
-    new = parse_submit(body, defaults, svc.config, tenant_of(request), key)
+    # Only a miss pays for the names, to suggest the one the client may have meant.
+    known = await svc.catalog.names() if defaults is None else ()
+    new = parse_submit(body, defaults, svc.config, tenant_of(request), key, known)
     job, created = await svc.submits.submit(new)
     if not created and (job.task, job.params) != (new.task, new.params):
         raise Conflict(f"Idempotency-Key {key!r} was used for another job, {job.id}",

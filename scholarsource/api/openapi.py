@@ -16,7 +16,6 @@ from scholarsource.api.schemas import (
     MAX_ATTEMPTS_LIMIT,
     MAX_BACKOFF,
     MAX_MEMORY_LIMIT,
-    MAX_TIMEOUT,
     MEMORY_PATTERN,
     NAME_PATTERN,
     PRIORITY_RANGE,
@@ -35,7 +34,12 @@ def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _ERRORS = {str(code): _answer(text, _ERROR) for code, text in (
     (400, "malformed JSON"), (404, "no such job"), (413, "body too large"),
-    (415, "not application/json"), (422, "invalid fields or unknown task"),
+    (415, "not application/json"),
+    (422, "invalid fields (invalid_request), unknown task (unknown_task), params that do "
+          "not fit the task's signature (invalid_params), nested deeper than "
+          "max_params_depth (params_too_deep), larger than max_params_bytes "
+          "(params_too_large), NaN, Infinity, overflowing numbers or lone surrogates "
+          "(invalid_json_value)"),
     (503, "the store cannot take writes now; retry"))}
 
 _COUNT = {"type": "string", "pattern": f"^[0-9]{{0,{COUNT_DIGITS}}}$"}
@@ -132,8 +136,7 @@ DOCUMENT: dict[str, Any] = {
                                     "maximum": PRIORITY_RANGE[1]},
                        "max_attempts": {"type": ["integer", "null"], "minimum": 1,
                                         "maximum": MAX_ATTEMPTS_LIMIT},
-                       "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0,
-                                   "maximum": MAX_TIMEOUT},
+                       "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
                        "memory_limit": {"anyOf": [
                            {"type": "integer", "minimum": 1, "maximum": MAX_MEMORY_LIMIT},
                            {"type": "string", "pattern": MEMORY_PATTERN},
@@ -166,10 +169,26 @@ DOCUMENT: dict[str, Any] = {
 
 
 async def openapi(request: Request) -> JSONResponse:
-    # The task names are this server's registry, so clients see exactly what they may submit.
+    # This server's registry and limits, so clients see exactly what they may submit: one
+    # Submit variant per task, whose params are that task's published signature.
+    svc = services(request)
     document = copy.deepcopy(DOCUMENT)
-    submit = document["components"]["schemas"]["Submit"]["properties"]
-    submit["task"] = {"enum": await services(request).catalog.names()}
+    schemas = document["components"]["schemas"]
+    base = schemas.pop("Submit")
+    base["properties"]["timeout"]["maximum"] = svc.config.max_timeout
+    limits = (f"At most {svc.config.max_params_bytes} bytes of JSON, lists and objects "
+              f"nested at most {svc.config.max_params_depth} levels deep.")
+    base["properties"]["params"]["description"] = limits
+    variants = []
+    for name, task in sorted((await svc.catalog.tasks()).items()):
+        variant = copy.deepcopy(base)
+        variant["properties"]["task"] = {"const": name}
+        if task.params is not None:
+            variant["properties"]["params"] = {**task.params, "description": limits}
+            if task.params["required"]:
+                variant["required"] = ["task", "params"]
+        variants.append(variant)
+    schemas["Submit"] = {"oneOf": variants} if variants else base
     return JSONResponse(document)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -11,9 +14,10 @@ from starlette.requests import Request
 from scholarsource.config import Config, parse_size
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from scholarsource.store.base import JobState, NewJob, TaskDefaults
+from scholarsource.tasks.params import InvalidParams
+from scholarsource.tasks.params import check as check_params
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-MAX_TIMEOUT = 7 * 86400  # a week
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 100
 LIST_LIMIT_MAX = 1000
@@ -37,9 +41,11 @@ def is_count(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The request body as JSON: 415 unless application/json, 413 past `max_bytes`,
-    400 if it does not parse."""
+async def read_json(request: Request, config: Config) -> Any:
+    """The request body as JSON: 415 unless application/json, 413 past max_body_bytes,
+    400 if it does not parse, 422 if it holds what the API could not render again (see
+    `parse_json`)."""
+    max_bytes = config.max_body_bytes
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMedia("send the body as JSON with Content-Type: application/json")
@@ -57,10 +63,70 @@ async def read_json(request: Request, max_bytes: int) -> Any:
                 raise _too_large(max_bytes)
             chunks.append(chunk)
         body = b"".join(chunks)
+    # The body is one level around the params.
+    return parse_json(body, config.max_params_depth + 1)
+
+
+class _Unrenderable(Exception):
+    """Raised while parsing for a value that JSON has no text for."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _Unrenderable(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Unrenderable(f"{text[:40]} is out of range for a number")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_ok(text: str) -> bool:
+    return text.isascii() or not _SURROGATE.search(text)
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """Parse a body, refusing (422) what the store must never hold because no answer could
+    render it again: NaN, Infinity, numbers that overflow to infinity, lone surrogates;
+    and lists or objects nested deeper than `max_depth` (each container is a level), which
+    only serve to exhaust a parser's or pickle's recursion. 400 if it is not JSON."""
     try:
-        return json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except _Unrenderable as exc:
+        raise ValidationFailed(str(exc), code="invalid_json_value") from None
+    except RecursionError:  # the parser itself recursed too deep: far past the limit
+        raise _too_deep(max_depth) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    # Walked with a stack of its own, so no depth can exhaust Python's.
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise _too_deep(max_depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict) and not all(_text_ok(key) for key in item):
+                raise _lone_surrogate()
+        elif isinstance(item, str) and not _text_ok(item):
+            raise _lone_surrogate()
+    return value
+
+
+def _too_deep(max_depth: int) -> ValidationFailed:
+    return ValidationFailed(f"the JSON nests lists and objects more than {max_depth} levels "
+                            f"deep (max_params_depth)", code="params_too_deep",
+                            limit=max_depth)
+
+
+def _lone_surrogate() -> ValidationFailed:
+    return ValidationFailed("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                            "which is not text", code="invalid_json_value")
 
 
 def _too_large(max_bytes: int) -> PayloadTooLarge:
@@ -126,10 +192,11 @@ def parse_idempotency_key(value: str | None) -> str | None:
 
 
 def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: str,
-                 idempotency_key: str | None = None) -> NewJob:
-    """Validate a submit body against the task it names (None: no such task). Whatever the
-    body leaves out comes from the task, then from the config, so the job shows what
-    applies."""
+                 idempotency_key: str | None = None, known_tasks: Iterable[str] = ()
+                 ) -> NewJob:
+    """Validate a submit body against the task it names (None: no such task, and
+    `known_tasks` are the names it might have meant). Whatever the body leaves out comes
+    from the task, then from the config, so the job shows what applies."""
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
     unknown = sorted(set(body) - SUBMIT_FIELDS)
@@ -139,18 +206,19 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
     if not isinstance(name, str) or not name:
         raise _invalid("task", "required, the name of a registered task")
     if task is None:
-        raise ValidationFailed(f"task: no task named {name!r} is registered",
+        close = difflib.get_close_matches(name, list(known_tasks), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValidationFailed(f"task: no task named {name!r} is registered{hint}",
                                code="unknown_task", field="task")
-    params = body.get("params", {})
-    if not isinstance(params, dict):
-        raise _invalid("params", "must be a JSON object")
+    params = _params(body.get("params", {}), task, config.max_params_bytes)
     queue = body.get("queue", task.queue)
     if not isinstance(queue, str) or not NAME_PATTERN.fullmatch(queue):
         raise _invalid("queue", "must be 1-64 letters, digits, '_', '.', ':' or '-'")
     priority = _int(body, "priority", *PRIORITY_RANGE) or 0
     attempts = (_int(body, "max_attempts", 1, MAX_ATTEMPTS_LIMIT) or task.max_attempts
                 or config.max_attempts)
-    timeout = _seconds(body, "timeout", task.timeout, MAX_TIMEOUT)
+    timeout = _seconds(body, "timeout", task.timeout or config.default_timeout,
+                       config.max_timeout)
     base = _seconds(body, "backoff_base", task.backoff_base or config.backoff_base,
                     MAX_BACKOFF)
     cap = _seconds(body, "backoff_max", task.backoff_max or config.backoff_max, MAX_BACKOFF)
@@ -159,6 +227,24 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
                   max_attempts=attempts, timeout=timeout, tenant=tenant,
                   memory_limit=_memory_limit(body, task.memory_limit), backoff_base=base,
                   backoff_max=cap, idempotency_key=idempotency_key)
+
+
+def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:
+    """The params, checked against the task's published signature and measured as the
+    store will keep them."""
+    if not isinstance(params, dict):
+        raise _invalid("params", "must be a JSON object")
+    try:
+        checked = check_params(params, task.params)
+    except InvalidParams as exc:
+        raise ValidationFailed(f"params.{exc}", code="invalid_params", field="params",
+                               param=exc.param) from None
+    size = len(json.dumps(checked))  # as the store writes them
+    if size > max_bytes:
+        raise ValidationFailed(f"params: {size} bytes of JSON, more than {max_bytes} "
+                               f"(max_params_bytes)", code="params_too_large",
+                               field="params", limit=max_bytes)
+    return checked
 
 
 def parse_list_query(query: Any) -> dict[str, Any]:

@@ -109,7 +109,9 @@ def start_scholarsource(workdir: Path, *, workers: int, slots: int,
         extra = ("--config", str(config))
     argv = serve_argv(port, workdir / f"{name}-data", workers=workers or None,
                       slots=slots or None, extra=extra)
-    return _launch(name, argv, workdir, _clean_env(), "/api/health", port)
+    # The bench's workloads include the cpu task, which a default server does not expose.
+    env = {**_clean_env(), "SCHOLARSOURCE_BUILTIN_TASKS": "all"}
+    return _launch(name, argv, workdir, env, "/api/health", port)
 
 
 def start_baseline(workdir: Path, *, workers: int) -> Target:

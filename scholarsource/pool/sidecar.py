@@ -100,7 +100,7 @@ def _pulse(fd: int | None, byte: bytes) -> None:
 
 
 async def _main(config: Config, master_pid: int | None, ready_fd: int | None) -> int:
-    registry = load_tasks(config.task_modules)
+    registry = load_tasks(config.task_modules, config.builtin_tasks, config.max_timeout)
     sizing = plan(config)
     owner = secrets.token_hex(8)
     store = await SqliteStore.open(config.db_path, durability=config.durability,
@@ -118,7 +118,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
             log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
         await store.publish_tasks([
             TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory, s.memory_limit,
-                         s.backoff_base, s.backoff_max) for s in registry.values()])
+                         s.backoff_base, s.backoff_max, s.params) for s in registry.values()])
         expect = Expectations(config.memory_per_job)
         for spec in registry.values():
             expect.declare(spec.name, spec.memory)

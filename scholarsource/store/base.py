@@ -202,6 +202,7 @@ class TaskDefaults:
     memory_limit: int | None = None
     backoff_base: float | None = None
     backoff_max: float | None = None
+    params: dict[str, Any] | None = None  # JSON Schema of its params (tasks/params.py)
 
 
 @dataclass(frozen=True)

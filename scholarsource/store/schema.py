@@ -140,7 +140,13 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# What each task's params may be (a JSON Schema from its signature), so API workers refuse a
+# submit that could only fail at run time, still without importing task code.
+_V5 = """
+ALTER TABLE tasks ADD COLUMN params TEXT;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -171,12 +171,13 @@ HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, 
              "heartbeat_at = excluded.heartbeat_at, admission = excluded.admission")
 POOL_INFO = "SELECT pid, slots, slot_count, busy, heartbeat_at, admission FROM pool WHERE id = 1"
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
-                 "backoff_max")
+                 "backoff_max, params")
 TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
 CLEAR_TASKS = "DELETE FROM tasks"
 ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', "
-             "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]' "
+             "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]', "
+             "value ->> '$[8]' "
              "FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
@@ -437,7 +438,10 @@ class SqliteStore(Store):
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
-        return {row[0]: TaskDefaults(*row) for row in await self._db.fetchall(TASKS)}
+        return {name: TaskDefaults(name, queue, timeout, attempts, memory, limit, base, cap,
+                                   None if params is None else json.loads(params))
+                for name, queue, timeout, attempts, memory, limit, base, cap, params
+                in await self._db.fetchall(TASKS)}
 
     @_unavailable
     async def counts(self, tenant: str | None = None) -> dict[str, int]:
@@ -547,7 +551,9 @@ class SqliteStore(Store):
     @_unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
         batch = json.dumps([(t.name, t.queue, t.timeout, t.max_attempts, t.memory,
-                             t.memory_limit, t.backoff_base, t.backoff_max) for t in tasks])
+                             t.memory_limit, t.backoff_base, t.backoff_max,
+                             None if t.params is None else json.dumps(t.params))
+                            for t in tasks])
         await self._atomically([(CLEAR_TASKS, ()), (ADD_TASKS, (batch,))])
 
     @_unavailable

@@ -13,10 +13,15 @@ from typing import Any, TypeVar
 
 from scholarsource.config import parse_size
 from scholarsource.errors import TaskError, UnknownTaskError
+from scholarsource.tasks.params import Schema, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 BUILTIN_MODULE = "scholarsource.tasks.builtin"
+# What `builtin_tasks = "safe"` exposes: nothing here can take a slot down or eat the box's
+# memory. "all" adds cpu (burns a core), memory (allocates on demand) and crash (kills its
+# process), which the tests and the bench use.
+SAFE_BUILTINS = ("noop", "sleep", "echo", "fetch", "fail")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class TaskSpec:
     memory_limit: int | None = None  # cap on the slot's RSS, bytes
     backoff_base: float | None = None
     backoff_max: float | None = None
+    params: Schema | None = None  # what the task takes (tasks/params.py), checked at submit
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -55,7 +61,8 @@ def task(name: str | None = None, *, queue: str = "default", timeout: float | No
     def register(fn: F) -> F:
         spec = TaskSpec(name=name or fn.__name__, fn=fn, queue=queue, timeout=timeout,
                         max_attempts=max_attempts, memory=sizes[0], memory_limit=sizes[1],
-                        backoff_base=backoff_base, backoff_max=backoff_max)
+                        backoff_base=backoff_base, backoff_max=backoff_max,
+                        params=describe(fn))
         existing = _REGISTRY.get(spec.name)
         if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
             raise TaskError(f"task name {spec.name!r} is registered twice "
@@ -66,14 +73,40 @@ def task(name: str | None = None, *, queue: str = "default", timeout: float | No
     return register
 
 
-def load_tasks(modules: Iterable[str]) -> dict[str, TaskSpec]:
-    """Import the built-in tasks and the configured modules; returns the registry."""
+def load_tasks(modules: Iterable[str], builtins: Iterable[str] = ("all",),
+               max_timeout: float | None = None) -> dict[str, TaskSpec]:
+    """Import the built-in tasks and the configured modules; returns the registry, with
+    only the built-in tasks that `builtins` names ("all", "safe", "none" or names). A
+    task whose own timeout is above `max_timeout` is refused (TaskError), not capped: the
+    operator learns at boot that the two settings disagree."""
     for module in (BUILTIN_MODULE, *modules):
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise TaskError(f"cannot import task module {module!r}: {exc}") from exc
-    return dict(_REGISTRY)
+    exposed = _builtin_names(tuple(builtins))
+    registry = {name: spec for name, spec in _REGISTRY.items()
+                if spec.fn.__module__ != BUILTIN_MODULE or name in exposed}
+    for spec in registry.values():
+        if max_timeout is not None and spec.timeout is not None and spec.timeout > max_timeout:
+            raise TaskError(f"task {spec.name!r} declares timeout={spec.timeout:g}, above "
+                            f"max_timeout ({max_timeout:g}): lower one or raise the other")
+    return registry
+
+
+def _builtin_names(choice: tuple[str, ...]) -> set[str]:
+    every = {name for name, spec in _REGISTRY.items() if spec.fn.__module__ == BUILTIN_MODULE}
+    if choice == ("all",):
+        return every
+    if choice == ("safe",):
+        return set(SAFE_BUILTINS)
+    if choice == ("none",) or not choice:
+        return set()
+    unknown = sorted(set(choice) - every)
+    if unknown:
+        raise TaskError(f"builtin_tasks: no built-in task {unknown[0]!r} (there are: "
+                        f"{', '.join(sorted(every))}; or use all, safe or none)")
+    return set(choice)
 
 
 def get_task(name: str) -> TaskSpec:

@@ -115,7 +115,8 @@ def test_odd_but_valid_input_is_accepted(serve) -> None:
     client = serve(slots=1).client()
     job = client.post("/api/jobs", json={"task": "noop", "priority": 5.0, "max_attempts": 2.0,
                                          "timeout": None}).json()
-    assert (job["priority"], job["max_attempts"], job["timeout"]) == (5, 2, None)
+    # A null timeout is the default one: no job runs without a bound.
+    assert (job["priority"], job["max_attempts"], job["timeout"]) == (5, 2, 3600.0)
     listed = client.get("/api/jobs", params={"status": "", "task": "", "cursor": ""})
     assert listed.status_code == 200 and listed.json()["jobs"][0]["id"] == job["id"]
     for bad in ("²".encode(), b"99999999999999999999999"):
@@ -125,4 +126,12 @@ def test_odd_but_valid_input_is_accepted(serve) -> None:
     assert allowed.status_code == 405
     assert set(allowed.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
     spec = client.get("/api/openapi.json").json()
-    assert "noop" in spec["components"]["schemas"]["Submit"]["properties"]["task"]["enum"]
+    variants = {variant["properties"]["task"]["const"]: variant
+                for variant in spec["components"]["schemas"]["Submit"]["oneOf"]}
+    assert variants["noop"]["properties"]["params"]["additionalProperties"] is False
+    assert variants["sleep"]["properties"]["params"]["properties"]["seconds"] == {
+        "type": ["number"], "minimum": 0, "maximum": 86400.0}
+    assert variants["fetch"]["required"] == ["task", "params"]  # url is required
+    assert variants["noop"]["properties"]["timeout"]["maximum"] == 7 * 86400.0
+    assert variants["echo"]["properties"]["params"]["description"] == (
+        "At most 1048576 bytes of JSON, lists and objects nested at most 32 levels deep.")

@@ -40,8 +40,9 @@ def test_builtin_tasks(serve) -> None:
     assert (exited["status"], exited["error"]) == ("dead", "SystemExit: 3")
     failed = run("fail")
     assert (failed["status"], failed["error"]) == ("dead", "TaskFailed: failed on purpose")
-    wrong = run("sleep", minutes=1)
-    assert wrong["status"] == "dead" and "unexpected keyword argument" in wrong["error"]
+    # A param the task does not take is refused at submit, not left to fail at run time.
+    wrong = client.post("/api/jobs", json={"task": "sleep", "params": {"minutes": 1}})
+    assert (wrong.status_code, wrong.json()["param"]) == (422, "minutes")
 
 
 def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
