@@ -126,6 +126,30 @@ JOIN jobs ON jobs.id = n.value ->> 'id' AND jobs.token = n.value ->> 'token'
          AND jobs.status = 'running'
 ORDER BY n.key
 """
+LIST_FILTERS = ("status", "task", "queue")
+
+
+def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
+    """A page of a tenant's jobs, newest first, with equality `filters` (of LIST_FILTERS, bound
+    in that order after the tenant) and, when `paged`, the cursor (seq below it) last.
+    `finished` says the status filter names a final state.
+
+    Each page walks one index, of the filter likely to be the narrowest (unary + keeps the
+    others out of SQLite's choice): a task's, then a queue's (a task's jobs nearly all share
+    one queue), unless the status is a live one (queued, running, failed), whose jobs are
+    few next to the history. The final states accumulate, so among them a task or queue is
+    the narrower."""
+    lead = next((name for name in ("task", "queue") if name in filters), "status")
+    if "status" in filters and not finished:
+        lead = "status"
+    where = ["tenant = ?", *(f"{'' if name == lead else '+'}{name} = ?"
+                             for name in LIST_FILTERS if name in filters)]
+    if paged:
+        where.append("seq < ?")
+    return (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+            f"ORDER BY seq DESC LIMIT ?")
+
+
 # A job waiting for its next attempt (failed) is cancelled like a queued one.
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"error = 'cancelled', error_code = 'cancelled', run_at = NULL, "
@@ -373,17 +397,13 @@ class SqliteStore(Store):
     async def list_jobs(self, tenant: str, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
                         cursor: int | None = None) -> tuple[list[Job], int | None]:
-        where: list[str] = ["tenant = ?"]
-        args: list[str | int] = [tenant]
-        for column, value in (("status", status), ("task", task), ("queue", queue)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
+                                                      strict=True) if value is not None}
+        args: list[str | int] = [tenant, *given.values()]
         if cursor is not None:
-            where.append("seq < ?")
             args.append(cursor)
-        sql = (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
-               f"ORDER BY seq DESC LIMIT ?")
+        sql = list_sql(set(given), paged=cursor is not None,
+                       finished=status is not None and JobState(status).finished)
         rows = await self._db.fetchall(sql, (*args, limit + 1))
         next_cursor = rows[limit - 1][0] if len(rows) > limit else None
         return [_job(row[1:]) for row in rows[:limit]], next_cursor

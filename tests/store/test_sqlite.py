@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import time
@@ -12,10 +13,17 @@ from typing import TypeVar
 
 import pytest
 
+from scholarsource.api.schemas import parse_list_query
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
 from scholarsource.store.base import Ending, NewJob, Note, Outcome
-from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore, new_job_id
+from scholarsource.store.sqlite import (
+    CLAIM_ORDER,
+    LIST_FILTERS,
+    SqliteStore,
+    list_sql,
+    new_job_id,
+)
 
 T = TypeVar("T")
 
@@ -63,6 +71,38 @@ def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
     conn.close()
     assert "jobs_claim" in plan
     assert "TEMP B-TREE" not in plan
+
+
+# The index each combination of GET /api/jobs filters reads, with a live status / a final one.
+LIST_INDEXES = {
+    (): ("jobs_tenant", "jobs_tenant"),
+    ("status",): ("jobs_tenant_status", "jobs_tenant_status"),
+    ("task",): ("jobs_tenant_task", "jobs_tenant_task"),
+    ("queue",): ("jobs_tenant_queue", "jobs_tenant_queue"),
+    ("status", "task"): ("jobs_tenant_status", "jobs_tenant_task"),
+    ("status", "queue"): ("jobs_tenant_status", "jobs_tenant_queue"),
+    ("task", "queue"): ("jobs_tenant_task", "jobs_tenant_task"),
+    ("status", "task", "queue"): ("jobs_tenant_status", "jobs_tenant_task"),
+}
+
+
+def test_every_list_filter_combination_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
+    offered = parse_list_query({"status": "queued", "task": "t", "queue": "q"})
+    assert {k for k, v in offered.items() if k not in ("limit", "cursor")} == set(LIST_FILTERS)
+    db = tmp_path / "q.db"
+    schema.migrate(db)
+    conn = sqlite3.connect(db)
+    combos = [c for n in range(4) for c in itertools.combinations(LIST_FILTERS, n)]
+    assert sorted(combos) == sorted(LIST_INDEXES)
+    for combo, paged, finished in itertools.product(combos, (False, True), (False, True)):
+        sql = list_sql(set(combo), paged=paged, finished=finished)
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                          [1] * sql.count("?")))
+        index = LIST_INDEXES[combo][finished]
+        assert plan.startswith(f"SEARCH jobs USING INDEX {index} ("), (combo, finished, plan)
+        assert "TEMP B-TREE" not in plan and "|" not in plan, (combo, plan)
+        assert ("seq<?" in plan) == paged, (combo, plan)
+    conn.close()
 
 
 def test_claim_takes_priority_then_age_and_leases(tmp_path: Path, inline: bool) -> None:
@@ -234,6 +274,10 @@ def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> N
         assert [j.id for j in echoes] == ids[1::2][::-1]
         queued, _ = await store.list_jobs("default", status="queued", queue="default", limit=100)
         assert len(queued) == 7
+        assert (await store.list_jobs("default", task="echo", queue="other"))[0] == []
+        both, _ = await store.list_jobs("default", status="queued", task="echo", queue="default")
+        assert [j.id for j in both] == ids[1::2][::-1]
+        assert (await store.list_jobs("default", status="succeeded", task="echo"))[0] == []
 
     run(tmp_path / "q.db", body, inline)
 
