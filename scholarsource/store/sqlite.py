@@ -157,6 +157,19 @@ CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"AND status IN ('queued', 'failed') RETURNING {_JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
                   f"WHERE id = ? AND tenant = ? AND status = 'running' RETURNING {_JOB_COLUMNS}")
+# Many jobs at once, in one statement (so one transaction, even on the API's shared
+# connection): queued and failed ones are cancelled as CANCEL_QUEUED does, running ones are
+# flagged as CANCEL_RUNNING does. Every SET expression reads the row as it was.
+CANCEL_MATCHING = """
+UPDATE jobs SET cancel_requested = 1,
+    status = iif(status = 'running', status, 'cancelled'),
+    error = iif(status = 'running', error, 'cancelled'),
+    error_code = iif(status = 'running', error_code, 'cancelled'),
+    run_at = iif(status = 'running', run_at, NULL),
+    finished_at = iif(status = 'running', finished_at, :now)
+WHERE tenant = :tenant AND status IN ('queued', 'failed', 'running'){filters}
+RETURNING status
+"""
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
@@ -416,6 +429,21 @@ class SqliteStore(Store):
             if row is not None:
                 return _job(row)
         return await self.get(tenant, job_id)
+
+    @_unavailable
+    async def cancel_matching(self, tenant: str, *, status: str | None = None,
+                              task: str | None = None,
+                              queue: str | None = None) -> tuple[int, int]:
+        given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
+                                                      strict=True) if value is not None}
+        # Live jobs are few next to the history: walk the status index (unary + keeps the
+        # task's and queue's out of SQLite's choice), as list_sql does for a live status.
+        filters = "".join(f" AND {'' if name == 'status' else '+'}{name} = :{name}"
+                          for name in given)
+        rows = await self._db.fetchall(CANCEL_MATCHING.format(filters=filters),
+                                       {"tenant": tenant, "now": time.time(), **given})
+        flagged = sum(1 for (after,) in rows if after == "running")
+        return len(rows) - flagged, flagged
 
     @_unavailable
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:

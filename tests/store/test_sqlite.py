@@ -260,6 +260,42 @@ def test_cancel_and_tenant_scoping(tmp_path: Path, inline: bool) -> None:
     run(tmp_path / "q.db", body, inline)
 
 
+def test_cancel_matching_cancels_live_jobs_of_one_tenant_in_one_statement(
+        tmp_path: Path, inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        done = await store.submit(job(task="slow", attempts=3))
+        retrying = await store.submit(job(task="slow", attempts=3))
+        (first, second) = await store.claim("p", 2, 30)
+        await store.finish([ok(first.id, first.token)], max_crashes=3)
+        await store.finish([failed(second.id, second.token, due_in=60)], max_crashes=3)
+        running = await store.submit(job(task="slow"))
+        (claim,) = await store.claim("p", 1, 30)
+        bulk = [await store.submit(job(queue="bulk")) for _ in range(3)]
+        other = await store.submit(job(task="echo"))
+        theirs = await store.submit(job(tenant="b", queue="bulk"))
+
+        assert await store.cancel_matching("a", queue="bulk") == (0, 0)  # no jobs of tenant a
+        assert await store.cancel_matching("default", queue="bulk") == (3, 0)
+        assert await store.cancel_matching("default", task="slow", status="queued") == (0, 0)
+        assert await store.cancel_matching("default", task="slow") == (1, 1)
+        after = {j.id: j for j in (await store.list_jobs("default", limit=100))[0]}
+        assert [after[j.id].status for j in bulk] == ["cancelled"] * 3
+        assert after[other.id].status == "queued"
+        assert after[done.id].status == "succeeded" and not after[done.id].cancel_requested
+        cancelled = after[retrying.id]
+        assert (cancelled.status, cancelled.run_at, cancelled.error_code) == (
+            "cancelled", None, "cancelled")
+        assert cancelled.finished_at is not None and len(cancelled.attempts_history) == 1
+        assert (after[running.id].status, after[running.id].cancel_requested) == ("running", True)
+        assert await store.cancel_requested("p") == [(running.id, claim.token)]
+        assert (await store.get("b", theirs.id)).status == "queued"  # type: ignore[union-attr]
+        events = await store.events("default", bulk[0].id)
+        assert [e.data["status"] for e in events if e.kind == "state"] == ["cancelled"]
+        assert await store.cancel_matching("default") == (1, 1)  # all: `other`, and flags again
+
+    run(tmp_path / "q.db", body, inline)
+
+
 def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         ids = [(await store.submit(job(task="echo" if i % 2 else "noop"))).id for i in range(7)]
