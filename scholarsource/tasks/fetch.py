@@ -103,7 +103,7 @@ def _open(client: httpx.Client, url: httpx.URL, guarded: bool) -> Iterator[httpx
                                        extensions={"sni_hostname": url.raw_host.decode("ascii")})
         try:
             response = client.send(request, stream=True)
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ConnectTimeout):
             if index == len(addresses) - 1:
                 raise
             continue

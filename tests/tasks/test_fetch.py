@@ -21,16 +21,26 @@ import pytest
 
 from scholarsource.tasks import fetch
 
-PUBLIC = "93.184.215.14"  # a global address; the test network routes it to a local server
+# Global addresses; the test network routes them to local ports.
+PUBLIC = "93.184.215.14"
+DOWN = "93.184.215.15"
+
+
+class Public(ThreadingHTTPServer):
+    """The web server behind PUBLIC; `hosts` lists each request's Host header."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Recorder)
+        self.hosts: list[str] = []
 
 
 class _Recorder(BaseHTTPRequestHandler):
     """Answers 200, or a redirect to the path's /to/<url>; records each request's Host."""
 
-    hosts: list[str]
+    server: Public
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self.server.hosts.append(self.headers["Host"])  # type: ignore[attr-defined]
+    def do_GET(self) -> None:
+        self.server.hosts.append(self.headers["Host"])
         if self.path.startswith("/to/"):
             self.send_response(302)
             self.send_header("Location", self.path[len("/to/"):])
@@ -79,10 +89,9 @@ def network(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 
 @pytest.fixture
-def public(network: dict[str, int]) -> Iterator[ThreadingHTTPServer]:
-    """The HTTP server behind PUBLIC."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.hosts = []  # type: ignore[attr-defined]
+def public(network: dict[str, int]) -> Iterator[Public]:
+    """The HTTP server behind PUBLIC, serving."""
+    server = Public()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     network[PUBLIC] = server.server_address[1]
@@ -129,26 +138,26 @@ def get(url: str) -> dict[str, Any]:
 
 
 def test_a_name_that_rebinds_to_loopback_is_fetched_from_the_address_that_was_checked(
-        internal: socket.socket, public: ThreadingHTTPServer,
+        internal: socket.socket, public: Public,
         resolver: Resolver) -> None:
     port = internal.getsockname()[1]
     resolver.script("rebind.test", PUBLIC, "127.0.0.1")
     result = get(f"http://rebind.test:{port}/page")
     assert (result["status"], result["url"]) == (200, f"http://rebind.test:{port}/page")
-    assert public.hosts == [f"rebind.test:{port}"]  # type: ignore[attr-defined]
+    assert public.hosts == [f"rebind.test:{port}"]
     assert resolver.lookups == ["rebind.test"]  # resolved once, never again
     assert not reached(internal)
 
 
 def test_each_redirect_hop_is_resolved_checked_and_pinned(
-        internal: socket.socket, public: ThreadingHTTPServer,
+        internal: socket.socket, public: Public,
         resolver: Resolver) -> None:
     port = internal.getsockname()[1]
     resolver.script("first.test", PUBLIC, "127.0.0.1")
     resolver.script("second.test", PUBLIC, "127.0.0.1")
     result = get(f"http://first.test:{port}/to/http://second.test:{port}/end")
     assert (result["status"], result["url"]) == (200, f"http://second.test:{port}/end")
-    assert public.hosts == [f"first.test:{port}", f"second.test:{port}"]  # type: ignore[attr-defined]
+    assert public.hosts == [f"first.test:{port}", f"second.test:{port}"]
     assert not reached(internal)
 
     resolver.script("first.test", PUBLIC, "127.0.0.1")
@@ -164,6 +173,17 @@ def test_a_name_with_one_private_address_among_public_ones_is_refused(
     with pytest.raises(fetch.FetchRefused, match="both.test is 127.0.0.1"):
         get(f"http://both.test:{internal.getsockname()[1]}/")
     assert not reached(internal)
+
+
+def test_the_next_vetted_address_is_tried_when_one_refuses_the_connection(
+        internal: socket.socket, public: Public, network: dict[str, int],
+        resolver: Resolver) -> None:
+    with socket.socket() as closed:  # bound, not listening: a connection is refused
+        closed.bind(("127.0.0.1", 0))
+        network[DOWN] = closed.getsockname()[1]
+        resolver.script("two.test", (DOWN, PUBLIC), "127.0.0.1")
+        assert get(f"http://two.test:{internal.getsockname()[1]}/")["status"] == 200
+    assert len(public.hosts) == 1 and not reached(internal)
 
 
 def test_https_to_the_pinned_address_still_names_the_host_to_tls(
