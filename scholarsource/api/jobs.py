@@ -158,7 +158,7 @@ async def purge_dead(request: Request) -> JSONResponse:
 
 routes = [
     Route("/api/jobs", JobCollection),
-    Route("/api/jobs/cancel", cancel_matching, methods=["POST"]),  # before /api/jobs/{job_id}
+    Route("/api/jobs/cancel", cancel_matching, methods=["POST"]),
     Route("/api/jobs/{job_id}", get, methods=["GET"]),
     Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
     Route("/api/jobs/{job_id}/retry", retry, methods=["POST"]),

@@ -53,6 +53,7 @@ def test_cancel_many_jobs_by_filter_through_the_api_and_the_cli(serve) -> None:
     broken = client.post("/api/jobs/cancel", content=b"{",
                          headers={"Content-Type": "application/json"})
     assert (broken.status_code, broken.json()["error"]) == (400, "malformed_json")
+    assert client.get("/api/jobs/cancel").json()["error"] == "not_found"  # no job named so
     assert statuses(client) == before
 
     # One queue; the listing filtered by it shows the result (and reads its index).
