@@ -1,5 +1,5 @@
-"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`): talk to a running
-server over HTTP."""
+"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`): talk
+to a running server over HTTP."""
 
 from __future__ import annotations
 
@@ -209,4 +209,31 @@ def dlq_purge(yes: bool, url: str, as_json: bool) -> None:
     click.echo(json.dumps(answer) if as_json else f"purged {answer['purged']} job(s)")
 
 
-client_commands = [submit, status, cancel, jobs, retry, dlq]
+@click.command("cancel-jobs")
+@click.option("--status", "status_", type=click.Choice(["queued", "failed", "running"]),
+              help="Only jobs in this state.")
+@click.option("--task", help="Only jobs of this task.")
+@click.option("--queue", help="Only jobs in this queue.")
+@click.option("--all", "every", is_flag=True,
+              help="Every queued, failed and running job, if no filter is given.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@client_options
+def cancel_jobs(status_: str | None, task: str | None, queue: str | None, every: bool,
+                yes: bool, url: str, as_json: bool) -> None:
+    """Cancel many jobs: queued and failed ones at once, running ones asked to stop."""
+    filters = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue))
+               if v is not None}
+    if not filters and not every:
+        raise click.UsageError("name the jobs with --status, --task or --queue, or give --all")
+    if not yes:
+        which = " and ".join(f"{name} {value}" for name, value in filters.items())
+        click.confirm(f"cancel every queued, failed and running job"
+                      f"{f' with {which}' if which else ''}?", abort=True)
+    answer = _call(url, "POST", "/api/jobs/cancel", json={**filters, **({"all": True}
+                                                                         if every else {})})
+    click.echo(json.dumps(answer) if as_json else
+               f"cancelled {answer['cancelled']} job(s), asked {answer['cancel_requested']} "
+               f"running job(s) to stop")
+
+
+client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs]

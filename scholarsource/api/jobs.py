@@ -1,4 +1,4 @@
-"""REST routes for jobs: submit, get, list, cancel, retry, and the dead letters."""
+"""REST routes for jobs: submit, get, list, cancel (one or many), retry, and the dead letters."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from scholarsource import logs
 from scholarsource.api.schemas import (
+    parse_bulk_cancel,
     parse_idempotency_key,
     parse_list_query,
     parse_submit,
@@ -129,6 +130,17 @@ async def cancel(request: Request) -> JSONResponse:
     return JSONResponse(job.to_json(), status_code=202 if job.status is JobState.RUNNING else 200)
 
 
+async def cancel_matching(request: Request) -> JSONResponse:
+    """Cancel the tenant's queued and failed jobs that match the body's filters, and ask its
+    matching running ones to stop, in one transaction."""
+    svc = services(request)
+    filters = parse_bulk_cancel(await read_json(request, svc.config))
+    cancelled, flagged = await svc.store.cancel_matching(tenant_of(request), **filters)
+    if flagged:
+        svc.waker.poke(wakeup.CANCELLED)
+    return JSONResponse({"cancelled": cancelled, "cancel_requested": flagged})
+
+
 async def retry(request: Request) -> JSONResponse:
     job = await retry_job(request, request.path_params["job_id"])
     return JSONResponse(job.to_json(), headers={"Location": f"/api/jobs/{job.id}"})
@@ -148,6 +160,7 @@ async def purge_dead(request: Request) -> JSONResponse:
 
 routes = [
     Route("/api/jobs", JobCollection),
+    Route("/api/jobs/cancel", cancel_matching, methods=["POST"]),
     Route("/api/jobs/{job_id}", get, methods=["GET"]),
     Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
     Route("/api/jobs/{job_id}/retry", retry, methods=["POST"]),

@@ -11,6 +11,8 @@ from starlette.routing import Route
 
 from scholarsource import __version__
 from scholarsource.api.schemas import (
+    BULK_CANCEL_FILTERS,
+    CANCELLABLE_STATES,
     COUNT_DIGITS,
     LIST_LIMIT_MAX,
     MAX_ATTEMPTS_LIMIT,
@@ -105,6 +107,23 @@ DOCUMENT: dict[str, Any] = {
         "/api/dead": {"delete": {
             "summary": "Delete every dead job and its history", "responses": {"200": _answer(
                 "how many", {"type": "object", "properties": {"purged": {"type": "integer"}}}),
+                **_ERRORS}}},
+        "/api/jobs/cancel": {"post": {
+            "summary": "Cancel many jobs: queued and failed ones at once, running ones asked "
+                       "to stop",
+            "description": "At least one filter, or \"all\": true for every queued, failed "
+                           "and running job; filters given with it still narrow. One "
+                           "transaction; only the caller's own jobs.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "anyOf": [{"required": [name]} for name in (*BULK_CANCEL_FILTERS, "all")],
+                "properties": {
+                    "status": {"enum": [state.value for state in CANCELLABLE_STATES]},
+                    "task": {"type": "string", "minLength": 1},
+                    "queue": {"type": "string", "minLength": 1},
+                    "all": {"const": True}}}}}},
+            "responses": {"200": _answer("how many", {"type": "object", "properties": {
+                "cancelled": {"type": "integer"}, "cancel_requested": {"type": "integer"}}}),
                 **_ERRORS}}},
         "/api/submit": {"post": {"summary": "Frontend-compatible submit", **_SUBMIT}},
         "/api/status/{job_id}": {"get": {"summary": "Frontend-compatible status",

@@ -191,6 +191,35 @@ def parse_idempotency_key(value: str | None) -> str | None:
     return value
 
 
+# POST /api/jobs/cancel: the states a bulk cancel reaches, and the fields its body takes.
+CANCELLABLE_STATES = (JobState.QUEUED, JobState.FAILED, JobState.RUNNING)
+BULK_CANCEL_FILTERS = ("status", "task", "queue")
+
+
+def parse_bulk_cancel(body: Any) -> dict[str, str | None]:
+    """Filters for a bulk cancel: at least one of status, task and queue, or `"all": true`
+    to cancel every live job (filters given with it still narrow)."""
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    unknown = sorted(set(body) - {*BULK_CANCEL_FILTERS, "all"})
+    if unknown:
+        raise _invalid(unknown[0], "unknown field (allowed: all, queue, status, task)")
+    if "all" in body and body["all"] is not True:
+        raise _invalid("all", "must be true (or left out)")
+    for name in BULK_CANCEL_FILTERS:
+        if name in body and (not isinstance(body[name], str) or not body[name]):
+            raise _invalid(name, "must be a non-empty string")
+    status = body.get("status")
+    if status is not None and status not in CANCELLABLE_STATES:
+        raise _invalid("status", f"only {', '.join(CANCELLABLE_STATES)} jobs can be cancelled")
+    filters = {name: body.get(name) for name in BULK_CANCEL_FILTERS}
+    if "all" not in body and not any(filters.values()):
+        raise ValidationFailed("name the jobs to cancel with status, task or queue, or send "
+                               '"all": true to cancel every queued, failed and running job',
+                               code="filter_required")
+    return filters
+
+
 def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: str,
                  idempotency_key: str | None = None, known_tasks: Iterable[str] = ()
                  ) -> NewJob:

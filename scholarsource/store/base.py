@@ -265,6 +265,14 @@ class Store(abc.ABC):
         """Cancel a queued job at once, or flag a running one; returns the job after."""
 
     @abc.abstractmethod
+    async def cancel_matching(self, tenant: str, *, status: str | None = None,
+                              task: str | None = None,
+                              queue: str | None = None) -> tuple[int, int]:
+        """Cancel every queued and failed (waiting to retry) job of the tenant that matches
+        the filters, and flag every running one, in one transaction; returns how many were
+        cancelled and how many flagged. `status` narrows to one of those three states."""
+
+    @abc.abstractmethod
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
         """Re-queue a failed, dead or cancelled job with fresh attempts. Returns the job after
         (None: no such job) and whether it was re-queued (False: it was in another state)."""

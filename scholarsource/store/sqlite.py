@@ -126,6 +126,30 @@ JOIN jobs ON jobs.id = n.value ->> 'id' AND jobs.token = n.value ->> 'token'
          AND jobs.status = 'running'
 ORDER BY n.key
 """
+LIST_FILTERS = ("status", "task", "queue")
+
+
+def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
+    """A page of a tenant's jobs, newest first, with equality `filters` (of LIST_FILTERS, bound
+    in that order after the tenant) and, when `paged`, the cursor (seq below it) last.
+    `finished` says the status filter names a final state.
+
+    Each page walks one index, of the filter likely to be the narrowest (unary + keeps the
+    others out of SQLite's choice): a task's, then a queue's (a task's jobs nearly all share
+    one queue), unless the status is a live one (queued, running, failed), whose jobs are
+    few next to the history. The final states accumulate, so among them a task or queue is
+    the narrower."""
+    lead = next((name for name in ("task", "queue") if name in filters), "status")
+    if "status" in filters and not finished:
+        lead = "status"
+    where = ["tenant = ?", *(f"{'' if name == lead else '+'}{name} = ?"
+                             for name in LIST_FILTERS if name in filters)]
+    if paged:
+        where.append("seq < ?")
+    return (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+            f"ORDER BY seq DESC LIMIT ?")
+
+
 # A job waiting for its next attempt (failed) is cancelled like a queued one.
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"error = 'cancelled', error_code = 'cancelled', run_at = NULL, "
@@ -133,6 +157,19 @@ CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"AND status IN ('queued', 'failed') RETURNING {_JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
                   f"WHERE id = ? AND tenant = ? AND status = 'running' RETURNING {_JOB_COLUMNS}")
+# Many jobs at once, in one statement (so one transaction, even on the API's shared
+# connection): queued and failed ones are cancelled as CANCEL_QUEUED does, running ones are
+# flagged as CANCEL_RUNNING does. Every SET expression reads the row as it was.
+CANCEL_MATCHING = """
+UPDATE jobs SET cancel_requested = 1,
+    status = iif(status = 'running', status, 'cancelled'),
+    error = iif(status = 'running', error, 'cancelled'),
+    error_code = iif(status = 'running', error_code, 'cancelled'),
+    run_at = iif(status = 'running', run_at, NULL),
+    finished_at = iif(status = 'running', finished_at, :now)
+WHERE tenant = :tenant AND status IN ('queued', 'failed', 'running'){filters}
+RETURNING status
+"""
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
@@ -374,17 +411,13 @@ class SqliteStore(Store):
     async def list_jobs(self, tenant: str, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
                         cursor: int | None = None) -> tuple[list[Job], int | None]:
-        where: list[str] = ["tenant = ?"]
-        args: list[str | int] = [tenant]
-        for column, value in (("status", status), ("task", task), ("queue", queue)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+        given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
+                                                      strict=True) if value is not None}
+        args: list[str | int] = [tenant, *given.values()]
         if cursor is not None:
-            where.append("seq < ?")
             args.append(cursor)
-        sql = (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
-               f"ORDER BY seq DESC LIMIT ?")
+        sql = list_sql(set(given), paged=cursor is not None,
+                       finished=status is not None and JobState(status).finished)
         rows = await self._db.fetchall(sql, (*args, limit + 1))
         next_cursor = rows[limit - 1][0] if len(rows) > limit else None
         return [_job(row[1:]) for row in rows[:limit]], next_cursor
@@ -397,6 +430,21 @@ class SqliteStore(Store):
             if row is not None:
                 return _job(row)
         return await self.get(tenant, job_id)
+
+    @_unavailable
+    async def cancel_matching(self, tenant: str, *, status: str | None = None,
+                              task: str | None = None,
+                              queue: str | None = None) -> tuple[int, int]:
+        given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
+                                                      strict=True) if value is not None}
+        # Live jobs are few next to the history: walk the status index (unary + keeps the
+        # task's and queue's out of SQLite's choice), as list_sql does for a live status.
+        filters = "".join(f" AND {'' if name == 'status' else '+'}{name} = :{name}"
+                          for name in given)
+        rows = await self._db.fetchall(CANCEL_MATCHING.format(filters=filters),
+                                       {"tenant": tenant, "now": time.time(), **given})
+        flagged = sum(1 for (after,) in rows if after == "running")
+        return len(rows) - flagged, flagged
 
     @_unavailable
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:

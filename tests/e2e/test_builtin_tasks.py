@@ -58,8 +58,12 @@ def test_a_result_over_max_result_bytes_fails_the_attempt(serve) -> None:
 def test_fetch_refuses_private_addresses_by_default(serve) -> None:
     server = serve(slots=1)
     client = server.client()
+    port = server.url.rsplit(":", 1)[1]
+    # IPv6 forms that carry 127.0.0.1: mapped, IPv4-compatible, NAT64, 6to4.
+    embedded = [f"http://[{form}]:{port}/api/health" for form in
+                ("::ffff:127.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::")]
     for url in (f"{server.url}/api/health", "http://169.254.169.254/latest/meta-data/",
-                "http://[::1]:9/", "http://10.0.0.1/", "file:///etc/passwd"):
+                "http://[::1]:9/", "http://10.0.0.1/", "file:///etc/passwd", *embedded):
         job = submit(client, "fetch", url=url)
         ended = wait_finished(client, job["id"])
         assert ended["status"] == "dead", url

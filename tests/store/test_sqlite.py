@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import time
@@ -12,10 +13,17 @@ from typing import TypeVar
 
 import pytest
 
+from scholarsource.api.schemas import parse_list_query
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
 from scholarsource.store.base import Ending, NewJob, Note, Outcome
-from scholarsource.store.sqlite import CLAIM_ORDER, SqliteStore, new_job_id
+from scholarsource.store.sqlite import (
+    CLAIM_ORDER,
+    LIST_FILTERS,
+    SqliteStore,
+    list_sql,
+    new_job_id,
+)
 
 T = TypeVar("T")
 
@@ -63,6 +71,38 @@ def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
     conn.close()
     assert "jobs_claim" in plan
     assert "TEMP B-TREE" not in plan
+
+
+# The index each combination of GET /api/jobs filters reads, with a live status / a final one.
+LIST_INDEXES = {
+    (): ("jobs_tenant", "jobs_tenant"),
+    ("status",): ("jobs_tenant_status", "jobs_tenant_status"),
+    ("task",): ("jobs_tenant_task", "jobs_tenant_task"),
+    ("queue",): ("jobs_tenant_queue", "jobs_tenant_queue"),
+    ("status", "task"): ("jobs_tenant_status", "jobs_tenant_task"),
+    ("status", "queue"): ("jobs_tenant_status", "jobs_tenant_queue"),
+    ("task", "queue"): ("jobs_tenant_task", "jobs_tenant_task"),
+    ("status", "task", "queue"): ("jobs_tenant_status", "jobs_tenant_task"),
+}
+
+
+def test_every_list_filter_combination_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
+    offered = parse_list_query({"status": "queued", "task": "t", "queue": "q"})
+    assert {k for k, v in offered.items() if k not in ("limit", "cursor")} == set(LIST_FILTERS)
+    db = tmp_path / "q.db"
+    schema.migrate(db)
+    conn = sqlite3.connect(db)
+    combos = [c for n in range(4) for c in itertools.combinations(LIST_FILTERS, n)]
+    assert sorted(combos) == sorted(LIST_INDEXES)
+    for combo, paged, finished in itertools.product(combos, (False, True), (False, True)):
+        sql = list_sql(set(combo), paged=paged, finished=finished)
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                          [1] * sql.count("?")))
+        index = LIST_INDEXES[combo][finished]
+        assert plan.startswith(f"SEARCH jobs USING INDEX {index} ("), (combo, finished, plan)
+        assert "TEMP B-TREE" not in plan and "|" not in plan, (combo, plan)
+        assert ("seq<?" in plan) == paged, (combo, plan)
+    conn.close()
 
 
 def test_claim_takes_priority_then_age_and_leases(tmp_path: Path, inline: bool) -> None:
@@ -220,6 +260,42 @@ def test_cancel_and_tenant_scoping(tmp_path: Path, inline: bool) -> None:
     run(tmp_path / "q.db", body, inline)
 
 
+def test_cancel_matching_cancels_live_jobs_of_one_tenant_in_one_statement(
+        tmp_path: Path, inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        done = await store.submit(job(task="slow", attempts=3))
+        retrying = await store.submit(job(task="slow", attempts=3))
+        (first, second) = await store.claim("p", 2, 30)
+        await store.finish([ok(first.id, first.token)], max_crashes=3)
+        await store.finish([failed(second.id, second.token, due_in=60)], max_crashes=3)
+        running = await store.submit(job(task="slow"))
+        (claim,) = await store.claim("p", 1, 30)
+        bulk = [await store.submit(job(queue="bulk")) for _ in range(3)]
+        other = await store.submit(job(task="echo"))
+        theirs = await store.submit(job(tenant="b", queue="bulk"))
+
+        assert await store.cancel_matching("a", queue="bulk") == (0, 0)  # no jobs of tenant a
+        assert await store.cancel_matching("default", queue="bulk") == (3, 0)
+        assert await store.cancel_matching("default", task="slow", status="queued") == (0, 0)
+        assert await store.cancel_matching("default", task="slow") == (1, 1)
+        after = {j.id: j for j in (await store.list_jobs("default", limit=100))[0]}
+        assert [after[j.id].status for j in bulk] == ["cancelled"] * 3
+        assert after[other.id].status == "queued"
+        assert after[done.id].status == "succeeded" and not after[done.id].cancel_requested
+        cancelled = after[retrying.id]
+        assert (cancelled.status, cancelled.run_at, cancelled.error_code) == (
+            "cancelled", None, "cancelled")
+        assert cancelled.finished_at is not None and len(cancelled.attempts_history) == 1
+        assert (after[running.id].status, after[running.id].cancel_requested) == ("running", True)
+        assert await store.cancel_requested("p") == [(running.id, claim.token)]
+        assert (await store.get("b", theirs.id)).status == "queued"  # type: ignore[union-attr]
+        events = await store.events("default", bulk[0].id)
+        assert [e.data["status"] for e in events if e.kind == "state"] == ["cancelled"]
+        assert await store.cancel_matching("default") == (1, 1)  # all: `other`, and flags again
+
+    run(tmp_path / "q.db", body, inline)
+
+
 def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         ids = [(await store.submit(job(task="echo" if i % 2 else "noop"))).id for i in range(7)]
@@ -234,6 +310,10 @@ def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> N
         assert [j.id for j in echoes] == ids[1::2][::-1]
         queued, _ = await store.list_jobs("default", status="queued", queue="default", limit=100)
         assert len(queued) == 7
+        assert (await store.list_jobs("default", task="echo", queue="other"))[0] == []
+        both, _ = await store.list_jobs("default", status="queued", task="echo", queue="default")
+        assert [j.id for j in both] == ids[1::2][::-1]
+        assert (await store.list_jobs("default", status="succeeded", task="echo"))[0] == []
 
     run(tmp_path / "q.db", body, inline)
 
