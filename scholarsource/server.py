@@ -24,6 +24,7 @@ from gunicorn.errors import HaltServer
 from uvicorn_worker import UvicornWorker
 
 from scholarsource import logs, metrics
+from scholarsource.api import hosts
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
@@ -334,6 +335,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     config on SIGHUP."""
     logs.setup(config.log_level, config.log_format)
     logs.set_role("master")
+    hosts.check_bind(config)
     try:
         lock = _lock_data_dir(config)
     except SystemExit:

@@ -85,7 +85,7 @@ def test_check_config_prints_the_values_with_flags_applied() -> None:
     assert result.exit_code == EXIT_OK, result.output
     values = json.loads(result.stdout)
     assert values == {**Config().as_dict(), "slots": 3, "data_dir": "/srv/jobs",
-                      "task_modules": []}
+                      "task_modules": [], "allowed_hosts": []}
 
 
 def test_check_config_layers_file_environment_and_flags(tmp_path: Path) -> None:
