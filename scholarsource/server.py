@@ -59,7 +59,10 @@ class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyp
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS,
                      "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS,
-                     "timeout_notify": 1}
+                     "timeout_notify": 1,
+                     # httptools with limits on request heads (a string: imported in the
+                     # worker, after serve() chose the metrics directory).
+                     "http": "scholarsource.api.headlimits:HeadLimitedProtocol"}
     _orphaned = False
 
     async def callback_notify(self) -> None:
