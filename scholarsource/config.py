@@ -149,6 +149,22 @@ class Config:
         "Built-in tasks clients may submit: \"all\", \"safe\" (noop, sleep, echo, fetch, "
         "fail), \"none\", or a list of names. \"all\" adds cpu, memory and crash, which "
         "let any client burn a core, fill memory or kill a slot.", keyword_or_list=True))
+    # The HTTP edge (issue 10): what a request must look like before any route sees it.
+    allowed_hosts: tuple[str, ...] = field(default=(), metadata=_key(
+        "Host header values the API answers, e.g. [\"jobs.example.com\"] (a name allows any "
+        "port; \"name:port\" only that port); others get 421 host_not_allowed, which stops "
+        "DNS rebinding. A loopback bind always allows its own address, localhost, 127.0.0.1 "
+        "and [::1]; any other bind must set it, or serve refuses to start. [\"*\"] allows "
+        "any Host: only behind a proxy that checks it."))
+    max_header_bytes: int = field(default=32 * 1024, metadata=_key(
+        "Largest request head (request line and headers) the API reads, bytes or '32KiB'; "
+        "a larger one gets 431 (414 for a request line alone) and its connection closed.",
+        size=True))
+    max_headers: int = field(default=100, metadata=_key(
+        "Most header lines in one request; more get 431."))
+    header_timeout: float = field(default=10.0, metadata=_key(
+        "Seconds a connection has to send a whole request head; a slower one is closed "
+        "(408), so slow or stalled clients cannot hold connections open."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -185,6 +201,11 @@ class Config:
             raise ConfigError(f"builtin_tasks: {sorted(keywords)[0]!r} stands alone, not in "
                               f"a list of names")
         self.host_port()
+        if self.max_header_bytes < 1024 or self.max_headers < 1:
+            raise ConfigError("max_header_bytes must be at least 1KiB and max_headers at least 1")
+        if not math.isfinite(self.header_timeout) or self.header_timeout <= 0:
+            raise ConfigError(f"header_timeout must be a positive number, not "
+                              f"{self.header_timeout!r}")
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""

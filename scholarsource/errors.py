@@ -16,7 +16,12 @@
         ├── PayloadTooLarge      413 body over max_body_bytes
         ├── UnsupportedMedia     415 body is not application/json
         ├── ValidationFailed     422 wrong fields, wrong types, unknown task
-        └── ServiceUnavailable   503 the store cannot take writes right now
+        ├── ServiceUnavailable   503 the store cannot take writes right now
+        │   (the HTTP edge, before any route: api/hosts.py, api/headlimits.py)
+        ├── HeaderTimeout        408 the request's headers did not arrive within header_timeout
+        ├── RequestLineTooLong   414 request line over max_header_bytes
+        ├── HostNotAllowed       421 a Host header that allowed_hosts does not name
+        └── HeadersTooLarge      431 headers over max_header_bytes or max_headers
 
 The API turns any ApiError into `{"error": code, "message": text}`; anything else becomes a
 JSON 500 whose body never holds a traceback.
@@ -133,3 +138,32 @@ class ServiceUnavailable(ApiError):
     """Raised when the store cannot take writes right now; the client may retry."""
 
     status, code = 503, "unavailable"
+
+
+# The HTTP edge: answered before any route runs.
+
+
+class HeaderTimeout(ApiError):
+    """Raised when a connection has not sent a whole request head within header_timeout."""
+
+    status, code = 408, "header_timeout"
+
+
+class RequestLineTooLong(ApiError):
+    """Raised when the request line alone is over max_header_bytes."""
+
+    status, code = 414, "request_line_too_long"
+
+
+class HostNotAllowed(ApiError):
+    """Raised when the Host header names a host that allowed_hosts does not (DNS
+    rebinding)."""
+
+    status, code = 421, "host_not_allowed"
+
+
+class HeadersTooLarge(ApiError):
+    """Raised when a request's head is over max_header_bytes or has over max_headers
+    headers."""
+
+    status, code = 431, "headers_too_large"

@@ -24,6 +24,7 @@ from gunicorn.errors import HaltServer
 from uvicorn_worker import UvicornWorker
 
 from scholarsource import logs, metrics
+from scholarsource.api import hosts
 from scholarsource.bindcheck import check_bindable
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError, ScholarSourceError
@@ -59,7 +60,10 @@ class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyp
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS,
                      "timeout_graceful_shutdown": API_SHUTDOWN_SECONDS,
-                     "timeout_notify": 1}
+                     "timeout_notify": 1,
+                     # httptools with limits on request heads (a string: imported in the
+                     # worker, after serve() chose the metrics directory).
+                     "http": "scholarsource.api.headlimits:HeadLimitedProtocol"}
     _orphaned = False
 
     async def callback_notify(self) -> None:
@@ -343,7 +347,9 @@ def _lock_data_dir(config: Config) -> int:
 def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> None:
     """Run the server in the foreground until it is stopped; `reload_config` re-reads the
     config on SIGHUP."""
-    check_bindable(config)  # before anything is created: a taken port is a config error
+    # Before anything is created: a taken port or an unguarded public bind is a config error.
+    check_bindable(config)
+    hosts.check_bind(config)
     logs.setup(config.log_level, config.log_format)
     logs.set_role("master")
     try:

@@ -100,7 +100,8 @@ def test_check_config_prints_the_values_with_flags_applied() -> None:
     sizing = values.pop("sizing")
     cores = len(os.sched_getaffinity(0))
     assert values == {**Config().as_dict(), "slots": 3, "data_dir": "/srv/jobs",
-                      "task_modules": [], "builtin_tasks": ["safe"], "workers": cores}
+                      "task_modules": [], "builtin_tasks": ["safe"], "allowed_hosts": [],
+                      "workers": cores}
     assert sizing.startswith(f"{cores} API worker(s) (one per core), 3 job slot(s): slots set")
 
 

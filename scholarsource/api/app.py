@@ -17,6 +17,7 @@ from scholarsource.api import (
     compat,
     csrf,
     events,
+    hosts,
     jobs,
     openapi,
     ops,
@@ -103,7 +104,7 @@ def create_app(config: Config) -> Starlette:
                 *openapi.routes, *prometheus.routes, *dashboard.routes],
         lifespan=lifespan,
         middleware=[*accesslog.middleware(config), *prometheus.middleware,
-                    *csrf.middleware()],
+                    *hosts.middleware(config), *csrf.middleware()],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -123,6 +123,27 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def respawn_one_api_worker(server: Any) -> None:
+    """TERM one API worker (a clean exit) and wait for Gunicorn's replacement to serve."""
+    workers = server.health()["processes"]["api"]
+    psutil.Process(workers[0]).terminate()
+    wait_until(lambda: (now := server.health()["processes"]["api"]) and workers[0] not in now
+               and len(now) == len(workers), 30, message="a new API worker")
+
+
+def answer_new_labels(url: str) -> None:
+    """Requests that each worker counts under labels it has not seen yet; one connection
+    per request, so that both workers take some."""
+    requests = [("GET", "/api/no-such-route", None), ("DELETE", "/api/health", None),
+                ("POST", "/api/jobs", b"{not json"), ("PUT", "/api/jobs", None),
+                ("GET", "/api/jobs/nope", None), ("POST", "/api/submit", b"[]")]
+    for _ in range(4):
+        for method, path, body in requests:
+            answer = httpx.request(method, url + path, content=body, timeout=10,
+                                   headers={"content-type": "application/json"})
+            assert 400 <= answer.status_code < 600 and answer.json()["error"], answer.text
+
+
 def test_a_full_disk_answers_503_corrupts_nothing_and_recovers(serve, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk", "24m") as disk:
         server = serve(slots=1, data_dir=disk / "data")
@@ -139,6 +160,15 @@ def test_a_full_disk_answers_503_corrupts_nothing_and_recovers(serve, tmp_path: 
         assert refused.headers["retry-after"] and refused.json()["error"] == "unavailable"
         accepted = [a.json()["id"] for a in answers if a.status_code == 202]
         assert client.get(f"/api/jobs/{before[0]}").status_code == 200  # reads still work
+        # A new API worker, and new label values in every worker, while the disk stays full:
+        # each writes metrics into fresh pages of memory-mapped files, which killed the
+        # workers with SIGBUS for as long as those files lived on the data disk.
+        for _ in range(2):
+            respawn_one_api_worker(server)
+            answer_new_labels(server.url)
+        deaths = [line for line in server.log().splitlines() if " was sent " in line]
+        assert all(line.endswith("was sent SIGTERM!") for line in deaths), server.log()
+        assert len(deaths) == 2  # the two this test asked for, and no SIGBUS
 
         filler.unlink()
         after = wait_until(lambda: (r := client.post("/api/jobs", json={"task": "noop"}))
