@@ -55,6 +55,21 @@ def backoff(claim: Claim) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def slot_rows(slots: Slots) -> list[dict[str, Any]]:
+    """What each slot runs now, for the heartbeat (the dashboard's slots view): from what
+    the slot knows, plus its process's CPU time so far (the page turns two into a rate)."""
+    now, mono = time.time(), time.monotonic()
+    rows = []
+    for slot in slots.all:
+        claim = slot.claim
+        rows.append({"slot": slot.index, "pid": slot.pid,
+                     "job_id": claim.id if claim else None,
+                     "task": claim.task if claim else None,
+                     "started_at": round(now - (mono - slot.started), 3) if claim else None,
+                     "rss": slot.rss, "cpu_seconds": memory.cpu_seconds(slot.pid)})
+    return rows
+
+
 class Dispatcher:
     """Feeds slots from the store and reports back; `run()` returns once stopped and idle."""
 
@@ -399,7 +414,7 @@ class Dispatcher:
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
-                admission=self.admission.state))
+                admission=self.admission.state, slot_rows=slot_rows(self.slots)))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

@@ -225,6 +225,9 @@ class PoolInfo:
     busy: int
     heartbeat_at: float
     admission: dict[str, Any] = field(default_factory=dict)  # why jobs wait, if they do
+    # One dict per slot: slot, pid, job_id, task, started_at (wall clock), rss (bytes) and
+    # cpu_seconds (its process's CPU time so far); the dashboard's slots view.
+    slot_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Store(abc.ABC):
@@ -303,8 +306,10 @@ class Store(abc.ABC):
         grow), for one tenant or (None) all of them."""
 
     @abc.abstractmethod
-    async def finished_counts(self, tenant: str, since: list[float]) -> list[int]:
-        """How many of the tenant's jobs reached a final state at or after each of `since`."""
+    async def finished_history(self, tenant: str, since: float, step: float,
+                               buckets: int) -> list[int]:
+        """How many of the tenant's jobs reached a final state in each of `buckets`
+        consecutive spans of `step` seconds from `since` (a later one counts in the last)."""
 
     @abc.abstractmethod
     async def recently_finished(self, tenant: str, since: float,

@@ -140,7 +140,12 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# The dashboard's slots view: what each slot runs, as the pool's heartbeat last said.
+_V5 = """
+ALTER TABLE pool ADD COLUMN slot_rows TEXT NOT NULL DEFAULT '[]';  -- JSON, one object per slot
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

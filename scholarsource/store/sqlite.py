@@ -165,11 +165,13 @@ PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING se
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id "
           "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
-HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission) "
-             "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
-             "slots = excluded.slots, slot_count = excluded.slot_count, busy = excluded.busy, "
-             "heartbeat_at = excluded.heartbeat_at, admission = excluded.admission")
-POOL_INFO = "SELECT pid, slots, slot_count, busy, heartbeat_at, admission FROM pool WHERE id = 1"
+HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission, "
+             "slot_rows) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+             "pid = excluded.pid, slots = excluded.slots, slot_count = excluded.slot_count, "
+             "busy = excluded.busy, heartbeat_at = excluded.heartbeat_at, "
+             "admission = excluded.admission, slot_rows = excluded.slot_rows")
+POOL_INFO = ("SELECT pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows FROM pool "
+             "WHERE id = 1")
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
                  "backoff_max")
 TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
@@ -188,8 +190,8 @@ TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY sta
 QUEUE_COUNTS = " UNION ALL ".join(
     f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} status = '{state}' "
     f"GROUP BY queue" for state in ("queued", "running", "failed", "dead"))
-FINISHED_COUNTS = ("SELECT value, (SELECT count(*) FROM jobs WHERE tenant = :tenant "
-                   "AND finished_at >= value) FROM json_each(:since)")
+FINISHED_HISTORY = ("SELECT CAST((finished_at - :since) / :step AS INTEGER), count(*) "
+                    "FROM jobs WHERE tenant = :tenant AND finished_at >= :since GROUP BY 1")
 RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
                      "WHERE tenant = :tenant AND finished_at >= :since "
                      "ORDER BY finished_at DESC LIMIT :limit")
@@ -431,9 +433,10 @@ class SqliteStore(Store):
         row = await self._one(POOL_INFO)
         if row is None:
             return None
-        pid, slots, slot_count, busy, heartbeat_at, admission = row
+        pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows = row
         return PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
-                        heartbeat_at=heartbeat_at, admission=json.loads(admission))
+                        heartbeat_at=heartbeat_at, admission=json.loads(admission),
+                        slot_rows=json.loads(slot_rows))
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -456,10 +459,14 @@ class SqliteStore(Store):
         return queues
 
     @_unavailable
-    async def finished_counts(self, tenant: str, since: list[float]) -> list[int]:
-        rows = await self._db.fetchall(FINISHED_COUNTS,
-                                       {"tenant": tenant, "since": json.dumps(since)})
-        return [n for _, n in rows]
+    async def finished_history(self, tenant: str, since: float, step: float,
+                               buckets: int) -> list[int]:
+        counts = [0] * buckets
+        rows = await self._db.fetchall(FINISHED_HISTORY,
+                                       {"tenant": tenant, "since": since, "step": step})
+        for bucket, n in rows:
+            counts[min(bucket, buckets - 1)] += n
+        return counts
 
     @_unavailable
     async def recently_finished(self, tenant: str, since: float,
@@ -554,4 +561,5 @@ class SqliteStore(Store):
     async def heartbeat(self, info: PoolInfo) -> None:
         await self._db.fetchall(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
                                             info.busy, info.heartbeat_at,
-                                            json.dumps(info.admission)))
+                                            json.dumps(info.admission),
+                                            json.dumps(info.slot_rows)))
