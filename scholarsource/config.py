@@ -129,6 +129,10 @@ class Config:
     job_log: bool = field(default=True, metadata=_key(
         "Log one line per job state change: job id, task, queue, attempt, duration, outcome "
         "(never params or results)."))
+    search_scan_rows: int = field(default=10_000, metadata=_key(
+        "How many jobs one page of a text search (GET /api/jobs?search=) reads at most, "
+        "newest first; the next page carries on from there. Bounds the cost of a search "
+        "whatever the size of the history."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -157,6 +161,8 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be zero or more seconds, not {value!r}")
+        if self.search_scan_rows < 1:
+            raise ConfigError("search_scan_rows must be at least 1")
         self.host_port()
 
     def host_port(self) -> tuple[str, int]:

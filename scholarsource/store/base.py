@@ -258,9 +258,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_jobs(self, tenant: str, *, status: str | None = None, task: str | None = None,
-                   queue: str | None = None, limit: int = 50,
-                   cursor: int | None = None) -> tuple[list[Job], int | None]:
-        """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+                   queue: str | None = None, limit: int = 50, cursor: int | None = None,
+                   search: str | None = None,
+                   search_scan: int = 10_000) -> tuple[list[Job], int | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end).
+        With `search`, only jobs whose id, task or params contain it (any case), among the
+        newest `search_scan` jobs the other filters match: a page may then hold fewer than
+        `limit` jobs, even none, and still have a next page."""
 
     @abc.abstractmethod
     async def cancel(self, tenant: str, job_id: str) -> Job | None:

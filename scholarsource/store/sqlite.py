@@ -197,6 +197,18 @@ RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at F
                      "ORDER BY finished_at DESC LIMIT :limit")
 
 
+# The jobs list's text search: a LIKE over at most `scan` rows (the window: the newest jobs
+# the other filters match), never over the whole history.
+SEARCH = ("SELECT * FROM ({window}) WHERE id LIKE ? ESCAPE '\\' OR task LIKE ? ESCAPE '\\' "
+          "OR params LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT ?")
+SCANNED = "SELECT count(*), min(seq) FROM ({window})"
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _for(sql: str, tenant: str | None) -> str:
     return sql.format(tenant="" if tenant is None else "+tenant = :tenant AND")
 
@@ -374,7 +386,8 @@ class SqliteStore(Store):
     @_unavailable
     async def list_jobs(self, tenant: str, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
-                        cursor: int | None = None) -> tuple[list[Job], int | None]:
+                        cursor: int | None = None, search: str | None = None,
+                        search_scan: int = 10_000) -> tuple[list[Job], int | None]:
         where: list[str] = ["tenant = ?"]
         args: list[str | int] = [tenant]
         for column, value in (("status", status), ("task", task), ("queue", queue)):
@@ -386,9 +399,26 @@ class SqliteStore(Store):
             args.append(cursor)
         sql = (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
                f"ORDER BY seq DESC LIMIT ?")
+        if search is not None:
+            return await self._search(sql, args, limit, search, search_scan)
         rows = await self._db.fetchall(sql, (*args, limit + 1))
         next_cursor = rows[limit - 1][0] if len(rows) > limit else None
         return [_job(row[1:]) for row in rows[:limit]], next_cursor
+
+    async def _search(self, window: str, args: list[str | int], limit: int, text: str,
+                      scan: int) -> tuple[list[Job], int | None]:
+        """`window` (the newest `scan` jobs the filters match) narrowed to those whose id,
+        task or params contain `text`. Params are JSON text, so `text` is looked for as JSON
+        encodes it (quotes and non-ASCII escaped)."""
+        rows = await self._db.fetchall(SEARCH.format(window=window),
+                                       (*args, scan, _like(text), _like(text),
+                                        _like(json.dumps(text)[1:-1]), limit + 1))
+        if len(rows) > limit:
+            return [_job(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
+        # Fewer matches than a page: if the window was full, older jobs remain to search.
+        seqs = window.replace(f"SELECT seq, {_JOB_COLUMNS}", "SELECT seq", 1)
+        scanned, oldest = await self._one(SCANNED.format(window=seqs), (*args, scan))
+        return [_job(row[1:]) for row in rows], oldest if scanned >= scan else None
 
     @_unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
