@@ -201,7 +201,7 @@ RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at F
 # the other filters match), never over the whole history.
 SEARCH = ("SELECT * FROM ({window}) WHERE id LIKE ? ESCAPE '\\' OR task LIKE ? ESCAPE '\\' "
           "OR params LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT ?")
-SCANNED = "SELECT count(*), min(seq) FROM ({window})"
+BEYOND = "SELECT seq FROM ({window}) LIMIT 1 OFFSET ?"
 
 
 def _like(text: str) -> str:
@@ -415,10 +415,11 @@ class SqliteStore(Store):
                                         _like(json.dumps(text)[1:-1]), limit + 1))
         if len(rows) > limit:
             return [_job(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
-        # Fewer matches than a page: if the window was full, older jobs remain to search.
+        # Fewer matches than a page: the next page starts past the window, if any job is left
+        # there (the one after the window; seq < its seq + 1 takes it in).
         seqs = window.replace(f"SELECT seq, {_JOB_COLUMNS}", "SELECT seq", 1)
-        scanned, oldest = await self._one(SCANNED.format(window=seqs), (*args, scan))
-        return [_job(row[1:]) for row in rows], oldest if scanned >= scan else None
+        beyond = await self._one(BEYOND.format(window=seqs), (*args, scan + 1, scan))
+        return [_job(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
 
     @_unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
