@@ -110,15 +110,20 @@ def _watch(url: str, start: threading.Barrier) -> list[float]:
 
 def test_forty_viewers_each_get_an_update_every_interval(serve, tmp_path: Path) -> None:
     # Issue 10 §8: with 40 dashboards open, each got about one update in four.
-    # A busy box: thousands of jobs finished in the last 15 minutes for the snapshot to read.
+    # A busy box: 100,000 jobs finished in the last 15 minutes (about what a bench leaves),
+    # which each snapshot's throughput and timing queries read.
     data = tmp_path / "data"
     asyncio.run(_finished_jobs(data / "scholarsource.db", 100_000))
     server = serve(slots=1, data_dir=data)
     start = threading.Barrier(VIEWERS)
     with ThreadPoolExecutor(VIEWERS) as pool:
         viewers = list(pool.map(lambda _: _watch(server.url, start), range(VIEWERS)))
-    expected = SPAN / STREAM_INTERVAL + 1  # both ends of the span
+    # One event at connect, then one per tick up to SPAN later: the first comes at any
+    # phase and the rest on whole ticks, so one more may fit in.
+    expected = SPAN / STREAM_INTERVAL + 1
     counts = sorted(len(times) for times in viewers)
-    # Counted against the server's clock: a slow client reads late, not fewer events.
-    assert counts[0] >= 0.8 * expected, counts
+    # Counted against the server's clock: a slow client reads late, not fewer events. (Before
+    # the shared snapshot: 8 each.)
+    assert counts[0] >= expected - 1, counts
     assert counts[-1] <= expected + 1, counts
+    assert all(len(set(times)) == len(times) for times in viewers)  # never the same twice
