@@ -35,13 +35,12 @@
       el("td", null, SS.jobLink(job.id)),
       el("td", null, job.task),
       el("td", null, job.queue),
-      el("td", null, SS.badge(job.status)),
-      el("td", null, progress(job)),
+      el("td", { className: "status" }, SS.badge(job.status), progress(job)),
       el("td", { className: "num" }, `${job.attempts} / ${job.max_attempts}`),
       el("td", { className: "num duration" }, duration(job)),
       el("td", { className: "error-cell" }, ...SS.errorParts(job.error_code, job.error)),
-      el("td", null, SS.time(job.created_at)),
-      el("td", null, SS.time(job.finished_at)),
+      el("td", { className: "time" }, SS.time(job.created_at)),
+      el("td", { className: "time" }, SS.time(job.finished_at)),
       el("td", null, SS.CANCELLABLE.has(job.status) && !job.cancel_requested
         ? SS.actionButton("Cancel", "POST", `/api/jobs/${id}/cancel`,
           `Cancel sent to ${job.id}`, load)
