@@ -22,6 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import psutil
+
 from scholarsource.config import Config
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
@@ -66,8 +68,19 @@ def slot_rows(slots: Slots) -> list[dict[str, Any]]:
                      "job_id": claim.id if claim else None,
                      "task": claim.task if claim else None,
                      "started_at": round(now - (mono - slot.started), 3) if claim else None,
-                     "rss": slot.rss, "cpu_seconds": memory.cpu_seconds(slot.pid)})
+                     "rss": slot.rss, "cpu_seconds": _cpu_seconds(slot.pid)})
     return rows
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU time of one process so far (None: unknown or gone)."""
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return round(times.user + times.system, 3)
 
 
 class Dispatcher:

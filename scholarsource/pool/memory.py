@@ -46,17 +46,6 @@ def tree_rss(roots: list[int]) -> dict[int, int]:
     return totals
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User and system CPU time of one process so far (None: unknown or gone)."""
-    if pid is None:
-        return None
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return None
-    return round(times.user + times.system, 3)
-
-
 class Expectations:
     """What one job of each task is expected to need, bytes.
 
