@@ -165,6 +165,10 @@ class Config:
     header_timeout: float = field(default=10.0, metadata=_key(
         "Seconds a connection has to send a whole request head; a slower one is closed "
         "(408), so slow or stalled clients cannot hold connections open."))
+    search_scan_rows: int = field(default=10_000, metadata=_key(
+        "How many jobs one page of a text search (GET /api/jobs?search=) reads at most, "
+        "newest first; the next page carries on from there. Bounds the cost of a search "
+        "whatever the size of the history."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -200,6 +204,8 @@ class Config:
         if keywords and len(self.builtin_tasks) > 1:
             raise ConfigError(f"builtin_tasks: {sorted(keywords)[0]!r} stands alone, not in "
                               f"a list of names")
+        if self.search_scan_rows < 1:
+            raise ConfigError("search_scan_rows must be at least 1")
         self.host_port()
         if self.max_header_bytes < 1024 or self.max_headers < 1:
             raise ConfigError("max_header_bytes must be at least 1KiB and max_headers at least 1")

@@ -115,8 +115,9 @@ class JobCollection(HTTPEndpoint):
 
     async def get(self, request: Request) -> JSONResponse:
         query = parse_list_query(request.query_params)
-        jobs, next_cursor = await services(request).store.list_jobs(tenant_of(request),
-                                                                    **query)
+        svc = services(request)
+        jobs, next_cursor = await svc.store.list_jobs(
+            tenant_of(request), **query, search_scan=svc.config.search_scan_rows)
         return JSONResponse({"jobs": [job.to_json() for job in jobs],
                              "next_cursor": None if next_cursor is None else str(next_cursor)})
 

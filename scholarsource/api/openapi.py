@@ -21,6 +21,7 @@ from scholarsource.api.schemas import (
     MEMORY_PATTERN,
     NAME_PATTERN,
     PRIORITY_RANGE,
+    SEARCH_MAX,
 )
 from scholarsource.api.state import services
 from scholarsource.store.base import JobState
@@ -77,7 +78,12 @@ DOCUMENT: dict[str, Any] = {
                 for name in ("task", "queue")] + [
                 {"name": "limit", "in": "query", "schema": {"anyOf": [
                     {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
-                    {"const": ""}]}}],
+                    {"const": ""}]}},
+                {"name": "search", "in": "query", "schema": {"type": "string",
+                                                              "maxLength": SEARCH_MAX},
+                 "description": "Text found in the job's id, task or params (JSON text), "
+                                "within the newest search_scan_rows jobs the other filters "
+                                "match from the cursor on; next_cursor continues further."}],
                 "responses": {"200": _answer("a page of jobs", {
                     "type": "object", "properties": {
                         "jobs": {"type": "array", "items": _JOB},

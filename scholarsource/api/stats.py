@@ -3,14 +3,14 @@ as Server-Sent Events (the dashboard's live overview).
 
 Job figures are scoped to the caller's tenant. Only live states and the dead letters are
 counted per queue (finished jobs only ever grow, so counting them would cost more with every
-day of history); throughput and timings come from the jobs that finished in the last 15
-minutes, through the finished_at index.
+day of history); throughput, its 15-minute history and timings come from the jobs that
+finished in the last 15 minutes, through the finished_at index. Every viewer of a worker
+shares one snapshot per tick (see api/snapshots.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections import defaultdict
@@ -21,13 +21,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from scholarsource.api.snapshots import SharedSnapshots, until_next_tick
 from scholarsource.api.state import Services, services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import StoreUnavailable
 from scholarsource.percentiles import percentile
-from scholarsource.store.base import JobState
+from scholarsource.store.base import JobState, PoolInfo
 
 WINDOWS = {"1m": 60.0, "5m": 300.0, "15m": 900.0}
+# The throughput history: jobs finished per 10-second bucket over the last 15 minutes (the
+# chart on a freshly opened overview); the windows above are sums of its latest buckets.
+HISTORY_STEP = 10.0
+HISTORY_BUCKETS = int(WINDOWS["15m"] / HISTORY_STEP)
 # Timings are computed over at most this many of the latest finished jobs (enough for a p99;
 # fetching 10,000 rows took 22 ms).
 TIMING_SAMPLE = 2_000
@@ -42,7 +47,8 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
     for by_status in queues.values():
         for status, n in by_status.items():
             totals[status] += n
-    finished = await store.finished_counts(tenant, [now - span for span in WINDOWS.values()])
+    since = now - HISTORY_STEP * HISTORY_BUCKETS
+    history = await store.finished_history(tenant, since, HISTORY_STEP, HISTORY_BUCKETS)
     totals.update(await _final_totals(svc, tenant))
     recent = await store.recently_finished(tenant, now - WINDOWS["15m"], TIMING_SAMPLE)
     pool = await store.pool_info()
@@ -54,12 +60,22 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
         "slots": {"busy": pool.busy if pool else 0, "total": pool.slot_count if pool else 0},
         "pool": {"pid": pool.pid if pool else None,
                  "heartbeat_age": None if pool is None else round(now - pool.heartbeat_at, 3),
-                 "admission": pool.admission if pool else {}},
-        "throughput": {name: round(n / span, 3) for (name, span), n
-                       in zip(WINDOWS.items(), finished, strict=True)},
+                 "admission": pool.admission if pool else {},
+                 "slots": _slot_rows(pool, now)},
+        "throughput": {name: round(sum(history[-int(span / HISTORY_STEP):]) / span, 3)
+                       for name, span in WINDOWS.items()},
+        "history": {"start": round(since, 3), "step": HISTORY_STEP, "finished": history},
         "tasks": _timings(recent),
         "database": file_sizes(str(svc.config.db_path)),
     }
+
+
+def _slot_rows(pool: PoolInfo | None, now: float) -> list[dict[str, Any]]:
+    """What each slot runs, from the pool's last heartbeat, with how long its job has run."""
+    if pool is None:
+        return []
+    return [{**row, "running_for": None if row.get("started_at") is None
+             else round(max(0.0, now - row["started_at"]), 3)} for row in pool.slot_rows]
 
 
 async def _final_totals(svc: Services, tenant: str) -> dict[str, int]:
@@ -94,23 +110,35 @@ def file_sizes(db_path: str) -> dict[str, int]:
     return {"size_bytes": size(db_path), "wal_bytes": size(db_path + "-wal")}
 
 
+def shared(request: Request) -> SharedSnapshots:
+    """This worker's shared snapshots (made on first use)."""
+    state = request.app.state
+    snapshots: SharedSnapshots | None = getattr(state, "stats_snapshots", None)
+    if snapshots is None:
+        svc = services(request)
+        snapshots = state.stats_snapshots = SharedSnapshots(
+            lambda tenant: snapshot(svc, tenant), STREAM_INTERVAL)
+    return snapshots
+
+
 async def stats(request: Request) -> JSONResponse:
+    # Computed afresh: a client that just changed something sees it (streams share theirs).
     return JSONResponse(await snapshot(services(request), tenant_of(request)))
 
 
 async def stream(request: Request) -> StreamingResponse:
-    svc, tenant = services(request), tenant_of(request)
-    await snapshot(svc, tenant)  # a store that cannot answer gets its 503 before the stream
+    snapshots, tenant = shared(request), tenant_of(request)
+    first = await snapshots.get(tenant)  # a store that cannot answer: 503 before the stream
 
     async def events() -> AsyncIterator[str]:
+        yield first.event
         while True:
+            # Every stream of the worker wakes on the same tick, so they share one snapshot.
+            await asyncio.sleep(until_next_tick(STREAM_INTERVAL))
             try:
-                data = json.dumps(await snapshot(svc, tenant))
+                yield (await snapshots.get(tenant)).event
             except StoreUnavailable:
                 yield ": store unavailable, retrying\n\n"
-            else:
-                yield f"event: stats\ndata: {data}\n\n"
-            await asyncio.sleep(STREAM_INTERVAL)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+import psutil
+
 from scholarsource.config import Config
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
@@ -53,6 +55,32 @@ def backoff(claim: Claim) -> float:
     come back together."""
     delay = min(claim.backoff_max, claim.backoff_base * 2.0 ** claim.failures)
     return delay / 2 + random.uniform(0, delay / 2)
+
+
+def slot_rows(slots: Slots) -> list[dict[str, Any]]:
+    """What each slot runs now, for the heartbeat (the dashboard's slots view): from what
+    the slot knows, plus its process's CPU time so far (the page turns two into a rate)."""
+    now, mono = time.time(), time.monotonic()
+    rows = []
+    for slot in slots.all:
+        claim = slot.claim
+        rows.append({"slot": slot.index, "pid": slot.pid,
+                     "job_id": claim.id if claim else None,
+                     "task": claim.task if claim else None,
+                     "started_at": round(now - (mono - slot.started), 3) if claim else None,
+                     "rss": slot.rss, "cpu_seconds": _cpu_seconds(slot.pid)})
+    return rows
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU time of one process so far (None: unknown or gone)."""
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return round(times.user + times.system, 3)
 
 
 class Dispatcher:
@@ -399,7 +427,7 @@ class Dispatcher:
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
-                admission=self.admission.state))
+                admission=self.admission.state, slot_rows=slot_rows(self.slots)))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

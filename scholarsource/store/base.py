@@ -226,6 +226,9 @@ class PoolInfo:
     busy: int
     heartbeat_at: float
     admission: dict[str, Any] = field(default_factory=dict)  # why jobs wait, if they do
+    # One dict per slot: slot, pid, job_id, task, started_at (wall clock), rss (bytes) and
+    # cpu_seconds (its process's CPU time so far); the dashboard's slots view.
+    slot_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Store(abc.ABC):
@@ -256,9 +259,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_jobs(self, tenant: str, *, status: str | None = None, task: str | None = None,
-                   queue: str | None = None, limit: int = 50,
-                   cursor: int | None = None) -> tuple[list[Job], int | None]:
-        """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+                   queue: str | None = None, limit: int = 50, cursor: int | None = None,
+                   search: str | None = None,
+                   search_scan: int = 10_000) -> tuple[list[Job], int | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end).
+        With `search`, only jobs whose id, task or params contain it (any case), among the
+        newest `search_scan` jobs the other filters match: a page may then hold fewer than
+        `limit` jobs, even none, and still have a next page."""
 
     @abc.abstractmethod
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
@@ -312,8 +319,10 @@ class Store(abc.ABC):
         grow), for one tenant or (None) all of them."""
 
     @abc.abstractmethod
-    async def finished_counts(self, tenant: str, since: list[float]) -> list[int]:
-        """How many of the tenant's jobs reached a final state at or after each of `since`."""
+    async def finished_history(self, tenant: str, since: float, step: float,
+                               buckets: int) -> list[int]:
+        """How many of the tenant's jobs reached a final state in each of `buckets`
+        consecutive spans of `step` seconds from `since` (a later one counts in the last)."""
 
     @abc.abstractmethod
     async def recently_finished(self, tenant: str, since: float,

@@ -156,7 +156,12 @@ CREATE INDEX jobs_tenant_task ON jobs (tenant, task, seq);
 CREATE INDEX jobs_tenant_queue ON jobs (tenant, queue, seq);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# The dashboard's slots view: what each slot runs, as the pool's heartbeat last said.
+_V7 = """
+ALTER TABLE pool ADD COLUMN slot_rows TEXT NOT NULL DEFAULT '[]';  -- JSON, one object per slot
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -202,11 +202,13 @@ PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING se
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id "
           "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
-HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission) "
-             "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
-             "slots = excluded.slots, slot_count = excluded.slot_count, busy = excluded.busy, "
-             "heartbeat_at = excluded.heartbeat_at, admission = excluded.admission")
-POOL_INFO = "SELECT pid, slots, slot_count, busy, heartbeat_at, admission FROM pool WHERE id = 1"
+HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission, "
+             "slot_rows) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+             "pid = excluded.pid, slots = excluded.slots, slot_count = excluded.slot_count, "
+             "busy = excluded.busy, heartbeat_at = excluded.heartbeat_at, "
+             "admission = excluded.admission, slot_rows = excluded.slot_rows")
+POOL_INFO = ("SELECT pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows FROM pool "
+             "WHERE id = 1")
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
                  "backoff_max, params")
 TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
@@ -226,11 +228,23 @@ TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY sta
 QUEUE_COUNTS = " UNION ALL ".join(
     f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} status = '{state}' "
     f"GROUP BY queue" for state in ("queued", "running", "failed", "dead"))
-FINISHED_COUNTS = ("SELECT value, (SELECT count(*) FROM jobs WHERE tenant = :tenant "
-                   "AND finished_at >= value) FROM json_each(:since)")
+FINISHED_HISTORY = ("SELECT CAST((finished_at - :since) / :step AS INTEGER), count(*) "
+                    "FROM jobs WHERE tenant = :tenant AND finished_at >= :since GROUP BY 1")
 RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
                      "WHERE tenant = :tenant AND finished_at >= :since "
                      "ORDER BY finished_at DESC LIMIT :limit")
+
+
+# The jobs list's text search: a LIKE over at most `scan` rows (the window: the newest jobs
+# the other filters match), never over the whole history.
+SEARCH = ("SELECT * FROM ({window}) WHERE id LIKE ? ESCAPE '\\' OR task LIKE ? ESCAPE '\\' "
+          "OR params LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT ?")
+BEYOND = "SELECT seq FROM ({window}) LIMIT 1 OFFSET ?"
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _for(sql: str, tenant: str | None) -> str:
@@ -410,7 +424,8 @@ class SqliteStore(Store):
     @_unavailable
     async def list_jobs(self, tenant: str, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
-                        cursor: int | None = None) -> tuple[list[Job], int | None]:
+                        cursor: int | None = None, search: str | None = None,
+                        search_scan: int = 10_000) -> tuple[list[Job], int | None]:
         given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
                                                       strict=True) if value is not None}
         args: list[str | int] = [tenant, *given.values()]
@@ -418,9 +433,27 @@ class SqliteStore(Store):
             args.append(cursor)
         sql = list_sql(set(given), paged=cursor is not None,
                        finished=status is not None and JobState(status).finished)
+        if search is not None:
+            return await self._search(sql, args, limit, search, search_scan)
         rows = await self._db.fetchall(sql, (*args, limit + 1))
         next_cursor = rows[limit - 1][0] if len(rows) > limit else None
         return [_job(row[1:]) for row in rows[:limit]], next_cursor
+
+    async def _search(self, window: str, args: list[str | int], limit: int, text: str,
+                      scan: int) -> tuple[list[Job], int | None]:
+        """`window` (the newest `scan` jobs the filters match) narrowed to those whose id,
+        task or params contain `text`. Params are JSON text, so `text` is looked for as JSON
+        encodes it (quotes and non-ASCII escaped)."""
+        rows = await self._db.fetchall(SEARCH.format(window=window),
+                                       (*args, scan, _like(text), _like(text),
+                                        _like(json.dumps(text)[1:-1]), limit + 1))
+        if len(rows) > limit:
+            return [_job(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
+        # Fewer matches than a page: the next page starts past the window, if any job is left
+        # there (the one after the window; seq < its seq + 1 takes it in).
+        seqs = window.replace(f"SELECT seq, {_JOB_COLUMNS}", "SELECT seq", 1)
+        beyond = await self._one(BEYOND.format(window=seqs), (*args, scan + 1, scan))
+        return [_job(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
 
     @_unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
@@ -480,9 +513,10 @@ class SqliteStore(Store):
         row = await self._one(POOL_INFO)
         if row is None:
             return None
-        pid, slots, slot_count, busy, heartbeat_at, admission = row
+        pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows = row
         return PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
-                        heartbeat_at=heartbeat_at, admission=json.loads(admission))
+                        heartbeat_at=heartbeat_at, admission=json.loads(admission),
+                        slot_rows=json.loads(slot_rows))
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -508,10 +542,14 @@ class SqliteStore(Store):
         return queues
 
     @_unavailable
-    async def finished_counts(self, tenant: str, since: list[float]) -> list[int]:
-        rows = await self._db.fetchall(FINISHED_COUNTS,
-                                       {"tenant": tenant, "since": json.dumps(since)})
-        return [n for _, n in rows]
+    async def finished_history(self, tenant: str, since: float, step: float,
+                               buckets: int) -> list[int]:
+        counts = [0] * buckets
+        rows = await self._db.fetchall(FINISHED_HISTORY,
+                                       {"tenant": tenant, "since": since, "step": step})
+        for bucket, n in rows:
+            counts[min(bucket, buckets - 1)] += n
+        return counts
 
     @_unavailable
     async def recently_finished(self, tenant: str, since: float,
@@ -608,4 +646,5 @@ class SqliteStore(Store):
     async def heartbeat(self, info: PoolInfo) -> None:
         await self._db.fetchall(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
                                             info.busy, info.heartbeat_at,
-                                            json.dumps(info.admission)))
+                                            json.dumps(info.admission),
+                                            json.dumps(info.slot_rows)))

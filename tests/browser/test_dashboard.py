@@ -3,6 +3,7 @@ and job data that tries to be HTML."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -33,7 +34,8 @@ def test_overview_shows_states_queues_slots_and_a_live_chart(page: Page,
     client = dashboard.client()
     response = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 60},
                                               "queue": "video"})
-    wait_running(client, response.json()["id"])
+    sleeper = response.json()["id"]
+    wait_running(client, sleeper)
     dead_job(client)
 
     page.goto(f"{dashboard.url}/dashboard")
@@ -45,9 +47,22 @@ def test_overview_shows_states_queues_slots_and_a_live_chart(page: Page,
     video = page.locator('#queues tr[data-queue="video"] td')
     expect(video).to_have_text(["video", "0", "1", "0", "0"])
     expect(page.locator("#live")).to_have_text("live")
-    # The chart gains a point with every stats event.
-    page.wait_for_function("() => document.getElementById('chart').dataset.points >= 3")
-    expect(page.locator("#chart polyline")).to_have_count(1)
+    # A page opened just now shows the last 15 minutes at once (the server keeps them):
+    # 90 buckets of 10 s, the dead job's among them, and labelled axes.
+    chart = page.locator("#chart")
+    expect(chart).to_have_attribute("data-points", "90")
+    assert float(chart.get_attribute("data-peak") or 0) > 0
+    expect(chart.locator("polyline")).to_have_count(1)
+    expect(page.locator("#chart-x")).to_have_text(re.compile("15 min ago.*now", re.S))
+    assert page.locator("#chart-y-top").inner_text() not in ("", "–")
+    expect(page.locator(".y-title")).to_have_text("jobs/s")
+    # The slots view: the slot that runs the sleeper, its process, memory and CPU.
+    busy = page.locator(f'#slot-list tr[data-job="{sleeper}"] td')
+    expect(busy.nth(3)).to_have_text("sleep")
+    expect(busy.nth(1)).to_have_text(re.compile(r"^\d+$"))
+    expect(busy.nth(5)).to_have_text(re.compile(r"MB$"))
+    expect(busy.nth(6)).to_have_text(re.compile(r"^\d+%$"))  # after two heartbeats
+    expect(page.locator("#slot-list tbody tr")).to_have_count(2)
     # The state counts link to the filtered list.
     page.locator('#totals [data-state="dead"]').click()
     expect(page).to_have_url(f"{dashboard.url}/dashboard/jobs?status=dead")
@@ -191,7 +206,7 @@ def test_the_jobs_list_filters_and_pages_without_loading_everything(
 
     page.locator('#filters select[name="status"]').select_option("dead")
     page.locator('#filters button[type="submit"]').click()
-    expect(page).to_have_url(f"{dashboard.url}/dashboard/jobs?status=dead&task=&queue=")
+    expect(page).to_have_url(f"{dashboard.url}/dashboard/jobs?status=dead&task=&queue=&search=")
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
     page.goto(f"{dashboard.url}/dashboard/jobs?task=noop&status=succeeded")
     expect(page.locator('#filters select[name="status"]')).to_have_value("succeeded")
@@ -232,3 +247,56 @@ def test_a_page_on_another_site_cannot_cancel_a_job(page: Page, dashboard: Serve
     assert page.evaluate(post, cancel) == "sent"
     wait_until(lambda: client.get(f"/api/jobs/{job['id']}").json()["cancel_requested"], 10,
                message="the same-origin cancel to land")
+
+
+def test_the_jobs_list_shows_errors_and_durations_and_searches(page: Page,
+                                                              dashboard: Server) -> None:
+    client = dashboard.client()
+    crashed = client.post("/api/jobs", json={  # its process ends abruptly: worker_died
+        "task": "poison", "params": {"path": str(dashboard.data_dir / "poison.log")},
+        "max_attempts": 1}).json()
+    assert wait_finished(client, crashed["id"])["error_code"] == "worker_died"
+    paper = wait_finished(client, submit(client, "echo", doi="10.1000/Paper-42")["id"])
+    page.goto(f"{dashboard.url}/dashboard/jobs")
+    # The error code once, then the message (the store's message starts with the code too).
+    error = page.locator(f'#jobs tr[data-id="{crashed["id"]}"] .error-cell')
+    expect(error).to_have_text(re.compile(r"^worker_died the job's process ended"))
+    expect(error.locator("code")).to_have_text("worker_died")
+    done = page.locator(f'#jobs tr[data-id="{paper["id"]}"] .duration')
+    expect(done).to_have_text(re.compile(r"^\d+ ms$|^\d+\.\d s$"))
+
+    # Search by params text, from the form; the URL keeps it.
+    page.locator('#filters input[name="search"]').fill("paper-42")
+    page.locator('#filters button[type="submit"]').click()
+    expect(page).to_have_url(re.compile(r"search=paper-42"))
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+    expect(page.locator("#jobs tbody tr")).to_have_attribute("data-id", paper["id"])
+    page.goto(f"{dashboard.url}/dashboard/jobs?search={crashed['id'][:10]}")
+    expect(page.locator("#jobs tbody tr")).to_have_attribute("data-id", crashed["id"])
+    expect(page.locator('#filters input[name="search"]')).to_have_value(crashed["id"][:10])
+
+
+def test_cancel_and_retry_the_selected_jobs(page: Page, dashboard: Server) -> None:
+    client = dashboard.client()
+    for _ in range(2):  # fill both slots, so the jobs below wait in the queue
+        wait_running(client, submit(client, "sleep", seconds=60)["id"])
+    queued = [submit(client, "noop", n=i)["id"] for i in range(3)]
+    page.goto(f"{dashboard.url}/dashboard/jobs?task=noop")
+    expect(page.locator("#jobs tbody tr")).to_have_count(3)
+    for job_id in queued[:2]:
+        page.locator(f'#jobs tr[data-id="{job_id}"] input.select').check()
+    expect(page.locator("#selected-count")).to_have_text("2 selected")
+    page.locator("#cancel-selected").click()
+    expect(page.locator("#flash")).to_have_text("Cancel: 2 succeeded, 0 failed")
+    assert [client.get(f"/api/jobs/{i}").json()["status"] for i in queued] == [
+        "cancelled", "cancelled", "queued"]
+
+    # Retry all three: the cancelled two go back to the queue, the queued one cannot.
+    expect(page.locator(f'#jobs tr[data-id="{queued[0]}"]')).to_have_attribute(
+        "data-status", "cancelled")
+    page.locator("#select-all").check()
+    expect(page.locator("#selected-count")).to_have_text("3 selected")
+    page.locator("#retry-selected").click()
+    expect(page.locator("#flash")).to_contain_text("Retry: 2 succeeded, 1 failed (")
+    assert [client.get(f"/api/jobs/{i}").json()["status"] for i in queued] == [
+        "queued", "queued", "queued"]

@@ -56,3 +56,34 @@ def test_cross_site_state_changes_are_refused_and_change_nothing(
     assert cancel.status_code == 202, cancel.text
     # A client with no browser headers (curl, a backend) passes too.
     assert client.delete("/api/dead").json() == {"purged": 1}
+
+
+def test_the_jobs_list_searches_ids_tasks_and_params_text(
+        serve: Callable[..., Server]) -> None:
+    # Each page of a search reads at most search_scan_rows jobs: 4 here, to see it page on.
+    client = serve(slots=1, workers=1, env={"SCHOLARSOURCE_SEARCH_SCAN_ROWS": "4"}).client()
+    paper = submit(client, "echo", url="https://example.org/Paper-42.pdf")
+    ids = [submit(client, "echo", n=i)["id"] for i in range(3)]
+    odd = submit(client, "echo", note="100% café_au_lait")
+    slow = submit(client, "sleep", seconds=0)
+    wait_finished(client, slow["id"])
+
+    def search(text: str, **query: str) -> tuple[list[str], str | None]:
+        page = client.get("/api/jobs", params={"search": text, **query})
+        assert page.status_code == 200, page.text
+        return [job["id"] for job in page.json()["jobs"]], page.json()["next_cursor"]
+
+    # Params text, any case: the newest 4 jobs hold no match, the next page finds it.
+    found, cursor = search("paper-42")
+    assert found == [] and cursor is not None
+    assert search("paper-42", cursor=cursor) == ([paper["id"]], None)
+    assert search("SLEEP")[0] == [slow["id"]]                      # the task's name
+    assert search(ids[1][:12])[0] == [ids[1]]                       # part of an id
+    # % and _ are text, not wildcards; non-ASCII matches as JSON stored it.
+    assert search("100% café_au")[0] == [odd["id"]]
+    assert search("_au_")[0] == [odd["id"]] and search("1_0")[0] == []
+    assert search("zz_no_such_text", status="succeeded")[0] == []
+
+    too_long = client.get("/api/jobs", params={"search": "x" * 201})
+    assert too_long.status_code == 422 and too_long.json()["error"] == "invalid_request"
+    assert "search" in too_long.json()["message"]

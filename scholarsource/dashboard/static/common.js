@@ -83,6 +83,20 @@ const SS = (() => {
       status === "failed" ? "failed, will retry" : status);
   }
 
+  // An error's message without its code in front: the pool writes "worker_died: ..." and
+  // the code is shown beside it already.
+  function errorMessage(code, message) {
+    const text = message || "";
+    if (code && text === code) return "";
+    return code && text.startsWith(`${code}: `) ? text.slice(code.length + 2) : text;
+  }
+
+  // A table cell's worth of error: the code, then the message.
+  function errorParts(code, message) {
+    const text = errorMessage(code, message);
+    return [code ? el("code", null, code) : "", code && text ? " " : "", text];
+  }
+
   function jobLink(id) {
     return el("a", { href: `/dashboard/jobs/${encodeURIComponent(id)}`, className: "id" }, id);
   }
@@ -128,6 +142,6 @@ const SS = (() => {
 
   return {
     FINAL, CANCELLABLE, RETRYABLE, ApiError, api, el, setText, time, seconds, bytes, rate,
-    badge, jobLink, flash, act,
+    badge, jobLink, flash, act, errorMessage, errorParts,
   };
 })();

@@ -11,8 +11,7 @@
       el("td", null, job.task),
       el("td", null, job.queue),
       el("td", { className: "num" }, `${job.attempts} / ${job.max_attempts}`),
-      el("td", { className: "error-cell" },
-        job.error_code ? el("code", null, job.error_code) : "", " ", job.error || ""),
+      el("td", { className: "error-cell" }, ...SS.errorParts(job.error_code, job.error)),
       el("td", null, SS.time(job.finished_at)),
       el("td", null, SS.actionButton("Retry", "POST", `/api/jobs/${id}/retry`,
         `${job.id} is queued again`, load)));

@@ -52,8 +52,7 @@
       el("td", null, SS.time(a.ended_at)),
       el("td", { className: "num" },
         a.ended_at ? SS.seconds(a.ended_at - a.started_at) : "–"),
-      el("td", { className: "error-cell" },
-        a.error_code ? el("code", null, a.error_code) : "", " ", a.error || ""),
+      el("td", { className: "error-cell" }, ...SS.errorParts(a.error_code, a.error)),
       el("td", { className: "num" }, a.exit ?? "–"),
       el("td", { className: "num" }, SS.bytes(a.peak_rss)))));
     document.getElementById("no-attempts").hidden = history.length > 0;
@@ -74,7 +73,7 @@
     setText("result", json(job.result));
     document.getElementById("error-box").hidden = !job.error;
     setText("error-code", job.error_code || "");
-    setText("error", job.error || "");
+    setText("error", SS.errorMessage(job.error_code, job.error));
     attempts(job);
   }
 

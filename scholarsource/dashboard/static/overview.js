@@ -7,9 +7,9 @@
   const STATES = ["queued", "running", "failed", "dead", "succeeded", "cancelled"];
   // Per queue, the server counts live jobs and dead letters only (finished ones pile up).
   const QUEUE_STATES = ["queued", "running", "failed", "dead"];
-  const CHART_POINTS = 300; // five minutes at one point a second
   let chart = null;
-  let previous = null;
+  // Each slot process's CPU seconds at the previous heartbeat, to show CPU use as a rate.
+  let cpuBefore = new Map();
 
   function totals(counts) {
     const links = STATES.map((state) => el("a", {
@@ -49,20 +49,44 @@
     }));
   }
 
-  // The chart shows jobs finished per second between two snapshots (the server's averages
-  // over 1, 5 and 15 minutes are in the card): bursts and stalls show at once.
+  // The server keeps the history (jobs finished per 10-second bucket over 15 minutes, from
+  // the database), so a page opened just now shows it too, whichever worker it reaches.
   function plot(stats) {
-    const t = stats.totals || {};
-    const finished = (t.succeeded || 0) + (t.dead || 0) + (t.cancelled || 0);
-    const before = previous;
-    previous = { time: stats.time, finished };
-    // The same snapshot may come from the first fetch and the stream; a purge lowers the
-    // count: neither is a rate.
-    if (!before || stats.time <= before.time || finished < before.finished) return;
-    const rate = (finished - before.finished) / (stats.time - before.time);
-    const peak = chart.push(stats.time, rate);
-    setText("chart-caption", `last ${Math.ceil(chart.length / 60)} min · peak ` +
-      `${SS.rate(peak)}/s`);
+    const h = stats.history;
+    if (!h) return;
+    const points = h.finished.map((n, i) => ({ t: h.start + (i + 1) * h.step, v: n / h.step }));
+    const peak = chart.draw(points, h.start, h.start + h.finished.length * h.step);
+    setText("chart-caption", `last 15 min, per ${h.step} s · peak ${SS.rate(peak)}/s`);
+  }
+
+  // CPU use of each slot's process between two heartbeats, as a percentage of one core.
+  function cpu(row, heartbeatAt, next) {
+    if (row.pid === null || row.cpu_seconds === null) return "–";
+    const before = cpuBefore.get(row.pid);
+    let sample = { seconds: row.cpu_seconds, at: heartbeatAt, percent: null };
+    if (before && before.at === heartbeatAt) sample = before;  // the same heartbeat again
+    else if (before && heartbeatAt > before.at) {
+      sample.percent = (100 * (row.cpu_seconds - before.seconds)) / (heartbeatAt - before.at);
+    }
+    next.set(row.pid, sample);
+    return sample.percent === null ? "–" : `${Math.max(0, sample.percent).toFixed(0)}%`;
+  }
+
+  function slotList(stats) {
+    const pool = stats.pool || {};
+    const heartbeatAt = stats.time - (pool.heartbeat_age || 0);
+    const next = new Map();
+    table("slot-list", "no-slots", (pool.slots || []).map((row) => el("tr", {
+      "data-slot": row.slot, "data-job": row.job_id,
+    },
+    el("td", { className: "num" }, row.slot),
+    el("td", { className: "num" }, row.pid ?? "–"),
+    el("td", null, row.job_id ? SS.jobLink(row.job_id) : el("span", { className: "sub" }, "idle")),
+    el("td", null, row.task || ""),
+    el("td", { className: "num" }, SS.seconds(row.running_for)),
+    el("td", { className: "num" }, SS.bytes(row.rss)),
+    el("td", { className: "num" }, cpu(row, heartbeatAt, next)))));
+    cpuBefore = next;
   }
 
   function render(stats) {
@@ -84,6 +108,7 @@
     totals(stats.totals || {});
     queues(stats.queues || {});
     tasks(stats.tasks || {});
+    slotList(stats);
     plot(stats);
     if (!performance.getEntriesByName("stats-rendered").length) {
       performance.mark("stats-rendered"); // how long until the page shows real numbers
@@ -97,7 +122,10 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    chart = SS.lineChart(document.getElementById("chart"), CHART_POINTS);
+    chart = SS.lineChart(document.getElementById("chart"), {
+      top: document.getElementById("chart-y-top"),
+      middle: document.getElementById("chart-y-middle"),
+    });
     SS.api("GET", "/api/stats").then(render).catch((err) => live(err.message, false));
     const stream = new EventSource("/api/stats/events");
     stream.addEventListener("stats", (event) => {
