@@ -45,6 +45,7 @@ HEARTBEAT_INTERVAL = 1.0
 MEMORY_INTERVAL = 0.25
 _STORE_RETRY = 0.2
 _MB = 1024**2
+_SHUTDOWN = "interrupted: the server shut down"
 
 
 def backoff(claim: Claim) -> float:
@@ -77,6 +78,7 @@ class Dispatcher:
         # What the journal needs of each outcome once it is committed: its claim, run time.
         self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
+        self._interrupted: list[tuple[str, int]] = []  # (job id, token) to re-queue
         self._check_cancels = True
         self._stop_at: float | None = None
         self._next_beat = 0.0
@@ -121,7 +123,7 @@ class Dispatcher:
                 if not self.slots.busy():
                     break
                 if time.monotonic() >= self._stop_at:
-                    await self._requeue_running("interrupted: the server shut down")
+                    await self._requeue_running(_SHUTDOWN)
                     break
             else:
                 await self._claim()
@@ -161,6 +163,12 @@ class Dispatcher:
         """Write progress, logs and finished attempts; keep them for a retry if the store
         cannot take them now."""
         self.journal.flush()
+        if self._interrupted:
+            try:
+                await self.store.requeue(self._interrupted, _SHUTDOWN)
+                self._interrupted = []
+            except StoreUnavailable as exc:  # kept for the next turn, or the next pool
+                log.warning("cannot re-queue interrupted jobs yet: %s", exc)
         notes, outcomes = self._notes, self._outcomes
         if not notes and not outcomes:
             return
@@ -247,6 +255,7 @@ class Dispatcher:
         if claim is not None:
             slot.claim = None
             peak = slot.peak_rss
+            outcome: Outcome | None
             if slot.stop_reason == "cancelled" or slot.cancel_at is not None:
                 outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
                                   error_code="cancelled", error="cancelled", peak_rss=peak)
@@ -257,6 +266,15 @@ class Dispatcher:
                 outcome = self._failure(claim, "memory_limit", f"memory_limit: its processes "
                                         f"used {(slot.rss or 0) // _MB} MB, over the limit of "
                                         f"{(claim.memory_limit or 0) // _MB} MB", peak=peak)
+            elif self._stop_at is not None:
+                # The pool is stopping, and whatever stopped it (a signal to the whole
+                # process group, say) may have reached this process too: the attempt is
+                # interrupted, as the shutdown would have done, and not charged.
+                log.warning("job %s (%s): its process ended while the pool was stopping (%s); "
+                            "re-queueing it", claim.id, claim.task, slot.exit_status())
+                self._interrupted.append((claim.id, claim.token))
+                self._wake.set()
+                outcome = None
             else:
                 exit_status = slot.exit_status()
                 rss = "unknown" if slot.rss is None else f"{slot.rss // _MB} MB"
@@ -264,7 +282,8 @@ class Dispatcher:
                     claim, "worker_died", f"worker_died: the job's process ended unexpectedly "
                     f"({exit_status}; RSS last seen {rss})", repr(life.exception()),
                     peak=peak, crashed=True, exit=exit_status)
-            self._record(slot, claim, outcome)
+            if outcome is not None:
+                self._record(slot, claim, outcome)
         elif slot.stop_reason is None:
             log.warning("slot %d (pid %s) died while idle (%s); replacing it", slot.index,
                         slot.pid, slot.exit_status())

@@ -16,6 +16,14 @@ unsafe with threads. `spawn` is safe but pays a fresh interpreter plus every tas
 slot. The forkserver is a clean single-threaded process that imports the task modules once
 (`set_forkserver_preload`), so a replacement slot forks from it in milliseconds. It is also
 what `max_tasks_per_child` would require.
+
+Signals: the pool alone decides when a job stops. A supervisor often signals the whole
+process group (systemd's KillMode=control-group, supervisord's stopasgroup, Ctrl-C in a
+terminal), which includes the forkserver and every slot. The forkserver starts with those
+signals blocked (a blocked signal stays blocked across exec, and the forkserver ends anyway
+when the pool's alive pipe closes); a slot honours SIGTERM only once its pool has raised the
+slot's stop flag (a timeout: SIGTERM, then SIGKILL) and ignores the others, so a stop signal
+to the group reaches the running jobs only through the pool's grace period.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import ctypes
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import resource
 import signal
@@ -49,9 +59,13 @@ log = logging.getLogger("scholarsource.pool")
 NOTE = "note"
 DONE = "done"
 
+# What a supervisor sends to stop or reload; see the module docstring.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP})
+
 # Set in each slot process by `_init_slot`.
 _conn: Connection | None = None
 _cancel_flag: CancelFlag | None = None
+_stop_flag: CancelFlag | None = None
 _max_result_bytes = 0
 _peak: PeakRss | None = None
 
@@ -91,11 +105,12 @@ class SlotSettings:
                    config.log_format)
 
 
-def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
-               settings: SlotSettings) -> None:
+def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
+               lifeline: Connection, settings: SlotSettings) -> None:
     """Runs once in each slot process, before its first job."""
-    global _conn, _cancel_flag, _max_result_bytes, _peak
+    global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak
     _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, settings.max_result_bytes
+    _stop_flag = stop_flag
     # Task code logs with its own loggers: give them the server's level and format too.
     logs.setup(settings.log_level, settings.log_format, name="")
     logs.set_role("slot")
@@ -103,11 +118,34 @@ def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
         _peak = PeakRss()
     except OSError:
         _peak = None
-    # Ctrl-C in a terminal reaches the whole process group; the pool decides when slots stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A handler, not SIG_IGN: a task's subprocesses get the default actions back at exec.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in the forkserver
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
                      name="lifeline").start()
     load_tasks(settings.task_modules)
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    """Die of SIGTERM only when the pool asked for it; see the module docstring."""
+    if signum == signal.SIGTERM and _stop_flag is not None and _stop_flag.value:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver and multiprocessing's resource tracker, unless they run, with the
+    stop signals blocked (see the module docstring). Blocked in this thread only, and
+    briefly: a signal meant for the pool waits and is delivered, not lost."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        multiprocessing.resource_tracker.ensure_running()
+        # The tracker's start unblocks SIGINT and SIGTERM on its way out: block them again.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _watch_lifeline(lifeline: Connection) -> None:
@@ -204,15 +242,19 @@ class Slot:
         self.life: Future[None] | None = None
         self.conn: Connection | None = None
         self.cancel_flag: Any = None
+        self.stop_flag: Any = None
 
     def start(self) -> None:
         """Start the process (a fresh pipe each time: a killed process may have left half a
         message in the old one). `life` completes when the process ends."""
         self.conn, child = self._mp.Pipe(duplex=True)
         self.cancel_flag = self._mp.RawValue(ctypes.c_int64, 0)
+        self.stop_flag = self._mp.RawValue(ctypes.c_int64, 0)
+        _start_forkserver()
         self.executor = ProcessPoolExecutor(
             max_workers=1, mp_context=self._mp, initializer=_init_slot,
-            initargs=(child, self.cancel_flag, self._lifeline, self._settings))
+            initargs=(child, self.cancel_flag, self.stop_flag, self._lifeline,
+                      self._settings))
         self.pid = None
         self._process = None
         self.stop_reason = self.kill_at = None
@@ -280,6 +322,7 @@ class Slot:
         self.retire = True
         if grace > 0:
             self.kill_at = time.monotonic() + grace
+            self.stop_flag.value = 1  # before the signal: the slot honours this TERM
             self._signal(signal.SIGTERM)
         else:
             self.kill()
