@@ -22,12 +22,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from scholarsource.config import Config
+from scholarsource.config import Config, format_size
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.slots import NOTE, Slot, Slots
+from scholarsource.pool.suspect import Suspect
 from scholarsource.store.base import (
     Claim,
     Ending,
@@ -37,6 +38,7 @@ from scholarsource.store.base import (
     PoolInfo,
     Store,
 )
+from scholarsource.tasks.jsontext import to_json
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -46,6 +48,11 @@ MEMORY_INTERVAL = 0.25
 _STORE_RETRY = 0.2
 _MB = 1024**2
 _SHUTDOWN = "interrupted: the server shut down"
+# What multiprocessing's Connection.recv_bytes raises for a message over its maxlength.
+_TOO_LONG = "bad message length"
+# Room in a slot's message beyond its result: the error text and traceback it may carry.
+_MESSAGE_HEADROOM = 1024**2
+_MAX_ERROR_CHARS = 4000
 
 
 def backoff(claim: Claim) -> float:
@@ -61,7 +68,8 @@ class Dispatcher:
 
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
-                 alive: Callable[[], None] = lambda: None) -> None:
+                 alive: Callable[[], None] = lambda: None,
+                 suspect: Suspect | None = None) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -69,6 +77,8 @@ class Dispatcher:
         self.master_pid = master_pid
         self.expect = expect or memory.Expectations(config.memory_per_job)
         self.journal = Journal(config.job_log)
+        self.suspect = suspect or Suspect.in_dir(config.data_dir)
+        self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
         self._next_sample = 0.0
@@ -212,12 +222,15 @@ class Dispatcher:
             self._start(slot, claim)
 
     def _start(self, slot: Slot, claim: Claim) -> None:
+        self.suspect.mark(claim)
         try:
             slot.run(claim)
         except OSError:
             # The idle process is gone and its death not yet reported: replace it now.
             self._replace(slot)
             slot.run(claim)
+        finally:
+            self.suspect.clear()
         self.journal.started(claim)
 
     def _completed(self, slot: Slot, token: int, status: str, value: Any, detail: Any,
@@ -323,22 +336,56 @@ class Dispatcher:
         self._attach(slot)
 
     def _read(self, slot: Slot) -> None:
-        """Take what a slot sent: progress and log lines, and ended attempts."""
+        """Take what a slot sent: progress and log lines, and ended attempts.
+
+        What a slot sends is its job's data: a message the pool cannot take (too large,
+        malformed, not JSON) fails that job's attempt alone and stops its process."""
         conn = slot.conn
+        self.suspect.mark(slot.claim)
         try:
             while conn is not None and conn.poll():
-                message = conn.recv()
-                if message[0] == NOTE:
-                    _, job_id, token, kind, data = message
-                    self._notes.append(Note(job_id, token, kind, data))
-                else:
-                    _, token, status, value, detail, peak, cpu = message
-                    self._completed(slot, token, status, value, detail, peak, cpu)
-        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
-            # The process died, perhaps mid-message; `life` reports the death.
-            self._detach(slot)
+                self._take(slot, pickle.loads(conn.recv_bytes(self._max_message)))
+        except EOFError:
+            self._detach(slot)  # the process died; `life` reports the death
+        except OSError as exc:
+            if str(exc) == _TOO_LONG:
+                self._refuse(slot, "message_too_large", f"message_too_large: the job's process "
+                             f"sent a message over {format_size(self._max_message)}")
+            else:  # it died mid-message
+                self._detach(slot)
+        except Exception as exc:
+            self._refuse(slot, "bad_message", f"bad_message: the job's process sent what the "
+                         f"pool cannot take ({type(exc).__name__}: {exc})"[:_MAX_ERROR_CHARS])
+        finally:
+            self.suspect.clear()
         if self._notes:
             self._wake.set()
+
+    def _take(self, slot: Slot, message: Any) -> None:
+        if message[0] == NOTE:
+            _, job_id, token, kind, data = message
+            if kind not in ("progress", "log") or not isinstance(data, dict):
+                raise ValueError(f"a note of kind {kind!r:.40}")
+            to_json([job_id, token, data])  # or NotJson: every note kept must be writable
+            self._notes.append(Note(job_id, token, kind, data))
+        else:
+            _, token, status, value, detail, peak, cpu = message
+            if not (isinstance(status, str) and isinstance(value, str | None)
+                    and isinstance(detail, str | float | None)
+                    and isinstance(peak, int | None) and isinstance(cpu, float | int)):
+                raise ValueError("a malformed end of attempt")
+            self._completed(slot, token, status, value, detail, peak, cpu)
+
+    def _refuse(self, slot: Slot, code: str, message: str) -> None:
+        """Fail the attempt whose process sent what the pool cannot take, and kill that
+        process: its pipe may still hold the rest of the message."""
+        self._detach(slot)
+        claim = slot.claim
+        if claim is not None:
+            slot.claim = None
+            log.warning("job %s (%s): %s", claim.id, claim.task, message)
+            self._record(slot, claim, self._failure(claim, code, message))
+        slot.terminate(code, 0)
 
     # -- periodic duties --------------------------------------------------------------------
     async def _housekeeping(self) -> None:

@@ -24,6 +24,7 @@ from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.slots import Slots, SlotSettings
+from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
@@ -109,13 +110,18 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, SlotSettings.of(config))
     sock = _bind(config.data_dir)
+    suspect = Suspect.in_dir(config.data_dir)
     try:
         # One pool per data directory (the master holds its lock), so whatever is still
         # "running" belonged to a pool that died: it runs again.
+        culprit = suspect.take()
         recovered = await store.recover(owner, all_others=True,
-                                        max_crashes=config.max_crashes)
+                                        max_crashes=config.max_crashes, culprit=culprit)
         if recovered:
             log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
+        if culprit:
+            log.warning("the previous pool died while handling job %s: that job alone is "
+                        "charged a crash", culprit[0])
         await store.publish_tasks([
             TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory, s.memory_limit,
                          s.backoff_base, s.backoff_max) for s in registry.values()])
@@ -133,7 +139,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
             os.set_blocking(ready_fd, False)
         _pulse(ready_fd, READY)
         dispatcher = Dispatcher(config, store, slots, owner, master_pid, expect,
-                                alive=lambda: _pulse(ready_fd, ALIVE))
+                                alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect)
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)
@@ -148,6 +154,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         slots.stop(kill=False)  # idle by now: let each executor shut down cleanly
     finally:
         slots.stop(kill=True)
+        suspect.close()
         sock.close()
         await store.close()
     log.info("pool stopped")

@@ -51,6 +51,7 @@ from scholarsource.config import Config
 from scholarsource.errors import Retry
 from scholarsource.store.base import Claim
 from scholarsource.tasks.context import CancelFlag, Context
+from scholarsource.tasks.jsontext import NotJson, printable, to_json
 from scholarsource.tasks.registry import get_task, load_tasks
 
 log = logging.getLogger("scholarsource.pool")
@@ -61,6 +62,10 @@ DONE = "done"
 
 # What a supervisor sends to stop or reload; see the module docstring.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP})
+
+# What a slot sends of a failed attempt: enough to read, never a flood for the pool's pipe.
+_MAX_ERROR_CHARS = 4000
+_MAX_DETAIL_CHARS = 64_000
 
 # Set in each slot process by `_init_slot`.
 _conn: Connection | None = None
@@ -169,13 +174,13 @@ def serve_slot() -> None:
     assert _conn is not None
     while True:
         try:
-            task, params, job_id, attempt, token = _conn.recv()
+            task, params_json, job_id, attempt, token = _conn.recv()
         except EOFError:
             return
         if _peak is not None:
             _peak.reset()
         cpu = _cpu_seconds()
-        ended = run_attempt(task, params, job_id, attempt, token)
+        ended = run_attempt(task, params_json, job_id, attempt, token)
         _conn.send((DONE, token, *ended, None if _peak is None else _peak.read(),
                     round(_cpu_seconds() - cpu, 6)))
 
@@ -188,31 +193,62 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,
+def run_attempt(task: str, params_json: str, job_id: str, attempt: int,
                 token: int) -> tuple[str, Any, Any]:
     """Run one attempt inside a slot. Returns ("ok", result as JSON, None),
-    (error code, message, traceback), or ("retry", message, seconds or None). Encoding here
-    finds a result the store cannot hold while it is still the task's error, and spares the
-    pool's loop the work."""
+    (error code, message, traceback), or ("retry", message, seconds or None): plain strings
+    and numbers, whatever the task did, so that the message to the pool is small and flat.
+
+    The params travel as the store's JSON text and are decoded here, and the result is
+    encoded here: a job's data, however deep or odd, fails its own attempt in its own
+    process, never the pool's loop."""
     conn = _conn
 
     def report(kind: str, data: dict[str, Any]) -> None:
         if conn is not None:
             conn.send((NOTE, job_id, token, kind, data))
 
+    try:
+        params = json.loads(params_json)
+    except (ValueError, RecursionError) as exc:
+        return ("bad_params", f"bad_params: the job's params cannot be decoded "
+                f"({_describe(exc)})", None)
     ctx = Context(job_id, attempt, token, report, _cancel_flag)
     try:
         result = get_task(task).fn(ctx, **params)
-        encoded = None if result is None else json.dumps(result)
-        if encoded is not None and len(encoded) > _max_result_bytes:
-            return ("result_too_large", f"result_too_large: {len(encoded)} bytes of JSON, "
-                    f"more than max_result_bytes ({_max_result_bytes})", None)
-        return "ok", encoded, None
     except Retry as exc:
-        return "retry", str(exc), exc.after
+        try:
+            after = None if exc.after is None else float(exc.after)
+        except (TypeError, ValueError):
+            return ("task_error", f"Retry(after={exc.after!r:.100}) is not a number of "
+                    f"seconds", None)
+        return "retry", _describe(exc, plain=True), after
     except (Exception, SystemExit) as exc:  # sys.exit() in a task is the task's failure
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return "task_error", message, traceback.format_exc()
+        detail = printable(traceback.format_exc()[-_MAX_DETAIL_CHARS:])
+        return "task_error", _describe(exc), detail
+    if result is None:
+        return "ok", None, None
+    try:
+        encoded = to_json(result)
+    except NotJson as exc:
+        return "result_not_json", f"result_not_json: the result has no JSON form: {exc}", None
+    size = len(encoded.encode("utf-8"))
+    if size > _max_result_bytes:
+        return ("result_too_large", f"result_too_large: {size} bytes of JSON, more than "
+                f"max_result_bytes ({_max_result_bytes})", None)
+    return "ok", encoded, None
+
+
+def _describe(exc: BaseException, plain: bool = False) -> str:
+    """"Type: message" (or the message alone, with `plain`), cut to a readable length; an
+    exception whose str() fails is still described."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    if not plain:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return printable(text[:_MAX_ERROR_CHARS])
 
 
 class Slot:
@@ -300,7 +336,7 @@ class Slot:
     def run(self, claim: Claim) -> None:
         """Send `claim` to the process; raises OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
-        self.conn.send((claim.task, claim.params, claim.id, claim.attempt, claim.token))
+        self.conn.send((claim.task, claim.params_json, claim.id, claim.attempt, claim.token))
         self.claim = claim
         self.started = time.monotonic()
         self.deadline = self.started + claim.timeout if claim.timeout else None
