@@ -46,7 +46,6 @@ HEARTBEAT_INTERVAL = 1.0
 # How often busy slots' memory is sampled (caps, peaks, admission).
 MEMORY_INTERVAL = 0.25
 _STORE_RETRY = 0.2
-_MB = 1024**2
 _SHUTDOWN = "interrupted: the server shut down"
 # What multiprocessing's Connection.recv_bytes raises for a message over its maxlength.
 _TOO_LONG = "bad message length"
@@ -247,8 +246,10 @@ class Dispatcher:
         if peak is not None:
             self.expect.observe(claim.task, peak)
         if slot.cancel_at is not None:
+            # What a task returns once cancelled (partial work, say) is the job's result.
             outcome = Outcome(claim.id, claim.token, Ending.CANCELLED, error_code="cancelled",
-                              error="cancelled", peak_rss=peak, cpu_time=cpu)
+                              error="cancelled", peak_rss=peak, cpu_time=cpu,
+                              result_json=value if status == "ok" else None)
         elif status == "ok":
             outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
                               peak_rss=peak, cpu_time=cpu)
@@ -277,8 +278,8 @@ class Dispatcher:
                                         f"{claim.timeout:g}s", peak=peak)
             elif slot.stop_reason == "memory_limit":
                 outcome = self._failure(claim, "memory_limit", f"memory_limit: its processes "
-                                        f"used {(slot.rss or 0) // _MB} MB, over the limit of "
-                                        f"{(claim.memory_limit or 0) // _MB} MB", peak=peak)
+                                        f"used {format_size(slot.rss or 0)}, over the limit of "
+                                        f"{format_size(claim.memory_limit or 0)}", peak=peak)
             elif self._stop_at is not None:
                 # The pool is stopping, and whatever stopped it (a signal to the whole
                 # process group, say) may have reached this process too: the attempt is
@@ -290,7 +291,7 @@ class Dispatcher:
                 outcome = None
             else:
                 exit_status = slot.exit_status()
-                rss = "unknown" if slot.rss is None else f"{slot.rss // _MB} MB"
+                rss = "unknown" if slot.rss is None else format_size(slot.rss)
                 outcome = self._failure(
                     claim, "worker_died", f"worker_died: the job's process ended unexpectedly "
                     f"({exit_status}; RSS last seen {rss})", repr(life.exception()),
@@ -446,9 +447,9 @@ class Dispatcher:
             if claim is not None:
                 slot.peak_rss = max(slot.peak_rss or 0, rss)
                 if claim.memory_limit and rss > claim.memory_limit:
-                    log.warning("job %s (%s) is over its memory limit (%d MB > %d MB); "
-                                "killing its process", claim.id, claim.task, rss // _MB,
-                                claim.memory_limit // _MB)
+                    log.warning("job %s (%s) is over its memory limit (%s > %s); "
+                                "killing its process", claim.id, claim.task, format_size(rss),
+                                format_size(claim.memory_limit))
                     slot.terminate("memory_limit", 0)
             elif self.config.max_slot_memory and rss > self.config.max_slot_memory:
                 slot.retire = True
