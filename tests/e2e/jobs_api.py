@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,3 +48,15 @@ def all_jobs(client: httpx.Client, **query: Any) -> list[dict[str, Any]]:
         cursor = page["next_cursor"]
         if cursor is None:
             return jobs
+
+
+def stored(data_dir: Path, job_id: str, *columns: str) -> dict[str, Any]:
+    """The job's row as the database holds it (for a job the API may not show, or a server
+    that has stopped)."""
+    db = sqlite3.connect(data_dir / "scholarsource.db", timeout=30)
+    try:
+        row = db.execute(f"SELECT {', '.join(columns)} FROM jobs WHERE id = ?",
+                         (job_id,)).fetchone()
+    finally:
+        db.close()
+    return dict(zip(columns, row, strict=True))

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.e2e.jobs_api import submit, wait_finished
+from tests.e2e.jobs_api import stored, submit, wait_finished
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -39,14 +39,7 @@ def _insert(server: Server, task: str, params_json: str, max_attempts: int = 1) 
 
 
 def _row(server: Server, job_id: str) -> dict[str, Any]:
-    db = sqlite3.connect(server.data_dir / "scholarsource.db", timeout=30)
-    try:
-        status, error_code, error, crashes = db.execute(
-            "SELECT status, error_code, error, crashes FROM jobs WHERE id = ?",
-            (job_id,)).fetchone()
-    finally:
-        db.close()
-    return {"status": status, "error_code": error_code, "error": error, "crashes": crashes}
+    return stored(server.data_dir, job_id, "status", "error_code", "error", "crashes")
 
 
 def _wait_row_final(server: Server, job_id: str) -> dict[str, Any]:

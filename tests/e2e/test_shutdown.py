@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Server
-from tests.e2e.jobs_api import submit, wait_running
+from tests.e2e.jobs_api import stored, submit, wait_running
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -41,15 +40,8 @@ def _send(server: Server, sig: signal.Signals, target: str) -> None:
 
 
 def _job(server: Server, job_id: str) -> dict[str, Any]:
-    db = sqlite3.connect(server.data_dir / "scholarsource.db")
-    try:
-        status, failures, crashes, history = db.execute(
-            "SELECT status, failures, crashes, history FROM jobs WHERE id = ?",
-            (job_id,)).fetchone()
-    finally:
-        db.close()
-    return {"status": status, "failures": failures, "crashes": crashes,
-            "history": json.loads(history)}
+    job = stored(server.data_dir, job_id, "status", "failures", "crashes", "history")
+    return {**job, "history": json.loads(job["history"])}
 
 
 def _assert_requeued_uncharged(job: dict[str, Any]) -> None:
