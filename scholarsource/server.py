@@ -69,15 +69,17 @@ class _ApiServer(uvicorn.Server):
     """Uvicorn's server, stopped by each signal Gunicorn sends its workers: TERM, and INT or
     QUIT for a quick stop. Uvicorn alone handles TERM and INT only, so the QUIT of a quick
     shutdown went unheard until the master killed the worker after its whole graceful
-    timeout. Each drains alike: open requests get at most API_SHUTDOWN_SECONDS, and an idle
-    worker stops at once. The signal is not raised again once the server has stopped (uvicorn
-    does that for a plain `uvicorn` command): the worker exits 0, and the master has no "was
-    sent SIGTERM" to report."""
+    timeout. A HUP reaches a worker only when sent to the whole process group (the master
+    reloads by starting new workers and sending the old ones TERM): it stops the worker too,
+    instead of killing it. Each drains alike: open requests get at most
+    API_SHUTDOWN_SECONDS, and an idle worker stops at once. The signal is not raised again
+    once the server has stopped (uvicorn does that for a plain `uvicorn` command): the worker
+    exits 0, and the master has no "was sent SIGTERM" to report."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
         for sig in stops:
             loop.add_signal_handler(sig, self._stop)
         try:

@@ -112,3 +112,20 @@ def test_a_job_timeout_still_stops_its_process_with_sigterm(serve) -> None:
 
     job = wait_until(ended, 20, message="the attempt to time out")
     assert job["attempts_history"][0]["error_code"] == "timeout"
+
+
+def test_a_hup_to_the_group_reloads_and_the_running_job_finishes(serve) -> None:
+    server = serve(slots=1)
+    _booted(server, 2)
+    client = server.fresh_client()
+    job = submit(client, "sleep", seconds=1.0)
+    wait_running(client, job["id"])
+    pool = server.health()["processes"]["pool"]
+
+    _send(server, signal.SIGHUP, "group")
+    wait_until(lambda: server.health()["processes"]["pool"] not in (None, pool), 30,
+               message="the reloaded pool")
+    done = client.get(f"/api/jobs/{job['id']}").json()
+    assert (done["status"], done["failures"], done["crashes"]) == ("succeeded", 0, 0)
+    assert server.proc.poll() is None
+    _assert_clean(server)
