@@ -23,7 +23,9 @@ terminal), which includes the forkserver and every slot. The forkserver starts w
 signals blocked (a blocked signal stays blocked across exec, and the forkserver ends anyway
 when the pool's alive pipe closes); a slot honours SIGTERM only once its pool has raised the
 slot's stop flag (a timeout: SIGTERM, then SIGKILL) and ignores the others, so a stop signal
-to the group reaches the running jobs only through the pool's grace period.
+to the group reaches the running jobs only through the pool's grace period. (The slot's
+SIGTERM handler is Python code: a task busy in one long C call ends at its return, or by the
+SIGKILL that follows kill_grace later.)
 """
 
 from __future__ import annotations
@@ -124,8 +126,13 @@ def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
     except OSError:
         _peak = None
     # A handler, not SIG_IGN: a task's subprocesses get the default actions back at exec.
+    # The signals that are only ever ignored restart the system calls they interrupt, so
+    # task code never sees EINTR from them; SIGTERM interrupts, so that a timeout's TERM
+    # ends a task blocked in a read at once.
     for sig in STOP_SIGNALS:
         signal.signal(sig, _on_stop_signal)
+        if sig != signal.SIGTERM:
+            signal.siginterrupt(sig, False)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in the forkserver
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
                      name="lifeline").start()
