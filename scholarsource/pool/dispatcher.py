@@ -38,7 +38,7 @@ from scholarsource.store.base import (
     PoolInfo,
     Store,
 )
-from scholarsource.tasks.jsontext import to_json
+from scholarsource.tasks.jsontext import printable, to_json
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -355,8 +355,9 @@ class Dispatcher:
             else:  # it died mid-message
                 self._detach(slot)
         except Exception as exc:
-            self._refuse(slot, "bad_message", f"bad_message: the job's process sent what the "
-                         f"pool cannot take ({type(exc).__name__}: {exc})"[:_MAX_ERROR_CHARS])
+            self._refuse(slot, "bad_message", printable(
+                f"bad_message: the job's process sent what the pool cannot take "
+                f"({type(exc).__name__}: {exc})"[:_MAX_ERROR_CHARS]))
         finally:
             self.suspect.clear()
         if self._notes:
