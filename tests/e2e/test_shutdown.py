@@ -129,3 +129,23 @@ def test_a_hup_to_the_group_reloads_and_the_running_job_finishes(serve) -> None:
     assert (done["status"], done["failures"], done["crashes"]) == ("succeeded", 0, 0)
     assert server.proc.poll() is None
     _assert_clean(server)
+
+
+def test_a_job_process_that_dies_while_the_pool_stops_is_interrupted_not_crashed(
+        serve, tmp_path: Path) -> None:
+    server = serve(slots=1, env={"SCHOLARSOURCE_GRACE_PERIOD": "60"})
+    client = server.client()
+    pidfile = tmp_path / "slot.pid"
+    job = submit(client, "hold", pidfile=str(pidfile), seconds=60)
+    wait_running(client, job["id"])
+    slot = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 10,
+                          message="the slot's pid"))
+
+    server.signal(signal.SIGTERM)
+    wait_until(lambda: "pool stopping: 1 running job(s)" in server.log(), 10,
+               message="the pool to start stopping")
+    os.kill(slot, signal.SIGKILL)
+    assert server.proc.wait(timeout=30) == 0  # nothing left to wait for: no 60 s grace
+
+    _assert_requeued_uncharged(_job(server, job["id"]))
+    assert "its process ended while the pool was stopping (killed by SIGKILL)" in server.log()
