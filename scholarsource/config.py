@@ -44,6 +44,18 @@ def parse_size(value: int | str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
+_DISPLAY_UNITS = (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000))
+
+
+def format_size(size: int) -> str:
+    """Bytes for a message, in the units parse_size reads and the README defines (1 MB is
+    10^6 bytes): ``512 bytes``, ``95 MB``, ``1.5 GB``."""
+    for unit, factor in _DISPLAY_UNITS:
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
 def _key(help: str, **extra: Any) -> dict[str, Any]:
     return {"help": help, **extra}
 

@@ -8,16 +8,20 @@ it is spawned and what its exit means, so the pool shares the master's tested li
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import logging
 import os
 import select
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import uvicorn
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
@@ -47,8 +51,51 @@ API_SHUTDOWN_SECONDS = 3
 _POOL_BOOT_TIMEOUT = 120.0
 
 
+# The library internals this module overrides or calls; `check_overrides` verifies at start
+# that the installed versions still have them.
+_OVERRIDDEN = ((UvicornWorker, "_serve"), (uvicorn.Server, "capture_signals"),
+               (Arbiter, "manage_dirty_arbiter"), (Arbiter, "handle_dirty_arbiter_exit"))
+
+
+def check_overrides() -> None:
+    """Raise ScholarSourceError if a library hook we replace is gone: silently running the
+    library's own version instead would break the shutdown and the pool's supervision."""
+    for owner, name in _OVERRIDDEN:
+        if not callable(getattr(owner, name, None)):
+            raise ScholarSourceError(f"{owner.__module__}.{owner.__qualname__}.{name} is "
+                                     f"gone: this version of {owner.__module__.split('.')[0]} "
+                                     f"is not supported")
+
+
+class _ApiServer(uvicorn.Server):
+    """Uvicorn's server, stopped by each signal Gunicorn sends its workers: TERM, and INT or
+    QUIT for a quick stop. Uvicorn alone handles TERM and INT only, so the QUIT of a quick
+    shutdown went unheard until the master killed the worker after its whole graceful
+    timeout. A HUP reaches a worker only when sent to the whole process group (the master
+    reloads by starting new workers and sending the old ones TERM): it stops the worker too,
+    instead of killing it. Each drains alike: open requests get at most
+    API_SHUTDOWN_SECONDS, and an idle worker stops at once. The signal is not raised again
+    once the server has stopped (uvicorn does that for a plain `uvicorn` command): the worker
+    exits 0, and the master has no "was sent SIGTERM" to report."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+        for sig in stops:
+            loop.add_signal_handler(sig, self._stop)
+        try:
+            yield
+        finally:
+            for sig in stops:
+                loop.remove_signal_handler(sig)
+
+    def _stop(self) -> None:
+        self.should_exit = True
+
+
 class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyped
-    """Uvicorn's Gunicorn worker, with two additions for a server that must not linger.
+    """Uvicorn's Gunicorn worker, with three additions for a server that must not linger.
 
     - Shutdown waits at most API_SHUTDOWN_SECONDS for open requests: an event stream of a
       long job would otherwise hold a SIGTERM for the whole graceful timeout (streams cut
@@ -56,6 +103,7 @@ class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyp
     - The worker stops when its master dies. Gunicorn's own workers check for that; this
       one did not, and an orphan kept the port and the data directory's lock, so a restart
       failed. The check rides on uvicorn's notify tick, made once a second.
+    - It stops on every signal Gunicorn sends it (see _ApiServer), and stops quietly.
     """
 
     CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS,
@@ -65,6 +113,16 @@ class ApiWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker is untyp
                      # worker, after serve() chose the metrics directory).
                      "http": "scholarsource.api.headlimits:HeadLimitedProtocol"}
     _orphaned = False
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = _ApiServer(config=self.config)
+        # The plain sockets, not Gunicorn's wrappers: uvloop closes a listener's descriptor
+        # itself, and the wrapper's own close then failed with EBADF ("Error while closing
+        # socket") on every stop.
+        await server.serve(sockets=[getattr(sock, "sock", sock) for sock in self.sockets])
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     async def callback_notify(self) -> None:
         self.notify()
@@ -352,6 +410,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     hosts.check_bind(config)
     logs.setup(config.log_level, config.log_format)
     logs.set_role("master")
+    check_overrides()
     try:
         lock = _lock_data_dir(config)
     except SystemExit:

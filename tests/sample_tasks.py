@@ -127,3 +127,65 @@ def chatty(ctx: Context) -> None:
 @task("patient", timeout=7200)
 def patient(ctx: Context) -> None:
     """Declares a two-hour timeout (a server whose max_timeout is lower refuses to boot)."""
+
+
+class _EndsWhoeverUnpicklesIt:
+    """Unpickled, it ends the process at once: a stand-in for a message that crashes the
+    pool in a way nobody foresaw."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return os._exit, (70,)
+
+
+@task("pool_killer")
+def pool_killer(ctx: Context, path: str, after: float = 0.3) -> None:
+    """Record this execution, then send the pool a note whose unpickling ends the pool
+    process (through the slot's real pipe, past ctx's own checks)."""
+    _append(path, f"{ctx.job_id} {ctx.attempt}")
+    time.sleep(float(after))
+    ctx._send("log", {"message": _EndsWhoeverUnpicklesIt()})
+    time.sleep(30)
+
+
+_STRANGE: dict[str, object] = {
+    "nan": float("nan"), "infinity": [1, float("inf")], "surrogate": {"text": "a\ud800b"},
+    "set": {1, 2}, "deep": None}
+
+
+@task("strange")
+def strange(ctx: Context, kind: str) -> object:
+    """Return a value that has no strict JSON form (`deep`: nested 100,000 lists)."""
+    if kind == "deep":
+        value: list[object] = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+    return _STRANGE[kind]
+
+
+@task("odd_report")
+def odd_report(ctx: Context, kind: str, size: int = 4 * 1024**2) -> str:
+    """Report something odd: through ctx (`nan_progress`, `surrogates`), or straight down
+    the pipe past ctx's checks (`nan_note`, `huge_note` of `size` characters)."""
+    if kind == "nan_progress":
+        ctx.progress(float("nan"))
+    elif kind == "surrogates":
+        ctx.log("log \udc80 line")
+        ctx.progress(1.0, "progress \ud800 message")
+    elif kind == "nan_note":
+        ctx._send("progress", {"fraction": float("nan"), "message": None})
+    elif kind == "huge_note":
+        ctx._send("log", {"message": "x" * int(size)})
+    time.sleep(0.2)  # notes reach the pool before the end of the attempt
+    return kind
+
+
+@task("partial")
+def partial(ctx: Context, seconds: float = 30.0) -> dict[str, bool]:
+    """Work until cancelled, then return what was done so far (the README's example)."""
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        if ctx.cancel_requested:
+            return {"partial": True}
+        time.sleep(0.02)
+    return {"partial": False}

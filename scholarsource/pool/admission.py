@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from scholarsource.config import format_size
 from scholarsource.pool import memory
 from scholarsource.pool.slots import Slots
 from scholarsource.store.base import Store
@@ -16,7 +17,6 @@ log = logging.getLogger("scholarsource.pool")
 # Free memory is re-read at most this often; jobs started meanwhile are accounted for by
 # their expected need.
 _AVAILABLE_TTL = 0.05
-_MB = 1024**2
 
 
 class Admission:
@@ -67,8 +67,8 @@ class Admission:
 
     def _set(self, state: dict[str, Any]) -> None:
         if state != self.state and state:
-            log.warning("job of task %s waits for memory: needs %d MB, %d MB free above "
-                        "memory_reserve%s", state["task"], state["needed"] // _MB,
-                        state["available"] // _MB,
+            log.warning("job of task %s waits for memory: needs %s, %s free above "
+                        "memory_reserve%s", state["task"], format_size(state["needed"]),
+                        format_size(max(state["available"], 0)),
                         "; running it alone" if state.get("over_budget") else "")
         self.state = state

@@ -24,12 +24,13 @@ from typing import Any
 
 import psutil
 
-from scholarsource.config import Config
+from scholarsource.config import Config, format_size
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.slots import NOTE, Slot, Slots
+from scholarsource.pool.suspect import Suspect
 from scholarsource.store.base import (
     Claim,
     Ending,
@@ -39,6 +40,7 @@ from scholarsource.store.base import (
     PoolInfo,
     Store,
 )
+from scholarsource.tasks.jsontext import printable, to_json
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -46,7 +48,12 @@ HEARTBEAT_INTERVAL = 1.0
 # How often busy slots' memory is sampled (caps, peaks, admission).
 MEMORY_INTERVAL = 0.25
 _STORE_RETRY = 0.2
-_MB = 1024**2
+_SHUTDOWN = "interrupted: the server shut down"
+# What multiprocessing's Connection.recv_bytes raises for a message over its maxlength.
+_TOO_LONG = "bad message length"
+# Room in a slot's message beyond its result: the error text and traceback it may carry.
+_MESSAGE_HEADROOM = 1024**2
+_MAX_ERROR_CHARS = 4000
 
 
 def backoff(claim: Claim) -> float:
@@ -88,7 +95,8 @@ class Dispatcher:
 
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
-                 alive: Callable[[], None] = lambda: None) -> None:
+                 alive: Callable[[], None] = lambda: None,
+                 suspect: Suspect | None = None) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -96,6 +104,8 @@ class Dispatcher:
         self.master_pid = master_pid
         self.expect = expect or memory.Expectations(config.memory_per_job)
         self.journal = Journal(config.job_log)
+        self.suspect = suspect or Suspect.in_dir(config.data_dir)
+        self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
         self._next_sample = 0.0
@@ -105,6 +115,7 @@ class Dispatcher:
         # What the journal needs of each outcome once it is committed: its claim, run time.
         self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
+        self._interrupted: list[tuple[str, int]] = []  # (job id, token) to re-queue
         self._check_cancels = True
         self._stop_at: float | None = None
         self._next_beat = 0.0
@@ -149,7 +160,7 @@ class Dispatcher:
                 if not self.slots.busy():
                     break
                 if time.monotonic() >= self._stop_at:
-                    await self._requeue_running("interrupted: the server shut down")
+                    await self._requeue_running(_SHUTDOWN)
                     break
             else:
                 await self._claim()
@@ -189,6 +200,12 @@ class Dispatcher:
         """Write progress, logs and finished attempts; keep them for a retry if the store
         cannot take them now."""
         self.journal.flush()
+        if self._interrupted:
+            try:
+                await self.store.requeue(self._interrupted, _SHUTDOWN)
+                self._interrupted = []
+            except StoreUnavailable as exc:  # kept for the next turn, or the next pool
+                log.warning("cannot re-queue interrupted jobs yet: %s", exc)
         notes, outcomes = self._notes, self._outcomes
         if not notes and not outcomes:
             return
@@ -232,12 +249,15 @@ class Dispatcher:
             self._start(slot, claim)
 
     def _start(self, slot: Slot, claim: Claim) -> None:
+        self.suspect.mark(claim)
         try:
             slot.run(claim)
         except OSError:
             # The idle process is gone and its death not yet reported: replace it now.
             self._replace(slot)
             slot.run(claim)
+        finally:
+            self.suspect.clear()
         self.journal.started(claim)
 
     def _completed(self, slot: Slot, token: int, status: str, value: Any, detail: Any,
@@ -254,8 +274,10 @@ class Dispatcher:
         if peak is not None:
             self.expect.observe(claim.task, peak)
         if slot.cancel_at is not None:
+            # What a task returns once cancelled (partial work, say) is the job's result.
             outcome = Outcome(claim.id, claim.token, Ending.CANCELLED, error_code="cancelled",
-                              error="cancelled", peak_rss=peak, cpu_time=cpu)
+                              error="cancelled", peak_rss=peak, cpu_time=cpu,
+                              result_json=value if status == "ok" else None)
         elif status == "ok":
             outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
                               peak_rss=peak, cpu_time=cpu)
@@ -275,6 +297,7 @@ class Dispatcher:
         if claim is not None:
             slot.claim = None
             peak = slot.peak_rss
+            outcome: Outcome | None
             if slot.stop_reason == "cancelled" or slot.cancel_at is not None:
                 outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
                                   error_code="cancelled", error="cancelled", peak_rss=peak)
@@ -283,16 +306,26 @@ class Dispatcher:
                                         f"{claim.timeout:g}s", peak=peak)
             elif slot.stop_reason == "memory_limit":
                 outcome = self._failure(claim, "memory_limit", f"memory_limit: its processes "
-                                        f"used {(slot.rss or 0) // _MB} MB, over the limit of "
-                                        f"{(claim.memory_limit or 0) // _MB} MB", peak=peak)
+                                        f"used {format_size(slot.rss or 0)}, over the limit of "
+                                        f"{format_size(claim.memory_limit or 0)}", peak=peak)
+            elif self._stop_at is not None:
+                # The pool is stopping, and whatever stopped it (a signal to the whole
+                # process group, say) may have reached this process too: the attempt is
+                # interrupted, as the shutdown would have done, and not charged.
+                log.warning("job %s (%s): its process ended while the pool was stopping (%s); "
+                            "re-queueing it", claim.id, claim.task, slot.exit_status())
+                self._interrupted.append((claim.id, claim.token))
+                self._wake.set()
+                outcome = None
             else:
                 exit_status = slot.exit_status()
-                rss = "unknown" if slot.rss is None else f"{slot.rss // _MB} MB"
+                rss = "unknown" if slot.rss is None else format_size(slot.rss)
                 outcome = self._failure(
                     claim, "worker_died", f"worker_died: the job's process ended unexpectedly "
                     f"({exit_status}; RSS last seen {rss})", repr(life.exception()),
                     peak=peak, crashed=True, exit=exit_status)
-            self._record(slot, claim, outcome)
+            if outcome is not None:
+                self._record(slot, claim, outcome)
         elif slot.stop_reason is None:
             log.warning("slot %d (pid %s) died while idle (%s); replacing it", slot.index,
                         slot.pid, slot.exit_status())
@@ -332,22 +365,57 @@ class Dispatcher:
         self._attach(slot)
 
     def _read(self, slot: Slot) -> None:
-        """Take what a slot sent: progress and log lines, and ended attempts."""
+        """Take what a slot sent: progress and log lines, and ended attempts.
+
+        What a slot sends is its job's data: a message the pool cannot take (too large,
+        malformed, not JSON) fails that job's attempt alone and stops its process."""
         conn = slot.conn
+        self.suspect.mark(slot.claim)
         try:
             while conn is not None and conn.poll():
-                message = conn.recv()
-                if message[0] == NOTE:
-                    _, job_id, token, kind, data = message
-                    self._notes.append(Note(job_id, token, kind, data))
-                else:
-                    _, token, status, value, detail, peak, cpu = message
-                    self._completed(slot, token, status, value, detail, peak, cpu)
-        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
-            # The process died, perhaps mid-message; `life` reports the death.
-            self._detach(slot)
+                self._take(slot, pickle.loads(conn.recv_bytes(self._max_message)))
+        except EOFError:
+            self._detach(slot)  # the process died; `life` reports the death
+        except OSError as exc:
+            if str(exc) == _TOO_LONG:
+                self._refuse(slot, "message_too_large", f"message_too_large: the job's process "
+                             f"sent a message over {format_size(self._max_message)}")
+            else:  # it died mid-message
+                self._detach(slot)
+        except Exception as exc:
+            self._refuse(slot, "bad_message", printable(
+                f"bad_message: the job's process sent what the pool cannot take "
+                f"({type(exc).__name__}: {exc})"[:_MAX_ERROR_CHARS]))
+        finally:
+            self.suspect.clear()
         if self._notes:
             self._wake.set()
+
+    def _take(self, slot: Slot, message: Any) -> None:
+        if message[0] == NOTE:
+            _, job_id, token, kind, data = message
+            if kind not in ("progress", "log") or not isinstance(data, dict):
+                raise ValueError(f"a note of kind {kind!r:.40}")
+            to_json([job_id, token, data])  # or NotJson: every note kept must be writable
+            self._notes.append(Note(job_id, token, kind, data))
+        else:
+            _, token, status, value, detail, peak, cpu = message
+            if not (isinstance(status, str) and isinstance(value, str | None)
+                    and isinstance(detail, str | float | None)
+                    and isinstance(peak, int | None) and isinstance(cpu, float | int)):
+                raise ValueError("a malformed end of attempt")
+            self._completed(slot, token, status, value, detail, peak, cpu)
+
+    def _refuse(self, slot: Slot, code: str, message: str) -> None:
+        """Fail the attempt whose process sent what the pool cannot take, and kill that
+        process: its pipe may still hold the rest of the message."""
+        self._detach(slot)
+        claim = slot.claim
+        if claim is not None:
+            slot.claim = None
+            log.warning("job %s (%s): %s", claim.id, claim.task, message)
+            self._record(slot, claim, self._failure(claim, code, message))
+        slot.terminate(code, 0)
 
     # -- periodic duties --------------------------------------------------------------------
     async def _housekeeping(self) -> None:
@@ -408,9 +476,9 @@ class Dispatcher:
             if claim is not None:
                 slot.peak_rss = max(slot.peak_rss or 0, rss)
                 if claim.memory_limit and rss > claim.memory_limit:
-                    log.warning("job %s (%s) is over its memory limit (%d MB > %d MB); "
-                                "killing its process", claim.id, claim.task, rss // _MB,
-                                claim.memory_limit // _MB)
+                    log.warning("job %s (%s) is over its memory limit (%s > %s); "
+                                "killing its process", claim.id, claim.task, format_size(rss),
+                                format_size(claim.memory_limit))
                     slot.terminate("memory_limit", 0)
             elif self.config.max_slot_memory and rss > self.config.max_slot_memory:
                 slot.retire = True

@@ -24,6 +24,7 @@ from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.slots import Slots, SlotSettings
+from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
@@ -38,6 +39,10 @@ ALIVE = b"."
 
 _BIND_RETRY_SECONDS = 5.0
 _SLOT_START_TIMEOUT = 60.0
+# The signals the Gunicorn master handles; the pool starts with their default actions.
+_INHERITED_HANDLERS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGTERM,
+                       signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
+                       signal.SIGWINCH, signal.SIGCHLD)
 
 
 def spawn(config: Config, close_fds: Iterable[socket.socket]) -> tuple[int, int]:
@@ -46,8 +51,19 @@ def spawn(config: Config, close_fds: Iterable[socket.socket]) -> tuple[int, int]
     turns, and EOF when the pool is gone. Never returns in the child."""
     master_pid = os.getpid()
     ready_r, ready_w = os.pipe()
-    pid = os.fork()
+    # Blocked across the fork: until the child has put back the default actions, a signal
+    # would reach the master's inherited handler, which only queues it in the child's copy
+    # of the master's queue, where nobody reads it (a TERM during a reload's respawn was
+    # lost that way, and the stop waited out the whole graceful timeout). Blocked, it stays
+    # pending until the child unblocks it, then acts.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _INHERITED_HANDLERS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(ready_w)
         return pid, ready_r
     os.close(ready_r)
@@ -55,10 +71,9 @@ def spawn(config: Config, close_fds: Iterable[socket.socket]) -> tuple[int, int]
     try:
         for sock in close_fds:  # the pool must not keep the API's listening socket open
             sock.close()
-        for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGTERM,
-                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
-                    signal.SIGWINCH, signal.SIGCHLD):
+        for sig in _INHERITED_HANDLERS:
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         code = run(config, master_pid, ready_w)
     except BaseException:
         log.exception("the pool process failed")
@@ -109,13 +124,18 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, SlotSettings.of(config))
     sock = _bind(config.data_dir)
+    suspect = Suspect.in_dir(config.data_dir)
     try:
         # One pool per data directory (the master holds its lock), so whatever is still
         # "running" belonged to a pool that died: it runs again.
+        culprit = suspect.take()
         recovered = await store.recover(owner, all_others=True,
-                                        max_crashes=config.max_crashes)
+                                        max_crashes=config.max_crashes, culprit=culprit)
         if recovered:
             log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
+        if culprit:
+            log.warning("the previous pool died while handling job %s: that job alone is "
+                        "charged a crash", culprit[0])
         await store.publish_tasks([
             TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory, s.memory_limit,
                          s.backoff_base, s.backoff_max, s.params) for s in registry.values()])
@@ -133,7 +153,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
             os.set_blocking(ready_fd, False)
         _pulse(ready_fd, READY)
         dispatcher = Dispatcher(config, store, slots, owner, master_pid, expect,
-                                alive=lambda: _pulse(ready_fd, ALIVE))
+                                alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect)
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)
@@ -148,6 +168,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         slots.stop(kill=False)  # idle by now: let each executor shut down cleanly
     finally:
         slots.stop(kill=True)
+        suspect.close()
         sock.close()
         await store.close()
     log.info("pool stopped")

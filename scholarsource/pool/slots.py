@@ -16,6 +16,16 @@ unsafe with threads. `spawn` is safe but pays a fresh interpreter plus every tas
 slot. The forkserver is a clean single-threaded process that imports the task modules once
 (`set_forkserver_preload`), so a replacement slot forks from it in milliseconds. It is also
 what `max_tasks_per_child` would require.
+
+Signals: the pool alone decides when a job stops. A supervisor often signals the whole
+process group (systemd's KillMode=control-group, supervisord's stopasgroup, Ctrl-C in a
+terminal), which includes the forkserver and every slot. The forkserver starts with those
+signals blocked (a blocked signal stays blocked across exec, and the forkserver ends anyway
+when the pool's alive pipe closes); a slot honours SIGTERM only once its pool has raised the
+slot's stop flag (a timeout: SIGTERM, then SIGKILL) and ignores the others, so a stop signal
+to the group reaches the running jobs only through the pool's grace period. (The slot's
+SIGTERM handler is Python code: a task busy in one long C call ends at its return, or by the
+SIGKILL that follows kill_grace later.)
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ import ctypes
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import resource
 import signal
@@ -38,10 +50,11 @@ from typing import Any
 
 from scholarsource import logs
 from scholarsource.config import Config
-from scholarsource.errors import Retry
+from scholarsource.errors import Retry, UnknownTaskError
 from scholarsource.store.base import Claim
 from scholarsource.tasks.context import CancelFlag, Context
-from scholarsource.tasks.registry import get_task, load_tasks
+from scholarsource.tasks.jsontext import NotJson, printable, to_json
+from scholarsource.tasks.registry import TaskSpec, load_tasks
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -49,11 +62,20 @@ log = logging.getLogger("scholarsource.pool")
 NOTE = "note"
 DONE = "done"
 
+# What a supervisor sends to stop or reload; see the module docstring.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP})
+
+# What a slot sends of a failed attempt: enough to read, never a flood for the pool's pipe.
+_MAX_ERROR_CHARS = 4000
+_MAX_DETAIL_CHARS = 64_000
+
 # Set in each slot process by `_init_slot`.
 _conn: Connection | None = None
 _cancel_flag: CancelFlag | None = None
+_stop_flag: CancelFlag | None = None
 _max_result_bytes = 0
 _peak: PeakRss | None = None
+_tasks: dict[str, TaskSpec] = {}
 
 
 class PeakRss:
@@ -84,18 +106,20 @@ class SlotSettings:
     max_result_bytes: int = 16 * 1024**2
     log_level: str = "info"
     log_format: str = "text"
+    builtin_tasks: tuple[str, ...] = ("all",)
 
     @classmethod
     def of(cls, config: Config) -> SlotSettings:
         return cls(config.task_modules, config.max_result_bytes, config.log_level,
-                   config.log_format)
+                   config.log_format, config.builtin_tasks)
 
 
-def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
-               settings: SlotSettings) -> None:
+def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
+               lifeline: Connection, settings: SlotSettings) -> None:
     """Runs once in each slot process, before its first job."""
-    global _conn, _cancel_flag, _max_result_bytes, _peak
+    global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak
     _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, settings.max_result_bytes
+    _stop_flag = stop_flag
     # Task code logs with its own loggers: give them the server's level and format too.
     logs.setup(settings.log_level, settings.log_format, name="")
     logs.set_role("slot")
@@ -103,11 +127,41 @@ def _init_slot(conn: Connection, cancel_flag: CancelFlag, lifeline: Connection,
         _peak = PeakRss()
     except OSError:
         _peak = None
-    # Ctrl-C in a terminal reaches the whole process group; the pool decides when slots stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A handler, not SIG_IGN: a task's subprocesses get the default actions back at exec.
+    # The signals that are only ever ignored restart the system calls they interrupt, so
+    # task code never sees EINTR from them; SIGTERM interrupts, so that a timeout's TERM
+    # ends a task blocked in a read at once.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+        if sig != signal.SIGTERM:
+            signal.siginterrupt(sig, False)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in the forkserver
     threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
                      name="lifeline").start()
-    load_tasks(settings.task_modules)
+    # The slot runs only what the pool published: a job queued for a built-in before the
+    # operator stopped exposing it fails as an unknown task instead of running.
+    _tasks.update(load_tasks(settings.task_modules, settings.builtin_tasks))
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    """Die of SIGTERM only when the pool asked for it; see the module docstring."""
+    if signum == signal.SIGTERM and _stop_flag is not None and _stop_flag.value:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver and multiprocessing's resource tracker, unless they run, with the
+    stop signals blocked (see the module docstring). Blocked in this thread only, and
+    briefly: a signal meant for the pool waits and is delivered, not lost."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        multiprocessing.resource_tracker.ensure_running()
+        # The tracker's start unblocks SIGINT and SIGTERM on its way out: block them again.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _watch_lifeline(lifeline: Connection) -> None:
@@ -131,13 +185,13 @@ def serve_slot() -> None:
     assert _conn is not None
     while True:
         try:
-            task, params, job_id, attempt, token = _conn.recv()
+            task, params_json, job_id, attempt, token = _conn.recv()
         except EOFError:
             return
         if _peak is not None:
             _peak.reset()
         cpu = _cpu_seconds()
-        ended = run_attempt(task, params, job_id, attempt, token)
+        ended = run_attempt(task, params_json, job_id, attempt, token)
         _conn.send((DONE, token, *ended, None if _peak is None else _peak.read(),
                     round(_cpu_seconds() - cpu, 6)))
 
@@ -150,31 +204,65 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_attempt(task: str, params: dict[str, Any], job_id: str, attempt: int,
+def run_attempt(task: str, params_json: str, job_id: str, attempt: int,
                 token: int) -> tuple[str, Any, Any]:
     """Run one attempt inside a slot. Returns ("ok", result as JSON, None),
-    (error code, message, traceback), or ("retry", message, seconds or None). Encoding here
-    finds a result the store cannot hold while it is still the task's error, and spares the
-    pool's loop the work."""
+    (error code, message, traceback), or ("retry", message, seconds or None): plain strings
+    and numbers, whatever the task did, so that the message to the pool is small and flat.
+
+    The params travel as the store's JSON text and are decoded here, and the result is
+    encoded here: a job's data, however deep or odd, fails its own attempt in its own
+    process, never the pool's loop."""
     conn = _conn
 
     def report(kind: str, data: dict[str, Any]) -> None:
         if conn is not None:
             conn.send((NOTE, job_id, token, kind, data))
 
+    try:
+        params = json.loads(params_json)
+    except (ValueError, RecursionError) as exc:
+        return ("bad_params", f"bad_params: the job's params cannot be decoded "
+                f"({_describe(exc)})", None)
     ctx = Context(job_id, attempt, token, report, _cancel_flag)
     try:
-        result = get_task(task).fn(ctx, **params)
-        encoded = None if result is None else json.dumps(result)
-        if encoded is not None and len(encoded) > _max_result_bytes:
-            return ("result_too_large", f"result_too_large: {len(encoded)} bytes of JSON, "
-                    f"more than max_result_bytes ({_max_result_bytes})", None)
-        return "ok", encoded, None
+        spec = _tasks.get(task)
+        if spec is None:
+            raise UnknownTaskError(f"no task named {task!r} is registered")
+        result = spec.fn(ctx, **params)
     except Retry as exc:
-        return "retry", str(exc), exc.after
+        try:
+            after = None if exc.after is None else float(exc.after)
+        except (TypeError, ValueError):
+            return ("task_error", f"Retry(after={exc.after!r:.100}) is not a number of "
+                    f"seconds", None)
+        return "retry", _describe(exc, plain=True), after
     except (Exception, SystemExit) as exc:  # sys.exit() in a task is the task's failure
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return "task_error", message, traceback.format_exc()
+        detail = printable(traceback.format_exc()[-_MAX_DETAIL_CHARS:])
+        return "task_error", _describe(exc), detail
+    if result is None:
+        return "ok", None, None
+    try:
+        encoded = to_json(result)
+    except NotJson as exc:
+        return "result_not_json", f"result_not_json: the result has no JSON form: {exc}", None
+    size = len(encoded.encode("utf-8"))
+    if size > _max_result_bytes:
+        return ("result_too_large", f"result_too_large: {size} bytes of JSON, more than "
+                f"max_result_bytes ({_max_result_bytes})", None)
+    return "ok", encoded, None
+
+
+def _describe(exc: BaseException, plain: bool = False) -> str:
+    """"Type: message" (or the message alone, with `plain`), cut to a readable length; an
+    exception whose str() fails is still described."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    if not plain:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return printable(text[:_MAX_ERROR_CHARS])
 
 
 class Slot:
@@ -204,15 +292,19 @@ class Slot:
         self.life: Future[None] | None = None
         self.conn: Connection | None = None
         self.cancel_flag: Any = None
+        self.stop_flag: Any = None
 
     def start(self) -> None:
         """Start the process (a fresh pipe each time: a killed process may have left half a
         message in the old one). `life` completes when the process ends."""
         self.conn, child = self._mp.Pipe(duplex=True)
         self.cancel_flag = self._mp.RawValue(ctypes.c_int64, 0)
+        self.stop_flag = self._mp.RawValue(ctypes.c_int64, 0)
+        _start_forkserver()
         self.executor = ProcessPoolExecutor(
             max_workers=1, mp_context=self._mp, initializer=_init_slot,
-            initargs=(child, self.cancel_flag, self._lifeline, self._settings))
+            initargs=(child, self.cancel_flag, self.stop_flag, self._lifeline,
+                      self._settings))
         self.pid = None
         self._process = None
         self.stop_reason = self.kill_at = None
@@ -258,7 +350,7 @@ class Slot:
     def run(self, claim: Claim) -> None:
         """Send `claim` to the process; raises OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
-        self.conn.send((claim.task, claim.params, claim.id, claim.attempt, claim.token))
+        self.conn.send((claim.task, claim.params_json, claim.id, claim.attempt, claim.token))
         self.claim = claim
         self.started = time.monotonic()
         self.deadline = self.started + claim.timeout if claim.timeout else None
@@ -280,6 +372,7 @@ class Slot:
         self.retire = True
         if grace > 0:
             self.kill_at = time.monotonic() + grace
+            self.stop_flag.value = 1  # before the signal: the slot honours this TERM
             self._signal(signal.SIGTERM)
         else:
             self.kill()

@@ -138,7 +138,7 @@ class Claim:
 
     id: str
     task: str
-    params: dict[str, Any]
+    params_json: str  # as stored: only the slot decodes it (see pool/slots.py)
     attempt: int
     max_attempts: int
     timeout: float | None
@@ -370,10 +370,13 @@ class Store(abc.ABC):
         """Put running attempts back in the queue; an interruption is not charged."""
 
     @abc.abstractmethod
-    async def recover(self, owner: str, *, all_others: bool, max_crashes: int) -> int:
+    async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
+                      culprit: tuple[str, int] | None = None) -> int:
         """Re-queue running jobs whose lease expired (or, at pool start on a one-box store,
         every job not owned by `owner`); each counts as a crash of its job, and a job past
-        `max_crashes` goes dead. Returns how many."""
+        `max_crashes` goes dead. With `culprit` (job id, token), the attempt the dead pool
+        was handling as it died, that attempt alone is charged a crash and the others are
+        re-queued uncharged. Returns how many."""
 
     @abc.abstractmethod
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

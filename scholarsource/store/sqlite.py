@@ -182,13 +182,22 @@ FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:b
 WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
 """
 # A job still running when its pool died may have killed it (a poison job that takes the
-# whole tree down): it runs again, but counts a crash, and past max_crashes it is dead.
+# whole tree down): it runs again, but counts a crash, and past max_crashes it is dead. When
+# the dead pool left word of the attempt it was handling (:culprit, :culprit_token), that
+# attempt alone is charged, and the jobs that merely ran beside it are re-queued uncharged.
+_CHARGED = "(:culprit IS NULL OR (id = :culprit AND token = :culprit_token))"
 _RECOVER = f"""
 UPDATE jobs SET
-    status = CASE WHEN crashes + 1 >= :max_crashes THEN 'dead' ELSE 'queued' END,
-    finished_at = CASE WHEN crashes + 1 >= :max_crashes THEN :now END,
-    crashes = crashes + 1, error = :cause, error_code = :code,
-    history = {_INTERRUPTED}, owner = NULL, token = NULL, lease_until = NULL
+    status = CASE WHEN {_CHARGED} AND crashes + 1 >= :max_crashes THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN {_CHARGED} AND crashes + 1 >= :max_crashes THEN :now END,
+    crashes = crashes + {_CHARGED},
+    error = CASE WHEN {_CHARGED} THEN :cause ELSE :spared END, error_code = :code,
+    history = {_HISTORY_ENTRY.format(
+        outcome=f"CASE WHEN :culprit IS NULL THEN 'interrupted' WHEN {_CHARGED} THEN 'crashed' "
+                f"ELSE 'interrupted' END",
+        code=":code", error=f"CASE WHEN {_CHARGED} THEN :cause ELSE :spared END",
+        exit="NULL", rss="NULL", cpu="NULL")},
+    owner = NULL, token = NULL, lease_until = NULL
 WHERE status = 'running' AND {{which}} RETURNING id
 """
 RECOVER_EXPIRED = _RECOVER.format(which="lease_until < :now")
@@ -569,7 +578,7 @@ class SqliteStore(Store):
         else:
             rows = await self._db.fetchall(CLAIM_REFS, (owner, now + lease_seconds, now,
                                                         json.dumps(refs[:n])))
-        return [Claim(id=id_, task=task, params=json.loads(params), attempt=attempt,
+        return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
                       max_attempts=max_attempts, timeout=timeout, token=token,
                       failures=failures, memory_limit=memory_limit, backoff_base=base,
                       backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at)
@@ -623,15 +632,21 @@ class SqliteStore(Store):
                                           "code": "interrupted", "now": time.time()})
 
     @_unavailable
-    async def recover(self, owner: str, *, all_others: bool, max_crashes: int) -> int:
+    async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
+                      culprit: tuple[str, int] | None = None) -> int:
         if all_others:
-            sql, cause, code = (RECOVER_OTHERS, "interrupted: the pool process died",
-                                "pool_died")
+            sql, code = RECOVER_OTHERS, "pool_died"
+            cause = ("interrupted: the pool process died" if culprit is None else
+                     "pool_died: the pool process died while handling this job")
         else:
             sql, cause, code = (RECOVER_EXPIRED, "interrupted: its lease expired (the pool "
                                 "stopped renewing it)", "lease_expired")
-        rows = await self._db.fetchall(sql, {"owner": owner, "now": time.time(), "cause": cause,
-                                             "code": code, "max_crashes": max_crashes})
+            culprit = None
+        job_id, token = culprit or (None, None)
+        rows = await self._db.fetchall(sql, {
+            "owner": owner, "now": time.time(), "cause": cause, "code": code,
+            "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
+            "spared": "interrupted: the pool process died while handling another job"})
         return len(rows)
 
     @_unavailable

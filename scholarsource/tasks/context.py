@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from scholarsource.tasks.jsontext import printable
 
 # Progress from a tight loop would flood the store; between two reports we keep at most
 # this many seconds of silence, and the last report of a job always goes through.
@@ -37,18 +40,30 @@ class Context:
         return self._cancel_flag is not None and self._cancel_flag.value == self._token
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        """Report progress, 0.0 to 1.0, with an optional message."""
-        fraction = min(max(float(fraction), 0.0), 1.0)
+        """Report progress, 0.0 to 1.0, with an optional message (long ones are cut).
+
+        Raises ValueError for a fraction that is not a finite number: no client could read
+        NaN back. A message is kept as text, any lone surrogate in it escaped."""
+        fraction = float(fraction)
+        if not math.isfinite(fraction):
+            raise ValueError(f"progress must be a finite number, not {fraction}")
+        fraction = min(max(fraction, 0.0), 1.0)
         now = time.monotonic()
         if fraction < 1.0 and now - self._last_progress < _PROGRESS_INTERVAL:
             return
         self._last_progress = now
-        self._send("progress", {"fraction": fraction, "message": message})
+        self._send("progress", {"fraction": fraction,
+                                "message": None if message is None else _text(message)})
 
     def log(self, message: str) -> None:
-        """Add a line to the job's event log (long lines are cut)."""
-        self._send("log", {"message": str(message)[:_MAX_LOG_CHARS]})
+        """Add a line to the job's event log (long lines are cut; any lone surrogate is
+        escaped, as in progress messages)."""
+        self._send("log", {"message": _text(message)})
 
     def _send(self, kind: str, data: dict[str, Any]) -> None:
         if self._report is not None:
             self._report(kind, data)
+
+
+def _text(message: object) -> str:
+    return printable(str(message)[:_MAX_LOG_CHARS])

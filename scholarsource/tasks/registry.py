@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from scholarsource.config import parse_size
-from scholarsource.errors import TaskError, UnknownTaskError
+from scholarsource.errors import TaskError
 from scholarsource.tasks.params import Schema, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,10 +108,3 @@ def _builtin_names(choice: tuple[str, ...]) -> set[str]:
                         f"{', '.join(sorted(every))}; or use all, safe or none)")
     return set(choice)
 
-
-def get_task(name: str) -> TaskSpec:
-    """The registered task called `name`, or UnknownTaskError."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownTaskError(f"no task named {name!r} is registered") from None

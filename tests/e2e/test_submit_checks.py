@@ -13,7 +13,7 @@ import pytest
 
 from scholarsource.exitcodes import EXIT_POOL_BOOT
 from tests.conftest import server_env
-from tests.e2e.jobs_api import all_jobs, submit, wait_finished
+from tests.e2e.jobs_api import all_jobs, submit, wait_finished, write_queued
 
 pytestmark = pytest.mark.e2e
 
@@ -107,6 +107,18 @@ def test_builtin_tasks_safe_hides_cpu_memory_and_crash(serve) -> None:
     names = {variant["properties"]["task"]["const"] for variant in variants["oneOf"]}
     assert {"noop", "sleep", "echo", "fetch", "fail", "record"} <= names
     assert names.isdisjoint({"crash", "memory", "cpu"})
+
+
+def test_a_hidden_builtin_queued_earlier_does_not_run(serve) -> None:
+    # A cpu job queued while the server exposed every built-in, then a restart with "safe":
+    # the slot refuses it as the API would, instead of burning a core.
+    server = serve(slots=1, env={"SCHOLARSOURCE_BUILTIN_TASKS": "safe"})
+    job_id = write_queued(server.data_dir, "cpu", '{"seconds": 30}')
+    client = server.client()
+    submit(client, "noop")  # wakes the pool
+    ended = wait_finished(client, job_id)
+    assert (ended["status"], ended["error_code"]) == ("dead", "task_error")
+    assert "no task named 'cpu'" in ended["error"]
 
 
 def test_a_task_timeout_above_max_timeout_stops_the_server_at_boot(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_tree_rss_counts_a_process_and_skips_the_gone() -> None:
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     def claim(failures: int) -> Claim:
-        return Claim("j", "t", {}, failures + 1, 10, None, 1, failures=failures,
+        return Claim("j", "t", "{}", failures + 1, 10, None, 1, failures=failures,
                      backoff_base=1.0, backoff_max=5.0)
 
     for failures, full in ((0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (9, 5.0)):
