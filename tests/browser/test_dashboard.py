@@ -280,8 +280,8 @@ def test_cancel_and_retry_the_selected_jobs(page: Page, dashboard: Server) -> No
     client = dashboard.client()
     for _ in range(2):  # fill both slots, so the jobs below wait in the queue
         wait_running(client, submit(client, "sleep", seconds=60)["id"])
-    queued = [submit(client, "noop", n=i)["id"] for i in range(3)]
-    page.goto(f"{dashboard.url}/dashboard/jobs?task=noop")
+    queued = [submit(client, "echo", n=i)["id"] for i in range(3)]
+    page.goto(f"{dashboard.url}/dashboard/jobs?task=echo")
     expect(page.locator("#jobs tbody tr")).to_have_count(3)
     for job_id in queued[:2]:
         page.locator(f'#jobs tr[data-id="{job_id}"] input.select').check()
