@@ -127,3 +127,11 @@ def chatty(ctx: Context) -> None:
 @task("patient", timeout=7200)
 def patient(ctx: Context) -> None:
     """Declares a two-hour timeout (a server whose max_timeout is lower refuses to boot)."""
+
+
+@task("course", cache_ttl=3600)
+def course(ctx: Context, path: str, course: str = "") -> dict[str, str]:
+    """What the frontend submits (its form is the params): cached for an hour; appends the
+    job id to `path` on each run."""
+    _append(path, ctx.job_id)
+    return {"course": course}
