@@ -162,7 +162,7 @@ def _seconds(body: dict[str, Any], field: str, default: float | None,
     return float(value)
 
 
-def flag(body: dict[str, Any], field: str, default: bool) -> bool:
+def _flag(body: dict[str, Any], field: str, default: bool) -> bool:
     """A true/false field; null or left out is `default`."""
     value = body.get(field)
     if value is None:
@@ -268,8 +268,8 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
                   memory_limit=_memory_limit(body, task.memory_limit), backoff_base=base,
                   backoff_max=cap, idempotency_key=idempotency_key,
                   cache_ttl=_seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
-                  bypass_cache=flag(body, "bypass_cache", False),
-                  unique=flag(body, "unique", task.unique))
+                  bypass_cache=_flag(body, "bypass_cache", False),
+                  unique=_flag(body, "unique", task.unique))
 
 
 def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:
