@@ -180,3 +180,21 @@ def test_a_used_key_answers_before_the_cache(tmp_path: Path, inline: bool) -> No
         assert (reused, hit.id) == (Reused.CACHED, first.id)
 
     run(tmp_path / "q.db", body, inline)
+
+
+def test_a_unique_job_waiting_to_retry_is_still_the_answer(tmp_path: Path,
+                                                           inline: bool) -> None:
+    async def body(store: SqliteStore) -> None:
+        job, _ = await store.submit_once(NewJob(task="echo", params={}, queue="default",
+                                                priority=0, max_attempts=2, unique=True))
+        (claim,) = await store.claim("pool", 1, 30)
+        await store.finish([Outcome(claim.id, claim.token, Ending.FAILED, error="boom",
+                                    retry_at=time.time() + 60)], max_crashes=3)
+        waiting = await store.get("default", job.id)
+        assert waiting is not None and waiting.status == "failed"
+        twin, reused = await store.submit_once(NewJob(task="echo", params={}, queue="default",
+                                                      priority=0, max_attempts=2,
+                                                      unique=True))
+        assert (reused, twin.id) == (Reused.UNIQUE, job.id)
+
+    run(tmp_path / "q.db", body, inline)
