@@ -97,6 +97,14 @@ def _exit_for(job: dict[str, Any]) -> None:
               help="Seconds before the first retry; doubles each time (default: the task's, "
                    "then the config's).")
 @click.option("--backoff-max", type=float, help="Longest wait between attempts, seconds.")
+@click.option("--cache-ttl", type=float,
+              help="Seconds a success of the same task and params answers this submit "
+                   "instead of a new run (default: the task's).")
+@click.option("--bypass-cache", is_flag=True, default=None,
+              help="Run anew even if a cached result exists; the new one is cached.")
+@click.option("--unique/--no-unique", default=None,
+              help="Get the job of the same task and params that is queued, running or "
+                   "waiting to retry, if any, instead of a new one (default: the task's).")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
 @click.option("--idempotency-key", "key",
               help="Submitting again with the same key gives back the same job.")

@@ -181,6 +181,11 @@ class Config:
         "How many jobs one page of a text search (GET /api/jobs?search=) reads at most, "
         "newest first; the next page carries on from there. Bounds the cost of a search "
         "whatever the size of the history."))
+    compat_task: str = field(default="", metadata=_key(
+        "The task a POST /api/submit body without a `task` field runs, the body being its "
+        "params (the existing frontend's form); empty: such a body is refused with 422."))
+    max_cache_ttl: float = field(default=30 * 86400.0, metadata=_key(
+        "Most seconds a submit's cache_ttl may ask for (a month)."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -224,6 +229,9 @@ class Config:
         if not math.isfinite(self.header_timeout) or self.header_timeout <= 0:
             raise ConfigError(f"header_timeout must be a positive number, not "
                               f"{self.header_timeout!r}")
+        if not math.isfinite(self.max_cache_ttl) or self.max_cache_ttl <= 0:
+            raise ConfigError(f"max_cache_ttl must be a positive number, not "
+                              f"{self.max_cache_ttl!r}")
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""

@@ -189,3 +189,11 @@ def partial(ctx: Context, seconds: float = 30.0) -> dict[str, bool]:
             return {"partial": True}
         time.sleep(0.02)
     return {"partial": False}
+
+
+@task("course", cache_ttl=3600)
+def course(ctx: Context, path: str, course: str = "") -> dict[str, str]:
+    """What the frontend submits (its form is the params): cached for an hour; appends the
+    job id to `path` on each run."""
+    _append(path, ctx.job_id)
+    return {"course": course}

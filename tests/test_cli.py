@@ -304,6 +304,16 @@ def test_cli_against_a_real_server(serve: Callable[..., Server]) -> None:
                                 "--url", url).stdout)["id"] for _ in range(2)]
     assert keyed[0] == keyed[1]
 
+    # --cache-ttl: once the first has succeeded, the second submit gets it back;
+    # --bypass-cache runs anew; --unique sends unique: true.
+    cached = [json.loads(run_cli("submit", "echo", "-p", "c=1", "--cache-ttl", "60", *extra,
+                                 "--wait", "--json", "--url", url).stdout)
+              for extra in ((), (), ("--bypass-cache",))]
+    assert cached[0]["id"] == cached[1]["id"] != cached[2]["id"]
+    assert cached[0]["cache_ttl"] == 60 and cached[2]["bypass_cache"] is True
+    unique = json.loads(run_cli("submit", "noop", "--unique", "--json", "--url", url).stdout)
+    assert unique["unique"] is True
+
     shown = run_cli("status", echo_id, "--url", url)
     assert shown.returncode == EXIT_OK, shown.stderr
     assert echo_id in shown.stdout and "succeeded" in shown.stdout

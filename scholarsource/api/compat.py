@@ -1,10 +1,12 @@
 """The routes the existing ScholarSource frontend calls, over the same job logic as REST.
 
-Bodies and answers are the REST ones plus `job_id`, the name the frontend reads.
+Answers are the REST ones plus `job_id`, the name the frontend reads. A submit body is the
+REST envelope, or (no `task` in it) the frontend's own form: the params of `compat_task`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource.api.jobs import cancel_job, find_job, submit_job, submitted
+from scholarsource.api.state import services
+from scholarsource.errors import ValidationFailed
 from scholarsource.store.base import Job, JobState
 
 
@@ -19,9 +23,25 @@ def _compat(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, **job.to_json()}
 
 
+def envelope(body: Any, compat_task: str) -> Any:
+    """A body that names no `task` is the frontend's form: the params of `compat_task`,
+    with its `bypass_cache` taken out and honoured. Any other body is left as it is."""
+    if not isinstance(body, dict) or "task" in body:
+        return body
+    if not compat_task:
+        raise ValidationFailed("the body names no task; set compat_task in the config to the "
+                               "task that such a body (the frontend's form) should run",
+                               code="compat_task_not_set", setting="compat_task")
+    params = dict(body)
+    # parse_submit checks bypass_cache as it does in an envelope.
+    return {"task": compat_task, "params": params,
+            "bypass_cache": params.pop("bypass_cache", None)}
+
+
 async def submit(request: Request) -> JSONResponse:
-    job, created = await submit_job(request)
-    return submitted(job, created, _compat(job))
+    unwrap = functools.partial(envelope, compat_task=services(request).config.compat_task)
+    job, reused = await submit_job(request, unwrap)
+    return submitted(job, reused, _compat(job))
 
 
 async def status(request: Request) -> JSONResponse:

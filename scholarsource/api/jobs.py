@@ -24,36 +24,45 @@ from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import Conflict, NotFound
 from scholarsource.pool import wakeup
 from scholarsource.pool.wakeup import Waker
-from scholarsource.store.base import RETRYABLE_STATES, Job, JobState
+from scholarsource.store.base import RETRYABLE_STATES, Job, JobState, Reused
 
 log = logging.getLogger("scholarsource.jobs")
 
 
-async def submit_job(request: Request) -> tuple[Job, bool]:
-    """Validate, insert and commit a job (see `committed` for what follows). With an
-    Idempotency-Key the tenant already used, the job it named is returned instead, and
-    False says so; the same key for a different task or params is a 409."""
+async def submit_job(request: Request, unwrap: Callable[[Any], Any] | None = None
+                     ) -> tuple[Job, Reused | None]:
+    """Validate, insert and commit a job (see `committed` for what follows); `unwrap` turns
+    another form of body into the submit envelope. An existing job may answer instead
+    (Reused says why: an Idempotency-Key the tenant already used, a cached result, a unique
+    job's live twin); the same key for a different task or params is a 409."""
     svc = services(request)
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
     body = await read_json(request, svc.config)
+    if unwrap is not None:
+        body = unwrap(body)
     name = body.get("task") if isinstance(body, dict) else None
     defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
     # Only a miss pays for the names, to suggest the one the client may have meant.
     known = await svc.catalog.names() if defaults is None else ()
     new = parse_submit(body, defaults, svc.config, tenant_of(request), key, known)
-    job, created = await svc.submits.submit(new)
-    if not created and (job.task, job.params) != (new.task, new.params):
+    job, reused = await svc.submits.submit(new)
+    if reused is Reused.IDEMPOTENT and (job.task, job.params) != (new.task, new.params):
         raise Conflict(f"Idempotency-Key {key!r} was used for another job, {job.id}",
                        code="idempotency_key_reused")
-    return job, created
+    return job, reused
 
 
-def submitted(job: Job, created: bool, body: dict[str, Any]) -> JSONResponse:
-    """202 for a new job; 200 and `Idempotent-Replayed: true` for one a key named before."""
+_REUSED_HEADERS = {Reused.IDEMPOTENT: {"Idempotent-Replayed": "true"},
+                   Reused.CACHED: {"Cache-Hit": "true"}, Reused.UNIQUE: {}}
+
+
+def submitted(job: Job, reused: Reused | None, body: dict[str, Any]) -> JSONResponse:
+    """202 for a new job; 200 for an existing one, with `Idempotent-Replayed: true` for one
+    a key named before and `Cache-Hit: true` for a cached result."""
     headers = {"Location": f"/api/jobs/{job.id}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body, status_code=202 if created else 200, headers=headers)
+    if reused is not None:
+        headers.update(_REUSED_HEADERS[reused])
+    return JSONResponse(body, status_code=202 if reused is None else 200, headers=headers)
 
 
 def committed(waker: Waker, job_log: bool) -> Callable[[list[Job]], None]:
@@ -98,6 +107,10 @@ async def retry_job(request: Request, job_id: str) -> Job:
     job, retried = await svc.store.retry(tenant_of(request), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
+    if not retried and job.unique and job.status in RETRYABLE_STATES:
+        raise Conflict(f"job {job_id} is unique and a job of the same task and params is "
+                       f"queued, running or waiting to retry; retry it once that one ends",
+                       code="unique_job_live", status=job.status.value)
     if not retried:
         allowed = ", ".join(sorted(state.value for state in RETRYABLE_STATES))
         raise Conflict(f"job {job_id} is {job.status.value}; only {allowed} jobs can be "
@@ -110,8 +123,8 @@ class JobCollection(HTTPEndpoint):
     """`/api/jobs`: POST submits, GET lists (one endpoint, so a 405 names both in Allow)."""
 
     async def post(self, request: Request) -> JSONResponse:
-        job, created = await submit_job(request)
-        return submitted(job, created, job.to_json())
+        job, reused = await submit_job(request)
+        return submitted(job, reused, job.to_json())
 
     async def get(self, request: Request) -> JSONResponse:
         query = parse_list_query(request.query_params)

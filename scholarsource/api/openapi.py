@@ -42,7 +42,8 @@ _ERRORS = {str(code): _answer(text, _ERROR) for code, text in (
           "not fit the task's signature (invalid_params), nested deeper than "
           "max_params_depth (params_too_deep), larger than max_params_bytes "
           "(params_too_large), NaN, Infinity, overflowing numbers or lone surrogates "
-          "(invalid_json_value)"),
+          "(invalid_json_value), a body without task where compat_task is not set "
+          "(compat_task_not_set)"),
     (503, "the store cannot take writes now; retry"))}
 
 _COUNT = {"type": "string", "pattern": f"^[0-9]{{0,{COUNT_DIGITS}}}$"}
@@ -58,7 +59,10 @@ _SUBMIT = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Submit"}}}},
     "responses": {"202": _answer("queued; the row is committed", _JOB),
-                  "200": _answer("this Idempotency-Key's job, submitted before", _JOB),
+                  "200": _answer("an existing job, and nothing new runs: this "
+                                 "Idempotency-Key's job (Idempotent-Replayed: true), a "
+                                 "success of the same task and params within cache_ttl "
+                                 "(Cache-Hit: true), or a unique job's live twin", _JOB),
                   "409": _answer("this Idempotency-Key named another task or params",
                                  _ERROR), **_ERRORS},
 }
@@ -104,7 +108,9 @@ DOCUMENT: dict[str, Any] = {
             "summary": "Re-queue a failed, dead or cancelled job with fresh attempts",
             "parameters": [_ID],
             "responses": {"200": _answer("queued again", _JOB),
-                          "409": _answer("not in a state that can be retried", _ERROR),
+                          "409": _answer("not in a state that can be retried "
+                                         "(not_retryable), or a unique job whose twin is "
+                                         "live (unique_job_live)", _ERROR),
                           **_ERRORS}}},
         "/api/dead/retry": {"post": {
             "summary": "Re-queue every dead job", "responses": {"200": _answer(
@@ -131,7 +137,13 @@ DOCUMENT: dict[str, Any] = {
             "responses": {"200": _answer("how many", {"type": "object", "properties": {
                 "cancelled": {"type": "integer"}, "cancel_requested": {"type": "integer"}}}),
                 **_ERRORS}}},
-        "/api/submit": {"post": {"summary": "Frontend-compatible submit", **_SUBMIT}},
+        "/api/submit": {"post": {
+            "summary": "Frontend-compatible submit",
+            "description": "Takes the Submit body, or, when the server sets compat_task, the "
+                           "frontend's own form: a body without `task` is that task's "
+                           "params, its `bypass_cache` taken out and honoured (without "
+                           "compat_task: 422 compat_task_not_set). The answer adds job_id.",
+            **_SUBMIT}},
         "/api/status/{job_id}": {"get": {"summary": "Frontend-compatible status",
                                          "parameters": [_ID],
                                          "responses": {"200": _answer("the job", _JOB),
@@ -169,7 +181,18 @@ DOCUMENT: dict[str, Any] = {
                        "backoff_base": {"type": ["number", "null"], "exclusiveMinimum": 0,
                                         "maximum": MAX_BACKOFF},
                        "backoff_max": {"type": ["number", "null"], "exclusiveMinimum": 0,
-                                       "maximum": MAX_BACKOFF}}},
+                                       "maximum": MAX_BACKOFF},
+                       "cache_ttl": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                                     "description": "Seconds a success of the same task "
+                                                    "and params answers this submit (200, "
+                                                    "Cache-Hit: true) instead of a run."},
+                       "bypass_cache": {"type": ["boolean", "null"],
+                                        "description": "Run anew despite a cached result; "
+                                                       "the new one is cached."},
+                       "unique": {"type": ["boolean", "null"],
+                                  "description": "While a unique job of the same task and "
+                                                 "params is queued, running or waiting to "
+                                                 "retry, answer with it (200)."}}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
             "priority": {"type": "integer"},
@@ -184,6 +207,8 @@ DOCUMENT: dict[str, Any] = {
             "run_at": {"type": ["number", "null"]}, "peak_rss": {"type": ["integer", "null"]},
             "attempts_history": {"type": "array", "items": {"type": "object"}},
             "idempotency_key": {"type": ["string", "null"]},
+            "cache_ttl": {"type": ["number", "null"]}, "bypass_cache": {"type": "boolean"},
+            "unique": {"type": "boolean"},
             "progress": {"type": ["number", "null"]},
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},
@@ -201,6 +226,7 @@ async def openapi(request: Request) -> JSONResponse:
     schemas = document["components"]["schemas"]
     base = schemas.pop("Submit")
     base["properties"]["timeout"]["maximum"] = svc.config.max_timeout
+    base["properties"]["cache_ttl"]["maximum"] = svc.config.max_cache_ttl
     limits = (f"At most {svc.config.max_params_bytes} bytes of JSON, lists and objects "
               f"nested at most {svc.config.max_params_depth} levels deep.")
     base["properties"]["params"]["description"] = limits

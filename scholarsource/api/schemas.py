@@ -27,7 +27,8 @@ MAX_BACKOFF = 86400.0  # a day
 MAX_MEMORY_LIMIT = 2**60  # fits SQLite's integers with room to spare
 MEMORY_PATTERN = r"^ *[1-9][0-9]{0,5}(\.[0-9]{1,3})? *([KkMmGgTt]([Ii]?[Bb])?|[Bb])? *$"
 SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout",
-                           "memory_limit", "backoff_base", "backoff_max"})
+                           "memory_limit", "backoff_base", "backoff_max", "cache_ttl",
+                           "bypass_cache", "unique"})
 
 
 # At most 18 digits: every such number fits SQLite's signed 64-bit integers (a larger
@@ -161,6 +162,16 @@ def _seconds(body: dict[str, Any], field: str, default: float | None,
     return float(value)
 
 
+def _flag(body: dict[str, Any], field: str, default: bool) -> bool:
+    """A true/false field; null or left out is `default`."""
+    value = body.get(field)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _invalid(field, "must be true or false")
+    return value
+
+
 def _memory_limit(body: dict[str, Any], default: int | None) -> int | None:
     value = body.get("memory_limit")
     if value is None:
@@ -255,7 +266,10 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
     return NewJob(task=name, params=params, queue=queue, priority=priority,
                   max_attempts=attempts, timeout=timeout, tenant=tenant,
                   memory_limit=_memory_limit(body, task.memory_limit), backoff_base=base,
-                  backoff_max=cap, idempotency_key=idempotency_key)
+                  backoff_max=cap, idempotency_key=idempotency_key,
+                  cache_ttl=_seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
+                  bypass_cache=_flag(body, "bypass_cache", False),
+                  unique=_flag(body, "unique", task.unique))
 
 
 def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:

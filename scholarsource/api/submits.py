@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from scholarsource.store.base import Job, NewJob, Store
+from scholarsource.store.base import Job, NewJob, Reused, Store
 
 MAX_BATCH = 256
 
@@ -27,20 +27,20 @@ class SubmitBatcher:
         self._pending: list[tuple[NewJob, asyncio.Future[Job]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, new: NewJob) -> tuple[Job, bool]:
-        """Insert `new`; returns the job once its row is committed, and whether it is new
-        (False: its idempotency key already named a job, which is returned instead)."""
-        if new.idempotency_key is not None:
-            # Keyed submits go one by one: the key may already be taken.
-            job, created = await self._store.submit_once(new)
-            if created:
+    async def submit(self, new: NewJob) -> tuple[Job, Reused | None]:
+        """Insert `new`; returns the job once its row is committed, and None (a new job)
+        or why an existing job is returned instead (see Store.submit_once)."""
+        if new.looks_first:
+            # Keyed, cached and unique submits go one by one: each looks for its match.
+            job, reused = await self._store.submit_once(new)
+            if reused is None:
                 self._committed([job])
-            return job, created
+            return job, reused
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._pending.append((new, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return await future, True
+        return await future, None
 
     async def _flush(self) -> None:
         try:

@@ -138,7 +138,8 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
                         "charged a crash", culprit[0])
         await store.publish_tasks([
             TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory, s.memory_limit,
-                         s.backoff_base, s.backoff_max, s.params) for s in registry.values()])
+                         s.backoff_base, s.backoff_max, s.params, s.cache_ttl, s.unique)
+            for s in registry.values()])
         expect = Expectations(config.memory_per_job)
         for spec in registry.values():
             expect.declare(spec.name, spec.memory)

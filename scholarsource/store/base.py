@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +37,10 @@ class JobState(enum.StrEnum):
 
 
 FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+# The states in which a job will still run: a unique job has at most one twin in them. The
+# one place to change when states are added or renamed (a test then asks for the migration
+# that recreates the jobs_unique_live index over the new set).
+LIVE_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
 # What an operator may put back in the queue with fresh attempts.
 RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD, JobState.CANCELLED})
 
@@ -47,6 +53,22 @@ class Ending(enum.StrEnum):
     CRASHED = "crashed"        # its process died: counts as a failure and as a crash
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # shutdown or pool death: runs again, nothing is charged
+
+
+class Reused(enum.StrEnum):
+    """Why a submit answered with a job that already existed instead of creating one."""
+
+    IDEMPOTENT = "idempotent"  # its Idempotency-Key named this job before
+    CACHED = "cached"          # this job, same task and params, succeeded within cache_ttl
+    UNIQUE = "unique"          # this unique job, same task and params, has not ended yet
+
+
+def fingerprint(task: str, params: dict[str, Any]) -> str:
+    """What "the same task and params" means for the cache and unique jobs: a hash of the
+    task name and the params as canonical JSON (sorted keys, no spaces), so key order and
+    spacing never matter."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(f"{task}\0{canonical}".encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,25 @@ class NewJob:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     idempotency_key: str | None = None
+    # A job of the same task and params that succeeded less than cache_ttl seconds ago is
+    # the answer (unless bypass_cache); for a unique job, so is such a job still live.
+    cache_ttl: float | None = None
+    bypass_cache: bool = False
+    unique: bool = False
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Its fingerprint when the cache or uniqueness concerns it (None: a plain job,
+        which no later submit looks for)."""
+        if self.cache_ttl is None and not self.bypass_cache and not self.unique:
+            return None
+        return fingerprint(self.task, self.params)
+
+    @property
+    def looks_first(self) -> bool:
+        """Whether a submit must look for an existing job before it may insert this one."""
+        return (self.idempotency_key is not None or self.unique
+                or (self.cache_ttl is not None and not self.bypass_cache))
 
 
 @dataclass(frozen=True)
@@ -99,6 +140,9 @@ class Job:
     cpu_time: float | None
     attempts_history: list[dict[str, Any]]
     idempotency_key: str | None = None
+    cache_ttl: float | None = None
+    bypass_cache: bool = False
+    unique: bool = False
 
     @property
     def wait_time(self) -> float | None:
@@ -128,7 +172,8 @@ class Job:
             "run_at": self.run_at, "wait_time": self.wait_time, "run_time": self.run_time,
             "cpu_time": self.cpu_time, "peak_rss": self.peak_rss,
             "attempts_history": self.attempts_history,
-            "idempotency_key": self.idempotency_key,
+            "idempotency_key": self.idempotency_key, "cache_ttl": self.cache_ttl,
+            "bypass_cache": self.bypass_cache, "unique": self.unique,
         }
 
 
@@ -203,6 +248,8 @@ class TaskDefaults:
     backoff_base: float | None = None
     backoff_max: float | None = None
     params: dict[str, Any] | None = None  # JSON Schema of its params (tasks/params.py)
+    cache_ttl: float | None = None
+    unique: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,9 +296,12 @@ class Store(abc.ABC):
         return (await self.submit_many([new]))[0]
 
     @abc.abstractmethod
-    async def submit_once(self, new: NewJob) -> tuple[Job, bool]:
-        """Insert `new`, which has an idempotency key, unless the tenant already has a job
-        with that key: returns the job and whether it was created now."""
+    async def submit_once(self, new: NewJob) -> tuple[Job, Reused | None]:
+        """Insert `new` unless the tenant already has a job that answers it, checked and
+        inserted atomically: the job its idempotency key named, one of the same task and
+        params that succeeded within its `cache_ttl` (unless `bypass_cache`), or, if it is
+        unique, a unique one of the same task and params in a live state. Returns the job
+        and why it was reused (None: created now)."""
 
     @abc.abstractmethod
     async def get(self, tenant: str, job_id: str) -> Job | None:
@@ -282,11 +332,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
         """Re-queue a failed, dead or cancelled job with fresh attempts. Returns the job after
-        (None: no such job) and whether it was re-queued (False: it was in another state)."""
+        (None: no such job) and whether it was re-queued (False: it was in another state,
+        or it is unique and a twin of it is live: the first to be live keeps its place)."""
 
     @abc.abstractmethod
     async def retry_dead(self, tenant: str) -> int:
-        """Re-queue every dead job of the tenant; returns how many."""
+        """Re-queue every dead job of the tenant (but a unique one whose twin is live, or
+        becomes live first in this same call); returns how many."""
 
     @abc.abstractmethod
     async def purge_dead(self, tenant: str) -> int:

@@ -161,7 +161,28 @@ _V7 = """
 ALTER TABLE pool ADD COLUMN slot_rows TEXT NOT NULL DEFAULT '[]';  -- JSON, one object per slot
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
+# The result cache and unique jobs.
+# `fingerprint` hashes (task, canonical params) for jobs that asked for either (plain jobs
+# leave it NULL and stay out of both indexes), so each lookup is an index probe at any
+# history size. jobs_cached holds the succeeded ones, newest last; jobs_unique_live makes
+# the schema itself refuse a second unique job of the same tenant, task and params while
+# one is live: a state change out of the live set frees it. The state list must equal
+# store.base.LIVE_STATES (a test checks it): a change of those states recreates the index.
+_V8 = """
+ALTER TABLE jobs ADD COLUMN fingerprint TEXT;
+ALTER TABLE jobs ADD COLUMN cache_ttl REAL;
+ALTER TABLE jobs ADD COLUMN bypass_cache INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN unique_job INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_cached ON jobs (tenant, fingerprint, finished_at)
+    WHERE status = 'succeeded' AND fingerprint IS NOT NULL;
+CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
+    WHERE unique_job = 1 AND status IN ('queued', 'running', 'failed');
+
+ALTER TABLE tasks ADD COLUMN cache_ttl REAL;
+ALTER TABLE tasks ADD COLUMN unique_job INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -21,6 +21,7 @@ import aiosqlite
 
 from scholarsource.errors import StoreUnavailable
 from scholarsource.store.base import (
+    LIVE_STATES,
     Claim,
     Event,
     Finished,
@@ -30,6 +31,7 @@ from scholarsource.store.base import (
     Note,
     Outcome,
     PoolInfo,
+    Reused,
     Store,
     TaskDefaults,
 )
@@ -41,23 +43,41 @@ _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, erro
                 "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
                 "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
                 "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history, "
-                "idempotency_key")
+                "idempotency_key, cache_ttl, bypass_cache, unique_job")
 
 SUBMIT = """
 INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, timeout,
-                  created_at, memory_limit, backoff_base, backoff_max, idempotency_key)
+                  created_at, memory_limit, backoff_base, backoff_max, idempotency_key,
+                  fingerprint, cache_ttl, bypass_cache, unique_job)
 SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
        value ->> '$[4]', 'queued', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
        value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]',
-       value ->> '$[12]'
+       value ->> '$[12]', value ->> '$[13]', value ->> '$[14]', value ->> '$[15]',
+       value ->> '$[16]'
 FROM json_each(?) ORDER BY key
 """
-# The same insert for one keyed job: a key the tenant already used inserts nothing. (SQLite
-# wants a WHERE in an upsert's SELECT, so that ON is not read as a join's.)
-SUBMIT_ONCE = (SUBMIT.replace("FROM json_each(?) ORDER BY key", "FROM json_each(?) WHERE true")
-               .rstrip() + " ON CONFLICT (tenant, idempotency_key) "
-               "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id")
 BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
+# The result cache: the newest job of the tenant with this fingerprint that succeeded since
+# the bound time (a probe of jobs_cached). Bound: tenant, fingerprint, since.
+_CACHED_WHERE = ("tenant = ? AND fingerprint = ? AND status = 'succeeded' "
+                 "AND finished_at >= ?")
+CACHED = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {_CACHED_WHERE} "
+          f"ORDER BY finished_at DESC LIMIT 1")
+# A unique job's live twin (a probe of jobs_unique_live, whose predicate this repeats).
+_LIVE = ", ".join(f"'{state}'" for state in LIVE_STATES)
+LIVE_TWIN = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND fingerprint = ? "
+             f"AND unique_job = 1 AND status IN ({_LIVE})")
+# The insert for one job that must not duplicate another, in one statement (so the check
+# and the insert are one write transaction, even on the API's shared connection): a key the
+# tenant already used, or a unique job's live twin (jobs_unique_live), makes it insert
+# nothing; so does, with {cached}, a cached result. (SQLite wants a WHERE in an upsert's
+# SELECT, so that ON is not read as a join's.)
+_SUBMIT_ONCE = (SUBMIT.replace("FROM json_each(?) ORDER BY key",
+                               "FROM json_each(?) WHERE true{cached}").rstrip()
+                + " ON CONFLICT DO NOTHING RETURNING id")
+SUBMIT_ONCE = _SUBMIT_ONCE.format(cached="")
+SUBMIT_UNCACHED = _SUBMIT_ONCE.format(
+    cached=f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE {_CACHED_WHERE})")
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
 CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
 PEEK = "SELECT seq, task FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
@@ -202,8 +222,11 @@ WHERE status = 'running' AND {{which}} RETURNING id
 """
 RECOVER_EXPIRED = _RECOVER.format(which="lease_until < :now")
 RECOVER_OTHERS = _RECOVER.format(which="owner IS NOT :owner")
-_RETRY_SET = ("UPDATE jobs SET status = 'queued', failures = 0, crashes = 0, run_at = NULL, "
-              "finished_at = NULL, cancel_requested = 0, error = NULL, error_code = NULL ")
+# OR IGNORE: a unique job whose twin is live stays as it is (jobs_unique_live), whether
+# the twin was live before or re-queued first by the same statement.
+_RETRY_SET = ("UPDATE OR IGNORE jobs SET status = 'queued', failures = 0, crashes = 0, "
+              "run_at = NULL, finished_at = NULL, cancel_requested = 0, error = NULL, "
+              "error_code = NULL ")
 RETRY = (f"{_RETRY_SET} WHERE id = ? AND tenant = ? "
          f"AND status IN ('failed', 'dead', 'cancelled') RETURNING {_JOB_COLUMNS}")
 RETRY_DEAD = f"{_RETRY_SET} WHERE tenant = ? AND status = 'dead' RETURNING seq"
@@ -219,13 +242,13 @@ HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, 
 POOL_INFO = ("SELECT pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows FROM pool "
              "WHERE id = 1")
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
-                 "backoff_max, params")
+                 "backoff_max, params, cache_ttl, unique_job")
 TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
 CLEAR_TASKS = "DELETE FROM tasks"
 ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', "
              "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]', "
-             "value ->> '$[8]' "
+             "value ->> '$[8]', value ->> '$[9]', value ->> '$[10]' "
              "FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
@@ -324,7 +347,8 @@ def _job(row: Iterable[Any]) -> Job:
     (id_, tenant, task, queue, priority, status, params, result, error, error_code, attempts,
      max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
      progress, progress_message, cancel_requested, created_at, started_at, finished_at,
-     run_at, peak_rss, cpu_time, history, idempotency_key) = row
+     run_at, peak_rss, cpu_time, history, idempotency_key, cache_ttl, bypass_cache,
+     unique) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
@@ -335,7 +359,8 @@ def _job(row: Iterable[Any]) -> Job:
                cancel_requested=bool(cancel_requested), created_at=created_at,
                started_at=started_at, finished_at=finished_at, run_at=run_at,
                peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history),
-               idempotency_key=idempotency_key)
+               idempotency_key=idempotency_key, cache_ttl=cache_ttl,
+               bypass_cache=bool(bypass_cache), unique=bool(unique))
 
 
 def _new_jobs(news: list[NewJob]) -> list[Job]:
@@ -347,14 +372,18 @@ def _new_jobs(news: list[NewJob]) -> list[Job]:
                 backoff_base=new.backoff_base, backoff_max=new.backoff_max, progress=None,
                 progress_message=None, cancel_requested=False, created_at=now,
                 started_at=None, finished_at=None, run_at=None, peak_rss=None, cpu_time=None,
-                attempts_history=[], idempotency_key=new.idempotency_key) for new in news]
+                attempts_history=[], idempotency_key=new.idempotency_key,
+                cache_ttl=new.cache_ttl, bypass_cache=new.bypass_cache, unique=new.unique)
+            for new in news]
 
 
-def _rows(jobs: list[Job]) -> str:
+def _rows(news: list[NewJob], jobs: list[Job]) -> str:
     """Jobs as the JSON array SUBMIT reads (positions, not names: the smallest encoding)."""
     return json.dumps([(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
                         j.max_attempts, j.timeout, j.created_at, j.memory_limit,
-                        j.backoff_base, j.backoff_max, j.idempotency_key) for j in jobs])
+                        j.backoff_base, j.backoff_max, j.idempotency_key, new.fingerprint,
+                        j.cache_ttl, j.bypass_cache, j.unique)
+                       for new, j in zip(news, jobs, strict=True)])
 
 
 class SqliteStore(Store):
@@ -410,20 +439,36 @@ class SqliteStore(Store):
     @_unavailable
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
         jobs = _new_jobs(news)
-        await self._db.fetchall(SUBMIT, (_rows(jobs),))
+        await self._db.fetchall(SUBMIT, (_rows(news, jobs),))
         return jobs
 
     @_unavailable
-    async def submit_once(self, new: NewJob) -> tuple[Job, bool]:
-        (job,) = _new_jobs([new])
-        if await self._db.fetchall(SUBMIT_ONCE, (_rows([job]),)):
-            return job, True
-        # Two statements, not one transaction (the API's connection is shared by its
-        # requests): the job that holds the key can only have been purged meanwhile.
-        row = await self._one(BY_KEY, (new.tenant, new.idempotency_key))
-        if row is None:
-            raise StoreUnavailable("the job holding this idempotency key was just purged")
-        return _job(row), False
+    async def submit_once(self, new: NewJob) -> tuple[Job, Reused | None]:
+        fingerprint = new.fingerprint
+        cached = new.cache_ttl is not None and not new.bypass_cache
+        # A few rounds, not one transaction (the API's connection is shared by its
+        # requests): the job that stopped the insert may have left its state (or been
+        # purged) before the lookup, and then the insert may go through.
+        for _ in range(3):
+            (job,) = _new_jobs([new])
+            since = job.created_at - (new.cache_ttl or 0.0)
+            args: tuple[Any, ...] = (_rows([new], [job]),)
+            if not cached:
+                rows = await self._db.fetchall(SUBMIT_ONCE, args)
+            else:
+                rows = await self._db.fetchall(SUBMIT_UNCACHED,
+                                               (*args, new.tenant, fingerprint, since))
+            if rows:
+                return job, None
+            lookups = [(new.idempotency_key is not None, Reused.IDEMPOTENT, BY_KEY,
+                        (new.tenant, new.idempotency_key)),
+                       (cached, Reused.CACHED, CACHED, (new.tenant, fingerprint, since)),
+                       (new.unique, Reused.UNIQUE, LIVE_TWIN, (new.tenant, fingerprint))]
+            for wanted, why, sql, lookup_args in lookups:
+                row = await self._one(sql, lookup_args) if wanted else None
+                if row is not None:
+                    return _job(row), why
+        raise StoreUnavailable("the job this submit matched kept changing; send it again")
 
     @_unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:
@@ -530,9 +575,10 @@ class SqliteStore(Store):
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
         return {name: TaskDefaults(name, queue, timeout, attempts, memory, limit, base, cap,
-                                   None if params is None else json.loads(params))
-                for name, queue, timeout, attempts, memory, limit, base, cap, params
-                in await self._db.fetchall(TASKS)}
+                                   None if params is None else json.loads(params),
+                                   cache_ttl, bool(unique))
+                for name, queue, timeout, attempts, memory, limit, base, cap, params,
+                cache_ttl, unique in await self._db.fetchall(TASKS)}
 
     @_unavailable
     async def counts(self, tenant: str | None = None) -> dict[str, int]:
@@ -653,7 +699,8 @@ class SqliteStore(Store):
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
         batch = json.dumps([(t.name, t.queue, t.timeout, t.max_attempts, t.memory,
                              t.memory_limit, t.backoff_base, t.backoff_max,
-                             None if t.params is None else json.dumps(t.params))
+                             None if t.params is None else json.dumps(t.params),
+                             t.cache_ttl, t.unique)
                             for t in tasks])
         await self._atomically([(CLEAR_TASKS, ()), (ADD_TASKS, (batch,))])
 

@@ -38,6 +38,8 @@ class TaskSpec:
     backoff_base: float | None = None
     backoff_max: float | None = None
     params: Schema | None = None  # what the task takes (tasks/params.py), checked at submit
+    cache_ttl: float | None = None  # seconds a success answers the same params again
+    unique: bool = False  # at most one live job per tenant and params
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -46,23 +48,34 @@ _REGISTRY: dict[str, TaskSpec] = {}
 def task(name: str | None = None, *, queue: str = "default", timeout: float | None = None,
          max_attempts: int | None = None, memory: int | str | None = None,
          memory_limit: int | str | None = None, backoff_base: float | None = None,
-         backoff_max: float | None = None) -> Callable[[F], F]:
+         backoff_max: float | None = None, cache_ttl: float | None = None,
+         unique: bool = False) -> Callable[[F], F]:
     """Register `fn(ctx, **params)` as a task; it must return something JSON can encode.
 
     `memory` is what one job is expected to need (bytes or "512MB"): a job starts only when
     that much is free. Without it the pool learns it from the task's recent runs.
     `memory_limit` caps the RSS of the job's processes: over it the attempt fails.
+    `cache_ttl` (seconds): a submit of the same params as a job that succeeded less than
+    that ago gets that job back, and nothing runs. `unique`: while a job of the same params
+    is queued, running or waiting to retry, a submit gets that job instead of a new one.
+    A submit can override each default.
     """
     try:
         sizes = [None if v is None else parse_size(v) for v in (memory, memory_limit)]
     except ValueError as exc:
         raise TaskError(f"task {name!r}: {exc}") from None
+    if cache_ttl is not None and (isinstance(cache_ttl, bool) or
+                                  not isinstance(cache_ttl, int | float) or
+                                  not 0 < cache_ttl < float("inf")):
+        raise TaskError(f"task {name!r}: cache_ttl must be a number of seconds above 0")
 
     def register(fn: F) -> F:
         spec = TaskSpec(name=name or fn.__name__, fn=fn, queue=queue, timeout=timeout,
                         max_attempts=max_attempts, memory=sizes[0], memory_limit=sizes[1],
                         backoff_base=backoff_base, backoff_max=backoff_max,
-                        params=describe(fn))
+                        params=describe(fn),
+                        cache_ttl=None if cache_ttl is None else float(cache_ttl),
+                        unique=unique)
         existing = _REGISTRY.get(spec.name)
         if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
             raise TaskError(f"task name {spec.name!r} is registered twice "

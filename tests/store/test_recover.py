@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scholarsource.store.sqlite import SqliteStore
-from tests.store.test_sqlite import inline, job, run
-
-__all__ = ["inline"]  # the fixture, re-used
+from tests.store.test_sqlite import job, run
 
 
 def test_a_named_culprit_alone_is_charged_and_its_neighbours_are_spared(

@@ -16,7 +16,7 @@ import pytest
 from scholarsource.api.schemas import parse_list_query
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
-from scholarsource.store.base import Ending, NewJob, Note, Outcome
+from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused
 from scholarsource.store.sqlite import (
     CLAIM_ORDER,
     LIST_FILTERS,
@@ -26,12 +26,6 @@ from scholarsource.store.sqlite import (
 )
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=[False, True], ids=["aiosqlite", "inline"])
-def inline(request: pytest.FixtureRequest) -> bool:
-    """Every store test runs on both drivers: the API's (aiosqlite) and the pool's."""
-    return bool(request.param)
 
 
 def run(path: Path, body: Callable[[SqliteStore], Awaitable[T]], inline: bool) -> T:
@@ -424,14 +418,14 @@ def test_a_key_names_one_job_per_tenant(tmp_path: Path, inline: bool) -> None:
     async def body(store: SqliteStore) -> None:
         keyed = NewJob(task="noop", params={"p": 1}, queue="default", priority=0,
                        max_attempts=1, idempotency_key="order-42")
-        first, created = await store.submit_once(keyed)
-        assert created and first.idempotency_key == "order-42"
-        again, created = await store.submit_once(keyed)
-        assert not created and again.id == first.id
-        other, created = await store.submit_once(NewJob(
+        first, reused = await store.submit_once(keyed)
+        assert reused is None and first.idempotency_key == "order-42"
+        again, reused = await store.submit_once(keyed)
+        assert reused is Reused.IDEMPOTENT and again.id == first.id
+        other, reused = await store.submit_once(NewJob(
             task="noop", params={}, queue="default", priority=0, max_attempts=1,
             tenant="b", idempotency_key="order-42"))
-        assert created and other.id != first.id  # keys are per tenant
+        assert reused is None and other.id != first.id  # keys are per tenant
         await store.submit_many([job(), job()])  # no key: never a conflict
         assert (await store.counts())["queued"] == 4
 

@@ -41,3 +41,18 @@ def test_a_task_timeout_above_max_timeout_is_refused_at_boot(
     with pytest.raises(TaskError, match="'test_registry_patient' declares timeout=7200, "
                                         "above max_timeout \\(3600\\)"):
         load_tasks([], max_timeout=3600)
+
+
+def test_cache_ttl_and_unique_are_task_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    load_tasks([])
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @task("test_registry_course", cache_ttl=600, unique=True)
+    def course(ctx: object) -> None:
+        """Cached ten minutes, one live job per params."""
+
+    spec = load_tasks([])["test_registry_course"]
+    assert (spec.cache_ttl, spec.unique) == (600.0, True)
+    for bad in (0, -1, float("nan"), float("inf"), "600", True):
+        with pytest.raises(TaskError, match="cache_ttl must be a number of seconds"):
+            task("test_registry_bad", cache_ttl=bad)  # type: ignore[arg-type]
