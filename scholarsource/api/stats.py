@@ -132,13 +132,20 @@ async def stream(request: Request) -> StreamingResponse:
 
     async def events() -> AsyncIterator[str]:
         yield first.event
+        sent = first.tick
         while True:
             # Every stream of the worker wakes on the same tick, so they share one snapshot.
             await asyncio.sleep(until_next_tick(STREAM_INTERVAL))
             try:
-                yield (await snapshots.get(tenant)).event
+                latest = await snapshots.get(tenant)
             except StoreUnavailable:
                 yield ": store unavailable, retrying\n\n"
+                continue
+            # A stream that joined a computation still running from an earlier tick may be
+            # handed a snapshot it already sent: a viewer never gets the same one twice.
+            if latest.tick > sent:
+                sent = latest.tick
+                yield latest.event
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -166,9 +166,11 @@ def test_a_full_disk_answers_503_corrupts_nothing_and_recovers(serve, tmp_path: 
         for _ in range(2):
             respawn_one_api_worker(server)
             answer_new_labels(server.url)
-        deaths = [line for line in server.log().splitlines() if " was sent " in line]
-        assert all(line.endswith("was sent SIGTERM!") for line in deaths), server.log()
-        assert len(deaths) == 2  # the two this test asked for, and no SIGBUS
+        # The two workers this test stopped with SIGTERM exit 0 and log no death; a SIGBUS
+        # shows as "was sent SIGBUS!" and any other crash as "exited with code".
+        deaths = [line for line in server.log().splitlines()
+                  if " was sent " in line or "exited with code" in line]
+        assert deaths == [], server.log()
 
         filler.unlink()
         after = wait_until(lambda: (r := client.post("/api/jobs", json={"task": "noop"}))
