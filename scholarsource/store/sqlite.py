@@ -194,6 +194,27 @@ RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at F
                      "WHERE tenant = :tenant AND finished_at >= :since "
                      "ORDER BY finished_at DESC LIMIT :limit")
 
+# Retention. Each final state's expired jobs are one range of V7's jobs_expiry, oldest first.
+# Deleting a job deletes its events (trigger jobs_purge_events) and, with the row, its
+# idempotency key. One statement is one short write transaction: the caller bounds `limit`.
+_EXPIRED = ("SELECT seq FROM jobs WHERE status = :state AND finished_at < :before "
+            "ORDER BY finished_at LIMIT :limit")
+PRUNE = f"DELETE FROM jobs WHERE seq IN ({_EXPIRED}) RETURNING seq"
+COUNT_EXPIRED = "SELECT count(*) FROM jobs WHERE status = :state AND finished_at < :before"
+FREE_PAGES = ("SELECT f.freelist_count, p.page_count FROM pragma_freelist_count() AS f, "
+              "pragma_page_count() AS p")
+# incremental_vacuum frees one page per result row, and a row without columns makes the
+# sqlite3 module stop stepping after the first: run it as a script, which steps to the end.
+# A no-op unless the file has auto_vacuum = INCREMENTAL (see schema.migrate).
+RELEASE_PAGES = "PRAGMA incremental_vacuum({pages})"
+# PASSIVE: copy what it can without waiting for anyone. In WAL mode the file only shrinks
+# when a checkpoint writes the commit that released its tail.
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+VACUUM = "PRAGMA auto_vacuum = INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"
+# Free pages up to a quarter of the used ones stay: new jobs reuse them, so a steady flow
+# does not shrink and regrow the file at every prune.
+_SLACK = 4
+
 
 def _for(sql: str, tenant: str | None) -> str:
     return sql.format(tenant="" if tenant is None else "+tenant = :tenant AND")
@@ -227,6 +248,8 @@ class _Driver(Protocol):
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]: ...
 
+    async def script(self, sql: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -239,6 +262,9 @@ class _ThreadDriver:
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         return list(await self._conn.execute_fetchall(sql, params))
+
+    async def script(self, sql: str) -> None:
+        await self._conn.executescript(sql)
 
     async def close(self) -> None:
         await self._conn.close()
@@ -254,6 +280,9 @@ class _InlineDriver:
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         return self._conn.execute(sql, params).fetchall()
+
+    async def script(self, sql: str) -> None:
+        self._conn.executescript(sql)
 
     async def close(self) -> None:
         self._conn.close()
@@ -555,3 +584,29 @@ class SqliteStore(Store):
         await self._db.fetchall(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
                                             info.busy, info.heartbeat_at,
                                             json.dumps(info.admission)))
+
+    # -- retention --------------------------------------------------------------------------
+    @_unavailable
+    async def prune(self, state: JobState, before: float, limit: int) -> int:
+        return len(await self._db.fetchall(PRUNE, {"state": state.value, "before": before,
+                                                   "limit": limit}))
+
+    @_unavailable
+    async def count_expired(self, state: JobState, before: float) -> int:
+        n: int = (await self._one(COUNT_EXPIRED, {"state": state.value, "before": before}))[0]
+        return n
+
+    @_unavailable
+    async def compact(self, max_pages: int) -> bool:
+        free, total = await self._one(FREE_PAGES)
+        excess = free - (total - free) // _SLACK
+        if excess > 0:
+            await self._db.script(RELEASE_PAGES.format(pages=int(min(excess, max_pages))))
+        if excess > max_pages:
+            return True
+        await self._db.fetchall(CHECKPOINT)
+        return False
+
+    @_unavailable
+    async def vacuum(self) -> None:
+        await self._db.script(VACUUM)
