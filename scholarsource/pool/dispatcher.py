@@ -27,6 +27,7 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
+from scholarsource.pool.retention import Pruner
 from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.store.base import (
     Claim,
@@ -70,6 +71,7 @@ class Dispatcher:
         self.journal = Journal(config.job_log)
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
+        self.retention = Pruner(config.retention)
         self._next_sample = 0.0
         self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
         self._wake = asyncio.Event()
@@ -354,6 +356,8 @@ class Dispatcher:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)
             await self._beat(now)
+        if self.retention.due(now):
+            await self.retention.run(self.store)
 
     def _enforce(self, now: float) -> None:
         """Stop what must stop (timeouts, ignored cancels), finish stops that TERM did not,
