@@ -2,10 +2,12 @@
 
 The pool runs a `Pruner` as part of its housekeeping; `scholarsource prune` runs one to the
 end. Work goes in batches, each one statement and so one write transaction: the batch size
-adapts so that a batch holds the write lock about `BATCH_SECONDS`, never long enough to make
-a submit wait. In the pool, one `run` does at most `TURN_SECONDS` of batches and yields to the
-loop between them; a backlog (the first prune of a big history) is worked off over later
-turns, leaving the dispatcher most of its time.
+adapts so that a batch holds the write lock about `BATCH_SECONDS`, and after each one the
+pruner waits as long as it held the lock. SQLite's lock is not fair (a waiting writer sleeps
+and retries), so batches back to back would starve the API's submits; with the pause they
+wait one short batch at most, about. In the pool, one `run` spends at most `TURN_SECONDS`;
+a backlog (the first prune of a big history) is worked off over later turns, leaving the
+dispatcher most of its time.
 """
 
 from __future__ import annotations
@@ -99,19 +101,19 @@ class Pruner:
                 deleted, full = await self._batch(store, state, now - age, report)
                 report.deleted[state.value] = report.deleted.get(state.value, 0) + deleted
                 self._freed = self._freed or deleted > 0
-                await asyncio.sleep(0)  # let the loop's other work in between
         while self._freed:
             if spent():
                 return False
+            t0 = time.perf_counter()
             self._freed = await store.compact(PAGES_PER_STEP)
             report.compact_steps += 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(time.perf_counter() - t0)
         return True
 
     async def _batch(self, store: Store, state: JobState, before: float,
                      report: PruneReport) -> tuple[int, bool]:
-        """One DELETE: how many it deleted, and whether it was full (more may be left). The
-        next batch's size follows how long this one took."""
+        """One DELETE, then a pause as long: how many it deleted, and whether it was full
+        (more may be left). The next batch's size follows how long this one took."""
         limit = self.batch
         t0 = time.perf_counter()
         deleted = await store.prune(state, before, limit)
@@ -122,6 +124,7 @@ class Pruner:
             self.batch = max(MIN_BATCH, limit // 2)
         elif deleted == limit and took < BATCH_SECONDS / 2:
             self.batch = min(MAX_BATCH, limit * 2)
+        await asyncio.sleep(took)
         return deleted, deleted == limit
 
     async def count(self, store: Store) -> dict[str, int]:

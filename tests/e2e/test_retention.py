@@ -4,9 +4,14 @@ idempotency keys; jobs that are not finished stay, however old."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import threading
 
+import httpx
 import pytest
 
+from tests.conftest import server_env
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -52,3 +57,41 @@ def test_a_pruned_job_answers_404_and_its_key_makes_a_new_job(serve) -> None:
     finally:
         conn.close()
     assert left == (0,)
+
+
+def _submit_until(url: str, stop: threading.Event, answers: list[int]) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while not stop.is_set():
+            answers.append(client.post("/api/jobs", json={"task": "noop"}).status_code)
+
+
+def test_prune_on_demand_while_the_server_takes_submits(serve) -> None:
+    server = serve(slots=2)  # the default retention: nothing is a week old yet
+    client = server.client()
+    old = [client.post("/api/jobs", json={"task": "echo", "params": {"i": i}}).json()["id"]
+           for i in range(50)]
+    wait_until(lambda: all(client.get(f"/api/jobs/{j}").json()["status"] == "succeeded"
+                           for j in old), 30, message="the first jobs to succeed")
+    answers: list[int] = []
+    stop = threading.Event()
+    load = threading.Thread(target=_submit_until, args=(server.url, stop, answers))
+    load.start()
+    try:
+        def pruned() -> bool:
+            """Every old job is gone; else run `scholarsource prune` once more (they are
+            older than 1 s a moment after they finished)."""
+            if all(client.get(f"/api/jobs/{j}").status_code == 404 for j in old):
+                return True
+            done = subprocess.run(
+                [sys.executable, "-m", "scholarsource", "prune", "--data-dir",
+                 str(server.data_dir), "--older-than", "1s"],
+                env=server_env(), capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0 and done.stdout.startswith("pruned "), done.stderr
+            return False
+
+        wait_until(pruned, 30, interval=0.2, message="prune to delete the first jobs")
+    finally:
+        stop.set()
+        load.join()
+    assert answers and set(answers) == {202}  # every submit meanwhile was taken
+    assert server.health()["status"] == "ok"
