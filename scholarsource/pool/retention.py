@@ -1,20 +1,21 @@
 """Retention: delete finished jobs once their state's age has passed, and give the space back.
 
 The pool runs a `Pruner` as part of its housekeeping; `scholarsource prune` runs one to the
-end. Work goes in batches, each one statement and so one write transaction: the batch size
-adapts so that a batch holds the write lock about `BATCH_SECONDS`, and after each one the
-pruner waits as long as it held the lock. SQLite's lock is not fair (a waiting writer sleeps
-and retries), so batches back to back would starve the API's submits; with the pause they
-wait one short batch at most, about. In the pool, one `run` spends at most `TURN_SECONDS`;
-a backlog (the first prune of a big history) is worked off over later turns, leaving the
-dispatcher most of its time.
+end. Work goes in batches, each one statement and so one write transaction, sized from
+what deleting one job has cost lately so that a batch holds the write lock about
+`BATCH_SECONDS`; after each one the pruner pauses about as long. SQLite's lock is not fair (a
+waiting writer sleeps and retries), so batches back to back would starve the API's submits;
+with the pause they wait about one short batch at most. In the pool, one `run` spends at most
+`TURN_SECONDS`; a backlog (the first prune of a big history) is worked off over later turns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from scholarsource.config import Retention
@@ -28,9 +29,10 @@ TURN_SECONDS = 0.05  # batches per `run` in the pool, in time
 MAX_INTERVAL = 60.0  # prune at least this often, in seconds
 MIN_BATCH, FIRST_BATCH, MAX_BATCH = 10, 200, 5000
 PAGES_PER_STEP = 256  # pages one compact step gives back: 1 MiB at 4 KiB pages
-# While a backlog remains, rest this many times the time just spent, so that pruning takes
-# at most a fifth of the dispatcher's loop.
-_REST = 4
+# While a backlog remains, rest this many times the time just spent: pruning takes at most
+# half of the dispatcher's loop, and half of that is pauses. Measured with
+# bench/retention_soak.py, that keeps up with ~3k jobs/s on 2 cores; less did not.
+_REST = 1
 
 
 @dataclass
@@ -39,7 +41,7 @@ class PruneReport:
 
     deleted: dict[str, int] = field(default_factory=dict)  # final state -> jobs
     batches: int = 0
-    longest_batch: float = 0.0  # seconds: the longest write lock one batch held
+    longest_batch: float = 0.0  # seconds: the slowest batch statement (see Pruner._batch)
     compact_steps: int = 0
     done: bool = True  # False: the time budget ran out with work left
 
@@ -59,6 +61,7 @@ class Pruner:
         # few seconds in tests), and at least once a minute.
         self.interval = min(MAX_INTERVAL, min(self.ages.values()) / 2)
         self.batch = FIRST_BATCH
+        self._costs: deque[float] = deque(maxlen=5)  # seconds per deleted job, latest batches
         self._next = 0.0  # monotonic
         self._freed = False  # pruning freed pages that compact has not given back yet
 
@@ -112,19 +115,24 @@ class Pruner:
 
     async def _batch(self, store: Store, state: JobState, before: float,
                      report: PruneReport) -> tuple[int, bool]:
-        """One DELETE, then a pause as long: how many it deleted, and whether it was full
-        (more may be left). The next batch's size follows how long this one took."""
+        """One DELETE, then a pause: how many it deleted, and whether it was full (more may
+        be left).
+
+        The next batch's size and this pause come from the median cost per job of the latest
+        batches, not from this batch's time alone: a commit that crosses the WAL's size runs
+        the automatic checkpoint on its own connection, which makes that statement slow
+        (tens of ms) without holding the write lock."""
         limit = self.batch
         t0 = time.perf_counter()
         deleted = await store.prune(state, before, limit)
         took = time.perf_counter() - t0
         report.batches += 1
         report.longest_batch = max(report.longest_batch, took)
-        if took > BATCH_SECONDS:
-            self.batch = max(MIN_BATCH, limit // 2)
-        elif deleted == limit and took < BATCH_SECONDS / 2:
-            self.batch = min(MAX_BATCH, limit * 2)
-        await asyncio.sleep(took)
+        if deleted:
+            self._costs.append(took / deleted)
+            cost = statistics.median(self._costs)
+            self.batch = max(MIN_BATCH, min(MAX_BATCH, int(BATCH_SECONDS / cost)))
+            await asyncio.sleep(min(took, deleted * cost))
         return deleted, deleted == limit
 
     async def count(self, store: Store) -> dict[str, int]:

@@ -86,33 +86,46 @@ def test_a_run_out_of_time_leaves_the_rest_for_the_next_turn(tmp_path: Path) -> 
 
 
 class FakeStore:
-    """Answers prune with `full` full batches, then empty ones, each taking `delay` s."""
+    """Answers prune with a full batch per entry of `delays`, taking that long, then with
+    empty ones."""
 
-    def __init__(self, delay: float, full: int) -> None:
-        self.delay, self.full = delay, full
+    def __init__(self, delays: list[float]) -> None:
+        self.delays = delays
         self.limits: list[int] = []
 
     async def prune(self, state: JobState, before: float, limit: int) -> int:
         self.limits.append(limit)
-        time.sleep(self.delay)  # a statement blocks its thread: that is what is measured
-        return limit if len(self.limits) <= self.full else 0
+        if len(self.limits) > len(self.delays):
+            return 0
+        time.sleep(self.delays[len(self.limits) - 1])  # a statement blocks its thread
+        return limit
 
     async def compact(self, max_pages: int) -> bool:
         return False
 
 
-def test_a_slow_batch_halves_the_next() -> None:
-    store = FakeStore(delay=0.02, full=5)  # four times the lock budget of one batch
+def test_slow_batches_shrink_the_next_ones_to_the_lock_budget() -> None:
+    store = FakeStore([0.02] * 5)  # 20 ms a batch, whatever its size: 4 times the budget
     pruner = Pruner(Retention())
     asyncio.run(pruner.run(store, budget=None))  # type: ignore[arg-type]
-    # Five full batches of succeeded jobs, one empty, then one empty for each other state.
-    assert store.limits == [200, 100, 50, 25, 12, 10, 10, 10]
+    # 100 us a job -> about 50 a batch; then 400 us -> median 250 us -> about 20...
+    first, second, third = store.limits[:3]
+    assert first == 200 and 40 <= second <= 50 and 14 <= third <= 20, store.limits
     assert pruner.batch == retention.MIN_BATCH == 10
 
 
-def test_a_fast_full_batch_doubles_the_next_up_to_the_cap() -> None:
-    store = FakeStore(delay=0, full=7)
+def test_fast_batches_grow_the_next_ones_up_to_the_cap() -> None:
+    store = FakeStore([0.0] * 3)
     pruner = Pruner(Retention())
     asyncio.run(pruner.run(store, budget=None))  # type: ignore[arg-type]
-    assert store.limits == [200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000, 5000]
-    assert pruner.batch == retention.MAX_BATCH == 5000
+    assert store.limits[:2] == [200, retention.MAX_BATCH]
+
+
+def test_one_slow_statement_does_not_shrink_the_batch() -> None:
+    # 1 ms per 200 jobs (5 us a job: batches of about 1000), then one statement that also
+    # ran an automatic checkpoint (50 ms: 50 us a job alone, which would mean batches of 100).
+    store = FakeStore([0.001, 0.005, 0.05, 0.005])
+    pruner = Pruner(Retention())
+    asyncio.run(pruner.run(store, budget=None))  # type: ignore[arg-type]
+    assert store.limits[0] == 200 and all(700 <= n <= 1000 for n in store.limits[1:5]), (
+        store.limits)
