@@ -61,7 +61,7 @@ def pages(db: Path) -> tuple[int, int]:
 
 
 async def soak(db: Path, seconds: float, retention: float, batch: int, every: float,
-               prune: bool = True) -> dict[str, Any]:
+               prune: bool = True, rate: float = 0) -> dict[str, Any]:
     migrate(db)
     store = await SqliteStore.open(db, inline=True)
     pruner = Pruner(Retention(retention, retention, retention))
@@ -80,6 +80,8 @@ async def soak(db: Path, seconds: float, retention: float, batch: int, every: fl
                                         result_json='{"ok": true, "n": 42}') for c in claims],
                                max_crashes=3)
             done += len(claims)
+            if rate:  # hold the flow to `rate` jobs/s; the pruner may use the time left
+                await asyncio.sleep(max(0.0, began + done / rate - time.monotonic()))
             if prune and pruner.due(now):
                 report = await pruner.run(store)
                 longest, pruned = max(longest, report.longest_batch), pruned + report.total
@@ -103,7 +105,7 @@ async def soak(db: Path, seconds: float, retention: float, batch: int, every: fl
     steady = [s for s in samples if s["t"] >= 2 * retention]
     return {
         "seconds": round(elapsed, 1), "retention_s": retention if prune else None,
-        "batch": batch,
+        "batch": batch, "rate": rate or None,
         "jobs": done, "jobs_per_s": round(done / elapsed), "pruned": pruned,
         "longest_prune_batch_ms": round(longest * 1000, 2),
         "writer_wait_ms": {"p50": round(statistics.median(waits) * 1000, 3),
@@ -122,6 +124,8 @@ def main() -> None:
     parser.add_argument("--retention", default="60s", help="every final state's age")
     parser.add_argument("--batch", type=int, default=200, help="jobs per submit/claim/finish")
     parser.add_argument("--every", type=float, default=10, help="seconds between lines")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="jobs/s to hold the flow to (default: as fast as it goes)")
     parser.add_argument("--no-prune", action="store_true",
                         help="the baseline: the same flow, nothing pruned")
     parser.add_argument("--dir", help="where the database goes (default: a temp dir)")
@@ -130,7 +134,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         result = asyncio.run(soak(Path(tmp) / "soak.db", args.seconds,
                                   parse_duration(args.retention), args.batch, args.every,
-                                  not args.no_prune))
+                                  not args.no_prune, args.rate))
     summary = {k: v for k, v in result.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
     if args.json:

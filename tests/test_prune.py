@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -18,15 +17,11 @@ from scholarsource.store import schema
 from scholarsource.store.base import NewJob
 from scholarsource.store.sqlite import SqliteStore
 from tests.store.test_sqlite import failed, ok
+from tests.test_backup import _clean_environment
+
+__all__ = ["_clean_environment"]  # autouse: no SCHOLARSOURCE_* from the shell leaks in
 
 DAY = 86400
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("SCHOLARSOURCE_") or key == "STATE_DIRECTORY":
-            monkeypatch.delenv(key)
 
 
 def invoke(*args: str) -> Result:

@@ -29,10 +29,11 @@ TURN_SECONDS = 0.05  # batches per `run` in the pool, in time
 MAX_INTERVAL = 60.0  # prune at least this often, in seconds
 MIN_BATCH, FIRST_BATCH, MAX_BATCH = 10, 200, 5000
 PAGES_PER_STEP = 256  # pages one compact step gives back: 1 MiB at 4 KiB pages
-# While a backlog remains, rest this many times the time just spent: pruning takes at most
-# half of the dispatcher's loop, and half of that is pauses. Measured with
-# bench/retention_soak.py, that keeps up with ~3k jobs/s on 2 cores; less did not.
-_REST = 1
+# While a backlog remains, rest half the time just spent: pruning takes at most two thirds
+# of the dispatcher's loop, half of that in pauses. With a full rest (half the loop) it fell
+# behind a steady 3.4k jobs/s on 2 cores (bench/retention_soak.py): the commits also pay for
+# the WAL checkpoints their deletes cause.
+_REST = 0.5
 
 
 @dataclass
