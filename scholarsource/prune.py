@@ -54,6 +54,8 @@ def prune(config: Config, retention: Retention, *, dry_run: bool = False,
     before = file_bytes(db)
     try:
         counts, longest = asyncio.run(_prune(config, retention, dry_run, vacuum))
+    except PruneError:
+        raise
     except ScholarSourceError as exc:  # StoreUnavailable: locked past busy_timeout, disk full
         raise PruneError(f"cannot prune {db}: {exc}") from None
     return PruneResult(counts, dry_run, vacuum and not dry_run, before, file_bytes(db),
@@ -69,6 +71,9 @@ async def _prune(config: Config, retention: Retention, dry_run: bool,
         if dry_run:
             return await pruner.count(store), 0.0
         report = await pruner.run(store, budget=None)
+        if report.error is not None:
+            raise PruneError(f"the database refused a batch after {report.total} job(s) were "
+                             f"pruned: {report.error}")
         if vacuum:
             await store.vacuum()
         return report.deleted, report.longest_batch

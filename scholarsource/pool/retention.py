@@ -44,7 +44,8 @@ class PruneReport:
     batches: int = 0
     longest_batch: float = 0.0  # seconds: the slowest batch statement (see Pruner._batch)
     compact_steps: int = 0
-    done: bool = True  # False: the time budget ran out with work left
+    done: bool = True  # False: the time budget ran out with work left, or the store refused
+    error: str | None = None  # why the store refused (locked past busy_timeout, disk full)
 
     @property
     def total(self) -> int:
@@ -79,7 +80,7 @@ class Pruner:
             report.done = await self._work(store, report, started, budget)
         except StoreUnavailable as exc:
             log.warning("cannot prune finished jobs now: %s", exc)
-            report.done = False
+            report.done, report.error = False, str(exc)
             self._next = time.monotonic() + self.interval
             return report
         spent = time.monotonic() - started
