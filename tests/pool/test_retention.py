@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scholarsource.config import Retention
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import retention
@@ -87,49 +89,52 @@ def test_a_run_out_of_time_leaves_the_rest_for_the_next_turn(tmp_path: Path) -> 
 
 
 class FakeStore:
-    """Answers prune with a full batch per entry of `delays`, taking that long, then with
-    empty ones."""
+    """Answers prune with a full batch per entry of `delays`, then with empty ones. Each
+    batch takes its delay on a fake clock (the one the Pruner times statements with), so
+    that a loaded machine cannot change what the test sees."""
 
-    def __init__(self, delays: list[float]) -> None:
+    def __init__(self, delays: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
         self.delays = delays
         self.limits: list[int] = []
+        self.now = 0.0
+        monkeypatch.setattr(retention.time, "perf_counter", lambda: self.now)
 
     async def prune(self, state: JobState, before: float, limit: int) -> int:
         self.limits.append(limit)
         if len(self.limits) > len(self.delays):
             return 0
-        time.sleep(self.delays[len(self.limits) - 1])  # a statement blocks its thread
+        self.now += self.delays[len(self.limits) - 1]
         return limit
 
     async def compact(self, max_pages: int) -> bool:
         return False
 
 
-def test_slow_batches_shrink_the_next_ones_to_the_lock_budget() -> None:
-    store = FakeStore([0.02] * 5)  # 20 ms a batch, whatever its size: 4 times the budget
+def test_slow_batches_shrink_the_next_ones_to_the_lock_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FakeStore([0.02] * 5, monkeypatch)  # 20 ms a batch whatever its size: 4x budget
     pruner = Pruner(Retention())
     asyncio.run(pruner.run(store, budget=None))  # type: ignore[arg-type]
-    # 100 us a job -> about 50 a batch; then 400 us -> median 250 us -> about 20...
-    first, second, third = store.limits[:3]
-    assert first == 200 and 30 <= second <= 50 and 10 <= third <= 20, store.limits
+    # 100 us a job -> 50 a batch; then 400 us, median 250 us -> 20; then 1 ms, median 400 us
+    # -> 12; then 2 ms, median 700 us -> 7, held at the floor of 10.
+    assert store.limits[:5] == [200, 50, 20, 12, 10]
     assert pruner.batch == retention.MIN_BATCH == 10
 
 
-def test_fast_batches_grow_the_next_ones_up_to_the_cap() -> None:
-    store = FakeStore([0.0] * 3)
+def test_fast_batches_grow_the_next_ones_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FakeStore([0.0002] * 3, monkeypatch)  # 1 us a job: 5,000 fit in 5 ms
     pruner = Pruner(Retention())
     asyncio.run(pruner.run(store, budget=None))  # type: ignore[arg-type]
-    assert store.limits[:2] == [200, retention.MAX_BATCH]
+    assert store.limits[:3] == [200, retention.MAX_BATCH, retention.MAX_BATCH]
 
 
-def test_one_slow_statement_does_not_shrink_the_batch() -> None:
-    # 50 us a job (200 in 10 ms, then batches of 100 in 5 ms), and one statement that also
-    # ran an automatic checkpoint (100 ms: 1 ms a job alone, which would mean batches of 5).
-    store = FakeStore([0.01, 0.005, 0.1, 0.005])
+def test_one_slow_statement_does_not_shrink_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 50 us a job (200 in 10 ms, then 100 in 5 ms), and one statement that also ran an
+    # automatic checkpoint (100 ms: 1 ms a job alone, which would mean batches of 5).
+    store = FakeStore([0.01, 0.005, 0.1, 0.005], monkeypatch)
     pruner = Pruner(Retention())
     asyncio.run(pruner.run(store, budget=None))  # type: ignore[arg-type]
-    assert store.limits[0] == 200 and all(50 <= n <= 100 for n in store.limits[1:5]), (
-        store.limits)
+    assert store.limits[:4] == [200, 100, 100, 100]  # after the slow one: still 100
 
 
 class RefusingStore:
