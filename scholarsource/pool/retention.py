@@ -59,9 +59,11 @@ class Pruner:
     def __init__(self, retention: Retention) -> None:
         self.ages = {JobState.SUCCEEDED: retention.succeeded,
                      JobState.CANCELLED: retention.cancelled, JobState.DEAD: retention.dead}
-        # Often enough that a job outlives its age by half of it at most (retention of a
-        # few seconds in tests), and at least once a minute.
-        self.interval = min(MAX_INTERVAL, min(self.ages.values()) / 2)
+        # At least once a minute, and often enough that a job outlives its age by a tenth
+        # at most: the table (and the file) swings by the jobs of one interval, so a short
+        # retention under a heavy flow wants a short one. A run with nothing to delete is
+        # three index probes.
+        self.interval = min(MAX_INTERVAL, min(self.ages.values()) / 10)
         self.batch = FIRST_BATCH
         self._costs: deque[float] = deque(maxlen=5)  # seconds per deleted job, latest batches
         self._next = 0.0  # monotonic

@@ -70,7 +70,8 @@ def test_a_run_deletes_what_is_past_its_age_and_keeps_the_rest(tmp_path: Path) -
 
 def test_the_interval_follows_the_shortest_age() -> None:
     assert Pruner(Retention()).interval == 60
-    assert Pruner(Retention(dead=1.0)).interval == 0.5
+    assert Pruner(Retention(dead=1.0)).interval == 0.1
+    assert Pruner(Retention(succeeded=60.0)).interval == 6
 
 
 def test_a_run_out_of_time_leaves_the_rest_for_the_next_turn(tmp_path: Path) -> None:
@@ -143,7 +144,7 @@ class RefusingStore:
 
 
 def test_a_refusing_store_is_tried_again_at_the_next_interval() -> None:
-    pruner = Pruner(Retention(succeeded=10))
+    pruner = Pruner(Retention(succeeded=100))  # an interval of 10 s
     report = asyncio.run(pruner.run(RefusingStore()))  # type: ignore[arg-type]
     assert (report.done, report.error) == (False, "database is locked")
-    assert not pruner.due(time.monotonic() + 1) and pruner.due(time.monotonic() + 5)
+    assert not pruner.due(time.monotonic() + 5) and pruner.due(time.monotonic() + 10)
