@@ -5,7 +5,7 @@ end. Work goes in batches, each one statement and so one write transaction, size
 what deleting one job has cost lately so that a batch holds the write lock about
 `BATCH_SECONDS`; after each one the pruner pauses about as long. SQLite's lock is not fair (a
 waiting writer sleeps and retries), so batches back to back would starve the API's submits;
-with the pause they wait about one short batch at most. In the pool, one `run` spends at most
+the pause lets a waiting writer in between two batches. In the pool, one `run` spends at most
 `TURN_SECONDS`; a backlog (the first prune of a big history) is worked off over later turns.
 """
 
