@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ import click
 from scholarsource import __version__
 from scholarsource.bench.command import bench
 from scholarsource.client import client_commands
-from scholarsource.config import Config, load_config
+from scholarsource.config import Config, load_config, parse_duration
 from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNHEALTHY
 
@@ -116,6 +117,55 @@ def backup(file: str, force: bool, config_file: str | None, **flags: Any) -> Non
         sys.exit(EXIT_FAILURE)
     click.echo(f"backed up {config.db_path} to {result.path} ({result.pages} pages, "
                f"{result.bytes / 1024**2:.1f} MiB)")
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than zero")
+    return seconds
+
+
+@main.command()
+@server_options
+@click.option("--older-than", metavar="DURATION", callback=_duration,
+              help="Prune finished jobs of every state older than this ('1d', '12h', "
+                   "seconds) instead of the [retention] ages.")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--vacuum", is_flag=True,
+              help="Then rewrite the file so that it gives space back from now on (holds "
+                   "the write lock throughout: for a quiet time).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def prune(older_than: float | None, dry_run: bool, vacuum: bool, as_json: bool,
+          config_file: str | None, **flags: Any) -> None:
+    """Delete finished jobs past their retention now (safe while the server runs)."""
+    from scholarsource.config import Retention
+    from scholarsource.prune import PruneError
+    from scholarsource.prune import prune as run_prune
+
+    config = build_config(config_file, **flags)
+    retention = config.retention if older_than is None else Retention(
+        older_than, older_than, older_than)
+    try:
+        result = run_prune(config, retention, dry_run=dry_run, vacuum=vacuum)
+    except PruneError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    states = ", ".join(f"{state} {n}" for state, n in result.counts.items())
+    verb = "would prune" if dry_run else "pruned"
+    click.echo(f"{verb} {sum(result.counts.values())} job(s) ({states}) from {config.db_path}")
+    click.echo(f"file {result.bytes_before / 1024**2:.1f} MiB -> "
+               f"{result.bytes_after / 1024**2:.1f} MiB, auto_vacuum {result.auto_vacuum}"
+               + ("" if result.auto_vacuum == "incremental" or vacuum else
+                  " (freed space is reused, not given back: run prune --vacuum once)"))
 
 
 @main.command()

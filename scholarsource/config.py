@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -56,8 +56,51 @@ def format_size(size: int) -> str:
     return f"{size} bytes"
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_HINT = "a duration like '90s', '30m', '12h' or '7d', or a number of seconds"
+
+
+def parse_duration(value: int | float | str) -> float:
+    """Turn ``90s``, ``30m``, ``12h``, ``7d`` or a plain number of seconds into seconds.
+
+    ASCII digits only: ``re``'s ``\\d`` would also take Arabic-Indic and other digits."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{value!r} is not {DURATION_HINT}")
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", value, re.ASCII)
+        if not match:
+            raise ValueError(f"{value!r} is not {DURATION_HINT}")
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{value!r} is not {DURATION_HINT}")
+    return float(value)
+
+
 def _key(help: str, **extra: Any) -> dict[str, Any]:
     return {"help": help, **extra}
+
+
+_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs stay, per final state, in seconds: the `[retention]` table.
+    A pruned job's events and idempotency key go with it."""
+
+    succeeded: float = field(default=7 * _DAY, metadata=_key(
+        "How long a succeeded job (and its result) stays after it finished."))
+    cancelled: float = field(default=7 * _DAY, metadata=_key(
+        "How long a cancelled job stays after it was cancelled."))
+    dead: float = field(default=30 * _DAY, metadata=_key(
+        "How long a dead job stays in the dead letters, where an operator can re-queue it."))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"retention.{f.name} must be more than zero seconds, "
+                                  f"not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -186,6 +229,10 @@ class Config:
         "params (the existing frontend's form); empty: such a body is refused with 422."))
     max_cache_ttl: float = field(default=30 * 86400.0, metadata=_key(
         "Most seconds a submit's cache_ttl may ask for (a month)."))
+    retention: Retention = field(default_factory=Retention, metadata=_key(
+        "How long finished jobs stay, per final state ([retention] succeeded, cancelled, "
+        "dead; SCHOLARSOURCE_RETENTION_DEAD=30d...); the pool deletes older ones, with "
+        "their events and idempotency keys, in small batches.", table=Retention))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -248,7 +295,8 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --print-config and the bench's JSON."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: asdict(value) if isinstance(value := getattr(self, f.name), Retention)
+                else value for f in fields(self)}
 
 
 _TYPES = get_type_hints(Config)
@@ -308,8 +356,53 @@ def _coerce(name: str, raw: Any, from_text: bool) -> Any:
     return raw.lower() if f.metadata.get("choices") else raw
 
 
+def _table_key(name: str, raw: Any, source: _Source) -> dict[str, Any] | None:
+    """A table's keys (`[retention]` in TOML, SCHOLARSOURCE_RETENTION_DEAD in the
+    environment) as {table: {key: raw}}; None if `name` is no table's."""
+    for table, f in Config.__dataclass_fields__.items():
+        if "table" not in f.metadata:
+            continue
+        if name == table:
+            if source.text or not isinstance(raw, dict):
+                example = ENV_PREFIX + table.upper() + "_<KEY>" if source.text else \
+                    f"[{table}]"
+                raise ConfigError(f"{source.spell(name)} {source.where} must be a table: "
+                                  f"set its keys as {example}")
+            return {table: raw}
+        if source.text and name.startswith(table + "_"):
+            return {table: {name[len(table) + 1:]: raw}}
+    return None
+
+
+def _layer_table(values: dict[str, Any], table: str, raws: Mapping[str, Any],
+                 source: _Source) -> None:
+    """Check and parse one table's keys (each a duration: [retention] is the only table)."""
+    keys = {f.name for f in fields(Config.__dataclass_fields__[table].metadata["table"])}
+
+    def spell(key: str) -> str:  # SCHOLARSOURCE_RETENTION_DEAD, 'retention.dead'
+        return source.spell(f"{table}_{key}" if source.text else f"{table}.{key}")
+
+    for key, raw in raws.items():
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f"; did you mean {spell(close[0])}?" if close else ""
+            raise ConfigError(f"unknown setting {spell(key)} {source.where}{hint}")
+        try:
+            seconds = parse_duration(raw)
+        except ValueError:
+            seconds = 0.0
+        if seconds <= 0:
+            raise ConfigError(f"{spell(key)} {source.where} must be {DURATION_HINT} (more "
+                              f"than zero), not {raw!r}")
+        values.setdefault(table, {})[key] = seconds
+
+
 def _layer(values: dict[str, Any], source: _Source) -> None:
     for name, raw in source.values.items():
+        if (nested := _table_key(name, raw, source)) is not None:
+            for table, raws in nested.items():
+                _layer_table(values, table, raws, source)
+            continue
         if name not in Config.__dataclass_fields__:
             close = difflib.get_close_matches(name, Config.__dataclass_fields__, n=1)
             hint = f"; did you mean {source.spell(close[0])}?" if close else ""
@@ -348,6 +441,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
     _layer(values, _Source({k: v for k, v in (overrides or {}).items() if v is not None},
                            "on the command line",
                            lambda name: "--" + name.replace("_", "-"), text=True))
+    if "retention" in values:
+        values["retention"] = Retention(**values["retention"])
     try:
         return Config(**values)
     except TypeError as exc:  # pragma: no cover - every key was checked above

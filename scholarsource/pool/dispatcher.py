@@ -29,6 +29,7 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
+from scholarsource.pool.retention import Pruner
 from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.pool.suspect import Suspect
 from scholarsource.store.base import (
@@ -108,6 +109,7 @@ class Dispatcher:
         self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
+        self.retention = Pruner(config.retention)
         self._next_sample = 0.0
         self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
         self._wake = asyncio.Event()
@@ -450,6 +452,8 @@ class Dispatcher:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)
             await self._beat(now)
+        if self.retention.due(now):
+            await self.retention.run(self.store)
 
     def _enforce(self, now: float) -> None:
         """Stop what must stop (timeouts, ignored cancels), finish stops that TERM did not,

@@ -437,3 +437,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def heartbeat(self, info: PoolInfo) -> None:
         """Record that the pool is alive and which processes it has."""
+
+    # -- retention --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def prune(self, state: JobState, before: float, limit: int) -> int:
+        """Delete up to `limit` jobs in final `state` that finished before `before` (wall
+        clock), oldest first, with their events and idempotency keys, in one short
+        transaction; returns how many."""
+
+    @abc.abstractmethod
+    async def count_expired(self, state: JobState, before: float) -> int:
+        """How many jobs `prune` would delete with no limit (for a dry run)."""
+
+    @abc.abstractmethod
+    async def compact(self, max_pages: int) -> bool:
+        """Give up to `max_pages` of the space pruning freed back to the filesystem, keeping
+        some for new jobs; returns True while there is more to give back."""
+
+    @abc.abstractmethod
+    async def vacuum(self) -> None:
+        """Rewrite the whole store compactly. Holds the write lock throughout: an operator's
+        step for a quiet time, never the pool's."""

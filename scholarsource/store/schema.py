@@ -182,7 +182,15 @@ ALTER TABLE tasks ADD COLUMN cache_ttl REAL;
 ALTER TABLE tasks ADD COLUMN unique_job INTEGER NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
+# Retention: each final state's jobs in the order they finished, so that the pruner's "the
+# oldest N succeeded jobs finished before T" is one index range, whatever else the table
+# holds. Partial on finished_at (set only in a final state): a row enters it once, when it
+# finishes, and leaves when it is pruned or re-queued; claims never touch it.
+_V9 = """
+CREATE INDEX jobs_expiry ON jobs (status, finished_at) WHERE finished_at IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -191,6 +199,14 @@ def migrate(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
+        # Freed pages go back to the filesystem (the pruner runs incremental_vacuum). This
+        # takes effect only on a new, empty file, and must precede WAL, which writes the
+        # header. An existing file keeps its mode: converting it is a VACUUM, which rewrites
+        # the whole file under the write lock and needs its size again in free disk, too slow
+        # and too risky for a start-up step (systemd's start timeout, a full disk): the
+        # operator runs `scholarsource prune --vacuum` once, at a quiet time. Until then
+        # pruned pages are reused by new jobs, so the file stops growing but does not shrink.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

@@ -61,7 +61,9 @@ BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key 
 # the bound time (a probe of jobs_cached). Bound: tenant, fingerprint, since.
 _CACHED_WHERE = ("tenant = ? AND fingerprint = ? AND status = 'succeeded' "
                  "AND finished_at >= ?")
-CACHED = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {_CACHED_WHERE} "
+# INDEXED BY: retention's jobs_expiry (status, finished_at) also matches, and without
+# statistics SQLite may take it, a range over every success of the window.
+CACHED = (f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_cached WHERE {_CACHED_WHERE} "
           f"ORDER BY finished_at DESC LIMIT 1")
 # A unique job's live twin (a probe of jobs_unique_live, whose predicate this repeats).
 _LIVE = ", ".join(f"'{state}'" for state in LIVE_STATES)
@@ -77,7 +79,7 @@ _SUBMIT_ONCE = (SUBMIT.replace("FROM json_each(?) ORDER BY key",
                 + " ON CONFLICT DO NOTHING RETURNING id")
 SUBMIT_ONCE = _SUBMIT_ONCE.format(cached="")
 SUBMIT_UNCACHED = _SUBMIT_ONCE.format(
-    cached=f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE {_CACHED_WHERE})")
+    cached=f" AND NOT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_cached WHERE {_CACHED_WHERE})")
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
 CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
 PEEK = "SELECT seq, task FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
@@ -266,6 +268,27 @@ RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at F
                      "WHERE tenant = :tenant AND finished_at >= :since "
                      "ORDER BY finished_at DESC LIMIT :limit")
 
+# Retention. Each final state's expired jobs are one range of V9's jobs_expiry, oldest first.
+# Deleting a job deletes its events (trigger jobs_purge_events) and, with the row, its
+# idempotency key. One statement is one short write transaction: the caller bounds `limit`.
+_EXPIRED = ("SELECT seq FROM jobs WHERE status = :state AND finished_at < :before "
+            "ORDER BY finished_at LIMIT :limit")
+PRUNE = f"DELETE FROM jobs WHERE seq IN ({_EXPIRED}) RETURNING seq"
+COUNT_EXPIRED = "SELECT count(*) FROM jobs WHERE status = :state AND finished_at < :before"
+FREE_PAGES = ("SELECT f.freelist_count, p.page_count FROM pragma_freelist_count() AS f, "
+              "pragma_page_count() AS p")
+# incremental_vacuum frees one page per result row, and a row without columns makes the
+# sqlite3 module stop stepping after the first: run it as a script, which steps to the end.
+# A no-op unless the file has auto_vacuum = INCREMENTAL (see schema.migrate).
+RELEASE_PAGES = "PRAGMA incremental_vacuum({pages})"
+# PASSIVE: copy what it can without waiting for anyone. In WAL mode the file only shrinks
+# when a checkpoint writes the commit that released its tail.
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+VACUUM = "PRAGMA auto_vacuum = INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"
+# Free pages up to a quarter of the used ones stay: new jobs reuse them, so a steady flow
+# does not shrink and regrow the file at every prune.
+_SLACK = 4
+
 
 # The jobs list's text search: a LIKE over at most `scan` rows (the window: the newest jobs
 # the other filters match), never over the whole history.
@@ -311,6 +334,8 @@ class _Driver(Protocol):
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]: ...
 
+    async def script(self, sql: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -323,6 +348,9 @@ class _ThreadDriver:
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         return list(await self._conn.execute_fetchall(sql, params))
+
+    async def script(self, sql: str) -> None:
+        await self._conn.executescript(sql)
 
     async def close(self) -> None:
         await self._conn.close()
@@ -338,6 +366,9 @@ class _InlineDriver:
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         return self._conn.execute(sql, params).fetchall()
+
+    async def script(self, sql: str) -> None:
+        self._conn.executescript(sql)
 
     async def close(self) -> None:
         self._conn.close()
@@ -710,3 +741,29 @@ class SqliteStore(Store):
                                             info.busy, info.heartbeat_at,
                                             json.dumps(info.admission),
                                             json.dumps(info.slot_rows)))
+
+    # -- retention --------------------------------------------------------------------------
+    @_unavailable
+    async def prune(self, state: JobState, before: float, limit: int) -> int:
+        return len(await self._db.fetchall(PRUNE, {"state": state.value, "before": before,
+                                                   "limit": limit}))
+
+    @_unavailable
+    async def count_expired(self, state: JobState, before: float) -> int:
+        n: int = (await self._one(COUNT_EXPIRED, {"state": state.value, "before": before}))[0]
+        return n
+
+    @_unavailable
+    async def compact(self, max_pages: int) -> bool:
+        free, total = await self._one(FREE_PAGES)
+        excess = free - (total - free) // _SLACK
+        if excess > 0:
+            await self._db.script(RELEASE_PAGES.format(pages=int(min(excess, max_pages))))
+        if excess > max_pages:
+            return True
+        await self._db.fetchall(CHECKPOINT)
+        return False
+
+    @_unavailable
+    async def vacuum(self) -> None:
+        await self._db.script(VACUUM)
