@@ -29,7 +29,8 @@ HOSTILE_VALUES = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999", '"\\ud800"'
                   "1" + "0" * 30, "-" + "9" * 5000, '"' + "x" * 100_000 + '"', "[]", "{}",
                   "null", "true", '"\\u0000"', '"١MB"', '"1\\u00a0MB"', "1.5", "-1", '""']
 SUBMIT_FIELDS = ("task", "queue", "priority", "max_attempts", "timeout", "memory_limit",
-                 "backoff_base", "backoff_max")
+                 "backoff_base", "backoff_max", "cache_ttl", "bypass_cache", "unique")
+BULK_CANCEL_FIELDS = ("status", "task", "queue", "all")
 
 
 def hostile_bodies() -> Iterator[str]:
@@ -51,7 +52,9 @@ HOSTILE_IDS = ["%00", "%ED%A0%80", "%FF%FE", "..", "a" * 5000, "%F0%9F%98%80", "
 HOSTILE_QUERIES = ["status=NaN", "limit=1e400", "limit=-1", "limit=" + "9" * 30,
                    "limit=%D9%A1", "cursor=NaN", "cursor=%ED%A0%80", "task=%ED%A0%80",
                    "task=%00", "queue=" + "q" * 10_000, "unknown=1", "status=%FF",
-                   "limit=1&limit=2", "cursor=" + "1" * 19, "task[]=a", "%ED%A0%80=1"]
+                   "limit=1&limit=2", "cursor=" + "1" * 19, "task[]=a", "%ED%A0%80=1",
+                   "search=%ED%A0%80", "search=%00", "search=" + "s" * 10_000, "search=%25_%5C",
+                   "search=%FF&status=queued"]
 HOSTILE_EVENT_IDS = [b"\xff", b"NaN", b"-1", b"1e400", b"9" * 30, "²".encode(), b"1 2"]
 HOSTILE_KEYS = [b"\xff\xfe", b"k" * 1000, b"with space", "ü".encode("latin-1"), b""]
 
@@ -110,6 +113,11 @@ def test_hostile_input_gets_4xx_and_leaves_the_server_whole(serve) -> None:
                    headers=json_type)
         check.send("POST", route, f"POST {route} as text/plain", content=b'{"task": "noop"}',
                    headers={"Content-Type": "text/plain"})
+    for body in ('[]', "null", "{}", '{"all": false}', '{"evil": 1}', deep(2000),
+                 *('{"' + field + '": ' + value + "}" for value in HOSTILE_VALUES
+                   for field in BULK_CANCEL_FIELDS)):
+        check.send("POST", "/api/jobs/cancel", f"POST /api/jobs/cancel {body[:60]}",
+                   content=body.encode(), headers=json_type)
     for job_id in HOSTILE_IDS:
         for method, path in (("GET", "/api/jobs/{}"), ("POST", "/api/jobs/{}/cancel"),
                              ("POST", "/api/jobs/{}/retry"), ("GET", "/api/status/{}"),
