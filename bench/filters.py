@@ -101,7 +101,7 @@ def _pages(path: Path, repeats: int, before: bool) -> dict[str, dict[str, float]
         for case in CASES:
             status = case.get("status")
             sql = list_sql(set(case), paged=False,
-                           finished=status is not None and JobState(status).finished)
+                           finished=status is not None and JobState(status).final)
             if before:
                 sql = sql.replace("+", "")
             args = ["default", *(case[name] for name in LIST_FILTERS if name in case), 51]
