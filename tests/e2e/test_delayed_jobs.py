@@ -4,6 +4,9 @@ after), can be listed and cancelled; what a submit cannot mean is refused."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from scholarsource.exitcodes import EXIT_OK
+from tests.conftest import server_env
 from tests.e2e.jobs_api import all_jobs, wait_finished
 from tests.e2e.test_submit_checks import refused
 
@@ -92,3 +97,30 @@ def test_a_delayed_submit_that_cannot_be_read_is_refused(serve) -> None:
         answer = refused(client, {"task": "noop", **body}, code)
         assert answer["message"] and "Traceback" not in answer["message"]
     assert all_jobs(client) == []
+
+
+def test_the_cli_submits_delayed_jobs_and_waits_on_final(serve) -> None:
+    server = serve(slots=1)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scholarsource", *args, "--url",
+                               server.url], capture_output=True, text=True,
+                              env=server_env(), timeout=60)
+
+    later = cli("submit", "noop", "--run-at", "2100-01-01T00:00:00Z", "--json")
+    assert later.returncode == EXIT_OK, later.stderr
+    job = json.loads(later.stdout)
+    assert (job["status"], job["run_at"]) == ("scheduled", 4102444800.0)
+    shown = cli("status", job["id"])
+    assert "scheduled" in shown.stdout and "starts in" in shown.stdout
+    epoch = json.loads(cli("submit", "noop", "--run-at", "4102444800", "--json").stdout)
+    assert (epoch["status"], epoch["run_at"]) == ("scheduled", 4102444800.0)
+    # --wait polls until the job says it is final, through the scheduled state.
+    waited = cli("submit", "noop", "--delay", "0.5", "--wait", "--json")
+    assert waited.returncode == EXIT_OK, waited.stderr
+    done = json.loads(waited.stdout)
+    assert (done["status"], done["final"]) == ("succeeded", True)
+    # (run_at is read from the request a moment before created_at is stamped: hence 0.4)
+    assert done["started_at"] >= done["created_at"] + 0.4
+    refused = cli("submit", "noop", "--delay", "1", "--run-at", "4102444800")
+    assert refused.returncode != EXIT_OK and "delay_and_run_at" in refused.stderr
