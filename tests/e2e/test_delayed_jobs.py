@@ -78,6 +78,9 @@ def test_a_scheduled_job_is_cancelled_and_shows_final(serve) -> None:
     compat = client.get(f"/api/status/{job['id']}").json()
     assert (compat["job_id"], compat["status"], compat["final"]) == (
         job["id"], "scheduled", False)
+    metrics = client.get("/metrics").text
+    assert 'scholarsource_queue_jobs{queue="default",status="scheduled"} 1.0' in metrics
+    assert 'status="failed"' not in metrics
     cancelled = client.post(f"/api/cancel/{job['id']}")
     assert cancelled.status_code == 200
     assert (cancelled.json()["status"], cancelled.json()["final"]) == ("cancelled", True)
