@@ -43,7 +43,7 @@ def parse_run_at(body: dict[str, Any], now: float | None = None) -> float | None
 
 def _iso(text: str) -> float:
     try:
-        when = datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lowercase t and z
     except ValueError:
         raise _unreadable() from None
     if when.tzinfo is None:
