@@ -36,9 +36,9 @@ _MIX = (("noop", "default", 0.55), ("noop", "bulk", 0.05), ("fetch", "io", 0.25)
 # Every combination of filters, each with values that make the page expensive when read
 # from the wrong index: rare tasks and queues, live and final states, empty intersections.
 CASES: list[dict[str, str]] = [
-    {}, {"status": "failed"}, {"status": "succeeded"},
+    {}, {"status": "retrying"}, {"status": "succeeded"},
     {"task": "rare"}, {"task": "never"}, {"task": "cpu"}, {"queue": "bulk"},
-    {"status": "failed", "task": "noop"}, {"status": "succeeded", "task": "rare"},
+    {"status": "retrying", "task": "noop"}, {"status": "succeeded", "task": "rare"},
     {"status": "dead", "task": "noop"}, {"status": "queued", "task": "rare"},
     {"status": "queued", "queue": "bulk"}, {"status": "succeeded", "queue": "bulk"},
     {"task": "rare", "queue": "io"}, {"task": "noop", "queue": "bulk"},
@@ -74,7 +74,7 @@ def fill(path: Path, n: int, seed: int = 7) -> None:
                                             "GROUP BY tenant").fetchall():
         conn.execute("""
             UPDATE jobs SET status = CASE
-                WHEN seq % 200 = 0 THEN 'failed' WHEN seq % 33 = 0 THEN 'dead'
+                WHEN seq % 200 = 0 THEN 'retrying' WHEN seq % 33 = 0 THEN 'dead'
                 WHEN seq % 50 = 0 THEN 'cancelled' ELSE 'succeeded' END,
                 finished_at = created_at + 1
             WHERE tenant = ? AND seq <= ?""", (tenant, first + (last - first) * 97 // 100))
@@ -101,7 +101,7 @@ def _pages(path: Path, repeats: int, before: bool) -> dict[str, dict[str, float]
         for case in CASES:
             status = case.get("status")
             sql = list_sql(set(case), paged=False,
-                           finished=status is not None and JobState(status).finished)
+                           finished=status is not None and JobState(status).final)
             if before:
                 sql = sql.replace("+", "")
             args = ["default", *(case[name] for name in LIST_FILTERS if name in case), 51]

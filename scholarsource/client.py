@@ -15,8 +15,6 @@ import httpx
 from scholarsource.exitcodes import EXIT_FAILURE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-# `failed` is not final: the job waits for its next attempt.
-_FINISHED = {"succeeded", "dead", "cancelled"}
 
 
 def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,15 +69,24 @@ def _show(job: dict[str, Any], as_json: bool) -> None:
     click.echo(line)
     if job.get("error"):
         click.echo(f"  error: {job['error']}")
-    if job["status"] == "failed" and job.get("run_at") is not None:
-        click.echo(f"  next attempt in {max(job['run_at'] - time.time(), 0):.1f}s")
+    if job.get("run_at") is not None:  # scheduled or retrying: when it may start
+        click.echo(f"  {'next attempt' if job['attempts'] else 'starts'} in "
+                   f"{max(job['run_at'] - time.time(), 0):.1f}s")
     if job["status"] == "succeeded" and job.get("result") is not None:
         click.echo(f"  result: {json.dumps(job['result'])}")
 
 
 def _exit_for(job: dict[str, Any]) -> None:
-    if job["status"] in _FINISHED - {"succeeded"}:
+    if job["final"] and job["status"] != "succeeded":
         sys.exit(EXIT_FAILURE)
+
+
+def _run_at(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--run-at: epoch seconds as a number, anything else as the ISO text the server reads."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return value
 
 
 @click.command()
@@ -103,8 +110,12 @@ def _exit_for(job: dict[str, Any]) -> None:
 @click.option("--bypass-cache", is_flag=True, default=None,
               help="Run anew even if a cached result exists; the new one is cached.")
 @click.option("--unique/--no-unique", default=None,
-              help="Get the job of the same task and params that is queued, running or "
-                   "waiting to retry, if any, instead of a new one (default: the task's).")
+              help="Get the job of the same task and params that is scheduled, queued, running or "
+                   "retrying, if any, instead of a new one (default: the task's).")
+@click.option("--delay", type=float, help="Start no sooner than this many seconds from now.")
+@click.option("--run-at", callback=_run_at, metavar="TIME",
+              help="Start no sooner than TIME: epoch seconds, or ISO 8601 with a zone "
+                   "(2030-01-01T09:00:00Z).")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
 @click.option("--idempotency-key", "key",
               help="Submitting again with the same key gives back the same job.")
@@ -116,7 +127,7 @@ def submit(task: str, params: tuple[str, ...], wait: bool, key: str | None, url:
     body.update({name: value for name, value in fields.items() if value is not None})
     job = _call(url, "POST", "/api/jobs", json=body,
                 headers={"Idempotency-Key": key} if key is not None else None)
-    while wait and job["status"] not in _FINISHED:
+    while wait and not job["final"]:
         time.sleep(0.2)
         job = _call(url, "GET", f"/api/jobs/{job['id']}")
     _show(job, as_json)
@@ -174,7 +185,7 @@ def _list(page: dict[str, Any], as_json: bool) -> None:
 @click.argument("job_id")
 @client_options
 def retry(job_id: str, url: str, as_json: bool) -> None:
-    """Re-queue a failed, dead or cancelled job with fresh attempts."""
+    """Re-queue a retrying, dead or cancelled job with fresh attempts."""
     _show(_call(url, "POST", f"/api/jobs/{job_id}/retry"), as_json)
 
 
@@ -218,24 +229,24 @@ def dlq_purge(yes: bool, url: str, as_json: bool) -> None:
 
 
 @click.command("cancel-jobs")
-@click.option("--status", "status_", type=click.Choice(["queued", "failed", "running"]),
-              help="Only jobs in this state.")
+@click.option("--status", "status_",
+              help="Only jobs in this state (scheduled, queued, retrying or running).")
 @click.option("--task", help="Only jobs of this task.")
 @click.option("--queue", help="Only jobs in this queue.")
 @click.option("--all", "every", is_flag=True,
-              help="Every queued, failed and running job, if no filter is given.")
+              help="Every job not yet final, if no filter is given.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @client_options
 def cancel_jobs(status_: str | None, task: str | None, queue: str | None, every: bool,
                 yes: bool, url: str, as_json: bool) -> None:
-    """Cancel many jobs: queued and failed ones at once, running ones asked to stop."""
+    """Cancel many jobs: waiting and queued ones at once, running ones asked to stop."""
     filters = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue))
                if v is not None}
     if not filters and not every:
         raise click.UsageError("name the jobs with --status, --task or --queue, or give --all")
     if not yes:
         which = " and ".join(f"{name} {value}" for name, value in filters.items())
-        click.confirm(f"cancel every queued, failed and running job"
+        click.confirm(f"cancel every scheduled, queued, retrying and running job"
                       f"{f' with {which}' if which else ''}?", abort=True)
     answer = _call(url, "POST", "/api/jobs/cancel", json={**filters, **({"all": True}
                                                                          if every else {})})

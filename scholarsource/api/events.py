@@ -20,6 +20,7 @@ from scholarsource.api.schemas import is_count
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import StoreUnavailable, ValidationFailed
+from scholarsource.store.base import FINAL_STATES
 
 POLL_INTERVAL = 0.25
 KEEPALIVE_INTERVAL = 15.0
@@ -52,12 +53,15 @@ async def stream(request: Request) -> StreamingResponse:
                 job, batch = None, []
             for event in batch:
                 after = event.seq
-                payload = json.dumps({"job_id": event.job_id, "at": event.at, **event.data})
+                data = event.data
+                if event.kind == "state":  # so that no client keeps a list of final states
+                    data = {**data, "final": data["status"] in FINAL_STATES}
+                payload = json.dumps({"job_id": event.job_id, "at": event.at, **data})
                 yield f"id: {event.seq}\nevent: {event.kind}\ndata: {payload}\n\n"
             if batch:
                 quiet_since = time.monotonic()
                 continue
-            if job is not None and job.status.finished:
+            if job is not None and job.status.final:
                 return
             if time.monotonic() - quiet_since > KEEPALIVE_INTERVAL:
                 quiet_since = time.monotonic()

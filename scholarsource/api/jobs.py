@@ -70,7 +70,8 @@ def committed(waker: Waker, job_log: bool) -> Callable[[list[Job]], None]:
     `job queued` line per job, written together."""
 
     def done(jobs: list[Job]) -> None:
-        waker.poke()
+        waiting = any(job.status is JobState.SCHEDULED for job in jobs)
+        waker.poke(wakeup.SCHEDULED if waiting else wakeup.SUBMITTED)
         if job_log:
             logs.write_lines(log, [(job.created_at, logging.INFO, "job queued", {
                 "job_id": job.id, "task": job.task, "queue": job.queue, "attempt": 0})
@@ -102,7 +103,7 @@ async def cancel_job(request: Request, job_id: str) -> Job:
 
 
 async def retry_job(request: Request, job_id: str) -> Job:
-    """Re-queue a failed, dead or cancelled job with fresh attempts; 409 otherwise."""
+    """Re-queue a retrying, dead or cancelled job with fresh attempts; 409 otherwise."""
     svc = services(request)
     job, retried = await svc.store.retry(tenant_of(request), job_id)
     if job is None:
@@ -145,8 +146,8 @@ async def cancel(request: Request) -> JSONResponse:
 
 
 async def cancel_matching(request: Request) -> JSONResponse:
-    """Cancel the tenant's queued and failed jobs that match the body's filters, and ask its
-    matching running ones to stop, in one transaction."""
+    """Cancel the tenant's scheduled, queued and retrying jobs that match the body's
+    filters, and ask its matching running ones to stop, in one transaction."""
     svc = services(request)
     filters = parse_bulk_cancel(await read_json(request, svc.config))
     cancelled, flagged = await svc.store.cancel_matching(tenant_of(request), **filters)

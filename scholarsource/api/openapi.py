@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import __version__
+from scholarsource.api.delays import LATEST, MAX_DELAY
 from scholarsource.api.schemas import (
     BULK_CANCEL_FILTERS,
     CANCELLABLE_STATES,
@@ -105,7 +106,7 @@ DOCUMENT: dict[str, Any] = {
             "responses": {"200": {"description": "event stream",
                                   "content": {"text/event-stream": {}}}, **_ERRORS}}},
         "/api/jobs/{job_id}/retry": {"post": {
-            "summary": "Re-queue a failed, dead or cancelled job with fresh attempts",
+            "summary": "Re-queue a retrying, dead or cancelled job with fresh attempts",
             "parameters": [_ID],
             "responses": {"200": _answer("queued again", _JOB),
                           "409": _answer("not in a state that can be retried "
@@ -121,10 +122,10 @@ DOCUMENT: dict[str, Any] = {
                 "how many", {"type": "object", "properties": {"purged": {"type": "integer"}}}),
                 **_ERRORS}}},
         "/api/jobs/cancel": {"post": {
-            "summary": "Cancel many jobs: queued and failed ones at once, running ones asked "
-                       "to stop",
-            "description": "At least one filter, or \"all\": true for every queued, failed "
-                           "and running job; filters given with it still narrow. One "
+            "summary": "Cancel many jobs: waiting and queued ones at once, running ones "
+                       "asked to stop",
+            "description": "At least one filter, or \"all\": true for every job not yet "
+                           "final; filters given with it still narrow. One "
                            "transaction; only the caller's own jobs.",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "additionalProperties": False,
@@ -191,12 +192,19 @@ DOCUMENT: dict[str, Any] = {
                                                        "the new one is cached."},
                        "unique": {"type": ["boolean", "null"],
                                   "description": "While a unique job of the same task and "
-                                                 "params is queued, running or waiting to "
-                                                 "retry, answer with it (200)."}}},
+                                                 "params is scheduled, queued, running or "
+                                                 "retrying, answer with it (200)."},
+                       # Delayed jobs (api/delays.py): one of the two, never both.
+                       "delay": {"type": ["number", "null"], "minimum": 0,
+                                 "maximum": MAX_DELAY},
+                       "run_at": {"anyOf": [
+                           {"type": "number", "minimum": 0, "maximum": LATEST},
+                           {"type": "string", "format": "date-time"}, {"type": "null"}]}},
+                   "not": {"required": ["delay", "run_at"]}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
             "priority": {"type": "integer"},
-            "status": {"enum": [s.value for s in JobState]},
+            "status": {"enum": [s.value for s in JobState]}, "final": {"type": "boolean"},
             "params": {"type": "object"}, "result": {}, "error": {"type": ["string", "null"]},
             "error_code": {"type": ["string", "null"]},
             "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},

@@ -28,6 +28,7 @@ from scholarsource.api.state import services
 from scholarsource.api.stats import file_sizes
 from scholarsource.metrics import ENV
 from scholarsource.metrics.counters import HTTP_LATENCY, HTTP_REQUESTS
+from scholarsource.store.base import QUEUE_COUNT_STATES
 
 
 class RequestMetrics(ResponseObserver):
@@ -67,7 +68,7 @@ class _Snapshot:
                                  "Jobs per queue in each live state and dead.",
                                  labels=["queue", "status"])
         for queue, by_status in sorted(f["queues"].items()):
-            for status in ("queued", "running", "failed", "dead"):
+            for status in QUEUE_COUNT_STATES:
                 jobs.add_metric([queue, status], by_status.get(status, 0))
         yield jobs
         slots = GaugeMetricFamily("scholarsource_slots", "Job slots, busy and in all.",

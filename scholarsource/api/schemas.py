@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from scholarsource.api.delays import DELAY_FIELDS, parse_run_at
 from scholarsource.config import Config, parse_size
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from scholarsource.store.base import JobState, NewJob, TaskDefaults
@@ -28,7 +29,7 @@ MAX_MEMORY_LIMIT = 2**60  # fits SQLite's integers with room to spare
 MEMORY_PATTERN = r"^ *[1-9][0-9]{0,5}(\.[0-9]{1,3})? *([KkMmGgTt]([Ii]?[Bb])?|[Bb])? *$"
 SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout",
                            "memory_limit", "backoff_base", "backoff_max", "cache_ttl",
-                           "bypass_cache", "unique"})
+                           "bypass_cache", "unique"}) | DELAY_FIELDS
 
 
 # At most 18 digits: every such number fits SQLite's signed 64-bit integers (a larger
@@ -203,7 +204,7 @@ def parse_idempotency_key(value: str | None) -> str | None:
 
 
 # POST /api/jobs/cancel: the states a bulk cancel reaches, and the fields its body takes.
-CANCELLABLE_STATES = (JobState.QUEUED, JobState.FAILED, JobState.RUNNING)
+CANCELLABLE_STATES = tuple(state for state in JobState if not state.final)
 BULK_CANCEL_FILTERS = ("status", "task", "queue")
 
 
@@ -226,7 +227,7 @@ def parse_bulk_cancel(body: Any) -> dict[str, str | None]:
     filters = {name: body.get(name) for name in BULK_CANCEL_FILTERS}
     if "all" not in body and not any(filters.values()):
         raise ValidationFailed("name the jobs to cancel with status, task or queue, or send "
-                               '"all": true to cancel every queued, failed and running job',
+                               '"all": true to cancel every job not yet final',
                                code="filter_required")
     return filters
 
@@ -269,7 +270,8 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
                   backoff_max=cap, idempotency_key=idempotency_key,
                   cache_ttl=_seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
                   bypass_cache=_flag(body, "bypass_cache", False),
-                  unique=_flag(body, "unique", task.unique))
+                  unique=_flag(body, "unique", task.unique),
+                  run_at=parse_run_at(body))
 
 
 def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from scholarsource.api.state import Services, services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import StoreUnavailable
 from scholarsource.percentiles import percentile
-from scholarsource.store.base import JobState, PoolInfo
+from scholarsource.store.base import QUEUE_COUNT_STATES, JobState, PoolInfo
 
 WINDOWS = {"1m": 60.0, "5m": 300.0, "15m": 900.0}
 # The throughput history: jobs finished per 10-second bucket over the last 15 minutes (the
@@ -55,7 +55,7 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
     return {
         "time": now,
         "totals": totals,
-        "queues": {queue: {s: by_status.get(s, 0) for s in ("queued", "running", "failed", "dead")}
+        "queues": {queue: {s: by_status.get(s, 0) for s in QUEUE_COUNT_STATES}
                    for queue, by_status in sorted(queues.items())},
         "slots": {"busy": pool.busy if pool else 0, "total": pool.slot_count if pool else 0},
         "pool": {"pid": pool.pid if pool else None,

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 
-FINISHED = ("succeeded", "failed", "dead", "cancelled")
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -192,7 +191,7 @@ class Op:
             rec.request(sent, status)
             if status != "200":
                 return False
-            if json.loads(body)["status"] in FINISHED:
+            if json.loads(body)["final"]:
                 return True
         return False
 

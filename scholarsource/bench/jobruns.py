@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from scholarsource.bench.context import Context
-from scholarsource.bench.flows import FINISHED, Op
+from scholarsource.bench.flows import Op
 from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
@@ -69,7 +69,7 @@ def slot_count(client: httpx.Client) -> int:
 
 def job_figures(jobs: list[dict[str, Any]], slots: int, work: float) -> dict[str, Any]:
     """jobs/s, wait and run times, and (for `work` seconds of work in all) efficiency."""
-    done = [j for j in jobs if j["status"] in FINISHED and j["finished_at"] is not None]
+    done = [j for j in jobs if j["final"] and j["finished_at"] is not None]
     ran = [j for j in done if j["started_at"] is not None]
     counts: dict[str, int] = {}
     for job in jobs:
@@ -143,7 +143,7 @@ def _one(client: httpx.Client, first_wait: float) -> tuple[dict[str, Any], float
     latency = time.monotonic() - sent
     time.sleep(first_wait)
     deadline = time.monotonic() + 30
-    while job["status"] not in FINISHED:
+    while not job["final"]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job['id']} still {job['status']} after 30s")
         time.sleep(0.005)

@@ -11,7 +11,8 @@ JOB_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 9
 JOBS_STARTED = Counter("scholarsource_jobs_started", "Attempts started, by task.", ["task"])
 JOBS_ENDED = Counter(
     "scholarsource_jobs_ended",
-    "Attempts ended, by task and outcome (succeeded, failed: will retry, dead, cancelled).",
+    "Attempts ended, by task and the state each left its job in (succeeded, retrying, "
+    "dead, cancelled).",
     ["task", "outcome"])
 JOB_WAIT = Histogram("scholarsource_job_wait_seconds",
                      "From submit to the start of an attempt, by task.", ["task"],

@@ -111,7 +111,9 @@ class Dispatcher:
         self.admission = Admission(config.memory_reserve, self.expect, slots)
         self.retention = Pruner(config.retention)
         self._next_sample = 0.0
-        self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
+        # Wall clock: when the next scheduled or retrying job is due (None: none waits).
+        self._next_due: float | None = 0.0
+        self._next_promote = 0.0  # monotonic: the polling fallback for due jobs
         self._wake = asyncio.Event()
         self._outcomes: list[Outcome] = []
         # What the journal needs of each outcome once it is committed: its claim, run time.
@@ -129,6 +131,10 @@ class Dispatcher:
         """A wake-up datagram arrived (see pool.wakeup)."""
         if wakeup.CANCELLED in kinds:
             self._check_cancels = True
+        if wakeup.SCHEDULED in kinds:
+            # A delayed job may be due before the time this loop sleeps to: promote now,
+            # which also says when the next one is due.
+            self._next_due = 0.0
         self._wake.set()
 
     def stop(self, grace: float) -> None:
@@ -177,7 +183,8 @@ class Dispatcher:
         while True:
             await asyncio.sleep(0.02)
             counts = await self.store.counts()
-            if counts["queued"] == counts["running"] == counts["failed"] == 0:
+            # Scheduled jobs do not hold a drain: they may be due in a year.
+            if counts["queued"] == counts["running"] == counts["retrying"] == 0:
                 break
         self.stop(0)
         await runner
@@ -223,9 +230,10 @@ class Dispatcher:
                     if (state := states.get(outcome.job_id)) is not None:
                         self.journal.ended(claim, outcome, ran_for, state)
                 due = [o.retry_at for o in outcomes
-                       if o.retry_at is not None and states.get(o.job_id) is JobState.FAILED]
+                       if o.retry_at is not None and states.get(o.job_id) is JobState.RETRYING]
                 if due:
-                    self._next_due = min([*due, self._next_due or due[0]])
+                    self._next_due = min(due if self._next_due is None
+                                         else [*due, self._next_due])
         except StoreUnavailable as exc:
             log.warning("store unavailable, will retry writing %d result(s): %s",
                         len(outcomes), exc)
@@ -435,15 +443,19 @@ class Dispatcher:
                             slot.request_cancel(token, self.config.cancel_grace)
             except StoreUnavailable as exc:
                 log.warning("cannot read cancel requests: %s", exc)
+        # Due at _next_due, or polled as every job is (a submit's wake-up hint may be lost).
         if self._next_due is not None and time.time() >= self._next_due or \
-                now >= self._next_beat:
+                now >= self._next_promote:
+            self._next_promote = now + self.config.poll_interval
             try:
                 self._next_due = await self.store.promote()
             except StoreUnavailable as exc:
-                log.warning("cannot re-queue failed jobs that are due: %s", exc)
+                log.warning("cannot queue the scheduled and retrying jobs that are due: %s",
+                            exc)
                 # Try again with the heartbeat, not on every turn: a refusing store would
                 # otherwise turn the loop into a spin that floods the log.
                 self._next_due = time.time() + HEARTBEAT_INTERVAL
+                self._next_promote = now + HEARTBEAT_INTERVAL
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
             self._alive()

@@ -13,6 +13,7 @@ import socket
 
 SUBMITTED = b"s"
 CANCELLED = b"c"
+SCHEDULED = b"t"  # a delayed job was submitted: it may be due before the next known one
 
 
 def address(data_dir: str) -> str:

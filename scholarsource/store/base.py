@@ -19,30 +19,39 @@ DEFAULT_TENANT = "default"
 class JobState(enum.StrEnum):
     """Where a job is in its life.
 
-    `failed` means the last attempt failed and another one is due at `run_at` (backoff);
-    `dead` is the dead-letter state: no attempt is left, and only an operator re-queues it.
+    `scheduled` waits for its `run_at` (a delayed submit); `retrying` means the last attempt
+    failed and another one is due at `run_at` (backoff); `dead` is the dead-letter state: no
+    attempt is left, and only an operator re-queues it. Clients read `final` (the job JSON
+    carries it) rather than a list of names.
     """
 
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    RETRYING = "retrying"
     DEAD = "dead"
     CANCELLED = "cancelled"
 
     @property
-    def finished(self) -> bool:
+    def final(self) -> bool:
         """True when the job will not run again unless an operator re-queues it."""
-        return self in FINISHED_STATES
+        return self in FINAL_STATES
 
 
-FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 # The states in which a job will still run: a unique job has at most one twin in them. The
 # one place to change when states are added or renamed (a test then asks for the migration
 # that recreates the jobs_unique_live index over the new set).
-LIVE_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
+LIVE_STATES = (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
+# Waiting for their `run_at`: out of the claim's ordering until promote() queues them.
+WAITING_STATES = frozenset({JobState.SCHEDULED, JobState.RETRYING})
+# What queue_counts counts (/api/stats, /metrics): the live states and the dead letters, not
+# the states that only grow.
+QUEUE_COUNT_STATES = tuple(state for state in JobState
+                           if state not in (JobState.SUCCEEDED, JobState.CANCELLED))
 # What an operator may put back in the queue with fresh attempts.
-RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.DEAD, JobState.CANCELLED})
+RETRYABLE_STATES = frozenset({JobState.RETRYING, JobState.DEAD, JobState.CANCELLED})
 
 
 class Ending(enum.StrEnum):
@@ -91,6 +100,7 @@ class NewJob:
     cache_ttl: float | None = None
     bypass_cache: bool = False
     unique: bool = False
+    run_at: float | None = None  # wall clock: not before then (None: at once)
 
     @property
     def fingerprint(self) -> str | None:
@@ -160,7 +170,8 @@ class Job:
         """The job's public JSON form; the tenant stays server-side."""
         return {
             "id": self.id, "task": self.task, "queue": self.queue, "priority": self.priority,
-            "status": self.status.value, "params": self.params, "result": self.result,
+            "status": self.status.value, "final": self.status.final, "params": self.params,
+            "result": self.result,
             "error": self.error, "error_code": self.error_code, "attempts": self.attempts,
             "max_attempts": self.max_attempts, "failures": self.failures,
             "crashes": self.crashes, "timeout": self.timeout,
@@ -289,7 +300,8 @@ class Store(abc.ABC):
     # -- the API's side ---------------------------------------------------------------------
     @abc.abstractmethod
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
-        """Insert queued jobs, in order, in one transaction; returns once it is committed."""
+        """Insert jobs, in order, in one transaction; returns once it is committed. A job whose
+        `run_at` is still ahead is `scheduled`, any other `queued`."""
 
     async def submit(self, new: NewJob) -> Job:
         """Insert one queued job; returns once the row is committed."""
@@ -325,15 +337,16 @@ class Store(abc.ABC):
     async def cancel_matching(self, tenant: str, *, status: str | None = None,
                               task: str | None = None,
                               queue: str | None = None) -> tuple[int, int]:
-        """Cancel every queued and failed (waiting to retry) job of the tenant that matches
-        the filters, and flag every running one, in one transaction; returns how many were
-        cancelled and how many flagged. `status` narrows to one of those three states."""
+        """Cancel every scheduled, queued and retrying job of the tenant that matches the
+        filters, and flag every running one, in one transaction; returns how many were
+        cancelled and how many flagged. `status` narrows to one of those four states."""
 
     @abc.abstractmethod
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
-        """Re-queue a failed, dead or cancelled job with fresh attempts. Returns the job after
-        (None: no such job) and whether it was re-queued (False: it was in another state,
-        or it is unique and a twin of it is live: the first to be live keeps its place)."""
+        """Re-queue a retrying, dead or cancelled job with fresh attempts. Returns the job
+        after (None: no such job) and whether it was re-queued (False: it was in another
+        state, or it is unique and a twin of it is live: the first to be live keeps its
+        place)."""
 
     @abc.abstractmethod
     async def retry_dead(self, tenant: str) -> int:
@@ -395,8 +408,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def promote(self) -> float | None:
-        """Move failed jobs whose `run_at` has come back to the queue; returns the next
-        `run_at` still ahead, if any."""
+        """Move scheduled and retrying jobs whose `run_at` has come to the queue, in one
+        statement; returns the next `run_at` still ahead, if any."""
 
     @abc.abstractmethod
     async def renew(self, owner: str, lease_seconds: float) -> None:
@@ -405,7 +418,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
         """Record ended attempts in one transaction; a stale token changes nothing. A failure
-        goes `failed` (to run again at its `retry_at`) or `dead` once the job has failed
+        goes `retrying` (to run again at its `retry_at`) or `dead` once the job has failed
         `max_attempts` times or crashed `max_crashes` times. Returns the state each job
         was left in, for the outcomes that were not stale."""
 

@@ -82,11 +82,24 @@ CREATE TABLE pool (
 );
 """
 
+# Records each state change as an event (V2 on). A migration that renames states in place
+# drops it around the rename, so the rename itself leaves no events.
+_STATE_EVENT_TRIGGER = """
+CREATE TRIGGER jobs_state_event AFTER UPDATE OF status ON jobs
+WHEN NEW.status IS NOT OLD.status
+BEGIN
+    INSERT INTO job_events (job_id, at, kind, data)
+    VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400.0, 'state',
+            json_object('status', NEW.status, 'attempt', NEW.attempts, 'error', NEW.error,
+                        'error_code', NEW.error_code, 'run_at', NEW.run_at));
+END;
+"""
+
 # Retries, dead letters and resource figures. `failed` stops being final: it now means "waiting
 # for the next attempt at run_at", so V1's failed jobs (out of attempts) become dead. Jobs
 # waiting on a backoff stay out of `jobs_claim`, as the claim's ordering requires; their own
 # partial index finds the ones that are due.
-_V2 = """
+_V2 = f"""
 ALTER TABLE jobs ADD COLUMN error_code TEXT;
 ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
@@ -100,15 +113,7 @@ CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'failed';
 
 DROP TRIGGER jobs_state_event;
 UPDATE jobs SET status = 'dead' WHERE status = 'failed';
-CREATE TRIGGER jobs_state_event AFTER UPDATE OF status ON jobs
-WHEN NEW.status IS NOT OLD.status
-BEGIN
-    INSERT INTO job_events (job_id, at, kind, data)
-    VALUES (NEW.id, (julianday('now') - 2440587.5) * 86400.0, 'state',
-            json_object('status', NEW.status, 'attempt', NEW.attempts, 'error', NEW.error,
-                        'error_code', NEW.error_code, 'run_at', NEW.run_at));
-END;
-
+{_STATE_EVENT_TRIGGER}
 -- Purging a job purges its history with it, in the same statement.
 CREATE TRIGGER jobs_purge_events AFTER DELETE ON jobs
 BEGIN
@@ -120,7 +125,7 @@ ALTER TABLE tasks ADD COLUMN memory_limit INTEGER;
 ALTER TABLE tasks ADD COLUMN backoff_base REAL;
 ALTER TABLE tasks ADD COLUMN backoff_max REAL;
 
-ALTER TABLE pool ADD COLUMN admission TEXT NOT NULL DEFAULT '{}';  -- JSON: why jobs wait
+ALTER TABLE pool ADD COLUMN admission TEXT NOT NULL DEFAULT '{{}}';  -- JSON: why jobs wait
 """
 
 # Resource figures and what /api/stats and /metrics read: CPU time per attempt, an index on
@@ -190,7 +195,27 @@ _V9 = """
 CREATE INDEX jobs_expiry ON jobs (status, finished_at) WHERE finished_at IS NOT NULL;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+# Job states a client reads right (issue 11): the state that waits for the next attempt is
+# `retrying`, not `failed` (which every client took for final), in rows and in their history.
+# Delayed submits wait as `scheduled`. run_at is set only while a job waits (scheduled or
+# retrying), so the index of due times holds those rows alone, and its first entry is the
+# next due time (promote and the dispatcher's sleep read it); the claim's own index still
+# holds queued rows only. A unique job's live twins now include the scheduled and retrying
+# ones (store.base.LIVE_STATES).
+_V10 = f"""
+DROP INDEX jobs_unique_live;
+DROP TRIGGER jobs_state_event;
+UPDATE jobs SET status = 'retrying' WHERE status = 'failed';
+UPDATE job_events SET data = json_set(data, '$.status', 'retrying')
+WHERE kind = 'state' AND data ->> 'status' = 'failed';
+{_STATE_EVENT_TRIGGER}
+DROP INDEX jobs_due;
+CREATE INDEX jobs_due ON jobs (run_at) WHERE run_at IS NOT NULL;
+CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
+    WHERE unique_job = 1 AND status IN ('scheduled', 'queued', 'running', 'retrying');
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

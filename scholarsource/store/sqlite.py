@@ -22,6 +22,8 @@ import aiosqlite
 from scholarsource.errors import StoreUnavailable
 from scholarsource.store.base import (
     LIVE_STATES,
+    QUEUE_COUNT_STATES,
+    WAITING_STATES,
     Claim,
     Event,
     Finished,
@@ -46,14 +48,14 @@ _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, erro
                 "idempotency_key, cache_ttl, bypass_cache, unique_job")
 
 SUBMIT = """
-INSERT INTO jobs (id, tenant, task, queue, priority, status, params, max_attempts, timeout,
+INSERT INTO jobs (id, tenant, task, queue, priority, params, max_attempts, timeout,
                   created_at, memory_limit, backoff_base, backoff_max, idempotency_key,
-                  fingerprint, cache_ttl, bypass_cache, unique_job)
+                  fingerprint, cache_ttl, bypass_cache, unique_job, status, run_at)
 SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
-       value ->> '$[4]', 'queued', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
+       value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
        value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]',
        value ->> '$[12]', value ->> '$[13]', value ->> '$[14]', value ->> '$[15]',
-       value ->> '$[16]'
+       value ->> '$[16]', value ->> '$[17]', value ->> '$[18]'
 FROM json_each(?) ORDER BY key
 """
 BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
@@ -93,9 +95,11 @@ CLAIM = f"{_CLAIM_SET} WHERE seq IN ({CLAIM_ORDER}) {_CLAIMED}"
 CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(?)) "
               f"AND status = 'queued' {_CLAIMED}")
 RENEW = "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'"
+# Due jobs, scheduled or retrying, go to the queue in one statement, an index range of
+# jobs_due; NEXT_DUE is that index's first entry (run_at is set only while a job waits).
 PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "
-           "WHERE status = 'failed' AND run_at <= ?")
-NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE status = 'failed'"
+           "WHERE run_at <= ? AND status IN ('scheduled', 'retrying')")
+NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE run_at IS NOT NULL"
 # One entry of `history`, appended as each attempt ends (`o` is the attempt's outcome).
 _HISTORY_ENTRY = ("json_insert(jobs.history, '$[#]', json_object("
                   "'attempt', jobs.attempts, 'started_at', jobs.started_at, 'ended_at', :now, "
@@ -113,7 +117,7 @@ _EXHAUSTED = ("(jobs.failures + 1 >= jobs.max_attempts "
 FINISH = f"""
 UPDATE jobs SET
     status = CASE WHEN NOT {_FAILURE} THEN o.ending WHEN {_EXHAUSTED} THEN 'dead'
-                  ELSE 'failed' END,
+                  ELSE 'retrying' END,
     failures = jobs.failures + ({_FAILURE}),
     crashes = jobs.crashes + (o.ending = 'crashed'),
     run_at = CASE WHEN {_FAILURE} AND NOT {_EXHAUSTED} THEN o.retry_at END,
@@ -158,7 +162,8 @@ def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
 
     Each page walks one index, of the filter likely to be the narrowest (unary + keeps the
     others out of SQLite's choice): a task's, then a queue's (a task's jobs nearly all share
-    one queue), unless the status is a live one (queued, running, failed), whose jobs are
+    one queue), unless the status is a live one (scheduled, queued, running, retrying),
+    whose jobs are
     few next to the history. The final states accumulate, so among them a task or queue is
     the narrower."""
     lead = next((name for name in ("task", "queue") if name in filters), "status")
@@ -172,15 +177,16 @@ def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
             f"ORDER BY seq DESC LIMIT ?")
 
 
-# A job waiting for its next attempt (failed) is cancelled like a queued one.
+# A job waiting for its time (scheduled) or its next attempt (retrying) is cancelled like a
+# queued one.
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"error = 'cancelled', error_code = 'cancelled', run_at = NULL, "
                  f"finished_at = ? WHERE id = ? AND tenant = ? "
-                 f"AND status IN ('queued', 'failed') RETURNING {_JOB_COLUMNS}")
+                 f"AND status IN ('scheduled', 'queued', 'retrying') RETURNING {_JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
                   f"WHERE id = ? AND tenant = ? AND status = 'running' RETURNING {_JOB_COLUMNS}")
 # Many jobs at once, in one statement (so one transaction, even on the API's shared
-# connection): queued and failed ones are cancelled as CANCEL_QUEUED does, running ones are
+# connection): waiting and queued ones are cancelled as CANCEL_QUEUED does, running ones are
 # flagged as CANCEL_RUNNING does. Every SET expression reads the row as it was.
 CANCEL_MATCHING = """
 UPDATE jobs SET cancel_requested = 1,
@@ -189,7 +195,7 @@ UPDATE jobs SET cancel_requested = 1,
     error_code = iif(status = 'running', error_code, 'cancelled'),
     run_at = iif(status = 'running', run_at, NULL),
     finished_at = iif(status = 'running', finished_at, :now)
-WHERE tenant = :tenant AND status IN ('queued', 'failed', 'running'){filters}
+WHERE tenant = :tenant AND status IN ('scheduled', 'queued', 'retrying', 'running'){filters}
 RETURNING status
 """
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
@@ -230,7 +236,7 @@ _RETRY_SET = ("UPDATE OR IGNORE jobs SET status = 'queued', failures = 0, crashe
               "run_at = NULL, finished_at = NULL, cancel_requested = 0, error = NULL, "
               "error_code = NULL ")
 RETRY = (f"{_RETRY_SET} WHERE id = ? AND tenant = ? "
-         f"AND status IN ('failed', 'dead', 'cancelled') RETURNING {_JOB_COLUMNS}")
+         f"AND status IN ('retrying', 'dead', 'cancelled') RETURNING {_JOB_COLUMNS}")
 RETRY_DEAD = f"{_RETRY_SET} WHERE tenant = ? AND status = 'dead' RETURNING seq"
 PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING seq"
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
@@ -257,11 +263,13 @@ COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY status"
 # Operator figures. Per queue, one arm per state, for one tenant or ({tenant} left empty)
 # all of them, so that each arm walks that state's own partial index: the live states and
-# the dead letters are few whatever the history. A tenant's finished jobs are a range of
+# the dead letters are few whatever the history (the waiting states share jobs_due, whose
+# rows are those with a run_at). A tenant's finished jobs are a range of
 # jobs_finished (tenant, finished_at): counting them reads the index alone.
 QUEUE_COUNTS = " UNION ALL ".join(
-    f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} status = '{state}' "
-    f"GROUP BY queue" for state in ("queued", "running", "failed", "dead"))
+    f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} "
+    f"{'run_at IS NOT NULL AND ' if state in WAITING_STATES else ''}status = '{state}' "
+    f"GROUP BY queue" for state in QUEUE_COUNT_STATES)
 FINISHED_HISTORY = ("SELECT CAST((finished_at - :since) / :step AS INTEGER), count(*) "
                     "FROM jobs WHERE tenant = :tenant AND finished_at >= :since GROUP BY 1")
 RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
@@ -396,16 +404,20 @@ def _job(row: Iterable[Any]) -> Job:
 
 def _new_jobs(news: list[NewJob]) -> list[Job]:
     now = time.time()
+    # A run_at already come is no wait: the job is queued, and run_at stays for waiters only.
     return [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
-                priority=new.priority, status=JobState.QUEUED, params=new.params, result=None,
+                priority=new.priority,
+                status=JobState.SCHEDULED if waits else JobState.QUEUED, params=new.params,
+                result=None,
                 error=None, error_code=None, attempts=0, max_attempts=new.max_attempts,
                 failures=0, crashes=0, timeout=new.timeout, memory_limit=new.memory_limit,
                 backoff_base=new.backoff_base, backoff_max=new.backoff_max, progress=None,
                 progress_message=None, cancel_requested=False, created_at=now,
-                started_at=None, finished_at=None, run_at=None, peak_rss=None, cpu_time=None,
-                attempts_history=[], idempotency_key=new.idempotency_key,
-                cache_ttl=new.cache_ttl, bypass_cache=new.bypass_cache, unique=new.unique)
-            for new in news]
+                started_at=None, finished_at=None, run_at=new.run_at if waits else None,
+                peak_rss=None, cpu_time=None, attempts_history=[],
+                idempotency_key=new.idempotency_key, cache_ttl=new.cache_ttl,
+                bypass_cache=new.bypass_cache, unique=new.unique)
+            for new in news for waits in (new.run_at is not None and new.run_at > now,)]
 
 
 def _rows(news: list[NewJob], jobs: list[Job]) -> str:
@@ -413,7 +425,7 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
     return json.dumps([(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
                         j.max_attempts, j.timeout, j.created_at, j.memory_limit,
                         j.backoff_base, j.backoff_max, j.idempotency_key, new.fingerprint,
-                        j.cache_ttl, j.bypass_cache, j.unique)
+                        j.cache_ttl, j.bypass_cache, j.unique, j.status.value, j.run_at)
                        for new, j in zip(news, jobs, strict=True)])
 
 
@@ -517,7 +529,7 @@ class SqliteStore(Store):
         if cursor is not None:
             args.append(cursor)
         sql = list_sql(set(given), paged=cursor is not None,
-                       finished=status is not None and JobState(status).finished)
+                       finished=status is not None and JobState(status).final)
         if search is not None:
             return await self._search(sql, args, limit, search, search_scan)
         rows = await self._db.fetchall(sql, (*args, limit + 1))

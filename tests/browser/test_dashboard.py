@@ -37,6 +37,8 @@ def test_overview_shows_states_queues_slots_and_a_live_chart(page: Page,
     sleeper = response.json()["id"]
     wait_running(client, sleeper)
     dead_job(client)
+    assert client.post("/api/jobs", json={"task": "noop", "queue": "video",
+                                          "delay": 3600}).status_code == 202
 
     page.goto(f"{dashboard.url}/dashboard")
     expect(page.locator("#slots-total")).to_have_text("2")
@@ -44,8 +46,11 @@ def test_overview_shows_states_queues_slots_and_a_live_chart(page: Page,
     expect(page.locator("#pool-state")).to_have_text("running")
     expect(page.locator('#totals [data-state="running"] .count')).to_have_text("1")
     expect(page.locator('#totals [data-state="dead"] .count')).to_have_text("1")
+    expect(page.locator('#totals [data-state="scheduled"] .count')).to_have_text("1")
+    expect(page.locator("#queues th")).to_have_text(
+        ["Queue", "Scheduled", "Queued", "Running", "Retrying", "Dead"])
     video = page.locator('#queues tr[data-queue="video"] td')
-    expect(video).to_have_text(["video", "0", "1", "0", "0"])
+    expect(video).to_have_text(["video", "1", "0", "1", "0", "0"])
     expect(page.locator("#live")).to_have_text("live")
     # A page opened just now shows the last 15 minutes at once (the server keeps them):
     # 90 buckets of 10 s, the dead job's among them, and labelled axes.
@@ -109,6 +114,20 @@ def test_cancel_a_running_job_from_its_page(page: Page, dashboard: Server) -> No
     expect(page.locator("#status")).to_have_attribute("data-status", "cancelled")
     expect(page.locator("#cancel")).to_be_hidden()
     expect(page.locator("#retry")).to_be_visible()
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+def test_a_scheduled_job_can_be_cancelled_from_its_page(page: Page,
+                                                        dashboard: Server) -> None:
+    # The page reads `final` from the job: a scheduled job is not final, so it can be
+    # cancelled, and once cancelled it is, so the button goes.
+    client = dashboard.client()
+    job = client.post("/api/jobs", json={"task": "noop", "delay": 3600}).json()
+    page.goto(f"{dashboard.url}/dashboard/jobs/{job['id']}")
+    expect(page.locator("#status")).to_have_attribute("data-status", "scheduled")
+    page.locator("#cancel").click()
+    expect(page.locator("#status")).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#cancel")).to_be_hidden()
     assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
 
 

@@ -12,9 +12,6 @@ import httpx
 
 from tests.helpers import wait_until
 
-# `failed` is not final: such a job waits for its next attempt.
-FINISHED = {"succeeded", "dead", "cancelled"}
-
 
 def submit(client: httpx.Client, task: str, **params: Any) -> dict[str, Any]:
     """POST /api/jobs for `task` with `params`; asserts the 202 and returns the job."""
@@ -34,7 +31,7 @@ def wait_finished(client: httpx.Client, job_id: str, timeout: float = 20) -> dic
     """Block until the job has ended; returns it."""
     def done() -> dict[str, Any] | None:
         job: dict[str, Any] = client.get(f"/api/jobs/{job_id}").json()
-        return job if job["status"] in FINISHED else None
+        return job if job["final"] else None
 
     return wait_until(done, timeout, message=f"job {job_id} to finish")
 

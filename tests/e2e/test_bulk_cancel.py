@@ -34,8 +34,9 @@ def test_cancel_many_jobs_by_filter_through_the_api_and_the_cli(serve) -> None:
     client = server.client()
     # A job waiting 60 s for its next attempt, then both slots held, so the rest stay queued.
     retrying = post(client, {"task": "fail", "max_attempts": 3, "backoff_base": 60})
-    wait_until(lambda: client.get(f"/api/jobs/{retrying['id']}").json()["status"] == "failed",
-               message="the first attempt to fail")
+    wait_until(lambda: client.get(f"/api/jobs/{retrying['id']}").json()["status"]
+               == "retrying", message="the first attempt to fail")
+    later = [post(client, {"task": "noop", "delay": 3600}) for _ in range(2)]
     holders = [post(client, {"task": "sleep", "params": {"seconds": 60}}) for _ in range(2)]
     for holder in holders:
         wait_running(client, holder["id"])
@@ -63,11 +64,16 @@ def test_cancel_many_jobs_by_filter_through_the_api_and_the_cli(serve) -> None:
     assert sorted(j["id"] for j in listed) == sorted(j["id"] for j in bulk)
     assert all(j["error_code"] == "cancelled" and j["finished_at"] for j in listed)
 
-    # The job waiting for its retry is cancelled at once, its backoff dropped.
-    assert client.post("/api/jobs/cancel", json={"status": "failed"}).json() == {
+    # The job waiting for its retry is cancelled at once, its backoff dropped; so are the
+    # jobs waiting for their time, and only they.
+    assert client.post("/api/jobs/cancel", json={"status": "retrying"}).json() == {
         "cancelled": 1, "cancel_requested": 0}
     cancelled = client.get(f"/api/jobs/{retrying['id']}").json()
     assert (cancelled["status"], cancelled["run_at"]) == ("cancelled", None)
+    assert {statuses(client)[j["id"]] for j in later} == {"scheduled"}
+    assert client.post("/api/jobs/cancel", json={"status": "scheduled"}).json() == {
+        "cancelled": 2, "cancel_requested": 0}
+    assert {statuses(client)[j["id"]] for j in later} == {"cancelled"}
 
     # The CLI asks first, and does nothing on "no" or without a filter.
     def cli(*args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
@@ -76,7 +82,7 @@ def test_cancel_many_jobs_by_filter_through_the_api_and_the_cli(serve) -> None:
                               text=True, env=server_env(), timeout=60)
 
     declined = cli("--task", "echo", answer="n\n")
-    assert declined.returncode != EXIT_OK and "cancel every queued" in declined.stdout
+    assert declined.returncode != EXIT_OK and "cancel every scheduled, queued" in declined.stdout
     unfiltered = cli()
     assert unfiltered.returncode == 2 and "--all" in unfiltered.stderr  # click's usage error
     assert {statuses(client)[j["id"]] for j in echoes} == {"queued"}

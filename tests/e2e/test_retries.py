@@ -26,9 +26,10 @@ def test_a_task_asks_for_retries_and_its_declared_defaults_apply(serve) -> None:
     job = submit(client, "flaky", succeed_on=3, after=0.3)
     assert (job["max_attempts"], job["backoff_base"], job["memory_limit"]) == (4, 0.05, 10**9)
     seen = wait_until(lambda: (j := client.get(f"/api/jobs/{job['id']}").json())["status"]
-                      == "failed" and j, message="a failed attempt waiting for its retry")
+                      == "retrying" and j, message="a failed attempt waiting for its retry")
     assert seen["error_code"] == "retry" and seen["run_at"] > seen["attempts_history"][0][
         "ended_at"]
+    assert seen["final"] is False  # a client sees at once that it will run again
     done = wait_finished(client, job["id"])
     assert (done["status"], done["result"], done["failures"]) == ("succeeded", 3, 2)
     history = done["attempts_history"]

@@ -43,7 +43,7 @@ def wait_all_ended(client: httpx.Client, count: int, timeout: float) -> list[dic
             jobs = all_jobs(client)
         except httpx.HTTPError:
             return None
-        pending = [j for j in jobs if j["status"] in ("queued", "running", "failed")]
+        pending = [j for j in jobs if not j["final"]]
         return jobs if len(jobs) == count and not pending else None
 
     return wait_until(ended, timeout, interval=0.5, message=f"all {count} jobs to end")

@@ -191,7 +191,7 @@ def test_a_unique_job_waiting_to_retry_is_still_the_answer(tmp_path: Path,
         await store.finish([Outcome(claim.id, claim.token, Ending.FAILED, error="boom",
                                     retry_at=time.time() + 60)], max_crashes=3)
         waiting = await store.get("default", job.id)
-        assert waiting is not None and waiting.status == "failed"
+        assert waiting is not None and waiting.status == "retrying"
         twin, reused = await store.submit_once(NewJob(task="echo", params={}, queue="default",
                                                       priority=0, max_attempts=2,
                                                       unique=True))

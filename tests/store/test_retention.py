@@ -19,12 +19,12 @@ FAR = time.time() + 3600  # "finished before an hour from now": every finished j
 async def one_of_each(store: SqliteStore) -> dict[str, str]:
     """A job in every state; returns state -> job id."""
     ids = {}
-    for state in ("succeeded", "dead", "failed", "running"):
-        new = await store.submit(job(attempts=3 if state == "failed" else 1))
+    for state in ("succeeded", "dead", "retrying", "running"):
+        new = await store.submit(job(attempts=3 if state == "retrying" else 1))
         (claim,) = await store.claim("p", 1, 30)
         if state == "succeeded":
             await store.finish([ok(claim.id, claim.token)], max_crashes=3)
-        elif state in ("dead", "failed"):
+        elif state in ("dead", "retrying"):
             await store.finish([failed(claim.id, claim.token, due_in=60)], max_crashes=3)
         ids[state] = new.id
     ids["cancelled"] = (await store.submit(job())).id
@@ -55,7 +55,7 @@ def test_only_final_states_are_pruned(tmp_path: Path, inline: bool) -> None:
             assert await store.count_expired(state, FAR) == 1
             assert await store.prune(state, FAR, 100) == 1
             assert await store.get("default", ids[state.value]) is None
-        for state in ("queued", "running", "failed"):  # old, but not finished: they stay
+        for state in ("queued", "running", "retrying"):  # old, but not finished: they stay
             assert await store.get("default", ids[state]) is not None
         assert sum((await store.counts()).values()) == 3
 

@@ -152,9 +152,10 @@ def test_a_failure_waits_for_its_backoff_then_dies_after_the_last_attempt(
         (claim,) = await store.claim("p", 1, 30)
         await store.finish([failed(claim.id, claim.token, due_in=60)], max_crashes=3)
         waiting = await store.get("default", submitted.id)
-        assert waiting is not None and waiting.status == "failed"
+        assert waiting is not None and waiting.status == "retrying"
         assert waiting.run_at is not None and waiting.run_at > time.time() + 50
-        assert waiting.finished_at is None and not waiting.status.finished
+        assert waiting.finished_at is None and not waiting.status.final
+        assert waiting.to_json()["final"] is False
         assert await store.claim("p", 1, 30) == []  # not before its run_at
         assert await store.promote() == waiting.run_at  # nothing due yet: says when
         await store._db.fetchall("UPDATE jobs SET run_at = 0")  # time passes

@@ -4,9 +4,9 @@
 "use strict";
 
 const SS = (() => {
-  const FINAL = new Set(["succeeded", "dead", "cancelled"]);
-  const CANCELLABLE = new Set(["queued", "running", "failed"]);
-  const RETRYABLE = new Set(["failed", "dead", "cancelled"]);
+  // Which states are final is the server's to say: jobs and state events carry `final`.
+  // A job not yet final can be cancelled; these can also be re-queued with fresh attempts.
+  const RETRYABLE = new Set(["retrying", "dead", "cancelled"]);
 
   class ApiError extends Error {
     constructor(status, body) {
@@ -80,7 +80,7 @@ const SS = (() => {
 
   function badge(status) {
     return el("span", { className: `badge status-${status}` },
-      status === "failed" ? "failed, will retry" : status);
+      status === "retrying" ? "retrying (waits for its next attempt)" : status);
   }
 
   // An error's message without its code in front: the pool writes "worker_died: ..." and
@@ -141,7 +141,7 @@ const SS = (() => {
   if (window.location.pathname === "/dashboard/jobs" && lookupId) openJob(lookupId);
 
   return {
-    FINAL, CANCELLABLE, RETRYABLE, ApiError, api, el, setText, time, seconds, bytes, rate,
+    RETRYABLE, ApiError, api, el, setText, time, seconds, bytes, rate,
     badge, jobLink, flash, act, errorMessage, errorParts,
   };
 })();

@@ -9,7 +9,7 @@
   const path = `/api/jobs/${encodeURIComponent(jobId)}`;
   let stream = null;
   let lastSeq = 0;
-  let lastState = null;
+  let lastFinal = false;
 
   function json(value) {
     return value === null || value === undefined ? "–" : JSON.stringify(value, null, 2);
@@ -63,7 +63,7 @@
     document.getElementById("status").replaceChildren(SS.badge(job.status));
     document.getElementById("status").setAttribute("data-status", job.status);
     document.getElementById("cancel").hidden =
-      !SS.CANCELLABLE.has(job.status) || job.cancel_requested;
+      job.final || job.cancel_requested;
     document.getElementById("retry").hidden = !SS.RETRYABLE.has(job.status);
     fields(job);
     // A running job that has not reported yet shows a moving bar; any other, a still one.
@@ -121,7 +121,7 @@
       if (event.type === "progress") progress(data.fraction, data.message);
       else addEvent(event.type, data);
       if (event.type === "state") {
-        lastState = data.status;
+        lastFinal = data.final;
         refresh();
       }
     };
@@ -129,7 +129,7 @@
     stream.addEventListener("error", () => {
       // The server ends the stream once the job has ended and every event is sent; the
       // browser would reconnect to it every few seconds if we let it.
-      if (SS.FINAL.has(lastState)) {
+      if (lastFinal) {
         stream.close();
         live("ended", false);
       } else live("reconnecting…", false);
@@ -143,7 +143,7 @@
       return message;
     }, async () => {
       const job = await refresh();
-      if (job && !SS.FINAL.has(job.status) && stream.readyState === EventSource.CLOSED) {
+      if (job && !job.final && stream.readyState === EventSource.CLOSED) {
         listen();
       }
     }));

@@ -41,7 +41,7 @@
       el("td", { className: "error-cell" }, ...SS.errorParts(job.error_code, job.error)),
       el("td", { className: "time" }, SS.time(job.created_at)),
       el("td", { className: "time" }, SS.time(job.finished_at)),
-      el("td", null, SS.CANCELLABLE.has(job.status) && !job.cancel_requested
+      el("td", null, !job.final && !job.cancel_requested
         ? SS.actionButton("Cancel", "POST", `/api/jobs/${id}/cancel`,
           `Cancel sent to ${job.id}`, load)
         : ""));

@@ -4,9 +4,10 @@
 
 (() => {
   const { el, setText } = SS;
-  const STATES = ["queued", "running", "failed", "dead", "succeeded", "cancelled"];
+  const STATES = ["scheduled", "queued", "running", "retrying", "dead", "succeeded",
+    "cancelled"];
   // Per queue, the server counts live jobs and dead letters only (finished ones pile up).
-  const QUEUE_STATES = ["queued", "running", "failed", "dead"];
+  const QUEUE_STATES = ["scheduled", "queued", "running", "retrying", "dead"];
   let chart = null;
   // Each slot process's CPU seconds at the previous heartbeat, to show CPU use as a rate.
   let cpuBefore = new Map();
@@ -16,7 +17,7 @@
       href: `/dashboard/jobs?status=${state}`, className: `tile status-${state}`,
       "data-state": state,
     }, el("span", { className: "count" }, (counts[state] || 0).toLocaleString()),
-    el("span", { className: "label" }, state === "failed" ? "waiting to retry" : state)));
+    el("span", { className: "label" }, state)));
     document.getElementById("totals").replaceChildren(...links);
   }
 
