@@ -29,7 +29,8 @@ HOSTILE_VALUES = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999", '"\\ud800"'
                   "1" + "0" * 30, "-" + "9" * 5000, '"' + "x" * 100_000 + '"', "[]", "{}",
                   "null", "true", '"\\u0000"', '"١MB"', '"1\\u00a0MB"', "1.5", "-1", '""']
 SUBMIT_FIELDS = ("task", "queue", "priority", "max_attempts", "timeout", "memory_limit",
-                 "backoff_base", "backoff_max", "cache_ttl", "bypass_cache", "unique")
+                 "backoff_base", "backoff_max", "cache_ttl", "bypass_cache", "unique", "delay",
+                 "run_at")
 BULK_CANCEL_FIELDS = ("status", "task", "queue", "all")
 
 
