@@ -4,6 +4,7 @@ schedule naming an unknown task, and schedules changed by a reload."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from scholarsource.exitcodes import EXIT_POOL_BOOT
 from tests.helpers import wait_until
+from tests.test_cli import invoke
 
 EVERY_2S = '[[schedules]]\nname = "beat"\ntask = "noop"\nevery = "2s"\n'
 
@@ -120,3 +122,21 @@ def test_a_reload_adds_and_removes_schedules(serve, tmp_path) -> None:
     assert names == ["pulse"]
     # The removed schedule's jobs keep its name.
     assert client.get("/api/jobs", params={"schedule": "beat"}).json()["jobs"]
+
+
+def test_the_schedules_command(serve, tmp_path) -> None:
+    cron = '[[schedules]]\nname = "nightly"\ntask = "noop"\ncron = "30 2 * * *"\n'
+    server = serve(slots=1, args=("--config", str(config_file(tmp_path, cron))))
+    url = ("--url", server.url)
+    listed = invoke("schedules", *url)
+    assert listed.exit_code == 0 and listed.output.startswith("nightly ")
+    assert "30 2 * * *" in listed.output and "next " in listed.output
+    assert "paused" in invoke("schedules", "pause", "nightly", *url).output
+    resumed = json.loads(invoke("schedules", "resume", "nightly", "--json", *url).output)
+    assert resumed["paused"] is False
+    job = json.loads(invoke("schedules", "trigger", "nightly", "--json", *url).output)
+    assert job["schedule"] == "nightly"
+    page = json.loads(invoke("jobs", "--schedule", "nightly", "--json", *url).output)
+    assert [j["id"] for j in page["jobs"]] == [job["id"]]
+    missing = invoke("schedules", "trigger", "nope", *url)
+    assert missing.exit_code == 1 and "schedule_not_found" in missing.stderr
