@@ -111,10 +111,12 @@ class Scheduler:
             states = await store.schedule_states(DEFAULT_TENANT, list(self._jobs))
             for schedule in self.schedules:
                 state = states[schedule.name]
-                if state.cursor is None:  # new: record from when it counts
-                    await store.fire(None, schedule.name, self._since)
+                cursor = state.cursor
+                if cursor is None:  # new: record from when it counts
+                    cursor = self._since
+                    await store.fire(None, schedule.name, cursor)
                 if not state.paused:
-                    await self._fire(store, schedule, state.cursor or self._since, now)
+                    await self._fire(store, schedule, cursor, now)
         except StoreUnavailable as exc:
             log.warning("cannot fire schedules now: %s", exc)
             self._next = now + _RETRY

@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scholarsource.config import Config, Schedule
-from scholarsource.errors import TaskError
+from scholarsource.errors import StoreUnavailable, TaskError
 from scholarsource.pool import scheduler
 from scholarsource.pool.scheduler import Scheduler, check_schedules, latest_fire, next_fire
 from scholarsource.store import schema
+from scholarsource.store import sqlite as sqlite_store
 from scholarsource.store.base import NewJob, TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
 
@@ -109,6 +110,26 @@ def test_a_fire_makes_one_job_however_often_it_is_fired(tmp_path: Path) -> None:
     run(db, body)
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*), sum(triggered) FROM jobs").fetchone() == (2, 1)
+
+
+def test_a_fire_cut_short_leaves_nothing_and_runs_once_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between the job's insert and the schedule's bookkeeping: one transaction,
+    so neither is left, and the next attempt makes the one job."""
+    db = tmp_path / "q.db"
+
+    async def body(store: SqliteStore) -> None:
+        new = NewJob("noop", {}, "default", 0, 1, schedule="s", scheduled_for=NOON)
+        with monkeypatch.context() as patch:
+            patch.setattr(sqlite_store, "FIRE_CURSOR", "UPDATE no_such_table SET x = 1")
+            with pytest.raises(StoreUnavailable):
+                await store.fire(new, "s", NOON)
+        assert fires(db) == []
+        assert (await store.schedule_states("default", ["s"]))["s"].cursor is None
+        assert await store.fire(new, "s", NOON) is not None
+
+    run(db, body)
+    assert fires(db) == [("s", NOON, 1)]
 
 
 def test_two_pools_firing_together_make_one_job_per_fire(tmp_path: Path, clock: Clock) -> None:
