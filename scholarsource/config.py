@@ -8,6 +8,7 @@ flags. Every key is declared once, as a field below; its metadata carries the he
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -133,6 +134,11 @@ class Schedule:
                               f"or '-'")
         if not isinstance(self.task, str) or not self.task:
             raise ConfigError(f"{where}: task must name a registered task")
+        try:  # TOML also has dates, times and nan, which a job's JSON params cannot carry
+            json.dumps(self.params, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: params must be a table of JSON values (no dates, "
+                              f"times, nan or inf)") from None
         if not isinstance(self.params, dict):
             raise ConfigError(f"{where}: params must be a table")
         if bool(self.cron) == bool(self.every):

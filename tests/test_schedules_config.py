@@ -59,6 +59,9 @@ def one(body: str) -> str:
     ('every = "soon"', "schedule 's': every must be a duration"),
     ('every = "5s"\ncatch_up = "all"', "catch_up must be one of latest, none"),
     ('every = "5s"\ncron_expr = "x"', "schedule 's': unknown key 'cron_expr'"),
+    ('every = "5s"\nparams = {day = 2026-01-01}', "params must be a table of JSON values"),
+    ('every = "5s"\nparams = {x = nan}', "params must be a table of JSON values"),
+    ('every = "5s"\nparams = [1]', "params must be a table"),
     ('every = "5s"\npriority = "high"', "schedule 's': priority must be a whole number"),
 ])
 def test_a_bad_schedule_is_a_config_error_naming_it(tmp_path: Path, body: str,
