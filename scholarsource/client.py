@@ -1,5 +1,5 @@
-"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`): talk
-to a running server over HTTP."""
+"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`,
+`schedules`): talk to a running server over HTTP."""
 
 from __future__ import annotations
 
@@ -161,13 +161,14 @@ def cancel(job_id: str, url: str, as_json: bool) -> None:
 @click.option("--status", "status_", help="Only jobs in this state.")
 @click.option("--task", help="Only jobs of this task.")
 @click.option("--queue", help="Only jobs in this queue.")
+@click.option("--schedule", help="Only jobs this schedule made.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @client_options
-def jobs(status_: str | None, task: str | None, queue: str | None, limit: int, url: str,
-         as_json: bool) -> None:
+def jobs(status_: str | None, task: str | None, queue: str | None, schedule: str | None,
+         limit: int, url: str, as_json: bool) -> None:
     """List jobs, newest first."""
     query = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue),
-                               ("limit", limit)) if v is not None}
+                               ("schedule", schedule), ("limit", limit)) if v is not None}
     _list(_call(url, "GET", "/api/jobs", params=query), as_json)
 
 
@@ -255,4 +256,66 @@ def cancel_jobs(status_: str | None, task: str | None, queue: str | None, every:
                f"running job(s) to stop")
 
 
-client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs]
+def _when(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _show_schedule(schedule: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(schedule, indent=2))
+        return
+    timing = schedule["cron"] or f"every {schedule['every']:g}s"
+    state = "paused" if schedule["paused"] else f"next {_when(schedule['next_fire'])}"
+    click.echo(f"{schedule['name']:<20} {schedule['task']:<12} {timing:<18} {state}  "
+               f"last {_when(schedule['last_fire'])} {schedule['last_job_id'] or ''} "
+               f"{schedule['last_status'] or ''}".rstrip())
+
+
+@click.group(invoke_without_command=True)
+@client_options
+@click.pass_context
+def schedules(ctx: click.Context, url: str, as_json: bool) -> None:
+    """Periodic jobs: list them (the default), or trigger, pause or resume one."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(schedules_list, url=url, as_json=as_json)
+
+
+@schedules.command("list")
+@client_options
+def schedules_list(url: str, as_json: bool) -> None:
+    """Each schedule with its next fire, last fire, latest job and its status."""
+    answer = _call(url, "GET", "/api/schedules")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    for schedule in answer["schedules"]:
+        _show_schedule(schedule, False)
+    if not answer["schedules"]:
+        click.echo("no schedules")
+
+
+@schedules.command("trigger")
+@click.argument("name")
+@client_options
+def schedules_trigger(name: str, url: str, as_json: bool) -> None:
+    """Run schedule NAME's job now; its fire times keep their own jobs."""
+    _show(_call(url, "POST", f"/api/schedules/{name}/trigger"), as_json)
+
+
+@schedules.command("pause")
+@click.argument("name")
+@client_options
+def schedules_pause(name: str, url: str, as_json: bool) -> None:
+    """Pause schedule NAME: no job for its fires until it is resumed (kept across restarts)."""
+    _show_schedule(_call(url, "POST", f"/api/schedules/{name}/pause"), as_json)
+
+
+@schedules.command("resume")
+@click.argument("name")
+@client_options
+def schedules_resume(name: str, url: str, as_json: bool) -> None:
+    """Resume schedule NAME from now: the fires it missed while paused do not run."""
+    _show_schedule(_call(url, "POST", f"/api/schedules/{name}/resume"), as_json)
+
+
+client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs, schedules]

@@ -8,6 +8,7 @@ flags. Every key is declared once, as a field below; its metadata carries the he
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -16,6 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
 
 from scholarsource.errors import ConfigError
 
@@ -101,6 +105,86 @@ class Retention:
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"retention.{f.name} must be more than zero seconds, "
                                   f"not {value!r}")
+
+
+_SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}", re.ASCII)
+CATCH_UP = ("latest", "none")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One `[[schedules]]` entry: a task the pool submits at each fire time, by a 5-field
+    `cron` expression (in `timezone`) or `every` so many seconds (aligned to the epoch, so
+    every pool computes the same fire times)."""
+
+    name: str
+    task: str
+    params: dict[str, Any] = field(default_factory=dict)
+    queue: str = ""  # empty: the task's own queue
+    priority: int = 0
+    cron: str = ""
+    every: float = 0.0
+    timezone: str = "UTC"
+    catch_up: str = "latest"  # after downtime: run once for the latest missed fire, or not
+
+    def __post_init__(self) -> None:
+        where = f"schedule {self.name!r}"
+        if not isinstance(self.name, str) or not _SCHEDULE_NAME.fullmatch(self.name):
+            raise ConfigError(f"{where}: name must be 1-64 letters, digits, '_', '.', ':' "
+                              f"or '-'")
+        if not isinstance(self.task, str) or not self.task:
+            raise ConfigError(f"{where}: task must name a registered task")
+        try:  # TOML also has dates, times and nan, which a job's JSON params cannot carry
+            json.dumps(self.params, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: params must be a table of JSON values (no dates, "
+                              f"times, nan or inf)") from None
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"{where}: params must be a table")
+        if bool(self.cron) == bool(self.every):
+            raise ConfigError(f"{where}: set either cron or every, not "
+                              f"{'both' if self.cron else 'neither'}")
+        if self.cron and (len(self.cron.split()) != 5 or not croniter.is_valid(self.cron)):
+            raise ConfigError(f"{where}: cron must be 5 fields (minute hour day month "
+                              f"weekday), not {self.cron!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{where}: unknown timezone {self.timezone!r} (an IANA name "
+                              f"like 'Europe/Paris')") from None
+        if self.catch_up not in CATCH_UP:
+            raise ConfigError(f"{where}: catch_up must be one of {', '.join(CATCH_UP)}, "
+                              f"not {self.catch_up!r}")
+
+    @classmethod
+    def from_toml(cls, raw: Any) -> Schedule:
+        """One `[[schedules]]` table, checked key by key (ConfigError naming the schedule)."""
+        if not isinstance(raw, dict):
+            raise ConfigError("each [[schedules]] entry must be a table")
+        where = f"schedule {raw.get('name', '(unnamed)')!r}"
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: "
+                              f"{', '.join(sorted(known))})")
+        missing = sorted({"name", "task"} - set(raw))
+        if missing:
+            raise ConfigError(f"{where}: {missing[0]} is required")
+        values = dict(raw)
+        for key in ("name", "task", "queue", "cron", "timezone", "catch_up", "priority"):
+            kind, words = (int, "a whole number") if key == "priority" else (str, "a string")
+            if key in values and (not isinstance(values[key], kind)
+                                  or isinstance(values[key], bool)):
+                raise ConfigError(f"{where}: {key} must be {words}, not {values[key]!r}")
+        if "every" in values:
+            try:
+                values["every"] = parse_duration(values["every"])
+            except ValueError:
+                values["every"] = -1.0
+            if values["every"] <= 0:
+                raise ConfigError(f"{where}: every must be {DURATION_HINT} (more than "
+                                  f"zero), not {raw['every']!r}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -233,6 +317,10 @@ class Config:
         "How long finished jobs stay, per final state ([retention] succeeded, cancelled, "
         "dead; SCHOLARSOURCE_RETENTION_DEAD=30d...); the pool deletes older ones, with "
         "their events and idempotency keys, in small batches.", table=Retention))
+    schedules: tuple[Schedule, ...] = field(default=(), metadata=_key(
+        "Periodic jobs, as [[schedules]] tables in the config file (name, task, params, "
+        "queue, priority, cron + timezone or every, catch_up): the pool submits one job per "
+        "fire time, never two, also across restarts and reloads.", array=Schedule))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -279,6 +367,10 @@ class Config:
         if not math.isfinite(self.max_cache_ttl) or self.max_cache_ttl <= 0:
             raise ConfigError(f"max_cache_ttl must be a positive number, not "
                               f"{self.max_cache_ttl!r}")
+        names = [schedule.name for schedule in self.schedules]
+        if len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise ConfigError(f"schedule {twice!r} is defined twice")
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""
@@ -295,8 +387,7 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --print-config and the bench's JSON."""
-        return {f.name: asdict(value) if isinstance(value := getattr(self, f.name), Retention)
-                else value for f in fields(self)}
+        return asdict(self)
 
 
 _TYPES = get_type_hints(Config)
@@ -397,8 +488,19 @@ def _layer_table(values: dict[str, Any], table: str, raws: Mapping[str, Any],
         values.setdefault(table, {})[key] = seconds
 
 
+def _layer_schedules(values: dict[str, Any], raw: Any, source: _Source) -> None:
+    """`[[schedules]]`: an array of tables, so only a config file can hold it."""
+    if source.text or not isinstance(raw, list):
+        raise ConfigError(f"{source.spell('schedules')} {source.where}: write schedules as "
+                          f"[[schedules]] tables in the config file")
+    values["schedules"] = tuple(Schedule.from_toml(entry) for entry in raw)
+
+
 def _layer(values: dict[str, Any], source: _Source) -> None:
     for name, raw in source.values.items():
+        if name == "schedules":
+            _layer_schedules(values, raw, source)
+            continue
         if (nested := _table_key(name, raw, source)) is not None:
             for table, raws in nested.items():
                 _layer_table(values, table, raws, source)

@@ -101,6 +101,7 @@ def test_check_config_prints_the_values_with_flags_applied() -> None:
     cores = len(os.sched_getaffinity(0))
     assert values == {**Config().as_dict(), "slots": 3, "data_dir": "/srv/jobs",
                       "task_modules": [], "builtin_tasks": ["safe"], "allowed_hosts": [],
+                      "schedules": [],
                       "workers": cores}
     assert sizing.startswith(f"{cores} API worker(s) (one per core), 3 job slot(s): slots set")
 

@@ -68,6 +68,18 @@ _SUBMIT = {
                                  _ERROR), **_ERRORS},
 }
 
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_SCHEDULE = {"type": "object", "properties": {
+    "name": {"type": "string"}, "task": {"type": "string"}, "params": {"type": "object"},
+    "queue": {"type": ["string", "null"]}, "priority": {"type": "integer"},
+    "cron": {"type": ["string", "null"]}, "every": {"type": ["number", "null"]},
+    "timezone": {"type": "string"}, "catch_up": {"enum": ["latest", "none"]},
+    "paused": {"type": "boolean"}, "next_fire": {"type": ["number", "null"]},
+    "last_fire": {"type": ["number", "null"]}, "last_job_id": {"type": ["string", "null"]},
+    "last_status": {"type": ["string", "null"]}}}
+_SCHEDULE_ERRORS = {**_ERRORS, "404": _answer("no schedule of that name "
+                                              "(schedule_not_found)", _ERROR)}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "ScholarSource", "version": __version__,
@@ -80,7 +92,7 @@ DOCUMENT: dict[str, Any] = {
                  "schema": {"enum": ["", *(s.value for s in JobState)]}},
                 {"name": "cursor", "in": "query", "schema": _COUNT}] + [
                 {"name": name, "in": "query", "schema": {"type": "string"}}
-                for name in ("task", "queue")] + [
+                for name in ("task", "queue", "schedule")] + [
                 {"name": "limit", "in": "query", "schema": {"anyOf": [
                     {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
                     {"const": ""}]}},
@@ -157,6 +169,22 @@ DOCUMENT: dict[str, Any] = {
         "/api/stats": {"get": {"summary": "Queue depth, slots, throughput and timings",
                                "responses": {"200": _answer("stats", {"type": "object"}),
                                              **_ERRORS}}},
+        "/api/schedules": {"get": {
+            "summary": "The config's schedules: next and last fire, latest job, pause",
+            "responses": {"200": _answer("the schedules", {"type": "object", "properties": {
+                "schedules": {"type": "array", "items": _SCHEDULE}}}), **_ERRORS}}},
+        "/api/schedules/{name}/trigger": {"post": {
+            "summary": "Run the schedule's job now (its fire times keep their own jobs)",
+            "parameters": [_NAME],
+            "responses": {"202": _answer("queued", _JOB), **_SCHEDULE_ERRORS}}},
+        "/api/schedules/{name}/pause": {"post": {
+            "summary": "Pause a schedule: its fires make no jobs until it is resumed",
+            "parameters": [_NAME],
+            "responses": {"200": _answer("the schedule", _SCHEDULE), **_SCHEDULE_ERRORS}}},
+        "/api/schedules/{name}/resume": {"post": {
+            "summary": "Resume a schedule from now (fires missed while paused do not run)",
+            "parameters": [_NAME],
+            "responses": {"200": _answer("the schedule", _SCHEDULE), **_SCHEDULE_ERRORS}}},
         "/api/health": {"get": {"summary": "Database writable and pool alive; process tree",
                                 "responses": {"200": {"description": "healthy"},
                                               "503": {"description": "unhealthy"}}}},
@@ -217,6 +245,8 @@ DOCUMENT: dict[str, Any] = {
             "idempotency_key": {"type": ["string", "null"]},
             "cache_ttl": {"type": ["number", "null"]}, "bypass_cache": {"type": "boolean"},
             "unique": {"type": "boolean"},
+            "schedule": {"type": ["string", "null"]},
+            "scheduled_for": {"type": ["number", "null"]},
             "progress": {"type": ["number", "null"]},
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},

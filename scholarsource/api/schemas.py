@@ -294,7 +294,8 @@ def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:
 
 def parse_list_query(query: Any) -> dict[str, Any]:
     """Filters and paging for GET /api/jobs."""
-    unknown = sorted(set(query) - {"status", "task", "queue", "limit", "cursor", "search"})
+    unknown = sorted(set(query) - {"status", "task", "queue", "schedule", "limit", "cursor",
+                                   "search"})
     if unknown:
         raise _invalid(unknown[0], "unknown query parameter")
     # An empty value (`?status=`, as forms send) means the filter is not set.
@@ -309,7 +310,8 @@ def parse_list_query(query: Any) -> dict[str, Any]:
     if cursor is not None and not is_count(cursor):
         raise _invalid("cursor", "must be a next_cursor value from an earlier page")
     return {"status": status, "task": query.get("task"), "queue": query.get("queue"),
-            "limit": int(limit_text), "cursor": None if cursor is None else int(cursor),
+            "schedule": query.get("schedule"), "limit": int(limit_text),
+            "cursor": None if cursor is None else int(cursor),
             "search": _search(query.get("search"))}
 
 

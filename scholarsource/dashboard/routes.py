@@ -41,7 +41,7 @@ class Page:
 
 
 PAGES = {page.name: page for page in (
-    Page("overview", "Overview", ("chart.js", "overview.js")),
+    Page("overview", "Overview", ("chart.js", "overview.js", "schedules.js")),
     Page("jobs", "Jobs", ("joblist.js", "jobs.js")),
     Page("job", "Job", ("job.js",)),
     Page("dead", "Dead letters", ("joblist.js", "dead.js")),

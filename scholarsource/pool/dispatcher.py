@@ -30,6 +30,7 @@ from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.retention import Pruner
+from scholarsource.pool.scheduler import Scheduler
 from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.pool.suspect import Suspect
 from scholarsource.store.base import (
@@ -110,6 +111,7 @@ class Dispatcher:
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
         self.retention = Pruner(config.retention)
+        self.scheduler = Scheduler(config)
         self._next_sample = 0.0
         # Wall clock: when the next scheduled or retrying job is due (None: none waits).
         self._next_due: float | None = 0.0
@@ -201,6 +203,7 @@ class Dispatcher:
             deadlines.append(self._stop_at)
         if self._next_due is not None:
             deadlines.append(time.monotonic() + self._next_due - time.time())
+        deadlines += self.scheduler.deadlines()  # wake for the next fire, not by polling
         if deadlines:
             wait = min(wait, max(min(deadlines) - time.monotonic(), 0.01))
         return wait
@@ -466,6 +469,8 @@ class Dispatcher:
             await self._beat(now)
         if self.retention.due(now):
             await self.retention.run(self.store)
+        if self.scheduler.due():
+            await self.scheduler.run(self.store)
 
     def _enforce(self, now: float) -> None:
         """Stop what must stop (timeouts, ignored cancels), finish stops that TERM did not,

@@ -23,6 +23,7 @@ from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
+from scholarsource.pool.scheduler import check_schedules
 from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
@@ -136,10 +137,11 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         if culprit:
             log.warning("the previous pool died while handling job %s: that job alone is "
                         "charged a crash", culprit[0])
-        await store.publish_tasks([
-            TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory, s.memory_limit,
-                         s.backoff_base, s.backoff_max, s.params, s.cache_ttl, s.unique)
-            for s in registry.values()])
+        defaults = [TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory,
+                                 s.memory_limit, s.backoff_base, s.backoff_max, s.params,
+                                 s.cache_ttl, s.unique) for s in registry.values()]
+        check_schedules(config, {d.name: d for d in defaults})  # or refuse to boot
+        await store.publish_tasks(defaults)
         expect = Expectations(config.memory_per_job)
         for spec in registry.values():
             expect.declare(spec.name, spec.memory)

@@ -101,6 +101,10 @@ class NewJob:
     bypass_cache: bool = False
     unique: bool = False
     run_at: float | None = None  # wall clock: not before then (None: at once)
+    # A schedule's job: its name and fire time; `triggered` for a run asked by hand.
+    schedule: str | None = None
+    scheduled_for: float | None = None
+    triggered: bool = False
 
     @property
     def fingerprint(self) -> str | None:
@@ -153,6 +157,8 @@ class Job:
     cache_ttl: float | None = None
     bypass_cache: bool = False
     unique: bool = False
+    schedule: str | None = None
+    scheduled_for: float | None = None
 
     @property
     def wait_time(self) -> float | None:
@@ -185,6 +191,7 @@ class Job:
             "attempts_history": self.attempts_history,
             "idempotency_key": self.idempotency_key, "cache_ttl": self.cache_ttl,
             "bypass_cache": self.bypass_cache, "unique": self.unique,
+            "schedule": self.schedule, "scheduled_for": self.scheduled_for,
         }
 
 
@@ -275,6 +282,20 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class ScheduleState:
+    """What the store keeps of a schedule: its pause, how far its fires were handled, and
+    its latest job (None once none is left)."""
+
+    name: str
+    paused: bool
+    # Every fire time up to this one was handled (fired or skipped); None: never seen.
+    cursor: float | None
+    last_job_id: str | None = None
+    last_status: JobState | None = None
+    last_fire: float | None = None  # the latest job's scheduled_for
+
+
+@dataclass(frozen=True)
 class PoolInfo:
     """What the pool last said about itself (its heartbeat)."""
 
@@ -322,8 +343,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_jobs(self, tenant: str, *, status: str | None = None, task: str | None = None,
                    queue: str | None = None, limit: int = 50, cursor: int | None = None,
-                   search: str | None = None,
-                   search_scan: int = 10_000) -> tuple[list[Job], int | None]:
+                   search: str | None = None, search_scan: int = 10_000,
+                   schedule: str | None = None) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end).
         With `search`, only jobs whose id, task or params contain it (any case), among the
         newest `search_scan` jobs the other filters match: a page may then hold fewer than
@@ -450,6 +471,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def heartbeat(self, info: PoolInfo) -> None:
         """Record that the pool is alive and which processes it has."""
+
+    # -- schedules --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def schedule_states(self, tenant: str, names: list[str]) -> dict[str, ScheduleState]:
+        """Each named schedule's state, with its latest job of `tenant` (one the store has
+        not seen yet: unpaused, cursor None)."""
+
+    @abc.abstractmethod
+    async def fire(self, new: NewJob | None, name: str, fire_time: float) -> Job | None:
+        """Handle `name`'s fires up to `fire_time` in one transaction: insert `new` (a job
+        with schedule = name and scheduled_for = fire_time; None: skip the fire) unless
+        the schedule is paused or that fire already has its job, and move the cursor to
+        `fire_time`. Returns the job inserted, if one was."""
+
+    @abc.abstractmethod
+    async def set_paused(self, name: str, paused: bool, now: float) -> None:
+        """Pause or resume a schedule. A resumed one goes on from `now`: what it missed
+        while paused is not caught up."""
 
     # -- retention --------------------------------------------------------------------------
     @abc.abstractmethod

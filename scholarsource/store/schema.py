@@ -215,7 +215,28 @@ CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
     WHERE unique_job = 1 AND status IN ('scheduled', 'queued', 'running', 'retrying');
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
+# Periodic jobs. A job a schedule made names it and its fire time; jobs_fire makes a second
+# job for the same fire impossible in the schema itself (the fire is one INSERT ... ON
+# CONFLICT DO NOTHING), whatever restarts, reloads or racing pools do. A manual trigger is
+# marked (`triggered`) and stays out of it. `schedules` keeps what must outlive a pool: the
+# pause, and `cursor`, the fire time up to which every fire was handled (fired or skipped),
+# written in the same transaction as the fire. jobs_tenant_schedule serves ?schedule=.
+_V11 = """
+ALTER TABLE jobs ADD COLUMN schedule TEXT;
+ALTER TABLE jobs ADD COLUMN scheduled_for REAL;
+ALTER TABLE jobs ADD COLUMN triggered INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX jobs_fire ON jobs (schedule, scheduled_for)
+    WHERE schedule IS NOT NULL AND triggered = 0;
+CREATE INDEX jobs_tenant_schedule ON jobs (tenant, schedule, seq) WHERE schedule IS NOT NULL;
+
+CREATE TABLE schedules (
+    name   TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0,
+    cursor REAL NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

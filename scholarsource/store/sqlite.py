@@ -34,6 +34,7 @@ from scholarsource.store.base import (
     Outcome,
     PoolInfo,
     Reused,
+    ScheduleState,
     Store,
     TaskDefaults,
 )
@@ -45,17 +46,19 @@ _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, erro
                 "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
                 "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
                 "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history, "
-                "idempotency_key, cache_ttl, bypass_cache, unique_job")
+                "idempotency_key, cache_ttl, bypass_cache, unique_job, schedule, scheduled_for")
 
 SUBMIT = """
 INSERT INTO jobs (id, tenant, task, queue, priority, params, max_attempts, timeout,
                   created_at, memory_limit, backoff_base, backoff_max, idempotency_key,
-                  fingerprint, cache_ttl, bypass_cache, unique_job, status, run_at)
+                  fingerprint, cache_ttl, bypass_cache, unique_job, status, run_at,
+                  schedule, scheduled_for, triggered)
 SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
        value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
        value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]',
        value ->> '$[12]', value ->> '$[13]', value ->> '$[14]', value ->> '$[15]',
-       value ->> '$[16]', value ->> '$[17]', value ->> '$[18]'
+       value ->> '$[16]', value ->> '$[17]', value ->> '$[18]', value ->> '$[19]',
+       value ->> '$[20]', value ->> '$[21]'
 FROM json_each(?) ORDER BY key
 """
 BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
@@ -82,6 +85,25 @@ _SUBMIT_ONCE = (SUBMIT.replace("FROM json_each(?) ORDER BY key",
 SUBMIT_ONCE = _SUBMIT_ONCE.format(cached="")
 SUBMIT_UNCACHED = _SUBMIT_ONCE.format(
     cached=f" AND NOT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_cached WHERE {_CACHED_WHERE})")
+# A schedule's fire: its job, unless the schedule is paused or the fire already has one
+# (jobs_fire), then its cursor moved up to the fire (both in one transaction).
+FIRE = _SUBMIT_ONCE.format(
+    cached=" AND NOT EXISTS (SELECT 1 FROM schedules WHERE name = ? AND paused = 1)")
+FIRE_CURSOR = ("INSERT INTO schedules (name, cursor) VALUES (?, ?) ON CONFLICT (name) "
+               "DO UPDATE SET cursor = max(cursor, excluded.cursor)")
+# Each named schedule's row (if any) and its tenant's latest job (jobs_tenant_schedule).
+SCHEDULE_STATES = """
+SELECT n.value, s.paused, s.cursor, j.id, j.status, j.scheduled_for
+FROM json_each(:names) AS n
+LEFT JOIN schedules AS s ON s.name = n.value
+LEFT JOIN jobs AS j ON j.seq = (SELECT seq FROM jobs WHERE tenant = :tenant
+                                AND schedule = n.value ORDER BY seq DESC LIMIT 1)
+ORDER BY n.key
+"""
+# A resume moves the cursor to now: the fires a pause skipped are not caught up.
+SET_PAUSED = ("INSERT INTO schedules (name, paused, cursor) VALUES (:name, :paused, :now) "
+              "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, cursor = "
+              "CASE WHEN paused AND NOT excluded.paused THEN max(cursor, :now) ELSE cursor END")
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
 CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
 PEEK = "SELECT seq, task FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
@@ -152,7 +174,7 @@ JOIN jobs ON jobs.id = n.value ->> 'id' AND jobs.token = n.value ->> 'token'
          AND jobs.status = 'running'
 ORDER BY n.key
 """
-LIST_FILTERS = ("status", "task", "queue")
+LIST_FILTERS = ("status", "task", "queue", "schedule")
 
 
 def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
@@ -161,12 +183,11 @@ def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
     `finished` says the status filter names a final state.
 
     Each page walks one index, of the filter likely to be the narrowest (unary + keeps the
-    others out of SQLite's choice): a task's, then a queue's (a task's jobs nearly all share
-    one queue), unless the status is a live one (scheduled, queued, running, retrying),
-    whose jobs are
-    few next to the history. The final states accumulate, so among them a task or queue is
-    the narrower."""
-    lead = next((name for name in ("task", "queue") if name in filters), "status")
+    others out of SQLite's choice): a schedule's (its jobs are one task's), then a task's,
+    then a queue's (a task's jobs nearly all share one queue), unless the status is a live
+    one (scheduled, queued, running, retrying), whose jobs are few next to the history. The
+    final states accumulate, so among them a schedule, task or queue is the narrower."""
+    lead = next((name for name in ("schedule", "task", "queue") if name in filters), "status")
     if "status" in filters and not finished:
         lead = "status"
     where = ["tenant = ?", *(f"{'' if name == lead else '+'}{name} = ?"
@@ -387,7 +408,7 @@ def _job(row: Iterable[Any]) -> Job:
      max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
      progress, progress_message, cancel_requested, created_at, started_at, finished_at,
      run_at, peak_rss, cpu_time, history, idempotency_key, cache_ttl, bypass_cache,
-     unique) = row
+     unique, schedule, scheduled_for) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
@@ -399,7 +420,8 @@ def _job(row: Iterable[Any]) -> Job:
                started_at=started_at, finished_at=finished_at, run_at=run_at,
                peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history),
                idempotency_key=idempotency_key, cache_ttl=cache_ttl,
-               bypass_cache=bool(bypass_cache), unique=bool(unique))
+               bypass_cache=bool(bypass_cache), unique=bool(unique), schedule=schedule,
+               scheduled_for=scheduled_for)
 
 
 def _new_jobs(news: list[NewJob]) -> list[Job]:
@@ -416,7 +438,8 @@ def _new_jobs(news: list[NewJob]) -> list[Job]:
                 started_at=None, finished_at=None, run_at=new.run_at if waits else None,
                 peak_rss=None, cpu_time=None, attempts_history=[],
                 idempotency_key=new.idempotency_key, cache_ttl=new.cache_ttl,
-                bypass_cache=new.bypass_cache, unique=new.unique)
+                bypass_cache=new.bypass_cache, unique=new.unique, schedule=new.schedule,
+                scheduled_for=new.scheduled_for)
             for new in news for waits in (new.run_at is not None and new.run_at > now,)]
 
 
@@ -425,7 +448,8 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
     return json.dumps([(j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
                         j.max_attempts, j.timeout, j.created_at, j.memory_limit,
                         j.backoff_base, j.backoff_max, j.idempotency_key, new.fingerprint,
-                        j.cache_ttl, j.bypass_cache, j.unique, j.status.value, j.run_at)
+                        j.cache_ttl, j.bypass_cache, j.unique, j.status.value, j.run_at,
+                        j.schedule, j.scheduled_for, new.triggered)
                        for new, j in zip(news, jobs, strict=True)])
 
 
@@ -456,23 +480,24 @@ class SqliteStore(Store):
     async def close(self) -> None:
         await self._db.close()
 
-    async def _atomically(self, statements: list[tuple[str, Any]]) -> None:
+    async def _atomically(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
         """Several statements as one write transaction. Shielded: a caller cancelled midway
         must not leave the transaction, and SQLite's write lock, open on this connection.
         Only for a connection with one caller at a time (the pool's): on an API worker's
-        shared connection another request's statement could land inside the transaction."""
+        shared connection another request's statement could land inside the transaction.
+        Returns each statement's rows."""
 
-        async def run() -> None:
+        async def run() -> list[list[Any]]:
             await self._db.fetchall("BEGIN IMMEDIATE")
             try:
-                for sql, params in statements:
-                    await self._db.fetchall(sql, params)
+                rows = [await self._db.fetchall(sql, params) for sql, params in statements]
                 await self._db.fetchall("COMMIT")
             except BaseException:
                 await self._db.fetchall("ROLLBACK")
                 raise
+            return rows
 
-        await asyncio.shield(run())
+        return await asyncio.shield(run())
 
     async def _one(self, sql: str, params: Any = ()) -> Any:
         rows = await self._db.fetchall(sql, params)
@@ -522,8 +547,10 @@ class SqliteStore(Store):
     async def list_jobs(self, tenant: str, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
                         cursor: int | None = None, search: str | None = None,
-                        search_scan: int = 10_000) -> tuple[list[Job], int | None]:
-        given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
+                        search_scan: int = 10_000,
+                        schedule: str | None = None) -> tuple[list[Job], int | None]:
+        given = {name: value for name, value in zip(LIST_FILTERS,
+                                                      (status, task, queue, schedule),
                                                       strict=True) if value is not None}
         args: list[str | int] = [tenant, *given.values()]
         if cursor is not None:
@@ -565,8 +592,9 @@ class SqliteStore(Store):
     async def cancel_matching(self, tenant: str, *, status: str | None = None,
                               task: str | None = None,
                               queue: str | None = None) -> tuple[int, int]:
-        given = {name: value for name, value in zip(LIST_FILTERS, (status, task, queue),
-                                                      strict=True) if value is not None}
+        given = {name: value for name, value in zip(("status", "task", "queue"),
+                                                      (status, task, queue), strict=True)
+                 if value is not None}
         # Live jobs are few next to the history: walk the status index (unary + keeps the
         # task's and queue's out of SQLite's choice), as list_sql does for a live status.
         filters = "".join(f" AND {'' if name == 'status' else '+'}{name} = :{name}"
@@ -753,6 +781,28 @@ class SqliteStore(Store):
                                             info.busy, info.heartbeat_at,
                                             json.dumps(info.admission),
                                             json.dumps(info.slot_rows)))
+
+    # -- schedules --------------------------------------------------------------------------
+    @_unavailable
+    async def schedule_states(self, tenant: str, names: list[str]) -> dict[str, ScheduleState]:
+        rows = await self._db.fetchall(SCHEDULE_STATES,
+                                       {"names": json.dumps(names), "tenant": tenant})
+        return {name: ScheduleState(name, bool(paused), cursor, job_id,
+                                    None if status is None else JobState(status), fired)
+                for name, paused, cursor, job_id, status, fired in rows}
+
+    @_unavailable
+    async def fire(self, new: NewJob | None, name: str, fire_time: float) -> Job | None:
+        jobs = [] if new is None else _new_jobs([new])
+        statements: list[tuple[str, Any]] = [(FIRE_CURSOR, (name, fire_time))]
+        if new is not None:
+            statements.insert(0, (FIRE, (_rows([new], jobs), name)))
+        inserted = (await self._atomically(statements))[0]
+        return jobs[0] if new is not None and inserted else None
+
+    @_unavailable
+    async def set_paused(self, name: str, paused: bool, now: float) -> None:
+        await self._db.fetchall(SET_PAUSED, {"name": name, "paused": paused, "now": now})
 
     # -- retention --------------------------------------------------------------------------
     @_unavailable

@@ -225,7 +225,8 @@ def test_the_jobs_list_filters_and_pages_without_loading_everything(
 
     page.locator('#filters select[name="status"]').select_option("dead")
     page.locator('#filters button[type="submit"]').click()
-    expect(page).to_have_url(f"{dashboard.url}/dashboard/jobs?status=dead&task=&queue=&search=")
+    expect(page).to_have_url(
+        f"{dashboard.url}/dashboard/jobs?status=dead&task=&queue=&schedule=&search=")
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
     page.goto(f"{dashboard.url}/dashboard/jobs?task=noop&status=succeeded")
     expect(page.locator('#filters select[name="status"]')).to_have_value("succeeded")

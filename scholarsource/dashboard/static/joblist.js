@@ -8,7 +8,7 @@ SS.PAGE_SIZE = 50;
 SS.jobList = async (fixed, row) => {
   const url = new URLSearchParams(window.location.search);
   const query = new URLSearchParams({ limit: String(SS.PAGE_SIZE) });
-  for (const key of ["status", "task", "queue", "search", "cursor"]) {
+  for (const key of ["status", "task", "queue", "schedule", "search", "cursor"]) {
     if (url.get(key)) query.set(key, url.get(key));
   }
   for (const [key, value] of Object.entries(fixed)) query.set(key, value);

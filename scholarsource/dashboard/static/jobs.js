@@ -89,7 +89,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     const form = document.getElementById("filters");
     const url = new URLSearchParams(window.location.search);
-    for (const key of ["status", "task", "queue", "search"]) {
+    for (const key of ["status", "task", "queue", "schedule", "search"]) {
       form.elements[key].value = url.get(key) || "";
     }
     document.getElementById("select-all").addEventListener("change", (event) => {
