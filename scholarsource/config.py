@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from scholarsource.errors import ConfigError
+from scholarsource.limits import (
+    QueueLimits,
+    TaskLimits,
+    check_reservations,
+    parse_queues,
+    parse_tasks,
+)
 
 ENV_PREFIX = "SCHOLARSOURCE_"
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
@@ -233,6 +240,15 @@ class Config:
         "How long finished jobs stay, per final state ([retention] succeeded, cancelled, "
         "dead; SCHOLARSOURCE_RETENTION_DEAD=30d...); the pool deletes older ones, with "
         "their events and idempotency keys, in small batches.", table=Retention))
+    # Which queued job may start (pool/policy.py): TOML tables only, one per name.
+    queues: dict[str, QueueLimits] = field(default_factory=dict, metadata=_key(
+        "Per-queue limits, one [queues.NAME] table each: max_running (at most N of its jobs "
+        "run at once) and reserved (N slots only this queue may use). A queue without a "
+        "table shares the slots left.", named=parse_queues))
+    tasks: dict[str, TaskLimits] = field(default_factory=dict, metadata=_key(
+        "Per-task overrides, one [tasks.NAME] table each: rate_limit (\"100/m\", \"10/s\", "
+        "\"500/h\"), at most that many starts in any such window across the whole pool.",
+        named=parse_tasks))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -279,6 +295,8 @@ class Config:
         if not math.isfinite(self.max_cache_ttl) or self.max_cache_ttl <= 0:
             raise ConfigError(f"max_cache_ttl must be a positive number, not "
                               f"{self.max_cache_ttl!r}")
+        if self.slots:  # sized from the machine otherwise: the pool checks at start
+            check_reservations(self.queues, self.slots)
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""
@@ -295,8 +313,15 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --print-config and the bench's JSON."""
-        return {f.name: asdict(value) if isinstance(value := getattr(self, f.name), Retention)
-                else value for f in fields(self)}
+        def plain(value: Any) -> Any:
+            if isinstance(value, Retention):
+                return asdict(value)
+            if isinstance(value, dict):  # [queues.NAME], [tasks.NAME]: None means unset
+                return {name: {k: str(v) if k == "rate_limit" else v
+                               for k, v in vars(table).items() if v is not None}
+                        for name, table in value.items()}
+            return value
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
 
 _TYPES = get_type_hints(Config)
@@ -399,6 +424,13 @@ def _layer_table(values: dict[str, Any], table: str, raws: Mapping[str, Any],
 
 def _layer(values: dict[str, Any], source: _Source) -> None:
     for name, raw in source.values.items():
+        named = Config.__dataclass_fields__.get(name)
+        if named is not None and "named" in named.metadata:  # [queues.NAME], [tasks.NAME]
+            if source.text:
+                raise ConfigError(f"{source.spell(name)} {source.where}: [{name}.NAME] "
+                                  f"tables are set in the config file only")
+            values[name] = named.metadata["named"](raw)
+            continue
         if (nested := _table_key(name, raw, source)) is not None:
             for table, raws in nested.items():
                 _layer_table(values, table, raws, source)

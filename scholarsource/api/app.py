@@ -22,6 +22,7 @@ from scholarsource.api import (
     openapi,
     ops,
     prometheus,
+    queues,
     stats,
 )
 from scholarsource.api.catalog import Catalog
@@ -101,6 +102,7 @@ def create_app(config: Config) -> Starlette:
 
     return Starlette(
         routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *stats.routes,
+                *queues.routes,
                 *openapi.routes, *prometheus.routes, *dashboard.routes],
         lifespan=lifespan,
         middleware=[*accesslog.middleware(config), *prometheus.middleware,

@@ -17,13 +17,14 @@ from scholarsource.api.schemas import (
     LIST_LIMIT_MAX,
     MAX_ATTEMPTS_LIMIT,
     MAX_BACKOFF,
+    MAX_CONCURRENCY_KEY,
     MAX_MEMORY_LIMIT,
     MEMORY_PATTERN,
-    NAME_PATTERN,
     PRIORITY_RANGE,
     SEARCH_MAX,
 )
 from scholarsource.api.state import services
+from scholarsource.limits import MAX_CONCURRENCY, NAME_PATTERN
 from scholarsource.store.base import JobState
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -192,7 +193,15 @@ DOCUMENT: dict[str, Any] = {
                        "unique": {"type": ["boolean", "null"],
                                   "description": "While a unique job of the same task and "
                                                  "params is queued, running or waiting to "
-                                                 "retry, answer with it (200)."}}},
+                                                 "retry, answer with it (200)."},
+                       "concurrency_key": {"type": ["string", "null"], "minLength": 1,
+                                           "maxLength": MAX_CONCURRENCY_KEY,
+                                           "description": "Jobs of the tenant sharing this "
+                                                          "key (a user id, say) run at most "
+                                                          "concurrency_limit at a time."},
+                       "concurrency_limit": {"type": ["integer", "null"], "minimum": 1,
+                                             "maximum": MAX_CONCURRENCY,
+                                             "description": "Default: the task's, else 1."}}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
             "priority": {"type": "integer"},
@@ -209,6 +218,8 @@ DOCUMENT: dict[str, Any] = {
             "idempotency_key": {"type": ["string", "null"]},
             "cache_ttl": {"type": ["number", "null"]}, "bypass_cache": {"type": "boolean"},
             "unique": {"type": "boolean"},
+            "concurrency_key": {"type": ["string", "null"]},
+            "concurrency_limit": {"type": ["integer", "null"]},
             "progress": {"type": ["number", "null"]},
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},

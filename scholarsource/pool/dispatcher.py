@@ -29,6 +29,7 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
+from scholarsource.pool.policy import Policy
 from scholarsource.pool.retention import Pruner
 from scholarsource.pool.slots import NOTE, Slot, Slots
 from scholarsource.pool.suspect import Suspect
@@ -97,7 +98,7 @@ class Dispatcher:
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
                  alive: Callable[[], None] = lambda: None,
-                 suspect: Suspect | None = None) -> None:
+                 suspect: Suspect | None = None, rate_limited: bool = False) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -109,6 +110,8 @@ class Dispatcher:
         self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
+        self.policy = Policy(config.queues, self.admission, rate_limited)
+        self._rate_free_at: float | None = None  # wall clock: a rate-limited job may start
         self.retention = Pruner(config.retention)
         self._next_sample = 0.0
         self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
@@ -192,8 +195,9 @@ class Dispatcher:
             deadlines.append(self._next_sample)
         if self._stop_at is not None:
             deadlines.append(self._stop_at)
-        if self._next_due is not None:
-            deadlines.append(time.monotonic() + self._next_due - time.time())
+        for due in (self._next_due, self._rate_free_at):
+            if due is not None:
+                deadlines.append(time.monotonic() + due - time.time())
         if deadlines:
             wait = min(wait, max(min(deadlines) - time.monotonic(), 0.01))
         return wait
@@ -233,15 +237,16 @@ class Dispatcher:
             await asyncio.sleep(_STORE_RETRY)
 
     async def _claim(self) -> None:
+        self._rate_free_at = None
         free = self.slots.free()
         if not free:
             return
         try:
-            refs = await self.admission.admit(self.store, len(free))
-            if refs == []:
-                return
-            claims = await self.store.claim(self.owner, len(free), self.config.lease_seconds,
-                                            refs)
+            claims = await self.policy.claim(self.store, self.owner, len(free),
+                                             self.config.lease_seconds,
+                                             [s.claim for s in self.slots.busy() if s.claim])
+            if len(claims) < len(free) and self.policy.rate_limited:
+                self._rate_free_at = await self.store.rate_free_at()
         except StoreUnavailable as exc:
             log.warning("cannot claim jobs: %s", exc)
             await asyncio.sleep(_STORE_RETRY)

@@ -1,0 +1,49 @@
+"""The claim policy as units: which queues a claim may take from, and how many at once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from scholarsource.limits import QueueLimits
+from scholarsource.pool.policy import gate
+from scholarsource.store.base import Gate
+
+CAPPED = {"extraction": QueueLimits(max_running=1)}
+RESERVED = {"urgent": QueueLimits(reserved=1)}
+
+
+def test_no_queue_table_lets_every_queue_take_every_free_slot() -> None:
+    assert gate({}, Counter(), 4) == (Gate(), 4)
+
+
+def test_a_capped_queue_at_its_cap_is_skipped_and_the_others_go_on() -> None:
+    assert gate(CAPPED, Counter(extraction=1), 3) == (Gate(skip=("extraction",)), 3)
+
+
+def test_a_batch_never_takes_more_than_a_queue_has_room_for() -> None:
+    # A claim counts its own rows only once: with room for one more extraction job, one
+    # job per claim, and the next round recounts.
+    assert gate(CAPPED, Counter(), 4) == (Gate(), 1)
+
+
+def test_an_unfilled_reservation_holds_its_slot_back_from_the_other_queues() -> None:
+    # 2 free, 1 of them reserved for urgent: the others share 1.
+    assert gate(RESERVED, Counter(default=2), 2) == (Gate(), 1)
+    # 1 free, reserved for urgent: only urgent may take it.
+    assert gate(RESERVED, Counter(default=3), 1) == (Gate(only=("urgent",)), 1)
+
+
+def test_a_filled_reservation_holds_nothing_back() -> None:
+    assert gate(RESERVED, Counter(urgent=1, default=2), 1) == (Gate(), 1)
+
+
+def test_reservations_that_hold_every_free_slot_with_none_left_start_nothing() -> None:
+    queues = {"a": QueueLimits(reserved=1, max_running=1), "b": QueueLimits(reserved=1)}
+    # a is full (at its cap), b's one unfilled reservation holds the one free slot.
+    assert gate(queues, Counter(a=1, other=1), 1) == (Gate(skip=("a",), only=("b",)), 1)
+    capped_b = {"b": QueueLimits(reserved=2, max_running=2)}
+    assert gate(capped_b, Counter(b=2, other=1), 1) == (Gate(skip=("b",)), 1)
+    both_capped = {"a": QueueLimits(reserved=1, max_running=1),
+                   "b": QueueLimits(reserved=1, max_running=1)}
+    assert gate(both_capped, Counter(other=2), 2)[1] == 1
+    assert gate(both_capped, Counter(a=1, other=2), 1) == (Gate(skip=("a",), only=("b",)), 1)
