@@ -121,9 +121,10 @@ RESUME = "UPDATE queues SET paused = 0, paused_at = NULL WHERE name = ?"
 PAUSED = "SELECT name FROM queues WHERE paused"
 # /api/queues: live jobs per queue (the queued ones' oldest), finishes since a time (a range
 # of jobs_expiry per final state), and each rate-limited task's starts in its window.
-QUEUE_COUNTS = ("SELECT queue, status, count(*), min(created_at) FROM jobs "
-                "WHERE status IN ('queued', 'running', 'scheduled') GROUP BY queue, status")
-QUEUE_FINISHED = ("SELECT queue, count(*) FROM jobs WHERE status IN ('succeeded', 'dead', "
+QUEUE_DEPTHS = " UNION ALL ".join(
+    f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE status = '{state}' "
+    f"GROUP BY queue" for state in ("queued", "running", "scheduled"))
+QUEUE_FINISHES = ("SELECT queue, count(*) FROM jobs WHERE status IN ('succeeded', 'dead', "
                   "'cancelled') AND finished_at >= ? GROUP BY queue")
 RATES = ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
          "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
@@ -746,12 +747,12 @@ class SqliteStore(Store):
     @_unavailable
     async def queue_stats(self, since: float) -> list[QueueStats]:
         stats: dict[str, QueueStats] = {}
-        for queue, status, n, oldest in await self._db.fetchall(QUEUE_COUNTS):
+        for queue, status, n, oldest in await self._db.fetchall(QUEUE_DEPTHS):
             row = stats.setdefault(queue, QueueStats(queue))
             setattr(row, status, n)
             if status == "queued":
                 row.oldest_queued_at = oldest
-        for queue, n in await self._db.fetchall(QUEUE_FINISHED, (since,)):
+        for queue, n in await self._db.fetchall(QUEUE_FINISHES, (since,)):
             stats.setdefault(queue, QueueStats(queue)).finished = n
         return sorted(stats.values(), key=lambda row: row.name)
 
