@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from scholarsource.exitcodes import EXIT_CONFIG
 from tests.conftest import Server
 from tests.e2e.jobs_api import wait_finished
 from tests.helpers import wait_until
@@ -143,3 +144,29 @@ def test_a_concurrency_key_runs_one_job_per_user_and_other_users_beside_it(
         for a, b in itertools.combinations(mine, 2):
             assert not _overlap(a, b), "two jobs of one key ran at once"
     assert any(_overlap(a, b) for a in spans["A"] for b in spans["B"])
+
+
+def test_bad_limits_are_refused_with_their_code_and_change_nothing(
+        serve: Callable[..., Server], tmp_path: Path) -> None:
+    server = serve(slots=2)
+    client = server.client()
+    before = client.get("/api/queues").json()
+    answer = client.post("/api/queues/nosuch/pause")
+    assert (answer.status_code, answer.json()["error"]) == (422, "unknown_queue")
+    for fields in ({"concurrency_key": "u", "concurrency_limit": 0},
+                   {"concurrency_key": "", "concurrency_limit": 1},
+                   {"concurrency_limit": 2}):
+        answer = client.post("/api/jobs", json={"task": "noop", **fields})
+        assert (answer.status_code, answer.json()["error"]) == (422, "invalid_request"), fields
+    assert client.get("/api/jobs").json()["jobs"] == []
+    assert client.get("/api/queues").json() == before
+    assert not any(q["paused"] for q in before["queues"])
+
+
+def test_reservations_beyond_the_slots_stop_the_server_at_boot(
+        serve: Callable[..., Server], tmp_path: Path) -> None:
+    server = serve(slots=2, wait=False, args=_config(
+        tmp_path, "[queues.a]\nreserved = 1\n[queues.b]\nreserved = 1\n"))
+    assert server.proc.wait(timeout=30) == EXIT_CONFIG
+    assert "reservations must leave at least one slot" in server.log()
+    assert not (tmp_path / "data" / "scholarsource.db").exists()
