@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import __version__
+from scholarsource.api.queues import known_queues
 from scholarsource.api.schemas import (
     BULK_CANCEL_FILTERS,
     CANCELLABLE_STATES,
@@ -121,6 +122,21 @@ DOCUMENT: dict[str, Any] = {
             "summary": "Delete every dead job and its history", "responses": {"200": _answer(
                 "how many", {"type": "object", "properties": {"purged": {"type": "integer"}}}),
                 **_ERRORS}}},
+        "/api/queues": {"get": {
+            "summary": "Each queue's jobs, limits, pause, throughput; rate-limited tasks",
+            "responses": {"200": _answer("queues and rates", {"type": "object", "properties": {
+                "queues": {"type": "array", "items": {"type": "object"}},
+                "rates": {"type": "array", "items": {"type": "object"}}}}), **_ERRORS}}},
+        **{f"/api/queues/{{name}}/{verb}": {"post": {
+            "summary": summary,
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": NAME_PATTERN.pattern}}],
+            "responses": {"200": _answer("the queue", {"type": "object", "properties": {
+                "name": {"type": "string"}, "paused": {"type": "boolean"}}}),
+                "422": _answer("no such queue (unknown_queue)", _ERROR), **_ERRORS}}}
+            for verb, summary in (
+                ("pause", "Pause a queue: its queued jobs wait, running ones finish"),
+                ("resume", "Resume a paused queue"))},
         "/api/jobs/cancel": {"post": {
             "summary": "Cancel many jobs: queued and failed ones at once, running ones asked "
                        "to stop",
@@ -165,6 +181,7 @@ DOCUMENT: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string"}, "message": {"type": "string"}}},
         "Submit": {"type": "object", "required": ["task"], "additionalProperties": False,
+                   "dependentRequired": {"concurrency_limit": ["concurrency_key"]},
                    "properties": {
                        "task": {"type": "string", "minLength": 1},
                        "params": {"type": "object"},
@@ -194,7 +211,7 @@ DOCUMENT: dict[str, Any] = {
                                   "description": "While a unique job of the same task and "
                                                  "params is queued, running or waiting to "
                                                  "retry, answer with it (200)."},
-                       "concurrency_key": {"type": ["string", "null"], "minLength": 1,
+                       "concurrency_key": {"type": "string", "minLength": 1,
                                            "maxLength": MAX_CONCURRENCY_KEY,
                                            "description": "Jobs of the tenant sharing this "
                                                           "key (a user id, say) run at most "
@@ -251,6 +268,11 @@ async def openapi(request: Request) -> JSONResponse:
                 variant["required"] = ["task", "params"]
         variants.append(variant)
     schemas["Submit"] = {"oneOf": variants} if variants else base
+    # A pause or resume may name the queues this server knows now (else 422 unknown_queue).
+    queues = sorted(await known_queues(svc))
+    for verb in ("pause", "resume"):
+        [name] = document["paths"][f"/api/queues/{{name}}/{verb}"]["post"]["parameters"]
+        name["schema"] = {"enum": queues}
     return JSONResponse(document)
 
 

@@ -20,7 +20,7 @@ from scholarsource.store.base import QueueStats, RateStats
 THROUGHPUT_WINDOW = 60.0
 
 
-async def _known(svc: Services) -> set[str]:
+async def known_queues(svc: Services) -> set[str]:
     """Every queue worth showing or pausing: configured, a task's, one with live jobs or
     recent finishes, or paused."""
     names = set(svc.config.queues) | await svc.store.paused_queues()
@@ -52,7 +52,7 @@ async def list_queues(request: Request) -> JSONResponse:
     stats = {s.name: s for s in await svc.store.queue_stats(now - THROUGHPUT_WINDOW)}
     paused = await svc.store.paused_queues()
     rates = await svc.store.rates()
-    names = sorted(await _known(svc) | set(stats))
+    names = sorted(await known_queues(svc) | set(stats))
     return JSONResponse({
         "queues": [_queue(stats.get(name, QueueStats(name)),
                           svc.config.queues.get(name, QueueLimits()), name in paused, rates,
@@ -64,7 +64,7 @@ async def list_queues(request: Request) -> JSONResponse:
 async def _set_paused(request: Request, paused: bool) -> JSONResponse:
     svc = services(request)
     name = request.path_params["name"]
-    known = await _known(svc)
+    known = await known_queues(svc)
     if not NAME_PATTERN.fullmatch(name) or name not in known | {
             s.name for s in await svc.store.queue_stats(time.time())}:
         raise ValidationFailed(f"no queue named {name!r} (there are: "
