@@ -112,8 +112,9 @@ def parse_tasks(raw: Any) -> dict[str, TaskLimits]:
 
 
 def check_reservations(queues: Mapping[str, QueueLimits], slots: int) -> None:
-    """Reservations must leave a slot for every other queue: ConfigError if they do not."""
+    """The reservations must fit the slots: ConfigError if they do not. (Reserving every
+    slot is allowed: then only the queues with a reservation run.)"""
     reserved = sum(q.reserved for q in queues.values())
-    if reserved and reserved >= slots:
+    if reserved > slots:
         raise ConfigError(f"[queues] reserve {reserved} slot(s) in all, but there are only "
-                          f"{slots}: reservations must leave at least one slot to share")
+                          f"{slots}: the reservations must fit the slots")

@@ -46,7 +46,7 @@ def test_queue_and_task_tables_load(tmp_path: Path) -> None:
     ("[queues.a]\nreserved = 3\nmax_running = 2\n", "cannot be more than its max_running"),
     ("[queues.a]\nlimit = 3\n", "unknown setting queues.a.limit"),
     ('[queues."no spaces"]\n', "not a valid name"),
-    ("slots = 2\n[queues.a]\nreserved = 1\n[queues.b]\nreserved = 1\n", "only 2"),
+    ("slots = 2\n[queues.a]\nreserved = 2\n[queues.b]\nreserved = 1\n", "only 2"),
 ])
 def test_bad_tables_are_refused_with_the_key_named(tmp_path: Path, text: str,
                                                    message: str) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from click.testing import CliRunner
 
+from scholarsource.cli import main
 from scholarsource.exitcodes import EXIT_CONFIG
 from tests.conftest import Server
 from tests.e2e.jobs_api import wait_finished
@@ -93,7 +95,8 @@ def test_a_pause_survives_a_restart_and_resume_runs_the_jobs(
     args = _config(tmp_path, "[queues.work]\n")
     server = serve(slots=2, args=args)
     client = server.client()
-    assert client.post("/api/queues/work/pause").json() == {"name": "work", "paused": True}
+    paused = CliRunner().invoke(main, ["queues", "pause", "work", "--url", server.url])
+    assert (paused.exit_code, paused.output) == (0, "queue work paused\n")
     held = [_submit(client, "noop", queue="work") for _ in range(3)]
     # The pool has claimed since: a later job of another queue ran.
     wait_finished(client, _submit(client, "noop")["id"])
@@ -107,7 +110,8 @@ def test_a_pause_survives_a_restart_and_resume_runs_the_jobs(
     assert {client.get(f"/api/jobs/{j['id']}").json()["status"] for j in held} == {"queued"}
     assert client.post("/api/queues/work/resume").json() == {"name": "work", "paused": False}
     assert {j["status"] for j in _finished(client, held)} == {"succeeded"}
-    assert _queue(client, "work")["paused"] is False
+    listed = CliRunner().invoke(main, ["queues", "--url", server.url])
+    assert listed.exit_code == 0 and "work" in listed.output and "paused" not in listed.output
 
 
 def test_a_rate_limit_holds_across_the_pool_and_holds_back_no_other_task(
@@ -166,7 +170,15 @@ def test_bad_limits_are_refused_with_their_code_and_change_nothing(
 def test_reservations_beyond_the_slots_stop_the_server_at_boot(
         serve: Callable[..., Server], tmp_path: Path) -> None:
     server = serve(slots=2, wait=False, args=_config(
-        tmp_path, "[queues.a]\nreserved = 1\n[queues.b]\nreserved = 1\n"))
+        tmp_path, "[queues.a]\nreserved = 2\n[queues.b]\nreserved = 1\n"))
     assert server.proc.wait(timeout=30) == EXIT_CONFIG
-    assert "reservations must leave at least one slot" in server.log()
+    assert "the reservations must fit the slots" in server.log()
     assert not (tmp_path / "data" / "scholarsource.db").exists()
+
+
+def test_a_tasks_table_naming_no_task_stops_the_pool_at_boot(
+        serve: Callable[..., Server], tmp_path: Path) -> None:
+    server = serve(slots=1, wait=False, args=_config(
+        tmp_path, '[tasks.nosuch]\nrate_limit = "1/s"\n'))
+    assert server.proc.wait(timeout=60) != 0
+    assert "[tasks.nosuch] names no registered task" in server.log()
