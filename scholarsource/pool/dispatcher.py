@@ -111,7 +111,6 @@ class Dispatcher:
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
         self.policy = Policy(config.queues, self.admission, rate_limited)
-        self._rate_free_at: float | None = None  # wall clock: a rate-limited job may start
         self.retention = Pruner(config.retention)
         self._next_sample = 0.0
         self._next_due: float | None = 0.0  # wall clock: when a failed job is due again
@@ -195,7 +194,7 @@ class Dispatcher:
             deadlines.append(self._next_sample)
         if self._stop_at is not None:
             deadlines.append(self._stop_at)
-        for due in (self._next_due, self._rate_free_at):
+        for due in (self._next_due, self.policy.retry_at):
             if due is not None:
                 deadlines.append(time.monotonic() + due - time.time())
         if deadlines:
@@ -237,7 +236,6 @@ class Dispatcher:
             await asyncio.sleep(_STORE_RETRY)
 
     async def _claim(self) -> None:
-        self._rate_free_at = None
         free = self.slots.free()
         if not free:
             return
@@ -245,8 +243,6 @@ class Dispatcher:
             claims = await self.policy.claim(self.store, self.owner, len(free),
                                              self.config.lease_seconds,
                                              [s.claim for s in self.slots.busy() if s.claim])
-            if len(claims) < len(free) and self.policy.rate_limited:
-                self._rate_free_at = await self.store.rate_free_at()
         except StoreUnavailable as exc:
             log.warning("cannot claim jobs: %s", exc)
             await asyncio.sleep(_STORE_RETRY)

@@ -51,10 +51,13 @@ class Policy:
         self.admission = admission
         # A rate limit's window is counted once per statement: with one, claim one by one.
         self.rate_limited = rate_limited
+        # Wall clock: when a job held back by a rate limit may start (a wake-up, if any).
+        self.retry_at: float | None = None
 
     async def claim(self, store: Store, owner: str, free: int, lease_seconds: float,
                     running: Iterable[Claim]) -> list[Claim]:
         """Up to `free` jobs, claimed in rounds until a round takes nothing."""
+        self.retry_at = None
         counts = Counter(claim.queue for claim in running)
         claims: list[Claim] = []
         while len(claims) < free:
@@ -71,4 +74,6 @@ class Policy:
                 break
             claims += got
             counts.update(claim.queue for claim in got)
+        if len(claims) < free and self.rate_limited:
+            self.retry_at = await store.rate_free_at()
         return claims

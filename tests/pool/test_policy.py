@@ -1,12 +1,21 @@
-"""The claim policy as units: which queues a claim may take from, and how many at once."""
+"""The claim policy as units: which queues a claim may take from, how many at once, and
+its rounds of claims against a real store."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from pathlib import Path
 
+from scholarsource.config import Config
 from scholarsource.limits import QueueLimits
-from scholarsource.pool.policy import gate
-from scholarsource.store.base import Gate
+from scholarsource.pool.admission import Admission
+from scholarsource.pool.memory import Expectations
+from scholarsource.pool.policy import Policy, gate
+from scholarsource.pool.slots import Slots, SlotSettings
+from scholarsource.store.base import OPEN, Gate, Store, TaskDefaults
+from scholarsource.store.sqlite import SqliteStore
+from tests.store.test_sqlite import job, run
 
 CAPPED = {"extraction": QueueLimits(max_running=1)}
 RESERVED = {"urgent": QueueLimits(reserved=1)}
@@ -47,3 +56,42 @@ def test_reservations_that_hold_every_free_slot_with_none_left_start_nothing() -
                    "b": QueueLimits(reserved=1, max_running=1)}
     assert gate(both_capped, Counter(other=2), 2)[1] == 1
     assert gate(both_capped, Counter(a=1, other=2), 1) == (Gate(skip=("a",), only=("b",)), 1)
+
+
+class _Roomy(Admission):
+    """Memory to spare: these tests are about queues, not memory."""
+
+    def __init__(self) -> None:
+        super().__init__(0, Expectations(1), Slots(0, SlotSettings.of(Config())))
+
+    async def admit(self, store: Store, n: int, gate: Gate = OPEN) -> list[int] | None:
+        return None
+
+
+def test_a_claim_fills_the_free_slots_in_rounds_within_every_rule(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> None:
+        for _ in range(3):
+            await store.submit(job("x", priority=5, queue="extraction"))
+        for _ in range(3):
+            await store.submit(job("y", queue="other"))
+        policy = Policy(CAPPED, _Roomy(), rate_limited=False)
+        claims = await policy.claim(store, "pool", 3, 30, running=[])
+        assert sorted(c.queue for c in claims) == ["extraction", "other", "other"]
+        assert policy.retry_at is None
+        # Its running job still counts: no second extraction job while it runs.
+        more = await policy.claim(store, "pool", 3, 30, running=claims)
+        assert [c.queue for c in more] == ["other"]
+    run(tmp_path / "q.db", body, inline=True)
+
+
+def test_a_throttled_claim_says_when_to_look_again(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> None:
+        await store.publish_tasks([TaskDefaults("x", "default", None, None, rate_limit=1,
+                                                rate_window=60.0)])
+        for _ in range(2):
+            await store.submit(job("x"))
+        policy = Policy({}, _Roomy(), rate_limited=True)
+        before = time.time()
+        assert len(await policy.claim(store, "pool", 2, 30, running=[])) == 1
+        assert policy.retry_at is not None and before + 60 <= policy.retry_at < before + 61
+    run(tmp_path / "q.db", body, inline=True)
