@@ -52,8 +52,8 @@ def query_plans(path: Path) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
         # The plan does not depend on the values, so NULL stands in for every parameter.
-        return {name: [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
-                                                      (None,) * sql.count("?"))]
+        args = dict.fromkeys(("owner", "lease_until", "now", "n", "skip", "only"))
+        return {name: [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
                 for name, sql in (("claim_order", CLAIM_ORDER), ("claim", CLAIM))}
     finally:
         conn.close()

@@ -1,5 +1,5 @@
 """Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`,
-`schedules`): talk to a running server over HTTP."""
+`schedules`, `queues`): talk to a running server over HTTP."""
 
 from __future__ import annotations
 
@@ -116,6 +116,11 @@ def _run_at(ctx: click.Context, param: click.Parameter, value: str | None) -> An
 @click.option("--run-at", callback=_run_at, metavar="TIME",
               help="Start no sooner than TIME: epoch seconds, or ISO 8601 with a zone "
                    "(2030-01-01T09:00:00Z).")
+@click.option("--concurrency-key",
+              help="At most --concurrency-limit of your jobs with this key (a user id, say) "
+                   "run at once.")
+@click.option("--concurrency-limit", type=int,
+              help="How many jobs with the key may run at once (default: the task's, else 1).")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
 @click.option("--idempotency-key", "key",
               help="Submitting again with the same key gives back the same job.")
@@ -318,4 +323,46 @@ def schedules_resume(name: str, url: str, as_json: bool) -> None:
     _show_schedule(_call(url, "POST", f"/api/schedules/{name}/resume"), as_json)
 
 
-client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs, schedules]
+@click.group(invoke_without_command=True)
+@client_options
+@click.pass_context
+def queues(ctx: click.Context, url: str, as_json: bool) -> None:
+    """The queues: depth, limits, pauses and rate limits; pause or resume one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    answer = _call(url, "GET", "/api/queues")
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(f"{'queue':<16} {'queued':>7} {'running':>7} {'max':>4} {'rsvd':>4} "
+               f"{'jobs/s':>7}  state")
+    for q in answer["queues"]:
+        cap = "-" if q["max_running"] is None else q["max_running"]
+        state = "paused" if q["paused"] else "throttled" if q["throttled"] else ""
+        click.echo(f"{q['name']:<16} {q['queued']:>7} {q['running']:>7} {cap:>4} "
+                   f"{q['reserved']:>4} {q['throughput']:>7}  {state}")
+    for r in answer["rates"]:
+        click.echo(f"rate {r['task']}: {r['rate_limit']}, {r['started_in_window']} started "
+                   f"in the window, {r['queued']} queued{' (throttled)' if r['throttled'] else ''}")
+
+
+@queues.command("pause")
+@click.argument("name")
+@client_options
+def queues_pause(name: str, url: str, as_json: bool) -> None:
+    """Pause queue NAME: its queued jobs stay queued, running ones finish."""
+    answer = _call(url, "POST", f"/api/queues/{name}/pause")
+    click.echo(json.dumps(answer) if as_json else f"queue {name} paused")
+
+
+@queues.command("resume")
+@click.argument("name")
+@client_options
+def queues_resume(name: str, url: str, as_json: bool) -> None:
+    """Resume queue NAME: its queued jobs may start again."""
+    answer = _call(url, "POST", f"/api/queues/{name}/resume")
+    click.echo(json.dumps(answer) if as_json else f"queue {name} resumed")
+
+
+client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs, queues,
+                   schedules]

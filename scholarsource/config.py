@@ -22,6 +22,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from scholarsource.errors import ConfigError
+from scholarsource.limits import (
+    QueueLimits,
+    TaskLimits,
+    check_reservations,
+    parse_queues,
+    parse_tasks,
+)
 
 ENV_PREFIX = "SCHOLARSOURCE_"
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
@@ -321,6 +328,15 @@ class Config:
         "Periodic jobs, as [[schedules]] tables in the config file (name, task, params, "
         "queue, priority, cron + timezone or every, catch_up): the pool submits one job per "
         "fire time, never two, also across restarts and reloads.", array=Schedule))
+    # Which queued job may start (pool/policy.py): TOML tables only, one per name.
+    queues: dict[str, QueueLimits] = field(default_factory=dict, metadata=_key(
+        "Per-queue limits, one [queues.NAME] table each: max_running (at most N of its jobs "
+        "run at once) and reserved (N slots only this queue may use). A queue without a "
+        "table shares the slots left.", named=parse_queues))
+    tasks: dict[str, TaskLimits] = field(default_factory=dict, metadata=_key(
+        "Per-task overrides, one [tasks.NAME] table each: rate_limit (\"100/m\", \"10/s\", "
+        "\"500/h\"), at most that many starts in any such window across the whole pool.",
+        named=parse_tasks))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -371,6 +387,8 @@ class Config:
         if len(set(names)) != len(names):
             twice = next(name for name in names if names.count(name) > 1)
             raise ConfigError(f"schedule {twice!r} is defined twice")
+        if self.slots:  # sized from the machine otherwise: the pool checks at start
+            check_reservations(self.queues, self.slots)
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""
@@ -387,7 +405,12 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --print-config and the bench's JSON."""
-        return asdict(self)
+        values = asdict(self)  # [retention] and [[schedules]] become plain dicts
+        for name in ("queues", "tasks"):  # [queues.NAME], [tasks.NAME]: None means unset
+            values[name] = {key: {k: str(v) if k == "rate_limit" else v
+                                  for k, v in vars(table).items() if v is not None}
+                            for key, table in getattr(self, name).items()}
+        return values
 
 
 _TYPES = get_type_hints(Config)
@@ -500,6 +523,13 @@ def _layer(values: dict[str, Any], source: _Source) -> None:
     for name, raw in source.values.items():
         if name == "schedules":
             _layer_schedules(values, raw, source)
+            continue
+        named = Config.__dataclass_fields__.get(name)
+        if named is not None and "named" in named.metadata:  # [queues.NAME], [tasks.NAME]
+            if source.text:
+                raise ConfigError(f"{source.spell(name)} {source.where}: [{name}.NAME] "
+                                  f"tables are set in the config file only")
+            values[name] = named.metadata["named"](raw)
             continue
         if (nested := _table_key(name, raw, source)) is not None:
             for table, raws in nested.items():

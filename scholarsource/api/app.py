@@ -22,6 +22,7 @@ from scholarsource.api import (
     openapi,
     ops,
     prometheus,
+    queues,
     schedules,
     stats,
 )
@@ -102,8 +103,8 @@ def create_app(config: Config) -> Starlette:
 
     return Starlette(
         routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *stats.routes,
-                *openapi.routes, *prometheus.routes, *schedules.routes,
-                *dashboard.routes],
+                *queues.routes, *schedules.routes,
+                *openapi.routes, *prometheus.routes, *dashboard.routes],
         lifespan=lifespan,
         middleware=[*accesslog.middleware(config), *prometheus.middleware,
                     *hosts.middleware(config), *csrf.middleware()],

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from scholarsource import __version__
 from scholarsource.api.delays import LATEST, MAX_DELAY
+from scholarsource.api.queues import known_queues
 from scholarsource.api.schemas import (
     BULK_CANCEL_FILTERS,
     CANCELLABLE_STATES,
@@ -18,13 +19,14 @@ from scholarsource.api.schemas import (
     LIST_LIMIT_MAX,
     MAX_ATTEMPTS_LIMIT,
     MAX_BACKOFF,
+    MAX_CONCURRENCY_KEY,
     MAX_MEMORY_LIMIT,
     MEMORY_PATTERN,
-    NAME_PATTERN,
     PRIORITY_RANGE,
     SEARCH_MAX,
 )
 from scholarsource.api.state import services
+from scholarsource.limits import MAX_CONCURRENCY, NAME_PATTERN
 from scholarsource.store.base import JobState
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -133,6 +135,21 @@ DOCUMENT: dict[str, Any] = {
             "summary": "Delete every dead job and its history", "responses": {"200": _answer(
                 "how many", {"type": "object", "properties": {"purged": {"type": "integer"}}}),
                 **_ERRORS}}},
+        "/api/queues": {"get": {
+            "summary": "Each queue's jobs, limits, pause, throughput; rate-limited tasks",
+            "responses": {"200": _answer("queues and rates", {"type": "object", "properties": {
+                "queues": {"type": "array", "items": {"type": "object"}},
+                "rates": {"type": "array", "items": {"type": "object"}}}}), **_ERRORS}}},
+        **{f"/api/queues/{{name}}/{verb}": {"post": {
+            "summary": summary,
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": NAME_PATTERN.pattern}}],
+            "responses": {"200": _answer("the queue", {"type": "object", "properties": {
+                "name": {"type": "string"}, "paused": {"type": "boolean"}}}),
+                "422": _answer("no such queue (unknown_queue)", _ERROR), **_ERRORS}}}
+            for verb, summary in (
+                ("pause", "Pause a queue: its queued jobs wait, running ones finish"),
+                ("resume", "Resume a paused queue"))},
         "/api/jobs/cancel": {"post": {
             "summary": "Cancel many jobs: waiting and queued ones at once, running ones "
                        "asked to stop",
@@ -193,6 +210,7 @@ DOCUMENT: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string"}, "message": {"type": "string"}}},
         "Submit": {"type": "object", "required": ["task"], "additionalProperties": False,
+                   "dependentRequired": {"concurrency_limit": ["concurrency_key"]},
                    "properties": {
                        "task": {"type": "string", "minLength": 1},
                        "params": {"type": "object"},
@@ -227,7 +245,15 @@ DOCUMENT: dict[str, Any] = {
                                  "maximum": MAX_DELAY},
                        "run_at": {"anyOf": [
                            {"type": "number", "minimum": 0, "maximum": LATEST},
-                           {"type": "string", "format": "date-time"}, {"type": "null"}]}},
+                           {"type": "string", "format": "date-time"}, {"type": "null"}]},
+                       "concurrency_key": {"type": "string", "minLength": 1,
+                                           "maxLength": MAX_CONCURRENCY_KEY,
+                                           "description": "Jobs of the tenant sharing this "
+                                                          "key (a user id, say) run at most "
+                                                          "concurrency_limit at a time."},
+                       "concurrency_limit": {"type": ["integer", "null"], "minimum": 1,
+                                             "maximum": MAX_CONCURRENCY,
+                                             "description": "Default: the task's, else 1."}},
                    "not": {"required": ["delay", "run_at"]}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
@@ -247,6 +273,8 @@ DOCUMENT: dict[str, Any] = {
             "unique": {"type": "boolean"},
             "schedule": {"type": ["string", "null"]},
             "scheduled_for": {"type": ["number", "null"]},
+            "concurrency_key": {"type": ["string", "null"]},
+            "concurrency_limit": {"type": ["integer", "null"]},
             "progress": {"type": ["number", "null"]},
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},
@@ -278,6 +306,11 @@ async def openapi(request: Request) -> JSONResponse:
                 variant["required"] = ["task", "params"]
         variants.append(variant)
     schemas["Submit"] = {"oneOf": variants} if variants else base
+    # A pause or resume may name the queues this server knows now (else 422 unknown_queue).
+    queues = sorted(await known_queues(svc))
+    for verb in ("pause", "resume"):
+        [name] = document["paths"][f"/api/queues/{{name}}/{verb}"]["post"]["parameters"]
+        name["schema"] = {"enum": queues}
     return JSONResponse(document)
 
 

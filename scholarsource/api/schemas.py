@@ -14,22 +14,24 @@ from starlette.requests import Request
 from scholarsource.api.delays import DELAY_FIELDS, parse_run_at
 from scholarsource.config import Config, parse_size
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
+from scholarsource.limits import MAX_CONCURRENCY, NAME_PATTERN
 from scholarsource.store.base import JobState, NewJob, TaskDefaults
 from scholarsource.tasks.params import InvalidParams
 from scholarsource.tasks.params import check as check_params
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 100
 LIST_LIMIT_MAX = 1000
 MAX_BACKOFF = 86400.0  # a day
+MAX_CONCURRENCY_KEY = 200  # characters: a user id or an e-mail address fits
 # Sizes as the OpenAPI document promises them: a whole byte count, or a number and a unit
 # (a subset of what config.parse_size reads, so every documented value is accepted).
 MAX_MEMORY_LIMIT = 2**60  # fits SQLite's integers with room to spare
 MEMORY_PATTERN = r"^ *[1-9][0-9]{0,5}(\.[0-9]{1,3})? *([KkMmGgTt]([Ii]?[Bb])?|[Bb])? *$"
 SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout",
                            "memory_limit", "backoff_base", "backoff_max", "cache_ttl",
-                           "bypass_cache", "unique"}) | DELAY_FIELDS
+                           "bypass_cache", "unique", "concurrency_key",
+                           "concurrency_limit"}) | DELAY_FIELDS
 
 
 # At most 18 digits: every such number fits SQLite's signed 64-bit integers (a larger
@@ -271,7 +273,24 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
                   cache_ttl=_seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
                   bypass_cache=_flag(body, "bypass_cache", False),
                   unique=_flag(body, "unique", task.unique),
-                  run_at=parse_run_at(body))
+                  run_at=parse_run_at(body), **_concurrency(body, task))
+
+
+def _concurrency(body: dict[str, Any], task: TaskDefaults) -> dict[str, Any]:
+    """A submit's concurrency_key (a user id, say) and how many jobs of the tenant with
+    that key may run at once: the submit's limit, else the task's, else 1."""
+    key = body.get("concurrency_key")
+    limit = _int(body, "concurrency_limit", 1, MAX_CONCURRENCY)
+    if key is None:
+        if limit is not None:
+            raise _invalid("concurrency_limit", "needs a concurrency_key to limit")
+        return {}
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_CONCURRENCY_KEY or \
+            not _text_ok(key):
+        raise _invalid("concurrency_key", f"must be a string of 1 to {MAX_CONCURRENCY_KEY} "
+                       f"characters")
+    return {"concurrency_key": key,
+            "concurrency_limit": limit or task.concurrency_limit or 1}
 
 
 def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`/dashboard` routes: four pages and their static files, all shipped inside the package.
+"""`/dashboard` routes: five pages and their static files, all shipped inside the package.
 
 The pages are fixed HTML shells; their scripts fetch the JSON API and subscribe to its event
 streams, so no job data is ever put into HTML on the server, and nothing needs escaping here.
@@ -45,6 +45,7 @@ PAGES = {page.name: page for page in (
     Page("jobs", "Jobs", ("joblist.js", "jobs.js")),
     Page("job", "Job", ("job.js",)),
     Page("dead", "Dead letters", ("joblist.js", "dead.js")),
+    Page("queues", "Queues", ("joblist.js", "queues.js")),
 )}
 
 
@@ -91,6 +92,7 @@ routes = [
     # The page is the same shell for every id: its script reads the id from the URL.
     Route("/dashboard/jobs/{job_id}", _endpoint("job"), methods=["GET"]),
     Route("/dashboard/dead", _endpoint("dead"), methods=["GET"]),
+    Route("/dashboard/queues", _endpoint("queues"), methods=["GET"]),
     Mount("/dashboard/static",
           SecurityHeaders(StaticFiles(packages=[(PACKAGE, "static")]))),
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from scholarsource.config import format_size
 from scholarsource.pool import memory
 from scholarsource.pool.slots import Slots
-from scholarsource.store.base import Store
+from scholarsource.store.base import OPEN, Gate, Store
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -29,16 +29,16 @@ class Admission:
         self.state: dict[str, Any] = {}  # shown by /api/health and /api/stats
         self._available = (0.0, 0)
 
-    async def admit(self, store: Store, n: int) -> list[int] | None:
-        """Which of the next `n` queued jobs fit now (None: all of them). Jobs are taken in
-        queue order and the first that does not fit stops the rest, so a big job is not
-        starved by small ones passing it."""
+    async def admit(self, store: Store, n: int, gate: Gate = OPEN) -> list[int] | None:
+        """Which of the next `n` queued jobs that `gate` lets start fit now (None: all of
+        them). Jobs are taken in queue order and the first that does not fit stops the rest,
+        so a big job is not starved by small ones passing it."""
         budget = self.budget()
         if budget >= n * self.expect.largest():
             self._set({})
             return None
         refs: list[int] = []
-        for ref, task in await store.peek(n):
+        for ref, task in await store.peek(n, gate):
             need = self.expect.of(task)
             if need > budget:
                 if refs or self.slots.busy():

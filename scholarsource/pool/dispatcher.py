@@ -29,6 +29,7 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
+from scholarsource.pool.policy import Policy
 from scholarsource.pool.retention import Pruner
 from scholarsource.pool.scheduler import Scheduler
 from scholarsource.pool.slots import NOTE, Slot, Slots
@@ -98,7 +99,7 @@ class Dispatcher:
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
                  alive: Callable[[], None] = lambda: None,
-                 suspect: Suspect | None = None) -> None:
+                 suspect: Suspect | None = None, rate_limited: bool = False) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -110,6 +111,7 @@ class Dispatcher:
         self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
+        self.policy = Policy(config.queues, self.admission, rate_limited)
         self.retention = Pruner(config.retention)
         self.scheduler = Scheduler(config)
         self._next_sample = 0.0
@@ -201,8 +203,9 @@ class Dispatcher:
             deadlines.append(self._next_sample)
         if self._stop_at is not None:
             deadlines.append(self._stop_at)
-        if self._next_due is not None:
-            deadlines.append(time.monotonic() + self._next_due - time.time())
+        for due in (self._next_due, self.policy.retry_at):
+            if due is not None:
+                deadlines.append(time.monotonic() + due - time.time())
         deadlines += self.scheduler.deadlines()  # wake for the next fire, not by polling
         if deadlines:
             wait = min(wait, max(min(deadlines) - time.monotonic(), 0.01))
@@ -248,11 +251,9 @@ class Dispatcher:
         if not free:
             return
         try:
-            refs = await self.admission.admit(self.store, len(free))
-            if refs == []:
-                return
-            claims = await self.store.claim(self.owner, len(free), self.config.lease_seconds,
-                                            refs)
+            claims = await self.policy.claim(self.store, self.owner, len(free),
+                                             self.config.lease_seconds,
+                                             [s.claim for s in self.slots.busy() if s.claim])
         except StoreUnavailable as exc:
             log.warning("cannot claim jobs: %s", exc)
             await asyncio.sleep(_STORE_RETRY)

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from scholarsource.config import Config
 from scholarsource.errors import ScholarSourceError, TaskError
 from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
+from scholarsource.limits import check_reservations
 from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
@@ -30,7 +31,7 @@ from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
 from scholarsource.tasks.fetch import ENV_ALLOW_PRIVATE
-from scholarsource.tasks.registry import load_tasks
+from scholarsource.tasks.registry import load_tasks, task_rates
 
 log = logging.getLogger("scholarsource.pool")
 
@@ -118,6 +119,7 @@ def _pulse(fd: int | None, byte: bytes) -> None:
 async def _main(config: Config, master_pid: int | None, ready_fd: int | None) -> int:
     registry = load_tasks(config.task_modules, config.builtin_tasks, config.max_timeout)
     sizing = plan(config)
+    check_reservations(config.queues, sizing.slots)
     owner = secrets.token_hex(8)
     store = await SqliteStore.open(config.db_path, durability=config.durability,
                                    busy_timeout=config.busy_timeout, inline=True)
@@ -137,9 +139,14 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         if culprit:
             log.warning("the previous pool died while handling job %s: that job alone is "
                         "charged a crash", culprit[0])
+        rates = task_rates(registry, config.tasks)
         defaults = [TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory,
                                  s.memory_limit, s.backoff_base, s.backoff_max, s.params,
-                                 s.cache_ttl, s.unique) for s in registry.values()]
+                                 s.cache_ttl, s.unique,
+                                 rate_limit=rate.limit if (rate := rates.get(s.name)) else None,
+                                 rate_window=rate.window if rate else None,
+                                 concurrency_limit=s.concurrency_limit)
+                    for s in registry.values()]
         check_schedules(config, {d.name: d for d in defaults})  # or refuse to boot
         await store.publish_tasks(defaults)
         expect = Expectations(config.memory_per_job)
@@ -156,7 +163,8 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
             os.set_blocking(ready_fd, False)
         _pulse(ready_fd, READY)
         dispatcher = Dispatcher(config, store, slots, owner, master_pid, expect,
-                                alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect)
+                                alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect,
+                                rate_limited=bool(rates))
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)

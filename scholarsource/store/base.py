@@ -105,6 +105,9 @@ class NewJob:
     schedule: str | None = None
     scheduled_for: float | None = None
     triggered: bool = False
+    # At most concurrency_limit jobs of the tenant with this key run at once (pool/policy.py).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @property
     def fingerprint(self) -> str | None:
@@ -159,6 +162,8 @@ class Job:
     unique: bool = False
     schedule: str | None = None
     scheduled_for: float | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @property
     def wait_time(self) -> float | None:
@@ -192,6 +197,8 @@ class Job:
             "idempotency_key": self.idempotency_key, "cache_ttl": self.cache_ttl,
             "bypass_cache": self.bypass_cache, "unique": self.unique,
             "schedule": self.schedule, "scheduled_for": self.scheduled_for,
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
         }
 
 
@@ -268,6 +275,49 @@ class TaskDefaults:
     params: dict[str, Any] | None = None  # JSON Schema of its params (tasks/params.py)
     cache_ttl: float | None = None
     unique: bool = False
+    rate_limit: int | None = None  # at most this many starts ...
+    rate_window: float | None = None  # ... in any window of these seconds
+    concurrency_limit: int | None = None  # a concurrency key's default limit
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The queues a claim may take from, as the pool's policy decides (pool/policy.py)."""
+
+    skip: tuple[str, ...] = ()  # never these
+    only: tuple[str, ...] | None = None  # only these (None: any other)
+
+
+OPEN = Gate()
+
+
+@dataclass
+class QueueStats:
+    """One queue's live jobs and recent finishes, as the store counts them."""
+
+    name: str
+    queued: int = 0
+    scheduled: int = 0
+    running: int = 0
+    finished: int = 0  # reached a final state since the time asked about
+    oldest_queued_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RateStats:
+    """A rate-limited task: at most `limit` starts per `window` seconds."""
+
+    task: str
+    queue: str
+    limit: int
+    window: float
+    started: int  # in the window that ends now
+    queued: int
+
+    @property
+    def throttled(self) -> bool:
+        """Whether its queued jobs are waiting for the window to move."""
+        return self.queued > 0 and self.started >= self.limit
 
 
 @dataclass(frozen=True)
@@ -419,13 +469,35 @@ class Store(abc.ABC):
     # -- the pool's side --------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(self, owner: str, n: int, lease_seconds: float,
-                    refs: list[int] | None = None) -> list[Claim]:
-        """Atomically move up to `n` queued jobs to running, leased to `owner`, in queue
-        order; with `refs` (from `peek`), only those jobs that are still queued."""
+                    refs: list[int] | None = None, gate: Gate = OPEN) -> list[Claim]:
+        """Atomically move up to `n` queued jobs that may start to running, leased to
+        `owner`, in queue order; with `refs` (from `peek`), only those jobs that are still
+        queued. May start: a queue `gate` lets through and not paused, a task not at its
+        rate limit, a concurrency key under its limit (pool/policy.py)."""
 
     @abc.abstractmethod
-    async def peek(self, n: int) -> list[tuple[int, str]]:
-        """(ref, task) of the first `n` queued jobs in claim order."""
+    async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
+        """(ref, task) of the first `n` queued jobs that may start, in claim order."""
+
+    @abc.abstractmethod
+    async def rate_free_at(self) -> float | None:
+        """When (wall clock) the next start leaves a rate-limited task's window, if any."""
+
+    @abc.abstractmethod
+    async def pause_queue(self, name: str, paused: bool) -> None:
+        """Pause (its queued jobs stay queued) or resume a queue; survives restarts."""
+
+    @abc.abstractmethod
+    async def paused_queues(self) -> set[str]:
+        """The names of the paused queues."""
+
+    @abc.abstractmethod
+    async def queue_stats(self, since: float) -> list[QueueStats]:
+        """Per queue with live jobs or finishes since `since`: its counts, by name."""
+
+    @abc.abstractmethod
+    async def rates(self) -> list[RateStats]:
+        """Each rate-limited task: its limit, starts in its window now, queued jobs."""
 
     @abc.abstractmethod
     async def promote(self) -> float | None:

@@ -236,7 +236,42 @@ CREATE TABLE schedules (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
+# Which queued job may start (pool/policy.py), decided inside the claim:
+# - concurrency keys: jobs_keys finds, per (tenant, key), the running ones to count and the
+#   first queued one (the only one of its key a claim may take), each an index probe;
+# - pauses live in `queues`, so they survive restarts and every process sees them;
+# - rate limits: each task's limit is published in `tasks`; `rate_starts` keeps the start
+#   times of a limited task's jobs inside its window (a sliding window, exact, and in the
+#   store so that it holds across pools), written by a trigger in the claim's own statement.
+_V12 = """
+ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE jobs ADD COLUMN concurrency_limit INTEGER;
+CREATE INDEX jobs_keys ON jobs (tenant, concurrency_key, status, priority DESC, seq)
+    WHERE concurrency_key IS NOT NULL;
+
+CREATE TABLE queues (
+    name      TEXT PRIMARY KEY,
+    paused    INTEGER NOT NULL DEFAULT 0,
+    paused_at REAL
+);
+
+ALTER TABLE tasks ADD COLUMN rate_limit INTEGER;     -- at most this many starts ...
+ALTER TABLE tasks ADD COLUMN rate_window REAL;       -- ... in any window of these seconds
+ALTER TABLE tasks ADD COLUMN concurrency_limit INTEGER;
+CREATE TABLE rate_starts (task TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX rate_starts_task ON rate_starts (task, at);
+CREATE TRIGGER jobs_rate_start AFTER UPDATE OF status ON jobs
+WHEN NEW.status = 'running' AND OLD.status = 'queued'
+BEGIN
+    DELETE FROM rate_starts WHERE task = NEW.task
+        AND at <= NEW.started_at - (SELECT rate_window FROM tasks WHERE name = NEW.task);
+    INSERT INTO rate_starts (task, at)
+        SELECT NEW.task, NEW.started_at FROM tasks
+        WHERE name = NEW.task AND rate_limit IS NOT NULL;
+END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

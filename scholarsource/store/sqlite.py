@@ -22,17 +22,21 @@ import aiosqlite
 from scholarsource.errors import StoreUnavailable
 from scholarsource.store.base import (
     LIVE_STATES,
+    OPEN,
     QUEUE_COUNT_STATES,
     WAITING_STATES,
     Claim,
     Event,
     Finished,
+    Gate,
     Job,
     JobState,
     NewJob,
     Note,
     Outcome,
     PoolInfo,
+    QueueStats,
+    RateStats,
     Reused,
     ScheduleState,
     Store,
@@ -46,19 +50,20 @@ _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, erro
                 "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
                 "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
                 "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history, "
-                "idempotency_key, cache_ttl, bypass_cache, unique_job, schedule, scheduled_for")
+                "idempotency_key, cache_ttl, bypass_cache, unique_job, schedule, scheduled_for, "
+                "concurrency_key, concurrency_limit")
 
 SUBMIT = """
 INSERT INTO jobs (id, tenant, task, queue, priority, params, max_attempts, timeout,
                   created_at, memory_limit, backoff_base, backoff_max, idempotency_key,
                   fingerprint, cache_ttl, bypass_cache, unique_job, status, run_at,
-                  schedule, scheduled_for, triggered)
+                  schedule, scheduled_for, triggered, concurrency_key, concurrency_limit)
 SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]',
        value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
        value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]',
        value ->> '$[12]', value ->> '$[13]', value ->> '$[14]', value ->> '$[15]',
        value ->> '$[16]', value ->> '$[17]', value ->> '$[18]', value ->> '$[19]',
-       value ->> '$[20]', value ->> '$[21]'
+       value ->> '$[20]', value ->> '$[21]', value ->> '$[22]', value ->> '$[23]'
 FROM json_each(?) ORDER BY key
 """
 BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
@@ -105,16 +110,59 @@ SET_PAUSED = ("INSERT INTO schedules (name, paused, cursor) VALUES (:name, :paus
               "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, cursor = "
               "CASE WHEN paused AND NOT excluded.paused THEN max(cursor, :now) ELSE cursor END")
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
-CLAIM_ORDER = "SELECT seq FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
-PEEK = "SELECT seq, task FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT ?"
+# A queued job the claim may take now. pool/policy.py decides `:skip` (queues at their cap,
+# or whose share of the slots is reserved for others) and `:only` (when every free slot is
+# reserved: the queues that may still fill their reservation). Then: not in a paused queue,
+# not of a task at its rate limit, and for a concurrency key, the first queued job of its
+# key while fewer than its limit run (so a batch takes at most one per key). A job that may
+# not start is passed over, never waited on: the walk goes on down jobs_claim.
+_CLAIMABLE = """q.status = 'queued'
+    AND q.queue NOT IN (SELECT value FROM json_each(:skip))
+    AND (:only IS NULL OR q.queue IN (SELECT value FROM json_each(:only)))
+    AND q.queue NOT IN (SELECT name FROM queues WHERE paused)
+    AND q.task NOT IN (SELECT t.name FROM tasks t WHERE t.rate_limit IS NOT NULL
+        AND (SELECT count(*) FROM rate_starts r WHERE r.task = t.name
+             AND r.at > :now - t.rate_window) >= t.rate_limit)
+    AND (q.concurrency_key IS NULL OR (
+        q.seq = (SELECT k.seq FROM jobs k WHERE k.tenant = q.tenant
+                 AND k.concurrency_key = q.concurrency_key AND k.status = 'queued'
+                 ORDER BY k.priority DESC, k.seq LIMIT 1)
+        AND (SELECT count(*) FROM jobs k WHERE k.tenant = q.tenant
+             AND k.concurrency_key = q.concurrency_key AND k.status = 'running')
+            < q.concurrency_limit))"""
+CLAIM_ORDER = (f"SELECT q.seq FROM jobs q WHERE {_CLAIMABLE} "
+               f"ORDER BY q.priority DESC, q.seq LIMIT :n")
+PEEK = (f"SELECT q.seq, q.task FROM jobs q WHERE {_CLAIMABLE} "
+        f"ORDER BY q.priority DESC, q.seq LIMIT :n")
+# When the next start leaves some limited task's window (a wake-up for the pool).
+RATE_FREE_AT = ("SELECT min(r.at + t.rate_window) FROM rate_starts r JOIN tasks t "
+                "ON t.name = r.task WHERE t.rate_limit IS NOT NULL "
+                "AND r.at > :now - t.rate_window")
+PAUSE = ("INSERT INTO queues (name, paused, paused_at) VALUES (?, 1, ?) "
+         "ON CONFLICT (name) DO UPDATE SET paused = 1, paused_at = excluded.paused_at")
+RESUME = "UPDATE queues SET paused = 0, paused_at = NULL WHERE name = ?"
+PAUSED = "SELECT name FROM queues WHERE paused"
+# /api/queues: live jobs per queue (the queued ones' oldest), finishes since a time (a range
+# of jobs_expiry per final state), and each rate-limited task's starts in its window.
+QUEUE_DEPTHS = " UNION ALL ".join(
+    f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE status = '{state}' "
+    f"GROUP BY queue" for state in ("queued", "running", "scheduled"))
+QUEUE_FINISHES = ("SELECT queue, count(*) FROM jobs WHERE status IN ('succeeded', 'dead', "
+                  "'cancelled') AND finished_at >= ? GROUP BY queue")
+RATES = ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
+         "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
+         "AND r.at > :now - t.rate_window), "
+         "(SELECT count(*) FROM jobs j WHERE j.status = 'queued' AND j.task = t.name) "
+         "FROM tasks t WHERE t.rate_limit IS NOT NULL ORDER BY t.name")
 _CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
-              "token = abs(random()), owner = ?, lease_until = ?, started_at = ?, error = NULL, "
+              "token = abs(random()), owner = :owner, lease_until = :lease_until, "
+              "started_at = :now, error = NULL, "
               "error_code = NULL, error_detail = NULL, progress = NULL, progress_message = NULL, "
               "run_at = NULL ")
 _CLAIMED = ("RETURNING id, task, params, attempts, max_attempts, timeout, token, failures, "
             "memory_limit, backoff_base, backoff_max, queue, crashes, created_at")
 CLAIM = f"{_CLAIM_SET} WHERE seq IN ({CLAIM_ORDER}) {_CLAIMED}"
-CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(?)) "
+CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(:refs)) "
               f"AND status = 'queued' {_CLAIMED}")
 RENEW = "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'"
 # Due jobs, scheduled or retrying, go to the queue in one statement, an index range of
@@ -271,14 +319,15 @@ HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, 
 POOL_INFO = ("SELECT pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows FROM pool "
              "WHERE id = 1")
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
-                 "backoff_max, params, cache_ttl, unique_job")
+                 "backoff_max, params, cache_ttl, unique_job, rate_limit, rate_window, "
+                 "concurrency_limit")
 TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
 CLEAR_TASKS = "DELETE FROM tasks"
 ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', "
              "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]', "
-             "value ->> '$[8]', value ->> '$[9]', value ->> '$[10]' "
-             "FROM json_each(?)")
+             "value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]', "
+             "value ->> '$[12]', value ->> '$[13]' FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY status"
@@ -408,7 +457,7 @@ def _job(row: Iterable[Any]) -> Job:
      max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
      progress, progress_message, cancel_requested, created_at, started_at, finished_at,
      run_at, peak_rss, cpu_time, history, idempotency_key, cache_ttl, bypass_cache,
-     unique, schedule, scheduled_for) = row
+     unique, schedule, scheduled_for, concurrency_key, concurrency_limit) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
@@ -421,7 +470,8 @@ def _job(row: Iterable[Any]) -> Job:
                peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history),
                idempotency_key=idempotency_key, cache_ttl=cache_ttl,
                bypass_cache=bool(bypass_cache), unique=bool(unique), schedule=schedule,
-               scheduled_for=scheduled_for)
+               scheduled_for=scheduled_for, concurrency_key=concurrency_key,
+               concurrency_limit=concurrency_limit)
 
 
 def _new_jobs(news: list[NewJob]) -> list[Job]:
@@ -439,7 +489,8 @@ def _new_jobs(news: list[NewJob]) -> list[Job]:
                 peak_rss=None, cpu_time=None, attempts_history=[],
                 idempotency_key=new.idempotency_key, cache_ttl=new.cache_ttl,
                 bypass_cache=new.bypass_cache, unique=new.unique, schedule=new.schedule,
-                scheduled_for=new.scheduled_for)
+                scheduled_for=new.scheduled_for, concurrency_key=new.concurrency_key,
+                concurrency_limit=new.concurrency_limit)
             for new in news for waits in (new.run_at is not None and new.run_at > now,)]
 
 
@@ -449,8 +500,14 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
                         j.max_attempts, j.timeout, j.created_at, j.memory_limit,
                         j.backoff_base, j.backoff_max, j.idempotency_key, new.fingerprint,
                         j.cache_ttl, j.bypass_cache, j.unique, j.status.value, j.run_at,
-                        j.schedule, j.scheduled_for, new.triggered)
+                        j.schedule, j.scheduled_for, new.triggered, j.concurrency_key,
+                        j.concurrency_limit)
                        for new, j in zip(news, jobs, strict=True)])
+
+
+def _gate(gate: Gate) -> dict[str, str | None]:
+    return {"skip": json.dumps(list(gate.skip)),
+            "only": None if gate.only is None else json.dumps(list(gate.only))}
 
 
 class SqliteStore(Store):
@@ -647,9 +704,10 @@ class SqliteStore(Store):
     async def tasks(self) -> dict[str, TaskDefaults]:
         return {name: TaskDefaults(name, queue, timeout, attempts, memory, limit, base, cap,
                                    None if params is None else json.loads(params),
-                                   cache_ttl, bool(unique))
+                                   cache_ttl, bool(unique), rate, window, concurrency)
                 for name, queue, timeout, attempts, memory, limit, base, cap, params,
-                cache_ttl, unique in await self._db.fetchall(TASKS)}
+                cache_ttl, unique, rate, window, concurrency
+                in await self._db.fetchall(TASKS)}
 
     @_unavailable
     async def counts(self, tenant: str | None = None) -> dict[str, int]:
@@ -688,13 +746,14 @@ class SqliteStore(Store):
     # -- the pool's side --------------------------------------------------------------------
     @_unavailable
     async def claim(self, owner: str, n: int, lease_seconds: float,
-                    refs: list[int] | None = None) -> list[Claim]:
+                    refs: list[int] | None = None, gate: Gate = OPEN) -> list[Claim]:
         now = time.time()
+        args = {"owner": owner, "lease_until": now + lease_seconds, "now": now, "n": n,
+                **_gate(gate)}
         if refs is None:
-            rows = await self._db.fetchall(CLAIM, (owner, now + lease_seconds, now, n))
+            rows = await self._db.fetchall(CLAIM, args)
         else:
-            rows = await self._db.fetchall(CLAIM_REFS, (owner, now + lease_seconds, now,
-                                                        json.dumps(refs[:n])))
+            rows = await self._db.fetchall(CLAIM_REFS, {**args, "refs": json.dumps(refs[:n])})
         return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
                       max_attempts=max_attempts, timeout=timeout, token=token,
                       failures=failures, memory_limit=memory_limit, backoff_base=base,
@@ -703,8 +762,44 @@ class SqliteStore(Store):
                      memory_limit, base, cap, queue, crashes, created_at) in rows]
 
     @_unavailable
-    async def peek(self, n: int) -> list[tuple[int, str]]:
-        return [(ref, task) for ref, task in await self._db.fetchall(PEEK, (n,))]
+    async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
+        return [(ref, task) for ref, task in await self._db.fetchall(
+            PEEK, {"n": n, "now": time.time(), **_gate(gate)})]
+
+    @_unavailable
+    async def rate_free_at(self) -> float | None:
+        at: float | None = (await self._one(RATE_FREE_AT, {"now": time.time()}))[0]
+        return at
+
+    # -- queues -----------------------------------------------------------------------------
+    @_unavailable
+    async def pause_queue(self, name: str, paused: bool) -> None:
+        if paused:
+            await self._db.fetchall(PAUSE, (name, time.time()))
+        else:
+            await self._db.fetchall(RESUME, (name,))
+
+    @_unavailable
+    async def paused_queues(self) -> set[str]:
+        return {name for (name,) in await self._db.fetchall(PAUSED)}
+
+    @_unavailable
+    async def queue_stats(self, since: float) -> list[QueueStats]:
+        stats: dict[str, QueueStats] = {}
+        for queue, status, n, oldest in await self._db.fetchall(QUEUE_DEPTHS):
+            row = stats.setdefault(queue, QueueStats(queue))
+            setattr(row, status, n)
+            if status == "queued":
+                row.oldest_queued_at = oldest
+        for queue, n in await self._db.fetchall(QUEUE_FINISHES, (since,)):
+            stats.setdefault(queue, QueueStats(queue)).finished = n
+        return sorted(stats.values(), key=lambda row: row.name)
+
+    @_unavailable
+    async def rates(self) -> list[RateStats]:
+        return [RateStats(task, queue, limit, window, started, queued)
+                for task, queue, limit, window, started, queued
+                in await self._db.fetchall(RATES, {"now": time.time()})]
 
     @_unavailable
     async def promote(self) -> float | None:
@@ -771,7 +866,8 @@ class SqliteStore(Store):
         batch = json.dumps([(t.name, t.queue, t.timeout, t.max_attempts, t.memory,
                              t.memory_limit, t.backoff_base, t.backoff_max,
                              None if t.params is None else json.dumps(t.params),
-                             t.cache_ttl, t.unique)
+                             t.cache_ttl, t.unique, t.rate_limit, t.rate_window,
+                             t.concurrency_limit)
                             for t in tasks])
         await self._atomically([(CLEAR_TASKS, ()), (ADD_TASKS, (batch,))])
 

@@ -7,12 +7,13 @@ says is ever imported or evaluated.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from scholarsource.config import parse_size
 from scholarsource.errors import TaskError
+from scholarsource.limits import MAX_CONCURRENCY, RATE_HINT, Rate, TaskLimits, parse_rate
 from scholarsource.tasks.params import Schema, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,8 @@ class TaskSpec:
     params: Schema | None = None  # what the task takes (tasks/params.py), checked at submit
     cache_ttl: float | None = None  # seconds a success answers the same params again
     unique: bool = False  # at most one live job per tenant and params
+    rate_limit: Rate | None = None  # at most N starts per window, across the pool
+    concurrency_limit: int | None = None  # default for a submit's concurrency_key
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -49,7 +52,8 @@ def task(name: str | None = None, *, queue: str = "default", timeout: float | No
          max_attempts: int | None = None, memory: int | str | None = None,
          memory_limit: int | str | None = None, backoff_base: float | None = None,
          backoff_max: float | None = None, cache_ttl: float | None = None,
-         unique: bool = False) -> Callable[[F], F]:
+         unique: bool = False, rate_limit: str | None = None,
+         concurrency_limit: int | None = None) -> Callable[[F], F]:
     """Register `fn(ctx, **params)` as a task; it must return something JSON can encode.
 
     `memory` is what one job is expected to need (bytes or "512MB"): a job starts only when
@@ -59,6 +63,10 @@ def task(name: str | None = None, *, queue: str = "default", timeout: float | No
     that ago gets that job back, and nothing runs. `unique`: while a job of the same params
     is queued, running or waiting to retry, a submit gets that job instead of a new one.
     A submit can override each default.
+    `rate_limit` ("100/m", "10/s", "500/h"): at most that many of its jobs start in any
+    such window, across the pool; the others wait queued (`[tasks.NAME]` overrides it).
+    `concurrency_limit`: how many jobs sharing a submit's `concurrency_key` may run at once
+    when the submit does not say (default 1).
     """
     try:
         sizes = [None if v is None else parse_size(v) for v in (memory, memory_limit)]
@@ -68,6 +76,16 @@ def task(name: str | None = None, *, queue: str = "default", timeout: float | No
                                   not isinstance(cache_ttl, int | float) or
                                   not 0 < cache_ttl < float("inf")):
         raise TaskError(f"task {name!r}: cache_ttl must be a number of seconds above 0")
+    try:
+        rate = None if rate_limit is None else parse_rate(rate_limit)
+    except ValueError:
+        raise TaskError(f"task {name!r}: rate_limit must be {RATE_HINT}, not "
+                        f"{rate_limit!r}") from None
+    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or
+                                          not isinstance(concurrency_limit, int) or
+                                          not 1 <= concurrency_limit <= MAX_CONCURRENCY):
+        raise TaskError(f"task {name!r}: concurrency_limit must be a whole number from 1 "
+                        f"to {MAX_CONCURRENCY}, not {concurrency_limit!r}")
 
     def register(fn: F) -> F:
         spec = TaskSpec(name=name or fn.__name__, fn=fn, queue=queue, timeout=timeout,
@@ -75,7 +93,8 @@ def task(name: str | None = None, *, queue: str = "default", timeout: float | No
                         backoff_base=backoff_base, backoff_max=backoff_max,
                         params=describe(fn),
                         cache_ttl=None if cache_ttl is None else float(cache_ttl),
-                        unique=unique)
+                        unique=unique, rate_limit=rate,
+                        concurrency_limit=concurrency_limit)
         existing = _REGISTRY.get(spec.name)
         if existing is not None and existing.fn.__qualname__ != fn.__qualname__:
             raise TaskError(f"task name {spec.name!r} is registered twice "
@@ -105,6 +124,20 @@ def load_tasks(modules: Iterable[str], builtins: Iterable[str] = ("all",),
             raise TaskError(f"task {spec.name!r} declares timeout={spec.timeout:g}, above "
                             f"max_timeout ({max_timeout:g}): lower one or raise the other")
     return registry
+
+
+def task_rates(registry: Mapping[str, TaskSpec],
+               overrides: Mapping[str, TaskLimits]) -> dict[str, Rate]:
+    """Each rate-limited task's limit: its `[tasks.NAME]` table's, else its decorator's.
+    A table for a task that is not registered is refused (TaskError): a typo would
+    otherwise leave a task unlimited without a word."""
+    unknown = sorted(set(overrides) - set(registry))
+    if unknown:
+        raise TaskError(f"[tasks.{unknown[0]}] names no registered task (there are: "
+                        f"{', '.join(sorted(registry))})")
+    rates = {name: spec.rate_limit for name, spec in registry.items()}
+    rates.update({name: t.rate_limit for name, t in overrides.items()})
+    return {name: rate for name, rate in rates.items() if rate is not None}
 
 
 def _builtin_names(choice: tuple[str, ...]) -> set[str]:

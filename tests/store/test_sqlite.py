@@ -61,7 +61,8 @@ def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     schema.migrate(db)
     conn = sqlite3.connect(db)
-    plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {CLAIM_ORDER}", (1,)))
+    args = {"n": 1, "skip": "[]", "only": None, "now": 0.0}
+    plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {CLAIM_ORDER}", args))
     conn.close()
     assert "jobs_claim" in plan
     assert "TEMP B-TREE" not in plan

@@ -15,7 +15,7 @@ from scholarsource.store.sqlite import CLAIM_ORDER, NEXT_DUE, PROMOTE, SqliteSto
 from tests.store.test_sqlite import failed, job, run
 
 
-def _plan(db: Path, sql: str, args: tuple[object, ...]) -> str:
+def _plan(db: Path, sql: str, args: tuple[object, ...] | dict[str, object]) -> str:
     conn = sqlite3.connect(db)
     try:
         return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
@@ -73,7 +73,8 @@ def test_promote_and_the_next_due_time_read_the_due_index(tmp_path: Path) -> Non
     schema.migrate(db)
     assert "INDEX jobs_due (run_at<?)" in _plan(db, PROMOTE, (time.time(),))
     assert "COVERING INDEX jobs_due" in _plan(db, NEXT_DUE, ())
-    claim = _plan(db, CLAIM_ORDER, (1,))  # scheduled jobs stay out of the claim's ordering
+    # Scheduled jobs stay out of the claim's ordering.
+    claim = _plan(db, CLAIM_ORDER, {"n": 1, "skip": "[]", "only": None, "now": 0.0})
     assert "jobs_claim" in claim and "TEMP B-TREE" not in claim
 
 

@@ -1,0 +1,97 @@
+"""The claim policy as units: which queues a claim may take from, how many at once, and
+its rounds of claims against a real store."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from scholarsource.config import Config
+from scholarsource.limits import QueueLimits
+from scholarsource.pool.admission import Admission
+from scholarsource.pool.memory import Expectations
+from scholarsource.pool.policy import Policy, gate
+from scholarsource.pool.slots import Slots, SlotSettings
+from scholarsource.store.base import OPEN, Gate, Store, TaskDefaults
+from scholarsource.store.sqlite import SqliteStore
+from tests.store.test_sqlite import job, run
+
+CAPPED = {"extraction": QueueLimits(max_running=1)}
+RESERVED = {"urgent": QueueLimits(reserved=1)}
+
+
+def test_no_queue_table_lets_every_queue_take_every_free_slot() -> None:
+    assert gate({}, Counter(), 4) == (Gate(), 4)
+
+
+def test_a_capped_queue_at_its_cap_is_skipped_and_the_others_go_on() -> None:
+    assert gate(CAPPED, Counter(extraction=1), 3) == (Gate(skip=("extraction",)), 3)
+
+
+def test_a_batch_never_takes_more_than_a_queue_has_room_for() -> None:
+    # A claim counts its own rows only once: with room for one more extraction job, one
+    # job per claim, and the next round recounts.
+    assert gate(CAPPED, Counter(), 4) == (Gate(), 1)
+
+
+def test_an_unfilled_reservation_holds_its_slot_back_from_the_other_queues() -> None:
+    # 2 free, 1 of them reserved for urgent: the others share 1.
+    assert gate(RESERVED, Counter(default=2), 2) == (Gate(), 1)
+    # 1 free, reserved for urgent: only urgent may take it.
+    assert gate(RESERVED, Counter(default=3), 1) == (Gate(only=("urgent",)), 1)
+
+
+def test_a_filled_reservation_holds_nothing_back() -> None:
+    assert gate(RESERVED, Counter(urgent=1, default=2), 1) == (Gate(), 1)
+
+
+def test_reservations_that_hold_every_free_slot_with_none_left_start_nothing() -> None:
+    queues = {"a": QueueLimits(reserved=1, max_running=1), "b": QueueLimits(reserved=1)}
+    # a is full (at its cap), b's one unfilled reservation holds the one free slot.
+    assert gate(queues, Counter(a=1, other=1), 1) == (Gate(skip=("a",), only=("b",)), 1)
+    capped_b = {"b": QueueLimits(reserved=2, max_running=2)}
+    assert gate(capped_b, Counter(b=2, other=1), 1) == (Gate(skip=("b",)), 1)
+    both_capped = {"a": QueueLimits(reserved=1, max_running=1),
+                   "b": QueueLimits(reserved=1, max_running=1)}
+    assert gate(both_capped, Counter(other=2), 2)[1] == 1
+    assert gate(both_capped, Counter(a=1, other=2), 1) == (Gate(skip=("a",), only=("b",)), 1)
+
+
+class _Roomy(Admission):
+    """Memory to spare: these tests are about queues, not memory."""
+
+    def __init__(self) -> None:
+        super().__init__(0, Expectations(1), Slots(0, SlotSettings.of(Config())))
+
+    async def admit(self, store: Store, n: int, gate: Gate = OPEN) -> list[int] | None:
+        return None
+
+
+def test_a_claim_fills_the_free_slots_in_rounds_within_every_rule(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> None:
+        for _ in range(3):
+            await store.submit(job("x", priority=5, queue="extraction"))
+        for _ in range(3):
+            await store.submit(job("y", queue="other"))
+        policy = Policy(CAPPED, _Roomy(), rate_limited=False)
+        claims = await policy.claim(store, "pool", 3, 30, running=[])
+        assert sorted(c.queue for c in claims) == ["extraction", "other", "other"]
+        assert policy.retry_at is None
+        # Its running job still counts: no second extraction job while it runs.
+        more = await policy.claim(store, "pool", 3, 30, running=claims)
+        assert [c.queue for c in more] == ["other"]
+    run(tmp_path / "q.db", body, inline=True)
+
+
+def test_a_throttled_claim_says_when_to_look_again(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> None:
+        await store.publish_tasks([TaskDefaults("x", "default", None, None, rate_limit=1,
+                                                rate_window=60.0)])
+        for _ in range(2):
+            await store.submit(job("x"))
+        policy = Policy({}, _Roomy(), rate_limited=True)
+        before = time.time()
+        assert len(await policy.claim(store, "pool", 2, 30, running=[])) == 1
+        assert policy.retry_at is not None and before + 60 <= policy.retry_at < before + 61
+    run(tmp_path / "q.db", body, inline=True)
