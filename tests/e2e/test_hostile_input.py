@@ -30,7 +30,7 @@ HOSTILE_VALUES = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999", '"\\ud800"'
                   "null", "true", '"\\u0000"', '"١MB"', '"1\\u00a0MB"', "1.5", "-1", '""']
 SUBMIT_FIELDS = ("task", "queue", "priority", "max_attempts", "timeout", "memory_limit",
                  "backoff_base", "backoff_max", "cache_ttl", "bypass_cache", "unique", "delay",
-                 "run_at")
+                 "run_at", "concurrency_key", "concurrency_limit")
 BULK_CANCEL_FIELDS = ("status", "task", "queue", "all")
 
 
@@ -55,7 +55,8 @@ HOSTILE_QUERIES = ["status=NaN", "limit=1e400", "limit=-1", "limit=" + "9" * 30,
                    "task=%00", "queue=" + "q" * 10_000, "unknown=1", "status=%FF",
                    "limit=1&limit=2", "cursor=" + "1" * 19, "task[]=a", "%ED%A0%80=1",
                    "search=%ED%A0%80", "search=%00", "search=" + "s" * 10_000, "search=%25_%5C",
-                   "search=%FF&status=queued"]
+                   "search=%FF&status=queued", "schedule=%ED%A0%80", "schedule=" + "s" * 10_000,
+                   "schedule=%00&task=noop"]
 HOSTILE_EVENT_IDS = [b"\xff", b"NaN", b"-1", b"1e400", b"9" * 30, "²".encode(), b"1 2"]
 HOSTILE_KEYS = [b"\xff\xfe", b"k" * 1000, b"with space", "ü".encode("latin-1"), b""]
 
@@ -125,6 +126,13 @@ def test_hostile_input_gets_4xx_and_leaves_the_server_whole(serve) -> None:
                              ("POST", "/api/cancel/{}"), ("GET", "/api/jobs/{}/events")):
             url = path.format(job_id)
             check.send(method, url, f"{method} {url[:80]}")
+    # Operator routes that name a queue or a schedule in the path.
+    for name in HOSTILE_IDS:
+        for path in ("/api/queues/{}/pause", "/api/queues/{}/resume",
+                     "/api/schedules/{}/trigger", "/api/schedules/{}/pause",
+                     "/api/schedules/{}/resume"):
+            url = path.format(name)
+            check.send("POST", url, f"POST {url[:80]}")
     for query in HOSTILE_QUERIES:
         check.send("GET", f"/api/jobs?{query}", f"GET /api/jobs?{query[:60]}")
     for event_id in HOSTILE_EVENT_IDS:
