@@ -31,6 +31,8 @@ def extract_frames(ctx: Context, video_id: str, frames: int = 8) -> dict[str, An
     out = _workdir(video_id) / "frames"
     out.mkdir(exist_ok=True)
     for i in range(frames):
+        if ctx.cancel_requested:  # the user deleted the upload: stop, keep what is done
+            return {"video_id": video_id, "frames": i, "cancelled": True}
         time.sleep(0.08)  # reading and decoding
         (out / f"{i:04d}.frame").write_bytes(os.urandom(4096))
         ctx.progress((i + 1) / frames, f"frame {i + 1} of {frames}")
