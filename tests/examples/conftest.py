@@ -1,0 +1,63 @@
+"""Start an example's server from its own directory with its own config, as its README says,
+and run its client: only the port and the data directory are the test's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from scholarsource.launcher import ServerProcess, free_port, launch
+
+EXAMPLES = Path(__file__).parent.parent.parent / "examples"
+
+
+@dataclass
+class Example:
+    """A running example server and what its client needs."""
+
+    server: ServerProcess
+    directory: Path
+    data_dir: Path
+    env: dict[str, str]
+
+    def run_client(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the example's client.py against this server; fail with both logs if it fails."""
+        done = subprocess.run([sys.executable, "client.py", *args], cwd=self.directory,
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, (done.stdout, done.stderr, self.server.log())
+        return done
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
+    """Factory: example("slides", "--slots", "4") starts `scholarsource serve --config
+    scholarsource.toml` in examples/slides; stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(name: str, *flags: str) -> Example:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        data_dir = tmp_path / "data"
+        # Through the environment, so the example's tasks write where the server keeps its
+        # data, and call the server they run in.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SCHOLARSOURCE_") and k != "PYTHONPATH"}
+        env.update(SCHOLARSOURCE_DATA_DIR=str(data_dir), SCHOLARSOURCE_URL=url)
+        script = Path(sys.executable).parent / "scholarsource"
+        server = launch([str(script), "serve", "--config", "scholarsource.toml",
+                         "--bind", f"127.0.0.1:{port}", *flags],
+                        url=url, log_path=tmp_path / f"{name}.log", env=env,
+                        cwd=EXAMPLES / name, wait=False)
+        started.append(server)
+        server.wait_ready(60)
+        return Example(server, EXAMPLES / name, data_dir, env)
+
+    yield start
+    for server in started:
+        server.stop(timeout=15)
