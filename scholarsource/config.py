@@ -318,6 +318,10 @@ class Config:
     compat_task: str = field(default="", metadata=_key(
         "The task a POST /api/submit body without a `task` field runs, the body being its "
         "params (the existing frontend's form); empty: such a body is refused with 422."))
+    compat_concurrency_key: str = field(default="", metadata=_key(
+        "A field of that form (e.g. \"user_id\"), taken out of its params, whose value is "
+        "the job's concurrency_key: one user's jobs run one at a time without a change to "
+        "the frontend; empty: none."))
     max_cache_ttl: float = field(default=30 * 86400.0, metadata=_key(
         "Most seconds a submit's cache_ttl may ask for (a month)."))
     retention: Retention = field(default_factory=Retention, metadata=_key(

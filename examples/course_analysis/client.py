@@ -53,14 +53,14 @@ def main() -> int:
                                                         "http://127.0.0.1:8000"))
     args = parser.parse_args()
     with httpx.Client(base_url=args.url, timeout=30) as client:
-        # The form has no field for a user, so this step sends the envelope, which
-        # /api/submit also takes, to name the user as the concurrency key.
-        ids = [submit(client, {"task": "analyze_course", "params": {"course_id": course},
-                               "concurrency_key": user})[0] for user, course in REQUESTS]
+        # The frontend's own form: compat_task makes it an analyze_course job, and
+        # compat_concurrency_key makes its user_id the job's concurrency key.
+        ids = [submit(client, {"course_id": course, "user_id": user})[0]
+               for user, course in REQUESTS]
         jobs = [wait(client, job_id) for job_id in ids]
-        # From here on, the frontend's own form: compat_task makes it an analyze_course job.
-        reopened, cache_hit = submit(client, {"course_id": "CS101"})
-        rerun_id, _ = submit(client, {"course_id": "CS101", "bypass_cache": True})
+        reopened, cache_hit = submit(client, {"course_id": "CS101", "user_id": "alice"})
+        rerun_id, _ = submit(client, {"course_id": "CS101", "user_id": "alice",
+                                      "bypass_cache": True})
         rerun = wait(client, rerun_id)
     ok = all(job["status"] == "succeeded" for job in [*jobs, rerun])
     print(json.dumps({"courses": dict(zip((f"{u}/{c}" for u, c in REQUESTS), ids, strict=True)),

@@ -1,7 +1,8 @@
 """The routes the existing ScholarSource frontend calls, over the same job logic as REST.
 
 Answers are the REST ones plus `job_id`, the name the frontend reads. A submit body is the
-REST envelope, or (no `task` in it) the frontend's own form: the params of `compat_task`.
+REST envelope, or (no `task` in it) the frontend's own form: the params of `compat_task`,
+whose `compat_concurrency_key` field, if set, names the user whose jobs run one at a time.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ def _compat(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, **job.to_json()}
 
 
-def envelope(body: Any, compat_task: str) -> Any:
+def envelope(body: Any, compat_task: str, key_field: str = "") -> Any:
     """A body that names no `task` is the frontend's form: the params of `compat_task`,
-    with its `bypass_cache` taken out and honoured. Any other body is left as it is."""
+    with its `bypass_cache` taken out and honoured, and its `key_field` (a user id, say)
+    taken out as the concurrency key: who asks decides when the job runs, not what it
+    computes, so the same course asked for by two users is one cached analysis. Any other
+    body is left as it is."""
     if not isinstance(body, dict) or "task" in body:
         return body
     if not compat_task:
@@ -33,13 +37,21 @@ def envelope(body: Any, compat_task: str) -> Any:
                                "task that such a body (the frontend's form) should run",
                                code="compat_task_not_set", setting="compat_task")
     params = dict(body)
-    # parse_submit checks bypass_cache as it does in an envelope.
-    return {"task": compat_task, "params": params,
-            "bypass_cache": params.pop("bypass_cache", None)}
+    # parse_submit checks bypass_cache and concurrency_key as it does in an envelope.
+    wrapped = {"task": compat_task, "params": params,
+               "bypass_cache": params.pop("bypass_cache", None)}
+    key = params.pop(key_field, None) if key_field else None
+    if key is not None:
+        # A numeric user id is a key too; anything else is refused by parse_submit.
+        is_number = isinstance(key, int) and not isinstance(key, bool)
+        wrapped["concurrency_key"] = str(key) if is_number else key
+    return wrapped
 
 
 async def submit(request: Request) -> JSONResponse:
-    unwrap = functools.partial(envelope, compat_task=services(request).config.compat_task)
+    config = services(request).config
+    unwrap = functools.partial(envelope, compat_task=config.compat_task,
+                               key_field=config.compat_concurrency_key)
     job, reused = await submit_job(request, unwrap)
     return submitted(job, reused, _compat(job))
 

@@ -54,3 +54,17 @@ def test_a_form_without_task_becomes_the_compat_task_params() -> None:
     with pytest.raises(ValidationFailed) as caught:
         envelope({"course": "CS101"}, "")
     assert caught.value.code == "compat_task_not_set" and "compat_task" in caught.value.message
+
+
+def test_a_form_field_can_name_the_concurrency_key() -> None:
+    form = {"course": "CS101", "user_id": "alice"}
+    assert envelope(form, "course", "user_id") == {
+        "task": "course", "params": {"course": "CS101"}, "bypass_cache": None,
+        "concurrency_key": "alice"}
+    assert envelope({"course": "CS101", "user_id": 42}, "course",
+                    "user_id")["concurrency_key"] == "42"  # a numeric id is a key too
+    assert "concurrency_key" not in envelope({"course": "CS101"}, "course", "user_id")
+    off = envelope(form, "course")  # the setting is off: the field is a param like any
+    assert "concurrency_key" not in off and off["params"] == form
+    # Anything else is passed on for parse_submit to refuse (422 concurrency_key).
+    assert envelope({"user_id": ["x"]}, "course", "user_id")["concurrency_key"] == ["x"]

@@ -47,7 +47,9 @@ def test_the_course_service_caches_queues_per_user_and_keeps_the_llm_quota(
         # The reopened course was the cached analysis: the same job, nothing run for it.
         assert summary["cache_hit"] is True
         assert summary["reopened"] == courses["alice/CS101"]
-        again = client.post("/api/submit", json={"course_id": "CS101"})
+        # Another user's form for the same course: the same cached analysis (the user
+        # decides when a job runs, not what it computes).
+        again = client.post("/api/submit", json={"course_id": "CS101", "user_id": "bob"})
         assert again.status_code == 200 and again.headers["Cache-Hit"] == "true"
         # The re-run's success is now the one the cache answers with.
         assert again.json()["job_id"] == summary["rerun"]
