@@ -6,6 +6,10 @@ may not start: every claim passes over them inside the claim's walk of jobs_clai
 `Policy.claim` (the pool's gate + `SqliteStore.claim`, inline as the dispatcher runs it) and
 `finish` run a fixed number of times for one free slot. With the policy inside one index
 walk the rate should not depend on N.
+
+With `--scheduled F`, that fraction of the jobs (every queue alike) is `scheduled` an hour to
+a day ahead: the claim must not even walk them (they stay out of jobs_claim until due), and
+the run checks that none of them was claimed or promoted meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from scholarsource.store.schema import migrate
 from scholarsource.store.sqlite import SqliteStore
 
 _BATCH = 50_000
-_WARMUP = 100
+_WARMUP = 50
+_HOUR, _DAY = 3600.0, 86400.0
 QUEUES = [f"q{i}" for i in range(10)]
 CAPPED = QUEUES[:5]
 PAUSED = QUEUES[5]
@@ -44,21 +49,39 @@ class _Roomy(Admission):
         return None
 
 
-async def _fill(store: SqliteStore, n: int) -> None:
-    jobs = [NewJob("noop", {}, queue, 0, 1) for queue in QUEUES]
+def _new(i: int, scheduled: float, now: float) -> NewJob:
+    """Job `i`: round-robin over the queues; every job whose turn comes at the `scheduled`
+    rate (the same share in each queue) is due between an hour and a day from `now`."""
+    queue = QUEUES[i % len(QUEUES)]
+    later = int((i // len(QUEUES) + 1) * scheduled) > int(i // len(QUEUES) * scheduled)
+    run_at = now + _HOUR + (i * 7919 % 1000) / 1000 * (_DAY - _HOUR) if later else None
+    return NewJob("noop", {}, queue, 0, 1, run_at=run_at)
+
+
+async def _fill(store: SqliteStore, n: int, scheduled: float) -> None:
+    now = time.time()
     for start in range(0, n, _BATCH):
-        size = min(_BATCH, n - start)
-        await store.submit_many((jobs * (size // len(jobs) + 1))[:size])
+        await store.submit_many([_new(i, scheduled, now)
+                                 for i in range(start, min(n, start + _BATCH))])
 
 
-async def measure(path: Path, n: int, count: int) -> dict[str, Any]:
-    """Fill `n` jobs, hold the capped queues at their cap, then time `count` claims."""
+def startable(n: int, scheduled: float) -> int:
+    """How many of `n` jobs may start: due, in a queue neither capped nor paused."""
+    free = [q for q in QUEUES if q not in CAPPED and q != PAUSED]
+    return sum(1 for i in range(n) if QUEUES[i % len(QUEUES)] in free
+               and _new(i, scheduled, 0.0).run_at is None)
+
+
+async def measure(path: Path, n: int, count: int, scheduled: float = 0.0) -> dict[str, Any]:
+    """Fill `n` jobs (`scheduled` of them due later), hold the capped queues at their cap,
+    then time `count` claims."""
     migrate(path)
     store = await SqliteStore.open(path, inline=True)
     try:
         began = time.perf_counter()
-        await _fill(store, n)
+        await _fill(store, n, scheduled)
         filling = time.perf_counter() - began
+        waiting = (await store.counts()).get("scheduled", 0)
         policy = Policy({q: QueueLimits(max_running=1) for q in CAPPED}, _Roomy(),
                         rate_limited=False)
         held: list[Claim] = []
@@ -76,7 +99,10 @@ async def measure(path: Path, n: int, count: int) -> dict[str, Any]:
                                max_crashes=3)
             done += i >= _WARMUP
         elapsed = time.perf_counter() - began
-        return {"queued": n, "claims": done, "claims_per_s": round(done / elapsed, 1),
+        left = (await store.counts()).get("scheduled", 0)
+        assert left == waiting, f"scheduled jobs went from {waiting} to {left} meanwhile"
+        return {"queued": n, "scheduled": waiting, "claims": done,
+                "claims_per_s": round(done / elapsed, 1),
                 "fill_seconds": round(filling, 1), "running_held": Counter(
                     c.queue for c in held)}
     finally:
@@ -86,18 +112,29 @@ async def measure(path: Path, n: int, count: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queued", default="1000,1000000", help="queue sizes, comma-separated")
-    # At most 250: 1,000 jobs hold 400 that may start, 100 of them for the warm-up.
-    parser.add_argument("--claims", type=int, default=250)
+    parser.add_argument("--scheduled", type=float, default=0.0,
+                        help="fraction of the jobs scheduled an hour to a day ahead (0-1)")
+    parser.add_argument("--claims", type=int,
+                        help="timed claims per size (default: up to 250, as many as the "
+                             "smallest size has jobs that may start, after the warm-up)")
     parser.add_argument("--json", dest="out", help="also write the results to this file")
     args = parser.parse_args()
+    sizes = [int(v) for v in args.queued.split(",")]
+    room = min(startable(n, args.scheduled) for n in sizes) - _WARMUP
+    claims = args.claims or min(250, room)
+    if claims < 1 or claims > room:
+        parser.error(f"the smallest size has {room} jobs that may start after the warm-up")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (int(v) for v in args.queued.split(",")):
-            r = asyncio.run(measure(Path(tmp) / f"policy-{n}.db", n, args.claims))
+        for i, n in enumerate(sizes):  # a file each, also for a size that comes again
+            r = asyncio.run(measure(Path(tmp) / f"policy-{i}-{n}.db", n, claims,
+                                    args.scheduled))
             results.append(r)
-            print(f"{n:>9,} queued over 10 queues (5 capped and full, 1 paused): "
-                  f"{r['claims_per_s']:>8,.0f} claim+finish/s inline "
-                  f"(filled in {r['fill_seconds']} s)")
+            print(f"{n:>9,} jobs over 10 queues (5 capped and full, 1 paused), "
+                  f"{r['scheduled']:,} scheduled: {r['claims_per_s']:>8,.0f} claim+finish/s "
+                  f"inline (filled in {r['fill_seconds']} s)")
+        rates = [r["claims_per_s"] for r in results]
+        print(f"slowest / fastest: {min(rates) / max(rates):.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, default=dict) + "\n")
 
