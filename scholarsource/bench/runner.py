@@ -166,9 +166,7 @@ class Runner:
             if scraper is not None:
                 result["metrics_scraped"] = scraper.summary()
             out[name] = {"scenario": name, "summary": scenario.header(settings), **result}
-            if out[name].get("lost"):
-                self.problems.append(f"{name}: {out[name]['lost']} accepted job(s) missing")
-            self.problems += [f"{name}{where}: {v}" for v in out[name].get("violations", ())]
+            self.problems += result_problems(f"{name}{where}", out[name])
         return out
 
     def _settle(self, target: Target) -> None:
@@ -222,6 +220,13 @@ class Runner:
         sweep: dict[str, Any] = {"key": key, "values": list(values), "runs": runs}
         sweep["scaling"] = sweeps.scaling(sweep)
         return sweep
+
+
+def result_problems(label: str, result: dict[str, Any]) -> list[str]:
+    """What a scenario's result shows went wrong on the server: accepted jobs that went
+    missing, and limits the jobs' own times show were broken."""
+    lost = [f"{label}: {result['lost']} accepted job(s) missing"] if result.get("lost") else []
+    return lost + [f"{label}: {v}" for v in result.get("violations", ())]
 
 
 def ratio(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 
 from scholarsource.bench import compare, flowcontrol, html_report, sweep, table
 from scholarsource.bench.context import Settings
+from scholarsource.bench.runner import result_problems
 from scholarsource.bench.scenarios import SCENARIOS
 from scholarsource.bench.stats import timeline
 from scholarsource.percentiles import percentile
@@ -140,3 +141,12 @@ def test_e2e_queues_finds_a_broken_cap_and_a_broken_rate_limit() -> None:
     broken = [*held, _job("q", 0.999, 9.0, rate)]
     assert flowcontrol.violations(broken) == [
         f"{limit + 1} jobs of task {rate} started within 1 s (rate_limit = {limit}/s)"]
+
+
+def test_a_broken_limit_or_a_lost_job_is_a_problem_of_the_run() -> None:
+    jobs = [_job(flowcontrol.CAPPED, 0.0, 1.0), _job(flowcontrol.CAPPED, 0.5, 1.5)]
+    result = {"lost": 2, "violations": flowcontrol.violations(jobs)}
+    assert result_problems("e2e-queues", result) == [
+        "e2e-queues: 2 accepted job(s) missing",
+        f"e2e-queues: 2 jobs of queue {flowcontrol.CAPPED} ran at once (max_running = 1)"]
+    assert result_problems("e2e-noop", {"lost": 0}) == []
