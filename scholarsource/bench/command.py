@@ -28,14 +28,19 @@ EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
 _CLIENTS_PER_PROCESS = 16  # one generator process per this many clients, up to the cores
 
 
-def _names(requested: tuple[str, ...]) -> tuple[str, ...]:
-    """The scenarios to run, in the standard order; `all` (or nothing) means every one."""
+def _names(requested: tuple[str, ...], url: str | None) -> tuple[str, ...]:
+    """The scenarios to run, in the standard order; `all` (or nothing) means every one
+    (over --url, every one that needs no server configured its own way)."""
     unknown = [n for n in requested if n != "all" and n not in SCENARIOS]
     if unknown:
         raise click.UsageError(f"unknown scenario {unknown[0]!r}; choose from "
                                f"{', '.join(SCENARIOS)} or all")
+    own = [n for n in requested if n in SCENARIOS and SCENARIOS[n].server_config]
+    if url is not None and own:
+        raise click.UsageError(f"{own[0]} configures queues of its own, so it runs on a "
+                               "server the bench starts: it cannot be used with --url")
     if not requested or "all" in requested:
-        return tuple(SCENARIOS)
+        return tuple(n for n, s in SCENARIOS.items() if url is None or not s.server_config)
     return tuple(dict.fromkeys(requested))
 
 
@@ -62,7 +67,7 @@ def _plan(names: tuple[str, ...], url: str | None, workers: int | None, slots: i
     if url is not None and (workers is not None or slots is not None):
         raise click.UsageError("--workers and --slots size a server the bench starts; "
                                "they cannot be used with --url")
-    return Plan(_names(names), settings, url, workers or 0, slots or 0, baseline, parsed)
+    return Plan(_names(names, url), settings, url, workers or 0, slots or 0, baseline, parsed)
 
 
 def _stop_on_term(signum: int, frame: FrameType | None) -> None:
@@ -85,7 +90,8 @@ def _write(path: Path, text: str) -> None:
               help="Seconds per HTTP load (default 5).")
 @click.option("--jobs", type=click.IntRange(1),
               help="Operations per HTTP load instead of a duration, and jobs per job "
-                   "scenario (defaults: e2e-noop 2000, e2e-sleep 30, e2e-cpu 16, pickup 100).")
+                   "scenario (defaults: e2e-noop 2000, e2e-sleep 30, e2e-cpu 16, pickup 100, "
+                   "e2e-queues 300, e2e-scheduled 300).")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True),
               help="Open loop: start this many operations per second, latency from the "
                    "intended time. Without it: closed loop.")
@@ -122,9 +128,11 @@ def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: fl
           json_path: Path | None, compare_path: Path | None, report_path: Path | None) -> None:
     """Load a ScholarSource server and report what this machine can do.
 
-    SCENARIO: submit, status, e2e-noop, e2e-sleep, e2e-cpu, pickup, frontend, sse, or all
-    (the default). Without --url a fresh `scholarsource serve` is started on a temporary
-    data directory and stopped at the end, also on Ctrl-C.
+    SCENARIO: submit, status, e2e-noop, e2e-sleep, e2e-cpu, pickup, e2e-queues,
+    e2e-scheduled, frontend, sse, or all (the default; over --url, all but e2e-queues).
+    Without --url a fresh `scholarsource serve` is started on a temporary data directory
+    and stopped at the end, also on Ctrl-C; e2e-queues gets one of its own, configured
+    with the queues it loads.
     """
     if duration is not None and jobs is not None:
         raise click.UsageError("--duration and --jobs are alternatives: give one")

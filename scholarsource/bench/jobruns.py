@@ -19,31 +19,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from scholarsource.bench.context import Context
+from scholarsource.bench.context import Context, ServerStats
 from scholarsource.bench.flows import Op
+from scholarsource.bench.loadgen import LoadResult
 from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
 SLEEPS = (0.01, 0.1, 0.4)
 CPU_SECONDS = 0.25
-DEFAULT_JOBS = {"e2e-noop": 2000, "e2e-sleep": 30, "e2e-cpu": 16, "pickup": 100}
+DEFAULT_JOBS = {"e2e-noop": 2000, "e2e-sleep": 30, "e2e-cpu": 16, "pickup": 100,
+                "e2e-queues": 300, "e2e-scheduled": 300}
 _PAGE = 1000
 
 
-def wait_idle(client: httpx.Client, timeout: float, interval: float = 0.05) -> None:
-    """Poll until no job is queued or running; TimeoutError after `timeout` seconds."""
+def wait_idle(client: httpx.Client, timeout: float, interval: float = 0.05,
+              states: Sequence[str] = ("queued", "running")) -> None:
+    """Poll until no job is in `states`; TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = any(client.get("/api/jobs", params={"status": s, "limit": 1}).json()["jobs"]
-                   for s in ("queued", "running"))
+                   for s in states)
         if not busy:
             return
         time.sleep(interval)
-    raise TimeoutError(f"jobs still queued or running after {timeout:.0f}s: the e2e "
+    raise TimeoutError(f"jobs still {' or '.join(states)} after {timeout:.0f}s: the e2e "
                        "scenarios need a server with no other traffic")
 
 
@@ -93,11 +97,31 @@ def job_figures(jobs: list[dict[str, Any]], slots: int, work: float) -> dict[str
     return figures
 
 
-def run_jobs(ctx: Context, name: str, bodies: Sequence[dict[str, Any]],
-             seconds_each: Sequence[float]) -> dict[str, Any]:
-    """Submit the jobs over HTTP, wait until all are done, and time them."""
+@dataclass
+class Submitted:
+    """Jobs a scenario submitted and saw to the end: the load that sent them, the jobs as
+    the server recorded them, its slots, and its CPU meanwhile."""
+
+    load: LoadResult
+    jobs: list[dict[str, Any]]
+    slots: int
+    stats: ServerStats
+
+    def result(self, figures: dict[str, Any]) -> dict[str, Any]:
+        """The submit load's figures, the jobs' `figures`, and how many went missing."""
+        result = self.load.summary()
+        result.update(unit="jobs/s", throughput_per_s=figures.get("jobs_per_s", 0.0),
+                      jobs=figures, accepted=len(self.load.ids),
+                      lost=len(self.load.ids) - len(self.jobs),
+                      server=self.stats.result(sum(self.load.all_statuses.values())))
+        return result
+
+
+def submit_and_wait(ctx: Context, name: str, bodies: Sequence[dict[str, Any]],
+                    work: float) -> Submitted:
+    """Submit `ctx`'s job count of `bodies` (in turn) over HTTP and wait until all are
+    done; `work`: seconds of work in all, which bounds the wait."""
     count = ctx.settings.jobs or DEFAULT_JOBS[name]
-    work = sum(seconds_each[i % len(seconds_each)] for i in range(count))
     with httpx.Client(base_url=ctx.target.url, timeout=30) as client:
         slots = slot_count(client)
         wait_idle(client, timeout=300)
@@ -110,12 +134,16 @@ def run_jobs(ctx: Context, name: str, bodies: Sequence[dict[str, Any]],
             finally:
                 ctx.progress.finish()
         jobs = fetch(client, set(load.ids))
-    figures = job_figures(jobs, slots, work)
-    result = load.summary()
-    result.update(unit="jobs/s", throughput_per_s=figures.get("jobs_per_s", 0.0),
-                  jobs=figures, accepted=len(load.ids), lost=len(load.ids) - len(jobs),
-                  server=stats.result(sum(load.all_statuses.values())))
-    return result
+    return Submitted(load, jobs, slots, stats)
+
+
+def run_jobs(ctx: Context, name: str, bodies: Sequence[dict[str, Any]],
+             seconds_each: Sequence[float]) -> dict[str, Any]:
+    """Submit the jobs over HTTP, wait until all are done, and time them."""
+    count = ctx.settings.jobs or DEFAULT_JOBS[name]
+    work = sum(seconds_each[i % len(seconds_each)] for i in range(count))
+    done = submit_and_wait(ctx, name, bodies, work)
+    return done.result(job_figures(done.jobs, done.slots, work))
 
 
 def e2e_noop(ctx: Context) -> dict[str, Any]:

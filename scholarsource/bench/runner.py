@@ -83,12 +83,15 @@ class Runner:
         results["problems"] = self.problems
         return results
 
-    def _target(self, workdir: Path, workers: int, slots: int, name: str) -> Target:
+    def _target(self, workdir: Path, workers: int, slots: int, name: str,
+                config: Path | None = None) -> Target:
         if self.plan.url is not None:
             return check_url(self.plan.url)
-        self.say(f"starting scholarsource serve --workers {workers} --slots {slots} ...")
+        config = config or self.plan.config
+        self.say(f"starting scholarsource serve --workers {workers} --slots {slots}"
+                 f"{'' if config is None else f' --config {config}'} ...")
         target = start_scholarsource(workdir, workers=workers, slots=slots, name=name,
-                                     config=self.plan.config)
+                                     config=config)
         try:
             self._wait_complete(target, workers or len(os.sched_getaffinity(0)))
         except BaseException:
@@ -109,14 +112,36 @@ class Runner:
 
     def _on_server(self, workdir: Path, settings: Settings, workers: int, slots: int,
                    name: str = "scholarsource") -> tuple[dict[str, Any], dict[str, Any]]:
-        """Every scenario of the plan against one server (started here unless --url)."""
-        target = self._target(workdir, workers, slots, name)
-        try:
-            server = _describe(target)
-            scenarios = self._scenarios(target, settings, self.plan.names)
-        finally:
-            self._stopped(target)
-        return scenarios, server
+        """Every scenario of the plan against one server (started here unless --url), and
+        each that configures its server on one of its own."""
+        shared = tuple(n for n in self.plan.names if SCENARIOS[n].server_config is None)
+        scenarios: dict[str, Any] = {}
+        server: dict[str, Any] = {}
+        if shared:
+            target = self._target(workdir, workers, slots, name)
+            try:
+                server = _describe(target)
+                scenarios = self._scenarios(target, settings, shared)
+            finally:
+                self._stopped(target)
+        for own in (n for n in self.plan.names if n not in shared):
+            config = self._config_with(workdir, SCENARIOS[own].server_config or "", own)
+            target = self._target(workdir, workers, slots, f"{name}-{own}", config)
+            try:
+                described = _describe(target)
+                server = server or described
+                scenarios.update(self._scenarios(target, settings, (own,)))
+                scenarios[own]["own_server"] = described
+            finally:
+                self._stopped(target)
+        return {n: scenarios[n] for n in self.plan.names}, server
+
+    def _config_with(self, workdir: Path, extra: str, name: str) -> Path:
+        """--config (if any) with `extra` TOML tables after it, as a file in `workdir`."""
+        base = "" if self.plan.config is None else self.plan.config.read_text()
+        path = workdir / f"{name}.toml"
+        path.write_text(f"{base}\n# added by the bench for {name}\n{extra}")
+        return path
 
     def _scenarios(self, target: Target, settings: Settings,
                    names: tuple[str, ...]) -> dict[str, Any]:
@@ -141,8 +166,7 @@ class Runner:
             if scraper is not None:
                 result["metrics_scraped"] = scraper.summary()
             out[name] = {"scenario": name, "summary": scenario.header(settings), **result}
-            if out[name].get("lost"):
-                self.problems.append(f"{name}: {out[name]['lost']} accepted job(s) missing")
+            self.problems += result_problems(f"{name}{where}", out[name])
         return out
 
     def _settle(self, target: Target) -> None:
@@ -196,6 +220,13 @@ class Runner:
         sweep: dict[str, Any] = {"key": key, "values": list(values), "runs": runs}
         sweep["scaling"] = sweeps.scaling(sweep)
         return sweep
+
+
+def result_problems(label: str, result: dict[str, Any]) -> list[str]:
+    """What a scenario's result shows went wrong on the server: accepted jobs that went
+    missing, and limits the jobs' own times show were broken."""
+    lost = [f"{label}: {result['lost']} accepted job(s) missing"] if result.get("lost") else []
+    return lost + [f"{label}: {v}" for v in result.get("violations", ())]
 
 
 def ratio(ours: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,8 @@ connections, or open loop at `--rate` per second):
 - sse        each client submits a 0.2 s sleep job and watches GET /api/jobs/{id}/events to
              the end; reports events/s and each event's delay (arrival - server time).
 Jobs (`--jobs` jobs; see jobruns.py): e2e-noop, e2e-sleep, e2e-cpu, pickup.
+Flow control (`--jobs` jobs; see flowcontrol.py): e2e-queues (on a server of its own, with
+the queues and rate limit it needs), e2e-scheduled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scholarsource.bench import jobruns
+from scholarsource.bench import flowcontrol, jobruns
 from scholarsource.bench.context import Context, ServerStats, Settings
 from scholarsource.bench.flows import Op
 from scholarsource.bench.loadgen import LoadResult
@@ -38,6 +40,9 @@ class Scenario:
     run: Callable[[Context], dict[str, Any]]
     baseline: bool = False
     client: str | None = None  # the client it always uses, whatever --client says
+    # TOML the scenario's server needs on top of --config: it then runs on a server of its
+    # own, which the bench starts (so it cannot run over --url).
+    server_config: str | None = None
 
     def header(self, settings: Settings) -> str:
         """The summary with this run's job count and the client that sends the load."""
@@ -112,6 +117,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "measured time", jobruns.e2e_cpu),
     Scenario("pickup", "idle server, {jobs} jobs one at a time: submit-to-start latency",
              jobruns.pickup, client="httpx"),
+    Scenario("e2e-queues", "{jobs} jobs over a capped, a reserved and a shared queue with a "
+             "rate-limited task: per-queue wait, limits checked", flowcontrol.e2e_queues,
+             server_config=flowcontrol.QUEUES_CONFIG),
+    Scenario("e2e-scheduled", "{jobs} jobs with a 1-3 s delay: start lateness after run_at",
+             flowcontrol.e2e_scheduled, client="httpx"),
     Scenario("frontend", "submit via /api/submit, poll /api/status/{id} every 250 ms",
              frontend),
     Scenario("sse", "clients watching their jobs over /api/jobs/{id}/events", sse,

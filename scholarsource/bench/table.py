@@ -39,6 +39,8 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
         "efficiency": _get(result, "jobs", "efficiency"),
         "pickup_p50_ms": _get(result, "pickup_ms", "p50"),
         "pickup_p99_ms": _get(result, "pickup_ms", "p99"),
+        "lateness_p50_ms": _get(result, "lateness_ms", "p50"),
+        "lateness_p99_ms": _get(result, "lateness_ms", "p99"),
         "event_lag_p50_ms": _get(result, "event_lag_ms", "p50"),
         "event_lag_p99_ms": _get(result, "event_lag_ms", "p99"),
         "user_flow_p50_ms": _get(result, "user_flow_ms", "p50"),
@@ -178,6 +180,19 @@ def extras(results: dict[str, Any]) -> list[str]:
             lines.append(f"{label}: {r['events']:,} events, {fmt(r['streams_done_per_s'])} "
                          f"streams done/s; event delay p50 {fmt(lag['p50'])} ms, "
                          f"p99 {fmt(lag['p99'])} ms")
+        if "queues" in r:
+            lines.append(f"{label}: job wait p50 / p99 ms by queue: " + ", ".join(
+                f"{q} {fmt(_get(v, 'wait_ms', 'p50'))} / {fmt(_get(v, 'wait_ms', 'p99'))}"
+                for q, v in r["queues"].items()))
+            lim = r["limits"]
+            lines.append(f"{label}: at most {lim['capped_most_running']} capped job(s) ran "
+                         f"at once (max_running {lim['capped_max_running']}); at most "
+                         f"{lim['rate_most_starts_per_window']} rate-limited starts in a "
+                         f"window ({lim['rate_limit']})")
+        if r.get("lateness_ms"):
+            late = r["lateness_ms"]
+            lines.append(f"{label}: start lateness (started - run_at) p50 {fmt(late['p50'])} "
+                         f"ms, p99 {fmt(late['p99'])} ms, max {fmt(late['max'])} ms")
         if r.get("pickup_ms"):
             pick = r["pickup_ms"]
             lines.append(f"{label}: pickup (submit to start) p50 {fmt(pick['p50'])} ms, "

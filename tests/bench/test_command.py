@@ -90,7 +90,7 @@ def test_every_scenario_completes_with_the_documented_fields(
         for role in result["server"]["roles"].values():
             assert set(role) == ROLE_FIELDS
         assert result["server"]["roles"]["api"]["rss_peak_bytes"] > 0
-        if name != "pickup":
+        if name not in ("pickup", "e2e-scheduled"):  # these two submit one at a time
             assert HTTP_FIELDS <= set(result), name
     for name in ("e2e-noop", "e2e-sleep", "e2e-cpu"):
         jobs = results["scenarios"][name]["jobs"]
@@ -99,6 +99,22 @@ def test_every_scenario_completes_with_the_documented_fields(
         assert results["scenarios"][name]["lost"] == 0
     assert 0 < results["scenarios"]["e2e-cpu"]["jobs"]["efficiency"]
     assert results["scenarios"]["pickup"]["pickup_ms"]["p50"] is not None
+    queues = results["scenarios"]["e2e-queues"]
+    assert queues["jobs"]["statuses"] == {"succeeded": 8} and queues["lost"] == 0
+    # 8 jobs in turn over the mix: 2 capped, 2 reserved, 4 shared (one of them rate limited)
+    assert {q: v["count"] for q, v in queues["queues"].items()} == {
+        "bench-capped": 2, "bench-reserved": 2, "bench-shared": 4}
+    assert all(v["wait_ms"]["p99"] is not None for v in queues["queues"].values())
+    assert queues["limits"]["capped_most_running"] == 1
+    assert queues["limits"]["rate_most_starts_per_window"] == 1
+    assert queues["violations"] == []
+    scheduled = results["scenarios"]["e2e-scheduled"]
+    assert scheduled["jobs"]["statuses"] == {"succeeded": 8} and scheduled["lost"] == 0
+    # A job never starts before its run_at, and (idle server) starts within a second of it.
+    assert scheduled["early"] == 0 and scheduled["due_before_submitted"] == 0
+    assert 0 <= scheduled["lateness_ms"]["p50"] <= scheduled["lateness_ms"]["max"] < 1000
+    # Each job took at least its delay (1 s or more) from submit to start.
+    assert scheduled["jobs"]["wait_ms"]["p50"] >= 1000
     assert results["scenarios"]["sse"]["events"] > 0
     assert results["scenarios"]["frontend"]["user_flow_ms"]["p50"] is not None
 
@@ -131,8 +147,13 @@ def test_the_output_says_what_ran_and_what_each_figure_means(
         in report
 
 
-def test_the_started_server_is_stopped(full_run: tuple[dict[str, Any], Path]) -> None:
+def test_the_started_servers_are_stopped(full_run: tuple[dict[str, Any], Path]) -> None:
     assert_stopped(full_run[0]["server"])
+    # e2e-queues ran on a server of its own, configured with its queues, sized the same.
+    own = full_run[0]["scenarios"]["e2e-queues"]["own_server"]
+    assert own["master_pid"] != full_run[0]["server"]["master_pid"]
+    assert (own["api_workers"], own["slots"]) == (1, 2)
+    assert_stopped(own)
 
 
 def test_the_html_report_is_self_contained(full_run: tuple[dict[str, Any], Path]) -> None:
@@ -211,6 +232,33 @@ def test_a_config_file_sizes_the_started_server(tmp_path: Path) -> None:
     assert_stopped(result["server"])
 
 
+def test_e2e_queues_adds_its_queues_to_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "team.toml"
+    config.write_text("workers = 1\nslots = 3\n[queues.reports]\nmax_running = 2\n")
+    run = bench("e2e-queues", "--jobs", "5", "--clients", "2", "--config", str(config),
+                "--json", str(tmp_path / "run.json"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "run.json").read_text())
+    # Only its own server ran (no scenario needed the plain one), with the file's sizes.
+    assert result["server"]["slots"] == 3 and result["server"]["api_workers"] == 1
+    queues = result["scenarios"]["e2e-queues"]
+    assert queues["jobs"]["statuses"] == {"succeeded": 5} and queues["violations"] == []
+    assert not result["problems"], result["problems"]
+    assert "job wait p50 / p99 ms by queue: bench-capped" in run.stdout
+    assert_stopped(result["server"])
+
+
+def test_all_over_url_leaves_out_what_needs_its_own_server(serve: Callable[..., Server],
+                                                           tmp_path: Path) -> None:
+    server = serve(workers=1, slots=1)
+    run = bench("all", "--url", server.url, "--jobs", "2", "--clients", "2",
+                "--json", str(tmp_path / "url.json"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    ran = json.loads((tmp_path / "url.json").read_text())["scenarios"]
+    assert list(ran) == [n for n in SCENARIOS if n != "e2e-queues"]
+    assert ran["e2e-scheduled"]["early"] == 0 and ran["e2e-scheduled"]["lost"] == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_bench_stops_its_server(sig: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLARSOURCE_")}
@@ -257,6 +305,7 @@ def test_an_unreachable_url_is_a_clear_error() -> None:
     (["submit", "--workers", "2", "--url", "http://127.0.0.1:1"], "cannot be used with --url"),
     (["submit", "--compare", "/nonexistent/old.json"], "cannot read"),
     (["submit", "--config", "/nonexistent.toml"], "does not exist"),
+    (["e2e-queues", "--url", "http://127.0.0.1:1"], "e2e-queues configures queues of its own"),
 ])
 def test_bad_input_is_a_usage_error(args: list[str], message: str) -> None:
     result = invoke(*args)

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from scholarsource.bench import compare, html_report, sweep, table
+from scholarsource.bench import compare, flowcontrol, html_report, sweep, table
 from scholarsource.bench.context import Settings
+from scholarsource.bench.runner import result_problems
 from scholarsource.bench.scenarios import SCENARIOS
 from scholarsource.bench.stats import timeline
 from scholarsource.percentiles import percentile
@@ -116,3 +117,36 @@ def test_report_says_what_each_figure_measures() -> None:
     assert "job wait: submitted to started" in text
     assert ("disk: the disk under /tmp/b (ext4) makes 1,234 flushes to storage (fsync) per "
             'second, 0.81 ms each. With durability = "full" every commit waits for one') in text
+
+
+def _job(queue: str, started: float, finished: float, task: str = "sleep") -> dict[str, Any]:
+    return {"queue": queue, "task": task, "started_at": started, "finished_at": finished}
+
+
+def test_e2e_queues_finds_a_broken_cap_and_a_broken_rate_limit() -> None:
+    capped, rate = flowcontrol.CAPPED, flowcontrol.RATE_TASK
+    # One after the other, a finish and the next start at the same instant: the cap held.
+    serial = [_job(capped, 0.0, 1.0), _job(capped, 1.0, 2.0), _job("other", 0.5, 1.5)]
+    assert flowcontrol.most_running(serial[:2]) == 1
+    assert flowcontrol.violations(serial) == []
+    overlapping = [*serial, _job(capped, 1.5, 1.7)]
+    assert flowcontrol.most_running(j for j in overlapping if j["queue"] == capped) == 2
+    assert flowcontrol.violations(overlapping) == [
+        f"2 jobs of queue {capped} ran at once (max_running = 1)"]
+    limit = flowcontrol.RATE_LIMIT
+    # `limit` starts in each second, the next second's first exactly one window later: held.
+    held = [_job("q", i / limit + s, 9.0, rate) for s in (0.0, 1.0) for i in range(limit)]
+    assert flowcontrol.most_starts([j["started_at"] for j in held], 1.0) == limit
+    assert flowcontrol.violations(held) == []
+    broken = [*held, _job("q", 0.999, 9.0, rate)]
+    assert flowcontrol.violations(broken) == [
+        f"{limit + 1} jobs of task {rate} started within 1 s (rate_limit = {limit}/s)"]
+
+
+def test_a_broken_limit_or_a_lost_job_is_a_problem_of_the_run() -> None:
+    jobs = [_job(flowcontrol.CAPPED, 0.0, 1.0), _job(flowcontrol.CAPPED, 0.5, 1.5)]
+    result = {"lost": 2, "violations": flowcontrol.violations(jobs)}
+    assert result_problems("e2e-queues", result) == [
+        "e2e-queues: 2 accepted job(s) missing",
+        f"e2e-queues: 2 jobs of queue {flowcontrol.CAPPED} ran at once (max_running = 1)"]
+    assert result_problems("e2e-noop", {"lost": 0}) == []
