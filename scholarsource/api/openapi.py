@@ -246,7 +246,7 @@ DOCUMENT: dict[str, Any] = {
                        "run_at": {"anyOf": [
                            {"type": "number", "minimum": 0, "maximum": LATEST},
                            {"type": "string", "format": "date-time"}, {"type": "null"}]},
-                       "concurrency_key": {"type": "string", "minLength": 1,
+                       "concurrency_key": {"type": ["string", "null"], "minLength": 1,
                                            "maxLength": MAX_CONCURRENCY_KEY,
                                            "description": "Jobs of the tenant sharing this "
                                                           "key (a user id, say) run at most "
@@ -254,7 +254,12 @@ DOCUMENT: dict[str, Any] = {
                        "concurrency_limit": {"type": ["integer", "null"], "minimum": 1,
                                              "maximum": MAX_CONCURRENCY,
                                              "description": "Default: the task's, else 1."}},
-                   "not": {"required": ["delay", "run_at"]}},
+                   "not": {"required": ["delay", "run_at"]},
+                   # A concurrency_limit limits the jobs of a concurrency_key: not without one.
+                   "if": {"properties": {"concurrency_limit": {"type": "integer"}},
+                          "required": ["concurrency_limit"]},
+                   "then": {"properties": {"concurrency_key": {"type": "string"}},
+                            "required": ["concurrency_key"]}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "task": {"type": "string"}, "queue": {"type": "string"},
             "priority": {"type": "integer"},

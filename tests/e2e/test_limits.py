@@ -127,7 +127,14 @@ def respawn_one_api_worker(server: Any) -> None:
     """TERM one API worker (a clean exit) and wait for Gunicorn's replacement to serve."""
     workers = server.health()["processes"]["api"]
     psutil.Process(workers[0]).terminate()
-    wait_until(lambda: (now := server.health()["processes"]["api"]) and workers[0] not in now
+
+    def serving() -> list[int] | None:
+        try:
+            return list(server.health()["processes"]["api"])
+        except httpx.TransportError:  # the request reached the worker as it stopped
+            return None
+
+    wait_until(lambda: (now := serving()) and workers[0] not in now
                and len(now) == len(workers), 30, message="a new API worker")
 
 
