@@ -1,0 +1,44 @@
+"""What the pool and a slot send each other over the slot's pipe.
+
+NamedTuples: they pickle as small as a tuple and about as fast (~2 µs a message), which
+matters on a path that costs the pool ~350 µs of CPU per job in all (`python
+bench/drain.py`). What a slot sends is its job's data, so the dispatcher checks each
+message's type and fields before it believes one (`Dispatcher._take`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from scholarsource.store.base import ErrorCode
+
+
+class Attempt(NamedTuple):
+    """Pool → slot: run this attempt (the params as the store's JSON text)."""
+
+    task: str
+    params_json: str
+    job_id: str
+    attempt: int
+    token: int
+
+
+class Report(NamedTuple):
+    """Slot → pool: a running attempt's progress or log line."""
+
+    job_id: str
+    token: int
+    kind: str  # "progress" | "log"
+    data: dict[str, Any]
+
+
+class Ended(NamedTuple):
+    """Slot → pool: how the attempt holding `token` ended."""
+
+    token: int
+    code: ErrorCode | None     # None: the task returned
+    value: str | None          # the result as JSON, or the error message
+    detail: str | None = None  # a task error's traceback
+    after: float | None = None  # Retry(after=...): seconds before the next attempt
+    peak: int | None = None    # the process's peak RSS during the attempt, bytes
+    cpu: float = 0.0           # CPU seconds of the attempt (its process and children)
