@@ -51,7 +51,7 @@ from typing import Any
 from scholarsource import logs
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
-from scholarsource.pool.messages import Attempt, Ended, Report
+from scholarsource.pool.messages import Attempt, Ended, Report, send
 from scholarsource.store.base import Claim, ErrorCode
 from scholarsource.tasks.context import CancelFlag, Context
 from scholarsource.tasks.jsontext import NotJson, printable, to_json
@@ -189,8 +189,8 @@ def serve_slot() -> None:
             _peak.reset()
         cpu = _cpu_seconds()
         ended = run_attempt(attempt)
-        _conn.send(ended._replace(peak=None if _peak is None else _peak.read(),
-                                  cpu=round(_cpu_seconds() - cpu, 6)))
+        send(_conn, ended._replace(peak=None if _peak is None else _peak.read(),
+                                   cpu=round(_cpu_seconds() - cpu, 6)))
 
 
 def _cpu_seconds() -> float:
@@ -213,7 +213,7 @@ def run_attempt(attempt: Attempt) -> Ended:
 
     def report(kind: str, data: dict[str, Any]) -> None:
         if conn is not None:
-            conn.send(Report(job_id, token, kind, data))
+            send(conn, Report(job_id, token, kind, data))
 
     try:
         params = json.loads(attempt.params_json)
@@ -353,8 +353,8 @@ class Slot:
         """Send `claim` to the process, its job expected to need `expected` bytes; raises
         OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
-        self.conn.send(Attempt(claim.task, claim.params_json, claim.id, claim.attempt,
-                               claim.token))
+        send(self.conn, Attempt(claim.task, claim.params_json, claim.id, claim.attempt,
+                                claim.token))
         self.claim = claim
         self.expected = expected
         self.started = time.monotonic()
