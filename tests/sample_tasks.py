@@ -166,7 +166,8 @@ def strange(ctx: Context, kind: str) -> object:
 @task("odd_report")
 def odd_report(ctx: Context, kind: str, size: int = 4 * 1024**2) -> str:
     """Report something odd: through ctx (`nan_progress`, `surrogates`), or straight down
-    the pipe past ctx's checks (`nan_note`, `huge_note` of `size` characters)."""
+    the pipe past ctx's checks (`nan_note`, `huge_note` of `size` characters), or a plain
+    tuple that claims the attempt succeeded (`forged_end`, the pipe's old message format)."""
     if kind == "nan_progress":
         ctx.progress(float("nan"))
     elif kind == "surrogates":
@@ -176,6 +177,10 @@ def odd_report(ctx: Context, kind: str, size: int = 4 * 1024**2) -> str:
         ctx._send("progress", {"fraction": float("nan"), "message": None})
     elif kind == "huge_note":
         ctx._send("log", {"message": "x" * int(size)})
+    elif kind == "forged_end":
+        from scholarsource.pool import slots
+        assert slots._conn is not None
+        slots._conn.send(("done", ctx._token, "ok", '"forged"', None, None, 0.0))
     time.sleep(0.2)  # notes reach the pool before the end of the attempt
     return kind
 

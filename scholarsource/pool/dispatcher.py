@@ -29,14 +29,16 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory, wakeup
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
+from scholarsource.pool.messages import Ended, Report
 from scholarsource.pool.policy import Policy
 from scholarsource.pool.retention import Pruner
 from scholarsource.pool.scheduler import Scheduler
-from scholarsource.pool.slots import NOTE, Slot, Slots
+from scholarsource.pool.slots import Slot, Slots
 from scholarsource.pool.suspect import Suspect
 from scholarsource.store.base import (
     Claim,
     Ending,
+    ErrorCode,
     JobState,
     Note,
     Outcome,
@@ -51,7 +53,7 @@ HEARTBEAT_INTERVAL = 1.0
 # How often busy slots' memory is sampled (caps, peaks, admission).
 MEMORY_INTERVAL = 0.25
 _STORE_RETRY = 0.2
-_SHUTDOWN = "interrupted: the server shut down"
+_SHUTDOWN = ErrorCode.INTERRUPTED.explain("the server shut down")
 # What multiprocessing's Connection.recv_bytes raises for a message over its maxlength.
 _TOO_LONG = "bad message length"
 # Room in a slot's message beyond its result: the error text and traceback it may carry.
@@ -259,47 +261,44 @@ class Dispatcher:
             await asyncio.sleep(_STORE_RETRY)
             return
         for slot, claim in zip(free, claims, strict=False):
-            slot.expected = self.expect.of(claim.task)
             self._start(slot, claim)
 
     def _start(self, slot: Slot, claim: Claim) -> None:
         self.suspect.mark(claim)
+        expected = self.expect.of(claim.task)
         try:
-            slot.run(claim)
+            slot.run(claim, expected)
         except OSError:
             # The idle process is gone and its death not yet reported: replace it now.
             self._replace(slot)
-            slot.run(claim)
+            slot.run(claim, expected)
         finally:
             self.suspect.clear()
         self.journal.started(claim)
 
-    def _completed(self, slot: Slot, token: int, status: str, value: Any, detail: Any,
-                   peak: int | None, cpu: float) -> None:
+    def _completed(self, slot: Slot, ended: Ended) -> None:
         """A slot reported the end of an attempt."""
-        claim = slot.claim
-        if claim is None or claim.token != token:
+        claim = slot.complete(ended.token, self.config.max_jobs_per_slot)
+        if claim is None:
             return  # already handed back to the queue (shutdown)
-        slot.claim = None
-        slot.jobs_done += 1
-        if self.config.max_jobs_per_slot and slot.jobs_done >= self.config.max_jobs_per_slot:
-            slot.retire = True  # recycled between jobs by the housekeeping
-        peak = max(peak or 0, slot.peak_rss or 0) or None
+        peak = max(ended.peak or 0, slot.peak_rss or 0) or None
         if peak is not None:
             self.expect.observe(claim.task, peak)
+        code, value, cpu = ended.code, ended.value, ended.cpu
         if slot.cancel_at is not None:
             # What a task returns once cancelled (partial work, say) is the job's result.
-            outcome = Outcome(claim.id, claim.token, Ending.CANCELLED, error_code="cancelled",
-                              error="cancelled", peak_rss=peak, cpu_time=cpu,
-                              result_json=value if status == "ok" else None)
-        elif status == "ok":
+            outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
+                              error_code=ErrorCode.CANCELLED, error=ErrorCode.CANCELLED,
+                              peak_rss=peak, cpu_time=cpu,
+                              result_json=value if code is None else None)
+        elif code is None:
             outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
                               peak_rss=peak, cpu_time=cpu)
-        elif status == "retry":
-            outcome = self._failure(claim, "retry", f"retry requested: {value}", peak=peak,
-                                    cpu=cpu, after=None if detail is None else float(detail))
+        elif code is ErrorCode.RETRY:
+            outcome = self._failure(claim, code, f"retry requested: {value}", peak=peak,
+                                    cpu=cpu, after=ended.after)
         else:
-            outcome = self._failure(claim, status, value, detail, peak=peak, cpu=cpu)
+            outcome = self._failure(claim, code, value, ended.detail, peak=peak, cpu=cpu)
         self._record(slot, claim, outcome)
 
     def _ended(self, slot: Slot, life: Future[None]) -> None:
@@ -307,21 +306,21 @@ class Dispatcher:
         if slot.life is not life or self._closing:
             return  # stopped or replaced on purpose, or the pool is on its way out
         self._read(slot)  # a result sent just before the end still counts
-        claim = slot.claim
+        claim = slot.release()
         if claim is not None:
-            slot.claim = None
-            peak = slot.peak_rss
+            peak, reason = slot.peak_rss, slot.stop_reason
             outcome: Outcome | None
-            if slot.stop_reason == "cancelled" or slot.cancel_at is not None:
+            if reason is ErrorCode.CANCELLED or slot.cancel_at is not None:
                 outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
-                                  error_code="cancelled", error="cancelled", peak_rss=peak)
-            elif slot.stop_reason == "timeout":
-                outcome = self._failure(claim, "timeout", f"timeout: still running after "
-                                        f"{claim.timeout:g}s", peak=peak)
-            elif slot.stop_reason == "memory_limit":
-                outcome = self._failure(claim, "memory_limit", f"memory_limit: its processes "
-                                        f"used {format_size(slot.rss or 0)}, over the limit of "
-                                        f"{format_size(claim.memory_limit or 0)}", peak=peak)
+                                  error_code=ErrorCode.CANCELLED, error=ErrorCode.CANCELLED,
+                                  peak_rss=peak)
+            elif reason is ErrorCode.TIMEOUT:
+                outcome = self._failure(claim, reason, reason.explain(
+                    f"still running after {claim.timeout:g}s"), peak=peak)
+            elif reason is ErrorCode.MEMORY_LIMIT:
+                outcome = self._failure(claim, reason, reason.explain(
+                    f"its processes used {format_size(slot.rss or 0)}, over the limit of "
+                    f"{format_size(claim.memory_limit or 0)}"), peak=peak)
             elif self._stop_at is not None:
                 # The pool is stopping, and whatever stopped it (a signal to the whole
                 # process group, say) may have reached this process too: the attempt is
@@ -334,10 +333,11 @@ class Dispatcher:
             else:
                 exit_status = slot.exit_status()
                 rss = "unknown" if slot.rss is None else format_size(slot.rss)
+                code = ErrorCode.WORKER_DIED
                 outcome = self._failure(
-                    claim, "worker_died", f"worker_died: the job's process ended unexpectedly "
-                    f"({exit_status}; RSS last seen {rss})", repr(life.exception()),
-                    peak=peak, crashed=True, exit=exit_status)
+                    claim, code, code.explain(f"the job's process ended unexpectedly "
+                                              f"({exit_status}; RSS last seen {rss})"),
+                    repr(life.exception()), peak=peak, crashed=True, exit=exit_status)
             if outcome is not None:
                 self._record(slot, claim, outcome)
         elif slot.stop_reason is None:
@@ -351,8 +351,9 @@ class Dispatcher:
         self._ran[(claim.id, claim.token)] = (claim, time.monotonic() - slot.started)
         self._wake.set()
 
-    def _failure(self, claim: Claim, code: str, message: str, detail: str | None = None, *,
-                 peak: int | None = None, cpu: float | None = None, after: float | None = None,
+    def _failure(self, claim: Claim, code: ErrorCode, message: str | None,
+                 detail: str | None = None, *, peak: int | None = None,
+                 cpu: float | None = None, after: float | None = None,
                  crashed: bool = False, exit: str | None = None) -> Outcome:
         """A failed attempt, with when the next one may start (used only if one is left)."""
         delay = backoff(claim) if after is None else max(after, 0.0)
@@ -392,41 +393,45 @@ class Dispatcher:
             self._detach(slot)  # the process died; `life` reports the death
         except OSError as exc:
             if str(exc) == _TOO_LONG:
-                self._refuse(slot, "message_too_large", f"message_too_large: the job's process "
-                             f"sent a message over {format_size(self._max_message)}")
+                self._refuse(slot, ErrorCode.MESSAGE_TOO_LARGE, f"the job's process sent a "
+                             f"message over {format_size(self._max_message)}")
             else:  # it died mid-message
                 self._detach(slot)
         except Exception as exc:
-            self._refuse(slot, "bad_message", printable(
-                f"bad_message: the job's process sent what the pool cannot take "
-                f"({type(exc).__name__}: {exc})"[:_MAX_ERROR_CHARS]))
+            self._refuse(slot, ErrorCode.BAD_MESSAGE, f"the job's process sent what the pool "
+                         f"cannot take ({type(exc).__name__}: {exc})")
         finally:
             self.suspect.clear()
         if self._notes:
             self._wake.set()
 
     def _take(self, slot: Slot, message: Any) -> None:
-        if message[0] == NOTE:
-            _, job_id, token, kind, data = message
+        # Exact types: a subclass from task code could override what the checks read.
+        if type(message) is Report:
+            job_id, token, kind, data = message
             if kind not in ("progress", "log") or not isinstance(data, dict):
                 raise ValueError(f"a note of kind {kind!r:.40}")
             to_json([job_id, token, data])  # or NotJson: every note kept must be writable
             self._notes.append(Note(job_id, token, kind, data))
-        else:
-            _, token, status, value, detail, peak, cpu = message
-            if not (isinstance(status, str) and isinstance(value, str | None)
-                    and isinstance(detail, str | float | None)
-                    and isinstance(peak, int | None) and isinstance(cpu, float | int)):
+        elif type(message) is Ended:
+            if not (isinstance(message.code, ErrorCode | None)
+                    and isinstance(message.value, str | None)
+                    and isinstance(message.detail, str | None)
+                    and isinstance(message.after, float | None)
+                    and isinstance(message.peak, int | None)
+                    and isinstance(message.cpu, float | int)):
                 raise ValueError("a malformed end of attempt")
-            self._completed(slot, token, status, value, detail, peak, cpu)
+            self._completed(slot, message)
+        else:
+            raise ValueError(f"a message of type {type(message).__name__:.40}")
 
-    def _refuse(self, slot: Slot, code: str, message: str) -> None:
+    def _refuse(self, slot: Slot, code: ErrorCode, text: str) -> None:
         """Fail the attempt whose process sent what the pool cannot take, and kill that
         process: its pipe may still hold the rest of the message."""
         self._detach(slot)
-        claim = slot.claim
+        message = printable(code.explain(text)[:_MAX_ERROR_CHARS])
+        claim = slot.release()
         if claim is not None:
-            slot.claim = None
             log.warning("job %s (%s): %s", claim.id, claim.task, message)
             self._record(slot, claim, self._failure(claim, code, message))
         slot.terminate(code, 0)
@@ -479,9 +484,9 @@ class Dispatcher:
         for slot in self.slots.all:
             if slot.busy:
                 if slot.deadline and now >= slot.deadline:
-                    slot.terminate("timeout", self.config.kill_grace)
+                    slot.terminate(ErrorCode.TIMEOUT, self.config.kill_grace)
                 elif slot.cancel_at and now >= slot.cancel_at:
-                    slot.terminate("cancelled", 0)
+                    slot.terminate(ErrorCode.CANCELLED, 0)
             if slot.kill_at and now >= slot.kill_at:
                 slot.kill()
             if slot.retire and not slot.busy and slot.stop_reason is None:
@@ -493,17 +498,17 @@ class Dispatcher:
         for slot in self.slots.all:
             if slot.pid is None or slot.pid not in sizes:
                 continue
-            rss = slot.rss = sizes[slot.pid]
+            rss = sizes[slot.pid]
+            slot.sample(rss)
             claim = slot.claim
             if claim is not None:
-                slot.peak_rss = max(slot.peak_rss or 0, rss)
                 if claim.memory_limit and rss > claim.memory_limit:
                     log.warning("job %s (%s) is over its memory limit (%s > %s); "
                                 "killing its process", claim.id, claim.task, format_size(rss),
                                 format_size(claim.memory_limit))
-                    slot.terminate("memory_limit", 0)
+                    slot.terminate(ErrorCode.MEMORY_LIMIT, 0)
             elif self.config.max_slot_memory and rss > self.config.max_slot_memory:
-                slot.retire = True
+                slot.recycle()
 
     async def _beat(self, now: float) -> None:
         try:
@@ -522,11 +527,11 @@ class Dispatcher:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 
     async def _requeue_running(self, cause: str) -> None:
-        running = [(slot, slot.claim) for slot in self.slots.busy()]
-        for slot, _ in running:
-            slot.claim = None
+        pairs = []
+        for slot in self.slots.busy():
+            if (claim := slot.release()) is not None:
+                pairs.append((claim.id, claim.token))
             slot.kill()
-        pairs = [(claim.id, claim.token) for _, claim in running if claim is not None]
         log.warning("re-queueing %d unfinished job(s): %s", len(pairs), cause)
         try:
             await self.store.requeue(pairs, cause)

@@ -51,16 +51,13 @@ from typing import Any
 from scholarsource import logs
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
-from scholarsource.store.base import Claim
+from scholarsource.pool.messages import Attempt, Ended, Report, send
+from scholarsource.store.base import Claim, ErrorCode
 from scholarsource.tasks.context import CancelFlag, Context
 from scholarsource.tasks.jsontext import NotJson, printable, to_json
 from scholarsource.tasks.registry import TaskSpec, load_tasks
 
 log = logging.getLogger("scholarsource.pool")
-
-# Messages a slot sends on its pipe: progress or a log line, and the end of an attempt.
-NOTE = "note"
-DONE = "done"
 
 # What a supervisor sends to stop or reload; see the module docstring.
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP})
@@ -185,15 +182,15 @@ def serve_slot() -> None:
     assert _conn is not None
     while True:
         try:
-            task, params_json, job_id, attempt, token = _conn.recv()
+            attempt: Attempt = _conn.recv()
         except EOFError:
             return
         if _peak is not None:
             _peak.reset()
         cpu = _cpu_seconds()
-        ended = run_attempt(task, params_json, job_id, attempt, token)
-        _conn.send((DONE, token, *ended, None if _peak is None else _peak.read(),
-                    round(_cpu_seconds() - cpu, 6)))
+        ended = run_attempt(attempt)
+        send(_conn, ended._replace(peak=None if _peak is None else _peak.read(),
+                                   cpu=round(_cpu_seconds() - cpu, 6)))
 
 
 def _cpu_seconds() -> float:
@@ -204,53 +201,55 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_attempt(task: str, params_json: str, job_id: str, attempt: int,
-                token: int) -> tuple[str, Any, Any]:
-    """Run one attempt inside a slot. Returns ("ok", result as JSON, None),
-    (error code, message, traceback), or ("retry", message, seconds or None): plain strings
-    and numbers, whatever the task did, so that the message to the pool is small and flat.
+def run_attempt(attempt: Attempt) -> Ended:
+    """Run one attempt inside a slot; how it ended, in plain strings and numbers whatever the
+    task did, so that the message to the pool is small and flat (serve_slot adds the peak
+    RSS and CPU time).
 
     The params travel as the store's JSON text and are decoded here, and the result is
     encoded here: a job's data, however deep or odd, fails its own attempt in its own
     process, never the pool's loop."""
-    conn = _conn
+    conn, job_id, token = _conn, attempt.job_id, attempt.token
 
     def report(kind: str, data: dict[str, Any]) -> None:
         if conn is not None:
-            conn.send((NOTE, job_id, token, kind, data))
+            send(conn, Report(job_id, token, kind, data))
 
     try:
-        params = json.loads(params_json)
+        params = json.loads(attempt.params_json)
     except (ValueError, RecursionError) as exc:
-        return ("bad_params", f"bad_params: the job's params cannot be decoded "
-                f"({_describe(exc)})", None)
-    ctx = Context(job_id, attempt, token, report, _cancel_flag)
+        code = ErrorCode.BAD_PARAMS
+        return Ended(token, code, code.explain(f"the job's params cannot be decoded "
+                                               f"({_describe(exc)})"))
+    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag)
     try:
-        spec = _tasks.get(task)
+        spec = _tasks.get(attempt.task)
         if spec is None:
-            raise UnknownTaskError(f"no task named {task!r} is registered")
+            raise UnknownTaskError(f"no task named {attempt.task!r} is registered")
         result = spec.fn(ctx, **params)
     except Retry as exc:
         try:
             after = None if exc.after is None else float(exc.after)
         except (TypeError, ValueError):
-            return ("task_error", f"Retry(after={exc.after!r:.100}) is not a number of "
-                    f"seconds", None)
-        return "retry", _describe(exc, plain=True), after
+            return Ended(token, ErrorCode.TASK_ERROR,
+                         f"Retry(after={exc.after!r:.100}) is not a number of seconds")
+        return Ended(token, ErrorCode.RETRY, _describe(exc, plain=True), after=after)
     except (Exception, SystemExit) as exc:  # sys.exit() in a task is the task's failure
         detail = printable(traceback.format_exc()[-_MAX_DETAIL_CHARS:])
-        return "task_error", _describe(exc), detail
+        return Ended(token, ErrorCode.TASK_ERROR, _describe(exc), detail)
     if result is None:
-        return "ok", None, None
+        return Ended(token, None, None)
     try:
         encoded = to_json(result)
     except NotJson as exc:
-        return "result_not_json", f"result_not_json: the result has no JSON form: {exc}", None
+        code = ErrorCode.RESULT_NOT_JSON
+        return Ended(token, code, code.explain(f"the result has no JSON form: {exc}"))
     size = len(encoded.encode("utf-8"))
     if size > _max_result_bytes:
-        return ("result_too_large", f"result_too_large: {size} bytes of JSON, more than "
-                f"max_result_bytes ({_max_result_bytes})", None)
-    return "ok", encoded, None
+        code = ErrorCode.RESULT_TOO_LARGE
+        return Ended(token, code, code.explain(f"{size} bytes of JSON, more than "
+                                               f"max_result_bytes ({_max_result_bytes})"))
+    return Ended(token, None, encoded)
 
 
 def _describe(exc: BaseException, plain: bool = False) -> str:
@@ -266,7 +265,10 @@ def _describe(exc: BaseException, plain: bool = False) -> str:
 
 
 class Slot:
-    """One job process: its pipe, its cancel flag, and the attempt it runs."""
+    """One job process: its pipe, its cancel flag, and the attempt it runs.
+
+    The dispatcher and the admission read its fields; only its own methods change them
+    (run, complete, release, sample, recycle, request_cancel, terminate...)."""
 
     def __init__(self, index: int, mp: Any, lifeline: Connection,
                  settings: SlotSettings) -> None:
@@ -279,7 +281,7 @@ class Slot:
         self.started = 0.0                    # monotonic: when the current attempt began
         self.deadline: float | None = None
         self.cancel_at: float | None = None
-        self.stop_reason: str | None = None  # why we are stopping its process, if we are
+        self.stop_reason: ErrorCode | None = None  # why we stop its process, if we do
         self.kill_at: float | None = None     # SIGKILL then, if SIGTERM was not enough
         self.retire = False                   # replace the process once it is idle
         self.jobs_done = 0
@@ -347,15 +349,47 @@ class Slot:
         """True while an attempt runs here."""
         return self.claim is not None
 
-    def run(self, claim: Claim) -> None:
-        """Send `claim` to the process; raises OSError if the process is already gone."""
+    def run(self, claim: Claim, expected: int) -> None:
+        """Send `claim` to the process, its job expected to need `expected` bytes; raises
+        OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
-        self.conn.send((claim.task, claim.params_json, claim.id, claim.attempt, claim.token))
+        send(self.conn, Attempt(claim.task, claim.params_json, claim.id, claim.attempt,
+                                claim.token))
         self.claim = claim
+        self.expected = expected
         self.started = time.monotonic()
         self.deadline = self.started + claim.timeout if claim.timeout else None
         self.cancel_at = None
         self.peak_rss = None
+
+    def complete(self, token: int, recycle_after: int) -> Claim | None:
+        """The process reported the end of the attempt holding `token`: the slot is free, and
+        this is the attempt's claim (None: that attempt was already taken back). After
+        `recycle_after` jobs (0: no limit) the process is replaced once idle."""
+        claim = self.claim
+        if claim is None or claim.token != token:
+            return None
+        self.claim = None
+        self.jobs_done += 1
+        if recycle_after and self.jobs_done >= recycle_after:
+            self.retire = True
+        return claim
+
+    def release(self) -> Claim | None:
+        """Take back the running attempt's claim, if any, with no report from the process
+        (it died, sent what the pool refuses, or the pool is stopping)."""
+        claim, self.claim = self.claim, None
+        return claim
+
+    def sample(self, rss: int) -> None:
+        """Record the process tree's RSS, and the attempt's peak while one runs."""
+        self.rss = rss
+        if self.claim is not None:
+            self.peak_rss = max(self.peak_rss or 0, rss)
+
+    def recycle(self) -> None:
+        """Replace the process once it is idle (the dispatcher's housekeeping does)."""
+        self.retire = True
 
     def request_cancel(self, token: int, grace: float) -> None:
         """Raise ctx.cancel_requested for the attempt holding `token`; kill after `grace`."""
@@ -363,7 +397,7 @@ class Slot:
             self.cancel_flag.value = token
             self.cancel_at = time.monotonic() + grace
 
-    def terminate(self, reason: str, grace: float) -> None:
+    def terminate(self, reason: ErrorCode, grace: float) -> None:
         """Stop the process for `reason`: SIGTERM now, SIGKILL after `grace` seconds (the
         dispatcher's housekeeping sends it) or at once when `grace` is 0."""
         if self.stop_reason is not None:

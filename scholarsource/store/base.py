@@ -64,6 +64,30 @@ class Ending(enum.StrEnum):
     INTERRUPTED = "interrupted"  # shutdown or pool death: runs again, nothing is charged
 
 
+class ErrorCode(enum.StrEnum):
+    """Why an attempt did not succeed: a job's `error_code` and its history entries'. The
+    values are API (README lists them): add codes, never rename one."""
+
+    TASK_ERROR = "task_error"              # the task raised
+    RETRY = "retry"                        # the task raised Retry
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory_limit"
+    WORKER_DIED = "worker_died"            # the job's process ended unexpectedly
+    CANCELLED = "cancelled"
+    RESULT_TOO_LARGE = "result_too_large"
+    RESULT_NOT_JSON = "result_not_json"
+    BAD_PARAMS = "bad_params"              # the params cannot be decoded in the slot
+    MESSAGE_TOO_LARGE = "message_too_large"  # the job's process sent the pool too much
+    BAD_MESSAGE = "bad_message"            # ... or something the pool cannot take
+    INTERRUPTED = "interrupted"            # shutdown: runs again, uncharged
+    POOL_DIED = "pool_died"                # the pool died running it
+    LEASE_EXPIRED = "lease_expired"        # its pool stopped renewing the lease
+
+    def explain(self, text: str) -> str:
+        """The error message for this code: "code: text"."""
+        return f"{self.value}: {text}"
+
+
 class Reused(enum.StrEnum):
     """Why a submit answered with a job that already existed instead of creating one."""
 
@@ -241,7 +265,7 @@ class Outcome:
     token: int
     ending: Ending
     result_json: str | None = None   # the result, already encoded by the slot
-    error_code: str | None = None    # stable: task_error, timeout, memory_limit, ...
+    error_code: ErrorCode | None = None
     error: str | None = None         # shown to clients
     error_detail: str | None = None  # traceback, kept server-side
     retry_at: float | None = None    # a failure: when the next attempt may start

@@ -26,6 +26,7 @@ from scholarsource.store.base import (
     QUEUE_COUNT_STATES,
     WAITING_STATES,
     Claim,
+    ErrorCode,
     Event,
     Finished,
     Gate,
@@ -249,7 +250,8 @@ def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
 # A job waiting for its time (scheduled) or its next attempt (retrying) is cancelled like a
 # queued one.
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
-                 f"error = 'cancelled', error_code = 'cancelled', run_at = NULL, "
+                 f"error = '{ErrorCode.CANCELLED}', error_code = '{ErrorCode.CANCELLED}', "
+                 f"run_at = NULL, "
                  f"finished_at = ? WHERE id = ? AND tenant = ? "
                  f"AND status IN ('scheduled', 'queued', 'retrying') RETURNING {_JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
@@ -257,14 +259,14 @@ CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
 # Many jobs at once, in one statement (so one transaction, even on the API's shared
 # connection): waiting and queued ones are cancelled as CANCEL_QUEUED does, running ones are
 # flagged as CANCEL_RUNNING does. Every SET expression reads the row as it was.
-CANCEL_MATCHING = """
+CANCEL_MATCHING = f"""
 UPDATE jobs SET cancel_requested = 1,
     status = iif(status = 'running', status, 'cancelled'),
-    error = iif(status = 'running', error, 'cancelled'),
-    error_code = iif(status = 'running', error_code, 'cancelled'),
+    error = iif(status = 'running', error, '{ErrorCode.CANCELLED}'),
+    error_code = iif(status = 'running', error_code, '{ErrorCode.CANCELLED}'),
     run_at = iif(status = 'running', run_at, NULL),
     finished_at = iif(status = 'running', finished_at, :now)
-WHERE tenant = :tenant AND status IN ('scheduled', 'queued', 'retrying', 'running'){filters}
+WHERE tenant = :tenant AND status IN ('scheduled', 'queued', 'retrying', 'running'){{filters}}
 RETURNING status
 """
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
@@ -841,24 +843,27 @@ class SqliteStore(Store):
     @_unavailable
     async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
         await self._db.fetchall(REQUEUE, {"batch": json.dumps(job_ids_tokens), "cause": cause,
-                                          "code": "interrupted", "now": time.time()})
+                                          "code": ErrorCode.INTERRUPTED,
+                                          "now": time.time()})
 
     @_unavailable
     async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
                       culprit: tuple[str, int] | None = None) -> int:
         if all_others:
-            sql, code = RECOVER_OTHERS, "pool_died"
-            cause = ("interrupted: the pool process died" if culprit is None else
-                     "pool_died: the pool process died while handling this job")
+            sql, code = RECOVER_OTHERS, ErrorCode.POOL_DIED
+            cause = (ErrorCode.INTERRUPTED.explain("the pool process died") if culprit is None
+                     else code.explain("the pool process died while handling this job"))
         else:
-            sql, cause, code = (RECOVER_EXPIRED, "interrupted: its lease expired (the pool "
-                                "stopped renewing it)", "lease_expired")
+            sql, code = RECOVER_EXPIRED, ErrorCode.LEASE_EXPIRED
+            cause = ErrorCode.INTERRUPTED.explain("its lease expired (the pool stopped renewing "
+                                                  "it)")
             culprit = None
         job_id, token = culprit or (None, None)
         rows = await self._db.fetchall(sql, {
             "owner": owner, "now": time.time(), "cause": cause, "code": code,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
-            "spared": "interrupted: the pool process died while handling another job"})
+            "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
+                                                    "another job")})
         return len(rows)
 
     @_unavailable

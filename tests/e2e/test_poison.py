@@ -90,7 +90,7 @@ def test_odd_reports_fail_their_own_attempt_and_the_pool_lives_on(serve) -> None
     pool = _pool_pid(server)
     innocent = _sleeper(client, 1.5)
     expected = {"nan_progress": "task_error", "nan_note": "bad_message",
-                "huge_note": "message_too_large"}
+                "huge_note": "message_too_large", "forged_end": "bad_message"}
     ids = {kind: submit(client, "odd_report", kind=kind)["id"] for kind in expected}
     for kind, code in expected.items():
         job = wait_finished(client, ids[kind])
