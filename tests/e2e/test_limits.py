@@ -95,7 +95,10 @@ def test_admission_runs_only_as_many_big_jobs_as_memory_allows(serve) -> None:
                message="the pool to say jobs wait for memory")
     ended = [wait_finished(client, job["id"], timeout=60) for job in jobs]
     assert [job["status"] for job in ended] == ["succeeded"] * 4
-    spans = sorted((job["started_at"], job["finished_at"]) for job in ended)
+    # finished_at is when the pool committed the result, a flush after the slot was free:
+    # under load a job can look as if it overlapped the next one by that much. A third job
+    # of 1.5 s run beside two others would overlap them by far more than 0.2 s.
+    spans = sorted((job["started_at"], job["finished_at"] - 0.2) for job in ended)
     at_once = max(sum(start <= t < end for start, end in spans) for t, _ in spans)
     assert at_once <= 2, spans
 
