@@ -177,14 +177,16 @@ def jobs(status_: str | None, task: str | None, queue: str | None, schedule: str
     _list(_call(url, "GET", "/api/jobs", params=query), as_json)
 
 
-def _list(page: dict[str, Any], as_json: bool) -> None:
+def _list(answer: dict[str, Any], as_json: bool, key: str = "jobs",
+          show: Callable[[dict[str, Any], bool], None] | None = None) -> None:
+    """An answer that lists `key` (jobs, schedules): as JSON, or one line each."""
     if as_json:
-        click.echo(json.dumps(page, indent=2))
+        click.echo(json.dumps(answer, indent=2))
         return
-    for job in page["jobs"]:
-        _show(job, False)
-    if not page["jobs"]:
-        click.echo("no jobs")
+    for item in answer[key]:
+        (show or _show)(item, False)
+    if not answer[key]:
+        click.echo(f"no {key}")
 
 
 @click.command()
@@ -289,14 +291,7 @@ def schedules(ctx: click.Context, url: str, as_json: bool) -> None:
 @client_options
 def schedules_list(url: str, as_json: bool) -> None:
     """Each schedule with its next fire, last fire, latest job and its status."""
-    answer = _call(url, "GET", "/api/schedules")
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
-        return
-    for schedule in answer["schedules"]:
-        _show_schedule(schedule, False)
-    if not answer["schedules"]:
-        click.echo("no schedules")
+    _list(_call(url, "GET", "/api/schedules"), as_json, "schedules", _show_schedule)
 
 
 @schedules.command("trigger")

@@ -13,7 +13,7 @@ from scholarsource.store import schema
 from scholarsource.store.base import LIVE_STATES, Ending, NewJob, Outcome, Reused, fingerprint
 from scholarsource.store.sqlite import CACHED, LIVE_TWIN, SUBMIT_UNCACHED, SqliteStore
 from tests.helpers import wait_until
-from tests.store.test_sqlite import run
+from tests.store.test_sqlite import query_plan, run
 
 
 def new(params: dict[str, object] | None = None, *, tenant: str = "default",
@@ -32,24 +32,19 @@ async def run_to_success(store: SqliteStore) -> None:
                         for c in claims], max_crashes=3)
 
 
-def plan(conn: sqlite3.Connection, sql: str) -> str:
-    return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
-                                                      [1] * sql.count("?")))
-
-
 def test_each_lookup_is_an_index_probe_at_any_history_size(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     schema.migrate(db)
     conn = sqlite3.connect(db)
-    cached = plan(conn, CACHED)
+    cached = query_plan(conn, CACHED)
     # Equality on tenant and fingerprint, a range on finished_at, newest first: no sort.
     assert cached.startswith("SEARCH jobs USING INDEX jobs_cached (tenant=? AND "
                              "fingerprint=? AND finished_at>?)"), cached
     assert "TEMP B-TREE" not in cached and "|" not in cached
-    twin = plan(conn, LIVE_TWIN)
+    twin = query_plan(conn, LIVE_TWIN)
     assert twin == "SEARCH jobs USING INDEX jobs_unique_live (tenant=? AND fingerprint=?)"
     # The insert's own check probes the same index (a correlated scalar subquery).
-    insert = plan(conn, SUBMIT_UNCACHED)
+    insert = query_plan(conn, SUBMIT_UNCACHED)
     assert "USING INDEX jobs_cached (tenant=? AND fingerprint=? AND finished_at>?)" in insert
     assert "SCAN jobs" not in insert, insert
     conn.close()

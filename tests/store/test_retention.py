@@ -10,7 +10,7 @@ from pathlib import Path
 from scholarsource.store import schema
 from scholarsource.store.base import JobState, NewJob
 from scholarsource.store.sqlite import PRUNE, SqliteStore
-from tests.store.test_sqlite import failed, job, ok, run
+from tests.store.test_sqlite import failed, job, ok, query_plan, run
 
 SUCCEEDED, CANCELLED, DEAD = JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD
 FAR = time.time() + 3600  # "finished before an hour from now": every finished job
@@ -127,8 +127,7 @@ def test_pruning_reads_one_index_range_and_never_sorts(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     schema.migrate(db)
     conn = sqlite3.connect(db)
-    plan = " | ".join(row[3] for row in conn.execute(
-        f"EXPLAIN QUERY PLAN {PRUNE}", {"state": "succeeded", "before": 0, "limit": 1}))
+    plan = query_plan(conn, PRUNE, {"state": "succeeded", "before": 0, "limit": 1})
     conn.close()
     assert "USING COVERING INDEX jobs_expiry (status=? AND finished_at<?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan

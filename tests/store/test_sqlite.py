@@ -7,7 +7,7 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +27,14 @@ from scholarsource.store.sqlite import (
 
 T = TypeVar("T")
 
+
+
+def query_plan(conn: sqlite3.Connection, sql: str,
+               args: Sequence[object] | Mapping[str, object] | None = None) -> str:
+    """EXPLAIN QUERY PLAN of `sql`, its steps joined with " | "; without `args`, every ?
+    is bound to 1."""
+    bound = [1] * sql.count("?") if args is None else args
+    return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound))
 
 def run(path: Path, body: Callable[[SqliteStore], Awaitable[T]], inline: bool) -> T:
     async def main() -> T:
@@ -62,7 +70,7 @@ def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
     schema.migrate(db)
     conn = sqlite3.connect(db)
     args = {"n": 1, "skip": "[]", "only": None, "now": 0.0}
-    plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {CLAIM_ORDER}", args))
+    plan = query_plan(conn, CLAIM_ORDER, args)
     conn.close()
     assert "jobs_claim" in plan
     assert "TEMP B-TREE" not in plan
@@ -101,8 +109,7 @@ def test_every_list_filter_combination_walks_an_index_and_never_sorts(tmp_path: 
     assert sorted(combos) == sorted(LIST_INDEXES)
     for combo, paged, finished in itertools.product(combos, (False, True), (False, True)):
         sql = list_sql(set(combo), paged=paged, finished=finished)
-        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
-                                                          [1] * sql.count("?")))
+        plan = query_plan(conn, sql)
         index = LIST_INDEXES[combo][finished]
         assert plan.startswith(f"SEARCH jobs USING INDEX {index} ("), (combo, finished, plan)
         assert "TEMP B-TREE" not in plan and "|" not in plan, (combo, plan)

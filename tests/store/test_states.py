@@ -12,13 +12,13 @@ from pathlib import Path
 from scholarsource.store import schema
 from scholarsource.store.base import FINAL_STATES, JobState
 from scholarsource.store.sqlite import CLAIM_ORDER, NEXT_DUE, PROMOTE, SqliteStore
-from tests.store.test_sqlite import failed, job, run
+from tests.store.test_sqlite import failed, job, query_plan, run
 
 
 def _plan(db: Path, sql: str, args: tuple[object, ...] | dict[str, object]) -> str:
     conn = sqlite3.connect(db)
     try:
-        return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        return query_plan(conn, sql, args)
     finally:
         conn.close()
 

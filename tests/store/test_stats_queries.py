@@ -10,15 +10,14 @@ from pathlib import Path
 from scholarsource.store import schema
 from scholarsource.store.base import PoolInfo
 from scholarsource.store.sqlite import FINISHED_HISTORY, SqliteStore
-from tests.store.test_sqlite import job, ok, run
+from tests.store.test_sqlite import job, ok, query_plan, run
 
 
 def test_the_history_reads_the_finished_at_index_alone(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     schema.migrate(db)
     conn = sqlite3.connect(db)
-    plan = " | ".join(row[3] for row in conn.execute(
-        f"EXPLAIN QUERY PLAN {FINISHED_HISTORY}", {"tenant": "t", "since": 0.0, "step": 10.0}))
+    plan = query_plan(conn, FINISHED_HISTORY, {"tenant": "t", "since": 0.0, "step": 10.0})
     conn.close()
     assert "COVERING INDEX jobs_finished" in plan, plan
 
