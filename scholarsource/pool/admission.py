@@ -29,11 +29,14 @@ class Admission:
         self.state: dict[str, Any] = {}  # shown by /api/health and /api/stats
         self._available = (0.0, 0)
 
-    async def admit(self, store: Store, n: int, gate: Gate = OPEN) -> list[int] | None:
+    async def admit(self, store: Store, n: int, gate: Gate = OPEN,
+                    claimed: int = 0) -> list[int] | None:
         """Which of the next `n` queued jobs that `gate` lets start fit now (None: all of
         them). Jobs are taken in queue order and the first that does not fit stops the rest,
-        so a big job is not starved by small ones passing it."""
-        budget = self.budget()
+        so a big job is not starved by small ones passing it. `claimed` is what the jobs
+        claimed earlier in the same turn are expected to need: they hold no slot yet, so
+        neither the slots nor free memory count them."""
+        budget = self.budget() - claimed
         if budget >= n * self.expect.largest():
             self._set({})
             return None
@@ -41,7 +44,7 @@ class Admission:
         for ref, task in await store.peek(n, gate):
             need = self.expect.of(task)
             if need > budget:
-                if refs or self.slots.busy():
+                if refs or claimed or self.slots.busy():
                     self._set({"waiting_for_memory": True, "task": task, "needed": need,
                                "available": max(budget, 0)})
                     return refs
@@ -53,6 +56,13 @@ class Admission:
             refs.append(ref)
         self._set({})
         return refs
+
+    def sampled(self) -> None:
+        """The slots' RSS was just sampled: read free memory anew at the next budget. A free
+        figure older than the samples would count a job's fresh allocation in neither (its
+        RSS no longer "still to grow", its pages not yet taken from "free"), and admit one
+        job too many (seen: a third 300 MB job beside two where two fit)."""
+        self._available = (0.0, 0)
 
     def budget(self) -> int:
         """Memory jobs may still take: free now, minus the reserve, minus what running jobs

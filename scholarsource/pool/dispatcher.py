@@ -495,6 +495,7 @@ class Dispatcher:
     def _sample_memory(self) -> None:
         """RSS of every slot's process tree: caps, peaks, leaks."""
         sizes = memory.tree_rss(self.slots.pids())
+        self.admission.sampled()
         for slot in self.slots.all:
             if slot.pid is None or slot.pid not in sizes:
                 continue

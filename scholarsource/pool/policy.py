@@ -60,13 +60,14 @@ class Policy:
         self.retry_at = None
         counts = Counter(claim.queue for claim in running)
         claims: list[Claim] = []
+        claimed_memory = 0  # what this turn's claims will need: no slot runs them yet
         while len(claims) < free:
             rule, n = gate(self.queues, counts, free - len(claims))
             if self.rate_limited:
                 n = min(n, 1)
             if n <= 0:
                 break
-            refs = await self.admission.admit(store, n, rule)
+            refs = await self.admission.admit(store, n, rule, claimed_memory)
             if refs == []:
                 break
             got = await store.claim(owner, n, lease_seconds, refs, rule)
@@ -74,6 +75,7 @@ class Policy:
                 break
             claims += got
             counts.update(claim.queue for claim in got)
+            claimed_memory += sum(self.admission.expect.of(claim.task) for claim in got)
         if len(claims) < free and self.rate_limited:
             self.retry_at = await store.rate_free_at()
         return claims

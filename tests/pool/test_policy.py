@@ -64,8 +64,19 @@ class _Roomy(Admission):
     def __init__(self) -> None:
         super().__init__(0, Expectations(1), Slots(0, SlotSettings.of(Config())))
 
-    async def admit(self, store: Store, n: int, gate: Gate = OPEN) -> list[int] | None:
+    async def admit(self, store: Store, n: int, gate: Gate = OPEN,
+                    claimed: int = 0) -> list[int] | None:
         return None
+
+
+class _Tight(Admission):
+    """Room for two and a half jobs of 100 bytes each, whatever runs."""
+
+    def __init__(self) -> None:
+        super().__init__(0, Expectations(100), Slots(0, SlotSettings.of(Config())))
+
+    def budget(self) -> int:
+        return 250
 
 
 def test_a_claim_fills_the_free_slots_in_rounds_within_every_rule(tmp_path: Path) -> None:
@@ -94,4 +105,18 @@ def test_a_throttled_claim_says_when_to_look_again(tmp_path: Path) -> None:
         before = time.time()
         assert len(await policy.claim(store, "pool", 2, 30, running=[])) == 1
         assert policy.retry_at is not None and before + 60 <= policy.retry_at < before + 61
+    run(tmp_path / "q.db", body, inline=True)
+
+
+def test_the_rounds_of_one_claim_share_one_memory_budget(tmp_path: Path) -> None:
+    # The capped queue makes the claim go in rounds. Jobs claimed in an earlier round hold
+    # no slot yet, so neither free memory nor the busy slots count them: the policy must.
+    # Before it did, each round saw the whole budget again and all four jobs started.
+    async def body(store: SqliteStore) -> None:
+        await store.submit(job("x", priority=5, queue="extraction"))
+        for _ in range(3):
+            await store.submit(job("y", queue="other"))
+        policy = Policy(CAPPED, _Tight(), rate_limited=False)
+        claims = await policy.claim(store, "pool", 4, 30, running=[])
+        assert sorted(c.queue for c in claims) == ["extraction", "other"]
     run(tmp_path / "q.db", body, inline=True)
