@@ -77,7 +77,8 @@ def test_bad_cache_and_unique_fields_are_refused_and_write_nothing(serve) -> Non
 
 
 def test_ten_concurrent_unique_submits_make_one_job(serve) -> None:
-    server = serve(slots=1, workers=2)
+    # A short grace: the 60 s job is still running when the test stops the server.
+    server = serve(slots=1, workers=2, env={"SCHOLARSOURCE_GRACE_PERIOD": "1"})
     client = server.client()
     body = {"task": "sleep", "params": {"seconds": 60}, "unique": True}
 
