@@ -9,12 +9,16 @@ jobs that merely ran beside it back in the queue uncharged. A blank file after a
 kill from outside, the OOM killer) leaves the old rule: every running job counts a crash.
 
 Cost: one pwrite of a few bytes into the page cache per mark, two per hand-over. No fsync:
-the name must survive the process, not the machine.
+the name must survive the process, not the machine. The file is only a hint: a write it
+cannot make (a full disk before the file ever held its 64 bytes, a read-only directory) is
+logged once and leaves the old rule, and never stops the pool.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from scholarsource.store.base import Claim
@@ -22,12 +26,15 @@ from scholarsource.store.base import Claim
 _WIDTH = 64  # a job id and a token, padded: every write covers the previous one
 _BLANK = b" " * _WIDTH
 
+log = logging.getLogger("scholarsource.pool")
+
 
 class Suspect:
     """The file in the data directory that names the attempt being handled."""
 
     def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd: int | None = None
+        self._write(lambda: setattr(self, "_fd", os.open(path, os.O_RDWR | os.O_CREAT, 0o600)))
 
     @classmethod
     def in_dir(cls, data_dir: str) -> Suspect:
@@ -36,7 +43,12 @@ class Suspect:
 
     def take(self) -> tuple[str, int] | None:
         """(job id, token) the last pool was handling when it died, if any; clears it."""
-        words = os.pread(self._fd, _WIDTH, 0).split()
+        if self._fd is None:
+            return None
+        try:
+            words = os.pread(self._fd, _WIDTH, 0).split()
+        except OSError:
+            return None
         self.clear()
         if len(words) == 2 and words[1].isdigit():
             return words[0].decode("ascii", "replace"), int(words[1])
@@ -44,13 +56,29 @@ class Suspect:
 
     def mark(self, claim: Claim | None) -> None:
         """The pool starts handling `claim`'s data (nothing for None)."""
-        if claim is not None:
-            os.pwrite(self._fd, f"{claim.id} {claim.token}".encode().ljust(_WIDTH), 0)
+        if claim is not None and self._fd is not None:
+            text = f"{claim.id} {claim.token}".encode().ljust(_WIDTH)
+            fd = self._fd
+            self._write(lambda: os.pwrite(fd, text, 0))
 
     def clear(self) -> None:
         """The pool handles no job's data now."""
-        os.pwrite(self._fd, _BLANK, 0)
+        if self._fd is not None:
+            fd = self._fd
+            self._write(lambda: os.pwrite(fd, _BLANK, 0))
 
     def close(self) -> None:
         """Release the file (it stays, blank, for the next pool)."""
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _write(self, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None  # no more marks: a stale name would blame the wrong job
+            log.warning("cannot keep %s (%s): a pool death charges every running job",
+                        "pool.suspect", exc)
