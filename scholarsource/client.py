@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import click
 import httpx
@@ -299,7 +300,7 @@ def schedules_list(url: str, as_json: bool) -> None:
 @client_options
 def schedules_trigger(name: str, url: str, as_json: bool) -> None:
     """Run schedule NAME's job now; its fire times keep their own jobs."""
-    _show(_call(url, "POST", f"/api/schedules/{name}/trigger"), as_json)
+    _show(_call(url, "POST", f"/api/schedules/{quote(name, safe='')}/trigger"), as_json)
 
 
 @schedules.command("pause")
@@ -307,7 +308,7 @@ def schedules_trigger(name: str, url: str, as_json: bool) -> None:
 @client_options
 def schedules_pause(name: str, url: str, as_json: bool) -> None:
     """Pause schedule NAME: no job for its fires until it is resumed (kept across restarts)."""
-    _show_schedule(_call(url, "POST", f"/api/schedules/{name}/pause"), as_json)
+    _show_schedule(_call(url, "POST", f"/api/schedules/{quote(name, safe='')}/pause"), as_json)
 
 
 @schedules.command("resume")
@@ -315,7 +316,7 @@ def schedules_pause(name: str, url: str, as_json: bool) -> None:
 @client_options
 def schedules_resume(name: str, url: str, as_json: bool) -> None:
     """Resume schedule NAME from now: the fires it missed while paused do not run."""
-    _show_schedule(_call(url, "POST", f"/api/schedules/{name}/resume"), as_json)
+    _show_schedule(_call(url, "POST", f"/api/schedules/{quote(name, safe='')}/resume"), as_json)
 
 
 @click.group(invoke_without_command=True)
@@ -341,13 +342,17 @@ def queues(ctx: click.Context, url: str, as_json: bool) -> None:
                    f"in the window, {r['queued']} queued{' (throttled)' if r['throttled'] else ''}")
 
 
+def _queue_action(url: str, name: str, verb: str, as_json: bool) -> None:
+    answer = _call(url, "POST", f"/api/queues/{quote(name, safe='')}/{verb}")
+    click.echo(json.dumps(answer) if as_json else f"queue {name} {verb}d")
+
+
 @queues.command("pause")
 @click.argument("name")
 @client_options
 def queues_pause(name: str, url: str, as_json: bool) -> None:
     """Pause queue NAME: its queued jobs stay queued, running ones finish."""
-    answer = _call(url, "POST", f"/api/queues/{name}/pause")
-    click.echo(json.dumps(answer) if as_json else f"queue {name} paused")
+    _queue_action(url, name, "pause", as_json)
 
 
 @queues.command("resume")
@@ -355,8 +360,7 @@ def queues_pause(name: str, url: str, as_json: bool) -> None:
 @client_options
 def queues_resume(name: str, url: str, as_json: bool) -> None:
     """Resume queue NAME: its queued jobs may start again."""
-    answer = _call(url, "POST", f"/api/queues/{name}/resume")
-    click.echo(json.dumps(answer) if as_json else f"queue {name} resumed")
+    _queue_action(url, name, "resume", as_json)
 
 
 client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs, queues,
