@@ -106,6 +106,8 @@ def parse_json(body: bytes, max_depth: int) -> Any:
         raise _too_deep(max_depth) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if _plainly_bounded(body, max_depth):
+        return value
     # Walked with a stack of its own, so no depth can exhaust Python's.
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
@@ -120,6 +122,15 @@ def parse_json(body: bytes, max_depth: int) -> Any:
         elif isinstance(item, str) and not _text_ok(item):
             raise _lone_surrogate()
     return value
+
+
+def _plainly_bounded(body: bytes, max_depth: int) -> bool:
+    """Whether the body cannot hold what parse_json walks for, seen from its bytes alone (most
+    submits; the walk cost them ~10 us): ASCII with no NUL is UTF-8 (json.loads takes UTF-16
+    and -32 too), where a lone surrogate can only be a \\u escape, and there is none; and it
+    has no more brackets than the depth allows, so nothing nests deeper."""
+    return (body.isascii() and b"\0" not in body and b"\\u" not in body
+            and body.count(b"{") + body.count(b"[") <= max_depth)
 
 
 def _too_deep(max_depth: int) -> ValidationFailed:

@@ -39,3 +39,22 @@ def test_a_surrogate_pair_is_text_and_malformed_json_stays_a_400() -> None:
                                                                      "b": 1e300}
     with pytest.raises(BadRequest):
         parse_json(b'{"a": ', 33)
+
+
+@pytest.mark.parametrize("body", [
+    '{"a": "\\ud800"}'.encode("utf-16-le"),  # json.loads detects UTF-16 without a BOM
+    '{"a": "\\ud800"}'.encode("utf-32"),
+    '{"é": "\\udc00"}'.encode(),  # not ASCII
+    b'{"a": "[[[[", "b": "\\ud800"}',  # brackets in text, an escape beside them
+])
+def test_bodies_the_byte_check_cannot_clear_are_walked(body: bytes) -> None:
+    # Most bodies skip the walk when their bytes show there is nothing to find; these may
+    # hide a lone surrogate from a byte search, so they must still be refused.
+    with pytest.raises(ValidationFailed) as caught:
+        parse_json(body, 33)
+    assert caught.value.code == "invalid_json_value"
+
+
+def test_brackets_inside_strings_only_count_against_the_shortcut() -> None:
+    body = b'{"params": {"a": "' + b"[" * 40 + b'"}}'
+    assert parse_json(body, 3) == {"params": {"a": "[" * 40}}
