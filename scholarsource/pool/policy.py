@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from scholarsource.limits import QueueLimits
 from scholarsource.pool.admission import Admission
-from scholarsource.store.base import Claim, Gate, Store
+from scholarsource.store.base import OPEN, Claim, Gate, Store
 
 
 def gate(queues: Mapping[str, QueueLimits], running: Counter[str],
@@ -25,6 +25,8 @@ def gate(queues: Mapping[str, QueueLimits], running: Counter[str],
     take without breaking a cap or a reservation (a claim cannot count its own rows; 0:
     none may start). A queue's room is the shared slots (free, less every unfilled
     reservation) plus its own unfilled reservation, within its cap."""
+    if not queues:  # no caps and no reservations: every queue may fill every free slot
+        return OPEN, free
     unfilled = {name: max(0, q.reserved - running[name]) for name, q in queues.items()}
     shared = free - sum(unfilled.values())
 
@@ -58,7 +60,7 @@ class Policy:
                     running: Iterable[Claim]) -> list[Claim]:
         """Up to `free` jobs, claimed in rounds until a round takes nothing."""
         self.retry_at = None
-        counts = Counter(claim.queue for claim in running)
+        counts = Counter(claim.queue for claim in running) if self.queues else Counter()
         claims: list[Claim] = []
         claimed_memory = 0  # what this turn's claims will need: no slot runs them yet
         while len(claims) < free:
