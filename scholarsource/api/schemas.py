@@ -86,6 +86,7 @@ def _finite(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -99,7 +100,8 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     and lists or objects nested deeper than `max_depth` (each container is a level), which
     only serve to exhaust a parser's or pickle's recursion. 400 if it is not JSON."""
     try:
-        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        # json.loads with hooks builds a decoder per call; one serves every request.
+        value = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except _Unrenderable as exc:
         raise ValidationFailed(str(exc), code="invalid_json_value") from None
     except RecursionError:  # the parser itself recursed too deep: far past the limit

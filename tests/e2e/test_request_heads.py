@@ -5,6 +5,7 @@ header_timeout)."""
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import statistics
@@ -43,6 +44,20 @@ def read_answer(sock: socket.socket, timeout: float = 10.0) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def read_one_answer(sock: socket.socket) -> bytes:
+    """The head of one whole answer on a kept-alive connection (its body read and dropped)."""
+    sock.settimeout(10.0)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    assert length is not None, head
+    while len(body) < int(length.group(1)):
+        body += sock.recv(65536)
+    return head
 
 
 def endless_header(port: int, stop: threading.Event, answers: list[bytes]) -> None:
@@ -185,3 +200,20 @@ def test_heads_that_never_finish_are_closed_after_header_timeout(serve) -> None:
         last = [line for line in stream.iter_lines() if line.startswith("data: ")][-1]
     assert json.loads(last.removeprefix("data: "))["status"] == "succeeded"
     assert client.get("/api/health").status_code == 200
+
+
+def test_each_head_on_a_kept_alive_connection_gets_its_own_deadline(serve) -> None:
+    # One timer serves a connection and checks the head's deadline when it fires: a second
+    # request's head, started late, must get its full header_timeout, not what was left of
+    # the first one's.
+    server = serve(slots=1, env={"SCHOLARSOURCE_HEADER_TIMEOUT": "2"})
+    with socket.create_connection(("127.0.0.1", port_of(server.url))) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_one_answer(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(1.5)  # the first deadline (2 s after the connection) passes below
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):  # alive past the first deadline: its own applies
+            sock.recv(65536)
+        status, body = answer(read_answer(sock))
+        assert (status, body["error"]) == (408, "header_timeout")
