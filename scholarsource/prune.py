@@ -16,8 +16,8 @@ from pathlib import Path
 from scholarsource.config import Config, Retention
 from scholarsource.errors import ScholarSourceError
 from scholarsource.pool.retention import Pruner
+from scholarsource.store.factory import open_store
 from scholarsource.store.schema import SCHEMA_VERSION
-from scholarsource.store.sqlite import SqliteStore
 
 _AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
 
@@ -64,8 +64,7 @@ def prune(config: Config, retention: Retention, *, dry_run: bool = False,
 
 async def _prune(config: Config, retention: Retention, dry_run: bool,
                  vacuum: bool) -> tuple[dict[str, int], float]:
-    store = await SqliteStore.open(config.db_path, durability=config.durability,
-                                   busy_timeout=config.busy_timeout, inline=True)
+    store = await open_store(config, "cli")
     try:
         pruner = Pruner(retention)
         if dry_run:

@@ -41,7 +41,7 @@ from scholarsource.errors import (
 from scholarsource.metrics.counters import REJECTED
 from scholarsource.pool.wakeup import Waker
 from scholarsource.sizing import plan
-from scholarsource.store.sqlite import SqliteStore
+from scholarsource.store.factory import open_store
 
 log = logging.getLogger("scholarsource.api")
 
@@ -88,8 +88,7 @@ def create_app(config: Config) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await SqliteStore.open(config.db_path, durability=config.durability,
-                                       busy_timeout=config.busy_timeout)
+        store = await open_store(config, "api")
         waker = Waker(config.data_dir)
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
                                       submits=SubmitBatcher(

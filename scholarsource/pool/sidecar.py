@@ -29,7 +29,7 @@ from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
-from scholarsource.store.sqlite import SqliteStore
+from scholarsource.store.factory import open_store
 from scholarsource.tasks.fetch import ENV_ALLOW_PRIVATE
 from scholarsource.tasks.registry import load_tasks, task_rates
 
@@ -121,8 +121,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     sizing = plan(config)
     check_reservations(config.queues, sizing.slots)
     owner = secrets.token_hex(8)
-    store = await SqliteStore.open(config.db_path, durability=config.durability,
-                                   busy_timeout=config.busy_timeout, inline=True)
+    store = await open_store(config, "pool")
     # Slots read this setting from the environment they inherit (they load no config).
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, SlotSettings.of(config))
