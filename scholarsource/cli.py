@@ -147,6 +147,7 @@ def prune(older_than: float | None, dry_run: bool, vacuum: bool, as_json: bool,
     from scholarsource.config import Retention
     from scholarsource.prune import PruneError
     from scholarsource.prune import prune as run_prune
+    from scholarsource.store.factory import where
 
     config = build_config(config_file, **flags)
     retention = config.retention if older_than is None else Retention(
@@ -161,7 +162,7 @@ def prune(older_than: float | None, dry_run: bool, vacuum: bool, as_json: bool,
         return
     states = ", ".join(f"{state} {n}" for state, n in result.counts.items())
     verb = "would prune" if dry_run else "pruned"
-    click.echo(f"{verb} {sum(result.counts.values())} job(s) ({states}) from {config.db_path}")
+    click.echo(f"{verb} {sum(result.counts.values())} job(s) ({states}) from {where(config)}")
     click.echo(f"file {result.bytes_before / 1024**2:.1f} MiB -> "
                f"{result.bytes_after / 1024**2:.1f} MiB, auto_vacuum {result.auto_vacuum}"
                + ("" if result.auto_vacuum == "incremental" or vacuum else

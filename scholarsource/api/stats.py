@@ -11,7 +11,6 @@ shares one snapshot per tick (see api/snapshots.py).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -66,7 +65,7 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
                        for name, span in WINDOWS.items()},
         "history": {"start": round(since, 3), "step": HISTORY_STEP, "finished": history},
         "tasks": _timings(recent),
-        "database": file_sizes(str(svc.config.db_path)),
+        "database": (await store.storage()).to_json(),
     }
 
 
@@ -97,17 +96,6 @@ def _timings(recent: list[Any]) -> dict[str, Any]:
                    "run_time": percentile(runs[task], (50, 95, 99), scale=1.0),
                    "wait_time": percentile(waits[task], (50, 95, 99), scale=1.0)}
             for task in sorted(runs)}
-
-
-def file_sizes(db_path: str) -> dict[str, int]:
-    """The database file and its WAL, bytes (0 for one that does not exist)."""
-    def size(path: str) -> int:
-        try:
-            return os.stat(path).st_size
-        except OSError:
-            return 0
-
-    return {"size_bytes": size(db_path), "wal_bytes": size(db_path + "-wal")}
 
 
 def shared(request: Request) -> SharedSnapshots:

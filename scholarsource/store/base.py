@@ -384,6 +384,39 @@ class PoolInfo:
     slot_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Storage:
+    """How much room the store takes, as /api/stats ("database") and /metrics
+    (scholarsource_database_bytes) show it."""
+
+    database_bytes: int  # the database itself
+    log_bytes: int  # its write-ahead log (SQLite's -wal file)
+    # How pruning gives space back: "incremental" (the store shrinks as jobs go), "none"
+    # (freed space is reused, not given back: `prune --vacuum` converts a SQLite file), or
+    # the backend's own mechanism.
+    reclaim: str = "incremental"
+
+    def to_json(self) -> dict[str, int]:
+        """The /api/stats `database` object (its keys are API)."""
+        return {"size_bytes": self.database_bytes, "wal_bytes": self.log_bytes}
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """The schema a store holds against the one this code writes."""
+
+    found: int
+    wanted: int
+
+    def problem(self) -> str | None:
+        """What to do when they differ (None: they match)."""
+        if self.found == self.wanted:
+            return None
+        return (f"has schema {self.found}, this ScholarSource {self.wanted}: "
+                + ("start `scholarsource serve` once to migrate it" if self.found < self.wanted
+                   else "upgrade ScholarSource"))
+
+
 class Store(abc.ABC):
     """The durable queue. Every method is one short transaction; all are tenant-scoped
     where a client can reach them."""
@@ -456,6 +489,16 @@ class Store(abc.ABC):
     async def events(self, tenant: str, job_id: str, after: int = 0,
                      limit: int = 500) -> list[Event]:
         """Events of one job with seq > after, oldest first."""
+
+    @abc.abstractmethod
+    async def storage(self) -> Storage:
+        """How much room the store takes (read, not counted: cheap enough for every
+        scrape)."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> SchemaVersion:
+        """The schema the store holds and the one this code writes (`migrate_store` makes
+        them equal)."""
 
     @abc.abstractmethod
     async def check_writable(self) -> None:

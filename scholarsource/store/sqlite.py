@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -40,9 +41,12 @@ from scholarsource.store.base import (
     RateStats,
     Reused,
     ScheduleState,
+    SchemaVersion,
+    Storage,
     Store,
     TaskDefaults,
 )
+from scholarsource.store.schema import SCHEMA_VERSION
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -331,6 +335,9 @@ ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]', "
              "value ->> '$[12]', value ->> '$[13]' FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
+USER_VERSION = "PRAGMA user_version"
+AUTO_VACUUM = "PRAGMA auto_vacuum"
+_AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY status"
 # Operator figures. Per queue, one arm per state, for one tenant or ({tenant} left empty)
@@ -515,8 +522,9 @@ def _gate(gate: Gate) -> dict[str, str | None]:
 class SqliteStore(Store):
     """The embedded store: one SQLite file in WAL mode. Open it with `SqliteStore.open`."""
 
-    def __init__(self, driver: _Driver) -> None:
+    def __init__(self, driver: _Driver, path: Path) -> None:
         self._db = driver
+        self.path = path
 
     @classmethod
     async def open(cls, path: Path, *, durability: str = "normal", busy_timeout: float = 5.0,
@@ -534,7 +542,7 @@ class SqliteStore(Store):
         await driver.fetchall(f"PRAGMA synchronous = "
                               f"{'FULL' if durability == 'full' else 'NORMAL'}")
         await driver.fetchall("PRAGMA temp_store = MEMORY")
-        return cls(driver)
+        return cls(driver, path)
 
     async def close(self) -> None:
         await self._db.close()
@@ -684,6 +692,23 @@ class SqliteStore(Store):
         rows = await self._db.fetchall(EVENTS, (job_id, tenant, after, limit))
         return [Event(seq=seq, job_id=jid, at=at, kind=kind, data=json.loads(data))
                 for seq, jid, at, kind, data in rows]
+
+    @_unavailable
+    async def storage(self) -> Storage:
+        def size(path: str) -> int:
+            try:
+                return os.stat(path).st_size
+            except OSError:
+                return 0
+
+        (mode,) = await self._one(AUTO_VACUUM)
+        return Storage(size(str(self.path)), size(f"{self.path}-wal"),
+                       _AUTO_VACUUM.get(mode, "none"))
+
+    @_unavailable
+    async def schema_version(self) -> SchemaVersion:
+        (found,) = await self._one(USER_VERSION)
+        return SchemaVersion(found, SCHEMA_VERSION)
 
     @_unavailable
     async def check_writable(self) -> None:
