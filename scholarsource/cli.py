@@ -108,14 +108,15 @@ def backup(file: str, force: bool, config_file: str | None, **flags: Any) -> Non
     """Copy the database to FILE, consistently, while the server runs."""
     from scholarsource.backup import BackupError
     from scholarsource.backup import backup as take_backup
+    from scholarsource.store.factory import where
 
     config = build_config(config_file, **flags)
     try:
-        result = take_backup(config.db_path, Path(file), force=force)
+        result = take_backup(config, Path(file), force=force)
     except BackupError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
-    click.echo(f"backed up {config.db_path} to {result.path} ({result.pages} pages, "
+    click.echo(f"backed up {where(config)} to {result.path} ({result.pages} pages, "
                f"{result.bytes / 1024**2:.1f} MiB)")
 
 

@@ -11,7 +11,10 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from scholarsource.findings import Check
 
 DEFAULT_TENANT = "default"
 
@@ -417,6 +420,15 @@ class SchemaVersion:
                    else "upgrade ScholarSource"))
 
 
+@dataclass(frozen=True)
+class BackupResult:
+    """What `Store.backup` wrote."""
+
+    path: Path
+    pages: int
+    bytes: int
+
+
 class Store(abc.ABC):
     """The durable queue. Every method is one short transaction; all are tenant-scoped
     where a client can reach them."""
@@ -499,6 +511,19 @@ class Store(abc.ABC):
     async def schema_version(self) -> SchemaVersion:
         """The schema the store holds and the one this code writes (`migrate_store` makes
         them equal)."""
+
+    @abc.abstractmethod
+    async def checks(self) -> list[Check]:
+        """What `scholarsource doctor` checks on the open store, read-only and safe while the
+        server runs: one named finding each (SQLite: "database", its integrity and schema
+        version; PostgreSQL: the connection, server version, migrations, queue lag)."""
+
+    @abc.abstractmethod
+    async def backup(self, target: Path, *, force: bool = False) -> BackupResult:
+        """Copy the store, consistently while others write to it, to the file `target` (an
+        existing one only with `force`). Raises BackupError when it cannot, and
+        BackupUnsupported, whose message names the tool to use instead (pg_dump), when the
+        backend does not copy itself."""
 
     @abc.abstractmethod
     async def check_writable(self) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sqlite3
 from typing import Any, Literal
 
 from scholarsource.config import Config
 from scholarsource.errors import StoreError
-from scholarsource.store import schema
+from scholarsource.findings import Check, Status
+from scholarsource.store import schema, sqlite_checks
 from scholarsource.store.base import Store
 from scholarsource.store.sqlite import SqliteStore
 
@@ -56,3 +58,33 @@ def migrate_store(config: Config) -> int:
         version: int = asyncio.run(_postgres().migrate(config))
         return version
     return schema.migrate(config.db_path)
+
+
+async def check_store(config: Config) -> list[Check]:
+    """Doctor's findings about the store, read-only: what the backend needs before it can
+    open (SQLite: its library and the data directory), then `Store.checks` on the store."""
+    if config.database.is_postgres:
+        try:
+            store = await open_store(config, "cli")
+        except Exception as exc:  # the driver's own errors: unreachable, refused, unknown db
+            return [Check("database", Status.FAIL, f"cannot connect to {where(config)}: {exc}",
+                          "check the database setting, the server and its pg_hba.conf")]
+        return await _checks(store)
+    found = [sqlite_checks.check_sqlite(config), sqlite_checks.check_data_dir(config)]
+    if not config.db_path.exists():
+        return [*found, Check("database", Status.OK,
+                              f"no database at {config.db_path} yet; serve creates it")]
+    try:
+        store = await SqliteStore.open(config.db_path, busy_timeout=10, inline=True,
+                                       read_only=True)
+    except sqlite3.Error as exc:
+        return [*found, Check("database", Status.FAIL, f"cannot read {config.db_path}: {exc}",
+                              sqlite_checks.RESTORE)]
+    return [*found, *await _checks(store)]
+
+
+async def _checks(store: Store) -> list[Check]:
+    try:
+        return await store.checks()
+    finally:
+        await store.close()

@@ -21,11 +21,13 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import aiosqlite
 
 from scholarsource.errors import StoreUnavailable
+from scholarsource.findings import Check, Status
 from scholarsource.store.base import (
     LIVE_STATES,
     OPEN,
     QUEUE_COUNT_STATES,
     WAITING_STATES,
+    BackupResult,
     Claim,
     ErrorCode,
     Event,
@@ -47,6 +49,8 @@ from scholarsource.store.base import (
     TaskDefaults,
 )
 from scholarsource.store.schema import SCHEMA_VERSION
+from scholarsource.store.sqlite_backup import copy_database
+from scholarsource.store.sqlite_checks import RESTORE
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -336,6 +340,7 @@ ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "value ->> '$[12]', value ->> '$[13]' FROM json_each(?)")
 CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
 USER_VERSION = "PRAGMA user_version"
+QUICK_CHECK = "PRAGMA quick_check(5)"
 AUTO_VACUUM = "PRAGMA auto_vacuum"
 _AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
@@ -528,13 +533,15 @@ class SqliteStore(Store):
 
     @classmethod
     async def open(cls, path: Path, *, durability: str = "normal", busy_timeout: float = 5.0,
-                   inline: bool = False) -> SqliteStore:
+                   inline: bool = False, read_only: bool = False) -> SqliteStore:
         """Connect to an already-migrated database file (see `schema.migrate`); `inline` runs
-        statements on the caller's thread instead of aiosqlite's."""
+        statements on the caller's thread instead of aiosqlite's; `read_only` (inline only:
+        doctor) can never create or write the file."""
         driver: _Driver
         if inline:
-            driver = _InlineDriver(sqlite3.connect(path, isolation_level=None,
-                                                   timeout=busy_timeout))
+            target = f"{path.absolute().as_uri()}?mode=ro" if read_only else str(path)
+            driver = _InlineDriver(sqlite3.connect(target, isolation_level=None,
+                                                   timeout=busy_timeout, uri=read_only))
         else:
             driver = _ThreadDriver(await aiosqlite.connect(path, isolation_level=None,
                                                            timeout=busy_timeout))
@@ -709,6 +716,26 @@ class SqliteStore(Store):
     async def schema_version(self) -> SchemaVersion:
         (found,) = await self._one(USER_VERSION)
         return SchemaVersion(found, SCHEMA_VERSION)
+
+    async def checks(self) -> list[Check]:
+        try:
+            (version,) = await self._one(USER_VERSION)
+            problems = [row[0] for row in await self._db.fetchall(QUICK_CHECK)]
+        except sqlite3.Error as exc:
+            return [Check("database", Status.FAIL, f"cannot read {self.path}: {exc}", RESTORE)]
+        if problems != ["ok"]:
+            return [Check("database", Status.FAIL,
+                          f"{self.path} is damaged: {'; '.join(problems)}", RESTORE)]
+        if version > SCHEMA_VERSION:
+            return [Check("database", Status.FAIL, f"{self.path} has schema {version}, newer "
+                          f"than this ScholarSource understands ({SCHEMA_VERSION})",
+                          "upgrade ScholarSource to the version that wrote this database")]
+        later = "" if version == SCHEMA_VERSION else \
+            f"; serve migrates it from schema {version} to {SCHEMA_VERSION}"
+        return [Check("database", Status.OK, f"{self.path} passes quick_check{later}")]
+
+    async def backup(self, target: Path, *, force: bool = False) -> BackupResult:
+        return await asyncio.to_thread(copy_database, self.path, target, force=force)
 
     @_unavailable
     async def check_writable(self) -> None:
