@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
 
 from scholarsource.api.observer import ResponseObserver
-from scholarsource.api.ops import process_tree
+from scholarsource.api.ops import pools, process_tree
 from scholarsource.api.state import services
 from scholarsource.metrics import ENV
 from scholarsource.metrics.counters import HTTP_LATENCY, HTTP_REQUESTS
@@ -114,7 +114,7 @@ def _by_role(tree: dict[str, Any]) -> dict[str, tuple[float, int]]:
 
 async def metrics(request: Request) -> Response:
     svc = services(request)
-    pool = await svc.store.pool_info()
+    pool, _ = await pools(svc)
     figures = {
         # Only live states and dead letters: counting the whole history on every scrape
         # would cost more each day (the ended-jobs counters give its rates).

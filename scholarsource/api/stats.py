@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from scholarsource.api import ops
 from scholarsource.api.snapshots import SharedSnapshots, until_next_tick
 from scholarsource.api.state import Services, services
 from scholarsource.api.tenancy import tenant_of
@@ -50,7 +51,7 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
     history = await store.finished_history(tenant, since, HISTORY_STEP, HISTORY_BUCKETS)
     totals.update(await _final_totals(svc, tenant))
     recent = await store.recently_finished(tenant, now - WINDOWS["15m"], TIMING_SAMPLE)
-    pool = await store.pool_info()
+    pool, known = await ops.pools(svc)
     return {
         "time": now,
         "totals": totals,
@@ -61,6 +62,7 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
                  "heartbeat_age": None if pool is None else round(now - pool.heartbeat_at, 3),
                  "admission": pool.admission if pool else {},
                  "slots": _slot_rows(pool, now)},
+        "pools": ops.pool_rows(known, now),
         "throughput": {name: round(sum(history[-int(span / HISTORY_STEP):]) / span, 3)
                        for name, span in WINDOWS.items()},
         "history": {"start": round(since, 3), "step": HISTORY_STEP, "finished": history},

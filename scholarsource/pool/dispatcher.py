@@ -518,12 +518,13 @@ class Dispatcher:
                 self._next_renew = now + self.config.lease_seconds / 3
                 # Another pool's lease ran out (it hung, or its box died): run its jobs again.
                 if recovered := await self.store.recover(
-                        self.owner, all_others=False, max_crashes=self.config.max_crashes):
+                        self.owner, max_crashes=self.config.max_crashes):
                     log.warning("re-queued %d job(s) whose lease expired", recovered)
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
-                admission=self.admission.state, slot_rows=slot_rows(self.slots)))
+                admission=self.admission.state, slot_rows=slot_rows(self.slots),
+                owner=self.owner))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import signal
 import socket
 import time
@@ -30,6 +29,7 @@ from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
 from scholarsource.store.factory import open_store
+from scholarsource.store.owner import box_of, new_owner
 from scholarsource.tasks.fetch import ENV_ALLOW_PRIVATE
 from scholarsource.tasks.registry import load_tasks, task_rates
 
@@ -120,7 +120,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     registry = load_tasks(config.task_modules, config.builtin_tasks, config.max_timeout)
     sizing = plan(config)
     check_reservations(config.queues, sizing.slots)
-    owner = secrets.token_hex(8)
+    owner = new_owner(config.data_dir)
     store = await open_store(config, "pool")
     # Slots read this setting from the environment they inherit (they load no config).
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
@@ -128,10 +128,11 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     sock = _bind(config.data_dir)
     suspect = Suspect.in_dir(config.data_dir)
     try:
-        # One pool per data directory (the master holds its lock), so whatever is still
-        # "running" belonged to a pool that died: it runs again.
+        # One pool per data directory (the master holds its lock), so whatever this box's
+        # earlier pools still hold "running" belonged to a pool that died: it runs again
+        # now. Other boxes' jobs wait for their leases (the dispatcher's sweep).
         culprit = suspect.take()
-        recovered = await store.recover(owner, all_others=True,
+        recovered = await store.recover(owner, box=box_of(config.data_dir),
                                         max_crashes=config.max_crashes, culprit=culprit)
         if recovered:
             log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)

@@ -385,6 +385,11 @@ class PoolInfo:
     # One dict per slot: slot, pid, job_id, task, started_at (wall clock), rss (bytes) and
     # cpu_seconds (its process's CPU time so far); the dashboard's slots view.
     slot_rows: list[dict[str, Any]] = field(default_factory=list)
+    owner: str = ""  # its owner id, host/box/boot (store/owner.py): its row's key
+
+
+# A pool silent for this long is forgotten (its row dropped) when a pool starts.
+POOL_FORGET_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -530,8 +535,8 @@ class Store(abc.ABC):
         """Take and release the write lock; raises StoreUnavailable if that fails."""
 
     @abc.abstractmethod
-    async def pool_info(self) -> PoolInfo | None:
-        """The pool's last heartbeat, if it ever sent one."""
+    async def pools(self, since: float = 0.0) -> list[PoolInfo]:
+        """Each pool's last heartbeat, if it was at or after `since`, the newest first."""
 
     @abc.abstractmethod
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -620,13 +625,23 @@ class Store(abc.ABC):
         """Put running attempts back in the queue; an interruption is not charged."""
 
     @abc.abstractmethod
-    async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
+    async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
                       culprit: tuple[str, int] | None = None) -> int:
-        """Re-queue running jobs whose lease expired (or, at pool start on a one-box store,
-        every job not owned by `owner`); each counts as a crash of its job, and a job past
-        `max_crashes` goes dead. With `culprit` (job id, token), the attempt the dead pool
-        was handling as it died, that attempt alone is charged a crash and the others are
-        re-queued uncharged. Returns how many."""
+        """Re-queue running jobs whose pool is gone; returns how many.
+
+        Without `box` (the periodic sweep of every pool): the jobs whose lease expired,
+        whoever owns them: their pool stopped renewing (it hung, or its box died). With
+        `box` (a pool starting as `owner`): at once, the jobs of the other owners of this
+        box (ids that start with `box`, store/owner.py), whose pool died (its master saw
+        it, or the whole server restarted); their pool rows are dropped, with those of pools
+        silent for POOL_FORGET_SECONDS. Another box's jobs are never taken while their lease
+        runs: only its pool can tell it is alive.
+
+        Charges: each re-queued attempt counts as a crash of its job (error_code
+        pool_died at start, lease_expired in the sweep), and a job reaching `max_crashes`
+        goes dead (`after_crash`). With `culprit` (job id, token), the attempt the dead
+        pool was handling as it died, that attempt alone is charged and the others are
+        re-queued uncharged (interrupted)."""
 
     @abc.abstractmethod
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

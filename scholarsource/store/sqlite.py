@@ -25,6 +25,7 @@ from scholarsource.findings import Check, Status
 from scholarsource.store.base import (
     LIVE_STATES,
     OPEN,
+    POOL_FORGET_SECONDS,
     QUEUE_COUNT_STATES,
     WAITING_STATES,
     BackupResult,
@@ -308,7 +309,9 @@ UPDATE jobs SET
 WHERE status = 'running' AND {{which}} RETURNING id
 """
 RECOVER_EXPIRED = _RECOVER.format(which="lease_until < :now")
-RECOVER_OTHERS = _RECOVER.format(which="owner IS NOT :owner")
+# Pool start: the other owners of this box (store/owner.py), whose pool is dead.
+RECOVER_BOX = _RECOVER.format(
+    which="owner IS NOT :owner AND substr(owner, 1, length(:box)) = :box")
 # OR IGNORE: a unique job whose twin is live stays as it is (jobs_unique_live), whether
 # the twin was live before or re-queued first by the same statement.
 _RETRY_SET = ("UPDATE OR IGNORE jobs SET status = 'queued', failures = 0, crashes = 0, "
@@ -321,13 +324,17 @@ PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING se
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id "
           "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
-HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission, "
-             "slot_rows) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+HEARTBEAT = ("INSERT INTO pools (owner, pid, slots, slot_count, busy, heartbeat_at, admission, "
+             "slot_rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
              "pid = excluded.pid, slots = excluded.slots, slot_count = excluded.slot_count, "
              "busy = excluded.busy, heartbeat_at = excluded.heartbeat_at, "
              "admission = excluded.admission, slot_rows = excluded.slot_rows")
-POOL_INFO = ("SELECT pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows FROM pool "
-             "WHERE id = 1")
+POOLS = ("SELECT owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows "
+         "FROM pools WHERE heartbeat_at >= ? ORDER BY heartbeat_at DESC")
+# The rows of pools that are gone: this box's earlier owners (at pool start), and any pool
+# silent for longer than a pool's row is kept.
+FORGET_POOLS = ("DELETE FROM pools WHERE owner IS NOT :owner AND "
+                "(substr(owner, 1, length(:box)) = :box OR heartbeat_at < :before)")
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
                  "backoff_max, params, cache_ttl, unique_job, rate_limit, rate_window, "
                  "concurrency_limit")
@@ -338,7 +345,7 @@ ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]', "
              "value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]', "
              "value ->> '$[12]', value ->> '$[13]' FROM json_each(?)")
-CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
+CHECK_WRITABLE = "DELETE FROM pools WHERE 0"
 USER_VERSION = "PRAGMA user_version"
 QUICK_CHECK = "PRAGMA quick_check(5)"
 AUTO_VACUUM = "PRAGMA auto_vacuum"
@@ -745,14 +752,12 @@ class SqliteStore(Store):
         await self._db.fetchall(CHECK_WRITABLE)
 
     @_unavailable
-    async def pool_info(self) -> PoolInfo | None:
-        row = await self._one(POOL_INFO)
-        if row is None:
-            return None
-        pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows = row
-        return PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
-                        heartbeat_at=heartbeat_at, admission=json.loads(admission),
-                        slot_rows=json.loads(slot_rows))
+    async def pools(self, since: float = 0.0) -> list[PoolInfo]:
+        return [PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
+                         heartbeat_at=heartbeat_at, admission=json.loads(admission),
+                         slot_rows=json.loads(slot_rows), owner=owner)
+                for owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows
+                in await self._db.fetchall(POOLS, (since,))]
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -899,10 +904,13 @@ class SqliteStore(Store):
                                           "now": time.time()})
 
     @_unavailable
-    async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
+    async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
                       culprit: tuple[str, int] | None = None) -> int:
-        if all_others:
-            sql, code = RECOVER_OTHERS, ErrorCode.POOL_DIED
+        now = time.time()
+        if box is not None:
+            await self._db.fetchall(FORGET_POOLS, {"owner": owner, "box": box,
+                                                   "before": now - POOL_FORGET_SECONDS})
+            sql, code = RECOVER_BOX, ErrorCode.POOL_DIED
             cause = (ErrorCode.INTERRUPTED.explain("the pool process died") if culprit is None
                      else code.explain("the pool process died while handling this job"))
         else:
@@ -912,7 +920,7 @@ class SqliteStore(Store):
             culprit = None
         job_id, token = culprit or (None, None)
         rows = await self._db.fetchall(sql, {
-            "owner": owner, "now": time.time(), "cause": cause, "code": code,
+            "owner": owner, "box": box, "now": now, "cause": cause, "code": code,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
                                                     "another job")})
@@ -930,8 +938,8 @@ class SqliteStore(Store):
 
     @_unavailable
     async def heartbeat(self, info: PoolInfo) -> None:
-        await self._db.fetchall(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
-                                            info.busy, info.heartbeat_at,
+        await self._db.fetchall(HEARTBEAT, (info.owner, info.pid, json.dumps(info.slots),
+                                            info.slot_count, info.busy, info.heartbeat_at,
                                             json.dumps(info.admission),
                                             json.dumps(info.slot_rows)))
 
