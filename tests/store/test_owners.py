@@ -3,9 +3,11 @@ box's jobs only once their lease has expired."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
+from scholarsource.store import schema
 from scholarsource.store.base import PoolInfo
 from scholarsource.store.owner import box_of, new_owner
 from scholarsource.store.sqlite import SqliteStore
@@ -76,3 +78,25 @@ def test_pools_are_rows_by_owner_and_a_start_forgets_its_boxs_dead_ones(
         return [p.owner for p in await store.pools()]
 
     assert run(tmp_path / "q.db", body, inline) == [HERE + "new", THERE + "live"]
+
+
+def test_jobs_running_under_pre_owner_ids_are_swept_after_the_upgrade(
+        tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for number, migration in enumerate(schema.MIGRATIONS[:12]):
+        conn.executescript(f"BEGIN;\n{migration}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+    conn.execute("INSERT INTO jobs (id, tenant, task, queue, status, params, created_at, "
+                 "owner, token, lease_until, attempts, max_attempts) VALUES ('j', 'default', "
+                 "'noop', 'default', 'running', '{}', 0, 'a1b2c3d4e5f60718', 7, ?, 1, 3)",
+                 (time.time() + 3600,))
+    conn.close()
+
+    async def body(store: SqliteStore) -> str:
+        assert await store.recover(HERE + "new", box=HERE, max_crashes=3) == 0  # no box
+        assert await store.recover(HERE + "new", max_crashes=3) == 1  # but no lease either
+        after = await store.get("default", "j")
+        assert after is not None
+        return after.status
+
+    assert run(db, body, inline=True) == "queued"  # run() migrates to V13 first
