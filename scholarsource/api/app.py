@@ -39,7 +39,6 @@ from scholarsource.errors import (
     StoreUnavailable,
 )
 from scholarsource.metrics.counters import REJECTED
-from scholarsource.pool.wakeup import Waker
 from scholarsource.sizing import plan
 from scholarsource.store.factory import open_store
 
@@ -89,15 +88,13 @@ def create_app(config: Config) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(config, "api")
-        waker = Waker(config.data_dir)
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
                                       submits=SubmitBatcher(
-                                          store, jobs.committed(waker, config.job_log)),
-                                      waker=waker, api_workers=plan(config).workers)
+                                          store, jobs.committed(store, config.job_log)),
+                                      api_workers=plan(config).workers)
         try:
             yield
         finally:
-            waker.close()
             await store.close()
 
     return Starlette(

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from scholarsource.findings import Check
 
@@ -425,6 +425,28 @@ class SchemaVersion:
                    else "upgrade ScholarSource"))
 
 
+class Wake(enum.StrEnum):
+    """What a wake-up tells the pools. Only a hint that cuts latency: they poll anyway."""
+
+    SUBMITTED = "s"
+    CANCELLED = "c"  # a running job was asked to stop
+    SCHEDULED = "t"  # a delayed job was submitted: it may be due before the next known one
+
+
+class WakeSource(Protocol):
+    """Where a pool's wake-ups arrive (`Store.listen`): the dispatcher watches the file
+    descriptor and drains it when it is readable."""
+
+    def fileno(self) -> int:
+        """Readable when wake-ups are pending."""
+
+    def drain(self) -> set[Wake]:
+        """Every pending wake-up, without blocking: the distinct kinds seen."""
+
+    def close(self) -> None:
+        """Stop listening."""
+
+
 @dataclass(frozen=True)
 class BackupResult:
     """What `Store.backup` wrote."""
@@ -529,6 +551,17 @@ class Store(abc.ABC):
         existing one only with `force`). Raises BackupError when it cannot, and
         BackupUnsupported, whose message names the tool to use instead (pg_dump), when the
         backend does not copy itself."""
+
+    @abc.abstractmethod
+    def wake(self, kind: Wake) -> None:
+        """Wake the pools that serve this store (a submit, a cancel). Never blocks and never
+        fails the caller: a backend whose wake-up is a statement sends it in the
+        background (SQLite: a datagram to this data_dir's pool; PostgreSQL: NOTIFY)."""
+
+    @abc.abstractmethod
+    async def listen(self) -> WakeSource:
+        """Start receiving wake-ups, for the pool (one listener per store). Raises
+        StoreError when another pool already listens where only one may."""
 
     @abc.abstractmethod
     async def check_writable(self) -> None:

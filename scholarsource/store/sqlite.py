@@ -48,10 +48,13 @@ from scholarsource.store.base import (
     Storage,
     Store,
     TaskDefaults,
+    Wake,
+    WakeSource,
 )
 from scholarsource.store.schema import SCHEMA_VERSION
 from scholarsource.store.sqlite_backup import copy_database
 from scholarsource.store.sqlite_checks import RESTORE
+from scholarsource.store.wakeup import Listener, Waker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -537,6 +540,7 @@ class SqliteStore(Store):
     def __init__(self, driver: _Driver, path: Path) -> None:
         self._db = driver
         self.path = path
+        self._waker: Waker | None = None  # made on the first wake
 
     @classmethod
     async def open(cls, path: Path, *, durability: str = "normal", busy_timeout: float = 5.0,
@@ -559,7 +563,17 @@ class SqliteStore(Store):
         return cls(driver, path)
 
     async def close(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
         await self._db.close()
+
+    def wake(self, kind: Wake) -> None:
+        if self._waker is None:
+            self._waker = Waker(str(self.path.parent))
+        self._waker.poke(kind)
+
+    async def listen(self) -> WakeSource:
+        return await Listener.bind(str(self.path.parent))
 
     async def _atomically(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
         """Several statements as one write transaction. Shielded: a caller cancelled midway
