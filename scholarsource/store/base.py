@@ -640,10 +640,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
-        """Record ended attempts in one transaction; a stale token changes nothing. A failure
-        goes `retrying` (to run again at its `retry_at`) or `dead` once the job has failed
-        `max_attempts` times or crashed `max_crashes` times. Returns the state each job
-        was left in, for the outcomes that were not stale."""
+        """Record ended attempts in one transaction; a stale token changes nothing. Each job
+        is left in the state `rules.after_attempt` says (the retry, dead and crash rules,
+        stated once in store/rules.py): a failure goes `retrying` (to run again at its
+        `retry_at`) or `dead` once the job has failed `max_attempts` times or crashed
+        `max_crashes` times. Returns the state each job was left in, for the outcomes that
+        were not stale."""
 
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:
@@ -670,10 +672,10 @@ class Store(abc.ABC):
         silent for POOL_FORGET_SECONDS. Another box's jobs are never taken while their lease
         runs: only its pool can tell it is alive.
 
-        Charges: each re-queued attempt counts as a crash of its job (error_code
-        pool_died at start, lease_expired in the sweep), and a job reaching `max_crashes`
-        goes dead (`after_crash`). With `culprit` (job id, token), the attempt the dead
-        pool was handling as it died, that attempt alone is charged and the others are
+        Charges (`rules.after_lost_pool`): each re-queued attempt counts as a crash of its
+        job, not a failure (error_code pool_died at start, lease_expired in the sweep), and a
+        job reaching `max_crashes` goes dead. With `culprit` (job id, token), the attempt the
+        dead pool was handling as it died, that attempt alone is charged and the others are
         re-queued uncharged (interrupted)."""
 
     @abc.abstractmethod

@@ -295,7 +295,8 @@ WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
 # A job still running when its pool died may have killed it (a poison job that takes the
 # whole tree down): it runs again, but counts a crash, and past max_crashes it is dead. When
 # the dead pool left word of the attempt it was handling (:culprit, :culprit_token), that
-# attempt alone is charged, and the jobs that merely ran beside it are re-queued uncharged.
+# attempt alone is charged, and the jobs that merely ran beside it are re-queued uncharged
+# (store/rules.py: after_lost_pool).
 _CHARGED = "(:culprit IS NULL OR (id = :culprit AND token = :culprit_token))"
 _RECOVER = f"""
 UPDATE jobs SET
