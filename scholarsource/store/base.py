@@ -568,8 +568,9 @@ class Store(abc.ABC):
         """Take and release the write lock; raises StoreUnavailable if that fails."""
 
     @abc.abstractmethod
-    async def pools(self, since: float = 0.0) -> list[PoolInfo]:
-        """Each pool's last heartbeat, if it was at or after `since`, the newest first."""
+    async def pools(self) -> list[PoolInfo]:
+        """Each pool's last heartbeat (one row per owner: a starting pool drops the rows of
+        its box's dead pools and of long-silent ones), the newest first."""
 
     @abc.abstractmethod
     async def tasks(self) -> dict[str, TaskDefaults]:

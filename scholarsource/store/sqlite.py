@@ -334,7 +334,7 @@ HEARTBEAT = ("INSERT INTO pools (owner, pid, slots, slot_count, busy, heartbeat_
              "busy = excluded.busy, heartbeat_at = excluded.heartbeat_at, "
              "admission = excluded.admission, slot_rows = excluded.slot_rows")
 POOLS = ("SELECT owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows "
-         "FROM pools WHERE heartbeat_at >= ? ORDER BY heartbeat_at DESC")
+         "FROM pools ORDER BY heartbeat_at DESC")
 # The rows of pools that are gone: this box's earlier owners (at pool start), and any pool
 # silent for longer than a pool's row is kept.
 FORGET_POOLS = ("DELETE FROM pools WHERE owner IS NOT :owner AND "
@@ -767,12 +767,12 @@ class SqliteStore(Store):
         await self._db.fetchall(CHECK_WRITABLE)
 
     @_unavailable
-    async def pools(self, since: float = 0.0) -> list[PoolInfo]:
+    async def pools(self) -> list[PoolInfo]:
         return [PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
                          heartbeat_at=heartbeat_at, admission=json.loads(admission),
                          slot_rows=json.loads(slot_rows), owner=owner)
                 for owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows
-                in await self._db.fetchall(POOLS, (since,))]
+                in await self._db.fetchall(POOLS)]
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
