@@ -419,6 +419,8 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
     migrate_store(config)
+    if config.database.is_postgres:
+        log.info("jobs in %s", config.database)  # its password masked by its type
     metrics.use_directory(config.data_dir)
     log.info("data in %s (durability=%s)", os.path.abspath(config.data_dir), config.durability)
     log.info("sizing: %s", plan(config).describe())

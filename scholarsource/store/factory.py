@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any, Literal
 
 from scholarsource.config import Config
-from scholarsource.errors import StoreError
+from scholarsource.errors import ConfigError, StoreError
 from scholarsource.findings import Check, Status
 from scholarsource.store import schema, sqlite_checks
 from scholarsource.store.base import Store
@@ -29,8 +29,12 @@ ROLES: tuple[Role, ...] = ("api", "pool", "cli")
 
 def _postgres() -> Any:
     """The PostgreSQL store class, imported on demand: a SQLite server needs neither the
-    module nor its driver."""
-    return importlib.import_module("scholarsource.store.postgres").PostgresStore
+    module nor its driver (an optional extra)."""
+    try:
+        return importlib.import_module("scholarsource.store.postgres").PostgresStore
+    except ImportError as exc:
+        raise ConfigError(f"database names a PostgreSQL server, but {exc.name or 'its driver'} "
+                          f"is not installed: pip install 'scholarsource[postgres]'") from None
 
 
 def where(config: Config) -> str:

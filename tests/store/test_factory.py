@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scholarsource.config import Config
-from scholarsource.errors import StoreError
+from scholarsource.errors import ConfigError, StoreError
 from scholarsource.store import schema
 from scholarsource.store.factory import migrate_store, open_store, where
 from scholarsource.store.sqlite import SqliteStore, _InlineDriver, _ThreadDriver
@@ -88,3 +88,13 @@ def test_migrate_store_on_postgres_runs_the_backend_migration(
     config = Config(data_dir=str(tmp_path), database="postgres://db/x")  # type: ignore[arg-type]
     assert migrate_store(config) == 42
     assert not config.db_path.exists()
+
+
+def test_a_postgresql_url_without_the_postgres_extra_is_a_config_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "scholarsource.store.postgres", None)  # import fails
+    config = Config(data_dir=str(tmp_path), database="postgresql://u:pw@db/x")  # type: ignore[arg-type]
+    for attempt in (lambda: migrate_store(config),
+                    lambda: asyncio.run(open_store(config, "api"))):
+        with pytest.raises(ConfigError, match=r"pip install 'scholarsource\[postgres\]'"):
+            attempt()
