@@ -3,7 +3,9 @@ the password never shown."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import pickle
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,10 @@ def test_mask_leaves_urls_without_a_password_alone() -> None:
 
 def test_the_default_config_equals_one_built_with_the_setting_empty() -> None:
     assert Config(database=DatabaseUrl("")) == Config()
+
+
+def test_the_url_survives_pickling_and_copies_unmasked_for_the_driver() -> None:
+    url = DatabaseUrl(URL)
+    for twin in (pickle.loads(pickle.dumps(url)), copy.deepcopy(url)):
+        assert isinstance(twin, DatabaseUrl) and twin.reveal() == URL
+        assert "s3cret" not in str(twin)
