@@ -20,9 +20,8 @@ from pathlib import Path
 from scholarsource.config import load_config
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.slots import Slots, SlotSettings
-from scholarsource.store import schema
 from scholarsource.store.base import NewJob
-from scholarsource.store.sqlite import SqliteStore
+from scholarsource.store.factory import migrate_store, open_store
 
 
 def _cpu() -> float:
@@ -33,8 +32,8 @@ def _cpu() -> float:
 async def measure(jobs: int, slot_count: int, data_dir: Path) -> dict[str, float]:
     """Drain `jobs` no-op jobs with `slot_count` slots; jobs/s and pool CPU per job."""
     config = load_config(env={}, overrides={"data_dir": str(data_dir)})
-    schema.migrate(config.db_path)
-    store = await SqliteStore.open(config.db_path, inline=True)
+    await asyncio.to_thread(migrate_store, config)  # it runs its own event loop if it needs one
+    store = await open_store(config, "pool")
     slots = Slots(slot_count, SlotSettings.of(config))
     try:
         await store.submit_many([NewJob("noop", {}, "default", 0, 1) for _ in range(jobs)])

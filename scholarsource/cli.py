@@ -108,14 +108,15 @@ def backup(file: str, force: bool, config_file: str | None, **flags: Any) -> Non
     """Copy the database to FILE, consistently, while the server runs."""
     from scholarsource.backup import BackupError
     from scholarsource.backup import backup as take_backup
+    from scholarsource.store.factory import where
 
     config = build_config(config_file, **flags)
     try:
-        result = take_backup(config.db_path, Path(file), force=force)
+        result = take_backup(config, Path(file), force=force)
     except BackupError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
-    click.echo(f"backed up {config.db_path} to {result.path} ({result.pages} pages, "
+    click.echo(f"backed up {where(config)} to {result.path} ({result.pages} pages, "
                f"{result.bytes / 1024**2:.1f} MiB)")
 
 
@@ -147,6 +148,7 @@ def prune(older_than: float | None, dry_run: bool, vacuum: bool, as_json: bool,
     from scholarsource.config import Retention
     from scholarsource.prune import PruneError
     from scholarsource.prune import prune as run_prune
+    from scholarsource.store.factory import where
 
     config = build_config(config_file, **flags)
     retention = config.retention if older_than is None else Retention(
@@ -161,7 +163,7 @@ def prune(older_than: float | None, dry_run: bool, vacuum: bool, as_json: bool,
         return
     states = ", ".join(f"{state} {n}" for state, n in result.counts.items())
     verb = "would prune" if dry_run else "pruned"
-    click.echo(f"{verb} {sum(result.counts.values())} job(s) ({states}) from {config.db_path}")
+    click.echo(f"{verb} {sum(result.counts.values())} job(s) ({states}) from {where(config)}")
     click.echo(f"file {result.bytes_before / 1024**2:.1f} MiB -> "
                f"{result.bytes_after / 1024**2:.1f} MiB, auto_vacuum {result.auto_vacuum}"
                + ("" if result.auto_vacuum == "incremental" or vacuum else

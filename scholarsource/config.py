@@ -29,6 +29,7 @@ from scholarsource.limits import (
     parse_queues,
     parse_tasks,
 )
+from scholarsource.store.url import DatabaseUrl
 
 ENV_PREFIX = "SCHOLARSOURCE_"
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
@@ -204,6 +205,10 @@ class Config:
     data_dir: str = field(default="./scholarsource-data", metadata=_key(
         "Directory for the SQLite database and runtime files (systemd's STATE_DIRECTORY when "
         "set)."))
+    database: DatabaseUrl = field(default=DatabaseUrl(), metadata=_key(
+        "Where the jobs live: empty for SQLite in data_dir (one box), or a PostgreSQL URL "
+        "(postgresql://user:password@host/db) that several boxes share. Its password is "
+        "masked wherever the setting is shown."))
     workers: int = field(default=0, metadata=_key(
         "API worker processes; 0 means one per CPU core (more added nothing on 2 cores and "
         "raised p99)."))
@@ -393,6 +398,8 @@ class Config:
             raise ConfigError(f"schedule {twice!r} is defined twice")
         if self.slots:  # sized from the machine otherwise: the pool checks at start
             check_reservations(self.queues, self.slots)
+        # Layers hand in plain text: make it the masking type (ConfigError if no store).
+        object.__setattr__(self, "database", DatabaseUrl(self.database))
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""
@@ -414,6 +421,7 @@ class Config:
             values[name] = {key: {k: str(v) if k == "rate_limit" else v
                                   for k, v in vars(table).items() if v is not None}
                             for key, table in getattr(self, name).items()}
+        values["database"] = str(self.database)  # masked
         return values
 
 

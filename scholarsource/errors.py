@@ -6,7 +6,9 @@
     │   └── UnknownTaskError     a name that no registered task has
     ├── Retry                    raised by a task to ask for another attempt later
     ├── StoreError               the database cannot do what was asked
-    │   └── StoreUnavailable     locked past the busy timeout, disk full, read-only
+    │   ├── StoreUnavailable     locked past the busy timeout, disk full, read-only
+    │   └── BackupError          a backup cannot be taken or written
+    │       └── BackupUnsupported  the store does not copy itself (PostgreSQL: pg_dump)
     └── ApiError                 a client-facing error: stable `code`, HTTP `status`, message
         ├── BadRequest           400 malformed JSON
         ├── Forbidden            403 a state-changing request from another site
@@ -64,6 +66,15 @@ class StoreError(ScholarSourceError):
 
 class StoreUnavailable(StoreError):
     """Raised when the database is locked past the busy timeout, full or read-only."""
+
+
+class BackupError(StoreError):
+    """Raised when a backup cannot be taken or written; the message says why."""
+
+
+class BackupUnsupported(BackupError):
+    """Raised when a store cannot copy itself (PostgreSQL); the message names the tool to
+    use instead (pg_dump) and how."""
 
 
 class ApiError(ScholarSourceError):

@@ -34,7 +34,7 @@ from scholarsource.config import Config
 from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.sizing import plan
-from scholarsource.store.schema import migrate
+from scholarsource.store.factory import migrate_store
 from scholarsource.systemd import Notifier
 
 log = logging.getLogger("scholarsource.server")
@@ -418,7 +418,9 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
         raise
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
-    migrate(config.db_path)
+    migrate_store(config)
+    if config.database.is_postgres:
+        log.info("jobs in %s", config.database)  # its password masked by its type
     metrics.use_directory(config.data_dir)
     log.info("data in %s (durability=%s)", os.path.abspath(config.data_dir), config.durability)
     log.info("sizing: %s", plan(config).describe())

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from scholarsource.backup import BackupError, backup
+from scholarsource.backup import BackupError
 from scholarsource.cli import main
 from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from scholarsource.store.schema import migrate
+from scholarsource.store.sqlite_backup import copy_database
 
 # The writer gives up after this many commits, so a copy that keeps restarting fails the
 # test instead of hanging it.
@@ -61,7 +62,7 @@ def test_a_stepwise_copy_finishes_and_is_consistent_while_another_connection_com
     thread.start()
     try:
         before = commits
-        result = backup(db, tmp_path / "copy.db", step_pages=1)
+        result = copy_database(db, tmp_path / "copy.db", step_pages=1)
         during = commits - before
         still_writing = thread.is_alive()
     finally:
@@ -119,5 +120,5 @@ def test_a_failed_copy_leaves_no_file_behind(tmp_path: Path) -> None:
     not_a_db = tmp_path / "junk.db"
     not_a_db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(BackupError):
-        backup(not_a_db, tmp_path / "out.db")
+        copy_database(not_a_db, tmp_path / "out.db")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db"]

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from scholarsource import doctor
 from scholarsource.cli import main
 from scholarsource.exitcodes import EXIT_OK, EXIT_UNHEALTHY
+from scholarsource.store import sqlite_checks
 from scholarsource.store.schema import SCHEMA_VERSION, migrate
 
 CHECKS = ["config", "sqlite", "data_dir", "database", "disk", "sizing"]
@@ -113,7 +114,7 @@ def _usage(free: int) -> SimpleNamespace:
 
 
 def test_an_old_sqlite_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor.sqlite3, "sqlite_version_info", (3, 31, 1))
-    check = doctor.check_sqlite(doctor.load_config(env={}))
+    monkeypatch.setattr(sqlite_checks.sqlite3, "sqlite_version_info", (3, 31, 1))
+    check = sqlite_checks.check_sqlite(doctor.load_config(env={}))
     assert check.status is doctor.Status.FAIL
     assert "older than 3.38.0" in check.message and check.fix

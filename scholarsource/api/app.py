@@ -39,9 +39,8 @@ from scholarsource.errors import (
     StoreUnavailable,
 )
 from scholarsource.metrics.counters import REJECTED
-from scholarsource.pool.wakeup import Waker
 from scholarsource.sizing import plan
-from scholarsource.store.sqlite import SqliteStore
+from scholarsource.store.factory import open_store
 
 log = logging.getLogger("scholarsource.api")
 
@@ -88,17 +87,14 @@ def create_app(config: Config) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = await SqliteStore.open(config.db_path, durability=config.durability,
-                                       busy_timeout=config.busy_timeout)
-        waker = Waker(config.data_dir)
+        store = await open_store(config, "api")
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
                                       submits=SubmitBatcher(
-                                          store, jobs.committed(waker, config.job_log)),
-                                      waker=waker, api_workers=plan(config).workers)
+                                          store, jobs.committed(store, config.job_log)),
+                                      api_workers=plan(config).workers)
         try:
             yield
         finally:
-            waker.close()
             await store.close()
 
     return Starlette(

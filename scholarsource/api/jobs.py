@@ -22,9 +22,7 @@ from scholarsource.api.schemas import (
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import Conflict, NotFound
-from scholarsource.pool import wakeup
-from scholarsource.pool.wakeup import Waker
-from scholarsource.store.base import RETRYABLE_STATES, Job, JobState, Reused
+from scholarsource.store.base import RETRYABLE_STATES, Job, JobState, Reused, Store, Wake
 
 log = logging.getLogger("scholarsource.jobs")
 
@@ -65,13 +63,13 @@ def submitted(job: Job, reused: Reused | None, body: dict[str, Any]) -> JSONResp
     return JSONResponse(body, status_code=202 if reused is None else 200, headers=headers)
 
 
-def committed(waker: Waker, job_log: bool) -> Callable[[list[Job]], None]:
+def committed(store: Store, job_log: bool) -> Callable[[list[Job]], None]:
     """What follows each committed batch of submits: one wake-up for the pool, and one
     `job queued` line per job, written together."""
 
     def done(jobs: list[Job]) -> None:
         waiting = any(job.status is JobState.SCHEDULED for job in jobs)
-        waker.poke(wakeup.SCHEDULED if waiting else wakeup.SUBMITTED)
+        store.wake(Wake.SCHEDULED if waiting else Wake.SUBMITTED)
         if job_log:
             logs.write_lines(log, [(job.created_at, logging.INFO, "job queued", {
                 "job_id": job.id, "task": job.task, "queue": job.queue, "attempt": 0})
@@ -95,7 +93,7 @@ async def cancel_job(request: Request, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     if job.status is JobState.RUNNING:
-        svc.waker.poke(wakeup.CANCELLED)
+        svc.store.wake(Wake.CANCELLED)
     elif job.status is not JobState.CANCELLED:
         raise Conflict(f"job {job_id} already ended: {job.status.value}",
                        code="already_finished", status=job.status.value)
@@ -116,7 +114,7 @@ async def retry_job(request: Request, job_id: str) -> Job:
         allowed = ", ".join(sorted(state.value for state in RETRYABLE_STATES))
         raise Conflict(f"job {job_id} is {job.status.value}; only {allowed} jobs can be "
                        f"retried", code="not_retryable", status=job.status.value)
-    svc.waker.poke()
+    svc.store.wake(Wake.SUBMITTED)
     return job
 
 
@@ -152,7 +150,7 @@ async def cancel_matching(request: Request) -> JSONResponse:
     filters = parse_bulk_cancel(await read_json(request, svc.config))
     cancelled, flagged = await svc.store.cancel_matching(tenant_of(request), **filters)
     if flagged:
-        svc.waker.poke(wakeup.CANCELLED)
+        svc.store.wake(Wake.CANCELLED)
     return JSONResponse({"cancelled": cancelled, "cancel_requested": flagged})
 
 
@@ -165,7 +163,7 @@ async def retry_dead(request: Request) -> JSONResponse:
     svc = services(request)
     count = await svc.store.retry_dead(tenant_of(request))
     if count:
-        svc.waker.poke()
+        svc.store.wake(Wake.SUBMITTED)
     return JSONResponse({"retried": count})
 
 

@@ -1,4 +1,4 @@
-"""Operator routes: `/api/health` and the process tree by role."""
+"""Operator routes: `/api/health`, the process tree by role, and the pools the store knows."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import __version__
-from scholarsource.api.state import services
+from scholarsource.api.state import Services, services
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool.dispatcher import HEARTBEAT_INTERVAL
 from scholarsource.store.base import PoolInfo
+from scholarsource.store.owner import box_of
 
 # Three missed heartbeats (and a little slack) make the pool count as stalled.
 HEARTBEAT_STALE = 3 * HEARTBEAT_INTERVAL + 2.0
@@ -33,13 +34,30 @@ def process_tree(pool: PoolInfo | None) -> dict[str, Any]:
     return {"master": master, "api": api, "pool": pool_pid, "slots": pool.slots if pool else []}
 
 
+async def pools(svc: Services) -> tuple[PoolInfo | None, list[PoolInfo]]:
+    """This box's pool (the newest of its heartbeats) and every pool the store knows, the
+    newest first: several boxes may share one store."""
+    known = await svc.store.pools()
+    box = box_of(svc.config.data_dir)
+    return next((pool for pool in known if pool.owner.startswith(box)), None), known
+
+
+def pool_rows(known: list[PoolInfo], now: float) -> list[dict[str, Any]]:
+    """Every pool, as /api/health and /api/stats list them; `live` while it heartbeats."""
+    return [{"owner": pool.owner, "pid": pool.pid, "slots": pool.slot_count, "busy": pool.busy,
+             "heartbeat_age": round(now - pool.heartbeat_at, 3),
+             "live": now - pool.heartbeat_at <= HEARTBEAT_STALE} for pool in known]
+
+
 async def health(request: Request) -> JSONResponse:
-    store = services(request).store
+    svc = services(request)
+    store = svc.store
     problems: list[str] = []
     pool: PoolInfo | None = None
+    known: list[PoolInfo] = []
     try:
         await store.check_writable()
-        pool = await store.pool_info()
+        pool, known = await pools(svc)
     except StoreUnavailable as exc:
         problems.append(f"database not writable: {exc}")
     age = None if pool is None else round(time.time() - pool.heartbeat_at, 3)
@@ -55,6 +73,7 @@ async def health(request: Request) -> JSONResponse:
         "pool": None if pool is None else {"pid": pool.pid, "slots": pool.slot_count,
                                           "busy": pool.busy, "heartbeat_age": age,
                                           "admission": pool.admission},
+        "pools": pool_rows(known, time.time()),
         "processes": process_tree(pool),
     }
     return JSONResponse(body, status_code=200 if not problems else 503)

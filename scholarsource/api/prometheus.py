@@ -23,9 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
 
 from scholarsource.api.observer import ResponseObserver
-from scholarsource.api.ops import process_tree
+from scholarsource.api.ops import pools, process_tree
 from scholarsource.api.state import services
-from scholarsource.api.stats import file_sizes
 from scholarsource.metrics import ENV
 from scholarsource.metrics.counters import HTTP_LATENCY, HTTP_REQUESTS
 from scholarsource.store.base import QUEUE_COUNT_STATES
@@ -78,8 +77,8 @@ class _Snapshot:
         yield slots
         files = GaugeMetricFamily("scholarsource_database_bytes",
                                   "Size of the database file and of its WAL.", labels=["file"])
-        files.add_metric(["database"], f["files"]["size_bytes"])
-        files.add_metric(["wal"], f["files"]["wal_bytes"])
+        files.add_metric(["database"], f["storage"].database_bytes)
+        files.add_metric(["wal"], f["storage"].log_bytes)
         yield files
         cpu = GaugeMetricFamily("scholarsource_process_cpu_seconds",
                                 "CPU seconds used so far by the live processes of each role.",
@@ -115,14 +114,14 @@ def _by_role(tree: dict[str, Any]) -> dict[str, tuple[float, int]]:
 
 async def metrics(request: Request) -> Response:
     svc = services(request)
-    pool = await svc.store.pool_info()
+    pool, _ = await pools(svc)
     figures = {
         # Only live states and dead letters: counting the whole history on every scrape
         # would cost more each day (the ended-jobs counters give its rates).
         "queues": await svc.store.queue_counts(None),
         "busy": pool.busy if pool else 0,
         "slots": pool.slot_count if pool else 0,
-        "files": file_sizes(str(svc.config.db_path)),
+        "storage": await svc.store.storage(),
         "roles": _by_role(process_tree(pool)),
     }
     registry = CollectorRegistry()

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from scholarsource.api.state import Services, services
 from scholarsource.errors import ValidationFailed
 from scholarsource.limits import NAME_PATTERN, QueueLimits, Rate
-from scholarsource.store.base import QueueStats, RateStats
+from scholarsource.store.base import QueueStats, RateStats, Wake
 
 # Throughput is counted over this many seconds back from now.
 THROUGHPUT_WINDOW = 60.0
@@ -72,7 +72,7 @@ async def _set_paused(request: Request, paused: bool) -> JSONResponse:
                                field="name")
     await svc.store.pause_queue(name, paused)
     if not paused:
-        svc.waker.poke()  # its jobs may start now
+        svc.store.wake(Wake.SUBMITTED)  # its jobs may start now
     return JSONResponse({"name": name, "paused": paused})
 
 

@@ -1,4 +1,4 @@
-"""What each API worker holds for its life: config, store, task catalog and the waker."""
+"""What each API worker holds for its life: config, store, task catalog and submits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from starlette.requests import Request
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
-from scholarsource.pool.wakeup import Waker
 from scholarsource.store.base import Store
 
 
@@ -21,7 +20,6 @@ class Services:
     store: Store
     catalog: Catalog
     submits: SubmitBatcher
-    waker: Waker
     api_workers: int = 0  # how many API workers the master was sized to run
 
 

@@ -11,7 +11,6 @@ shares one snapshot per tick (see api/snapshots.py).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from scholarsource.api import ops
 from scholarsource.api.snapshots import SharedSnapshots, until_next_tick
 from scholarsource.api.state import Services, services
 from scholarsource.api.tenancy import tenant_of
@@ -51,7 +51,7 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
     history = await store.finished_history(tenant, since, HISTORY_STEP, HISTORY_BUCKETS)
     totals.update(await _final_totals(svc, tenant))
     recent = await store.recently_finished(tenant, now - WINDOWS["15m"], TIMING_SAMPLE)
-    pool = await store.pool_info()
+    pool, known = await ops.pools(svc)
     return {
         "time": now,
         "totals": totals,
@@ -62,11 +62,12 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
                  "heartbeat_age": None if pool is None else round(now - pool.heartbeat_at, 3),
                  "admission": pool.admission if pool else {},
                  "slots": _slot_rows(pool, now)},
+        "pools": ops.pool_rows(known, now),
         "throughput": {name: round(sum(history[-int(span / HISTORY_STEP):]) / span, 3)
                        for name, span in WINDOWS.items()},
         "history": {"start": round(since, 3), "step": HISTORY_STEP, "finished": history},
         "tasks": _timings(recent),
-        "database": file_sizes(str(svc.config.db_path)),
+        "database": (await store.storage()).to_json(),
     }
 
 
@@ -97,17 +98,6 @@ def _timings(recent: list[Any]) -> dict[str, Any]:
                    "run_time": percentile(runs[task], (50, 95, 99), scale=1.0),
                    "wait_time": percentile(waits[task], (50, 95, 99), scale=1.0)}
             for task in sorted(runs)}
-
-
-def file_sizes(db_path: str) -> dict[str, int]:
-    """The database file and its WAL, bytes (0 for one that does not exist)."""
-    def size(path: str) -> int:
-        try:
-            return os.stat(path).st_size
-        except OSError:
-            return 0
-
-    return {"size_bytes": size(db_path), "wal_bytes": size(db_path + "-wal")}
 
 
 def shared(request: Request) -> SharedSnapshots:

@@ -26,7 +26,7 @@ import psutil
 
 from scholarsource.config import Config, format_size
 from scholarsource.errors import StoreUnavailable
-from scholarsource.pool import memory, wakeup
+from scholarsource.pool import memory
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.messages import Ended, Report
@@ -44,6 +44,7 @@ from scholarsource.store.base import (
     Outcome,
     PoolInfo,
     Store,
+    Wake,
 )
 from scholarsource.tasks.jsontext import printable, to_json
 
@@ -133,11 +134,11 @@ class Dispatcher:
         self._closing = False
 
     # -- events from outside the loop's turn ------------------------------------------------
-    def hint(self, kinds: set[bytes]) -> None:
-        """A wake-up datagram arrived (see pool.wakeup)."""
-        if wakeup.CANCELLED in kinds:
+    def hint(self, kinds: set[Wake]) -> None:
+        """Wake-ups arrived (Store.listen)."""
+        if Wake.CANCELLED in kinds:
             self._check_cancels = True
-        if wakeup.SCHEDULED in kinds:
+        if Wake.SCHEDULED in kinds:
             # A delayed job may be due before the time this loop sleeps to: promote now,
             # which also says when the next one is due.
             self._next_due = 0.0
@@ -518,12 +519,13 @@ class Dispatcher:
                 self._next_renew = now + self.config.lease_seconds / 3
                 # Another pool's lease ran out (it hung, or its box died): run its jobs again.
                 if recovered := await self.store.recover(
-                        self.owner, all_others=False, max_crashes=self.config.max_crashes):
+                        self.owner, max_crashes=self.config.max_crashes):
                     log.warning("re-queued %d job(s) whose lease expired", recovered)
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
-                admission=self.admission.state, slot_rows=slot_rows(self.slots)))
+                admission=self.admission.state, slot_rows=slot_rows(self.slots),
+                owner=self.owner))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import signal
 import socket
-import time
 from collections.abc import Iterable
 
 from scholarsource.config import Config
-from scholarsource.errors import ScholarSourceError, TaskError
+from scholarsource.errors import TaskError
 from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.limits import check_reservations
-from scholarsource.pool import wakeup
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.scheduler import check_schedules
@@ -29,7 +26,8 @@ from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
 from scholarsource.store.base import TaskDefaults
-from scholarsource.store.sqlite import SqliteStore
+from scholarsource.store.factory import open_store
+from scholarsource.store.owner import box_of, new_owner
 from scholarsource.tasks.fetch import ENV_ALLOW_PRIVATE
 from scholarsource.tasks.registry import load_tasks, task_rates
 
@@ -39,7 +37,6 @@ log = logging.getLogger("scholarsource.pool")
 READY = b"R"
 ALIVE = b"."
 
-_BIND_RETRY_SECONDS = 5.0
 _SLOT_START_TIMEOUT = 60.0
 # The signals the Gunicorn master handles; the pool starts with their default actions.
 _INHERITED_HANDLERS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGINT, signal.SIGTERM,
@@ -93,18 +90,6 @@ def run(config: Config, master_pid: int | None = None, ready_fd: int | None = No
         return EXIT_POOL_BOOT
 
 
-def _bind(data_dir: str) -> socket.socket:
-    # A pool orphaned by a killed master may hold the address for up to a second.
-    deadline = time.monotonic() + _BIND_RETRY_SECONDS
-    while True:
-        try:
-            return wakeup.listen(data_dir)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise ScholarSourceError("another pool is serving this data directory") from None
-            time.sleep(0.1)
-
-
 def _pulse(fd: int | None, byte: bytes) -> None:
     """One byte to the master, never blocking: a master that does not read (or is gone)
     must not stall the pool."""
@@ -120,19 +105,19 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     registry = load_tasks(config.task_modules, config.builtin_tasks, config.max_timeout)
     sizing = plan(config)
     check_reservations(config.queues, sizing.slots)
-    owner = secrets.token_hex(8)
-    store = await SqliteStore.open(config.db_path, durability=config.durability,
-                                   busy_timeout=config.busy_timeout, inline=True)
+    owner = new_owner(config.data_dir)
+    store = await open_store(config, "pool")
     # Slots read this setting from the environment they inherit (they load no config).
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, SlotSettings.of(config))
-    sock = _bind(config.data_dir)
+    wakeups = await store.listen()
     suspect = Suspect.in_dir(config.data_dir)
     try:
-        # One pool per data directory (the master holds its lock), so whatever is still
-        # "running" belonged to a pool that died: it runs again.
+        # One pool per data directory (the master holds its lock), so whatever this box's
+        # earlier pools still hold "running" belonged to a pool that died: it runs again
+        # now. Other boxes' jobs wait for their leases (the dispatcher's sweep).
         culprit = suspect.take()
-        recovered = await store.recover(owner, all_others=True,
+        recovered = await store.recover(owner, box=box_of(config.data_dir),
                                         max_crashes=config.max_crashes, culprit=culprit)
         if recovered:
             log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
@@ -166,7 +151,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
                                 alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect,
                                 rate_limited=bool(rates))
         loop = asyncio.get_running_loop()
-        loop.add_reader(sock.fileno(), lambda: dispatcher.hint(wakeup.drain(sock)))
+        loop.add_reader(wakeups.fileno(), lambda: dispatcher.hint(wakeups.drain()))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)
         for quick in (signal.SIGINT, signal.SIGQUIT):
             loop.add_signal_handler(quick, dispatcher.stop, 0.0)
@@ -180,7 +165,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     finally:
         slots.stop(kill=True)
         suspect.close()
-        sock.close()
+        wakeups.close()
         await store.close()
     log.info("pool stopped")
     return EXIT_OK

@@ -11,7 +11,10 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+from scholarsource.findings import Check
 
 DEFAULT_TENANT = "default"
 
@@ -382,6 +385,75 @@ class PoolInfo:
     # One dict per slot: slot, pid, job_id, task, started_at (wall clock), rss (bytes) and
     # cpu_seconds (its process's CPU time so far); the dashboard's slots view.
     slot_rows: list[dict[str, Any]] = field(default_factory=list)
+    owner: str = ""  # its owner id, host/box/boot (store/owner.py): its row's key
+
+
+# A pool silent for this long is forgotten (its row dropped) when a pool starts.
+POOL_FORGET_SECONDS = 86400.0
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How much room the store takes, as /api/stats ("database") and /metrics
+    (scholarsource_database_bytes) show it."""
+
+    database_bytes: int  # the database itself
+    log_bytes: int  # its write-ahead log (SQLite's -wal file)
+    # How pruning gives space back: "incremental" (the store shrinks as jobs go), "none"
+    # (freed space is reused, not given back: `prune --vacuum` converts a SQLite file), or
+    # the backend's own mechanism.
+    reclaim: str = "incremental"
+
+    def to_json(self) -> dict[str, int]:
+        """The /api/stats `database` object (its keys are API)."""
+        return {"size_bytes": self.database_bytes, "wal_bytes": self.log_bytes}
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """The schema a store holds against the one this code writes."""
+
+    found: int
+    wanted: int
+
+    def problem(self) -> str | None:
+        """What to do when they differ (None: they match)."""
+        if self.found == self.wanted:
+            return None
+        return (f"has schema {self.found}, this ScholarSource {self.wanted}: "
+                + ("start `scholarsource serve` once to migrate it" if self.found < self.wanted
+                   else "upgrade ScholarSource"))
+
+
+class Wake(enum.StrEnum):
+    """What a wake-up tells the pools. Only a hint that cuts latency: they poll anyway."""
+
+    SUBMITTED = "s"
+    CANCELLED = "c"  # a running job was asked to stop
+    SCHEDULED = "t"  # a delayed job was submitted: it may be due before the next known one
+
+
+class WakeSource(Protocol):
+    """Where a pool's wake-ups arrive (`Store.listen`): the dispatcher watches the file
+    descriptor and drains it when it is readable."""
+
+    def fileno(self) -> int:
+        """Readable when wake-ups are pending."""
+
+    def drain(self) -> set[Wake]:
+        """Every pending wake-up, without blocking: the distinct kinds seen."""
+
+    def close(self) -> None:
+        """Stop listening."""
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """What `Store.backup` wrote."""
+
+    path: Path
+    pages: int
+    bytes: int
 
 
 class Store(abc.ABC):
@@ -458,12 +530,47 @@ class Store(abc.ABC):
         """Events of one job with seq > after, oldest first."""
 
     @abc.abstractmethod
+    async def storage(self) -> Storage:
+        """How much room the store takes (read, not counted: cheap enough for every
+        scrape)."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> SchemaVersion:
+        """The schema the store holds and the one this code writes (`migrate_store` makes
+        them equal)."""
+
+    @abc.abstractmethod
+    async def checks(self) -> list[Check]:
+        """What `scholarsource doctor` checks on the open store, read-only and safe while the
+        server runs: one named finding each (SQLite: "database", its integrity and schema
+        version; PostgreSQL: the connection, server version, migrations, queue lag)."""
+
+    @abc.abstractmethod
+    async def backup(self, target: Path, *, force: bool = False) -> BackupResult:
+        """Copy the store, consistently while others write to it, to the file `target` (an
+        existing one only with `force`). Raises BackupError when it cannot, and
+        BackupUnsupported, whose message names the tool to use instead (pg_dump), when the
+        backend does not copy itself."""
+
+    @abc.abstractmethod
+    def wake(self, kind: Wake) -> None:
+        """Wake the pools that serve this store (a submit, a cancel). Never blocks and never
+        fails the caller: a backend whose wake-up is a statement sends it in the
+        background (SQLite: a datagram to this data_dir's pool; PostgreSQL: NOTIFY)."""
+
+    @abc.abstractmethod
+    async def listen(self) -> WakeSource:
+        """Start receiving wake-ups, for the pool (one listener per store). Raises
+        StoreError when another pool already listens where only one may."""
+
+    @abc.abstractmethod
     async def check_writable(self) -> None:
         """Take and release the write lock; raises StoreUnavailable if that fails."""
 
     @abc.abstractmethod
-    async def pool_info(self) -> PoolInfo | None:
-        """The pool's last heartbeat, if it ever sent one."""
+    async def pools(self) -> list[PoolInfo]:
+        """Each pool's last heartbeat (one row per owner: a starting pool drops the rows of
+        its box's dead pools and of long-silent ones), the newest first."""
 
     @abc.abstractmethod
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -534,10 +641,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
-        """Record ended attempts in one transaction; a stale token changes nothing. A failure
-        goes `retrying` (to run again at its `retry_at`) or `dead` once the job has failed
-        `max_attempts` times or crashed `max_crashes` times. Returns the state each job
-        was left in, for the outcomes that were not stale."""
+        """Record ended attempts in one transaction; a stale token changes nothing. Each job
+        is left in the state `rules.after_attempt` says (the retry, dead and crash rules,
+        stated once in store/rules.py): a failure goes `retrying` (to run again at its
+        `retry_at`) or `dead` once the job has failed `max_attempts` times or crashed
+        `max_crashes` times. Returns the state each job was left in, for the outcomes that
+        were not stale."""
 
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:
@@ -552,13 +661,23 @@ class Store(abc.ABC):
         """Put running attempts back in the queue; an interruption is not charged."""
 
     @abc.abstractmethod
-    async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
+    async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
                       culprit: tuple[str, int] | None = None) -> int:
-        """Re-queue running jobs whose lease expired (or, at pool start on a one-box store,
-        every job not owned by `owner`); each counts as a crash of its job, and a job past
-        `max_crashes` goes dead. With `culprit` (job id, token), the attempt the dead pool
-        was handling as it died, that attempt alone is charged a crash and the others are
-        re-queued uncharged. Returns how many."""
+        """Re-queue running jobs whose pool is gone; returns how many.
+
+        Without `box` (the periodic sweep of every pool): the jobs whose lease expired,
+        whoever owns them: their pool stopped renewing (it hung, or its box died). With
+        `box` (a pool starting as `owner`): at once, the jobs of the other owners of this
+        box (ids that start with `box`, store/owner.py), whose pool died (its master saw
+        it, or the whole server restarted); their pool rows are dropped, with those of pools
+        silent for POOL_FORGET_SECONDS. Another box's jobs are never taken while their lease
+        runs: only its pool can tell it is alive.
+
+        Charges (`rules.after_lost_pool`): each re-queued attempt counts as a crash of its
+        job, not a failure (error_code pool_died at start, lease_expired in the sweep), and a
+        job reaching `max_crashes` goes dead. With `culprit` (job id, token), the attempt the
+        dead pool was handling as it died, that attempt alone is charged and the others are
+        re-queued uncharged (interrupted)."""
 
     @abc.abstractmethod
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

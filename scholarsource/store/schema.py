@@ -271,7 +271,26 @@ BEGIN
 END;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12]
+# Pools keyed by owner (store/owner.py: host/box/boot), one row each, instead of the single
+# row: several boxes can share one queue, and /api/health and /api/stats show each. Jobs still
+# running from before held random owner ids that name no box; the data directory's lock
+# proves their pool is dead, so their leases end now and the first sweep re-queues them.
+_V13 = """
+CREATE TABLE pools (
+    owner        TEXT PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    slots        TEXT NOT NULL,                -- JSON list of slot pids
+    slot_count   INTEGER NOT NULL,
+    busy         INTEGER NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    admission    TEXT NOT NULL DEFAULT '{}',   -- JSON: why jobs wait
+    slot_rows    TEXT NOT NULL DEFAULT '[]'    -- JSON, one object per slot
+);
+DROP TABLE pool;
+UPDATE jobs SET lease_until = 0 WHERE status = 'running';
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

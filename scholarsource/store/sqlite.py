@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -20,11 +21,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import aiosqlite
 
 from scholarsource.errors import StoreUnavailable
+from scholarsource.findings import Check, Status
 from scholarsource.store.base import (
     LIVE_STATES,
     OPEN,
+    POOL_FORGET_SECONDS,
     QUEUE_COUNT_STATES,
     WAITING_STATES,
+    BackupResult,
     Claim,
     ErrorCode,
     Event,
@@ -40,9 +44,17 @@ from scholarsource.store.base import (
     RateStats,
     Reused,
     ScheduleState,
+    SchemaVersion,
+    Storage,
     Store,
     TaskDefaults,
+    Wake,
+    WakeSource,
 )
+from scholarsource.store.schema import SCHEMA_VERSION
+from scholarsource.store.sqlite_backup import copy_database
+from scholarsource.store.sqlite_checks import RESTORE
+from scholarsource.store.wakeup import Listener, Waker
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -287,7 +299,8 @@ WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
 # A job still running when its pool died may have killed it (a poison job that takes the
 # whole tree down): it runs again, but counts a crash, and past max_crashes it is dead. When
 # the dead pool left word of the attempt it was handling (:culprit, :culprit_token), that
-# attempt alone is charged, and the jobs that merely ran beside it are re-queued uncharged.
+# attempt alone is charged, and the jobs that merely ran beside it are re-queued uncharged
+# (store/rules.py: after_lost_pool).
 _CHARGED = "(:culprit IS NULL OR (id = :culprit AND token = :culprit_token))"
 _RECOVER = f"""
 UPDATE jobs SET
@@ -304,7 +317,9 @@ UPDATE jobs SET
 WHERE status = 'running' AND {{which}} RETURNING id
 """
 RECOVER_EXPIRED = _RECOVER.format(which="lease_until < :now")
-RECOVER_OTHERS = _RECOVER.format(which="owner IS NOT :owner")
+# Pool start: the other owners of this box (store/owner.py), whose pool is dead.
+RECOVER_BOX = _RECOVER.format(
+    which="owner IS NOT :owner AND substr(owner, 1, length(:box)) = :box")
 # OR IGNORE: a unique job whose twin is live stays as it is (jobs_unique_live), whether
 # the twin was live before or re-queued first by the same statement.
 _RETRY_SET = ("UPDATE OR IGNORE jobs SET status = 'queued', failures = 0, crashes = 0, "
@@ -317,13 +332,17 @@ PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING se
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id "
           "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
-HEARTBEAT = ("INSERT INTO pool (id, pid, slots, slot_count, busy, heartbeat_at, admission, "
-             "slot_rows) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+HEARTBEAT = ("INSERT INTO pools (owner, pid, slots, slot_count, busy, heartbeat_at, admission, "
+             "slot_rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
              "pid = excluded.pid, slots = excluded.slots, slot_count = excluded.slot_count, "
              "busy = excluded.busy, heartbeat_at = excluded.heartbeat_at, "
              "admission = excluded.admission, slot_rows = excluded.slot_rows")
-POOL_INFO = ("SELECT pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows FROM pool "
-             "WHERE id = 1")
+POOLS = ("SELECT owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows "
+         "FROM pools ORDER BY heartbeat_at DESC")
+# The rows of pools that are gone: this box's earlier owners (at pool start), and any pool
+# silent for longer than a pool's row is kept.
+FORGET_POOLS = ("DELETE FROM pools WHERE owner IS NOT :owner AND "
+                "(substr(owner, 1, length(:box)) = :box OR heartbeat_at < :before)")
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
                  "backoff_max, params, cache_ttl, unique_job, rate_limit, rate_window, "
                  "concurrency_limit")
@@ -334,7 +353,11 @@ ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) "
              "value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]', "
              "value ->> '$[8]', value ->> '$[9]', value ->> '$[10]', value ->> '$[11]', "
              "value ->> '$[12]', value ->> '$[13]' FROM json_each(?)")
-CHECK_WRITABLE = "DELETE FROM pool WHERE 0"
+CHECK_WRITABLE = "DELETE FROM pools WHERE 0"
+USER_VERSION = "PRAGMA user_version"
+QUICK_CHECK = "PRAGMA quick_check(5)"
+AUTO_VACUUM = "PRAGMA auto_vacuum"
+_AUTO_VACUUM = {0: "none", 1: "full", 2: "incremental"}
 COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
 TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = ? GROUP BY status"
 # Operator figures. Per queue, one arm per state, for one tenant or ({tenant} left empty)
@@ -517,18 +540,22 @@ def _gate(gate: Gate) -> dict[str, str | None]:
 class SqliteStore(Store):
     """The embedded store: one SQLite file in WAL mode. Open it with `SqliteStore.open`."""
 
-    def __init__(self, driver: _Driver) -> None:
+    def __init__(self, driver: _Driver, path: Path) -> None:
         self._db = driver
+        self.path = path
+        self._waker: Waker | None = None  # made on the first wake
 
     @classmethod
     async def open(cls, path: Path, *, durability: str = "normal", busy_timeout: float = 5.0,
-                   inline: bool = False) -> SqliteStore:
+                   inline: bool = False, read_only: bool = False) -> SqliteStore:
         """Connect to an already-migrated database file (see `schema.migrate`); `inline` runs
-        statements on the caller's thread instead of aiosqlite's."""
+        statements on the caller's thread instead of aiosqlite's; `read_only` (inline only:
+        doctor) can never create or write the file."""
         driver: _Driver
         if inline:
-            driver = _InlineDriver(sqlite3.connect(path, isolation_level=None,
-                                                   timeout=busy_timeout))
+            target = f"{path.absolute().as_uri()}?mode=ro" if read_only else str(path)
+            driver = _InlineDriver(sqlite3.connect(target, isolation_level=None,
+                                                   timeout=busy_timeout, uri=read_only))
         else:
             driver = _ThreadDriver(await aiosqlite.connect(path, isolation_level=None,
                                                            timeout=busy_timeout))
@@ -536,10 +563,20 @@ class SqliteStore(Store):
         await driver.fetchall(f"PRAGMA synchronous = "
                               f"{'FULL' if durability == 'full' else 'NORMAL'}")
         await driver.fetchall("PRAGMA temp_store = MEMORY")
-        return cls(driver)
+        return cls(driver, path)
 
     async def close(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
         await self._db.close()
+
+    def wake(self, kind: Wake) -> None:
+        if self._waker is None:
+            self._waker = Waker(str(self.path.parent))
+        self._waker.poke(kind)
+
+    async def listen(self) -> WakeSource:
+        return await Listener.bind(str(self.path.parent))
 
     async def _atomically(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
         """Several statements as one write transaction. Shielded: a caller cancelled midway
@@ -695,6 +732,43 @@ class SqliteStore(Store):
                 for seq, jid, at, kind, data in rows]
 
     @_unavailable
+    async def storage(self) -> Storage:
+        def size(path: str) -> int:
+            try:
+                return os.stat(path).st_size
+            except OSError:
+                return 0
+
+        (mode,) = await self._one(AUTO_VACUUM)
+        return Storage(size(str(self.path)), size(f"{self.path}-wal"),
+                       _AUTO_VACUUM.get(mode, "none"))
+
+    @_unavailable
+    async def schema_version(self) -> SchemaVersion:
+        (found,) = await self._one(USER_VERSION)
+        return SchemaVersion(found, SCHEMA_VERSION)
+
+    async def checks(self) -> list[Check]:
+        try:
+            (version,) = await self._one(USER_VERSION)
+            problems = [row[0] for row in await self._db.fetchall(QUICK_CHECK)]
+        except sqlite3.Error as exc:
+            return [Check("database", Status.FAIL, f"cannot read {self.path}: {exc}", RESTORE)]
+        if problems != ["ok"]:
+            return [Check("database", Status.FAIL,
+                          f"{self.path} is damaged: {'; '.join(problems)}", RESTORE)]
+        if version > SCHEMA_VERSION:
+            return [Check("database", Status.FAIL, f"{self.path} has schema {version}, newer "
+                          f"than this ScholarSource understands ({SCHEMA_VERSION})",
+                          "upgrade ScholarSource to the version that wrote this database")]
+        later = "" if version == SCHEMA_VERSION else \
+            f"; serve migrates it from schema {version} to {SCHEMA_VERSION}"
+        return [Check("database", Status.OK, f"{self.path} passes quick_check{later}")]
+
+    async def backup(self, target: Path, *, force: bool = False) -> BackupResult:
+        return await asyncio.to_thread(copy_database, self.path, target, force=force)
+
+    @_unavailable
     async def check_writable(self) -> None:
         # One statement that needs the write lock and changes nothing. (BEGIN IMMEDIATE then
         # ROLLBACK as two calls could leave the lock held if the caller were cancelled
@@ -702,14 +776,12 @@ class SqliteStore(Store):
         await self._db.fetchall(CHECK_WRITABLE)
 
     @_unavailable
-    async def pool_info(self) -> PoolInfo | None:
-        row = await self._one(POOL_INFO)
-        if row is None:
-            return None
-        pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows = row
-        return PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
-                        heartbeat_at=heartbeat_at, admission=json.loads(admission),
-                        slot_rows=json.loads(slot_rows))
+    async def pools(self) -> list[PoolInfo]:
+        return [PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
+                         heartbeat_at=heartbeat_at, admission=json.loads(admission),
+                         slot_rows=json.loads(slot_rows), owner=owner)
+                for owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows
+                in await self._db.fetchall(POOLS)]
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
@@ -856,10 +928,13 @@ class SqliteStore(Store):
                                           "now": time.time()})
 
     @_unavailable
-    async def recover(self, owner: str, *, all_others: bool, max_crashes: int,
+    async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
                       culprit: tuple[str, int] | None = None) -> int:
-        if all_others:
-            sql, code = RECOVER_OTHERS, ErrorCode.POOL_DIED
+        now = time.time()
+        if box is not None:
+            await self._db.fetchall(FORGET_POOLS, {"owner": owner, "box": box,
+                                                   "before": now - POOL_FORGET_SECONDS})
+            sql, code = RECOVER_BOX, ErrorCode.POOL_DIED
             cause = (ErrorCode.INTERRUPTED.explain("the pool process died") if culprit is None
                      else code.explain("the pool process died while handling this job"))
         else:
@@ -869,7 +944,7 @@ class SqliteStore(Store):
             culprit = None
         job_id, token = culprit or (None, None)
         rows = await self._db.fetchall(sql, {
-            "owner": owner, "now": time.time(), "cause": cause, "code": code,
+            "owner": owner, "box": box, "now": now, "cause": cause, "code": code,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
                                                     "another job")})
@@ -887,8 +962,8 @@ class SqliteStore(Store):
 
     @_unavailable
     async def heartbeat(self, info: PoolInfo) -> None:
-        await self._db.fetchall(HEARTBEAT, (info.pid, json.dumps(info.slots), info.slot_count,
-                                            info.busy, info.heartbeat_at,
+        await self._db.fetchall(HEARTBEAT, (info.owner, info.pid, json.dumps(info.slots),
+                                            info.slot_count, info.busy, info.heartbeat_at,
                                             json.dumps(info.admission),
                                             json.dumps(info.slot_rows)))
 

@@ -17,7 +17,7 @@ def test_a_named_culprit_alone_is_charged_and_its_neighbours_are_spared(
             if death:
                 first, second = sorted(await store.claim("dead-pool", 2, 30),
                                        key=lambda c: c.id != first.id)
-            assert await store.recover("next-pool", all_others=True, max_crashes=3,
+            assert await store.recover("next-pool", box="", max_crashes=3,
                                        culprit=(first.id, first.token)) == 2
         culprit, neighbour = first, second
         dead = await store.get("default", culprit.id)
@@ -37,7 +37,7 @@ def test_without_a_culprit_every_running_job_is_charged(tmp_path: Path, inline: 
     async def body(store: SqliteStore) -> None:
         await store.submit_many([job(attempts=5), job(attempts=5)])
         claims = await store.claim("dead-pool", 2, 30)
-        assert await store.recover("next-pool", all_others=True, max_crashes=3) == 2
+        assert await store.recover("next-pool", box="", max_crashes=3) == 2
         for claim in claims:
             after = await store.get("default", claim.id)
             assert after is not None and (after.status, after.crashes) == ("queued", 1)

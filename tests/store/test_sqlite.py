@@ -137,7 +137,7 @@ def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: 
         submitted = await store.submit(job(attempts=3))
         (stale,) = await store.claim("pool-a", 1, 30)
         # pool-a presumed dead: its job runs again, and that counts as a crash
-        assert await store.recover("pool-b", all_others=True, max_crashes=3) == 1
+        assert await store.recover("pool-b", box="", max_crashes=3) == 1
         (fresh,) = await store.claim("pool-b", 1, 30)
         assert fresh.token != stale.token
         await store.note([Note(submitted.id, stale.token, "progress", {"fraction": 0.9})])

@@ -42,13 +42,13 @@ def test_the_heartbeat_keeps_each_slots_row(tmp_path: Path) -> None:
             {"slot": 1, "pid": 12, "job_id": None, "task": None, "started_at": None,
              "rss": None, "cpu_seconds": None}]
 
-    async def body(store: SqliteStore) -> PoolInfo | None:
+    async def body(store: SqliteStore) -> list[PoolInfo]:
         await store.heartbeat(PoolInfo(pid=10, slots=[11, 12], slot_count=2, busy=1,
                                        heartbeat_at=time.time(), slot_rows=rows))
-        return await store.pool_info()
+        return await store.pools()
 
-    info = run(tmp_path / "q.db", body, inline=True)
-    assert info is not None and info.slot_rows == rows
+    (info,) = run(tmp_path / "q.db", body, inline=True)
+    assert info.slot_rows == rows
 
 
 def test_a_search_reads_a_bounded_window_and_pages_past_it(tmp_path: Path) -> None:
