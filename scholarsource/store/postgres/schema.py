@@ -88,8 +88,9 @@ CREATE UNIQUE INDEX jobs_fire ON jobs (schedule, scheduled_for)
     WHERE schedule IS NOT NULL AND NOT triggered;
 CREATE INDEX jobs_keys ON jobs (tenant, concurrency_key, status, priority DESC, seq)
     WHERE concurrency_key IS NOT NULL;
--- Whether any keyed job waits: the claim serialises only while one does (store.py).
-CREATE INDEX jobs_keyed_queued ON jobs (seq)
+-- A key's first queued job (the only one of its key a claim may take), and whether any
+-- keyed job waits at all (claims take turns only while one does: sql.CLAIM_TURN).
+CREATE INDEX jobs_keyed_queued ON jobs (tenant, concurrency_key, priority DESC, seq)
     WHERE concurrency_key IS NOT NULL AND status = 'queued';
 
 -- A purged or pruned job takes its history with it, in the same statement.

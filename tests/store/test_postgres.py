@@ -1,0 +1,242 @@
+"""What only the PostgreSQL store has to show: the claim's plan, SKIP LOCKED and the claim
+turn across boxes (two stores on one database), migrations two boxes run at once, the
+unavailable server, LISTEN/NOTIFY, no prepared statements (PgBouncer), and maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from scholarsource.errors import StoreError, StoreUnavailable
+from scholarsource.store.base import LIVE_STATES, JobState, TaskDefaults
+from scholarsource.store.postgres import PostgresStore, schema, sql
+from tests.pgcluster import PgCluster, drop_database, fresh_database
+from tests.store.test_sqlite import job, ok
+
+T = TypeVar("T")
+
+
+def on_two(url: str, body: Callable[[PostgresStore, PostgresStore], Awaitable[T]]) -> T:
+    """Run `body` with two stores on one database: two boxes, as far as the schema knows."""
+
+    async def main() -> T:
+        a = await PostgresStore.open(url, role="pool")
+        b = await PostgresStore.open(url, role="pool")
+        try:
+            return await body(a, b)
+        finally:
+            await a.close()
+            await b.close()
+
+    return asyncio.run(main())
+
+
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def test_the_claim_walks_the_claim_index_and_never_sorts(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        # A queue of 20k (statistics taken), so the planner has a real choice to make.
+        conn.execute("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "
+                     "created_at) SELECT 'j' || i, 'default', 'noop', 'default', i % 3, "
+                     "CASE WHEN i % 4 = 0 THEN 'succeeded' ELSE 'queued' END, '{}', i "
+                     "FROM generate_series(1, 20000) AS i")
+        conn.execute("ANALYZE jobs")
+        (row,) = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + sql.CLAIM_ORDER,
+            {"n": 10, "skip": [], "only": None, "now": 0.0}).fetchall()
+    nodes = list(plan_nodes(row[0][0]["Plan"]))
+    kinds = [node["Node Type"] for node in nodes]
+    # Limit <- LockRows (FOR UPDATE SKIP LOCKED) <- a walk of jobs_claim; no sort anywhere,
+    # the per-key lookups included.
+    assert kinds[:3] == ["Limit", "LockRows", "Index Scan"], kinds
+    assert nodes[2]["Index Name"] == "jobs_claim", kinds
+    assert "Sort" not in kinds, kinds
+
+
+def test_two_boxes_never_claim_the_same_job(pg_url: str) -> None:
+    async def body(a: PostgresStore, b: PostgresStore) -> None:
+        submitted = {j.id for j in await a.submit_many([job() for _ in range(300)])}
+
+        async def drain(store: PostgresStore, owner: str) -> list[str]:
+            taken: list[str] = []
+            while claims := await store.claim(owner, 7, 30):
+                taken += [c.id for c in claims]
+            return taken
+
+        first, second = await asyncio.gather(drain(a, "box-a"), drain(b, "box-b"))
+        assert len(first) + len(second) == 300 == len(set(first) | set(second))
+        assert set(first) | set(second) == submitted
+
+    on_two(pg_url, body)
+
+
+def test_a_rate_limit_and_a_concurrency_key_hold_across_boxes(pg_url: str) -> None:
+    async def body(a: PostgresStore, b: PostgresStore) -> None:
+        await a.publish_tasks([TaskDefaults("limited", "default", None, None, rate_limit=3,
+                                            rate_window=3600.0)])
+        await a.submit_many([job("limited") for _ in range(20)])
+        await a.submit_many([dataclasses.replace(job("keyed"), concurrency_key="user-1",
+                                                 concurrency_limit=1) for _ in range(20)])
+
+        async def grab(store: PostgresStore, owner: str) -> list[str]:
+            # One by one, as the pool's policy claims while a rate limit is in play (the
+            # window is counted once per statement).
+            return [c.task for _ in range(15) for c in await store.claim(owner, 1, 30)]
+
+        tasks = [t for got in await asyncio.gather(grab(a, "box-a"), grab(b, "box-b"))
+                 for t in got]
+        assert tasks.count("limited") == 3  # the window's limit, whichever box started them
+        assert tasks.count("keyed") == 1  # the key's limit: one runs at a time
+
+    on_two(pg_url, body)
+
+
+def test_two_boxes_migrating_at_once_apply_each_migration_once(pg_cluster: PgCluster) -> None:
+    url = fresh_database(pg_cluster, template="template0")
+    try:
+        results: list[object] = []
+        threads = [threading.Thread(target=lambda: results.append(schema.migrate(url)))
+                   for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [schema.SCHEMA_VERSION] * 3
+        with psycopg.connect(url) as conn:
+            versions = [v for (v,) in conn.execute(
+                "SELECT version FROM schema_version ORDER BY version")]
+            assert versions == list(range(1, schema.SCHEMA_VERSION + 1))
+            conn.execute("INSERT INTO schema_version VALUES (%s, 0)",
+                         (schema.SCHEMA_VERSION + 1,))
+            conn.commit()
+        with pytest.raises(StoreError, match="newer"):
+            schema.migrate(url)
+    finally:
+        drop_database(pg_cluster, url)
+
+
+def test_the_unique_index_covers_exactly_the_live_states(pg_url: str) -> None:
+    with psycopg.connect(pg_url) as conn:
+        (ddl,) = conn.execute("SELECT indexdef FROM pg_indexes "
+                              "WHERE indexname = 'jobs_unique_live'").fetchone() or ("",)
+    # PostgreSQL prints IN (...) as = ANY (ARRAY[...]).
+    assert all(f"'{state}'" in ddl for state in LIVE_STATES), ddl
+    assert ddl.count("'::text") == len(LIVE_STATES), ddl
+
+
+def test_a_read_only_server_is_unavailable_not_an_error(pg_cluster: PgCluster) -> None:
+    pg_url = fresh_database(pg_cluster)  # its own: the setting outlives the test
+    name = pg_url.split("?")[0].rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+
+    async def main() -> None:
+        store = await PostgresStore.open(pg_url)  # new sessions start read-only
+        try:
+            with pytest.raises(StoreUnavailable, match="read-only"):
+                await store.check_writable()
+            with pytest.raises(StoreUnavailable):
+                await store.submit(job())
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        drop_database(pg_cluster, pg_url)
+
+
+def test_connect_reads_the_database_url_and_sizes_the_pool_by_role(pg_url: str) -> None:
+    async def main() -> None:
+        config: Any = SimpleNamespace(database=pg_url)  # the one field connect reads
+        store = await PostgresStore.connect(config, "api")
+        try:
+            assert store._pool.max_size == 8
+            await store.submit(job())
+            assert (await store.counts())["queued"] == 1
+        finally:
+            await store.close()
+        with pytest.raises(StoreError, match="postgresql://"):
+            await PostgresStore.connect(SimpleNamespace(database=""), "api")  # type: ignore
+        with pytest.raises(ValueError, match="role"):
+            await PostgresStore.open(pg_url, role="worker")
+
+    asyncio.run(main())
+
+
+def test_pooled_connections_leave_no_prepared_statements(pg_url: str) -> None:
+    # PgBouncer in transaction mode hands each transaction any server connection: a
+    # statement prepared on one would be missing on the next.
+    async def main() -> list[Any]:
+        store = await PostgresStore.open(pg_url, role="cli")  # one connection, reused
+        try:
+            for _ in range(10):
+                await store.submit(job())
+                for claim in await store.claim("p", 1, 30):
+                    await store.finish([ok(claim.id, claim.token)], max_crashes=3)
+            return await store._fetch("SELECT name FROM pg_prepared_statements")
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == []
+
+
+def test_a_notify_on_one_box_wakes_a_listener_on_another(pg_url: str) -> None:
+    async def body(a: PostgresStore, b: PostgresStore) -> list[str]:
+        heard: list[str] = []
+        listening = asyncio.Event()
+
+        async def listen() -> None:
+            stream = a.listen()
+            first = asyncio.ensure_future(anext(stream))
+            while not await a._fetch("SELECT 1 FROM pg_stat_activity "
+                                      "WHERE query LIKE 'LISTEN%%'"):
+                await asyncio.sleep(0.01)
+            listening.set()
+            heard.append(await first)
+            heard.append(await anext(stream))
+            await stream.aclose()
+
+        task = asyncio.ensure_future(listen())
+        await asyncio.wait_for(listening.wait(), 10)
+        await b.notify("job-1")
+        await b.notify(json.dumps({"queue": "mail"}))
+        await asyncio.wait_for(task, 10)
+        return heard
+
+    assert on_two(pg_url, body) == ["job-1", '{"queue": "mail"}']
+
+
+def test_compact_and_vacuum_give_space_back_the_postgresql_way(pg_url: str) -> None:
+    async def main() -> tuple[int, int, int]:
+        store = await PostgresStore.open(pg_url)
+        try:
+            await store.submit_many([job() for _ in range(200)])
+            for claim in await store.claim("p", 200, 30):
+                await store.finish([ok(claim.id, claim.token)], max_crashes=3)
+            assert await store.prune(JobState.SUCCEEDED, 1e12, 500) == 200
+            before = await store._fetch("SELECT pg_relation_filenode('jobs')")
+            assert await store.compact(max_pages=256) is False  # one VACUUM does it all
+            (vacuumed,) = await store._fetch("SELECT vacuum_count FROM pg_stat_user_tables "
+                                             "WHERE relname = 'jobs'")
+            await store.vacuum()
+            after = await store._fetch("SELECT pg_relation_filenode('jobs')")
+            return vacuumed[0], before[0][0], after[0][0]
+        finally:
+            await store.close()
+
+    vacuumed, before, after = asyncio.run(main())
+    assert vacuumed >= 1
+    assert before != after  # VACUUM FULL rewrote the table into a new file
