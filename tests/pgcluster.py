@@ -167,3 +167,71 @@ def pg_url(pg_cluster: PgCluster) -> str:
             "AND tablename <> 'schema_version'")]
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
     return url
+
+
+@dataclass
+class Bouncer:
+    """A PgBouncer in transaction pooling mode in front of a test cluster."""
+
+    root: Path
+    port: int
+    user: str | None
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.root}&port={self.port}"
+
+
+def start_bouncer(cluster: PgCluster, binary: str) -> Bouncer:
+    """Start PgBouncer (transaction mode, one server connection per database, so every
+    client shares it) as the cluster's user, in a temp dir it owns."""
+    root = Path(tempfile.mkdtemp(prefix="scholarsource-pgbouncer-"))
+    bouncer = Bouncer(root, free_port(), cluster.user)
+    (root / "users.txt").write_text('"postgres" ""\n')
+    (root / "pgbouncer.ini").write_text(f"""
+[databases]
+* = host={cluster.root} port={cluster.port}
+[pgbouncer]
+listen_addr =
+unix_socket_dir = {root}
+listen_port = {bouncer.port}
+auth_type = trust
+auth_file = {root}/users.txt
+pool_mode = transaction
+default_pool_size = 1
+max_client_conn = 100
+logfile = {root}/pgbouncer.log
+pidfile = {root}/pgbouncer.pid
+""")
+    if cluster.user is not None:
+        entry = pwd.getpwnam(cluster.user)
+        for path in (root, *root.iterdir()):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    command = [binary, "-d", str(root / "pgbouncer.ini")]
+    if cluster.user is not None:
+        command = ["runuser", "-u", cluster.user, "--", *command]
+    subprocess.run(command, check=True, capture_output=True, timeout=30)
+    return bouncer
+
+
+def stop_bouncer(bouncer: Bouncer) -> None:
+    """Stop PgBouncer (its pidfile names it) and delete its files."""
+    pidfile = bouncer.root / "pgbouncer.pid"
+    try:
+        os.kill(int(pidfile.read_text()), 15)
+    except (OSError, ValueError):
+        pass  # never started, or gone already
+    shutil.rmtree(bouncer.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pgbouncer(pg_cluster: PgCluster) -> Iterator[Bouncer]:
+    """PgBouncer in transaction mode in front of the test cluster; skips where Debian's
+    pgbouncer package is not installed."""
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if binary is None:
+        pytest.skip("PgBouncer test skipped: no pgbouncer binary (apt-get install pgbouncer)")
+    bouncer = start_bouncer(pg_cluster, binary)
+    try:
+        yield bouncer
+    finally:
+        stop_bouncer(bouncer)

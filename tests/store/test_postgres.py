@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from scholarsource.errors import StoreError, StoreUnavailable
-from scholarsource.store.base import LIVE_STATES, JobState, TaskDefaults
+from scholarsource.store.base import LIVE_STATES, JobState, Note, TaskDefaults
 from scholarsource.store.postgres import PostgresStore, schema, sql
-from tests.pgcluster import PgCluster, drop_database, fresh_database
+from tests.pgcluster import Bouncer, PgCluster, drop_database, fresh_database
 from tests.store.test_sqlite import job, ok
 
 T = TypeVar("T")
@@ -240,3 +240,34 @@ def test_compact_and_vacuum_give_space_back_the_postgresql_way(pg_url: str) -> N
     vacuumed, before, after = asyncio.run(main())
     assert vacuumed >= 1
     assert before != after  # VACUUM FULL rewrote the table into a new file
+
+
+def test_the_store_works_behind_pgbouncer_in_transaction_mode(pg_url: str,
+                                                             pgbouncer: Bouncer) -> None:
+    # One server connection behind the bouncer: every client's transactions interleave on
+    # it, so a prepared statement or any session state of one client would reach another.
+    url = pgbouncer.url(pg_url.split("?")[0].rsplit("/", 1)[1])
+
+    async def body(a: PostgresStore, b: PostgresStore) -> None:
+        await a.publish_tasks([TaskDefaults("limited", "default", None, None, rate_limit=2,
+                                            rate_window=3600.0)])
+        await a.submit_many([job() for _ in range(40)] + [job("limited") for _ in range(4)])
+        keyed = dataclasses.replace(job(), idempotency_key="k")
+        assert (await b.submit_once(keyed))[0].id == (await a.submit_once(keyed))[0].id
+
+        async def work(store: PostgresStore, owner: str) -> int:
+            done = 0
+            while claims := await store.claim(owner, 1, 30):
+                await store.note([Note(c.id, c.token, "progress", {"fraction": 0.5})
+                                  for c in claims])
+                finished = await store.finish([ok(c.id, c.token) for c in claims], 3)
+                done += len(finished)
+            return done
+
+        done = await asyncio.gather(*(work(store, f"box-{i}") for i, store in
+                                      enumerate((a, b, a, b))))
+        assert sum(done) == 43  # 41 plain (one keyed), 2 of the rate-limited task
+        counts = await b.counts()
+        assert (counts["succeeded"], counts["queued"]) == (43, 2)
+
+    on_two(url, body)

@@ -70,9 +70,9 @@ def _gate(gate: Gate) -> dict[str, list[str] | None]:
 class PostgresStore(Store):
     """The shared store: one PostgreSQL database. Open it with `connect` (or `open`)."""
 
-    def __init__(self, pool: AsyncConnectionPool, url: str) -> None:
+    def __init__(self, pool: AsyncConnectionPool, listen_url: str) -> None:
         self._pool = pool
-        self._url = url
+        self._listen_url = listen_url
 
     @classmethod
     async def connect(cls, config: Config, role: str) -> PostgresStore:
@@ -85,9 +85,12 @@ class PostgresStore(Store):
         return await cls.open(url, role=role)
 
     @classmethod
-    async def open(cls, url: str, *, role: str = "cli") -> PostgresStore:
-        """Connect to `url` with a pool sized for `role`."""
-        return cls(await open_pool(url, role), url)
+    async def open(cls, url: str, *, role: str = "cli",
+                   listen_url: str | None = None) -> PostgresStore:
+        """Connect to `url` with a pool sized for `role`. `listen_url` is where `listen`
+        connects (default `url`): LISTEN needs a session, so behind a PgBouncer in
+        transaction mode it must name the server itself (or a session-mode pool)."""
+        return cls(await open_pool(url, role), listen_url or url)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -129,7 +132,8 @@ class PostgresStore(Store):
         (LISTEN needs a session: a transaction-pooling PgBouncer would lose it). Ends with
         StoreUnavailable when that connection drops; the caller reconnects and polls."""
         try:
-            conn = await psycopg.AsyncConnection.connect(self._url, **connection_options())
+            conn = await psycopg.AsyncConnection.connect(self._listen_url,
+                                                         **connection_options())
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
         async with conn:
