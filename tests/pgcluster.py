@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import glob
-import importlib.util
 import os
 import pwd
 import shutil
@@ -141,9 +140,6 @@ def pg_cluster() -> Iterator[PgCluster]:
     if bindir is None:
         pytest.skip("PostgreSQL tests skipped: no initdb on PATH or under "
                     "/usr/lib/postgresql/*/bin (apt-get install postgresql)")
-    if importlib.util.find_spec("psycopg") is None:
-        pytest.skip("PostgreSQL tests skipped: psycopg is not installed "
-                    "(pip install -e '.[test]')")
     cluster = start(bindir)
     try:
         make_template(cluster)

@@ -10,7 +10,7 @@ from pathlib import Path
 from scholarsource.store import schema
 from scholarsource.store.base import JobState, NewJob, Store
 from scholarsource.store.sqlite import PRUNE
-from tests.store.backends import Backend, sqlite_backend
+from tests.store.backends import Backend
 from tests.store.test_sqlite import failed, job, ok, query_plan, run
 
 SUCCEEDED, CANCELLED, DEAD = JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD
@@ -169,7 +169,7 @@ def test_a_new_database_gives_pruned_space_back(tmp_path: Path, inline: bool) ->
         assert pages < full / 3 and free <= (pages - free) // 4, (full, pages, free)
         assert not await store.compact(max_pages=256)  # nothing left to give
 
-    run(db, body, sqlite_backend(inline))
+    run(db, body, inline=inline)
 
 
 def test_vacuum_converts_an_older_database(tmp_path: Path, inline: bool) -> None:
@@ -184,4 +184,4 @@ def test_vacuum_converts_an_older_database(tmp_path: Path, inline: bool) -> None
         await store.vacuum()
         assert auto_vacuum(db) == 2  # incremental
 
-    run(db, body, sqlite_backend(inline))
+    run(db, body, inline=inline)

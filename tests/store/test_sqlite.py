@@ -24,7 +24,7 @@ from scholarsource.store.sqlite import (
     list_sql,
     new_job_id,
 )
-from tests.store.backends import Backend
+from tests.store.backends import Backend, sqlite_backend
 
 T = TypeVar("T")
 
@@ -37,11 +37,14 @@ def query_plan(conn: sqlite3.Connection, sql: str,
     return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound))
 
 
-def run(path: Path, body: Callable[[Store], Awaitable[T]], backend: Backend) -> T:
-    """Open a store on `backend` (for SQLite, the file at `path`), run `body`, close it."""
+def run(path: Path, body: Callable[[Store], Awaitable[T]], backend: Backend | None = None, *,
+        inline: bool = False) -> T:
+    """Open a store on `backend` (for SQLite, the file at `path`), run `body`, close it.
+    Without a backend, SQLite on the driver `inline` names (for tests of SQLite alone)."""
+    chosen = backend or sqlite_backend(inline)
 
     async def main() -> T:
-        store = await backend.open(path)
+        store = await chosen.open(path)
         try:
             return await body(store)
         finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 from scholarsource.store import schema
 from scholarsource.store.base import FINAL_STATES, JobState, Store
 from scholarsource.store.sqlite import CLAIM_ORDER, NEXT_DUE, PROMOTE
-from tests.store.backends import Backend, sqlite_backend
+from tests.store.backends import Backend
 from tests.store.test_sqlite import failed, job, query_plan, run
 
 
@@ -66,7 +66,7 @@ def test_an_old_database_with_failed_rows_migrates_them_to_retrying(tmp_path: Pa
         assert migrated is not None and migrated.status is JobState.RETRYING
         assert migrated.to_json()["final"] is False
 
-    run(db, body, sqlite_backend(inline=True))
+    run(db, body, inline=True)
 
 
 def test_promote_and_the_next_due_time_read_the_due_index(tmp_path: Path) -> None:
