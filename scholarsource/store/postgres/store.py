@@ -36,6 +36,7 @@ from scholarsource.store.base import (
 )
 from scholarsource.store.postgres import sql
 from scholarsource.store.postgres.connection import connection_options, open_pool, unavailable
+from scholarsource.store.postgres.text import clean, dumps
 
 # The row decoding and new-job building are the SQLite store's: the columns are the same.
 from scholarsource.store.sqlite import _job, _like, _new_jobs
@@ -49,7 +50,7 @@ WAKE_CHANNEL = "scholarsource_wake"
 
 def _rows(news: list[NewJob], jobs: list[Job]) -> str:
     """New jobs as the jsonb array sql.SUBMIT reads (objects keyed by column)."""
-    return json.dumps([{
+    return dumps([{
         "id": j.id, "tenant": j.tenant, "task": j.task, "queue": j.queue,
         "priority": j.priority, "params": json.dumps(j.params),
         "max_attempts": j.max_attempts, "timeout": j.timeout, "created_at": j.created_at,
@@ -98,7 +99,7 @@ class PostgresStore(Store):
     async def _fetch(self, query: str, params: Any = None) -> list[Any]:
         """One statement on a pooled connection (autocommit), every row fetched."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(query, params)
+            cursor = await conn.execute(query, clean(params))
             return await cursor.fetchall() if cursor.description is not None else []
 
     async def _one(self, query: str, params: Any = None) -> Any:
@@ -113,7 +114,7 @@ class PostgresStore(Store):
             async with self._pool.connection() as conn, conn.transaction():
                 results = []
                 for query, params in statements:
-                    cursor = await conn.execute(query, params)
+                    cursor = await conn.execute(query, clean(params))
                     results.append(await cursor.fetchall()
                                    if cursor.description is not None else [])
                 return results
@@ -385,7 +386,7 @@ class PostgresStore(Store):
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        rows = await self._fetch(sql.FINISH, {"batch": json.dumps(batch), "now": time.time(),
+        rows = await self._fetch(sql.FINISH, {"batch": dumps(batch), "now": time.time(),
                                               "max_crashes": max_crashes})
         return {job_id: JobState(status) for job_id, status in rows}
 
@@ -398,9 +399,9 @@ class PostgresStore(Store):
         progress = [{"id": n.job_id, "token": n.token, "data": n.data}
                     for n in latest.values()]
         statements: list[tuple[str, Any]] = [
-            (sql.ADD_EVENTS, {"batch": json.dumps(batch), "now": time.time()})]
+            (sql.ADD_EVENTS, {"batch": dumps(batch), "now": time.time()})]
         if progress:
-            statements.append((sql.PROGRESS, {"batch": json.dumps(progress)}))
+            statements.append((sql.PROGRESS, {"batch": dumps(progress)}))
         await self._atomically(statements)
 
     @unavailable
@@ -411,7 +412,7 @@ class PostgresStore(Store):
     @unavailable
     async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
         batch = [{"id": job_id, "token": token} for job_id, token in job_ids_tokens]
-        await self._fetch(sql.REQUEUE, {"batch": json.dumps(batch), "cause": cause,
+        await self._fetch(sql.REQUEUE, {"batch": dumps(batch), "cause": cause,
                                         "code": ErrorCode.INTERRUPTED.value,
                                         "now": time.time()})
 
@@ -437,7 +438,7 @@ class PostgresStore(Store):
 
     @unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
-        rows = json.dumps([{
+        rows = dumps([{
             "name": t.name, "queue": t.queue, "timeout": t.timeout,
             "max_attempts": t.max_attempts, "memory": t.memory, "memory_limit": t.memory_limit,
             "backoff_base": t.backoff_base, "backoff_max": t.backoff_max,
@@ -450,9 +451,9 @@ class PostgresStore(Store):
     @unavailable
     async def heartbeat(self, info: PoolInfo) -> None:
         await self._fetch(sql.HEARTBEAT, {
-            "pid": info.pid, "slots": json.dumps(info.slots), "slot_count": info.slot_count,
+            "pid": info.pid, "slots": dumps(info.slots), "slot_count": info.slot_count,
             "busy": info.busy, "at": info.heartbeat_at,
-            "admission": json.dumps(info.admission), "slot_rows": json.dumps(info.slot_rows)})
+            "admission": dumps(info.admission), "slot_rows": dumps(info.slot_rows)})
 
     # -- schedules --------------------------------------------------------------------------
     @unavailable
