@@ -271,3 +271,25 @@ def test_the_store_works_behind_pgbouncer_in_transaction_mode(pg_url: str,
         assert (counts["succeeded"], counts["queued"]) == (43, 2)
 
     on_two(url, body)
+
+
+def test_a_server_restart_is_unavailable_once_then_the_pool_reconnects(
+        pg_cluster: PgCluster, pg_url: str) -> None:
+    async def main() -> None:
+        store = await PostgresStore.open(pg_url, role="cli")  # one connection, kept open
+        try:
+            await store.submit(job())
+            pg_cluster.restart()  # the connection the pool holds is cut
+            outcomes = []
+            for _ in range(2):
+                try:
+                    outcomes.append((await store.counts())["queued"])
+                except StoreUnavailable:  # a 503 to the client, never a 500
+                    outcomes.append(None)
+            # The request on the cut connection is unavailable; the pool drops that
+            # connection and the next request gets a fresh one.
+            assert outcomes == [None, 1], outcomes
+        finally:
+            await store.close()
+
+    asyncio.run(main())
