@@ -32,9 +32,7 @@ class Backend:
     async def query(self, store: Store, statement: str) -> list[Any]:
         """Run one SQL statement the test needs (e.g. to make time pass); its rows. Write it
         in the SQL both backends share."""
-        if isinstance(store, PostgresStore):
-            return await store._fetch(statement)
-        assert isinstance(store, SqliteStore)
+        assert isinstance(store, PostgresStore | SqliteStore)
         return await store._db.fetchall(statement)
 
 

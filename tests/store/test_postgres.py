@@ -163,7 +163,7 @@ def test_connect_reads_the_database_url_and_sizes_the_pool_by_role(pg_url: str) 
         config: Any = SimpleNamespace(database=pg_url)  # the one field connect reads
         store = await PostgresStore.connect(config, "api")
         try:
-            assert store._pool.max_size == 8
+            assert store._db.pool.max_size == 8
             await store.submit(job())
             assert (await store.counts())["queued"] == 1
         finally:
@@ -186,7 +186,7 @@ def test_pooled_connections_leave_no_prepared_statements(pg_url: str) -> None:
                 await store.submit(job())
                 for claim in await store.claim("p", 1, 30):
                     await store.finish([ok(claim.id, claim.token)], max_crashes=3)
-            return await store._fetch("SELECT name FROM pg_prepared_statements")
+            return await store._db.fetchall("SELECT name FROM pg_prepared_statements")
         finally:
             await store.close()
 
@@ -201,7 +201,7 @@ def test_a_notify_on_one_box_wakes_a_listener_on_another(pg_url: str) -> None:
         async def listen() -> None:
             stream = a.listen()
             first = asyncio.ensure_future(anext(stream))
-            while not await a._fetch("SELECT 1 FROM pg_stat_activity "
+            while not await a._db.fetchall("SELECT 1 FROM pg_stat_activity "
                                       "WHERE query LIKE 'LISTEN%%'"):
                 await asyncio.sleep(0.01)
             listening.set()
@@ -227,12 +227,12 @@ def test_compact_and_vacuum_give_space_back_the_postgresql_way(pg_url: str) -> N
             for claim in await store.claim("p", 200, 30):
                 await store.finish([ok(claim.id, claim.token)], max_crashes=3)
             assert await store.prune(JobState.SUCCEEDED, 1e12, 500) == 200
-            before = await store._fetch("SELECT pg_relation_filenode('jobs')")
+            before = await store._db.fetchall("SELECT pg_relation_filenode('jobs')")
             assert await store.compact(max_pages=256) is False  # one VACUUM does it all
-            (vacuumed,) = await store._fetch("SELECT vacuum_count FROM pg_stat_user_tables "
+            (vacuumed,) = await store._db.fetchall("SELECT vacuum_count FROM pg_stat_user_tables "
                                              "WHERE relname = 'jobs'")
             await store.vacuum()
-            after = await store._fetch("SELECT pg_relation_filenode('jobs')")
+            after = await store._db.fetchall("SELECT pg_relation_filenode('jobs')")
             return vacuumed[0], before[0][0], after[0][0]
         finally:
             await store.close()

@@ -9,6 +9,7 @@ transaction. LISTEN needs a session of its own, which `listen` opens directly.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -17,6 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from scholarsource.errors import StoreUnavailable
+from scholarsource.store.postgres.text import clean
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,3 +71,40 @@ def unavailable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutin
             raise
 
     return wrapper
+
+
+class Database:
+    """Statements on a process's pool: each one on a connection of its own for its duration,
+    every row fetched, so nothing holds a connection (or a transaction) between calls."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def fetchall(self, query: str, params: Any = None) -> list[Any]:
+        """One statement (autocommit): its rows, or [] for one that returns none."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(query, clean(params))
+            return await cursor.fetchall() if cursor.description is not None else []
+
+    async def one(self, query: str, params: Any = None) -> Any:
+        """The first row of one statement, or None."""
+        rows = await self.fetchall(query, params)
+        return rows[0] if rows else None
+
+    async def atomically(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
+        """Several statements as one transaction; returns each one's rows. Shielded, so a
+        cancelled caller cannot hand a connection back mid-transaction."""
+
+        async def run() -> list[list[Any]]:
+            async with self.pool.connection() as conn, conn.transaction():
+                results = []
+                for query, params in statements:
+                    cursor = await conn.execute(query, clean(params))
+                    results.append(await cursor.fetchall()
+                                   if cursor.description is not None else [])
+                return results
+
+        return await asyncio.shield(run())
+
+    async def close(self) -> None:
+        await self.pool.close()

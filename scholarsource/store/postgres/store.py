@@ -3,7 +3,6 @@ queue. Every statement lives in `sql.py`; this module binds parameters and shape
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql as pg_sql
-from psycopg_pool import AsyncConnectionPool
 
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store.base import (
@@ -35,8 +33,13 @@ from scholarsource.store.base import (
     TaskDefaults,
 )
 from scholarsource.store.postgres import sql
-from scholarsource.store.postgres.connection import connection_options, open_pool, unavailable
-from scholarsource.store.postgres.text import clean, dumps
+from scholarsource.store.postgres.connection import (
+    Database,
+    connection_options,
+    open_pool,
+    unavailable,
+)
+from scholarsource.store.postgres.text import dumps
 
 # The row decoding and new-job building are the SQLite store's: the columns are the same.
 from scholarsource.store.sqlite import _job, _like, _new_jobs
@@ -71,8 +74,8 @@ def _gate(gate: Gate) -> dict[str, list[str] | None]:
 class PostgresStore(Store):
     """The shared store: one PostgreSQL database. Open it with `connect` (or `open`)."""
 
-    def __init__(self, pool: AsyncConnectionPool, listen_url: str) -> None:
-        self._pool = pool
+    def __init__(self, db: Database, listen_url: str) -> None:
+        self._db = db
         self._listen_url = listen_url
 
     @classmethod
@@ -91,41 +94,16 @@ class PostgresStore(Store):
         """Connect to `url` with a pool sized for `role`. `listen_url` is where `listen`
         connects (default `url`): LISTEN needs a session, so behind a PgBouncer in
         transaction mode it must name the server itself (or a session-mode pool)."""
-        return cls(await open_pool(url, role), listen_url or url)
+        return cls(Database(await open_pool(url, role)), listen_url or url)
 
     async def close(self) -> None:
-        await self._pool.close()
-
-    async def _fetch(self, query: str, params: Any = None) -> list[Any]:
-        """One statement on a pooled connection (autocommit), every row fetched."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(query, clean(params))
-            return await cursor.fetchall() if cursor.description is not None else []
-
-    async def _one(self, query: str, params: Any = None) -> Any:
-        rows = await self._fetch(query, params)
-        return rows[0] if rows else None
-
-    async def _atomically(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
-        """Several statements as one transaction; returns each one's rows. Shielded, so a
-        cancelled caller cannot hand a connection back mid-transaction."""
-
-        async def run() -> list[list[Any]]:
-            async with self._pool.connection() as conn, conn.transaction():
-                results = []
-                for query, params in statements:
-                    cursor = await conn.execute(query, clean(params))
-                    results.append(await cursor.fetchall()
-                                   if cursor.description is not None else [])
-                return results
-
-        return await asyncio.shield(run())
+        await self._db.close()
 
     # -- wake-ups ---------------------------------------------------------------------------
     @unavailable
     async def notify(self, payload: str = "", channel: str = WAKE_CHANNEL) -> None:
         """Wake every listener of `channel` on every box (delivered at commit: now)."""
-        await self._fetch("SELECT pg_notify(%(channel)s, %(payload)s)",
+        await self._db.fetchall("SELECT pg_notify(%(channel)s, %(payload)s)",
                           {"channel": channel, "payload": payload})
 
     async def listen(self, channel: str = WAKE_CHANNEL) -> AsyncIterator[str]:
@@ -149,7 +127,7 @@ class PostgresStore(Store):
     @unavailable
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
         jobs = _new_jobs(news)
-        await self._fetch(sql.SUBMIT, {"rows": _rows(news, jobs)})
+        await self._db.fetchall(sql.SUBMIT, {"rows": _rows(news, jobs)})
         return jobs
 
     @unavailable
@@ -163,20 +141,20 @@ class PostgresStore(Store):
             since = job.created_at - (new.cache_ttl or 0.0)
             args = {"rows": _rows([new], [job]), "tenant": new.tenant,
                     "fingerprint": fingerprint, "since": since, "key": new.idempotency_key}
-            if await self._fetch(sql.SUBMIT_UNCACHED if cached else sql.SUBMIT_ONCE, args):
+            if await self._db.fetchall(sql.SUBMIT_UNCACHED if cached else sql.SUBMIT_ONCE, args):
                 return job, None
             lookups = [(new.idempotency_key is not None, Reused.IDEMPOTENT, sql.BY_KEY),
                        (cached, Reused.CACHED, sql.CACHED),
                        (new.unique, Reused.UNIQUE, sql.LIVE_TWIN)]
             for wanted, why, query in lookups:
-                row = await self._one(query, args) if wanted else None
+                row = await self._db.one(query, args) if wanted else None
                 if row is not None:
                     return _job(row), why
         raise StoreUnavailable("the job this submit matched kept changing; send it again")
 
     @unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:
-        row = await self._one(sql.GET, {"id": job_id, "tenant": tenant})
+        row = await self._db.one(sql.GET, {"id": job_id, "tenant": tenant})
         return None if row is None else _job(row)
 
     @unavailable
@@ -191,18 +169,18 @@ class PostgresStore(Store):
         args: dict[str, Any] = {"tenant": tenant, "cursor": cursor, **given}
         window = sql.list_sql(set(given), paged=cursor is not None)
         if search is None:
-            rows = await self._fetch(window, {**args, "limit": limit + 1})
+            rows = await self._db.fetchall(window, {**args, "limit": limit + 1})
             next_cursor = rows[limit - 1][0] if len(rows) > limit else None
             return [_job(row[1:]) for row in rows[:limit]], next_cursor
         # The newest `search_scan` jobs the filters match, narrowed to those whose id, task or
         # params (JSON text: `search` as JSON encodes it) contain it, in any case.
-        rows = await self._fetch(sql.SEARCH.format(window=window), {
+        rows = await self._db.fetchall(sql.SEARCH.format(window=window), {
             **args, "limit": search_scan, "pattern": _like(search),
             "json_pattern": _like(json.dumps(search)[1:-1]), "page": limit + 1})
         if len(rows) > limit:
             return [_job(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
         seqs = window.replace(f"SELECT seq, {sql.JOB_COLUMNS}", "SELECT seq", 1)
-        beyond = await self._one(sql.BEYOND.format(window=seqs),
+        beyond = await self._db.one(sql.BEYOND.format(window=seqs),
                                  {**args, "limit": search_scan + 1, "scan": search_scan})
         return [_job(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
 
@@ -210,7 +188,7 @@ class PostgresStore(Store):
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
         args = {"id": job_id, "tenant": tenant, "now": time.time()}
         for query in (sql.CANCEL_QUEUED, sql.CANCEL_RUNNING):
-            row = await self._one(query, args)
+            row = await self._db.one(query, args)
             if row is not None:
                 return _job(row)
         return await self.get(tenant, job_id)
@@ -223,7 +201,7 @@ class PostgresStore(Store):
                                                       (status, task, queue), strict=True)
                  if value is not None}
         filters = "".join(f" AND jobs.{name} = %({name})s" for name in given)
-        rows = await self._fetch(sql.CANCEL_MATCHING.format(filters=filters),
+        rows = await self._db.fetchall(sql.CANCEL_MATCHING.format(filters=filters),
                                  {"tenant": tenant, "now": time.time(), **given})
         flagged = sum(1 for (after,) in rows if after == "running")
         return len(rows) - flagged, flagged
@@ -231,7 +209,7 @@ class PostgresStore(Store):
     @unavailable
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
         try:
-            row = await self._one(sql.RETRY, {"id": job_id, "tenant": tenant})
+            row = await self._db.one(sql.RETRY, {"id": job_id, "tenant": tenant})
         except psycopg.errors.UniqueViolation:
             row = None  # a twin went live meanwhile: it keeps its place
         if row is not None:
@@ -242,30 +220,30 @@ class PostgresStore(Store):
     async def retry_dead(self, tenant: str) -> int:
         for _ in range(3):
             try:
-                return len(await self._fetch(sql.RETRY_DEAD, {"tenant": tenant}))
+                return len(await self._db.fetchall(sql.RETRY_DEAD, {"tenant": tenant}))
             except psycopg.errors.UniqueViolation:
                 continue  # a twin went live meanwhile: look again without it
         raise StoreUnavailable("unique jobs kept going live during the retry; try again")
 
     @unavailable
     async def purge_dead(self, tenant: str) -> int:
-        return len(await self._fetch(sql.PURGE_DEAD, {"tenant": tenant}))
+        return len(await self._db.fetchall(sql.PURGE_DEAD, {"tenant": tenant}))
 
     @unavailable
     async def events(self, tenant: str, job_id: str, after: int = 0,
                      limit: int = 500) -> list[Event]:
-        rows = await self._fetch(sql.EVENTS, {"id": job_id, "tenant": tenant, "after": after,
+        rows = await self._db.fetchall(sql.EVENTS, {"id": job_id, "tenant": tenant, "after": after,
                                               "limit": limit})
         return [Event(seq=seq, job_id=jid, at=at, kind=kind, data=json.loads(data))
                 for seq, jid, at, kind, data in rows]
 
     @unavailable
     async def check_writable(self) -> None:
-        await self._fetch(sql.CHECK_WRITABLE)
+        await self._db.fetchall(sql.CHECK_WRITABLE)
 
     @unavailable
     async def pool_info(self) -> PoolInfo | None:
-        row = await self._one(sql.POOL_INFO)
+        row = await self._db.one(sql.POOL_INFO)
         if row is None:
             return None
         pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows = row
@@ -280,13 +258,13 @@ class PostgresStore(Store):
                                    cache_ttl, bool(unique), rate, window, concurrency)
                 for name, queue, timeout, attempts, memory, limit, base, cap, params,
                 cache_ttl, unique, rate, window, concurrency
-                in await self._fetch(sql.TASKS)}
+                in await self._db.fetchall(sql.TASKS)}
 
     @unavailable
     async def counts(self, tenant: str | None = None) -> dict[str, int]:
         counts = {state.value: 0 for state in JobState}
-        rows = await (self._fetch(sql.COUNTS) if tenant is None else
-                      self._fetch(sql.TENANT_COUNTS, {"tenant": tenant}))
+        rows = await (self._db.fetchall(sql.COUNTS) if tenant is None else
+                      self._db.fetchall(sql.TENANT_COUNTS, {"tenant": tenant}))
         counts.update({status: n for status, n in rows})
         return counts
 
@@ -294,7 +272,7 @@ class PostgresStore(Store):
     async def queue_counts(self, tenant: str | None) -> dict[str, dict[str, int]]:
         queues: dict[str, dict[str, int]] = {}
         which = "" if tenant is None else "tenant = %(tenant)s AND"
-        rows = await self._fetch(sql.QUEUE_COUNTS.format(tenant=which), {"tenant": tenant})
+        rows = await self._db.fetchall(sql.QUEUE_COUNTS.format(tenant=which), {"tenant": tenant})
         for queue, status, n in rows:
             queues.setdefault(queue, {})[status] = n
         return queues
@@ -303,7 +281,7 @@ class PostgresStore(Store):
     async def finished_history(self, tenant: str, since: float, step: float,
                                buckets: int) -> list[int]:
         counts = [0] * buckets
-        for bucket, n in await self._fetch(sql.FINISHED_HISTORY,
+        for bucket, n in await self._db.fetchall(sql.FINISHED_HISTORY,
                                            {"tenant": tenant, "since": since, "step": step}):
             counts[min(bucket, buckets - 1)] += n
         return counts
@@ -311,7 +289,7 @@ class PostgresStore(Store):
     @unavailable
     async def recently_finished(self, tenant: str, since: float,
                                 limit: int) -> list[Finished]:
-        rows = await self._fetch(sql.RECENTLY_FINISHED,
+        rows = await self._db.fetchall(sql.RECENTLY_FINISHED,
                                  {"tenant": tenant, "since": since, "limit": limit})
         return [Finished(task, JobState(status), created, started, finished)
                 for task, status, created, started, finished in rows]
@@ -324,7 +302,7 @@ class PostgresStore(Store):
         args = {"owner": owner, "lease_until": now + lease_seconds, "now": now, "n": n,
                 "lock": sql.CLAIM_LOCK, "refs": None if refs is None else refs[:n],
                 **_gate(gate)}
-        _, rows = await self._atomically([
+        _, rows = await self._db.atomically([
             (sql.CLAIM_TURN, args), (sql.CLAIM if refs is None else sql.CLAIM_REFS, args)])
         return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
                       max_attempts=max_attempts, timeout=timeout, token=token,
@@ -335,32 +313,32 @@ class PostgresStore(Store):
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
-        return [(ref, task) for ref, task in await self._fetch(
+        return [(ref, task) for ref, task in await self._db.fetchall(
             sql.PEEK, {"n": n, "now": time.time(), **_gate(gate)})]
 
     @unavailable
     async def rate_free_at(self) -> float | None:
-        at: float | None = (await self._one(sql.RATE_FREE_AT, {"now": time.time()}))[0]
+        at: float | None = (await self._db.one(sql.RATE_FREE_AT, {"now": time.time()}))[0]
         return at
 
     @unavailable
     async def pause_queue(self, name: str, paused: bool) -> None:
-        await self._fetch(sql.PAUSE if paused else sql.RESUME,
+        await self._db.fetchall(sql.PAUSE if paused else sql.RESUME,
                           {"name": name, "now": time.time()})
 
     @unavailable
     async def paused_queues(self) -> set[str]:
-        return {name for (name,) in await self._fetch(sql.PAUSED)}
+        return {name for (name,) in await self._db.fetchall(sql.PAUSED)}
 
     @unavailable
     async def queue_stats(self, since: float) -> list[QueueStats]:
         stats: dict[str, QueueStats] = {}
-        for queue, status, n, oldest in await self._fetch(sql.QUEUE_DEPTHS):
+        for queue, status, n, oldest in await self._db.fetchall(sql.QUEUE_DEPTHS):
             row = stats.setdefault(queue, QueueStats(queue))
             setattr(row, status, n)
             if status == "queued":
                 row.oldest_queued_at = oldest
-        for queue, n in await self._fetch(sql.QUEUE_FINISHES, {"since": since}):
+        for queue, n in await self._db.fetchall(sql.QUEUE_FINISHES, {"since": since}):
             stats.setdefault(queue, QueueStats(queue)).finished = n
         return sorted(stats.values(), key=lambda row: row.name)
 
@@ -368,17 +346,17 @@ class PostgresStore(Store):
     async def rates(self) -> list[RateStats]:
         return [RateStats(task, queue, limit, window, started, queued)
                 for task, queue, limit, window, started, queued
-                in await self._fetch(sql.RATES, {"now": time.time()})]
+                in await self._db.fetchall(sql.RATES, {"now": time.time()})]
 
     @unavailable
     async def promote(self) -> float | None:
-        await self._fetch(sql.PROMOTE, {"now": time.time()})
-        next_due: float | None = (await self._one(sql.NEXT_DUE))[0]
+        await self._db.fetchall(sql.PROMOTE, {"now": time.time()})
+        next_due: float | None = (await self._db.one(sql.NEXT_DUE))[0]
         return next_due
 
     @unavailable
     async def renew(self, owner: str, lease_seconds: float) -> None:
-        await self._fetch(sql.RENEW, {"until": time.time() + lease_seconds, "owner": owner})
+        await self._db.fetchall(sql.RENEW, {"until": time.time() + lease_seconds, "owner": owner})
 
     @unavailable
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
@@ -386,7 +364,7 @@ class PostgresStore(Store):
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        rows = await self._fetch(sql.FINISH, {"batch": dumps(batch), "now": time.time(),
+        rows = await self._db.fetchall(sql.FINISH, {"batch": dumps(batch), "now": time.time(),
                                               "max_crashes": max_crashes})
         return {job_id: JobState(status) for job_id, status in rows}
 
@@ -402,17 +380,17 @@ class PostgresStore(Store):
             (sql.ADD_EVENTS, {"batch": dumps(batch), "now": time.time()})]
         if progress:
             statements.append((sql.PROGRESS, {"batch": dumps(progress)}))
-        await self._atomically(statements)
+        await self._db.atomically(statements)
 
     @unavailable
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:
         return [(job_id, token) for job_id, token in
-                await self._fetch(sql.CANCEL_REQUESTS, {"owner": owner})]
+                await self._db.fetchall(sql.CANCEL_REQUESTS, {"owner": owner})]
 
     @unavailable
     async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
         batch = [{"id": job_id, "token": token} for job_id, token in job_ids_tokens]
-        await self._fetch(sql.REQUEUE, {"batch": dumps(batch), "cause": cause,
+        await self._db.fetchall(sql.REQUEUE, {"batch": dumps(batch), "cause": cause,
                                         "code": ErrorCode.INTERRUPTED.value,
                                         "now": time.time()})
 
@@ -429,7 +407,7 @@ class PostgresStore(Store):
                                                   "renewing it)")
             culprit = None
         job_id, token = culprit or (None, None)
-        rows = await self._fetch(query, {
+        rows = await self._db.fetchall(query, {
             "owner": owner, "now": time.time(), "cause": cause, "code": code.value,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
@@ -446,11 +424,11 @@ class PostgresStore(Store):
             "cache_ttl": t.cache_ttl, "unique_job": t.unique, "rate_limit": t.rate_limit,
             "rate_window": t.rate_window, "concurrency_limit": t.concurrency_limit,
         } for t in tasks])
-        await self._atomically([(sql.CLEAR_TASKS, None), (sql.ADD_TASKS, {"tasks": rows})])
+        await self._db.atomically([(sql.CLEAR_TASKS, None), (sql.ADD_TASKS, {"tasks": rows})])
 
     @unavailable
     async def heartbeat(self, info: PoolInfo) -> None:
-        await self._fetch(sql.HEARTBEAT, {
+        await self._db.fetchall(sql.HEARTBEAT, {
             "pid": info.pid, "slots": dumps(info.slots), "slot_count": info.slot_count,
             "busy": info.busy, "at": info.heartbeat_at,
             "admission": dumps(info.admission), "slot_rows": dumps(info.slot_rows)})
@@ -458,7 +436,7 @@ class PostgresStore(Store):
     # -- schedules --------------------------------------------------------------------------
     @unavailable
     async def schedule_states(self, tenant: str, names: list[str]) -> dict[str, ScheduleState]:
-        rows = await self._fetch(sql.SCHEDULE_STATES, {"names": names, "tenant": tenant})
+        rows = await self._db.fetchall(sql.SCHEDULE_STATES, {"names": names, "tenant": tenant})
         return {name: ScheduleState(name, bool(paused), cursor, job_id,
                                     None if status is None else JobState(status), fired)
                 for name, paused, cursor, job_id, status, fired in rows}
@@ -470,22 +448,22 @@ class PostgresStore(Store):
                                                                 "at": fire_time})]
         if new is not None:
             statements.insert(0, (sql.FIRE, {"rows": _rows([new], jobs), "name": name}))
-        inserted = (await self._atomically(statements))[0]
+        inserted = (await self._db.atomically(statements))[0]
         return jobs[0] if new is not None and inserted else None
 
     @unavailable
     async def set_paused(self, name: str, paused: bool, now: float) -> None:
-        await self._fetch(sql.SET_PAUSED, {"name": name, "paused": paused, "now": now})
+        await self._db.fetchall(sql.SET_PAUSED, {"name": name, "paused": paused, "now": now})
 
     # -- retention --------------------------------------------------------------------------
     @unavailable
     async def prune(self, state: JobState, before: float, limit: int) -> int:
-        return len(await self._fetch(sql.PRUNE, {"state": state.value, "before": before,
+        return len(await self._db.fetchall(sql.PRUNE, {"state": state.value, "before": before,
                                                  "limit": limit}))
 
     @unavailable
     async def count_expired(self, state: JobState, before: float) -> int:
-        n: int = (await self._one(sql.COUNT_EXPIRED, {"state": state.value,
+        n: int = (await self._db.one(sql.COUNT_EXPIRED, {"state": state.value,
                                                       "before": before}))[0]
         return n
 
@@ -493,9 +471,9 @@ class PostgresStore(Store):
     async def compact(self, max_pages: int) -> bool:
         # PostgreSQL reuses what VACUUM frees in place; there is nothing to hand back in
         # steps, so one VACUUM (which takes no lock that blocks claims) is the whole job.
-        await self._fetch(sql.COMPACT)
+        await self._db.fetchall(sql.COMPACT)
         return False
 
     @unavailable
     async def vacuum(self) -> None:
-        await self._fetch(sql.VACUUM)
+        await self._db.fetchall(sql.VACUUM)
