@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 import psycopg
+from claims import claim_pairs  # bench/ runs as a folder of scripts
 
-from scholarsource.store.base import Ending, Outcome
 from scholarsource.store.postgres import PostgresStore, sql
 
 _WARMUP = 100
@@ -51,20 +51,10 @@ def plan(url: str) -> list[str]:
 
 
 async def claim_loop(url: str, count: int) -> tuple[int, float]:
-    """claim(1) + finish, as the dispatcher does for one slot; returns (pairs, seconds)."""
+    """bench/claims.py's claim + finish loop, through PostgresStore."""
     store = await PostgresStore.open(url, role="pool")
     try:
-        done, began = 0, time.perf_counter()
-        for i in range(_WARMUP + count):
-            if i == _WARMUP:
-                began = time.perf_counter()
-            claims = await store.claim("bench", 1, 30.0)
-            if not claims:
-                break
-            await store.finish([Outcome(claims[0].id, claims[0].token, Ending.SUCCEEDED)],
-                               max_crashes=3)
-            done += i >= _WARMUP
-        return done, time.perf_counter() - began
+        return await claim_pairs(store, count)
     finally:
         await store.close()
 

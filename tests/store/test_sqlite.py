@@ -17,12 +17,12 @@ from scholarsource.api.schemas import parse_list_query
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
 from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused, Store
+from scholarsource.store.rows import new_job_id
 from scholarsource.store.sqlite import (
     CLAIM_ORDER,
     LIST_FILTERS,
     SqliteStore,
     list_sql,
-    new_job_id,
 )
 from tests.store.backends import Backend, sqlite_backend
 

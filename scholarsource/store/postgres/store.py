@@ -40,9 +40,15 @@ from scholarsource.store.postgres.connection import (
     unavailable,
 )
 from scholarsource.store.postgres.text import dumps
-
-# The row decoding and new-job building are the SQLite store's: the columns are the same.
-from scholarsource.store.sqlite import _job, _like, _new_jobs
+from scholarsource.store.rows import (
+    claims_from_rows,
+    job_from_row,
+    like_pattern,
+    new_jobs,
+    queue_stats_from_rows,
+    schedule_states_from_rows,
+    tasks_from_rows,
+)
 
 if TYPE_CHECKING:
     from scholarsource.config import Config
@@ -126,7 +132,7 @@ class PostgresStore(Store):
     # -- the API's side ---------------------------------------------------------------------
     @unavailable
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
-        jobs = _new_jobs(news)
+        jobs = new_jobs(news)
         await self._db.fetchall(sql.SUBMIT, {"rows": _rows(news, jobs)})
         return jobs
 
@@ -137,7 +143,7 @@ class PostgresStore(Store):
         # A few rounds, as the SQLite store does: the job that stopped the insert may leave
         # its state (or be purged) before the lookup, and then the insert may go through.
         for _ in range(3):
-            (job,) = _new_jobs([new])
+            (job,) = new_jobs([new])
             since = job.created_at - (new.cache_ttl or 0.0)
             args = {"rows": _rows([new], [job]), "tenant": new.tenant,
                     "fingerprint": fingerprint, "since": since, "key": new.idempotency_key}
@@ -149,13 +155,13 @@ class PostgresStore(Store):
             for wanted, why, query in lookups:
                 row = await self._db.one(query, args) if wanted else None
                 if row is not None:
-                    return _job(row), why
+                    return job_from_row(row), why
         raise StoreUnavailable("the job this submit matched kept changing; send it again")
 
     @unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:
         row = await self._db.one(sql.GET, {"id": job_id, "tenant": tenant})
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     @unavailable
     async def list_jobs(self, tenant: str, *, status: str | None = None,
@@ -171,18 +177,18 @@ class PostgresStore(Store):
         if search is None:
             rows = await self._db.fetchall(window, {**args, "limit": limit + 1})
             next_cursor = rows[limit - 1][0] if len(rows) > limit else None
-            return [_job(row[1:]) for row in rows[:limit]], next_cursor
+            return [job_from_row(row[1:]) for row in rows[:limit]], next_cursor
         # The newest `search_scan` jobs the filters match, narrowed to those whose id, task or
         # params (JSON text: `search` as JSON encodes it) contain it, in any case.
         rows = await self._db.fetchall(sql.SEARCH.format(window=window), {
-            **args, "limit": search_scan, "pattern": _like(search),
-            "json_pattern": _like(json.dumps(search)[1:-1]), "page": limit + 1})
+            **args, "limit": search_scan, "pattern": like_pattern(search),
+            "json_pattern": like_pattern(json.dumps(search)[1:-1]), "page": limit + 1})
         if len(rows) > limit:
-            return [_job(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
+            return [job_from_row(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
         seqs = window.replace(f"SELECT seq, {sql.JOB_COLUMNS}", "SELECT seq", 1)
         beyond = await self._db.one(sql.BEYOND.format(window=seqs),
                                  {**args, "limit": search_scan + 1, "scan": search_scan})
-        return [_job(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
+        return [job_from_row(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
 
     @unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
@@ -190,7 +196,7 @@ class PostgresStore(Store):
         for query in (sql.CANCEL_QUEUED, sql.CANCEL_RUNNING):
             row = await self._db.one(query, args)
             if row is not None:
-                return _job(row)
+                return job_from_row(row)
         return await self.get(tenant, job_id)
 
     @unavailable
@@ -213,7 +219,7 @@ class PostgresStore(Store):
         except psycopg.errors.UniqueViolation:
             row = None  # a twin went live meanwhile: it keeps its place
         if row is not None:
-            return _job(row), True
+            return job_from_row(row), True
         return await self.get(tenant, job_id), False
 
     @unavailable
@@ -253,12 +259,7 @@ class PostgresStore(Store):
 
     @unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
-        return {name: TaskDefaults(name, queue, timeout, attempts, memory, limit, base, cap,
-                                   None if params is None else json.loads(params),
-                                   cache_ttl, bool(unique), rate, window, concurrency)
-                for name, queue, timeout, attempts, memory, limit, base, cap, params,
-                cache_ttl, unique, rate, window, concurrency
-                in await self._db.fetchall(sql.TASKS)}
+        return tasks_from_rows(await self._db.fetchall(sql.TASKS))
 
     @unavailable
     async def counts(self, tenant: str | None = None) -> dict[str, int]:
@@ -304,12 +305,7 @@ class PostgresStore(Store):
                 **_gate(gate)}
         _, rows = await self._db.atomically([
             (sql.CLAIM_TURN, args), (sql.CLAIM if refs is None else sql.CLAIM_REFS, args)])
-        return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
-                      max_attempts=max_attempts, timeout=timeout, token=token,
-                      failures=failures, memory_limit=memory_limit, backoff_base=base,
-                      backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at)
-                for (id_, task, params, attempt, max_attempts, timeout, token, failures,
-                     memory_limit, base, cap, queue, crashes, created_at) in rows]
+        return claims_from_rows(rows)
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
@@ -332,15 +328,9 @@ class PostgresStore(Store):
 
     @unavailable
     async def queue_stats(self, since: float) -> list[QueueStats]:
-        stats: dict[str, QueueStats] = {}
-        for queue, status, n, oldest in await self._db.fetchall(sql.QUEUE_DEPTHS):
-            row = stats.setdefault(queue, QueueStats(queue))
-            setattr(row, status, n)
-            if status == "queued":
-                row.oldest_queued_at = oldest
-        for queue, n in await self._db.fetchall(sql.QUEUE_FINISHES, {"since": since}):
-            stats.setdefault(queue, QueueStats(queue)).finished = n
-        return sorted(stats.values(), key=lambda row: row.name)
+        return queue_stats_from_rows(await self._db.fetchall(sql.QUEUE_DEPTHS),
+                                     await self._db.fetchall(sql.QUEUE_FINISHES,
+                                                             {"since": since}))
 
     @unavailable
     async def rates(self) -> list[RateStats]:
@@ -437,13 +427,11 @@ class PostgresStore(Store):
     @unavailable
     async def schedule_states(self, tenant: str, names: list[str]) -> dict[str, ScheduleState]:
         rows = await self._db.fetchall(sql.SCHEDULE_STATES, {"names": names, "tenant": tenant})
-        return {name: ScheduleState(name, bool(paused), cursor, job_id,
-                                    None if status is None else JobState(status), fired)
-                for name, paused, cursor, job_id, status, fired in rows}
+        return schedule_states_from_rows(rows)
 
     @unavailable
     async def fire(self, new: NewJob | None, name: str, fire_time: float) -> Job | None:
-        jobs = [] if new is None else _new_jobs([new])
+        jobs = [] if new is None else new_jobs([new])
         statements: list[tuple[str, Any]] = [(sql.FIRE_CURSOR, {"name": name,
                                                                 "at": fire_time})]
         if new is not None:
