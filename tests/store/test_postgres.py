@@ -293,3 +293,23 @@ def test_a_server_restart_is_unavailable_once_then_the_pool_reconnects(
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_listener_whose_connection_drops_ends_unavailable(pg_url: str) -> None:
+    async def main() -> None:
+        store = await PostgresStore.open(pg_url)
+        try:
+            stream = store.listen()
+            waiting = asyncio.ensure_future(anext(stream))
+            while not await store._db.fetchall("SELECT 1 FROM pg_stat_activity "
+                                               "WHERE query LIKE 'LISTEN%%'"):
+                await asyncio.sleep(0.01)
+            # An administrator (or a failover) ends the listener's session.
+            await store._db.fetchall("SELECT pg_terminate_backend(pid) FROM "
+                                     "pg_stat_activity WHERE query LIKE 'LISTEN%%'")
+            with pytest.raises(StoreUnavailable):
+                await asyncio.wait_for(waiting, 10)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
