@@ -313,3 +313,24 @@ def test_a_listener_whose_connection_drops_ends_unavailable(pg_url: str) -> None
             await store.close()
 
     asyncio.run(main())
+
+
+def test_two_boxes_recovering_and_pruning_at_once_do_each_job_once(pg_url: str) -> None:
+    async def body(a: PostgresStore, b: PostgresStore) -> None:
+        await a.submit_many([job(attempts=5) for _ in range(60)])
+        await a.claim("dead-box", 60, 30)
+        await a._db.fetchall("UPDATE jobs SET lease_until = 1")  # the box died: leases ran out
+        recovered = await asyncio.gather(
+            *(store.recover(f"box-{i}", all_others=False, max_crashes=3)
+              for i, store in enumerate((a, b, a, b))))
+        assert sum(recovered) == 60
+        crashes = await a._db.fetchall("SELECT crashes, count(*) FROM jobs GROUP BY 1")
+        assert crashes == [(1, 60)]  # each charged once, whoever re-queued it
+
+        for claim in await a.claim("box-0", 60, 30):
+            await a.finish([ok(claim.id, claim.token)], max_crashes=3)
+        pruned = await asyncio.gather(*(store.prune(JobState.SUCCEEDED, 1e12, 25)
+                                        for store in (a, b, a, b)))
+        assert sum(pruned) == 60 and sum((await b.counts()).values()) == 0
+
+    on_two(pg_url, body)
