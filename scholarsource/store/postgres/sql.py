@@ -299,8 +299,11 @@ FINISHED_HISTORY = ("SELECT floor((finished_at - %(since)s) / %(step)s)::int, co
 RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
                      "WHERE tenant = %(tenant)s AND finished_at >= %(since)s "
                      "ORDER BY finished_at DESC LIMIT %(limit)s")
+# SKIP LOCKED: boxes pruning at once take disjoint batches. Without it each took the same
+# oldest rows, all but one waited for them and deleted nothing, and a pruner that reads
+# "0 deleted" as "done" stopped with expired jobs left.
 _EXPIRED = ("SELECT seq FROM jobs WHERE status = %(state)s AND finished_at < %(before)s "
-            "ORDER BY finished_at LIMIT %(limit)s")
+            "ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED")
 PRUNE = f"DELETE FROM jobs WHERE seq IN ({_EXPIRED}) RETURNING seq"
 COUNT_EXPIRED = ("SELECT count(*) FROM jobs WHERE status = %(state)s "
                  "AND finished_at < %(before)s")
