@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scholarsource.store.base import Ending, NewJob, Outcome
+from scholarsource.store.base import Ending, NewJob, Outcome, Store
 from scholarsource.store.schema import migrate
 from scholarsource.store.sqlite import CLAIM, CLAIM_ORDER, SqliteStore
 
@@ -63,21 +63,26 @@ async def _open(path: Path, inline: bool) -> SqliteStore:
     return await SqliteStore.open(path, inline=inline)
 
 
+async def claim_pairs(store: Store, count: int) -> tuple[int, float]:
+    """claim(1) + finish, as the dispatcher does for one slot, `count` times after a warm-up
+    (or until the queue is empty); returns (pairs, seconds)."""
+    done, began = 0, time.perf_counter()
+    for i in range(_WARMUP + count):
+        if i == _WARMUP:
+            began = time.perf_counter()
+        claims = await store.claim("bench", 1, 30.0)
+        if not claims:
+            break
+        await store.finish([Outcome(claims[0].id, claims[0].token, Ending.SUCCEEDED)],
+                           max_crashes=3)
+        done += i >= _WARMUP
+    return done, time.perf_counter() - began
+
+
 async def _claim_loop(path: Path, count: int, inline: bool) -> tuple[int, float]:
-    """claim(1) + finish, as the dispatcher does for one slot; returns (pairs, seconds)."""
     store = await _open(path, inline)
     try:
-        done, began = 0, time.perf_counter()
-        for i in range(_WARMUP + count):
-            if i == _WARMUP:
-                began = time.perf_counter()
-            claims = await store.claim("bench", 1, 30.0)
-            if not claims:
-                break
-            await store.finish([Outcome(claims[0].id, claims[0].token, Ending.SUCCEEDED)],
-                               max_crashes=3)
-            done += i >= _WARMUP
-        return done, time.perf_counter() - began
+        return await claim_pairs(store, count)
     finally:
         await store.close()
 

@@ -21,6 +21,8 @@ from scholarsource.launcher import ServerProcess, free_port, launch, serve_argv
 from tests.helpers import wait_until
 
 TESTS_DIR = Path(__file__).parent
+# pg_cluster and pg_url: a throwaway PostgreSQL cluster for the tests that need one.
+pytest_plugins = ("tests.pgcluster",)
 
 
 def server_env(**extra: str) -> dict[str, str]:

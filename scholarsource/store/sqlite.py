@@ -11,10 +11,9 @@ import asyncio
 import functools
 import json
 import os
-import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -51,6 +50,15 @@ from scholarsource.store.base import (
     Wake,
     WakeSource,
 )
+from scholarsource.store.rows import (
+    claims_from_rows,
+    queue_stats_from_rows,
+    schedule_states_from_rows,
+    tasks_from_rows,
+)
+from scholarsource.store.rows import job_from_row as _job
+from scholarsource.store.rows import like_pattern as _like
+from scholarsource.store.rows import new_jobs as _new_jobs
 from scholarsource.store.schema import SCHEMA_VERSION
 from scholarsource.store.sqlite_backup import copy_database
 from scholarsource.store.sqlite_checks import RESTORE
@@ -404,21 +412,8 @@ SEARCH = ("SELECT * FROM ({window}) WHERE id LIKE ? ESCAPE '\\' OR task LIKE ? E
 BEYOND = "SELECT seq FROM ({window}) LIMIT 1 OFFSET ?"
 
 
-def _like(text: str) -> str:
-    """A LIKE pattern that finds `text` anywhere, its own % and _ taken literally."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _for(sql: str, tenant: str | None) -> str:
     return sql.format(tenant="" if tenant is None else "+tenant = :tenant AND")
-
-
-def new_job_id() -> str:
-    """A random public id: 128 bits, URL-safe, never a row counter, and never starting with
-    "-", which a command line would take for an option (`scholarsource status -Dx...`)."""
-    while (token := secrets.token_urlsafe(16)).startswith("-"):
-        pass
-    return token
 
 
 def _unavailable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -479,48 +474,6 @@ class _InlineDriver:
 
     async def close(self) -> None:
         self._conn.close()
-
-
-def _job(row: Iterable[Any]) -> Job:
-    (id_, tenant, task, queue, priority, status, params, result, error, error_code, attempts,
-     max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
-     progress, progress_message, cancel_requested, created_at, started_at, finished_at,
-     run_at, peak_rss, cpu_time, history, idempotency_key, cache_ttl, bypass_cache,
-     unique, schedule, scheduled_for, concurrency_key, concurrency_limit) = row
-    return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
-               status=JobState(status), params=json.loads(params),
-               result=None if result is None else json.loads(result), error=error,
-               error_code=error_code, attempts=attempts, max_attempts=max_attempts,
-               failures=failures, crashes=crashes, timeout=timeout,
-               memory_limit=memory_limit, backoff_base=backoff_base,
-               backoff_max=backoff_max, progress=progress, progress_message=progress_message,
-               cancel_requested=bool(cancel_requested), created_at=created_at,
-               started_at=started_at, finished_at=finished_at, run_at=run_at,
-               peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history),
-               idempotency_key=idempotency_key, cache_ttl=cache_ttl,
-               bypass_cache=bool(bypass_cache), unique=bool(unique), schedule=schedule,
-               scheduled_for=scheduled_for, concurrency_key=concurrency_key,
-               concurrency_limit=concurrency_limit)
-
-
-def _new_jobs(news: list[NewJob]) -> list[Job]:
-    now = time.time()
-    # A run_at already come is no wait: the job is queued, and run_at stays for waiters only.
-    return [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
-                priority=new.priority,
-                status=JobState.SCHEDULED if waits else JobState.QUEUED, params=new.params,
-                result=None,
-                error=None, error_code=None, attempts=0, max_attempts=new.max_attempts,
-                failures=0, crashes=0, timeout=new.timeout, memory_limit=new.memory_limit,
-                backoff_base=new.backoff_base, backoff_max=new.backoff_max, progress=None,
-                progress_message=None, cancel_requested=False, created_at=now,
-                started_at=None, finished_at=None, run_at=new.run_at if waits else None,
-                peak_rss=None, cpu_time=None, attempts_history=[],
-                idempotency_key=new.idempotency_key, cache_ttl=new.cache_ttl,
-                bypass_cache=new.bypass_cache, unique=new.unique, schedule=new.schedule,
-                scheduled_for=new.scheduled_for, concurrency_key=new.concurrency_key,
-                concurrency_limit=new.concurrency_limit)
-            for new in news for waits in (new.run_at is not None and new.run_at > now,)]
 
 
 def _row(new: NewJob, j: Job) -> tuple[Any, ...]:
@@ -785,12 +738,7 @@ class SqliteStore(Store):
 
     @_unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
-        return {name: TaskDefaults(name, queue, timeout, attempts, memory, limit, base, cap,
-                                   None if params is None else json.loads(params),
-                                   cache_ttl, bool(unique), rate, window, concurrency)
-                for name, queue, timeout, attempts, memory, limit, base, cap, params,
-                cache_ttl, unique, rate, window, concurrency
-                in await self._db.fetchall(TASKS)}
+        return tasks_from_rows(await self._db.fetchall(TASKS))
 
     @_unavailable
     async def counts(self, tenant: str | None = None) -> dict[str, int]:
@@ -837,12 +785,7 @@ class SqliteStore(Store):
             rows = await self._db.fetchall(CLAIM, args)
         else:
             rows = await self._db.fetchall(CLAIM_REFS, {**args, "refs": json.dumps(refs[:n])})
-        return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
-                      max_attempts=max_attempts, timeout=timeout, token=token,
-                      failures=failures, memory_limit=memory_limit, backoff_base=base,
-                      backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at)
-                for (id_, task, params, attempt, max_attempts, timeout, token, failures,
-                     memory_limit, base, cap, queue, crashes, created_at) in rows]
+        return claims_from_rows(rows)
 
     @_unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
@@ -868,15 +811,8 @@ class SqliteStore(Store):
 
     @_unavailable
     async def queue_stats(self, since: float) -> list[QueueStats]:
-        stats: dict[str, QueueStats] = {}
-        for queue, status, n, oldest in await self._db.fetchall(QUEUE_DEPTHS):
-            row = stats.setdefault(queue, QueueStats(queue))
-            setattr(row, status, n)
-            if status == "queued":
-                row.oldest_queued_at = oldest
-        for queue, n in await self._db.fetchall(QUEUE_FINISHES, (since,)):
-            stats.setdefault(queue, QueueStats(queue)).finished = n
-        return sorted(stats.values(), key=lambda row: row.name)
+        return queue_stats_from_rows(await self._db.fetchall(QUEUE_DEPTHS),
+                                     await self._db.fetchall(QUEUE_FINISHES, (since,)))
 
     @_unavailable
     async def rates(self) -> list[RateStats]:
@@ -972,9 +908,7 @@ class SqliteStore(Store):
     async def schedule_states(self, tenant: str, names: list[str]) -> dict[str, ScheduleState]:
         rows = await self._db.fetchall(SCHEDULE_STATES,
                                        {"names": json.dumps(names), "tenant": tenant})
-        return {name: ScheduleState(name, bool(paused), cursor, job_id,
-                                    None if status is None else JobState(status), fired)
-                for name, paused, cursor, job_id, status, fired in rows}
+        return schedule_states_from_rows(rows)
 
     @_unavailable
     async def fire(self, new: NewJob | None, name: str, fire_time: float) -> Job | None:

@@ -10,9 +10,18 @@ import time
 from pathlib import Path
 
 from scholarsource.store import schema
-from scholarsource.store.base import LIVE_STATES, Ending, NewJob, Outcome, Reused, fingerprint
-from scholarsource.store.sqlite import CACHED, LIVE_TWIN, SUBMIT_UNCACHED, SqliteStore
+from scholarsource.store.base import (
+    LIVE_STATES,
+    Ending,
+    NewJob,
+    Outcome,
+    Reused,
+    Store,
+    fingerprint,
+)
+from scholarsource.store.sqlite import CACHED, LIVE_TWIN, SUBMIT_UNCACHED
 from tests.helpers import wait_until
+from tests.store.backends import Backend
 from tests.store.test_sqlite import query_plan, run
 
 
@@ -25,7 +34,7 @@ def new(params: dict[str, object] | None = None, *, tenant: str = "default",
                   idempotency_key=key)
 
 
-async def run_to_success(store: SqliteStore) -> None:
+async def run_to_success(store: Store) -> None:
     """Claim every queued job and record it succeeded."""
     claims = await store.claim("pool", 100, 30)
     await store.finish([Outcome(c.id, c.token, Ending.SUCCEEDED, result_json="1")
@@ -71,8 +80,8 @@ def test_fingerprint_reads_params_as_canonical_json() -> None:
 
 
 def test_a_success_answers_the_same_params_within_its_ttl(tmp_path: Path,
-                                                          inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+                                                          backend: Backend) -> None:
+    async def body(store: Store) -> None:
         first, reused = await store.submit_once(new(cache_ttl=60))
         assert reused is None and first.cache_ttl == 60
         # Not succeeded yet: no cached result, so a second job (unique is another option).
@@ -101,11 +110,11 @@ def test_a_success_answers_the_same_params_within_its_ttl(tmp_path: Path,
         late, reused = await store.submit_once(new(cache_ttl=0.05))
         assert reused is None and late.id not in {first.id, second.id, fresh.id}
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_a_unique_job_has_one_live_twin_per_tenant(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_a_unique_job_has_one_live_twin_per_tenant(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         first, reused = await store.submit_once(new(unique=True))
         assert reused is None and first.unique
         again, reused = await store.submit_once(new({"course": "CS101"}, unique=True))
@@ -126,11 +135,12 @@ def test_a_unique_job_has_one_live_twin_per_tenant(tmp_path: Path, inline: bool)
         _, retried = await store.retry("default", first.id)
         assert retried
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_retrying_the_dead_requeues_one_of_each_unique_twin_set(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_retrying_the_dead_requeues_one_of_each_unique_twin_set(tmp_path: Path,
+                                                               backend: Backend) -> None:
+    async def body(store: Store) -> None:
         for _ in range(3):
             job, _ = await store.submit_once(new(unique=True))
             claims = await store.claim("pool", 1, 30)
@@ -144,14 +154,13 @@ def test_retrying_the_dead_requeues_one_of_each_unique_twin_set(tmp_path: Path) 
         assert await store.retry_dead("default") == 2  # one of the three twins, and the plain
         assert (await store.counts())["dead"] == 2
 
-    run(tmp_path / "q.db", body, True)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_concurrent_unique_submits_from_two_connections_make_one_job(tmp_path: Path) -> None:
+def test_concurrent_unique_submits_from_two_connections_make_one_job(
+        tmp_path: Path, backend: Backend) -> None:
     async def main() -> None:
-        db = tmp_path / "q.db"
-        schema.migrate(db)
-        stores = [await SqliteStore.open(db) for _ in range(2)]
+        stores = [await backend.open(tmp_path / "q.db") for _ in range(2)]
         try:
             answers = await asyncio.gather(*(stores[i % 2].submit_once(new(unique=True))
                                              for i in range(10)))
@@ -165,8 +174,8 @@ def test_concurrent_unique_submits_from_two_connections_make_one_job(tmp_path: P
     asyncio.run(main())
 
 
-def test_a_used_key_answers_before_the_cache(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_a_used_key_answers_before_the_cache(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         first, _ = await store.submit_once(new(cache_ttl=60, key="k"))
         await run_to_success(store)
         again, reused = await store.submit_once(new(cache_ttl=60, key="k"))
@@ -174,12 +183,12 @@ def test_a_used_key_answers_before_the_cache(tmp_path: Path, inline: bool) -> No
         hit, reused = await store.submit_once(new(cache_ttl=60, key="other"))
         assert (reused, hit.id) == (Reused.CACHED, first.id)
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_a_unique_job_waiting_to_retry_is_still_the_answer(tmp_path: Path,
-                                                           inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+                                                           backend: Backend) -> None:
+    async def body(store: Store) -> None:
         job, _ = await store.submit_once(NewJob(task="echo", params={}, queue="default",
                                                 priority=0, max_attempts=2, unique=True))
         (claim,) = await store.claim("pool", 1, 30)
@@ -192,4 +201,4 @@ def test_a_unique_job_waiting_to_retry_is_still_the_answer(tmp_path: Path,
                                                       unique=True))
         assert (reused, twin.id) == (Reused.UNIQUE, job.id)
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)

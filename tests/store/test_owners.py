@@ -11,6 +11,7 @@ from scholarsource.store import schema
 from scholarsource.store.base import PoolInfo
 from scholarsource.store.owner import box_of, new_owner
 from scholarsource.store.sqlite import SqliteStore
+from tests.store.backends import Backend
 from tests.store.test_sqlite import job, run
 
 HERE = "box-a/0123456789ab/"
@@ -27,7 +28,7 @@ def test_owner_ids_are_host_box_boot(tmp_path: Path) -> None:
 
 
 def test_start_takes_this_boxs_jobs_at_once_and_leaves_another_boxs_live_lease(
-        tmp_path: Path, inline: bool) -> None:
+        tmp_path: Path, backend: Backend) -> None:
     async def body(store: SqliteStore) -> None:
         mine, theirs = await store.submit_many([job(attempts=3), job(attempts=3)])
         await store.claim(HERE + "deadboot", 1, 600)
@@ -40,11 +41,11 @@ def test_start_takes_this_boxs_jobs_at_once_and_leaves_another_boxs_live_lease(
         # The periodic sweep leaves a live lease alone too ...
         assert await store.recover(HERE + "newboot", max_crashes=3) == 0
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_another_boxs_job_is_taken_once_its_lease_expires(
-        tmp_path: Path, inline: bool) -> None:
+        tmp_path: Path, backend: Backend) -> None:
     async def body(store: SqliteStore) -> None:
         theirs = await store.submit(job(attempts=3))
         await store.claim(THERE + "deadboot", 1, 0.2)
@@ -56,11 +57,11 @@ def test_another_boxs_job_is_taken_once_its_lease_expires(
         assert (after.status, after.crashes, after.error_code) == ("queued", 1,
                                                                    "lease_expired")
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_pools_are_rows_by_owner_and_a_start_forgets_its_boxs_dead_ones(
-        tmp_path: Path, inline: bool) -> None:
+        tmp_path: Path, backend: Backend) -> None:
     def beat(owner: str, at: float) -> PoolInfo:
         return PoolInfo(pid=1, slots=[2], slot_count=1, busy=0, heartbeat_at=at, owner=owner)
 
@@ -76,7 +77,7 @@ def test_pools_are_rows_by_owner_and_a_start_forgets_its_boxs_dead_ones(
         await store.heartbeat(beat(HERE + "new", now + 2))
         return [p.owner for p in await store.pools()]
 
-    assert run(tmp_path / "q.db", body, inline) == [HERE + "new", THERE + "live"]
+    assert run(tmp_path / "q.db", body, backend) == [HERE + "new", THERE + "live"]
 
 
 def test_jobs_running_under_pre_owner_ids_are_swept_after_the_upgrade(

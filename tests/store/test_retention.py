@@ -8,15 +8,16 @@ import time
 from pathlib import Path
 
 from scholarsource.store import schema
-from scholarsource.store.base import JobState, NewJob
-from scholarsource.store.sqlite import PRUNE, SqliteStore
+from scholarsource.store.base import JobState, NewJob, Store
+from scholarsource.store.sqlite import PRUNE
+from tests.store.backends import Backend
 from tests.store.test_sqlite import failed, job, ok, query_plan, run
 
 SUCCEEDED, CANCELLED, DEAD = JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD
 FAR = time.time() + 3600  # "finished before an hour from now": every finished job
 
 
-async def one_of_each(store: SqliteStore) -> dict[str, str]:
+async def one_of_each(store: Store) -> dict[str, str]:
     """A job in every state; returns state -> job id."""
     ids = {}
     for state in ("succeeded", "dead", "retrying", "running"):
@@ -36,21 +37,21 @@ async def one_of_each(store: SqliteStore) -> dict[str, str]:
     return ids
 
 
-def backdate(db: Path, job_id: str, seconds: float) -> None:
+async def backdate(backend: Backend, store: Store, job_id: str, seconds: float) -> None:
     """Make a job look older (created and finished `seconds` earlier)."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("UPDATE jobs SET created_at = created_at - :s, started_at = started_at - :s, "
-                 "finished_at = finished_at - :s WHERE id = :id", {"s": seconds, "id": job_id})
-    conn.close()
+    # Job ids are URL-safe base64: safe to write into the statement.
+    await backend.query(store, f"UPDATE jobs SET created_at = created_at - {seconds}, "
+                        f"started_at = started_at - {seconds}, "
+                        f"finished_at = finished_at - {seconds} WHERE id = '{job_id}'")
 
 
-def test_only_final_states_are_pruned(tmp_path: Path, inline: bool) -> None:
+def test_only_final_states_are_pruned(tmp_path: Path, backend: Backend) -> None:
     db = tmp_path / "q.db"
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         ids = await one_of_each(store)
         for job_id in ids.values():
-            backdate(db, job_id, 365 * 86400)
+            await backdate(backend, store, job_id, 365 * 86400)
         for state in (SUCCEEDED, CANCELLED, DEAD):
             assert await store.count_expired(state, FAR) == 1
             assert await store.prune(state, FAR, 100) == 1
@@ -59,18 +60,18 @@ def test_only_final_states_are_pruned(tmp_path: Path, inline: bool) -> None:
             assert await store.get("default", ids[state]) is not None
         assert sum((await store.counts()).values()) == 3
 
-    run(db, body, inline)
+    run(db, body, backend)
 
 
-def test_a_batch_deletes_at_most_its_limit_oldest_first(tmp_path: Path, inline: bool) -> None:
+def test_a_batch_deletes_at_most_its_limit_oldest_first(tmp_path: Path, backend: Backend) -> None:
     db = tmp_path / "q.db"
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         news = await store.submit_many([job() for _ in range(7)])
         for claim in await store.claim("p", 7, 30):
             await store.finish([ok(claim.id, claim.token)], max_crashes=3)
         for age, new in enumerate(news):  # news[0] finished 0 s ago, news[6] 6 hours ago
-            backdate(db, new.id, age * 3600)
+            await backdate(backend, store, new.id, age * 3600)
         assert await store.prune(SUCCEEDED, FAR, 3) == 3
         left = {j.id for j in (await store.list_jobs("default"))[0]}
         assert left == {n.id for n in news[:4]}  # the three oldest went first
@@ -78,16 +79,16 @@ def test_a_batch_deletes_at_most_its_limit_oldest_first(tmp_path: Path, inline: 
         assert await store.prune(SUCCEEDED, FAR, 3) == 1
         assert await store.prune(SUCCEEDED, FAR, 3) == 0
 
-    run(db, body, inline)
+    run(db, body, backend)
 
 
-def test_each_state_has_its_own_age(tmp_path: Path, inline: bool) -> None:
+def test_each_state_has_its_own_age(tmp_path: Path, backend: Backend) -> None:
     db = tmp_path / "q.db"
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         ids = await one_of_each(store)
         for state in ("succeeded", "cancelled", "dead"):
-            backdate(db, ids[state], 2 * 86400)  # all three finished two days ago
+            await backdate(backend, store, ids[state], 2 * 86400)  # all three finished two days ago
         now = time.time()
         # Succeeded jobs kept one day, dead ones three: only the succeeded one is old enough.
         assert await store.count_expired(SUCCEEDED, now - 86400) == 1
@@ -99,13 +100,13 @@ def test_each_state_has_its_own_age(tmp_path: Path, inline: bool) -> None:
         assert await store.prune(CANCELLED, now - 3 * 86400, 100) == 0
         assert await store.prune(CANCELLED, now - 86400, 100) == 1
 
-    run(db, body, inline)
+    run(db, body, backend)
 
 
-def test_events_and_the_idempotency_key_go_with_the_job(tmp_path: Path, inline: bool) -> None:
+def test_events_and_the_idempotency_key_go_with_the_job(tmp_path: Path, backend: Backend) -> None:
     db = tmp_path / "q.db"
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         keyed = NewJob(task="noop", params={}, queue="default", priority=0, max_attempts=1,
                        idempotency_key="order-42")
         first, _ = await store.submit_once(keyed)
@@ -113,14 +114,12 @@ def test_events_and_the_idempotency_key_go_with_the_job(tmp_path: Path, inline: 
         await store.finish([ok(claim.id, claim.token)], max_crashes=3)
         assert len(await store.events("default", first.id)) == 2  # running, succeeded
         assert await store.prune(SUCCEEDED, FAR, 10) == 1
-        conn = sqlite3.connect(db)
-        assert conn.execute("SELECT count(*) FROM job_events WHERE job_id = ?",
-                            (first.id,)).fetchone() == (0,)
-        conn.close()
+        assert await backend.query(
+            store, f"SELECT count(*) FROM job_events WHERE job_id = '{first.id}'") == [(0,)]
         second, reused = await store.submit_once(keyed)
         assert reused is None and second.id != first.id
 
-    run(db, body, inline)
+    run(db, body, backend)
 
 
 def test_pruning_reads_one_index_range_and_never_sorts(tmp_path: Path) -> None:
@@ -152,7 +151,7 @@ def file_pages(db: Path) -> tuple[int, int]:
 def test_a_new_database_gives_pruned_space_back(tmp_path: Path, inline: bool) -> None:
     db = tmp_path / "q.db"
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         assert auto_vacuum(db) == 2  # incremental
         big = {"blob": "x" * 2000}
         await store.submit_many([NewJob("noop", big, "default", 0, 1) for _ in range(2000)])
@@ -170,7 +169,7 @@ def test_a_new_database_gives_pruned_space_back(tmp_path: Path, inline: bool) ->
         assert pages < full / 3 and free <= (pages - free) // 4, (full, pages, free)
         assert not await store.compact(max_pages=256)  # nothing left to give
 
-    run(db, body, inline)
+    run(db, body, inline=inline)
 
 
 def test_vacuum_converts_an_older_database(tmp_path: Path, inline: bool) -> None:
@@ -180,9 +179,9 @@ def test_vacuum_converts_an_older_database(tmp_path: Path, inline: bool) -> None
     conn.executescript(schema.MIGRATIONS[0] + "PRAGMA user_version = 1;")
     conn.close()
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         assert auto_vacuum(db) == 0  # migrating kept it
         await store.vacuum()
         assert auto_vacuum(db) == 2  # incremental
 
-    run(db, body, inline)
+    run(db, body, inline=inline)

@@ -12,13 +12,15 @@ import pytest
 from scholarsource.store.base import Ending, JobState
 from scholarsource.store.rules import after_attempt, after_lost_pool
 from scholarsource.store.sqlite import SqliteStore
+from tests.store.backends import Backend
 from tests.store.test_sqlite import failed, job, run
 
 LIMITS = [(1, 1), (1, 3), (2, 2), (3, 1), (3, 2), (4, 3)]  # (max_attempts, max_crashes)
 
 
 @pytest.mark.parametrize(("max_attempts", "max_crashes"), LIMITS)
-def test_failures_and_crashes_follow_after_attempt(tmp_path: Path, max_attempts: int,
+def test_failures_and_crashes_follow_after_attempt(tmp_path: Path, backend: Backend,
+                                                  max_attempts: int,
                                                    max_crashes: int) -> None:
     async def body(store: SqliteStore) -> int:
         checked = 0
@@ -40,12 +42,13 @@ def test_failures_and_crashes_follow_after_attempt(tmp_path: Path, max_attempts:
                     break
         return checked
 
-    assert run(tmp_path / "q.db", body, inline=True) >= 16
+    assert run(tmp_path / "q.db", body, backend) >= 16
 
 
 @pytest.mark.parametrize("max_crashes", [1, 2, 3])
 @pytest.mark.parametrize("culprit", [None, "this", "another"])
-def test_lost_pools_follow_after_lost_pool(tmp_path: Path, max_crashes: int,
+def test_lost_pools_follow_after_lost_pool(tmp_path: Path, backend: Backend,
+                                          max_crashes: int,
                                            culprit: str | None) -> None:
     async def body(store: SqliteStore) -> None:
         submitted = await store.submit(job(attempts=10))
@@ -68,7 +71,7 @@ def test_lost_pools_follow_after_lost_pool(tmp_path: Path, max_crashes: int,
                                                  if culprit != "another"
                                                  else (JobState.QUEUED, 0))
 
-    run(tmp_path / "q.db", body, inline=True)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_the_other_endings() -> None:

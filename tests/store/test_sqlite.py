@@ -16,17 +16,17 @@ import pytest
 from scholarsource.api.schemas import parse_list_query
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store import schema
-from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused
+from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused, Store
+from scholarsource.store.rows import new_job_id
 from scholarsource.store.sqlite import (
     CLAIM_ORDER,
     LIST_FILTERS,
     SqliteStore,
     list_sql,
-    new_job_id,
 )
+from tests.store.backends import Backend, sqlite_backend
 
 T = TypeVar("T")
-
 
 
 def query_plan(conn: sqlite3.Connection, sql: str,
@@ -36,10 +36,15 @@ def query_plan(conn: sqlite3.Connection, sql: str,
     bound = [1] * sql.count("?") if args is None else args
     return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound))
 
-def run(path: Path, body: Callable[[SqliteStore], Awaitable[T]], inline: bool) -> T:
+
+def run(path: Path, body: Callable[[Store], Awaitable[T]], backend: Backend | bool = False,
+        *, inline: bool = False) -> T:
+    """Open a store on `backend` (for SQLite, the file at `path`), run `body`, close it. A
+    bool instead of a backend (or `inline`) picks SQLite's driver, for tests of SQLite alone."""
+    chosen = backend if isinstance(backend, Backend) else sqlite_backend(backend or inline)
+
     async def main() -> T:
-        schema.migrate(path)
-        store = await SqliteStore.open(path, inline=inline)
+        store = await chosen.open(path)
         try:
             return await body(store)
         finally:
@@ -117,8 +122,8 @@ def test_every_list_filter_combination_walks_an_index_and_never_sorts(tmp_path: 
     conn.close()
 
 
-def test_claim_takes_priority_then_age_and_leases(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_claim_takes_priority_then_age_and_leases(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         low = await store.submit(job(priority=-1))
         first = await store.submit(job())
         second = await store.submit(job())
@@ -129,11 +134,12 @@ def test_claim_takes_priority_then_age_and_leases(tmp_path: Path, inline: bool) 
         running = await store.get("default", first.id)
         assert running is not None and running.status == "running" and running.attempts == 1
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_a_stale_token_cannot_overwrite_a_newer_attempt(
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         submitted = await store.submit(job(attempts=3))
         (stale,) = await store.claim("pool-a", 1, 30)
         # pool-a presumed dead: its job runs again, and that counts as a crash
@@ -157,12 +163,12 @@ def test_a_stale_token_cannot_overwrite_a_newer_attempt(tmp_path: Path, inline: 
                 for h in done.attempts_history] == [
             (1, "interrupted", "pool_died"), (2, "succeeded", None)]
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_a_failure_waits_for_its_backoff_then_dies_after_the_last_attempt(
-        tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         submitted = await store.submit(job(attempts=2))
         (claim,) = await store.claim("p", 1, 30)
         await store.finish([failed(claim.id, claim.token, due_in=60)], max_crashes=3)
@@ -173,7 +179,7 @@ def test_a_failure_waits_for_its_backoff_then_dies_after_the_last_attempt(
         assert waiting.to_json()["final"] is False
         assert await store.claim("p", 1, 30) == []  # not before its run_at
         assert await store.promote() == waiting.run_at  # nothing due yet: says when
-        await store._db.fetchall("UPDATE jobs SET run_at = 0")  # time passes
+        await backend.query(store, "UPDATE jobs SET run_at = 0")  # time passes
         assert await store.promote() is None
         (claim,) = await store.claim("p", 1, 30)
         assert claim.failures == 1 and claim.attempt == 2
@@ -186,11 +192,12 @@ def test_a_failure_waits_for_its_backoff_then_dies_after_the_last_attempt(
         assert [h["outcome"] for h in dead.attempts_history] == ["failed", "failed"]
         assert "error_detail" not in dead.to_json()
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_crashes_are_counted_apart_and_cap_a_poison_job(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_crashes_are_counted_apart_and_cap_a_poison_job(
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         submitted = await store.submit(job(attempts=10))
         for _ in range(2):
             await store.promote()
@@ -201,11 +208,11 @@ def test_crashes_are_counted_apart_and_cap_a_poison_job(tmp_path: Path, inline: 
         assert (dead.status, dead.error_code, dead.failures, dead.crashes) == (
             "dead", "worker_died", 2, 2)
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_retry_and_purge_the_dead_letters(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_retry_and_purge_the_dead_letters(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         first, second, alive = [await store.submit(job(tenant="a")) for _ in range(3)]
         for claim in await store.claim("p", 2, 30):
             await store.finish([failed(claim.id, claim.token)], max_crashes=3)
@@ -225,11 +232,11 @@ def test_retry_and_purge_the_dead_letters(tmp_path: Path, inline: bool) -> None:
         await store.finish([failed(claim.id, claim.token)], max_crashes=3)
         assert await store.retry_dead("a") == 1
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_admission_claims_the_jobs_it_peeked(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_admission_claims_the_jobs_it_peeked(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         small = await store.submit(job(task="small", priority=2))
         big = await store.submit(job(task="big", priority=1))
         await store.submit(job(task="later"))
@@ -239,7 +246,7 @@ def test_admission_claims_the_jobs_it_peeked(tmp_path: Path, inline: bool) -> No
         claims = await store.claim("p", 5, 30, refs=[ref for ref, _ in peeked])
         assert [c.id for c in claims] == [small.id]
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_a_v1_database_is_upgraded_and_its_failed_jobs_become_dead(tmp_path: Path) -> None:
@@ -255,8 +262,8 @@ def test_a_v1_database_is_upgraded_and_its_failed_jobs_become_dead(tmp_path: Pat
     conn.close()
 
 
-def test_cancel_and_tenant_scoping(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_cancel_and_tenant_scoping(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         mine = await store.submit(job(tenant="a"))
         assert await store.get("b", mine.id) is None
         assert await store.cancel("b", mine.id) is None
@@ -270,12 +277,12 @@ def test_cancel_and_tenant_scoping(tmp_path: Path, inline: bool) -> None:
         assert await store.cancel_requested("p") == [(running.id, claim.token)]
         assert await store.cancel_requested("other-pool") == []
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_cancel_matching_cancels_live_jobs_of_one_tenant_in_one_statement(
-        tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         done = await store.submit(job(task="slow", attempts=3))
         retrying = await store.submit(job(task="slow", attempts=3))
         (first, second) = await store.claim("p", 2, 30)
@@ -306,11 +313,11 @@ def test_cancel_matching_cancels_live_jobs_of_one_tenant_in_one_statement(
         assert [e.data["status"] for e in events if e.kind == "state"] == ["cancelled"]
         assert await store.cancel_matching("default") == (1, 1)  # all: `other`, and flags again
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         ids = [(await store.submit(job(task="echo" if i % 2 else "noop"))).id for i in range(7)]
         seen, cursor = [], None
         while True:
@@ -328,11 +335,11 @@ def test_list_pages_with_a_cursor_and_filters(tmp_path: Path, inline: bool) -> N
         assert [j.id for j in both] == ids[1::2][::-1]
         assert (await store.list_jobs("default", status="succeeded", task="echo"))[0] == []
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_every_state_change_leaves_an_event(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_every_state_change_leaves_an_event(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         submitted = await store.submit(job())
         (claim,) = await store.claim("p", 1, 30)
         await store.note([Note(claim.id, claim.token, "progress", {"fraction": 0.5,
@@ -347,7 +354,7 @@ def test_every_state_change_leaves_an_event(tmp_path: Path, inline: bool) -> Non
         later = await store.events("default", submitted.id, after=events[1].seq)
         assert [e.seq for e in later] == [e.seq for e in events[2:]]
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 def test_migrate_is_idempotent_and_refuses_a_newer_schema(tmp_path: Path) -> None:
@@ -362,8 +369,9 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(tmp_path: Path) -> Non
         schema.migrate(db)
 
 
-def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_one_call_records_a_batch_and_skips_stale_entries(
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         ids = [(await store.submit(job(attempts=1))).id for _ in range(50)]
         claims = await store.claim("p", 50, 30)
         assert sorted(c.id for c in claims) == sorted(ids)
@@ -384,7 +392,7 @@ def test_one_call_records_a_batch_and_skips_stale_entries(tmp_path: Path, inline
             "queued", 1, 0, "shutting down")
         assert requeued.attempts_history[0]["outcome"] == "interrupted"
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)
 
 
 @pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
@@ -430,8 +438,8 @@ def test_job_ids_never_start_with_a_dash() -> None:
     assert len(set(ids)) == 5000 and all(len(job_id) == 22 for job_id in ids)
 
 
-def test_a_key_names_one_job_per_tenant(tmp_path: Path, inline: bool) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_a_key_names_one_job_per_tenant(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
         keyed = NewJob(task="noop", params={"p": 1}, queue="default", priority=0,
                        max_attempts=1, idempotency_key="order-42")
         first, reused = await store.submit_once(keyed)
@@ -445,4 +453,4 @@ def test_a_key_names_one_job_per_tenant(tmp_path: Path, inline: bool) -> None:
         await store.submit_many([job(), job()])  # no key: never a conflict
         assert (await store.counts())["queued"] == 4
 
-    run(tmp_path / "q.db", body, inline)
+    run(tmp_path / "q.db", body, backend)

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 from scholarsource.store import schema
-from scholarsource.store.base import FINAL_STATES, JobState
-from scholarsource.store.sqlite import CLAIM_ORDER, NEXT_DUE, PROMOTE, SqliteStore
+from scholarsource.store.base import FINAL_STATES, JobState, Store
+from scholarsource.store.sqlite import CLAIM_ORDER, NEXT_DUE, PROMOTE
+from tests.store.backends import Backend
 from tests.store.test_sqlite import failed, job, query_plan, run
 
 
@@ -60,7 +61,7 @@ def test_an_old_database_with_failed_rows_migrates_them_to_retrying(tmp_path: Pa
     assert json.loads(last)["status"] == "queued"
     conn.close()
 
-    async def body(store: SqliteStore) -> None:
+    async def body(store: Store) -> None:
         migrated = await store.get("default", "w")
         assert migrated is not None and migrated.status is JobState.RETRYING
         assert migrated.to_json()["final"] is False
@@ -78,8 +79,9 @@ def test_promote_and_the_next_due_time_read_the_due_index(tmp_path: Path) -> Non
     assert "jobs_claim" in claim and "TEMP B-TREE" not in claim
 
 
-def test_a_delayed_job_is_scheduled_until_promote_finds_it_due(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_a_delayed_job_is_scheduled_until_promote_finds_it_due(tmp_path: Path,
+                                                               backend: Backend) -> None:
+    async def body(store: Store) -> None:
         later = time.time() + 60
         scheduled = await store.submit(dataclasses.replace(job(), run_at=later))
         assert (scheduled.status, scheduled.run_at) == (JobState.SCHEDULED, later)
@@ -101,16 +103,17 @@ def test_a_delayed_job_is_scheduled_until_promote_finds_it_due(tmp_path: Path) -
         await store.finish([failed(attempt.id, attempt.token, due_in=30)], max_crashes=3)
         retrying = await store.get("default", other.id)
         assert retrying is not None and retrying.status is JobState.RETRYING
-        await store._db.fetchall("UPDATE jobs SET run_at = 1 WHERE run_at IS NOT NULL")
+        await backend.query(store, "UPDATE jobs SET run_at = 1 WHERE run_at IS NOT NULL")
         assert await store.promote() is None
         queued = {c.id for c in await store.claim("p", 5, 30)}
         assert queued == {scheduled.id, other.id}
 
-    run(tmp_path / "q.db", body, inline=False)
+    run(tmp_path / "q.db", body, backend)
 
 
-def test_a_scheduled_job_is_cancelled_alone_and_at_once(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> None:
+def test_a_scheduled_job_is_cancelled_alone_and_at_once(tmp_path: Path,
+                                                         backend: Backend) -> None:
+    async def body(store: Store) -> None:
         one = await store.submit(dataclasses.replace(job(), run_at=time.time() + 600))
         two = await store.submit(dataclasses.replace(job(), run_at=time.time() + 600))
         cancelled = await store.cancel("default", one.id)
@@ -122,4 +125,4 @@ def test_a_scheduled_job_is_cancelled_alone_and_at_once(tmp_path: Path) -> None:
         assert after is not None and after.status is JobState.CANCELLED
         assert await store.promote() is None  # nothing waits any more
 
-    run(tmp_path / "q.db", body, inline=True)
+    run(tmp_path / "q.db", body, backend)

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from scholarsource.store import schema
-from scholarsource.store.base import PoolInfo
-from scholarsource.store.sqlite import FINISHED_HISTORY, SqliteStore
+from scholarsource.store.base import PoolInfo, Store
+from scholarsource.store.sqlite import FINISHED_HISTORY
+from tests.store.backends import Backend
 from tests.store.test_sqlite import job, ok, query_plan, run
 
 
@@ -22,8 +23,8 @@ def test_the_history_reads_the_finished_at_index_alone(tmp_path: Path) -> None:
     assert "COVERING INDEX jobs_finished" in plan, plan
 
 
-def test_the_history_counts_finished_jobs_per_bucket(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> tuple[list[int], list[int]]:
+def test_the_history_counts_finished_jobs_per_bucket(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> tuple[list[int], list[int]]:
         await store.submit_many([job() for _ in range(5)] + [job(tenant="other")])
         claims = await store.claim("me", 6, 60)
         await store.finish([ok(c.id, c.token) for c in claims], 3)
@@ -31,28 +32,29 @@ def test_the_history_counts_finished_jobs_per_bucket(tmp_path: Path) -> None:
         return (await store.finished_history("default", now - 900, 10.0, 90),
                 await store.finished_history("default", now + 60, 10.0, 3))
 
-    history, future = run(tmp_path / "q.db", body, inline=False)
+    history, future = run(tmp_path / "q.db", body, backend)
     assert len(history) == 90 and sum(history) == 5 and sum(history[-2:]) == 5
     assert future == [0, 0, 0]  # nothing finished after `since`
 
 
-def test_the_heartbeat_keeps_each_slots_row(tmp_path: Path) -> None:
+def test_the_heartbeat_keeps_each_slots_row(tmp_path: Path, backend: Backend) -> None:
     rows = [{"slot": 0, "pid": 11, "job_id": "j1", "task": "sleep", "started_at": 1.5,
              "rss": 2048, "cpu_seconds": 0.25},
             {"slot": 1, "pid": 12, "job_id": None, "task": None, "started_at": None,
              "rss": None, "cpu_seconds": None}]
 
-    async def body(store: SqliteStore) -> list[PoolInfo]:
+    async def body(store: Store) -> list[PoolInfo]:
         await store.heartbeat(PoolInfo(pid=10, slots=[11, 12], slot_count=2, busy=1,
                                        heartbeat_at=time.time(), slot_rows=rows))
         return await store.pools()
 
-    (info,) = run(tmp_path / "q.db", body, inline=True)
+    (info,) = run(tmp_path / "q.db", body, backend)
     assert info.slot_rows == rows
 
 
-def test_a_search_reads_a_bounded_window_and_pages_past_it(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> tuple[str, list[tuple[list[str], bool]]]:
+def test_a_search_reads_a_bounded_window_and_pages_past_it(tmp_path: Path,
+                                                           backend: Backend) -> None:
+    async def body(store: Store) -> tuple[str, list[tuple[list[str], bool]]]:
         needle = await store.submit(job(task="needle"))
         await store.submit_many([job() for _ in range(5)])
         pages = [await store.list_jobs("default", search="NEEDLE", search_scan=3)]
@@ -61,7 +63,7 @@ def test_a_search_reads_a_bounded_window_and_pages_past_it(tmp_path: Path) -> No
                                                cursor=pages[-1][1]))
         return needle.id, [([j.id for j in jobs], cursor is None) for jobs, cursor in pages]
 
-    needle, pages = run(tmp_path / "q.db", body, inline=False)
+    needle, pages = run(tmp_path / "q.db", body, backend)
     # 6 jobs, 3 read per page: the newest 3 hold no match, the oldest 3 hold the needle, and
     # the search ends there (no empty page after it).
     assert pages == [([], False), ([needle], True)]

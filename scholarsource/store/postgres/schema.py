@@ -1,0 +1,199 @@
+"""The PostgreSQL schema as numbered migrations, recorded in `schema_version`.
+
+V1 is the SQLite schema as its V12 left it, in PostgreSQL's types: times stay epoch seconds
+(double precision) so both stores hand the same numbers to the API, params and results stay
+JSON text as stored (the slot decodes them), history and event data are jsonb. Migrations run
+under a transaction-scoped advisory lock, so two boxes that start at once apply each one once.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from scholarsource.errors import StoreError
+from scholarsource.store.base import LIVE_STATES
+
+# Any constant of our own: the key of the advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x5C401A25
+_LIVE = ", ".join(f"'{state}'" for state in LIVE_STATES)
+
+# The claim reads `jobs_claim`, a partial index of queued rows in the claim's ORDER BY, so a
+# claim is an index walk (FOR UPDATE SKIP LOCKED) whatever the size of the table. The other
+# indexes are the SQLite store's, for the same queries (see store/schema.py for each why).
+_V1 = f"""
+CREATE TABLE jobs (
+    seq               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                text NOT NULL UNIQUE,
+    tenant            text NOT NULL,
+    task              text NOT NULL,
+    queue             text NOT NULL,
+    priority          integer NOT NULL DEFAULT 0,
+    status            text NOT NULL,
+    params            text NOT NULL,
+    result            text,
+    error             text,
+    error_detail      text,
+    error_code        text,
+    attempts          integer NOT NULL DEFAULT 0,
+    max_attempts      integer NOT NULL DEFAULT 1,
+    failures          integer NOT NULL DEFAULT 0,
+    crashes           integer NOT NULL DEFAULT 0,
+    timeout           double precision,
+    memory_limit      bigint,
+    backoff_base      double precision NOT NULL DEFAULT 1.0,
+    backoff_max       double precision NOT NULL DEFAULT 300.0,
+    progress          double precision,
+    progress_message  text,
+    cancel_requested  boolean NOT NULL DEFAULT false,
+    token             bigint,
+    owner             text,
+    lease_until       double precision,
+    created_at        double precision NOT NULL,
+    started_at        double precision,
+    finished_at       double precision,
+    run_at            double precision,
+    peak_rss          bigint,
+    cpu_time          double precision,
+    history           jsonb NOT NULL DEFAULT '[]',
+    idempotency_key   text,
+    fingerprint       text,
+    cache_ttl         double precision,
+    bypass_cache      boolean NOT NULL DEFAULT false,
+    unique_job        boolean NOT NULL DEFAULT false,
+    schedule          text,
+    scheduled_for     double precision,
+    triggered         boolean NOT NULL DEFAULT false,
+    concurrency_key   text,
+    concurrency_limit integer
+);
+CREATE INDEX jobs_claim ON jobs (priority DESC, seq) WHERE status = 'queued';
+CREATE INDEX jobs_running ON jobs (owner, lease_until) WHERE status = 'running';
+CREATE INDEX jobs_lease ON jobs (lease_until) WHERE status = 'running';
+CREATE INDEX jobs_tenant ON jobs (tenant, seq);
+CREATE INDEX jobs_tenant_status ON jobs (tenant, status, seq);
+CREATE INDEX jobs_tenant_task ON jobs (tenant, task, seq);
+CREATE INDEX jobs_tenant_queue ON jobs (tenant, queue, seq);
+CREATE INDEX jobs_tenant_schedule ON jobs (tenant, schedule, seq) WHERE schedule IS NOT NULL;
+CREATE INDEX jobs_due ON jobs (run_at) WHERE run_at IS NOT NULL;
+CREATE INDEX jobs_finished ON jobs (tenant, finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_expiry ON jobs (status, finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX jobs_dead ON jobs (queue) WHERE status = 'dead';
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_cached ON jobs (tenant, fingerprint, finished_at)
+    WHERE status = 'succeeded' AND fingerprint IS NOT NULL;
+CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
+    WHERE unique_job AND status IN ({_LIVE});
+CREATE UNIQUE INDEX jobs_fire ON jobs (schedule, scheduled_for)
+    WHERE schedule IS NOT NULL AND NOT triggered;
+CREATE INDEX jobs_keys ON jobs (tenant, concurrency_key, status, priority DESC, seq)
+    WHERE concurrency_key IS NOT NULL;
+-- A key's first queued job (the only one of its key a claim may take), and whether any
+-- keyed job waits at all (claims take turns only while one does: sql.CLAIM_TURN).
+CREATE INDEX jobs_keyed_queued ON jobs (tenant, concurrency_key, priority DESC, seq)
+    WHERE concurrency_key IS NOT NULL AND status = 'queued';
+
+-- A purged or pruned job takes its history with it, in the same statement.
+CREATE TABLE job_events (
+    seq    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at     double precision NOT NULL,
+    kind   text NOT NULL,
+    data   jsonb NOT NULL
+);
+CREATE INDEX job_events_job ON job_events (job_id, seq);
+
+-- Every state change is recorded by the database itself, in the same transaction.
+CREATE FUNCTION jobs_state_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO job_events (job_id, at, kind, data)
+    VALUES (NEW.id, extract(epoch FROM clock_timestamp()), 'state',
+            jsonb_build_object('status', NEW.status, 'attempt', NEW.attempts,
+                               'error', NEW.error, 'error_code', NEW.error_code,
+                               'run_at', NEW.run_at));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_state_event AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN (NEW.status IS DISTINCT FROM OLD.status) EXECUTE FUNCTION jobs_state_event();
+
+CREATE TABLE tasks (
+    name              text PRIMARY KEY,
+    queue             text NOT NULL,
+    timeout           double precision,
+    max_attempts      integer,
+    memory            bigint,
+    memory_limit      bigint,
+    backoff_base      double precision,
+    backoff_max       double precision,
+    params            text,
+    cache_ttl         double precision,
+    unique_job        boolean NOT NULL DEFAULT false,
+    rate_limit        integer,
+    rate_window       double precision,
+    concurrency_limit integer
+);
+
+-- One row per pool, keyed by its owner id (host/box/boot: store/owner.py).
+CREATE TABLE pools (
+    owner        text PRIMARY KEY,
+    pid          integer NOT NULL,
+    slots        jsonb NOT NULL,
+    slot_count   integer NOT NULL,
+    busy         integer NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    admission    jsonb NOT NULL DEFAULT '{{}}',
+    slot_rows    jsonb NOT NULL DEFAULT '[]'
+);
+
+CREATE TABLE schedules (
+    name     text PRIMARY KEY,
+    paused   boolean NOT NULL DEFAULT false,
+    "cursor" double precision NOT NULL
+);
+
+CREATE TABLE queues (
+    name      text PRIMARY KEY,
+    paused    boolean NOT NULL DEFAULT false,
+    paused_at double precision
+);
+
+-- The start times of a rate-limited task's jobs inside its window (an exact sliding window
+-- kept in the store, so it holds across boxes), written in the claim's own statement.
+CREATE TABLE rate_starts (task text NOT NULL, at double precision NOT NULL);
+CREATE INDEX rate_starts_task ON rate_starts (task, at);
+CREATE FUNCTION jobs_rate_start() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM rate_starts WHERE task = NEW.task
+        AND at <= NEW.started_at - (SELECT rate_window FROM tasks WHERE name = NEW.task);
+    INSERT INTO rate_starts (task, at)
+        SELECT NEW.task, NEW.started_at FROM tasks
+        WHERE name = NEW.task AND rate_limit IS NOT NULL;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_rate_start AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN (NEW.status = 'running' AND OLD.status = 'queued')
+    EXECUTE FUNCTION jobs_rate_start();
+"""
+
+MIGRATIONS: list[str] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(url: str) -> int:
+    """Create or upgrade the database at `url` to SCHEMA_VERSION; returns the version. Safe
+    when several boxes run it at once: the advisory lock makes the others wait, then find
+    nothing left to do."""
+    with psycopg.connect(url, prepare_threshold=None) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                     "(version integer PRIMARY KEY, applied_at double precision NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = 0 if row is None or row[0] is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"database has schema {version}, newer than this ScholarSource "
+                             f"understands ({SCHEMA_VERSION}); upgrade it")
+        for number in range(version, SCHEMA_VERSION):
+            conn.execute(MIGRATIONS[number])
+            conn.execute("INSERT INTO schema_version VALUES (%s, extract(epoch FROM now()))",
+                         (number + 1,))
+    return SCHEMA_VERSION

@@ -1,0 +1,323 @@
+"""Every PostgreSQL statement the store runs: the SQLite store's statements (store/sqlite.py,
+where each one's why is written) in PostgreSQL's dialect.
+
+Batches travel as one jsonb array bound to one parameter, so N results, notes or submits
+are one statement and one round trip. Parameters are named (`%(name)s`) and cast where
+PostgreSQL could not infer their type.
+"""
+
+from __future__ import annotations
+
+from scholarsource.store.base import LIVE_STATES, QUEUE_COUNT_STATES, WAITING_STATES, ErrorCode
+
+# history and event data are jsonb; read back as JSON text, they decode as SQLite's do.
+JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, error_code, "
+               "attempts, max_attempts, failures, crashes, timeout, memory_limit, "
+               "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
+               "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, "
+               "history::text, idempotency_key, cache_ttl, bypass_cache, unique_job, schedule, "
+               "scheduled_for, concurrency_key, concurrency_limit")
+_NEW_COLUMNS = ("id, tenant, task, queue, priority, params, max_attempts, timeout, created_at, "
+                "memory_limit, backoff_base, backoff_max, idempotency_key, fingerprint, "
+                "cache_ttl, bypass_cache, unique_job, status, run_at, schedule, scheduled_for, "
+                "triggered, concurrency_key, concurrency_limit")
+# New jobs: each array element is an object keyed by column, typed by the jobs row itself.
+_NEW_ROWS = (f"SELECT {', '.join('r.' + c for c in _NEW_COLUMNS.split(', '))} "
+             "FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(v, ord), "
+             "jsonb_populate_record(NULL::jobs, e.v) AS r")
+SUBMIT = f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} ORDER BY e.ord"
+BY_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s AND idempotency_key = %(key)s"
+_CACHED_WHERE = ("tenant = %(tenant)s AND fingerprint = %(fingerprint)s "
+                 "AND status = 'succeeded' AND finished_at >= %(since)s")
+CACHED = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE {_CACHED_WHERE} "
+          f"ORDER BY finished_at DESC LIMIT 1")
+_LIVE = ", ".join(f"'{state}'" for state in LIVE_STATES)
+LIVE_TWIN = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s "
+             f"AND fingerprint = %(fingerprint)s AND unique_job AND status IN ({_LIVE})")
+# One statement checks and inserts: a used key or a live unique twin (their unique indexes)
+# makes ON CONFLICT insert nothing; so does, with {cached}, a cached result.
+_SUBMIT_ONCE = (f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} WHERE true{{cached}} "
+                f"ON CONFLICT DO NOTHING RETURNING id")
+SUBMIT_ONCE = _SUBMIT_ONCE.format(cached="")
+SUBMIT_UNCACHED = _SUBMIT_ONCE.format(
+    cached=f" AND NOT EXISTS (SELECT 1 FROM jobs WHERE {_CACHED_WHERE})")
+FIRE = _SUBMIT_ONCE.format(
+    cached=" AND NOT EXISTS (SELECT 1 FROM schedules WHERE name = %(name)s AND paused)")
+FIRE_CURSOR = ('INSERT INTO schedules (name, "cursor") VALUES (%(name)s, %(at)s) '
+               'ON CONFLICT (name) DO UPDATE SET "cursor" = '
+               'greatest(schedules."cursor", excluded."cursor")')
+SCHEDULE_STATES = """
+SELECT n.name, s.paused, s."cursor", j.id, j.status, j.scheduled_for
+FROM unnest(%(names)s::text[]) WITH ORDINALITY AS n(name, ord)
+LEFT JOIN schedules AS s ON s.name = n.name
+LEFT JOIN LATERAL (SELECT id, status, scheduled_for FROM jobs WHERE tenant = %(tenant)s
+                   AND schedule = n.name ORDER BY seq DESC LIMIT 1) AS j ON true
+ORDER BY n.ord
+"""
+SET_PAUSED = ('INSERT INTO schedules (name, paused, "cursor") VALUES (%(name)s, %(paused)s, '
+              '%(now)s) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, "cursor" = '
+              'CASE WHEN schedules.paused AND NOT excluded.paused '
+              'THEN greatest(schedules."cursor", %(now)s) ELSE schedules."cursor" END')
+GET = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s AND tenant = %(tenant)s"
+
+# A queued job the claim may take now (the rules of sqlite._CLAIMABLE).
+_CLAIMABLE = """q.status = 'queued'
+    AND q.queue <> ALL(%(skip)s::text[])
+    AND (%(only)s::text[] IS NULL OR q.queue = ANY(%(only)s::text[]))
+    AND q.queue NOT IN (SELECT name FROM queues WHERE paused)
+    AND q.task NOT IN (SELECT t.name FROM tasks t WHERE t.rate_limit IS NOT NULL
+        AND (SELECT count(*) FROM rate_starts r WHERE r.task = t.name
+             AND r.at > %(now)s - t.rate_window) >= t.rate_limit)
+    AND (q.concurrency_key IS NULL OR (
+        q.seq = (SELECT k.seq FROM jobs k WHERE k.tenant = q.tenant
+                 AND k.concurrency_key = q.concurrency_key AND k.status = 'queued'
+                 ORDER BY k.priority DESC, k.seq LIMIT 1)
+        AND (SELECT count(*) FROM jobs k WHERE k.tenant = q.tenant
+             AND k.concurrency_key = q.concurrency_key AND k.status = 'running')
+            < q.concurrency_limit))"""
+CLAIM_ORDER = (f"SELECT q.seq FROM jobs q WHERE {_CLAIMABLE} "
+               f"ORDER BY q.priority DESC, q.seq LIMIT %(n)s FOR UPDATE OF q SKIP LOCKED")
+PEEK = (f"SELECT q.seq, q.task FROM jobs q WHERE {_CLAIMABLE} "
+        f"ORDER BY q.priority DESC, q.seq LIMIT %(n)s")
+# Rate limits and concurrency keys count rows that other claims are changing: while either
+# is in play, claims take turns (a transaction-scoped lock), so the counts hold across boxes.
+# Plain claims never wait for each other: SKIP LOCKED passes over rows another one holds.
+CLAIM_LOCK = 0x5C401A26
+CLAIM_TURN = ("SELECT pg_advisory_xact_lock(%(lock)s) "
+              "WHERE EXISTS (SELECT 1 FROM tasks WHERE rate_limit IS NOT NULL) "
+              "OR EXISTS (SELECT 1 FROM jobs WHERE concurrency_key IS NOT NULL "
+              "AND status = 'queued')")
+_CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+              "token = floor(random() * 9007199254740991)::bigint + 1, owner = %(owner)s, "
+              "lease_until = %(lease_until)s, started_at = %(now)s, error = NULL, "
+              "error_code = NULL, error_detail = NULL, progress = NULL, "
+              "progress_message = NULL, run_at = NULL ")
+# UPDATE ... RETURNING has no order: the claims come back in queue order from the outer
+# SELECT.
+_CLAIMED = "RETURNING " + ", ".join(
+    f"jobs.{name}" for name in ("id", "task", "params", "attempts", "max_attempts", "timeout",
+                                "token", "failures", "memory_limit", "backoff_base",
+                                "backoff_max", "queue", "crashes", "created_at", "priority",
+                                "seq"))
+_CLAIM_OUT = ("SELECT id, task, params, attempts, max_attempts, timeout, token, failures, "
+              "memory_limit, backoff_base, backoff_max, queue, crashes, created_at "
+              "FROM claimed ORDER BY priority DESC, seq")
+CLAIM = (f"WITH picked AS ({CLAIM_ORDER}), claimed AS ({_CLAIM_SET} FROM picked "
+         f"WHERE jobs.seq = picked.seq {_CLAIMED}) {_CLAIM_OUT}")
+CLAIM_REFS = (f"WITH picked AS (SELECT seq FROM jobs WHERE seq = ANY(%(refs)s::bigint[]) "
+              f"AND status = 'queued' FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM_SET} "
+              f"FROM picked WHERE jobs.seq = picked.seq {_CLAIMED}) {_CLAIM_OUT}")
+RATE_FREE_AT = ("SELECT min(r.at + t.rate_window) FROM rate_starts r JOIN tasks t "
+                "ON t.name = r.task WHERE t.rate_limit IS NOT NULL "
+                "AND r.at > %(now)s - t.rate_window")
+PAUSE = ("INSERT INTO queues (name, paused, paused_at) VALUES (%(name)s, true, %(now)s) "
+         "ON CONFLICT (name) DO UPDATE SET paused = true, paused_at = excluded.paused_at")
+RESUME = "UPDATE queues SET paused = false, paused_at = NULL WHERE name = %(name)s"
+PAUSED = "SELECT name FROM queues WHERE paused"
+QUEUE_DEPTHS = " UNION ALL ".join(
+    f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE status = '{state}' "
+    f"GROUP BY queue, status" for state in ("queued", "running", "scheduled"))
+QUEUE_FINISHES = ("SELECT queue, count(*) FROM jobs WHERE status IN ('succeeded', 'dead', "
+                  "'cancelled') AND finished_at >= %(since)s GROUP BY queue")
+RATES = ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
+         "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
+         "AND r.at > %(now)s - t.rate_window), "
+         "(SELECT count(*) FROM jobs j WHERE j.status = 'queued' AND j.task = t.name) "
+         "FROM tasks t WHERE t.rate_limit IS NOT NULL ORDER BY t.name")
+RENEW = ("UPDATE jobs SET lease_until = %(until)s "
+         "WHERE owner = %(owner)s AND status = 'running'")
+PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "
+           "WHERE run_at <= %(now)s AND status IN ('scheduled', 'retrying')")
+NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE run_at IS NOT NULL"
+
+
+def _history_entry(outcome: str, code: str, error: str, exit_: str = "NULL::text",
+                   rss: str = "NULL::bigint", cpu: str = "NULL::float8") -> str:
+    """`history` with one entry appended as an attempt ends."""
+    return ("jobs.history || jsonb_build_array(jsonb_build_object("
+            "'attempt', jobs.attempts, 'started_at', jobs.started_at, "
+            f"'ended_at', %(now)s::float8, 'outcome', {outcome}, 'error_code', {code}, "
+            f"'error', {error}, 'exit', {exit_}, 'peak_rss', {rss}, 'cpu_time', {cpu}))")
+
+
+# A failure runs again at its retry_at until the job has failed max_attempts times or crashed
+# max_crashes times; then it is dead. The token fences out stale attempts. (Every SET
+# expression reads the row as it was before.)
+_FAILURE = "o.ending IN ('failed', 'crashed')"
+_EXHAUSTED = ("(jobs.failures + 1 >= jobs.max_attempts "
+              "OR (o.ending = 'crashed' AND jobs.crashes + 1 >= %(max_crashes)s))")
+FINISH = f"""
+UPDATE jobs SET
+    status = CASE WHEN NOT {_FAILURE} THEN o.ending WHEN {_EXHAUSTED} THEN 'dead'
+                  ELSE 'retrying' END,
+    failures = jobs.failures + ({_FAILURE})::int,
+    crashes = jobs.crashes + (o.ending = 'crashed')::int,
+    run_at = CASE WHEN {_FAILURE} AND NOT {_EXHAUSTED} THEN o.retry_at END,
+    finished_at = CASE WHEN {_FAILURE} AND NOT {_EXHAUSTED} THEN NULL ELSE %(now)s::float8 END,
+    result = o.result, error = o.error, error_code = o.code, error_detail = o.detail,
+    progress = CASE WHEN o.ending = 'succeeded' THEN 1.0 ELSE jobs.progress END,
+    peak_rss = coalesce(o.rss, jobs.peak_rss), cpu_time = o.cpu,
+    history = {_history_entry("o.ending", "o.code", "o.error", "o.exit", "o.rss", "o.cpu")},
+    owner = NULL, lease_until = NULL, token = NULL
+FROM jsonb_to_recordset(%(batch)s::jsonb) AS o(id text, token bigint, ending text,
+    result text, code text, error text, detail text, retry_at float8, exit text, rss bigint,
+    cpu float8)
+WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
+RETURNING jobs.id, jobs.status
+"""
+PROGRESS = """
+UPDATE jobs SET progress = p.fraction, progress_message = p.message
+FROM (SELECT e ->> 'id' AS id, (e ->> 'token')::bigint AS token,
+             (e -> 'data' ->> 'fraction')::float8 AS fraction,
+             e -> 'data' ->> 'message' AS message
+      FROM jsonb_array_elements(%(batch)s::jsonb) AS e) AS p
+WHERE jobs.id = p.id AND jobs.token = p.token AND jobs.status = 'running'
+"""
+ADD_EVENTS = """
+INSERT INTO job_events (job_id, at, kind, data)
+SELECT n.e ->> 'id', %(now)s, n.e ->> 'kind', n.e -> 'data'
+FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS n(e, ord)
+JOIN jobs ON jobs.id = n.e ->> 'id' AND jobs.token = (n.e ->> 'token')::bigint
+         AND jobs.status = 'running'
+ORDER BY n.ord
+"""
+LIST_FILTERS = ("status", "task", "queue", "schedule")
+
+
+def list_sql(filters: set[str], *, paged: bool) -> str:
+    """A page of a tenant's jobs, newest first, with equality `filters` (of LIST_FILTERS) and,
+    when `paged`, the cursor (seq below it). PostgreSQL's planner picks the index from its
+    statistics, so no hint is needed here."""
+    where = ["tenant = %(tenant)s", *(f"{name} = %({name})s" for name in LIST_FILTERS
+                                      if name in filters)]
+    if paged:
+        where.append("seq < %(cursor)s")
+    return (f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+            f"ORDER BY seq DESC LIMIT %(limit)s")
+
+
+SEARCH = ("SELECT * FROM ({window}) AS w WHERE id ILIKE %(pattern)s OR task ILIKE %(pattern)s "
+          "OR params ILIKE %(json_pattern)s ORDER BY seq DESC LIMIT %(page)s")
+BEYOND = "SELECT seq FROM ({window}) AS w OFFSET %(scan)s LIMIT 1"
+
+_CANCELLED = f"'{ErrorCode.CANCELLED}'"
+CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = true, "
+                 f"error = {_CANCELLED}, error_code = {_CANCELLED}, run_at = NULL, "
+                 f"finished_at = %(now)s WHERE id = %(id)s AND tenant = %(tenant)s "
+                 f"AND status IN ('scheduled', 'queued', 'retrying') RETURNING {JOB_COLUMNS}")
+CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = true WHERE id = %(id)s "
+                  f"AND tenant = %(tenant)s AND status = 'running' RETURNING {JOB_COLUMNS}")
+_RUNNING = "jobs.status = 'running'"
+CANCEL_MATCHING = f"""
+UPDATE jobs SET cancel_requested = true,
+    status = CASE WHEN {_RUNNING} THEN jobs.status ELSE 'cancelled' END,
+    error = CASE WHEN {_RUNNING} THEN jobs.error ELSE {_CANCELLED} END,
+    error_code = CASE WHEN {_RUNNING} THEN jobs.error_code ELSE {_CANCELLED} END,
+    run_at = CASE WHEN {_RUNNING} THEN jobs.run_at END,
+    finished_at = CASE WHEN {_RUNNING} THEN jobs.finished_at ELSE %(now)s END
+WHERE tenant = %(tenant)s AND status IN ('scheduled', 'queued', 'retrying', 'running')
+    {{filters}}
+RETURNING status
+"""
+CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = %(owner)s "
+                   "AND status = 'running' AND cancel_requested")
+REQUEUE = f"""
+UPDATE jobs SET status = 'queued', error = %(cause)s, error_code = %(code)s,
+    history = {_history_entry("'interrupted'", "%(code)s::text", "%(cause)s::text")},
+    owner = NULL, token = NULL, lease_until = NULL
+FROM jsonb_to_recordset(%(batch)s::jsonb) AS r(id text, token bigint)
+WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
+"""
+# Recovery charges a crash to the culprit alone when the dead pool named one (sqlite._RECOVER).
+_CHARGED = ("(%(culprit)s::text IS NULL OR "
+            "(jobs.id = %(culprit)s::text AND jobs.token = %(culprit_token)s::bigint))")
+_DIES = f"{_CHARGED} AND jobs.crashes + 1 >= %(max_crashes)s"
+_RECOVER = f"""
+UPDATE jobs SET
+    status = CASE WHEN {_DIES} THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN {_DIES} THEN %(now)s::float8 END,
+    crashes = jobs.crashes + ({_CHARGED})::int,
+    error = CASE WHEN {_CHARGED} THEN %(cause)s::text ELSE %(spared)s::text END,
+    error_code = %(code)s,
+    history = {_history_entry(
+        f"CASE WHEN %(culprit)s::text IS NULL THEN 'interrupted' WHEN {_CHARGED} "
+        f"THEN 'crashed' ELSE 'interrupted' END", "%(code)s::text",
+        f"CASE WHEN {_CHARGED} THEN %(cause)s::text ELSE %(spared)s::text END")},
+    owner = NULL, token = NULL, lease_until = NULL
+WHERE jobs.status = 'running' AND {{which}} RETURNING jobs.id
+"""
+RECOVER_EXPIRED = _RECOVER.format(which="jobs.lease_until < %(now)s::float8")
+# At a pool's start: the jobs of this box's other owners (their ids start with the box).
+RECOVER_BOX = _RECOVER.format(
+    which="jobs.owner <> %(owner)s::text AND left(jobs.owner, length(%(box)s)) = %(box)s")
+_RETRY_SET = ("UPDATE jobs SET status = 'queued', failures = 0, crashes = 0, run_at = NULL, "
+              "finished_at = NULL, cancel_requested = false, error = NULL, error_code = NULL ")
+# PostgreSQL has no UPDATE OR IGNORE: a unique job with a live twin is left out up front
+# (and, of several dead twins, only the oldest goes back), so jobs_unique_live never fires
+# but for a twin submitted concurrently, which the store handles as "not retried".
+_NO_LIVE_TWIN = (f"NOT (d.unique_job AND EXISTS (SELECT 1 FROM jobs t WHERE "
+                 f"t.seq <> d.seq AND t.tenant = d.tenant AND t.fingerprint = d.fingerprint "
+                 f"AND t.unique_job "
+                 f"AND t.status IN ({_LIVE})))")
+RETRY = (f"{_RETRY_SET} WHERE id = %(id)s AND tenant = %(tenant)s AND seq IN ("
+         f"SELECT d.seq FROM jobs d WHERE d.id = %(id)s AND {_NO_LIVE_TWIN}) "
+         f"AND status IN ('retrying', 'dead', 'cancelled') RETURNING {JOB_COLUMNS}")
+RETRY_DEAD = (f"{_RETRY_SET} WHERE seq IN (SELECT DISTINCT ON (CASE WHEN d.unique_job "
+              f"THEN 'u' || d.fingerprint ELSE 's' || d.seq END) d.seq FROM jobs d "
+              f"WHERE d.tenant = %(tenant)s AND d.status = 'dead' AND {_NO_LIVE_TWIN} "
+              f"ORDER BY CASE WHEN d.unique_job THEN 'u' || d.fingerprint "
+              f"ELSE 's' || d.seq END, d.seq) RETURNING seq")
+PURGE_DEAD = "DELETE FROM jobs WHERE tenant = %(tenant)s AND status = 'dead' RETURNING seq"
+EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data::text FROM job_events e "
+          "JOIN jobs j ON j.id = e.job_id WHERE e.job_id = %(id)s AND j.tenant = %(tenant)s "
+          "AND e.seq > %(after)s ORDER BY e.seq LIMIT %(limit)s")
+HEARTBEAT = ("INSERT INTO pools (owner, pid, slots, slot_count, busy, heartbeat_at, "
+             "admission, slot_rows) VALUES (%(owner)s, %(pid)s, %(slots)s::jsonb, "
+             "%(slot_count)s, %(busy)s, %(at)s, %(admission)s::jsonb, %(slot_rows)s::jsonb) "
+             "ON CONFLICT (owner) DO UPDATE SET pid = excluded.pid, slots = excluded.slots, "
+             "slot_count = excluded.slot_count, busy = excluded.busy, "
+             "heartbeat_at = excluded.heartbeat_at, admission = excluded.admission, "
+             "slot_rows = excluded.slot_rows")
+POOLS = ("SELECT owner, pid, slots::text, slot_count, busy, heartbeat_at, admission::text, "
+         "slot_rows::text FROM pools ORDER BY heartbeat_at DESC")
+# The rows of pools that are gone: this box's earlier owners (at pool start), and any pool
+# silent for longer than a pool's row is kept.
+FORGET_POOLS = ("DELETE FROM pools WHERE owner <> %(owner)s AND "
+                "(left(owner, length(%(box)s)) = %(box)s OR heartbeat_at < %(before)s)")
+SCHEMA_FOUND = "SELECT max(version) FROM schema_version"
+SERVER = ("SELECT current_setting('server_version'), pg_database_size(current_database()), "
+          "(SELECT min(created_at) FROM jobs WHERE status = 'queued')")
+_TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
+                 "backoff_max, params, cache_ttl, unique_job, rate_limit, rate_window, "
+                 "concurrency_limit")
+TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
+CLEAR_TASKS = "DELETE FROM tasks"
+ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) SELECT "
+             f"{', '.join('r.' + c for c in _TASK_COLUMNS.split(', '))} "
+             f"FROM jsonb_array_elements(%(tasks)s::jsonb) AS e, "
+             f"jsonb_populate_record(NULL::tasks, e) AS r")
+CHECK_WRITABLE = "DELETE FROM pools WHERE false"
+COUNTS = "SELECT status, count(*) FROM jobs GROUP BY status"
+TENANT_COUNTS = "SELECT status, count(*) FROM jobs WHERE tenant = %(tenant)s GROUP BY status"
+QUEUE_COUNTS = " UNION ALL ".join(
+    f"SELECT queue, status, count(*) FROM jobs WHERE {{tenant}} "
+    f"{'run_at IS NOT NULL AND ' if state in WAITING_STATES else ''}status = '{state}' "
+    f"GROUP BY queue, status" for state in QUEUE_COUNT_STATES)
+FINISHED_HISTORY = ("SELECT floor((finished_at - %(since)s) / %(step)s)::int, count(*) "
+                    "FROM jobs WHERE tenant = %(tenant)s AND finished_at >= %(since)s "
+                    "GROUP BY 1")
+RECENTLY_FINISHED = ("SELECT task, status, created_at, started_at, finished_at FROM jobs "
+                     "WHERE tenant = %(tenant)s AND finished_at >= %(since)s "
+                     "ORDER BY finished_at DESC LIMIT %(limit)s")
+# SKIP LOCKED: boxes pruning at once take disjoint batches. Without it each took the same
+# oldest rows, all but one waited for them and deleted nothing, and a pruner that reads
+# "0 deleted" as "done" stopped with expired jobs left.
+_EXPIRED = ("SELECT seq FROM jobs WHERE status = %(state)s AND finished_at < %(before)s "
+            "ORDER BY finished_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED")
+PRUNE = f"DELETE FROM jobs WHERE seq IN ({_EXPIRED}) RETURNING seq"
+COUNT_EXPIRED = ("SELECT count(*) FROM jobs WHERE status = %(state)s "
+                 "AND finished_at < %(before)s")
+# VACUUM marks what pruning freed as reusable (autovacuum does the same, later); VACUUM FULL
+# rewrites the tables compactly under an exclusive lock: an operator's step.
+COMPACT = "VACUUM (ANALYZE) jobs, job_events, rate_starts"
+VACUUM = "VACUUM (FULL, ANALYZE) jobs, job_events, rate_starts"

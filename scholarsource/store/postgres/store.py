@@ -1,0 +1,511 @@
+"""The PostgreSQL store: the same contract as the SQLite store, for several boxes sharing one
+queue. Every statement lives in `sql.py`; this module binds parameters and shapes rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from scholarsource.errors import BackupUnsupported, StoreUnavailable
+from scholarsource.findings import Check, Status
+from scholarsource.store.base import (
+    OPEN,
+    POOL_FORGET_SECONDS,
+    BackupResult,
+    Claim,
+    ErrorCode,
+    Event,
+    Finished,
+    Gate,
+    Job,
+    JobState,
+    NewJob,
+    Note,
+    Outcome,
+    PoolInfo,
+    QueueStats,
+    RateStats,
+    Reused,
+    ScheduleState,
+    SchemaVersion,
+    Storage,
+    Store,
+    TaskDefaults,
+    Wake,
+    WakeSource,
+)
+from scholarsource.store.postgres import schema, sql
+from scholarsource.store.postgres.connection import (
+    Database,
+    open_pool,
+    unavailable,
+)
+from scholarsource.store.postgres.text import dumps
+from scholarsource.store.postgres.wakeup import CHANNEL, Listener
+from scholarsource.store.rows import (
+    claims_from_rows,
+    job_from_row,
+    like_pattern,
+    new_jobs,
+    queue_stats_from_rows,
+    schedule_states_from_rows,
+    tasks_from_rows,
+)
+
+if TYPE_CHECKING:
+    from scholarsource.config import Config
+
+log = logging.getLogger("scholarsource.store")
+
+
+def _rows(news: list[NewJob], jobs: list[Job]) -> str:
+    """New jobs as the jsonb array sql.SUBMIT reads (objects keyed by column)."""
+    return dumps([{
+        "id": j.id, "tenant": j.tenant, "task": j.task, "queue": j.queue,
+        "priority": j.priority, "params": json.dumps(j.params),
+        "max_attempts": j.max_attempts, "timeout": j.timeout, "created_at": j.created_at,
+        "memory_limit": j.memory_limit, "backoff_base": j.backoff_base,
+        "backoff_max": j.backoff_max, "idempotency_key": j.idempotency_key,
+        "fingerprint": new.fingerprint, "cache_ttl": j.cache_ttl,
+        "bypass_cache": j.bypass_cache, "unique_job": j.unique, "status": j.status.value,
+        "run_at": j.run_at, "schedule": j.schedule, "scheduled_for": j.scheduled_for,
+        "triggered": new.triggered, "concurrency_key": j.concurrency_key,
+        "concurrency_limit": j.concurrency_limit,
+    } for new, j in zip(news, jobs, strict=True)])
+
+
+def _gate(gate: Gate) -> dict[str, list[str] | None]:
+    return {"skip": list(gate.skip), "only": None if gate.only is None else list(gate.only)}
+
+
+class PostgresStore(Store):
+    """The shared store: one PostgreSQL database. Open it with `connect` (or `open`)."""
+
+    def __init__(self, db: Database, listen_url: str) -> None:
+        self._db = db
+        self._listen_url = listen_url
+        self._notifying: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def connect(cls, config: Config, role: str) -> PostgresStore:
+        """Connect to `config.database` (a postgresql:// URL, already migrated: see
+        `migrate`) with a pool sized for `role`: "api", "pool" or "cli"."""
+        return await cls.open(config.database.reveal(), role=role)
+
+    @classmethod
+    async def migrate(cls, config: Config) -> int:
+        """Create or upgrade the schema of `config.database`; returns its version."""
+        return await asyncio.to_thread(schema.migrate, config.database.reveal())
+
+    @classmethod
+    async def open(cls, url: str, *, role: str = "cli",
+                   listen_url: str | None = None) -> PostgresStore:
+        """Connect to `url` with a pool sized for `role`. `listen_url` is where `listen`
+        connects (default `url`): LISTEN needs a session, so behind a PgBouncer in
+        transaction mode it must name the server itself (or a session-mode pool)."""
+        return cls(Database(await open_pool(url, role)), listen_url or url)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- wake-ups ---------------------------------------------------------------------------
+    def wake(self, kind: Wake) -> None:
+        # NOTIFY is a statement: sent in the background, so a request never waits for it and
+        # never fails for it (the pools poll anyway).
+        task = asyncio.get_running_loop().create_task(self._notify(kind))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _notify(self, kind: Wake) -> None:
+        try:
+            await self._db.fetchall("SELECT pg_notify(%(channel)s, %(kind)s)",
+                                    {"channel": CHANNEL, "kind": kind.value})
+        except Exception as exc:  # a hint lost is latency, never an error
+            log.debug("wake-up not sent: %s", exc)
+
+    async def listen(self) -> WakeSource:
+        return await asyncio.to_thread(Listener.open, self._listen_url)
+
+    # -- the API's side ---------------------------------------------------------------------
+    @unavailable
+    async def submit_many(self, news: list[NewJob]) -> list[Job]:
+        jobs = new_jobs(news)
+        await self._db.fetchall(sql.SUBMIT, {"rows": _rows(news, jobs)})
+        return jobs
+
+    @unavailable
+    async def submit_once(self, new: NewJob) -> tuple[Job, Reused | None]:
+        fingerprint = new.fingerprint
+        cached = new.cache_ttl is not None and not new.bypass_cache
+        # A few rounds, as the SQLite store does: the job that stopped the insert may leave
+        # its state (or be purged) before the lookup, and then the insert may go through.
+        for _ in range(3):
+            (job,) = new_jobs([new])
+            since = job.created_at - (new.cache_ttl or 0.0)
+            args = {"rows": _rows([new], [job]), "tenant": new.tenant,
+                    "fingerprint": fingerprint, "since": since, "key": new.idempotency_key}
+            if await self._db.fetchall(sql.SUBMIT_UNCACHED if cached else sql.SUBMIT_ONCE, args):
+                return job, None
+            lookups = [(new.idempotency_key is not None, Reused.IDEMPOTENT, sql.BY_KEY),
+                       (cached, Reused.CACHED, sql.CACHED),
+                       (new.unique, Reused.UNIQUE, sql.LIVE_TWIN)]
+            for wanted, why, query in lookups:
+                row = await self._db.one(query, args) if wanted else None
+                if row is not None:
+                    return job_from_row(row), why
+        raise StoreUnavailable("the job this submit matched kept changing; send it again")
+
+    @unavailable
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        row = await self._db.one(sql.GET, {"id": job_id, "tenant": tenant})
+        return None if row is None else job_from_row(row)
+
+    @unavailable
+    async def list_jobs(self, tenant: str, *, status: str | None = None,
+                        task: str | None = None, queue: str | None = None, limit: int = 50,
+                        cursor: int | None = None, search: str | None = None,
+                        search_scan: int = 10_000,
+                        schedule: str | None = None) -> tuple[list[Job], int | None]:
+        given = {name: value for name, value in zip(sql.LIST_FILTERS,
+                                                      (status, task, queue, schedule),
+                                                      strict=True) if value is not None}
+        args: dict[str, Any] = {"tenant": tenant, "cursor": cursor, **given}
+        window = sql.list_sql(set(given), paged=cursor is not None)
+        if search is None:
+            rows = await self._db.fetchall(window, {**args, "limit": limit + 1})
+            next_cursor = rows[limit - 1][0] if len(rows) > limit else None
+            return [job_from_row(row[1:]) for row in rows[:limit]], next_cursor
+        # The newest `search_scan` jobs the filters match, narrowed to those whose id, task or
+        # params (JSON text: `search` as JSON encodes it) contain it, in any case.
+        rows = await self._db.fetchall(sql.SEARCH.format(window=window), {
+            **args, "limit": search_scan, "pattern": like_pattern(search),
+            "json_pattern": like_pattern(json.dumps(search)[1:-1]), "page": limit + 1})
+        if len(rows) > limit:
+            return [job_from_row(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
+        seqs = window.replace(f"SELECT seq, {sql.JOB_COLUMNS}", "SELECT seq", 1)
+        beyond = await self._db.one(sql.BEYOND.format(window=seqs),
+                                 {**args, "limit": search_scan + 1, "scan": search_scan})
+        return [job_from_row(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
+
+    @unavailable
+    async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        args = {"id": job_id, "tenant": tenant, "now": time.time()}
+        for query in (sql.CANCEL_QUEUED, sql.CANCEL_RUNNING):
+            row = await self._db.one(query, args)
+            if row is not None:
+                return job_from_row(row)
+        return await self.get(tenant, job_id)
+
+    @unavailable
+    async def cancel_matching(self, tenant: str, *, status: str | None = None,
+                              task: str | None = None,
+                              queue: str | None = None) -> tuple[int, int]:
+        given = {name: value for name, value in zip(("status", "task", "queue"),
+                                                      (status, task, queue), strict=True)
+                 if value is not None}
+        filters = "".join(f" AND jobs.{name} = %({name})s" for name in given)
+        rows = await self._db.fetchall(sql.CANCEL_MATCHING.format(filters=filters),
+                                 {"tenant": tenant, "now": time.time(), **given})
+        flagged = sum(1 for (after,) in rows if after == "running")
+        return len(rows) - flagged, flagged
+
+    @unavailable
+    async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
+        try:
+            row = await self._db.one(sql.RETRY, {"id": job_id, "tenant": tenant})
+        except psycopg.errors.UniqueViolation:
+            row = None  # a twin went live meanwhile: it keeps its place
+        if row is not None:
+            return job_from_row(row), True
+        return await self.get(tenant, job_id), False
+
+    @unavailable
+    async def retry_dead(self, tenant: str) -> int:
+        for _ in range(3):
+            try:
+                return len(await self._db.fetchall(sql.RETRY_DEAD, {"tenant": tenant}))
+            except psycopg.errors.UniqueViolation:
+                continue  # a twin went live meanwhile: look again without it
+        raise StoreUnavailable("unique jobs kept going live during the retry; try again")
+
+    @unavailable
+    async def purge_dead(self, tenant: str) -> int:
+        return len(await self._db.fetchall(sql.PURGE_DEAD, {"tenant": tenant}))
+
+    @unavailable
+    async def events(self, tenant: str, job_id: str, after: int = 0,
+                     limit: int = 500) -> list[Event]:
+        rows = await self._db.fetchall(sql.EVENTS, {"id": job_id, "tenant": tenant, "after": after,
+                                              "limit": limit})
+        return [Event(seq=seq, job_id=jid, at=at, kind=kind, data=json.loads(data))
+                for seq, jid, at, kind, data in rows]
+
+    @unavailable
+    async def check_writable(self) -> None:
+        await self._db.fetchall(sql.CHECK_WRITABLE)
+
+    @unavailable
+    async def pools(self) -> list[PoolInfo]:
+        return [PoolInfo(pid=pid, slots=json.loads(slots), slot_count=slot_count, busy=busy,
+                         heartbeat_at=heartbeat_at, admission=json.loads(admission),
+                         slot_rows=json.loads(slot_rows), owner=owner)
+                for owner, pid, slots, slot_count, busy, heartbeat_at, admission, slot_rows
+                in await self._db.fetchall(sql.POOLS)]
+
+    @unavailable
+    async def storage(self) -> Storage:
+        # The WAL is the whole server's, not this database's: it is not counted here.
+        (_, size, _) = await self._db.one(sql.SERVER)
+        return Storage(int(size), 0, "autovacuum")
+
+    @unavailable
+    async def schema_version(self) -> SchemaVersion:
+        (found,) = await self._db.one(sql.SCHEMA_FOUND)
+        return SchemaVersion(found or 0, schema.SCHEMA_VERSION)
+
+    async def checks(self) -> list[Check]:
+        try:
+            version, size, oldest = await self._db.one(sql.SERVER)
+            found = (await self.schema_version()).found
+        except (psycopg.Error, StoreUnavailable) as exc:
+            return [Check("database", Status.FAIL, f"cannot read the database: {exc}",
+                          "check the database setting, the server and its pg_hba.conf")]
+        checks = [Check("database", Status.OK, f"PostgreSQL {version}, "
+                        f"{int(size) / 1024**2:.1f} MiB")]
+        if found != schema.SCHEMA_VERSION:
+            checks.append(Check("migrations", Status.FAIL if found > schema.SCHEMA_VERSION
+                                else Status.WARN,
+                                f"schema {found}, this ScholarSource {schema.SCHEMA_VERSION}",
+                                "upgrade ScholarSource" if found > schema.SCHEMA_VERSION
+                                else "start `scholarsource serve` once to migrate it"))
+        else:
+            checks.append(Check("migrations", Status.OK, f"schema {found}"))
+        lag = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        checks.append(Check("queue lag", Status.OK,
+                            f"oldest queued job waited {lag:.1f} s" if oldest is not None
+                            else "no job is queued"))
+        return checks
+
+    async def backup(self, target: Path, *, force: bool = False) -> BackupResult:
+        raise BackupUnsupported(
+            "a PostgreSQL store is backed up with PostgreSQL's own tools: "
+            f"pg_dump --format=custom --file={target} \"$DATABASE_URL\" (consistent while "
+            "the server runs; restore with pg_restore --clean --dbname=...)")
+
+    @unavailable
+    async def tasks(self) -> dict[str, TaskDefaults]:
+        return tasks_from_rows(await self._db.fetchall(sql.TASKS))
+
+    @unavailable
+    async def counts(self, tenant: str | None = None) -> dict[str, int]:
+        counts = {state.value: 0 for state in JobState}
+        rows = await (self._db.fetchall(sql.COUNTS) if tenant is None else
+                      self._db.fetchall(sql.TENANT_COUNTS, {"tenant": tenant}))
+        counts.update({status: n for status, n in rows})
+        return counts
+
+    @unavailable
+    async def queue_counts(self, tenant: str | None) -> dict[str, dict[str, int]]:
+        queues: dict[str, dict[str, int]] = {}
+        which = "" if tenant is None else "tenant = %(tenant)s AND"
+        rows = await self._db.fetchall(sql.QUEUE_COUNTS.format(tenant=which), {"tenant": tenant})
+        for queue, status, n in rows:
+            queues.setdefault(queue, {})[status] = n
+        return queues
+
+    @unavailable
+    async def finished_history(self, tenant: str, since: float, step: float,
+                               buckets: int) -> list[int]:
+        counts = [0] * buckets
+        for bucket, n in await self._db.fetchall(sql.FINISHED_HISTORY,
+                                           {"tenant": tenant, "since": since, "step": step}):
+            counts[min(bucket, buckets - 1)] += n
+        return counts
+
+    @unavailable
+    async def recently_finished(self, tenant: str, since: float,
+                                limit: int) -> list[Finished]:
+        rows = await self._db.fetchall(sql.RECENTLY_FINISHED,
+                                 {"tenant": tenant, "since": since, "limit": limit})
+        return [Finished(task, JobState(status), created, started, finished)
+                for task, status, created, started, finished in rows]
+
+    # -- the pool's side --------------------------------------------------------------------
+    @unavailable
+    async def claim(self, owner: str, n: int, lease_seconds: float,
+                    refs: list[int] | None = None, gate: Gate = OPEN) -> list[Claim]:
+        now = time.time()
+        args = {"owner": owner, "lease_until": now + lease_seconds, "now": now, "n": n,
+                "lock": sql.CLAIM_LOCK, "refs": None if refs is None else refs[:n],
+                **_gate(gate)}
+        _, rows = await self._db.atomically([
+            (sql.CLAIM_TURN, args), (sql.CLAIM if refs is None else sql.CLAIM_REFS, args)])
+        return claims_from_rows(rows)
+
+    @unavailable
+    async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
+        return [(ref, task) for ref, task in await self._db.fetchall(
+            sql.PEEK, {"n": n, "now": time.time(), **_gate(gate)})]
+
+    @unavailable
+    async def rate_free_at(self) -> float | None:
+        at: float | None = (await self._db.one(sql.RATE_FREE_AT, {"now": time.time()}))[0]
+        return at
+
+    @unavailable
+    async def pause_queue(self, name: str, paused: bool) -> None:
+        await self._db.fetchall(sql.PAUSE if paused else sql.RESUME,
+                          {"name": name, "now": time.time()})
+
+    @unavailable
+    async def paused_queues(self) -> set[str]:
+        return {name for (name,) in await self._db.fetchall(sql.PAUSED)}
+
+    @unavailable
+    async def queue_stats(self, since: float) -> list[QueueStats]:
+        return queue_stats_from_rows(await self._db.fetchall(sql.QUEUE_DEPTHS),
+                                     await self._db.fetchall(sql.QUEUE_FINISHES,
+                                                             {"since": since}))
+
+    @unavailable
+    async def rates(self) -> list[RateStats]:
+        return [RateStats(task, queue, limit, window, started, queued)
+                for task, queue, limit, window, started, queued
+                in await self._db.fetchall(sql.RATES, {"now": time.time()})]
+
+    @unavailable
+    async def promote(self) -> float | None:
+        await self._db.fetchall(sql.PROMOTE, {"now": time.time()})
+        next_due: float | None = (await self._db.one(sql.NEXT_DUE))[0]
+        return next_due
+
+    @unavailable
+    async def renew(self, owner: str, lease_seconds: float) -> None:
+        await self._db.fetchall(sql.RENEW, {"until": time.time() + lease_seconds, "owner": owner})
+
+    @unavailable
+    async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
+        batch = [{"id": o.job_id, "token": o.token, "ending": o.ending.value,
+                  "result": o.result_json, "code": o.error_code, "error": o.error,
+                  "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
+                  "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
+        rows = await self._db.fetchall(sql.FINISH, {"batch": dumps(batch), "now": time.time(),
+                                              "max_crashes": max_crashes})
+        return {job_id: JobState(status) for job_id, status in rows}
+
+    @unavailable
+    async def note(self, notes: list[Note]) -> None:
+        batch = [{"id": n.job_id, "token": n.token, "kind": n.kind, "data": n.data}
+                 for n in notes]
+        # Only the newest progress of each attempt matters for the job row.
+        latest = {(n.job_id, n.token): n for n in notes if n.kind == "progress"}
+        progress = [{"id": n.job_id, "token": n.token, "data": n.data}
+                    for n in latest.values()]
+        statements: list[tuple[str, Any]] = [
+            (sql.ADD_EVENTS, {"batch": dumps(batch), "now": time.time()})]
+        if progress:
+            statements.append((sql.PROGRESS, {"batch": dumps(progress)}))
+        await self._db.atomically(statements)
+
+    @unavailable
+    async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:
+        return [(job_id, token) for job_id, token in
+                await self._db.fetchall(sql.CANCEL_REQUESTS, {"owner": owner})]
+
+    @unavailable
+    async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
+        batch = [{"id": job_id, "token": token} for job_id, token in job_ids_tokens]
+        await self._db.fetchall(sql.REQUEUE, {"batch": dumps(batch), "cause": cause,
+                                        "code": ErrorCode.INTERRUPTED.value,
+                                        "now": time.time()})
+
+    @unavailable
+    async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
+                      culprit: tuple[str, int] | None = None) -> int:
+        now = time.time()
+        if box is not None:
+            await self._db.fetchall(sql.FORGET_POOLS, {"owner": owner, "box": box,
+                                                       "before": now - POOL_FORGET_SECONDS})
+            query, code = sql.RECOVER_BOX, ErrorCode.POOL_DIED
+            cause = (ErrorCode.INTERRUPTED.explain("the pool process died") if culprit is None
+                     else code.explain("the pool process died while handling this job"))
+        else:
+            query, code = sql.RECOVER_EXPIRED, ErrorCode.LEASE_EXPIRED
+            cause = ErrorCode.INTERRUPTED.explain("its lease expired (the pool stopped "
+                                                  "renewing it)")
+            culprit = None
+        job_id, token = culprit or (None, None)
+        rows = await self._db.fetchall(query, {
+            "owner": owner, "box": box, "now": now, "cause": cause, "code": code.value,
+            "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
+            "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
+                                                    "another job")})
+        return len(rows)
+
+    @unavailable
+    async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
+        rows = dumps([{
+            "name": t.name, "queue": t.queue, "timeout": t.timeout,
+            "max_attempts": t.max_attempts, "memory": t.memory, "memory_limit": t.memory_limit,
+            "backoff_base": t.backoff_base, "backoff_max": t.backoff_max,
+            "params": None if t.params is None else json.dumps(t.params),
+            "cache_ttl": t.cache_ttl, "unique_job": t.unique, "rate_limit": t.rate_limit,
+            "rate_window": t.rate_window, "concurrency_limit": t.concurrency_limit,
+        } for t in tasks])
+        await self._db.atomically([(sql.CLEAR_TASKS, None), (sql.ADD_TASKS, {"tasks": rows})])
+
+    @unavailable
+    async def heartbeat(self, info: PoolInfo) -> None:
+        await self._db.fetchall(sql.HEARTBEAT, {
+            "owner": info.owner, "pid": info.pid, "slots": dumps(info.slots),
+            "slot_count": info.slot_count, "busy": info.busy, "at": info.heartbeat_at,
+            "admission": dumps(info.admission), "slot_rows": dumps(info.slot_rows)})
+
+    # -- schedules --------------------------------------------------------------------------
+    @unavailable
+    async def schedule_states(self, tenant: str, names: list[str]) -> dict[str, ScheduleState]:
+        rows = await self._db.fetchall(sql.SCHEDULE_STATES, {"names": names, "tenant": tenant})
+        return schedule_states_from_rows(rows)
+
+    @unavailable
+    async def fire(self, new: NewJob | None, name: str, fire_time: float) -> Job | None:
+        jobs = [] if new is None else new_jobs([new])
+        statements: list[tuple[str, Any]] = [(sql.FIRE_CURSOR, {"name": name,
+                                                                "at": fire_time})]
+        if new is not None:
+            statements.insert(0, (sql.FIRE, {"rows": _rows([new], jobs), "name": name}))
+        inserted = (await self._db.atomically(statements))[0]
+        return jobs[0] if new is not None and inserted else None
+
+    @unavailable
+    async def set_paused(self, name: str, paused: bool, now: float) -> None:
+        await self._db.fetchall(sql.SET_PAUSED, {"name": name, "paused": paused, "now": now})
+
+    # -- retention --------------------------------------------------------------------------
+    @unavailable
+    async def prune(self, state: JobState, before: float, limit: int) -> int:
+        return len(await self._db.fetchall(sql.PRUNE, {"state": state.value, "before": before,
+                                                 "limit": limit}))
+
+    @unavailable
+    async def count_expired(self, state: JobState, before: float) -> int:
+        n: int = (await self._db.one(sql.COUNT_EXPIRED, {"state": state.value,
+                                                      "before": before}))[0]
+        return n
+
+    @unavailable
+    async def compact(self, max_pages: int) -> bool:
+        # PostgreSQL reuses what VACUUM frees in place; there is nothing to hand back in
+        # steps, so one VACUUM (which takes no lock that blocks claims) is the whole job.
+        await self._db.fetchall(sql.COMPACT)
+        return False
+
+    @unavailable
+    async def vacuum(self) -> None:
+        await self._db.fetchall(sql.VACUUM)

@@ -1,0 +1,118 @@
+"""Rows as both stores return them, shaped into the contract's records, and the new jobs both
+insert. The stores select the same columns in the same order, so one shaping serves both;
+no SQL lives here."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from scholarsource.store.base import (
+    Claim,
+    Job,
+    JobState,
+    NewJob,
+    QueueStats,
+    ScheduleState,
+    TaskDefaults,
+)
+
+
+def new_job_id() -> str:
+    """A random public id: 128 bits, URL-safe, never a row counter, and never starting with
+    "-", which a command line would take for an option (`scholarsource status -Dx...`)."""
+    while (token := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return token
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def job_from_row(row: Iterable[Any]) -> Job:
+    """A job from a row of the stores' job columns, in their order."""
+    (id_, tenant, task, queue, priority, status, params, result, error, error_code, attempts,
+     max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
+     progress, progress_message, cancel_requested, created_at, started_at, finished_at,
+     run_at, peak_rss, cpu_time, history, idempotency_key, cache_ttl, bypass_cache,
+     unique, schedule, scheduled_for, concurrency_key, concurrency_limit) = row
+    return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
+               status=JobState(status), params=json.loads(params),
+               result=None if result is None else json.loads(result), error=error,
+               error_code=error_code, attempts=attempts, max_attempts=max_attempts,
+               failures=failures, crashes=crashes, timeout=timeout,
+               memory_limit=memory_limit, backoff_base=backoff_base,
+               backoff_max=backoff_max, progress=progress, progress_message=progress_message,
+               cancel_requested=bool(cancel_requested), created_at=created_at,
+               started_at=started_at, finished_at=finished_at, run_at=run_at,
+               peak_rss=peak_rss, cpu_time=cpu_time, attempts_history=json.loads(history),
+               idempotency_key=idempotency_key, cache_ttl=cache_ttl,
+               bypass_cache=bool(bypass_cache), unique=bool(unique), schedule=schedule,
+               scheduled_for=scheduled_for, concurrency_key=concurrency_key,
+               concurrency_limit=concurrency_limit)
+
+
+def new_jobs(news: list[NewJob]) -> list[Job]:
+    """The jobs a submit of `news` inserts, with fresh ids, all created now."""
+    now = time.time()
+    # A run_at already come is no wait: the job is queued, and run_at stays for waiters only.
+    return [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
+                priority=new.priority,
+                status=JobState.SCHEDULED if waits else JobState.QUEUED, params=new.params,
+                result=None,
+                error=None, error_code=None, attempts=0, max_attempts=new.max_attempts,
+                failures=0, crashes=0, timeout=new.timeout, memory_limit=new.memory_limit,
+                backoff_base=new.backoff_base, backoff_max=new.backoff_max, progress=None,
+                progress_message=None, cancel_requested=False, created_at=now,
+                started_at=None, finished_at=None, run_at=new.run_at if waits else None,
+                peak_rss=None, cpu_time=None, attempts_history=[],
+                idempotency_key=new.idempotency_key, cache_ttl=new.cache_ttl,
+                bypass_cache=new.bypass_cache, unique=new.unique, schedule=new.schedule,
+                scheduled_for=new.scheduled_for, concurrency_key=new.concurrency_key,
+                concurrency_limit=new.concurrency_limit)
+            for new in news for waits in (new.run_at is not None and new.run_at > now,)]
+
+
+def claims_from_rows(rows: Iterable[Any]) -> list[Claim]:
+    """Claims from the claim's RETURNING rows."""
+    return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
+                  max_attempts=max_attempts, timeout=timeout, token=token,
+                  failures=failures, memory_limit=memory_limit, backoff_base=base,
+                  backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at)
+            for (id_, task, params, attempt, max_attempts, timeout, token, failures,
+                 memory_limit, base, cap, queue, crashes, created_at) in rows]
+
+
+def tasks_from_rows(rows: Iterable[Any]) -> dict[str, TaskDefaults]:
+    """The published registry from the rows of `tasks`."""
+    return {name: TaskDefaults(name, queue, timeout, attempts, memory, limit, base, cap,
+                               None if params is None else json.loads(params),
+                               cache_ttl, bool(unique), rate, window, concurrency)
+            for name, queue, timeout, attempts, memory, limit, base, cap, params,
+            cache_ttl, unique, rate, window, concurrency in rows}
+
+
+def queue_stats_from_rows(depths: Iterable[Any], finishes: Iterable[Any]) -> list[QueueStats]:
+    """Per queue, by name: (queue, status, count, oldest) depth rows and (queue, count)
+    finish rows together."""
+    stats: dict[str, QueueStats] = {}
+    for queue, status, n, oldest in depths:
+        row = stats.setdefault(queue, QueueStats(queue))
+        setattr(row, status, n)
+        if status == "queued":
+            row.oldest_queued_at = oldest
+    for queue, n in finishes:
+        stats.setdefault(queue, QueueStats(queue)).finished = n
+    return sorted(stats.values(), key=lambda row: row.name)
+
+
+def schedule_states_from_rows(rows: Iterable[Any]) -> dict[str, ScheduleState]:
+    """Each schedule's state from (name, paused, cursor, job id, status, fire) rows."""
+    return {name: ScheduleState(name, bool(paused), cursor, job_id,
+                                None if status is None else JobState(status), fired)
+            for name, paused, cursor, job_id, status, fired in rows}
