@@ -17,7 +17,13 @@ from scholarsource.bench.command import bench
 from scholarsource.client import client_commands
 from scholarsource.config import Config, load_config, parse_duration
 from scholarsource.errors import ConfigError, ScholarSourceError
-from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_UNHEALTHY
+from scholarsource.exitcodes import (
+    EXIT_CONFIG,
+    EXIT_DATA_DIR_IN_USE,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNHEALTHY,
+)
 
 
 def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,6 +194,35 @@ def doctor(config_file: str | None, as_json: bool, **flags: Any) -> None:
             if check.fix:
                 click.echo(f"{'':<16}fix: {check.fix}")
     sys.exit(EXIT_UNHEALTHY if failed else EXIT_OK)
+
+
+@main.command("migrate-to")
+@click.argument("url")
+@click.option("--all", "everything", is_flag=True,
+              help="Copy finished jobs too, with their results and history.")
+@server_options
+def migrate_to(url: str, everything: bool, config_file: str | None, **flags: Any) -> None:
+    """Copy the jobs of the (stopped) SQLite data directory that are still to run to the
+    PostgreSQL database at URL. Safe to run again: nothing is copied twice."""
+    from scholarsource.errors import DataDirInUse
+    from scholarsource.store.transfer import migrate_to as run_migration
+    from scholarsource.store.url import mask
+
+    config = build_config(config_file, **flags)
+    try:
+        done = run_migration(config, url, everything=everything)
+    except DataDirInUse as exc:
+        click.echo(f"error: {exc}: stop it first", err=True)
+        sys.exit(EXIT_DATA_DIR_IN_USE)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except ScholarSourceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    click.echo(f"copied {done.jobs} job(s) with {done.events} event(s), {done.queues} queue "
+               f"pause(s) and {done.schedules} schedule state(s) from {config.db_path} to "
+               f"{mask(url)}; {done.skipped} job(s) were there already")
 
 
 @main.command()

@@ -9,6 +9,7 @@
     │   ├── StoreUnavailable     locked past the busy timeout, disk full, read-only
     │   └── BackupError          a backup cannot be taken or written
     │       └── BackupUnsupported  the store does not copy itself (PostgreSQL: pg_dump)
+    ├── DataDirInUse             another server holds the data directory's lock
     └── ApiError                 a client-facing error: stable `code`, HTTP `status`, message
         ├── BadRequest           400 malformed JSON
         ├── Forbidden            403 a state-changing request from another site
@@ -75,6 +76,10 @@ class BackupError(StoreError):
 class BackupUnsupported(BackupError):
     """Raised when a store cannot copy itself (PostgreSQL); the message names the tool to
     use instead (pg_dump) and how."""
+
+
+class DataDirInUse(ScholarSourceError):
+    """Raised when another server holds the data directory's lock (EXIT_DATA_DIR_IN_USE)."""
 
 
 class ApiError(ScholarSourceError):

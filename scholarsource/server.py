@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import select
@@ -31,7 +30,8 @@ from scholarsource import logs, metrics
 from scholarsource.api import hosts
 from scholarsource.bindcheck import check_bindable
 from scholarsource.config import Config
-from scholarsource.errors import ConfigError, ScholarSourceError
+from scholarsource.datalock import lock_data_dir
+from scholarsource.errors import ConfigError, DataDirInUse, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.sizing import plan
 from scholarsource.store.factory import migrate_store
@@ -390,18 +390,6 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         PoolArbiter(self).run()
 
 
-def _lock_data_dir(config: Config) -> int:
-    """Hold an exclusive lock on the data directory for the life of the server."""
-    os.makedirs(config.data_dir, exist_ok=True)
-    fd = os.open(os.path.join(config.data_dir, "scholarsource.lock"), os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SystemExit(EXIT_DATA_DIR_IN_USE) from None
-    return fd
-
-
 def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> None:
     """Run the server in the foreground until it is stopped; `reload_config` re-reads the
     config on SIGHUP."""
@@ -412,10 +400,10 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     logs.set_role("master")
     check_overrides()
     try:
-        lock = _lock_data_dir(config)
-    except SystemExit:
+        lock = lock_data_dir(config.data_dir)
+    except DataDirInUse:
         log.error("data directory %s is in use by another server", config.data_dir)
-        raise
+        raise SystemExit(EXIT_DATA_DIR_IN_USE) from None
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
     migrate_store(config)

@@ -456,6 +456,47 @@ class BackupResult:
     bytes: int
 
 
+# The jobs columns a move between stores carries (`Store.import_rows`): all but the row
+# counter and the lease (owner, token, lease_until), which belong to the store that ran it.
+CARRIED_COLUMNS = (
+    "id", "tenant", "task", "queue", "priority", "status", "params", "result", "error",
+    "error_detail", "error_code", "attempts", "max_attempts", "failures", "crashes", "timeout",
+    "memory_limit", "backoff_base", "backoff_max", "progress", "progress_message",
+    "cancel_requested", "created_at", "started_at", "finished_at", "run_at", "peak_rss",
+    "cpu_time", "history", "idempotency_key", "fingerprint", "cache_ttl", "bypass_cache",
+    "unique_job", "schedule", "scheduled_for", "triggered", "concurrency_key",
+    "concurrency_limit")
+
+
+@dataclass(frozen=True)
+class Carried:
+    """Rows on their way from one store to another (`scholarsource migrate-to`), as JSON
+    values: each job keyed by CARRIED_COLUMNS (params and result as their stored JSON text,
+    history a list, flags booleans), its events (job_id, at, kind, data), and the queue
+    pauses (name, paused, paused_at) and schedule states (name, paused, cursor)."""
+
+    jobs: list[dict[str, Any]]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Imported:
+    """What `Store.import_rows` wrote; a row already there is skipped, not counted."""
+
+    jobs: int = 0
+    skipped: int = 0  # jobs whose id, idempotency key, fire or live unique twin was there
+    events: int = 0
+    queues: int = 0
+    schedules: int = 0
+
+    def add(self, other: Imported) -> None:
+        """Count `other`'s rows in too."""
+        for name in ("jobs", "skipped", "events", "queues", "schedules"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
 class Store(abc.ABC):
     """The durable queue. Every method is one short transaction; all are tenant-scoped
     where a client can reach them."""
@@ -686,6 +727,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def heartbeat(self, info: PoolInfo) -> None:
         """Record that the pool is alive and which processes it has."""
+
+    @abc.abstractmethod
+    async def import_rows(self, carried: Carried) -> Imported:
+        """Insert jobs another store held, keeping their ids, states and counts, with the
+        events of those inserted, and the queue pauses and schedule states not set here
+        yet, in one transaction, in order (the claim's order follows). A job that collides
+        with one here (its id, idempotency key, schedule fire or live unique twin) is
+        skipped with its events, so importing the same rows twice writes them once."""
 
     # -- schedules --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -22,17 +22,20 @@ import aiosqlite
 from scholarsource.errors import StoreUnavailable
 from scholarsource.findings import Check, Status
 from scholarsource.store.base import (
+    CARRIED_COLUMNS,
     LIVE_STATES,
     OPEN,
     POOL_FORGET_SECONDS,
     QUEUE_COUNT_STATES,
     WAITING_STATES,
     BackupResult,
+    Carried,
     Claim,
     ErrorCode,
     Event,
     Finished,
     Gate,
+    Imported,
     Job,
     JobState,
     NewJob,
@@ -304,6 +307,47 @@ UPDATE jobs SET status = 'queued', error = :cause, error_code = :code,
 FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS r
 WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
 """
+# Moving to another store (`scholarsource migrate-to`, store/transfer.py): each job as one
+# JSON object keyed by CARRIED_COLUMNS, in seq order. The server is stopped (its data dir is
+# locked), so a job left `running` was interrupted: it travels queued, uncharged, with an
+# `interrupted` history entry, as REQUEUE would have left it.
+_MOVED = "jobs.status = 'running'"
+_CARRIED = {"status": f"iif({_MOVED}, 'queued', status)",
+            "error": f"iif({_MOVED}, :cause, error)",
+            "error_code": f"iif({_MOVED}, :code, error_code)",
+            "history": f"json(iif({_MOVED}, {_INTERRUPTED}, history))"}
+_CARRIED.update({flag: f"json(iif({flag}, 'true', 'false'))"
+                 for flag in ("cancel_requested", "bypass_cache", "unique_job", "triggered")})
+EXPORT_JOBS = ("SELECT seq, json_object("
+               + ", ".join(f"'{c}', {_CARRIED.get(c, c)}" for c in CARRIED_COLUMNS)
+               + ") FROM jobs WHERE seq > :after AND (:everything OR status NOT IN "
+               "('succeeded', 'dead', 'cancelled')) ORDER BY seq LIMIT :limit")
+EXPORT_EVENTS = ("SELECT json_object('job_id', job_id, 'at', at, 'kind', kind, "
+                 "'data', json(data)) FROM job_events "
+                 "WHERE job_id IN (SELECT value FROM json_each(:ids)) ORDER BY seq")
+EXPORT_QUEUES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
+                 "'false')), 'paused_at', paused_at) FROM queues ORDER BY name")
+EXPORT_SCHEDULES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
+                    "'false')), 'cursor', cursor) FROM schedules ORDER BY name")
+# Importing: ON CONFLICT DO NOTHING skips a job whose id, idempotency key, fire or live
+# unique twin is already here. A job's events follow it when it is here and has none yet:
+# the ones imported with it (ids are random: the same id is the same job), never twice.
+_JSON_VALUE = {"history"}
+IMPORT_JOBS = (f"INSERT INTO jobs ({', '.join(CARRIED_COLUMNS)}) SELECT "
+               + ", ".join(f"value {'->' if c in _JSON_VALUE else '->>'} '$.{c}'"
+                           for c in CARRIED_COLUMNS)
+               + " FROM json_each(:jobs) WHERE true ON CONFLICT DO NOTHING RETURNING id")
+IMPORT_EVENTS = ("INSERT INTO job_events (job_id, at, kind, data) SELECT "
+                 "value ->> '$.job_id', value ->> '$.at', value ->> '$.kind', value -> '$.data' "
+                 "FROM json_each(:events) WHERE value ->> '$.job_id' IN (SELECT id FROM jobs) "
+                 "AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = value ->> "
+                 "'$.job_id') RETURNING seq")
+IMPORT_QUEUES = ("INSERT INTO queues (name, paused, paused_at) SELECT value ->> '$.name', "
+                 "value ->> '$.paused', value ->> '$.paused_at' FROM json_each(:queues) "
+                 "WHERE true ON CONFLICT (name) DO NOTHING RETURNING name")
+IMPORT_SCHEDULES = ("INSERT INTO schedules (name, paused, cursor) SELECT value ->> '$.name', "
+                    "value ->> '$.paused', value ->> '$.cursor' FROM json_each(:schedules) "
+                    "WHERE true ON CONFLICT (name) DO NOTHING RETURNING name")
 # A job still running when its pool died may have killed it (a poison job that takes the
 # whole tree down): it runs again, but counts a crash, and past max_crashes it is dead. When
 # the dead pool left word of the attempt it was handling (:culprit, :culprit_token), that
@@ -948,3 +992,38 @@ class SqliteStore(Store):
     @_unavailable
     async def vacuum(self) -> None:
         await self._db.script(VACUUM)
+
+    # -- moving to another store ------------------------------------------------------------
+    @_unavailable
+    async def export_rows(self, after: int, limit: int, *,
+                          everything: bool) -> tuple[Carried, int | None]:
+        """Up to `limit` jobs past the row `after` (0: from the start) that have not ended
+        (with `everything`, all of them), with their events, for another store's
+        `import_rows`; from the start, also the queue pauses and schedule states. Returns
+        them and the row to go on after (None: no more). For a stopped server's database
+        only: a job it left running comes as interrupted (queued, uncharged)."""
+        rows = await self._db.fetchall(EXPORT_JOBS, {
+            "after": after, "limit": limit, "everything": everything, "now": time.time(),
+            "code": ErrorCode.INTERRUPTED,
+            "cause": ErrorCode.INTERRUPTED.explain("its server stopped before it finished")})
+        jobs = [json.loads(text) for _, text in rows]
+        ids = json.dumps([job["id"] for job in jobs])
+        events = [json.loads(text) for (text,) in
+                  await self._db.fetchall(EXPORT_EVENTS, {"ids": ids})]
+        carried = Carried(jobs, events)
+        if after == 0:
+            carried.queues.extend(json.loads(t) for (t,) in await self._db.fetchall(
+                EXPORT_QUEUES))
+            carried.schedules.extend(json.loads(t) for (t,) in await self._db.fetchall(
+                EXPORT_SCHEDULES))
+        return carried, (rows[-1][0] if len(rows) == limit else None)
+
+    @_unavailable
+    async def import_rows(self, carried: Carried) -> Imported:
+        jobs, events, queues, schedules = await self._atomically([
+            (IMPORT_JOBS, {"jobs": json.dumps(carried.jobs)}),
+            (IMPORT_EVENTS, {"events": json.dumps(carried.events)}),
+            (IMPORT_QUEUES, {"queues": json.dumps(carried.queues)}),
+            (IMPORT_SCHEDULES, {"schedules": json.dumps(carried.schedules)})])
+        return Imported(len(jobs), len(carried.jobs) - len(jobs), len(events), len(queues),
+                        len(schedules))

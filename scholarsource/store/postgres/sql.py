@@ -8,7 +8,13 @@ PostgreSQL could not infer their type.
 
 from __future__ import annotations
 
-from scholarsource.store.base import LIVE_STATES, QUEUE_COUNT_STATES, WAITING_STATES, ErrorCode
+from scholarsource.store.base import (
+    CARRIED_COLUMNS,
+    LIVE_STATES,
+    QUEUE_COUNT_STATES,
+    WAITING_STATES,
+    ErrorCode,
+)
 
 # history and event data are jsonb; read back as JSON text, they decode as SQLite's do.
 JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error, error_code, "
@@ -321,3 +327,36 @@ COUNT_EXPIRED = ("SELECT count(*) FROM jobs WHERE status = %(state)s "
 # rewrites the tables compactly under an exclusive lock: an operator's step.
 COMPACT = "VACUUM (ANALYZE) jobs, job_events, rate_starts"
 VACUUM = "VACUUM (FULL, ANALYZE) jobs, job_events, rate_starts"
+
+# Moving jobs in from another store (`scholarsource migrate-to`), in one statement: ON
+# CONFLICT DO NOTHING skips a job whose id, idempotency key, fire or live unique twin is
+# already here, and only the jobs inserted now bring their events, so a second import of the
+# same rows writes nothing. Queue pauses and schedule states already here stay as they are.
+_CARRIED = ", ".join(CARRIED_COLUMNS)
+IMPORT = f"""
+WITH j AS (
+    INSERT INTO jobs ({_CARRIED})
+    SELECT {", ".join("r." + c for c in CARRIED_COLUMNS)}
+    FROM jsonb_array_elements(%(jobs)s::jsonb) WITH ORDINALITY AS e(v, ord),
+         jsonb_populate_record(NULL::jobs, e.v) AS r
+    ORDER BY e.ord
+    ON CONFLICT DO NOTHING RETURNING id),
+ev AS (
+    INSERT INTO job_events (job_id, at, kind, data)
+    SELECT e.v ->> 'job_id', (e.v ->> 'at')::float8, e.v ->> 'kind', e.v -> 'data'
+    FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS e(v, ord)
+    WHERE e.v ->> 'job_id' IN (SELECT id FROM j)
+    ORDER BY e.ord
+    RETURNING 1),
+q AS (
+    INSERT INTO queues (name, paused, paused_at)
+    SELECT name, paused, paused_at FROM jsonb_populate_recordset(NULL::queues, %(queues)s::jsonb)
+    ON CONFLICT (name) DO NOTHING RETURNING 1),
+s AS (
+    INSERT INTO schedules (name, paused, "cursor")
+    SELECT name, paused, "cursor"
+    FROM jsonb_populate_recordset(NULL::schedules, %(schedules)s::jsonb)
+    ON CONFLICT (name) DO NOTHING RETURNING 1)
+SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM ev), (SELECT count(*) FROM q),
+       (SELECT count(*) FROM s)
+"""

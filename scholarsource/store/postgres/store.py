@@ -18,11 +18,13 @@ from scholarsource.store.base import (
     OPEN,
     POOL_FORGET_SECONDS,
     BackupResult,
+    Carried,
     Claim,
     ErrorCode,
     Event,
     Finished,
     Gate,
+    Imported,
     Job,
     JobState,
     NewJob,
@@ -131,6 +133,14 @@ class PostgresStore(Store):
 
     async def listen(self) -> WakeSource:
         return await asyncio.to_thread(Listener.open, self._listen_url)
+
+    # -- moving in from another store -------------------------------------------------------
+    @unavailable
+    async def import_rows(self, carried: Carried) -> Imported:
+        jobs, events, queues, schedules = await self._db.one(sql.IMPORT, {
+            "jobs": dumps(carried.jobs), "events": dumps(carried.events),
+            "queues": dumps(carried.queues), "schedules": dumps(carried.schedules)})
+        return Imported(jobs, len(carried.jobs) - jobs, events, queues, schedules)
 
     # -- the API's side ---------------------------------------------------------------------
     @unavailable
