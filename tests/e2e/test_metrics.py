@@ -58,3 +58,25 @@ def test_metrics_sum_every_process_and_read_the_rest_at_scrape_time(serve) -> No
                20, message="the restart to be counted")
     # The dead pool's counts stay in the sum.
     assert scrape(server.url)[("scholarsource_jobs_started_total", (("task", "noop"),))] == 40
+
+
+def test_the_oldest_queued_job_age_is_what_an_autoscaler_reads(serve, tmp_path) -> None:
+    config = tmp_path / "scholarsource.toml"
+    config.write_text("[queues.work]\n")
+    server = serve(slots=1, args=("--config", str(config)))
+    client = server.client()
+    assert client.post("/api/queues/work/pause").status_code == 200
+    response = client.post("/api/jobs", json={"task": "noop", "queue": "work"})
+    assert response.status_code == 202
+    wait_finished(client, submit(client, "noop")["id"])  # the default queue runs meanwhile
+
+    def age(queue: str) -> float | None:
+        return scrape(server.url).get(("scholarsource_queue_oldest_age_seconds",
+                                       (("queue", queue),)))
+
+    wait_until(lambda: (age("work") or 0) >= 1.0, message="the held job to age")
+    assert age("default") is None  # nothing live there: no series, as for the depth
+    assert scrape(server.url)[("scholarsource_queue_jobs",
+                               (("queue", "work"), ("status", "queued")))] == 1
+    client.post("/api/queues/work/resume")
+    wait_until(lambda: age("work") in (None, 0.0), message="the queue to drain")
