@@ -95,6 +95,7 @@ def test_import_keeps_each_job_and_copies_nothing_twice(tmp_path: Path,
         assert await store.submit_once(again) == (queued, Reused.IDEMPOTENT)
 
         assert await store.import_rows(carried) == Imported(skipped=5)
+        assert await store.import_rows(Carried([])) == Imported()  # an empty last batch
         everything = await export(tmp_path / "source.db", everything=True)
         assert await store.import_rows(everything) == Imported(
             jobs=1, skipped=5, events=sum(e["job_id"] == ids["succeeded"]
@@ -108,3 +109,27 @@ def test_import_keeps_each_job_and_copies_nothing_twice(tmp_path: Path,
             assert claim.id == ids[name]
 
     run(tmp_path / "target.db", body, backend)
+
+
+def test_export_goes_in_batches_that_resume_where_the_last_ended(tmp_path: Path) -> None:
+    ids = asyncio.run(stopped_server(tmp_path / "source.db"))
+
+    async def body(store: Store) -> None:
+        assert isinstance(store, SqliteStore)
+        batches, after = [], 0
+        while True:  # 5 unfinished jobs, 2 a batch: the last batch is the 5th alone
+            carried, next_after = await store.export_rows(after, 2, everything=False)
+            batches.append(carried)
+            if next_after is None:
+                break
+            after = next_after
+        assert [len(b.jobs) for b in batches] == [2, 2, 1]
+        assert [len(b.queues) for b in batches] == [1, 0, 0]  # pauses come once, first
+        assert sorted(j["id"] for b in batches for j in b.jobs) == sorted(
+            job_id for name, job_id in ids.items() if name != "succeeded")
+        # A batch that ends exactly at the last job leaves one empty batch to read.
+        _, after = await store.export_rows(0, 5, everything=False)
+        assert after is not None
+        assert await store.export_rows(after, 5, everything=False) == (Carried([]), None)
+
+    run(tmp_path / "source.db", body, inline=True)
