@@ -202,3 +202,12 @@ def course(ctx: Context, path: str, course: str = "") -> dict[str, str]:
     job id to `path` on each run."""
     _append(path, ctx.job_id)
     return {"course": course}
+
+
+@task("stamp")
+def stamp(ctx: Context, path: str, seconds: float = 0.0) -> int:
+    """Like `mark`, and names the server that ran it: "job attempt box", where box is the
+    slot's TEST_BOX environment variable (tests with several servers set one each)."""
+    _append(path, f"{ctx.job_id} {ctx.attempt} {os.environ.get('TEST_BOX', '-')}")
+    time.sleep(float(seconds))
+    return ctx.attempt

@@ -170,10 +170,10 @@ class Dispatcher:
         while True:
             self._wake.clear()
             await self._flush()
+            if self._leaving():
+                break
             await self._housekeeping()
             if self._stop_at is not None:
-                if not self.slots.busy():
-                    break
                 if time.monotonic() >= self._stop_at:
                     await self._requeue_running(_SHUTDOWN)
                     break
@@ -437,6 +437,11 @@ class Dispatcher:
             self._record(slot, claim, self._failure(claim, code, message))
         slot.terminate(code, 0)
 
+    def _leaving(self) -> bool:
+        """Stopping with nothing running: no duty is left, and each store call would wait
+        out the store's connect timeout when the database is gone."""
+        return self._stop_at is not None and not self.slots.busy()
+
     # -- periodic duties --------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -453,6 +458,8 @@ class Dispatcher:
                             slot.request_cancel(token, self.config.cancel_grace)
             except StoreUnavailable as exc:
                 log.warning("cannot read cancel requests: %s", exc)
+        if self._leaving():  # a stop came while the store kept this turn waiting
+            return
         # Due at _next_due, or polled as every job is (a submit's wake-up hint may be lost).
         if self._next_due is not None and time.time() >= self._next_due or \
                 now >= self._next_promote:
@@ -466,6 +473,8 @@ class Dispatcher:
                 # otherwise turn the loop into a spin that floods the log.
                 self._next_due = time.time() + HEARTBEAT_INTERVAL
                 self._next_promote = now + HEARTBEAT_INTERVAL
+            if self._leaving():
+                return
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
             self._alive()
@@ -474,6 +483,8 @@ class Dispatcher:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)
             await self._beat(now)
+            if self._leaving():
+                return
         if self.retention.due(now):
             await self.retention.run(self.store)
         if self.scheduler.due():
