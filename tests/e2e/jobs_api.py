@@ -6,11 +6,14 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from tests.helpers import wait_until
+
+if TYPE_CHECKING:
+    from tests.conftest import Server
 
 
 def submit(client: httpx.Client, task: str, **params: Any) -> dict[str, Any]:
@@ -75,3 +78,18 @@ def write_queued(data_dir: Path, task: str, params_json: str, max_attempts: int 
     finally:
         db.close()
     return job_id
+
+
+def query(server: Server, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (with `?` placeholders) on the server's store, SQLite or
+    PostgreSQL: for what the API does not show (rows it deleted, a fire's count)."""
+    if server.database:
+        import psycopg
+
+        with psycopg.connect(server.database) as conn:
+            return conn.execute(sql.replace("?", "%s"), args).fetchall()
+    db = sqlite3.connect(server.data_dir / "scholarsource.db", timeout=30)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
