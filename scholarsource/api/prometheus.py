@@ -2,13 +2,15 @@
 
 Counters and histograms that events increment come from every process's files
 (prometheus-client's MultiProcessCollector, see scholarsource/metrics). Figures that are read,
-not counted, are gathered here at scrape time: jobs per queue and state, slots, database and
-WAL size, CPU and RSS per process role.
+not counted, are gathered here at scrape time: jobs per queue and state, the age of each
+queue's oldest queued job (what an autoscaler reads), slots, database and WAL size, CPU and RSS
+per process role.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +72,13 @@ class _Snapshot:
             for status in QUEUE_COUNT_STATES:
                 jobs.add_metric([queue, status], by_status.get(status, 0))
         yield jobs
+        age = GaugeMetricFamily("scholarsource_queue_oldest_age_seconds",
+                                "Seconds since the oldest queued job of each queue was "
+                                "submitted (0: none is queued).", labels=["queue"])
+        for queue in sorted(f["queues"]):
+            oldest = f["oldest"].get(queue)
+            age.add_metric([queue], 0.0 if oldest is None else max(0.0, f["now"] - oldest))
+        yield age
         slots = GaugeMetricFamily("scholarsource_slots", "Job slots, busy and in all.",
                                   labels=["state"])
         slots.add_metric(["busy"], f["busy"])
@@ -115,10 +124,13 @@ def _by_role(tree: dict[str, Any]) -> dict[str, tuple[float, int]]:
 async def metrics(request: Request) -> Response:
     svc = services(request)
     pool, _ = await pools(svc)
+    now = time.time()
     figures = {
         # Only live states and dead letters: counting the whole history on every scrape
         # would cost more each day (the ended-jobs counters give its rates).
         "queues": await svc.store.queue_counts(None),
+        "oldest": {q.name: q.oldest_queued_at for q in await svc.store.queue_stats(now)},
+        "now": now,
         "busy": pool.busy if pool else 0,
         "slots": pool.slot_count if pool else 0,
         "storage": await svc.store.storage(),
