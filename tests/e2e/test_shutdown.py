@@ -40,8 +40,9 @@ def _send(server: Server, sig: signal.Signals, target: str) -> None:
 
 
 def _job(server: Server, job_id: str) -> dict[str, Any]:
-    job = stored(server.data_dir, job_id, "status", "failures", "crashes", "history")
-    return {**job, "history": json.loads(job["history"])}
+    job = stored(server, job_id, "status", "failures", "crashes", "history")
+    history = job["history"]  # JSON text in SQLite, jsonb (decoded) in PostgreSQL
+    return {**job, "history": json.loads(history) if isinstance(history, str) else history}
 
 
 def _assert_requeued_uncharged(job: dict[str, Any]) -> None:
