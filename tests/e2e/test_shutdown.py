@@ -132,6 +132,7 @@ def test_a_hup_to_the_group_reloads_and_the_running_job_finishes(serve) -> None:
     _assert_clean(server)
 
 
+@pytest.mark.both_backends
 def test_a_job_process_that_dies_while_the_pool_stops_is_interrupted_not_crashed(
         serve, tmp_path: Path) -> None:
     server = serve(slots=1, env={"SCHOLARSOURCE_GRACE_PERIOD": "60"})

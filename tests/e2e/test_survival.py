@@ -133,6 +133,7 @@ def test_kill_9_of_the_whole_tree_mid_run_then_restart(serve, tmp_path: Path) ->
         assert job["attempts_history"][0]["error_code"] == "pool_died"
 
 
+@pytest.mark.both_backends
 def test_a_frozen_pool_is_replaced_and_its_late_attempt_changes_nothing(
         serve, tmp_path: Path) -> None:
     server = serve(slots=1, env={"SCHOLARSOURCE_LEASE_SECONDS": "1",
