@@ -3,7 +3,8 @@
 `serve()` starts a real `python -m scholarsource serve` (real Gunicorn, real pool processes,
 a real SQLite file) on a free port and a temporary data directory, through
 `scholarsource.launcher`: its own process session, a log file, and a teardown that sends
-TERM, waits, then KILLs the whole group.
+TERM, waits, then KILLs the whole group. A test marked `both_backends` runs twice: on SQLite
+and on a fresh PostgreSQL database of the throwaway cluster (tests/pgcluster.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Server(ServerProcess):
     """One running `scholarsource serve` and what a test needs to talk to it."""
 
     data_dir: Path = Path()
+    database: str = ""  # SCHOLARSOURCE_DATABASE: "" for SQLite in data_dir
     clients: list[httpx.Client] = field(default_factory=list)
 
     def client(self, **kwargs: Any) -> httpx.Client:
@@ -58,6 +60,10 @@ class Server(ServerProcess):
         never reached the app, so sending it again cannot make a second job."""
         return self.client(limits=httpx.Limits(max_keepalive_connections=0),
                            transport=_RetryOnReset())
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a `scholarsource` command against this server's store."""
+        return server_env(**({"SCHOLARSOURCE_DATABASE": self.database} if self.database else {}))
 
     def health(self) -> dict[str, Any]:
         """GET /api/health (any status)."""
@@ -109,8 +115,33 @@ def _session_alive(sid: int) -> bool:
     return False
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `both_backends` that starts a server runs on each store."""
+    if ("database" in metafunc.fixturenames
+            and metafunc.definition.get_closest_marker("both_backends") is not None):
+        metafunc.parametrize("database", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store `serve` uses: "" for SQLite in data_dir; on the `postgres` pass of a
+    `both_backends` test, the URL of a fresh database, dropped after the test's servers."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield ""
+        return
+    # Imported here: a plugin module imported before pytest registers it is not rewritten.
+    from tests.pgcluster import drop_database, fresh_database
+
+    cluster = request.getfixturevalue("pg_cluster")
+    url = fresh_database(cluster)
+    try:
+        yield url
+    finally:
+        drop_database(cluster, url)
+
+
+@pytest.fixture
+def serve(tmp_path: Path, database: str) -> Iterator[Callable[..., Server]]:
     """Factory: serve(slots=2, workers=2, data_dir=..., env={...}, args=[...])."""
     started: list[Server] = []
 
@@ -119,11 +150,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
               wait: bool = True) -> Server:
         port = free_port()
         data = data_dir or tmp_path / "data"
+        settings = {"SCHOLARSOURCE_DATABASE": database} if database else {}
+        settings.update(env or {})
         process = launch(serve_argv(port, data, workers=workers, slots=slots, extra=args),
                          url=f"http://127.0.0.1:{port}",
                          log_path=tmp_path / f"server-{len(started)}.log",
-                         env=server_env(**(env or {})), wait=False)
-        server = Server(process.proc, process.url, process.log_path, data_dir=data)
+                         env=server_env(**settings), wait=False)
+        server = Server(process.proc, process.url, process.log_path, data_dir=data,
+                        database=settings.get("SCHOLARSOURCE_DATABASE", ""))
         started.append(server)
         if wait:
             server.wait_healthy()

@@ -2,9 +2,9 @@
 
 Counters and histograms that events increment come from every process's files
 (prometheus-client's MultiProcessCollector, see scholarsource/metrics). Figures that are read,
-not counted, are gathered here at scrape time: jobs per queue and state, the age of
-each queue's oldest queued job, slots, database and
-WAL size, CPU and RSS per process role.
+not counted, are gathered here at scrape time: jobs per queue and state, the age of each
+queue's oldest queued job (what an autoscaler reads), slots, database and WAL size, CPU and RSS
+per process role.
 """
 
 from __future__ import annotations
@@ -72,11 +72,10 @@ class _Snapshot:
             for status in QUEUE_COUNT_STATES:
                 jobs.add_metric([queue, status], by_status.get(status, 0))
         yield jobs
-        # What an autoscaler reads besides the depth: how long the head of each queue waited.
         age = GaugeMetricFamily("scholarsource_queue_oldest_age_seconds",
-                                "Seconds the oldest queued job of each queue has waited "
-                                "(0: none queued).", labels=["queue"])
-        for queue in sorted(set(f["queues"]) | set(f["oldest"])):
+                                "Seconds since the oldest queued job of each queue was "
+                                "submitted (0: none is queued).", labels=["queue"])
+        for queue in sorted(f["queues"]):
             oldest = f["oldest"].get(queue)
             age.add_metric([queue], 0.0 if oldest is None else max(0.0, f["now"] - oldest))
         yield age
@@ -130,9 +129,7 @@ async def metrics(request: Request) -> Response:
         # Only live states and dead letters: counting the whole history on every scrape
         # would cost more each day (the ended-jobs counters give its rates).
         "queues": await svc.store.queue_counts(None),
-        # Since now: no finishes to count, only each queue's oldest queued job.
-        "oldest": {stats.name: stats.oldest_queued_at
-                   for stats in await svc.store.queue_stats(now)},
+        "oldest": {q.name: q.oldest_queued_at for q in await svc.store.queue_stats(now)},
         "now": now,
         "busy": pool.busy if pool else 0,
         "slots": pool.slot_count if pool else 0,

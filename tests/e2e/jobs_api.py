@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from tests.helpers import wait_until
+
+if TYPE_CHECKING:
+    from tests.conftest import Server
 
 
 def submit(client: httpx.Client, task: str, **params: Any) -> dict[str, Any]:
@@ -49,29 +51,37 @@ def all_jobs(client: httpx.Client, **query: Any) -> list[dict[str, Any]]:
             return jobs
 
 
-def stored(data_dir: Path, job_id: str, *columns: str) -> dict[str, Any]:
+def stored(server: Server, job_id: str, *columns: str) -> dict[str, Any]:
     """The job's row as the database holds it (for a job the API may not show, or a server
     that has stopped)."""
-    db = sqlite3.connect(data_dir / "scholarsource.db", timeout=30)
-    try:
-        row = db.execute(f"SELECT {', '.join(columns)} FROM jobs WHERE id = ?",
-                         (job_id,)).fetchone()
-    finally:
-        db.close()
+    (row,) = query(server, f"SELECT {', '.join(columns)} FROM jobs WHERE id = ?", job_id)
     return dict(zip(columns, row, strict=True))
 
 
-def write_queued(data_dir: Path, task: str, params_json: str, max_attempts: int = 1) -> str:
+def write_queued(server: Server, task: str, params_json: str, max_attempts: int = 1) -> str:
     """A queued job written into the database directly, past the API's checks (a job queued
     by an older server, or one the API would refuse today); returns its id. The pool finds
     it at its next poll, or at once after any submit's wake-up."""
     job_id = secrets.token_urlsafe(16)
-    db = sqlite3.connect(data_dir / "scholarsource.db", timeout=30)
+    query(server, "INSERT INTO jobs (id, tenant, task, queue, status, params, max_attempts, "
+                  "created_at) VALUES (?, 'default', ?, 'default', 'queued', ?, ?, ?)",
+          job_id, task, params_json, max_attempts, time.time())
+    return job_id
+
+
+def query(server: Server, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (with `?` placeholders) on the server's store, SQLite or
+    PostgreSQL, committed: for what the API does not show (rows it deleted, a fire's
+    count) or would refuse."""
+    if server.database:
+        import psycopg
+
+        with psycopg.connect(server.database) as conn:  # commits as the block ends
+            cursor = conn.execute(sql.replace("?", "%s"), args)
+            return cursor.fetchall() if cursor.description is not None else []
+    db = sqlite3.connect(server.data_dir / "scholarsource.db", timeout=30)
     try:
         with db:
-            db.execute("INSERT INTO jobs (id, tenant, task, queue, status, params, max_attempts, "
-                       "created_at) VALUES (?, 'default', ?, 'default', 'queued', ?, ?, ?)",
-                       (job_id, task, params_json, max_attempts, time.time()))
+            return db.execute(sql, args).fetchall()
     finally:
         db.close()
-    return job_id

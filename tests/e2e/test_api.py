@@ -39,6 +39,7 @@ BAD_SUBMITS = [
 ]
 
 
+@pytest.mark.both_backends
 def test_bad_input_gets_its_status_and_code_and_changes_nothing(serve) -> None:
     server = serve(slots=1, env={"SCHOLARSOURCE_MAX_BODY_BYTES": "2048"})
     client = server.client()

@@ -29,6 +29,7 @@ def statuses(client: httpx.Client) -> dict[str, str]:
     return {job["id"]: job["status"] for job in all_jobs(client)}
 
 
+@pytest.mark.both_backends
 def test_cancel_many_jobs_by_filter_through_the_api_and_the_cli(serve) -> None:
     server = serve(slots=2)
     client = server.client()

@@ -20,6 +20,7 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.both_backends
 def test_a_cached_result_answers_again_and_runs_nothing(serve, tmp_path: Path) -> None:
     server = serve(slots=2)
     client = server.client()
@@ -76,6 +77,7 @@ def test_bad_cache_and_unique_fields_are_refused_and_write_nothing(serve) -> Non
     assert all_jobs(client) == []
 
 
+@pytest.mark.both_backends
 def test_ten_concurrent_unique_submits_make_one_job(serve) -> None:
     # A short grace: the 60 s job is still running when the test stops the server.
     server = serve(slots=1, workers=2, env={"SCHOLARSOURCE_GRACE_PERIOD": "1"})

@@ -59,6 +59,7 @@ def test_cross_site_state_changes_are_refused_and_change_nothing(
     assert client.delete("/api/dead").json() == {"purged": 1}
 
 
+@pytest.mark.both_backends
 def test_the_jobs_list_searches_ids_tasks_and_params_text(
         serve: Callable[..., Server]) -> None:
     # Each page of a search reads at most search_scan_rows jobs: 4 here, to see it page on.

@@ -41,6 +41,7 @@ def started_late_by(client: httpx.Client, job: dict[str, Any]) -> float:
     return late
 
 
+@pytest.mark.both_backends
 def test_a_delayed_job_starts_at_its_time_never_before(serve) -> None:
     client = serve(slots=3, env={"SCHOLARSOURCE_POLL_INTERVAL": str(POLL_INTERVAL)}).client()
     soon = time.time() + 2

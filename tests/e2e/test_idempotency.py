@@ -13,6 +13,7 @@ from tests.e2e.jobs_api import all_jobs
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.both_backends
 def test_the_same_key_gives_the_same_job_once(serve) -> None:
     server = serve(slots=1)
     client = server.client()

@@ -27,6 +27,7 @@ def test_a_memory_limit_is_reported_in_the_units_it_was_given_in(serve) -> None:
     assert re.search(r"over its memory limit \([\d.]+ MB > 100 MB\)", server.log())
 
 
+@pytest.mark.both_backends
 def test_a_cancelled_job_keeps_what_its_task_returned(serve) -> None:
     # The README's example task returns {"partial": True} once cancelled.
     server = serve(slots=1)

@@ -15,6 +15,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
+@pytest.mark.both_backends
 def test_500_jobs_from_20_clients_each_run_exactly_once(serve, tmp_path: Path) -> None:
     server = serve(slots=2)
     runs = tmp_path / "runs.txt"
@@ -86,6 +87,7 @@ def test_retries_run_until_max_attempts(serve) -> None:
     assert gaps[0] >= 0.1 - 0.05 and gaps[1] >= 0.2 - 0.05, gaps
 
 
+@pytest.mark.both_backends
 def test_results_progress_and_logs_reach_the_job_and_its_events(serve) -> None:
     server = serve(slots=1)
     client = server.client()
@@ -120,6 +122,7 @@ def test_events_stream_live_until_the_job_ends(serve) -> None:
     assert events[-1]["event"] == "state" and events[-1]["data"]["status"] == "succeeded"
 
 
+@pytest.mark.both_backends
 def test_cancel_a_queued_and_a_running_job(serve) -> None:
     client = serve(slots=1).client()
     running = submit(client, "sleep", seconds=30)
@@ -169,6 +172,7 @@ def test_priority_orders_the_queue(serve, tmp_path: Path) -> None:
     assert [line.split()[0] for line in order.read_text().splitlines()] == [high["id"], low["id"]]
 
 
+@pytest.mark.both_backends
 def test_listing_filters_and_pages(serve) -> None:
     client = serve(slots=1).client()
     ids = [submit(client, "echo", i=i)["id"]

@@ -22,13 +22,13 @@ pytestmark = pytest.mark.e2e
 
 def _insert(server: Server, task: str, params_json: str, max_attempts: int = 1) -> str:
     """A queued job written into the database directly, past the API's checks."""
-    job_id = write_queued(server.data_dir, task, params_json, max_attempts)
+    job_id = write_queued(server, task, params_json, max_attempts)
     server.client().post("/api/jobs", json={"task": "noop"})  # a poke: the pool looks now
     return job_id
 
 
 def _row(server: Server, job_id: str) -> dict[str, Any]:
-    return stored(server.data_dir, job_id, "status", "error_code", "error", "crashes")
+    return stored(server, job_id, "status", "error_code", "error", "crashes")
 
 
 def _wait_row_final(server: Server, job_id: str) -> dict[str, Any]:

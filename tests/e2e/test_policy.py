@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from scholarsource.cli import main
@@ -16,6 +17,8 @@ from scholarsource.exitcodes import EXIT_CONFIG
 from tests.conftest import Server
 from tests.e2e.jobs_api import wait_finished
 from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
 
 Interval = tuple[float, float]
 
@@ -90,6 +93,7 @@ def test_a_reserved_slot_starts_its_queue_at_once_during_a_flood(
         client.post(f"/api/jobs/{job['id']}/cancel")
 
 
+@pytest.mark.both_backends
 def test_a_pause_survives_a_restart_and_resume_runs_the_jobs(
         serve: Callable[..., Server], tmp_path: Path) -> None:
     args = _config(tmp_path, "[queues.work]\n")
@@ -133,6 +137,7 @@ def test_a_rate_limit_holds_across_the_pool_and_holds_back_no_other_task(
     assert (rate["task"], rate["rate_limit"]) == ("noop", "10/s")
 
 
+@pytest.mark.both_backends
 def test_a_concurrency_key_runs_one_job_per_user_and_other_users_beside_it(
         serve: Callable[..., Server], tmp_path: Path) -> None:
     server = serve(slots=3)

@@ -3,7 +3,6 @@ idempotency keys; jobs that are not finished stay, however old."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,7 +10,7 @@ import threading
 import httpx
 import pytest
 
-from tests.conftest import server_env
+from tests.e2e.jobs_api import query
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -21,6 +20,7 @@ ONE_SECOND = {f"SCHOLARSOURCE_RETENTION_{state}": "1s"
 ONE_SECOND["SCHOLARSOURCE_GRACE_PERIOD"] = "0"  # the long sleep need not delay the teardown
 
 
+@pytest.mark.both_backends
 def test_a_pruned_job_answers_404_and_its_key_makes_a_new_job(serve) -> None:
     server = serve(slots=2, env=ONE_SECOND)
     client = server.client()
@@ -50,13 +50,8 @@ def test_a_pruned_job_answers_404_and_its_key_makes_a_new_job(serve) -> None:
 
     # Older than every retention, but not finished: still there.
     assert client.get(f"/api/jobs/{running.json()['id']}").json()["status"] == "running"
-    conn = sqlite3.connect(server.data_dir / "scholarsource.db")
-    try:
-        left = conn.execute("SELECT count(*) FROM job_events WHERE job_id IN (?, ?)",
-                            (job_id, dead_id)).fetchone()
-    finally:
-        conn.close()
-    assert left == (0,)
+    assert query(server, "SELECT count(*) FROM job_events WHERE job_id IN (?, ?)",
+                 job_id, dead_id) == [(0,)]
 
 
 def _submit_until(url: str, stop: threading.Event, answers: list[int]) -> None:
@@ -65,6 +60,7 @@ def _submit_until(url: str, stop: threading.Event, answers: list[int]) -> None:
             answers.append(client.post("/api/jobs", json={"task": "noop"}).status_code)
 
 
+@pytest.mark.both_backends
 def test_prune_on_demand_while_the_server_takes_submits(serve) -> None:
     server = serve(slots=2)  # the default retention: nothing is a week old yet
     client = server.client()
@@ -85,7 +81,7 @@ def test_prune_on_demand_while_the_server_takes_submits(serve) -> None:
             done = subprocess.run(
                 [sys.executable, "-m", "scholarsource", "prune", "--data-dir",
                  str(server.data_dir), "--older-than", "1s"],
-                env=server_env(), capture_output=True, text=True, timeout=60)
+                env=server.cli_env(), capture_output=True, text=True, timeout=60)
             assert done.returncode == 0 and done.stdout.startswith("pruned "), done.stderr
             return False
 

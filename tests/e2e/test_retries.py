@@ -42,6 +42,7 @@ def test_a_task_asks_for_retries_and_its_declared_defaults_apply(serve) -> None:
     assert all(h["peak_rss"] > 0 for h in history)
 
 
+@pytest.mark.both_backends
 def test_dead_letters_can_be_listed_retried_and_purged(serve) -> None:
     server = serve(slots=1, env={"SCHOLARSOURCE_BACKOFF_BASE": "0.05"})
     client = server.client()

@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 import math
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from scholarsource.exitcodes import EXIT_POOL_BOOT
+from tests.conftest import Server
+from tests.e2e.jobs_api import query
 from tests.helpers import wait_until
 from tests.test_cli import invoke
+
+pytestmark = pytest.mark.e2e
 
 EVERY_2S = '[[schedules]]\nname = "beat"\ntask = "noop"\nevery = "2s"\n'
 
@@ -24,51 +29,47 @@ def config_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def fires(data_dir: Path, name: str = "beat") -> dict[float, int]:
+def fires(server: Server, name: str = "beat") -> dict[float, int]:
     """Jobs per fire time (scheduled_for) of `name`, from the database; manual triggers
     are no fires."""
-    conn = sqlite3.connect(data_dir / "scholarsource.db", timeout=10)
-    try:
-        return dict(conn.execute("SELECT scheduled_for, count(*) FROM jobs WHERE schedule = ? "
-                                 "AND triggered = 0 GROUP BY 1", (name,)).fetchall())
-    finally:
-        conn.close()
+    return dict(query(server, "SELECT scheduled_for, count(*) FROM jobs WHERE schedule = ? "
+                              "AND NOT triggered GROUP BY 1", name))
 
 
-def fired_after(data_dir: Path, since: float, n: int) -> bool:
-    return sum(1 for at in fires(data_dir) if at > since) >= n
+def fired_after(server: Server, since: float, n: int) -> bool:
+    return sum(1 for at in fires(server) if at > since) >= n
 
 
 def test_every_2s_fires_once_per_fire_across_a_reload_and_a_kill(serve, tmp_path) -> None:
     args = ("--config", str(config_file(tmp_path, EVERY_2S)))
     server = serve(slots=1, args=args)
-    data = server.data_dir
     start = time.time()
-    wait_until(lambda: fired_after(data, start, 2), 15, message="two fires")
+    wait_until(lambda: fired_after(server, start, 2), 15, message="two fires")
     server.signal(signal.SIGHUP)  # the pool is replaced mid-schedule
-    wait_until(lambda: fired_after(data, start, 5), 20, message="five fires")
+    wait_until(lambda: fired_after(server, start, 5), 20, message="five fires")
     end = time.time()
     # Over the window, one job per 2 s: each multiple of 2 in it, but perhaps the last one,
     # whose fire may not be committed yet (and perhaps one the reload's gap caught up).
     due = math.floor(end / 2) - math.floor(start / 2)
-    window = [at for at in fires(data) if start < at <= end]
+    window = [at for at in fires(server) if start < at <= end]
     assert due - 1 <= len(window) <= due, (due, sorted(window))
 
     server.kill_tree()  # kill -9 of every process, then a restart on the same data
     down = time.time()
-    serve(slots=1, args=args, data_dir=data)
-    wait_until(lambda: fired_after(data, down, 2), 20,
+    server = serve(slots=1, args=args, data_dir=server.data_dir)
+    wait_until(lambda: fired_after(server, down, 2), 20,
                message="fires after the restart")
-    counts = fires(data)
+    counts = fires(server)
     assert set(counts.values()) == {1}, counts  # never two jobs for one fire
     assert all(at % 2 == 0 for at in counts)  # the fire times every pool computes
 
 
+@pytest.mark.both_backends
 def test_the_schedules_api_and_a_pause_that_outlives_a_restart(serve, tmp_path) -> None:
     args = ("--config", str(config_file(tmp_path, EVERY_2S)))
     server = serve(slots=1, args=args)
     client = server.client()
-    wait_until(lambda: fires(server.data_dir), 15, message="a first fire")
+    wait_until(lambda: fires(server), 15, message="a first fire")
 
     (beat,) = client.get("/api/schedules").json()["schedules"]
     assert beat["name"] == "beat" and beat["every"] == 2.0 and not beat["paused"]
@@ -86,7 +87,7 @@ def test_the_schedules_api_and_a_pause_that_outlives_a_restart(serve, tmp_path) 
 
     paused = client.post("/api/schedules/beat/pause").json()
     assert paused["paused"] and paused["next_fire"] is None
-    before = fires(server.data_dir)
+    before = fires(server)
     server.kill_tree()
     server = serve(slots=1, args=args, data_dir=server.data_dir)
     client = server.client()
@@ -95,11 +96,11 @@ def test_the_schedules_api_and_a_pause_that_outlives_a_restart(serve, tmp_path) 
     # would have fired within the wait.)
     fire_due = math.floor(time.time() / 2) * 2 + 2
     wait_until(lambda: time.time() > fire_due + 1, 5, message="a fire time to pass")
-    assert fires(server.data_dir) == before
+    assert fires(server) == before
 
     resumed = client.post("/api/schedules/beat/resume").json()
     assert not resumed["paused"] and resumed["next_fire"] > time.time() - 1
-    wait_until(lambda: len(fires(server.data_dir)) > len(before), 15,
+    wait_until(lambda: len(fires(server)) > len(before), 15,
                message="a fire after the resume")
 
 
@@ -114,10 +115,10 @@ def test_a_reload_adds_and_removes_schedules(serve, tmp_path) -> None:
     path = config_file(tmp_path, EVERY_2S)
     server = serve(slots=1, args=("--config", str(path)))
     client = server.fresh_client()
-    wait_until(lambda: fires(server.data_dir), 15, message="a first fire")
+    wait_until(lambda: fires(server), 15, message="a first fire")
     path.write_text(EVERY_2S.replace('"beat"', '"pulse"'))
     server.signal(signal.SIGHUP)
-    wait_until(lambda: fires(server.data_dir, "pulse"), 20, message="the new schedule")
+    wait_until(lambda: fires(server, "pulse"), 20, message="the new schedule")
     names = [s["name"] for s in client.get("/api/schedules").json()["schedules"]]
     assert names == ["pulse"]
     # The removed schedule's jobs keep its name.

@@ -40,8 +40,9 @@ def _send(server: Server, sig: signal.Signals, target: str) -> None:
 
 
 def _job(server: Server, job_id: str) -> dict[str, Any]:
-    job = stored(server.data_dir, job_id, "status", "failures", "crashes", "history")
-    return {**job, "history": json.loads(job["history"])}
+    job = stored(server, job_id, "status", "failures", "crashes", "history")
+    history = job["history"]  # JSON text in SQLite, jsonb (decoded) in PostgreSQL
+    return {**job, "history": json.loads(history) if isinstance(history, str) else history}
 
 
 def _assert_requeued_uncharged(job: dict[str, Any]) -> None:
@@ -131,6 +132,7 @@ def test_a_hup_to_the_group_reloads_and_the_running_job_finishes(serve) -> None:
     _assert_clean(server)
 
 
+@pytest.mark.both_backends
 def test_a_job_process_that_dies_while_the_pool_stops_is_interrupted_not_crashed(
         serve, tmp_path: Path) -> None:
     server = serve(slots=1, env={"SCHOLARSOURCE_GRACE_PERIOD": "60"})

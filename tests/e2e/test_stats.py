@@ -23,6 +23,7 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.both_backends
 def test_stats_show_queues_slots_throughput_and_timings(serve, tmp_path) -> None:
     client = serve(slots=1).client()
     for _ in range(3):

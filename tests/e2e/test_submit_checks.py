@@ -113,7 +113,7 @@ def test_a_hidden_builtin_queued_earlier_does_not_run(serve) -> None:
     # A cpu job queued while the server exposed every built-in, then a restart with "safe":
     # the slot refuses it as the API would, instead of burning a core.
     server = serve(slots=1, env={"SCHOLARSOURCE_BUILTIN_TASKS": "safe"})
-    job_id = write_queued(server.data_dir, "cpu", '{"seconds": 30}')
+    job_id = write_queued(server, "cpu", '{"seconds": 30}')
     client = server.client()
     submit(client, "noop")  # wakes the pool
     ended = wait_finished(client, job_id)

@@ -112,6 +112,7 @@ def test_2000_jobs_survive_random_slot_kills_and_a_pool_kill(serve, tmp_path: Pa
     assert statuses["succeeded"] >= 1900, statuses
 
 
+@pytest.mark.both_backends
 def test_kill_9_of_the_whole_tree_mid_run_then_restart(serve, tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = serve(slots=2, data_dir=data, env=FAST_RETRIES)
@@ -132,6 +133,7 @@ def test_kill_9_of_the_whole_tree_mid_run_then_restart(serve, tmp_path: Path) ->
         assert job["attempts_history"][0]["error_code"] == "pool_died"
 
 
+@pytest.mark.both_backends
 def test_a_frozen_pool_is_replaced_and_its_late_attempt_changes_nothing(
         serve, tmp_path: Path) -> None:
     server = serve(slots=1, env={"SCHOLARSOURCE_LEASE_SECONDS": "1",

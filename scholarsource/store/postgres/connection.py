@@ -44,6 +44,15 @@ async def open_pool(url: str, role: str) -> AsyncConnectionPool:
     """A pool of connections to `url` sized for `role` ("api", "pool" or "cli"), opened."""
     if role not in POOL_SIZES:
         raise ValueError(f"unknown store role {role!r}; expected one of {sorted(POOL_SIZES)}")
+    if role == "cli":
+        # A one-off command (doctor, prune, backup) wants the reason at once (no such
+        # database, a refused login), not the pool's silent retries for CONNECT_TIMEOUT.
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=int(CONNECT_TIMEOUT), **connection_options())
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        await probe.close()
     pool = AsyncConnectionPool(url, min_size=1, max_size=POOL_SIZES[role],
                                kwargs=connection_options(), timeout=CONNECT_TIMEOUT,
                                name=f"scholarsource-{role}", open=False)

@@ -290,9 +290,11 @@ POOLS = ("SELECT owner, pid, slots::text, slot_count, busy, heartbeat_at, admiss
 # silent for longer than a pool's row is kept.
 FORGET_POOLS = ("DELETE FROM pools WHERE owner <> %(owner)s AND "
                 "(left(owner, length(%(box)s)) = %(box)s OR heartbeat_at < %(before)s)")
+# A database that serve has not migrated yet has no schema_version table: schema 0.
+SCHEMA_TABLE = "SELECT to_regclass('schema_version') IS NOT NULL"
 SCHEMA_FOUND = "SELECT max(version) FROM schema_version"
-SERVER = ("SELECT current_setting('server_version'), pg_database_size(current_database()), "
-          "(SELECT min(created_at) FROM jobs WHERE status = 'queued')")
+SERVER = "SELECT current_setting('server_version'), pg_database_size(current_database())"
+QUEUE_LAG = "SELECT count(*), min(created_at) FROM jobs WHERE status = 'queued'"
 _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, backoff_base, "
                  "backoff_max, params, cache_ttl, unique_job, rate_limit, rate_window, "
                  "concurrency_limit")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,42 +272,49 @@ class PostgresStore(Store):
     @unavailable
     async def storage(self) -> Storage:
         # The WAL is the whole server's, not this database's: it is not counted here.
-        (_, size, _) = await self._db.one(sql.SERVER)
+        (_, size) = await self._db.one(sql.SERVER)
         return Storage(int(size), 0, "autovacuum")
 
     @unavailable
     async def schema_version(self) -> SchemaVersion:
-        (found,) = await self._db.one(sql.SCHEMA_FOUND)
+        (exists,) = await self._db.one(sql.SCHEMA_TABLE)
+        found = (await self._db.one(sql.SCHEMA_FOUND))[0] if exists else None
         return SchemaVersion(found or 0, schema.SCHEMA_VERSION)
 
     async def checks(self) -> list[Check]:
         try:
-            version, size, oldest = await self._db.one(sql.SERVER)
+            version, size = await self._db.one(sql.SERVER)
             found = (await self.schema_version()).found
+            queued, oldest = await self._db.one(sql.QUEUE_LAG) if found else (0, None)
         except (psycopg.Error, StoreUnavailable) as exc:
             return [Check("database", Status.FAIL, f"cannot read the database: {exc}",
                           "check the database setting, the server and its pg_hba.conf")]
+        wanted = schema.SCHEMA_VERSION
         checks = [Check("database", Status.OK, f"PostgreSQL {version}, "
                         f"{int(size) / 1024**2:.1f} MiB")]
-        if found != schema.SCHEMA_VERSION:
-            checks.append(Check("migrations", Status.FAIL if found > schema.SCHEMA_VERSION
-                                else Status.WARN,
-                                f"schema {found}, this ScholarSource {schema.SCHEMA_VERSION}",
-                                "upgrade ScholarSource" if found > schema.SCHEMA_VERSION
-                                else "start `scholarsource serve` once to migrate it"))
-        else:
+        if found > wanted:
+            checks.append(Check("migrations", Status.FAIL, f"schema {found}, newer than this "
+                                f"ScholarSource understands ({wanted})",
+                                "upgrade ScholarSource (on every box that shares the database)"))
+        elif found == wanted:
             checks.append(Check("migrations", Status.OK, f"schema {found}"))
+        else:  # an older schema, or none yet: as with SQLite, serve migrates it
+            checks.append(Check("migrations", Status.OK, f"schema {found}; serve migrates it "
+                                f"to {wanted}" if found else "no schema yet; serve creates it"))
         lag = 0.0 if oldest is None else max(0.0, time.time() - oldest)
         checks.append(Check("queue lag", Status.OK,
-                            f"oldest queued job waited {lag:.1f} s" if oldest is not None
-                            else "no job is queued"))
+                            f"{queued} job(s) queued; the oldest was submitted {lag:.1f} s ago"
+                            if queued else "no job is queued"))
         return checks
 
     async def backup(self, target: Path, *, force: bool = False) -> BackupResult:
+        file = shlex.quote(str(target))
         raise BackupUnsupported(
             "a PostgreSQL store is backed up with PostgreSQL's own tools: "
-            f"pg_dump --format=custom --file={target} \"$DATABASE_URL\" (consistent while "
-            "the server runs; restore with pg_restore --clean --dbname=...)")
+            f"pg_dump --format=custom --file={file} \"$DATABASE_URL\" with DATABASE_URL set "
+            "to the database setting (the dump is consistent while the servers run; use the "
+            "server's major version of pg_dump or a newer one). Restore into an empty "
+            f"database with pg_restore --no-owner --dbname=\"$DATABASE_URL\" {file}")
 
     @unavailable
     async def tasks(self) -> dict[str, TaskDefaults]:
