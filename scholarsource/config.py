@@ -209,6 +209,10 @@ class Config:
         "Where the jobs live: empty for SQLite in data_dir (one box), or a PostgreSQL URL "
         "(postgresql://user:password@host/db) that several boxes share. Its password is "
         "masked wherever the setting is shown."))
+    database_listen: DatabaseUrl = field(default=DatabaseUrl(), metadata=_key(
+        "A PostgreSQL URL that reaches the server itself, for the one connection per pool "
+        "that LISTENs for wake-ups, when `database` goes through PgBouncer in transaction "
+        "mode (which cannot keep a LISTEN). Empty: `database`."))
     workers: int = field(default=0, metadata=_key(
         "API worker processes; 0 means one per CPU core (more added nothing on 2 cores and "
         "raised p99)."))
@@ -400,6 +404,11 @@ class Config:
             check_reservations(self.queues, self.slots)
         # Layers hand in plain text: make it the masking type (ConfigError if no store).
         object.__setattr__(self, "database", DatabaseUrl(self.database))
+        object.__setattr__(self, "database_listen",
+                           DatabaseUrl(self.database_listen, "database_listen"))
+        if self.database_listen and not self.database:
+            raise ConfigError("database_listen needs database: it is where the pools of a "
+                              "PostgreSQL store listen, and SQLite has none")
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""
@@ -422,6 +431,7 @@ class Config:
                                   for k, v in vars(table).items() if v is not None}
                             for key, table in getattr(self, name).items()}
         values["database"] = str(self.database)  # masked
+        values["database_listen"] = str(self.database_listen)
         return values
 
 

@@ -69,3 +69,17 @@ def test_the_url_survives_pickling_and_copies_unmasked_for_the_driver() -> None:
     for twin in (pickle.loads(pickle.dumps(url)), copy.deepcopy(url)):
         assert isinstance(twin, DatabaseUrl) and twin.reveal() == URL
         assert "s3cret" not in str(twin)
+
+
+def test_database_listen_is_a_masked_url_that_needs_database() -> None:
+    direct = "postgresql://jobs:s3cret@db.internal:5432/scholarsource"
+    pooled = "postgresql://jobs:s3cret@pgbouncer:6432/scholarsource"
+    config = load_config(env={"SCHOLARSOURCE_DATABASE": pooled,
+                              "SCHOLARSOURCE_DATABASE_LISTEN": direct})
+    assert config.database_listen.reveal() == direct
+    assert "s3cret" not in repr(config) and "s3cret" not in str(config.as_dict())
+    with pytest.raises(ConfigError, match="database_listen must be empty"):
+        load_config(env={"SCHOLARSOURCE_DATABASE": pooled,
+                         "SCHOLARSOURCE_DATABASE_LISTEN": "mysql://db/x"})
+    with pytest.raises(ConfigError, match="database_listen needs database"):
+        load_config(env={"SCHOLARSOURCE_DATABASE_LISTEN": direct})

@@ -36,11 +36,11 @@ class DatabaseUrl(str):
 
     __slots__ = ()
 
-    def __new__(cls, value: str = "") -> DatabaseUrl:
+    def __new__(cls, value: str = "", setting: str = "database") -> DatabaseUrl:
         url = super().__new__(cls, value)
         scheme = value.partition("://")[0].lower() if "://" in value else ""
         if value and scheme not in POSTGRES_SCHEMES:
-            raise ConfigError(f"database must be empty (SQLite in data_dir) or a "
+            raise ConfigError(f"{setting} must be empty (SQLite in data_dir) or a "
                               f"postgresql:// URL, not {mask(value)!r}")
         return url
 

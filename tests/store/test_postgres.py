@@ -160,7 +160,8 @@ def test_a_read_only_server_is_unavailable_not_an_error(pg_cluster: PgCluster) -
 
 def test_connect_reads_the_database_url_and_sizes_the_pool_by_role(pg_url: str) -> None:
     async def main() -> None:
-        config: Any = SimpleNamespace(database=DatabaseUrl(pg_url))  # the field connect reads
+        # The fields connect reads.
+        config: Any = SimpleNamespace(database=DatabaseUrl(pg_url), database_listen=DatabaseUrl())
         store = await PostgresStore.connect(config, "api")
         try:
             assert store._db.pool.max_size == 8
@@ -264,6 +265,37 @@ def test_the_store_works_behind_pgbouncer_in_transaction_mode(pg_url: str,
         assert (counts["succeeded"], counts["queued"]) == (43, 2)
 
     on_two(url, body)
+
+
+def test_behind_pgbouncer_a_pool_listens_where_database_listen_says(
+        pg_url: str, pgbouncer: Bouncer) -> None:
+    # A transaction-mode bouncer cannot keep a LISTEN: the pools' one listening connection
+    # goes to the server itself, while every statement goes through the bouncer.
+    pooled = pgbouncer.url(pg_url.split("?")[0].rsplit("/", 1)[1])
+    config: Any = SimpleNamespace(database=DatabaseUrl(pooled),
+                                  database_listen=DatabaseUrl(pg_url))
+
+    async def main() -> set[Wake]:
+        pool = await PostgresStore.connect(config, "pool")
+        api = await PostgresStore.connect(config, "api")
+        source = await pool.listen()
+        try:
+            listener = await pool._db.fetchall(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' "
+                "AND application_name <> 'pgbouncer'")
+            assert listener == [(1,)]
+            readable = asyncio.Event()
+            asyncio.get_running_loop().add_reader(source.fileno(), readable.set)
+            api.wake(Wake.SUBMITTED)
+            await asyncio.wait_for(readable.wait(), 10)
+            asyncio.get_running_loop().remove_reader(source.fileno())
+            return source.drain()
+        finally:
+            source.close()
+            await pool.close()
+            await api.close()
+
+    assert asyncio.run(main()) == {Wake.SUBMITTED}
 
 
 def test_a_server_restart_is_unavailable_once_then_the_pool_reconnects(

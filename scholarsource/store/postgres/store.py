@@ -99,7 +99,8 @@ class PostgresStore(Store):
     async def connect(cls, config: Config, role: str) -> PostgresStore:
         """Connect to `config.database` (a postgresql:// URL, already migrated: see
         `migrate`) with a pool sized for `role`: "api", "pool" or "cli"."""
-        return await cls.open(config.database.reveal(), role=role)
+        return await cls.open(config.database.reveal(), role=role,
+                              listen_url=config.database_listen.reveal() or None)
 
     @classmethod
     async def migrate(cls, config: Config) -> int:
