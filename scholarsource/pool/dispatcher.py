@@ -142,6 +142,8 @@ class Dispatcher:
             # A delayed job may be due before the time this loop sleeps to: promote now,
             # which also says when the next one is due.
             self._next_due = 0.0
+        if kinds == {Wake.SUBMITTED} and not self.slots.free():
+            return  # no slot to run it: the next attempt's end wakes the loop, and claims
         self._wake.set()
 
     def stop(self, grace: float) -> None:

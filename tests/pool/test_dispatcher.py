@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
 from scholarsource.config import load_config
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.store import schema
-from scholarsource.store.base import NewJob
+from scholarsource.store.base import Claim, NewJob, Wake
 from scholarsource.store.sqlite import SqliteStore
 
 
@@ -40,6 +41,31 @@ def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None
             assert "unexpected keyword argument 'secs'" in (wrong.error or "")
         finally:
             slots.stop(kill=True)
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_new_job_wakes_the_loop_only_when_a_slot_could_take_it(tmp_path: Path) -> None:
+    # Under load every batch of submits sends a hint; with every slot busy, a turn for it
+    # would claim nothing (the end of an attempt wakes the loop and claims).
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        schema.migrate(config.db_path)
+        store = await SqliteStore.open(config.db_path)
+        slots = Slots(1, SlotSettings.of(config))
+        dispatcher = Dispatcher(config, store, slots, owner="test")
+        try:
+            dispatcher.hint({Wake.SUBMITTED})
+            assert dispatcher._wake.is_set()
+            dispatcher._wake.clear()
+            slots.all[0].claim = cast(Claim, object())  # the one slot is busy
+            dispatcher.hint({Wake.SUBMITTED})
+            assert not dispatcher._wake.is_set()
+            dispatcher.hint({Wake.SUBMITTED, Wake.CANCELLED})  # a cancel is for busy slots
+            assert dispatcher._wake.is_set()
+        finally:
             await store.close()
 
     asyncio.run(main())
