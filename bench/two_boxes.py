@@ -263,7 +263,7 @@ def throwaway_database() -> Iterator[str]:
     cluster = pgcluster.start(bindir)
     try:
         pgcluster.make_template(cluster)
-        yield cluster.url(pgcluster.TEMPLATE)
+        yield cluster.url(pgcluster.WORK)
     finally:
         cluster.stop()
 

@@ -2,8 +2,9 @@
 with its Unix socket in that dir, trust auth, no fsync; always stopped and removed at the end.
 
 PostgreSQL refuses to run as root, and CI runs as root: then the server runs as the
-`postgres` system user, in a temp dir it owns. Each test gets a fresh database copied from
-one migrated database, emptied before each test (`pg_url`).
+`postgres` system user, in a temp dir it owns. A test gets a fresh database copied from a
+migrated template that no test writes to (`fresh_database`), or the shared working database,
+emptied before it (`pg_url`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from scholarsource.launcher import free_port
 # Speed over safety: a test cluster is thrown away, so nothing needs to reach the disk.
 _FAST = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
          "-c max_connections=200 -c shared_buffers=64MB -c log_min_messages=warning")
-TEMPLATE = "scholarsource_test"  # migrated once; the tests' database and fresh ones' model
+TEMPLATE = "scholarsource_template"  # migrated once; fresh databases copy it, no test writes it
+WORK = "scholarsource_test"  # a copy of it that `pg_url` empties for each test
 
 
 def find_bindir() -> Path | None:
@@ -135,6 +137,10 @@ def make_template(cluster: PgCluster) -> None:
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
     migrate(cluster.url(TEMPLATE))
+    # pg_url's tests write to a database of their own: rows they leave (a test emptied it
+    # only before it ran) reached every later fresh copy when it was the template itself.
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{WORK}" TEMPLATE "{TEMPLATE}"')
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +164,7 @@ def pg_url(pg_cluster: PgCluster) -> str:
     """The migrated test database, emptied for this test. Emptying the tables (~40 ms here)
     is cheaper than a copy of the template (~300 ms: CREATE DATABASE checkpoints twice); a
     test that changes the database itself takes its own from `fresh_database`."""
-    url = pg_cluster.url(TEMPLATE)
+    url = pg_cluster.url(WORK)
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
