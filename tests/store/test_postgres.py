@@ -82,6 +82,19 @@ def test_two_boxes_never_claim_the_same_job(pg_url: str) -> None:
     on_two(pg_url, body)
 
 
+def test_boxes_starting_at_once_each_publish_the_registry(pg_url: str) -> None:
+    # Each pool replaces the task registry at boot; two at once once failed a pool's boot
+    # with a duplicate key (one's DELETE missed the other's uncommitted INSERT).
+    tasks = [TaskDefaults(f"task{i}", "default", None, None) for i in range(20)]
+
+    async def body(a: PostgresStore, b: PostgresStore) -> set[str]:
+        for _ in range(20):
+            await asyncio.gather(a.publish_tasks(tasks), b.publish_tasks(tasks))
+        return set(await b.tasks())
+
+    assert on_two(pg_url, body) == {task.name for task in tasks}
+
+
 def test_a_rate_limit_and_a_concurrency_key_hold_across_boxes(pg_url: str) -> None:
     async def body(a: PostgresStore, b: PostgresStore) -> None:
         await a.publish_tasks([TaskDefaults("limited", "default", None, None, rate_limit=3,

@@ -299,6 +299,11 @@ _TASK_COLUMNS = ("name, queue, timeout, max_attempts, memory, memory_limit, back
                  "backoff_max, params, cache_ttl, unique_job, rate_limit, rate_window, "
                  "concurrency_limit")
 TASKS = f"SELECT {_TASK_COLUMNS} FROM tasks"
+# Boxes that start at once each replace the registry: without taking turns, one's DELETE
+# missed the other's uncommitted rows and its INSERT then hit them (a duplicate key, and a
+# pool that failed to boot; seen in CI with two boxes).
+PUBLISH_LOCK = 0x5C401A27
+PUBLISH_TURN = "SELECT pg_advisory_xact_lock(%(lock)s)"
 CLEAR_TASKS = "DELETE FROM tasks"
 ADD_TASKS = (f"INSERT INTO tasks ({_TASK_COLUMNS}) SELECT "
              f"{', '.join('r.' + c for c in _TASK_COLUMNS.split(', '))} "

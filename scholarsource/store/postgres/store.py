@@ -477,7 +477,8 @@ class PostgresStore(Store):
             "cache_ttl": t.cache_ttl, "unique_job": t.unique, "rate_limit": t.rate_limit,
             "rate_window": t.rate_window, "concurrency_limit": t.concurrency_limit,
         } for t in tasks])
-        await self._db.atomically([(sql.CLEAR_TASKS, None), (sql.ADD_TASKS, {"tasks": rows})])
+        await self._db.atomically([(sql.PUBLISH_TURN, {"lock": sql.PUBLISH_LOCK}),
+                                   (sql.CLEAR_TASKS, None), (sql.ADD_TASKS, {"tasks": rows})])
 
     @unavailable
     async def heartbeat(self, info: PoolInfo) -> None:
