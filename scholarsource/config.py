@@ -25,9 +25,11 @@ from scholarsource.errors import ConfigError
 from scholarsource.limits import (
     QueueLimits,
     TaskLimits,
+    TenantLimits,
     check_reservations,
     parse_queues,
     parse_tasks,
+    parse_tenants,
 )
 from scholarsource.store.url import DatabaseUrl
 
@@ -350,6 +352,11 @@ class Config:
         "Per-task overrides, one [tasks.NAME] table each: rate_limit (\"100/m\", \"10/s\", "
         "\"500/h\"), at most that many starts in any such window across the whole pool.",
         named=parse_tasks))
+    tenants: dict[str, TenantLimits] = field(default_factory=dict, metadata=_key(
+        "Per-tenant limits, one [tenants.NAME] table each: rate (submits, \"1000/h\", a "
+        "token bucket every API worker shares), max_queued (most non-final jobs) and weight "
+        "(its share of slots among tenants waiting in one queue; 1 by default).",
+        named=parse_tenants))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -426,8 +433,8 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --print-config and the bench's JSON."""
         values = asdict(self)  # [retention] and [[schedules]] become plain dicts
-        for name in ("queues", "tasks"):  # [queues.NAME], [tasks.NAME]: None means unset
-            values[name] = {key: {k: str(v) if k == "rate_limit" else v
+        for name in ("queues", "tasks", "tenants"):  # [queues.NAME]...: None means unset
+            values[name] = {key: {k: str(v) if k in ("rate_limit", "rate") else v
                                   for k, v in vars(table).items() if v is not None}
                             for key, table in getattr(self, name).items()}
         values["database"] = str(self.database)  # masked

@@ -1,5 +1,5 @@
-"""The `[queues.NAME]` and `[tasks.NAME]` config tables and the rate-limit spelling
-("100/m"); what the pool's claim policy (pool/policy.py) reads."""
+"""The `[queues.NAME]`, `[tasks.NAME]` and `[tenants.NAME]` config tables and the rate-limit
+spelling ("100/m"); what the pool's claim policy (pool/policy.py) and the API's quotas read."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ class TaskLimits:
     """One `[tasks.NAME]` table: overrides of what the task's decorator declares."""
 
     rate_limit: Rate | None = None
+
+
+@dataclass(frozen=True)
+class TenantLimits:
+    """One `[tenants.NAME]` table: the tenant's submit rate (a token bucket shared by every
+    API worker), the most non-final jobs it may hold, and its weight in the fair share of
+    slots among tenants waiting in the same queue at the same priority."""
+
+    rate: Rate | None = None
+    max_queued: int | None = None
+    weight: int = 1
 
 
 def _whole(where: str, key: str, raw: Any, least: int) -> int:
@@ -108,6 +119,29 @@ def parse_tasks(raw: Any) -> dict[str, TaskLimits]:
                 raise ConfigError(f"tasks.{name}.rate_limit must be {RATE_HINT}, not "
                                   f"{keys['rate_limit']!r}") from None
         out[name] = TaskLimits(rate_limit=rate)
+    return out
+
+
+def parse_tenants(raw: Any) -> dict[str, TenantLimits]:
+    """The `[tenants]` tables; ConfigError names the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError("tenants must hold tables: [tenants.NAME] rate, max_queued, weight")
+    out = {}
+    for name, table in raw.items():
+        where = f"tenants.{name}"
+        keys = _table("tenants", name, table, {"rate", "max_queued", "weight"})
+        rate = None
+        if "rate" in keys:
+            try:
+                rate = parse_rate(keys["rate"])
+            except ValueError:
+                raise ConfigError(f"{where}.rate must be {RATE_HINT}, not "
+                                  f"{keys['rate']!r}") from None
+        cap = keys.get("max_queued")
+        out[name] = TenantLimits(
+            rate=rate,
+            max_queued=None if cap is None else _whole(where, "max_queued", cap, 1),
+            weight=_whole(where, "weight", keys.get("weight", 1), 1))
     return out
 
 

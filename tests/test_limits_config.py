@@ -8,7 +8,7 @@ import pytest
 
 from scholarsource.config import Config, load_config
 from scholarsource.errors import ConfigError, TaskError
-from scholarsource.limits import QueueLimits, Rate, TaskLimits, parse_rate
+from scholarsource.limits import QueueLimits, Rate, TaskLimits, TenantLimits, parse_rate
 from scholarsource.tasks.registry import TaskSpec, task, task_rates
 
 
@@ -38,7 +38,20 @@ def test_queue_and_task_tables_load(tmp_path: Path) -> None:
     assert config.as_dict()["tasks"] == {"fetch": {"rate_limit": "100/m"}}
 
 
+def test_tenant_tables_load(tmp_path: Path) -> None:
+    config = _load(tmp_path, '[tenants.acme]\nrate = "1000/h"\nmax_queued = 50\nweight = 2\n'
+                             '[tenants.small]\n')
+    assert config.tenants == {"acme": TenantLimits(Rate(1000, 3600.0), 50, 2),
+                              "small": TenantLimits()}
+    assert config.as_dict()["tenants"]["acme"] == {"rate": "1000/h", "max_queued": 50,
+                                                   "weight": 2}
+
+
 @pytest.mark.parametrize(("text", "message"), [
+    ('[tenants.a]\nrate = "lots"\n', "tenants.a.rate"),
+    ("[tenants.a]\nweight = 0\n", "tenants.a.weight"),
+    ("[tenants.a]\nmax_queued = 0\n", "tenants.a.max_queued"),
+    ("[tenants.a]\nquota = 3\n", "unknown setting tenants.a.quota"),
     ('[tasks.fetch]\nrate_limit = "0/s"\n', "tasks.fetch.rate_limit"),
     ('[tasks.fetch]\nrate_limit = "fast"\n', "tasks.fetch.rate_limit"),
     ("[queues.a]\nmax_running = 0\n", "queues.a.max_running"),

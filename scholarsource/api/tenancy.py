@@ -1,12 +1,43 @@
-"""Which tenant a request acts for. Every store query the API makes is scoped by it."""
+"""Who a request acts for: its principal (tenant and role). Every store query the API makes
+is scoped by the principal's tenant."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from starlette.requests import Request
 
+from scholarsource.limits import Rate
 from scholarsource.store.base import DEFAULT_TENANT
+
+Role = Literal["read", "submit", "admin"]
+
+# Where the auth layer leaves the request's principal in the ASGI scope.
+PRINCIPAL_SCOPE_KEY = "scholarsource.principal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: its tenant, its role, and (with `auth = "keys"`) the key it sent."""
+
+    tenant: str
+    role: Role
+    key_id: str | None = None  # None: no key (auth = "none")
+    rate: Rate | None = None  # the key's own submit rate, if it has one
+
+
+# With `auth = "none"` every request acts as this one: the one default tenant, all rights.
+OPEN = Principal(tenant=DEFAULT_TENANT, role="admin")
+
+
+def principal_of(request: Request) -> Principal:
+    """The request's principal, as the auth layer set it (OPEN when there is none)."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY, OPEN)
+    assert isinstance(principal, Principal)
+    return principal
 
 
 def tenant_of(request: Request) -> str:
-    """The request's tenant: the one default tenant until API keys map keys to tenants."""
-    return DEFAULT_TENANT
+    """The tenant the request acts for."""
+    return principal_of(request).tenant
