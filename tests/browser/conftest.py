@@ -11,9 +11,13 @@ import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.conftest import Server
+
+# expect() waits 5 s by default: too short for a job to run while two test workers share a
+# loaded 2-core box. Waits end as soon as the page is right, so a long bound costs nothing.
+expect.set_options(timeout=15_000)
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
