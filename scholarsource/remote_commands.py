@@ -1,4 +1,4 @@
-"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`,
+"""The CLI's remote commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`,
 `schedules`, `queues`): talk to a running server over HTTP."""
 
 from __future__ import annotations
