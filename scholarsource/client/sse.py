@@ -1,0 +1,134 @@
+"""Reading a job's event stream (Server-Sent Events) and resuming it where it broke.
+
+`SseDecoder` follows the WHATWG event-stream rules: `field: value` lines, comments (`:`),
+multi-line `data`, and an event dispatched at each blank line. `EventFeed` is one
+`events()` or `wait()` call's state, without I/O: the last event id (sent back as
+Last-Event-ID after a dropped connection, so nothing is lost or repeated), the retries, and
+the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+
+from scholarsource.client.calls import error_for
+from scholarsource.client.errors import WaitTimeout
+from scholarsource.client.models import Event
+from scholarsource.client.retry import Attempts, RetryPolicy
+
+# The server sends a comment every 15 s on a quiet stream: three missed mean the connection
+# is dead (a peer gone without a FIN), and the feed resumes on a new one.
+READ_TIMEOUT = 45.0
+# A deadline this much nearer than a connection's read timeout reconnects with a shorter one,
+# so that `wait` overruns its timeout by at most about this long.
+DEADLINE_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class SseMessage:
+    """One dispatched event: its id (None: the stream gave none), type and data."""
+
+    id: str | None
+    event: str
+    data: str
+
+
+class SseDecoder:
+    """Lines in, messages out."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, line: str) -> SseMessage | None:
+        """Take one line (without its end); a message at the blank line that ends one."""
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            message = SseMessage(self._id, self._event or "message", "\n".join(self._data))
+            self._event, self._data = "", []
+            return message
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        return None
+
+
+class EventFeed:
+    """The state of one job's stream across its connections."""
+
+    def __init__(self, job_id: str, after: int, policy: RetryPolicy, url: str,
+                 deadline: float | None = None) -> None:
+        self.path = f"/api/jobs/{quote(job_id, safe='')}/events"
+        self.job_id, self.last_id, self.deadline = job_id, after, deadline
+        self.attempts = Attempts(policy, url, resend=True)
+        self.decoder = SseDecoder()
+        self.ended = False  # the job's final event was seen
+        self.delivered = 0  # events on the current connection
+        self.read_timeout = READ_TIMEOUT
+
+    def connect(self) -> tuple[dict[str, str], httpx.Timeout]:
+        """Headers and timeout for the next connection; WaitTimeout past the deadline."""
+        self.read_timeout = min(READ_TIMEOUT, self._remaining())
+        self.decoder, self.delivered = SseDecoder(), 0
+        return ({"Accept": "text/event-stream", "Last-Event-ID": str(self.last_id)},
+                httpx.Timeout(READ_TIMEOUT, read=self.read_timeout))
+
+    def opened(self, response: httpx.Response) -> float | None:
+        """None when the stream is open; else the wait before trying again (503, 429).
+        Raises the answer's error otherwise; an error body must have been read."""
+        if response.status_code == 200:
+            return None
+        wait = self.attempts.after_response(response)
+        if wait is None:
+            raise error_for(response)
+        return wait
+
+    def line(self, line: str) -> Event | None:
+        """One line of the stream: the event it completes, if any."""
+        message = self.decoder.feed(line)
+        if message is None or message.id is None:
+            return None  # every event the server sends has an id; nothing else is a job's
+        event = Event(int(message.id), message.event, json.loads(message.data))
+        self.last_id, self.ended = event.id, self.ended or event.final
+        self.delivered += 1
+        self.attempts.reset()
+        return event
+
+    def reconnect_sooner(self) -> bool:
+        """Whether to drop this connection for one whose read timeout fits the deadline."""
+        return self._remaining() < self.read_timeout - DEADLINE_SLACK
+
+    def finished(self) -> bool:
+        """After the server closed the stream: whether the feed is over. The server closes
+        it once the job is final; a close that brought no event at all means the job ended
+        before `after`. Any other close (a proxy's) is resumed."""
+        return self.ended or self.delivered == 0
+
+    def dropped(self, exc: httpx.TransportError) -> float:
+        """The wait before resuming after a broken connection; WaitTimeout past the
+        deadline, Unreachable once the retries are spent."""
+        left = self._remaining()
+        return min(self.attempts.after_error(exc), left)
+
+    def _remaining(self) -> float:
+        if self.deadline is None:
+            return READ_TIMEOUT
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(f"job {self.job_id} did not end in time")
+        return left
