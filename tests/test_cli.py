@@ -190,7 +190,7 @@ def test_submit_has_an_option_for_every_field_the_api_takes() -> None:
     from scholarsource.api.schemas import SUBMIT_FIELDS
     from scholarsource.remote_commands import submit
 
-    options = {p.name for p in submit.params} - {"as_json", "url", "wait", "key"}
+    options = {p.name for p in submit.params} - {"as_json", "url", "api_key", "wait", "key"}
     assert options == SUBMIT_FIELDS
 
 

@@ -37,7 +37,8 @@ class ClientError(Exception):
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        # The server's code when it sent one; an answer it did not code speaks for itself.
+        return f"{self.code}: {self.message}" if self.body else self.message
 
 
 class InvalidRequest(ClientError):
@@ -93,9 +94,6 @@ class Unreachable(Unavailable):
     """Raised when no answer came (refused, reset, timed out) after the client's retries."""
 
     code = "unreachable"
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class WaitTimeout(ClientError, TimeoutError):
