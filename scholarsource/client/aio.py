@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 
 from scholarsource.client import calls
+from scholarsource.client.errors import WaitTimeout
 from scholarsource.client.models import Event, Job, JobPage
 from scholarsource.client.retry import Attempts, RetryPolicy
 from scholarsource.client.session import Session
@@ -102,12 +103,20 @@ class AsyncClient(Session):
         """See Client.wait."""
         deadline = None if timeout is None else time.monotonic() + timeout
         feed = EventFeed(job_id, 0, self.retry_policy, self.url, deadline)
-        job = await self.get(job_id)
-        while not job.final:
-            async for event in self._follow(feed):
-                if event.final:
-                    break
-            job = await self.get(job_id)
+        try:
+            # Cancels a read on a stream that still delivers now and then, which the read
+            # timeout alone would let overrun the deadline.
+            async with asyncio.timeout(timeout):
+                job = await self.get(job_id)
+                while not job.final:
+                    async for event in self._follow(feed):
+                        if event.final:
+                            break
+                    job = await self.get(job_id)
+        except WaitTimeout:
+            raise
+        except TimeoutError:
+            raise WaitTimeout(f"job {job_id} did not end in time") from None
         return job
 
     async def _follow(self, feed: EventFeed) -> AsyncIterator[Event]:
@@ -124,11 +133,8 @@ class AsyncClient(Session):
                             event = feed.line(line)
                             if event is not None:
                                 yield event
-                            if feed.reconnect_sooner():
-                                break
-                        else:
-                            if feed.finished():
-                                return
+                        if feed.finished():
+                            return
                         continue
             except httpx.TransportError as exc:
                 wait = feed.dropped(exc)

@@ -24,9 +24,6 @@ from scholarsource.client.retry import Attempts, RetryPolicy
 # The server sends a comment every 15 s on a quiet stream: three missed mean the connection
 # is dead (a peer gone without a FIN), and the feed resumes on a new one.
 READ_TIMEOUT = 45.0
-# A deadline this much nearer than a connection's read timeout reconnects with a shorter one,
-# so that `wait` overruns its timeout by at most about this long.
-DEADLINE_SLACK = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,14 +76,15 @@ class EventFeed:
         self.decoder = SseDecoder()
         self.ended = False  # the job's final event was seen
         self.delivered = 0  # events on the current connection
-        self.read_timeout = READ_TIMEOUT
 
     def connect(self) -> tuple[dict[str, str], httpx.Timeout]:
-        """Headers and timeout for the next connection; WaitTimeout past the deadline."""
-        self.read_timeout = min(READ_TIMEOUT, self._remaining())
+        """Headers and timeout for the next connection; WaitTimeout past the deadline.
+        The read timeout ends at the deadline at the latest; the clients also cut a stream
+        that is still delivering events when the deadline comes."""
+        read_timeout = min(READ_TIMEOUT, self.remaining())
         self.decoder, self.delivered = SseDecoder(), 0
         return ({"Accept": "text/event-stream", "Last-Event-ID": str(self.last_id)},
-                httpx.Timeout(READ_TIMEOUT, read=self.read_timeout))
+                httpx.Timeout(READ_TIMEOUT, read=read_timeout))
 
     def opened(self, response: httpx.Response) -> float | None:
         """None when the stream is open; else the wait before trying again (503, 429).
@@ -109,10 +107,6 @@ class EventFeed:
         self.attempts.reset()
         return event
 
-    def reconnect_sooner(self) -> bool:
-        """Whether to drop this connection for one whose read timeout fits the deadline."""
-        return self._remaining() < self.read_timeout - DEADLINE_SLACK
-
     def finished(self) -> bool:
         """After the server closed the stream: whether the feed is over. The server closes
         it once the job is final; a close that brought no event at all means the job ended
@@ -122,10 +116,11 @@ class EventFeed:
     def dropped(self, exc: httpx.TransportError) -> float:
         """The wait before resuming after a broken connection; WaitTimeout past the
         deadline, Unreachable once the retries are spent."""
-        left = self._remaining()
+        left = self.remaining()
         return min(self.attempts.after_error(exc), left)
 
-    def _remaining(self) -> float:
+    def remaining(self) -> float:
+        """Seconds to the deadline (READ_TIMEOUT with none); WaitTimeout once past it."""
         if self.deadline is None:
             return READ_TIMEOUT
         left = self.deadline - time.monotonic()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import httpx
@@ -15,6 +18,32 @@ from scholarsource.client.session import Session
 from scholarsource.client.sse import EventFeed
 
 T = TypeVar("T")
+
+
+@contextmanager
+def _cut_at(deadline: float | None, response: httpx.Response) -> Iterator[None]:
+    """Shut the stream's socket down at the deadline, so that a read waiting on a stream
+    that still delivers now and then returns at once: its read timeout alone could overrun
+    the deadline by as long as the stream has been open. Shutdown, not close: closing a
+    socket from another thread does not wake a thread blocked reading it. A transport
+    without a socket (a test's, a proxy's) is bounded by the read timeout alone."""
+    stream = response.extensions.get("network_stream")
+    sock = None if stream is None else stream.get_extra_info("socket")
+    if deadline is None or sock is None:
+        yield
+        return
+    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), _shutdown, (sock,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with suppress(OSError):  # already closed: the stream ended first
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Client(Session):
@@ -132,15 +161,13 @@ class Client(Session):
                         response.read()
                     wait = feed.opened(response)
                     if wait is None:
-                        for line in response.iter_lines():
-                            event = feed.line(line)
-                            if event is not None:
-                                yield event
-                            if feed.reconnect_sooner():
-                                break
-                        else:
-                            if feed.finished():
-                                return
+                        with _cut_at(feed.deadline, response):
+                            for line in response.iter_lines():
+                                event = feed.line(line)
+                                if event is not None:
+                                    yield event
+                        if feed.finished():
+                            return
                         continue
             except httpx.TransportError as exc:
                 wait = feed.dropped(exc)
