@@ -43,7 +43,11 @@ def _remote(url: str, api_key: str | None) -> Iterator[Client]:
     """The client for one command; any error it raises ends the command with EXIT_FAILURE
     and one line: the server's code and message, or why no answer came."""
     try:
-        with Client(url, api_key, retry_policy=CLI_RETRIES) as client:
+        client = Client(url, api_key, retry_policy=CLI_RETRIES)
+    except ValueError as exc:  # a malformed key: the message never holds it
+        _fail(str(exc))
+    try:
+        with client:
             yield client
     except ClientError as exc:
         _fail(str(exc))

@@ -71,3 +71,10 @@ def test_a_refused_key_is_the_servers_error_without_the_key(url: str) -> None:
 def test_help_never_shows_the_key_from_the_environment() -> None:
     result = CliRunner().invoke(main, ["submit", "--help"], env={"SCHOLARSOURCE_API_KEY": KEY})
     assert "--api-key" in result.stdout and KEY not in result.stdout
+
+
+def test_a_malformed_key_is_a_clean_error_that_does_not_show_it() -> None:
+    result = CliRunner().invoke(main, ["status", "j1"],
+                                env={"SCHOLARSOURCE_API_KEY": "sk-bad\nkey-secret"})
+    assert result.exit_code == EXIT_FAILURE and "Traceback" not in result.output
+    assert result.stderr.startswith("error: api_key must be") and "secret" not in result.output

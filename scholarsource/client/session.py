@@ -3,8 +3,14 @@ carries, and the retry policy."""
 
 from __future__ import annotations
 
+import re
+
 from scholarsource import __version__
 from scholarsource.client.retry import RetryPolicy
+
+# What a header value may carry: checked here because httpx's own error for a bad value
+# quotes the whole header, key included, into a message that ends up in logs.
+_KEY = re.compile(r"[\x21-\x7e]+")
 
 
 class Session:
@@ -12,8 +18,10 @@ class Session:
 
     def __init__(self, url: str, api_key: str | None, retries: int,
                  retry_policy: RetryPolicy | None) -> None:
+        if api_key and not _KEY.fullmatch(api_key):
+            raise ValueError("api_key must be printable ASCII with no spaces (not shown here)")
         self.url = url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = api_key or None
         self.retry_policy = retry_policy or RetryPolicy(retries=retries)
 
     def __repr__(self) -> str:

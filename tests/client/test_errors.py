@@ -73,3 +73,10 @@ def test_job_ids_are_quoted_into_the_path() -> None:
     script = Script(answer(200))
     script.client().get("../dead")
     assert script.requests[0].url.raw_path == b"/api/jobs/..%2Fdead"
+
+
+@pytest.mark.parametrize("key", ["sk-line\nbreak", "sk-sp ace", "sk-\u00e9"])
+def test_a_malformed_key_is_refused_at_once_without_showing_it(key: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Script().client(api_key=key)
+    assert key not in str(caught.value) and "sk-" not in str(caught.value)
