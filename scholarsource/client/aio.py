@@ -133,7 +133,10 @@ class AsyncClient(Session):
                             event = feed.line(line)
                             if event is not None:
                                 yield event
-                        if feed.finished():
+                        # The server closes a stream once the job is final. A close before
+                        # the final event (a proxy's; or the job ended before `after`) is
+                        # resumed unless the job says it has ended.
+                        if feed.ended or (await self.get(feed.job_id)).final:
                             return
                         continue
             except httpx.TransportError as exc:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from scholarsource.client.calls import error_for
-from scholarsource.client.errors import WaitTimeout
+from scholarsource.client.errors import ServerError, WaitTimeout
 from scholarsource.client.models import Event
 from scholarsource.client.retry import Attempts, RetryPolicy
 
@@ -75,14 +75,13 @@ class EventFeed:
         self.attempts = Attempts(policy, url, resend=True)
         self.decoder = SseDecoder()
         self.ended = False  # the job's final event was seen
-        self.delivered = 0  # events on the current connection
 
     def connect(self) -> tuple[dict[str, str], httpx.Timeout]:
         """Headers and timeout for the next connection; WaitTimeout past the deadline.
         The read timeout ends at the deadline at the latest; the clients also cut a stream
         that is still delivering events when the deadline comes."""
         read_timeout = min(READ_TIMEOUT, self.remaining())
-        self.decoder, self.delivered = SseDecoder(), 0
+        self.decoder = SseDecoder()
         return ({"Accept": "text/event-stream", "Last-Event-ID": str(self.last_id)},
                 httpx.Timeout(READ_TIMEOUT, read=read_timeout))
 
@@ -101,17 +100,14 @@ class EventFeed:
         message = self.decoder.feed(line)
         if message is None or message.id is None:
             return None  # every event the server sends has an id; nothing else is a job's
-        event = Event(int(message.id), message.event, json.loads(message.data))
+        try:
+            event = Event(int(message.id), message.event, json.loads(message.data))
+        except ValueError:
+            raise ServerError(f"the stream of job {self.job_id} sent an event that is not "
+                              f"the server's (id {message.id[:20]!r})") from None
         self.last_id, self.ended = event.id, self.ended or event.final
-        self.delivered += 1
         self.attempts.reset()
         return event
-
-    def finished(self) -> bool:
-        """After the server closed the stream: whether the feed is over. The server closes
-        it once the job is final; a close that brought no event at all means the job ended
-        before `after`. Any other close (a proxy's) is resumed."""
-        return self.ended or self.delivered == 0
 
     def dropped(self, exc: httpx.TransportError) -> float:
         """The wait before resuming after a broken connection; WaitTimeout past the

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from scholarsource.client import AsyncClient, JobState, NotFound, WaitTimeout
+from scholarsource.client import AsyncClient, JobState, NotFound, ServerError, WaitTimeout
 from scholarsource.client.sse import SseDecoder, SseMessage
 from tests.client.fakes import FAST, Broken, Script, answer, job_json, sse
 
@@ -52,14 +52,25 @@ def test_events_resume_after_a_dropped_connection_without_loss_or_repeat() -> No
 
 
 def test_a_clean_close_before_the_final_event_is_resumed() -> None:
-    # A proxy may end a response cleanly; only the server's close after `final` ends it.
-    script = Script(lambda r: stream(sse(QUEUED)), lambda r: stream(sse(DONE)))
+    # A proxy may end a response cleanly, even one with keep-alives only: the job is asked,
+    # and the stream resumed while it has not ended.
+    script = Script(lambda r: stream(sse(QUEUED)), answer(200, job_json(status="running")),
+                    lambda r: stream(b": keep-alive\n\n"),
+                    answer(200, job_json(status="running")), lambda r: stream(sse(DONE)))
     assert [e.id for e in script.client().events("j1")] == [1, 4]
+    assert [r.headers.get("Last-Event-ID") for r in script.requests] == [
+        "0", None, "1", None, "1"]
 
 
 def test_a_stream_of_a_job_that_ended_before_after_ends_at_once() -> None:
-    script = Script(lambda r: stream(b""))
+    script = Script(lambda r: stream(b""), answer(200, job_json(status="succeeded")))
     assert list(script.client().events("j1", after=4)) == []
+
+
+def test_an_event_that_is_not_the_servers_is_a_server_error() -> None:
+    script = Script(lambda r: stream(b"id: 1\nevent: state\ndata: <html>\n\n"))
+    with pytest.raises(ServerError, match="not the server's"):
+        list(script.client().events("j1"))
 
 
 def test_events_of_an_unknown_job_raise_not_found() -> None:
