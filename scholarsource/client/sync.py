@@ -26,7 +26,7 @@ def _cut_at(deadline: float | None, response: httpx.Response) -> Iterator[None]:
     that still delivers now and then returns at once: its read timeout alone could overrun
     the deadline by as long as the stream has been open. Shutdown, not close: closing a
     socket from another thread does not wake a thread blocked reading it. A transport
-    without a socket (a test's, a proxy's) is bounded by the read timeout alone."""
+    without a socket (httpx.MockTransport, say) is bounded by the read timeout alone."""
     stream = response.extensions.get("network_stream")
     sock = None if stream is None else stream.get_extra_info("socket")
     if deadline is None or sock is None:
@@ -54,8 +54,9 @@ class Client(Session):
         url: the server, as `http://127.0.0.1:8000`.
         api_key: sent as `Authorization: Bearer KEY`; never shown in a repr.
         timeout: seconds for connecting and for each read of an answer.
-        retries: how many times a request is sent again after no answer, a 503 or a 429
-            (see RetryPolicy; pass `retry_policy` for finer control).
+        retries: how many times a request is sent again after no answer, a 503 or a 429.
+        retry_policy: the whole RetryPolicy (backoff, the longest Retry-After to honour),
+            instead of `retries`.
         transport: an httpx transport to send through (tests, proxies, mounts).
     """
 
