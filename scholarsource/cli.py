@@ -14,7 +14,6 @@ import click
 
 from scholarsource import __version__
 from scholarsource.bench.command import bench
-from scholarsource.client import client_commands
 from scholarsource.config import Config, load_config, parse_duration
 from scholarsource.errors import ConfigError, ScholarSourceError
 from scholarsource.exitcodes import (
@@ -24,6 +23,7 @@ from scholarsource.exitcodes import (
     EXIT_OK,
     EXIT_UNHEALTHY,
 )
+from scholarsource.remote_commands import client_commands
 
 
 def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:

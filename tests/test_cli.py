@@ -188,9 +188,9 @@ def test_usage_errors_exit_with_the_config_code() -> None:
 
 def test_submit_has_an_option_for_every_field_the_api_takes() -> None:
     from scholarsource.api.schemas import SUBMIT_FIELDS
-    from scholarsource.client import submit
+    from scholarsource.remote_commands import submit
 
-    options = {p.name for p in submit.params} - {"as_json", "url", "wait", "key"}
+    options = {p.name for p in submit.params} - {"as_json", "url", "api_key", "wait", "key"}
     assert options == SUBMIT_FIELDS
 
 

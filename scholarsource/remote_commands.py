@@ -1,4 +1,4 @@
-"""Client commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`,
+"""The CLI's remote commands (`submit`, `status`, `cancel`, `jobs`, `retry`, `dlq`, `cancel-jobs`,
 `schedules`, `queues`): talk to a running server over HTTP."""
 
 from __future__ import annotations
@@ -6,21 +6,29 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 from urllib.parse import quote
 
 import click
-import httpx
 
+from scholarsource.client import Client, ClientError, Job, JobPage, JobState, RetryPolicy
 from scholarsource.exitcodes import EXIT_FAILURE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# A person at a terminal would rather see "cannot reach" within a second and rerun; a 503 or
+# 429 still waits what its Retry-After says.
+CLI_RETRIES = RetryPolicy(retries=2, backoff=0.2)
 
 
 def client_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--url and --json, shared by every client command."""
+    """--url, --api-key and --json, shared by every client command."""
     fn = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+    # No default shown and never echoed: the key is a secret.
+    fn = click.option("--api-key", envvar="SCHOLARSOURCE_API_KEY", metavar="KEY",
+                      help="API key, sent as a bearer token (also SCHOLARSOURCE_API_KEY, "
+                           "which keeps it out of the shell history).")(fn)
     return click.option("--url", envvar="SCHOLARSOURCE_URL", default=DEFAULT_URL,
                         show_default=True, help="Server URL (also SCHOLARSOURCE_URL).")(fn)
 
@@ -30,21 +38,25 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_FAILURE)
 
 
-def _call(url: str, method: str, path: str, **kwargs: Any) -> Any:
-    """One request; any transport or HTTP error ends the command with EXIT_FAILURE."""
+@contextmanager
+def _remote(url: str, api_key: str | None) -> Iterator[Client]:
+    """The client for one command; any error it raises ends the command with EXIT_FAILURE
+    and one line: the server's code and message, or why no answer came."""
     try:
-        response = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach {url}: {exc}")
+        client = Client(url, api_key, retry_policy=CLI_RETRIES)
+    except ValueError as exc:  # a malformed key: the message never holds it
+        _fail(str(exc))
     try:
-        body = response.json()
-    except ValueError:
-        _fail(f"{response.status_code} from {url}: not a JSON answer")
-    if response.is_error:
-        if not isinstance(body, dict):
-            _fail(f"{response.status_code} from {url}")
-        _fail(f"{body.get('error', response.status_code)}: {body.get('message', '')}")
-    return body
+        with client:
+            yield client
+    except ClientError as exc:
+        _fail(str(exc))
+
+
+def _request(url: str, api_key: str | None, method: str, path: str) -> Any:
+    """One call to a route the client has no method for (schedules, queues)."""
+    with _remote(url, api_key) as client:
+        return client.request(method, path)
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -77,8 +89,8 @@ def _show(job: dict[str, Any], as_json: bool) -> None:
         click.echo(f"  result: {json.dumps(job['result'])}")
 
 
-def _exit_for(job: dict[str, Any]) -> None:
-    if job["final"] and job["status"] != "succeeded":
+def _exit_for(job: Job) -> None:
+    if job.final and job.status is not JobState.SUCCEEDED:
         sys.exit(EXIT_FAILURE)
 
 
@@ -127,16 +139,14 @@ def _run_at(ctx: click.Context, param: click.Parameter, value: str | None) -> An
               help="Submitting again with the same key gives back the same job.")
 @client_options
 def submit(task: str, params: tuple[str, ...], wait: bool, key: str | None, url: str,
-           as_json: bool, **fields: Any) -> None:
+           api_key: str | None, as_json: bool, **fields: Any) -> None:
     """Submit TASK and print the job. Options left out take the task's defaults."""
-    body: dict[str, Any] = {"task": task, "params": dict(_parse_param(p) for p in params)}
-    body.update({name: value for name, value in fields.items() if value is not None})
-    job = _call(url, "POST", "/api/jobs", json=body,
-                headers={"Idempotency-Key": key} if key is not None else None)
-    while wait and not job["final"]:
-        time.sleep(0.2)
-        job = _call(url, "GET", f"/api/jobs/{job['id']}")
-    _show(job, as_json)
+    with _remote(url, api_key) as client:
+        job = client.submit(task, dict(_parse_param(p) for p in params), idempotency_key=key,
+                            **fields)
+        if wait:
+            job = client.wait(job.id)
+    _show(job.raw, as_json)
     if wait:
         _exit_for(job)
 
@@ -144,17 +154,19 @@ def submit(task: str, params: tuple[str, ...], wait: bool, key: str | None, url:
 @click.command()
 @click.argument("job_id")
 @client_options
-def status(job_id: str, url: str, as_json: bool) -> None:
+def status(job_id: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Print one job."""
-    _show(_call(url, "GET", f"/api/jobs/{job_id}"), as_json)
+    with _remote(url, api_key) as client:
+        _show(client.get(job_id).raw, as_json)
 
 
 @click.command()
 @click.argument("job_id")
 @client_options
-def cancel(job_id: str, url: str, as_json: bool) -> None:
+def cancel(job_id: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Cancel a queued job, or ask a running one to stop."""
-    job = _call(url, "POST", f"/api/jobs/{job_id}/cancel")
+    with _remote(url, api_key) as client:
+        job = client.cancel(job_id).raw
     _show(job, as_json)
     if not as_json and job["status"] == "running" and job.get("cancel_requested"):
         click.echo("  cancel requested: the task sees ctx.cancel_requested and should stop; if "
@@ -171,11 +183,17 @@ def cancel(job_id: str, url: str, as_json: bool) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @client_options
 def jobs(status_: str | None, task: str | None, queue: str | None, schedule: str | None,
-         limit: int, url: str, as_json: bool) -> None:
+         limit: int, url: str, api_key: str | None, as_json: bool) -> None:
     """List jobs, newest first."""
-    query = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue),
-                               ("schedule", schedule), ("limit", limit)) if v is not None}
-    _list(_call(url, "GET", "/api/jobs", params=query), as_json)
+    with _remote(url, api_key) as client:
+        page = client.page(None, limit, status=status_, task=task, queue=queue,
+                           schedule=schedule)
+    _list(_page_json(page), as_json)
+
+
+def _page_json(page: JobPage) -> dict[str, Any]:
+    """A page as the server sent it."""
+    return {"jobs": [job.raw for job in page.jobs], "next_cursor": page.next_cursor}
 
 
 def _list(answer: dict[str, Any], as_json: bool, key: str = "jobs",
@@ -193,9 +211,10 @@ def _list(answer: dict[str, Any], as_json: bool, key: str = "jobs",
 @click.command()
 @click.argument("job_id")
 @client_options
-def retry(job_id: str, url: str, as_json: bool) -> None:
+def retry(job_id: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Re-queue a retrying, dead or cancelled job with fresh attempts."""
-    _show(_call(url, "POST", f"/api/jobs/{job_id}/retry"), as_json)
+    with _remote(url, api_key) as client:
+        _show(client.retry(job_id).raw, as_json)
 
 
 @click.group()
@@ -206,34 +225,39 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--limit", type=int, default=50, show_default=True)
 @client_options
-def dlq_list(limit: int, url: str, as_json: bool) -> None:
+def dlq_list(limit: int, url: str, api_key: str | None, as_json: bool) -> None:
     """List dead jobs, newest first."""
-    _list(_call(url, "GET", "/api/jobs", params={"status": "dead", "limit": limit}), as_json)
+    with _remote(url, api_key) as client:
+        page = client.page(None, limit, status="dead")
+    _list(_page_json(page), as_json)
 
 
 @dlq.command("retry")
 @click.argument("job_id", required=False)
 @click.option("--all", "every", is_flag=True, help="Re-queue every dead job.")
 @client_options
-def dlq_retry(job_id: str | None, every: bool, url: str, as_json: bool) -> None:
+def dlq_retry(job_id: str | None, every: bool, url: str, api_key: str | None,
+              as_json: bool) -> None:
     """Re-queue one dead job (JOB_ID) or all of them (--all)."""
     if every == (job_id is not None):
         raise click.UsageError("give either a JOB_ID or --all")
-    if job_id is not None:
-        _show(_call(url, "POST", f"/api/jobs/{job_id}/retry"), as_json)
-        return
-    answer = _call(url, "POST", "/api/dead/retry")
+    with _remote(url, api_key) as client:
+        if job_id is not None:
+            _show(client.retry(job_id).raw, as_json)
+            return
+        answer = client.retry_dead()
     click.echo(json.dumps(answer) if as_json else f"re-queued {answer['retried']} job(s)")
 
 
 @dlq.command("purge")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @client_options
-def dlq_purge(yes: bool, url: str, as_json: bool) -> None:
+def dlq_purge(yes: bool, url: str, api_key: str | None, as_json: bool) -> None:
     """Delete every dead job and its history."""
     if not yes:
         click.confirm("delete every dead job?", abort=True)
-    answer = _call(url, "DELETE", "/api/dead")
+    with _remote(url, api_key) as client:
+        answer = client.purge_dead()
     click.echo(json.dumps(answer) if as_json else f"purged {answer['purged']} job(s)")
 
 
@@ -247,7 +271,7 @@ def dlq_purge(yes: bool, url: str, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @client_options
 def cancel_jobs(status_: str | None, task: str | None, queue: str | None, every: bool,
-                yes: bool, url: str, as_json: bool) -> None:
+                yes: bool, url: str, api_key: str | None, as_json: bool) -> None:
     """Cancel many jobs: waiting and queued ones at once, running ones asked to stop."""
     filters = {k: v for k, v in (("status", status_), ("task", task), ("queue", queue))
                if v is not None}
@@ -257,8 +281,8 @@ def cancel_jobs(status_: str | None, task: str | None, queue: str | None, every:
         which = " and ".join(f"{name} {value}" for name, value in filters.items())
         click.confirm(f"cancel every scheduled, queued, retrying and running job"
                       f"{f' with {which}' if which else ''}?", abort=True)
-    answer = _call(url, "POST", "/api/jobs/cancel", json={**filters, **({"all": True}
-                                                                         if every else {})})
+    with _remote(url, api_key) as client:
+        answer = client.cancel_jobs(every=every, **filters)
     click.echo(json.dumps(answer) if as_json else
                f"cancelled {answer['cancelled']} job(s), asked {answer['cancel_requested']} "
                f"running job(s) to stop")
@@ -282,51 +306,53 @@ def _show_schedule(schedule: dict[str, Any], as_json: bool) -> None:
 @click.group(invoke_without_command=True)
 @client_options
 @click.pass_context
-def schedules(ctx: click.Context, url: str, as_json: bool) -> None:
+def schedules(ctx: click.Context, url: str, api_key: str | None, as_json: bool) -> None:
     """Periodic jobs: list them (the default), or trigger, pause or resume one."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(schedules_list, url=url, as_json=as_json)
+        ctx.invoke(schedules_list, url=url, api_key=api_key, as_json=as_json)
 
 
 @schedules.command("list")
 @client_options
-def schedules_list(url: str, as_json: bool) -> None:
+def schedules_list(url: str, api_key: str | None, as_json: bool) -> None:
     """Each schedule with its next fire, last fire, latest job and its status."""
-    _list(_call(url, "GET", "/api/schedules"), as_json, "schedules", _show_schedule)
+    _list(_request(url, api_key, "GET", "/api/schedules"), as_json, "schedules", _show_schedule)
 
 
 @schedules.command("trigger")
 @click.argument("name")
 @client_options
-def schedules_trigger(name: str, url: str, as_json: bool) -> None:
+def schedules_trigger(name: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Run schedule NAME's job now; its fire times keep their own jobs."""
-    _show(_call(url, "POST", f"/api/schedules/{quote(name, safe='')}/trigger"), as_json)
+    _show(_request(url, api_key, "POST", f"/api/schedules/{quote(name, safe='')}/trigger"), as_json)
 
 
 @schedules.command("pause")
 @click.argument("name")
 @client_options
-def schedules_pause(name: str, url: str, as_json: bool) -> None:
+def schedules_pause(name: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Pause schedule NAME: no job for its fires until it is resumed (kept across restarts)."""
-    _show_schedule(_call(url, "POST", f"/api/schedules/{quote(name, safe='')}/pause"), as_json)
+    _show_schedule(_request(url, api_key, "POST",
+                            f"/api/schedules/{quote(name, safe='')}/pause"), as_json)
 
 
 @schedules.command("resume")
 @click.argument("name")
 @client_options
-def schedules_resume(name: str, url: str, as_json: bool) -> None:
+def schedules_resume(name: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Resume schedule NAME from now: the fires it missed while paused do not run."""
-    _show_schedule(_call(url, "POST", f"/api/schedules/{quote(name, safe='')}/resume"), as_json)
+    _show_schedule(_request(url, api_key, "POST",
+                            f"/api/schedules/{quote(name, safe='')}/resume"), as_json)
 
 
 @click.group(invoke_without_command=True)
 @client_options
 @click.pass_context
-def queues(ctx: click.Context, url: str, as_json: bool) -> None:
+def queues(ctx: click.Context, url: str, api_key: str | None, as_json: bool) -> None:
     """The queues: depth, limits, pauses and rate limits; pause or resume one."""
     if ctx.invoked_subcommand is not None:
         return
-    answer = _call(url, "GET", "/api/queues")
+    answer = _request(url, api_key, "GET", "/api/queues")
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
@@ -342,25 +368,26 @@ def queues(ctx: click.Context, url: str, as_json: bool) -> None:
                    f"in the window, {r['queued']} queued{' (throttled)' if r['throttled'] else ''}")
 
 
-def _queue_action(url: str, name: str, verb: str, as_json: bool) -> None:
-    answer = _call(url, "POST", f"/api/queues/{quote(name, safe='')}/{verb}")
+def _queue_action(url: str, api_key: str | None, name: str, verb: str,
+                  as_json: bool) -> None:
+    answer = _request(url, api_key, "POST", f"/api/queues/{quote(name, safe='')}/{verb}")
     click.echo(json.dumps(answer) if as_json else f"queue {name} {verb}d")
 
 
 @queues.command("pause")
 @click.argument("name")
 @client_options
-def queues_pause(name: str, url: str, as_json: bool) -> None:
+def queues_pause(name: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Pause queue NAME: its queued jobs stay queued, running ones finish."""
-    _queue_action(url, name, "pause", as_json)
+    _queue_action(url, api_key, name, "pause", as_json)
 
 
 @queues.command("resume")
 @click.argument("name")
 @client_options
-def queues_resume(name: str, url: str, as_json: bool) -> None:
+def queues_resume(name: str, url: str, api_key: str | None, as_json: bool) -> None:
     """Resume queue NAME: its queued jobs may start again."""
-    _queue_action(url, name, "resume", as_json)
+    _queue_action(url, api_key, name, "resume", as_json)
 
 
 client_commands = [submit, status, cancel, jobs, retry, dlq, cancel_jobs, queues,
