@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from scholarsource.errors import StoreUnavailable
 from scholarsource.metrics.counters import EVENT_READS, EVENT_STREAMS, EVENT_STREAMS_DROPPED
@@ -29,15 +30,21 @@ log = logging.getLogger("scholarsource.api")
 # Events read per job and read: a long history arrives over several ticks, and one job's
 # backlog never makes the statement large for the others.
 READ_LIMIT = 500
+# The least time between two reads: streams that open at once (a page of viewers) and feeds
+# catching up share a read instead of making one each.
+MIN_GAP = 0.01
 
 
 class Feed:
     """One stream's subscription: its job, the tenant it reads as, its buffered events."""
 
-    def __init__(self, tenant: str, job_id: str, after: int, capacity: int) -> None:
+    def __init__(self, tenant: str, job_id: str, after: int, capacity: int,
+                 more: Callable[[], None]) -> None:
         self.tenant, self.job_id = tenant, job_id
         self.after = after  # the last event handed to this feed
         self._capacity = capacity
+        self._more = more  # asks the reader for the rest once a full buffer is drained
+        self._behind = False  # the last read had more than fitted
         self._buffer: deque[Event] = deque()
         self._ready = asyncio.Event()
         self.ended = False  # the job is final (or gone) and its every event is buffered
@@ -64,7 +71,8 @@ class Feed:
             self._buffer.extend(taken)
             if taken:
                 self.after = taken[-1].seq
-            self.ended = ended and len(taken) == len(events)
+            self._behind = len(taken) < len(events)
+            self.ended = ended and not self._behind
         if self._buffer or self.closed:
             self._ready.set()
 
@@ -82,6 +90,9 @@ class Feed:
         self._buffer.clear()
         if not self.closed:
             self._ready.clear()
+        if self._behind:  # catching up: read the rest now, not at the next tick
+            self._behind = False
+            self._more()
         return events
 
 
@@ -91,7 +102,8 @@ class EventReader:
     def __init__(self, store: Store, *, interval: float, capacity: int,
                  limit: int = READ_LIMIT) -> None:
         self._store, self._interval = store, interval
-        self._capacity, self._limit = capacity, limit
+        # No feed takes more than its buffer holds from one read: read no more.
+        self._capacity, self._limit = capacity, min(limit, capacity)
         self._feeds: set[Feed] = set()
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -104,7 +116,7 @@ class EventReader:
 
     def subscribe(self, tenant: str, job_id: str, after: int) -> Feed:
         """A feed of `job_id`'s events after `after`, read as `tenant`; read at once."""
-        feed = Feed(tenant, job_id, after, self._capacity)
+        feed = Feed(tenant, job_id, after, self._capacity, self._kick.set)
         self._feeds.add(feed)
         EVENT_STREAMS.inc()
         self._kick.set()
@@ -131,8 +143,9 @@ class EventReader:
             while self._feeds:
                 self._kick.clear()
                 await self._read_once()
+                await asyncio.sleep(MIN_GAP)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._interval):
+                    async with asyncio.timeout(max(0.0, self._interval - MIN_GAP)):
                         await self._kick.wait()
         finally:
             self._task = None  # no await after the loop's last check: a new feed restarts it

@@ -132,3 +132,19 @@ def test_the_reader_runs_only_while_a_feed_is_open(tmp_path: Path) -> None:
         await reader.close()
 
     _go(tmp_path, body)
+
+
+def test_a_backlog_larger_than_the_buffer_arrives_as_fast_as_it_is_read(
+        tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        (claim,) = await _running(store, 1)
+        await _logs(store, claim, 0, 200)
+        await store.finish([ok(claim.id, claim.token)], 3)
+        # A tick of a minute: only the feed draining its buffer asks for the rest.
+        reader = EventReader(store, interval=60, capacity=7)
+        feed = reader.subscribe("default", claim.id, 0)
+        seqs = await asyncio.wait_for(_drain(feed), 10)
+        assert seqs == [e.seq for e in await store.events("default", claim.id)]
+        assert feed.ended and not feed.dropped and reader.reads >= 200 / 7
+
+    _go(tmp_path, body)
