@@ -59,10 +59,11 @@ class Feed:
         """Where this feed stands, as the store reads it."""
         return Watch(self.tenant, self.job_id, self.after)
 
-    def deliver(self, events: list[Event], ended: bool) -> None:
+    def deliver(self, events: list[Event], ended: bool, more: bool) -> None:
         """Append what the reader saw after `after`, as much as fits (later reads bring the
-        rest); `ended`: nothing more comes after `events`. A feed still full when more
-        arrive has a client that stopped reading: it is dropped."""
+        rest); `ended`: nothing comes after `events`; `more`: the read stopped at its limit,
+        so more may follow at once. A feed still full when more events arrive has a client
+        that stopped reading: it is dropped."""
         room = self._capacity - len(self._buffer)
         if events and room == 0:
             self.dropped = True
@@ -71,8 +72,8 @@ class Feed:
             self._buffer.extend(taken)
             if taken:
                 self.after = taken[-1].seq
-            self._behind = len(taken) < len(events)
-            self.ended = ended and not self._behind
+            self._behind = more or len(taken) < len(events)
+            self.ended = ended and len(taken) == len(events)
         if self._buffer or self.closed:
             self._ready.set()
 
@@ -173,7 +174,7 @@ class EventReader:
             for feed in groups[watch]:
                 if feed not in self._feeds:
                     continue  # its stream ended while the statement ran
-                feed.deliver(watched.events, ended)
+                feed.deliver(watched.events, ended, len(watched.events) >= self._limit)
                 if feed.closed:
                     if feed.dropped:
                         EVENT_STREAMS_DROPPED.inc()
