@@ -35,6 +35,7 @@ from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
 SHORT_SLEEP = {"task": "sleep", "params": {"seconds": 0.2}}
+HELD_IDLE_SECONDS = 3.0  # sse --streams: the server measured with only the streams open
 _STATUS_SEED = (100, 1000)  # jobs the status scenario reads: 10 per client, within these
 
 
@@ -123,6 +124,9 @@ def _sse_held(ctx: Context) -> dict[str, Any]:
     finally:
         ctx.progress.finish()
     try:
+        # What the open streams cost by themselves: the server with nothing else to do.
+        with ctx.server_stats() as idle:
+            time.sleep(HELD_IDLE_SECONDS)
         reads_before, began = _event_reads(ctx.target.url), time.monotonic()
         with ctx.server_stats() as stats:
             load = ctx.load(f"sse: submits under {ctx.settings.streams:,} streams",
@@ -132,6 +136,9 @@ def _sse_held(ctx: Context) -> dict[str, Any]:
         held.__exit__(None, None, None)
     result = http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
     result["held"] = held.result()
+    idle_cpu = idle.result(1)
+    result["held"]["idle_server_cores"] = idle_cpu.get("cpu_cores")
+    result["held"]["idle_api_cores"] = idle_cpu.get("roles", {}).get("api", {}).get("cpu_cores")
     missed = held.streams - result["held"].get("ended_on_final_event", 0)
     if "failed" in result["held"] or missed:
         result["failed"] = result["held"].get("failed") or (

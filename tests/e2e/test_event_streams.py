@@ -94,9 +94,10 @@ def test_200_streams_on_one_worker_each_get_every_event_in_order_from_one_reader
 
 
 def test_a_client_resumes_with_last_event_id_while_the_job_runs(serve, tmp_path: Path) -> None:
-    client = serve(slots=1, workers=1).client()
+    server = serve(slots=1, workers=1)
+    client = server.client()
     gate = tmp_path / "gate"
-    job_id = submit(client, "narrate", gate=str(gate), lines=6, pause=0.05)["id"]
+    job_id = submit(client, "narrate", gate=str(gate), lines=6, pause=0.5)["id"]
     first: list[str] = []
     with client.stream("GET", f"/api/jobs/{job_id}/events") as response:
         gate.touch()
@@ -104,6 +105,11 @@ def test_a_client_resumes_with_last_event_id_while_the_job_runs(serve, tmp_path:
             first.append(line)
             if line.startswith("data:") and '"line 1 "' in line:
                 break  # the client goes away in the middle of the job
+    # The server forgets a stream whose client left (its feed is unsubscribed), while the
+    # job still has seconds to run.
+    wait_until(lambda: _metric(server, "scholarsource_event_streams") == 0,
+               message="the left stream to close")
+    assert not client.get(f"/api/jobs/{job_id}").json()["final"]
     head = _parse_sse(first + [""])
     with client.stream("GET", f"/api/jobs/{job_id}/events",
                        headers={"Last-Event-ID": head[-1]["id"]}) as response:
