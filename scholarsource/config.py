@@ -326,6 +326,13 @@ class Config:
         "How many jobs one page of a text search (GET /api/jobs?search=) reads at most, "
         "newest first; the next page carries on from there. Bounds the cost of a search "
         "whatever the size of the history."))
+    events_interval: float = field(default=0.25, metadata=_key(
+        "Seconds between an API worker's reads of job events for its open event streams "
+        "(GET /api/jobs/{id}/events): one statement per read for all of them."))
+    events_buffer: int = field(default=1000, metadata=_key(
+        "Most events one event stream may hold for a client that reads slowly; one that "
+        "falls further behind is closed and resumes with Last-Event-ID, so no client holds "
+        "up the others or the worker's memory."))
     compat_task: str = field(default="", metadata=_key(
         "The task a POST /api/submit body without a `task` field runs, the body being its "
         "params (the existing frontend's form); empty: such a body is refused with 422."))
@@ -394,6 +401,11 @@ class Config:
                               f"a list of names")
         if self.search_scan_rows < 1:
             raise ConfigError("search_scan_rows must be at least 1")
+        if not math.isfinite(self.events_interval) or self.events_interval <= 0:
+            raise ConfigError(f"events_interval must be a positive number, not "
+                              f"{self.events_interval!r}")
+        if self.events_buffer < 1:
+            raise ConfigError("events_buffer must be at least 1")
         self.host_port()
         if self.max_header_bytes < 1024 or self.max_headers < 1:
             raise ConfigError("max_header_bytes must be at least 1KiB and max_headers at least 1")

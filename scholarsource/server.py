@@ -33,6 +33,7 @@ from scholarsource.config import Config
 from scholarsource.datalock import lock_data_dir
 from scholarsource.errors import ConfigError, DataDirInUse, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
+from scholarsource.filelimit import raise_file_limit
 from scholarsource.sizing import plan
 from scholarsource.store.factory import migrate_store
 from scholarsource.systemd import Notifier
@@ -390,6 +391,21 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         PoolArbiter(self).run()
 
 
+# Fewer open files than this per process and a few hundred event streams use them up.
+_FEW_FILES = 4096
+
+
+def _open_files() -> None:
+    """Raise the open-file limit for every process to come: each connection, and so each
+    open event stream, holds a socket."""
+    before, now = raise_file_limit()
+    if now != before:
+        log.info("open files: limit raised from %d to %d", before, now)
+    if now < _FEW_FILES:
+        log.warning("open files: the limit is %d; each connection and event stream holds "
+                    "one (raise it: ulimit -n, or LimitNOFILE= under systemd)", now)
+
+
 def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> None:
     """Run the server in the foreground until it is stopped; `reload_config` re-reads the
     config on SIGHUP."""
@@ -410,6 +426,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     if config.database.is_postgres:
         log.info("jobs in %s", config.database)  # its password masked by its type
     metrics.use_directory(config.data_dir)
+    _open_files()
     log.info("data in %s (durability=%s)", os.path.abspath(config.data_dir), config.durability)
     log.info("sizing: %s", plan(config).describe())
     try:

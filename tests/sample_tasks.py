@@ -211,3 +211,19 @@ def stamp(ctx: Context, path: str, seconds: float = 0.0) -> int:
     _append(path, f"{ctx.job_id} {ctx.attempt} {os.environ.get('TEST_BOX', '-')}")
     time.sleep(float(seconds))
     return ctx.attempt
+
+
+@task("narrate")
+def narrate(ctx: Context, gate: str = "", lines: int = 5, pause: float = 0.0,
+            width: int = 0) -> int:
+    """Once the file `gate` exists (if one is named; 30 s at most), log `lines` lines, one
+    every `pause` seconds, each padded to `width` characters: events that arrive while a
+    test's streams are open."""
+    deadline = time.monotonic() + 30
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for i in range(lines):
+        ctx.log(f"line {i} ".ljust(width, "x"))
+        if pause:
+            time.sleep(pause)
+    return lines

@@ -27,6 +27,7 @@ from scholarsource.api import (
     stats,
 )
 from scholarsource.api.catalog import Catalog
+from scholarsource.api.fanout import EventReader
 from scholarsource.api.state import Services
 from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
@@ -91,10 +92,13 @@ def create_app(config: Config) -> Starlette:
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
                                       submits=SubmitBatcher(
                                           store, jobs.committed(store, config.job_log)),
+                                      reader=EventReader(store, interval=config.events_interval,
+                                                         capacity=config.events_buffer),
                                       api_workers=plan(config).workers)
         try:
             yield
         finally:
+            await app.state.services.reader.close()
             await store.close()
 
     return Starlette(

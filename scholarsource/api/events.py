@@ -6,9 +6,7 @@ Each event's `id` is its sequence number, so a client that reconnects with `Last
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -19,10 +17,9 @@ from scholarsource.api.jobs import find_job
 from scholarsource.api.schemas import is_count
 from scholarsource.api.state import services
 from scholarsource.api.tenancy import tenant_of
-from scholarsource.errors import StoreUnavailable, ValidationFailed
-from scholarsource.store.base import FINAL_STATES
+from scholarsource.errors import ValidationFailed
+from scholarsource.store.base import FINAL_STATES, Event
 
-POLL_INTERVAL = 0.25
 KEEPALIVE_INTERVAL = 15.0
 
 
@@ -38,38 +35,36 @@ async def stream(request: Request) -> StreamingResponse:
     job_id = request.path_params["job_id"]
     await find_job(request, job_id)  # 404 before the stream starts
     after = _start_after(request)
-    store, tenant = services(request).store, tenant_of(request)
+    reader = services(request).reader
 
     async def events() -> AsyncIterator[str]:
-        nonlocal after
-        quiet_since = time.monotonic()
-        while True:
-            try:
-                job = await store.get(tenant, job_id)
-                batch = await store.events(tenant, job_id, after)
-            except StoreUnavailable:
-                # The headers are sent, so a 503 is no longer possible: read again shortly,
-                # with keep-alives telling the client the stream is still there.
-                job, batch = None, []
-            for event in batch:
-                after = event.seq
-                data = event.data
-                if event.kind == "state":  # so that no client keeps a list of final states
-                    data = {**data, "final": data["status"] in FINAL_STATES}
-                payload = json.dumps({"job_id": event.job_id, "at": event.at, **data})
-                yield f"id: {event.seq}\nevent: {event.kind}\ndata: {payload}\n\n"
-            if batch:
-                quiet_since = time.monotonic()
-                continue
-            if job is not None and job.status.final:
-                return
-            if time.monotonic() - quiet_since > KEEPALIVE_INTERVAL:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(POLL_INTERVAL)
+        # The worker's one reader fills the feed (api/fanout.py); a feed whose client fell
+        # too far behind closes after what it holds, and the client resumes from there.
+        feed = reader.subscribe(tenant_of(request), job_id, after)
+        try:
+            while True:
+                batch = await feed.take(KEEPALIVE_INTERVAL)
+                for event in batch:
+                    yield _frame(event)
+                if feed.closed and not batch:
+                    if feed.dropped:  # a comment: clients ignore it, a person reading sees why
+                        yield ": behind: resume with Last-Event-ID\n\n"
+                    return
+                if not batch:
+                    yield ": keep-alive\n\n"
+        finally:
+            reader.unsubscribe(feed)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _frame(event: Event) -> str:
+    data = event.data
+    if event.kind == "state":  # so that no client keeps a list of final states
+        data = {**data, "final": data["status"] in FINAL_STATES}
+    payload = json.dumps({"job_id": event.job_id, "at": event.at, **data})
+    return f"id: {event.seq}\nevent: {event.kind}\ndata: {payload}\n\n"
 
 
 routes = [Route("/api/jobs/{job_id}/events", stream, methods=["GET"])]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from scholarsource.api.catalog import Catalog
+from scholarsource.api.fanout import EventReader
 from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
 from scholarsource.store.base import Store
@@ -20,6 +21,7 @@ class Services:
     store: Store
     catalog: Catalog
     submits: SubmitBatcher
+    reader: EventReader  # the one reader of job events behind every SSE stream
     api_workers: int = 0  # how many API workers the master was sized to run
 
 

@@ -104,6 +104,9 @@ def _write(path: Path, text: str) -> None:
 @click.option("--scrape-metrics", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="GET /metrics this often during each scenario, as Prometheus would "
                    "(compare with a run without it: the cost of being monitored).")
+@click.option("--streams", type=click.IntRange(0), default=0,
+              help="sse: hold this many event streams open (one quiet job each) while a "
+                   "submit load runs, and report the submit latency under them.")
 @click.option("--processes", type=click.IntRange(1),
               help="Load generator processes (default: one per 16 clients, up to the cores).")
 @click.option("--client", type=click.Choice(["raw", "httpx"]), default="raw",
@@ -122,8 +125,8 @@ def _write(path: Path, text: str) -> None:
               help="Write a self-contained HTML page with charts here.")
 def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: float | None,
           jobs: int | None, rate: float | None, workers: int | None, slots: int | None,
-          config_path: Path | None, scrape_metrics: float | None, processes: int | None,
-          client: str, baseline: bool,
+          config_path: Path | None, scrape_metrics: float | None, streams: int,
+          processes: int | None, client: str, baseline: bool,
           sweep: str | None,
           json_path: Path | None, compare_path: Path | None, report_path: Path | None) -> None:
     """Load a ScholarSource server and report what this machine can do.
@@ -138,7 +141,7 @@ def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: fl
         raise click.UsageError("--duration and --jobs are alternatives: give one")
     settings = Settings(clients=clients, duration=duration, jobs=jobs, rate=rate,
                         processes=_processes(clients, processes), client=client,
-                        scrape_metrics=scrape_metrics)
+                        scrape_metrics=scrape_metrics, streams=streams)
     if url is not None and config_path is not None:
         raise click.UsageError("--config applies to a server the bench starts; it cannot be "
                                "used with --url")

@@ -28,6 +28,7 @@ class Settings:
     processes: int = 2
     client: str = "raw"
     scrape_metrics: float | None = None  # GET /metrics this often (s) during each scenario
+    streams: int = 0  # sse: hold this many event streams open while submits run
 
     def with_value(self, key: str, value: float) -> Settings:
         """These settings with `clients` or `rate` set (for a sweep)."""

@@ -9,6 +9,9 @@ connections, or open loop at `--rate` per second):
              job, then GET /api/status/{id} every 250 ms until it is done.
 - sse        each client submits a 0.2 s sleep job and watches GET /api/jobs/{id}/events to
              the end; reports events/s and each event's delay (arrival - server time).
+             With --streams N: N streams held open (held.py) while the clients submit
+             no-ops; reports submit latency under them, then the delay of each stream's
+             final event when their jobs are cancelled.
 Jobs (`--jobs` jobs; see jobruns.py): e2e-noop, e2e-sleep, e2e-cpu, pickup.
 Flow control (`--jobs` jobs; see flowcontrol.py): e2e-queues (on a server of its own, with
 the queues and rate limit it needs), e2e-scheduled.
@@ -16,18 +19,23 @@ the queues and rate limit it needs), e2e-scheduled.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from scholarsource.bench import flowcontrol, jobruns
 from scholarsource.bench.context import Context, ServerStats, Settings
 from scholarsource.bench.flows import Op
+from scholarsource.bench.held import HeldStreams
 from scholarsource.bench.loadgen import LoadResult
 from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
 SHORT_SLEEP = {"task": "sleep", "params": {"seconds": 0.2}}
+HELD_IDLE_SECONDS = 3.0  # sse --streams: the server measured with only the streams open
 _STATUS_SEED = (100, 1000)  # jobs the status scenario reads: 10 per client, within these
 
 
@@ -94,7 +102,10 @@ def frontend(ctx: Context) -> dict[str, Any]:
 
 
 def sse(ctx: Context) -> dict[str, Any]:
-    """Clients watching their jobs' event streams (always over httpx: it needs streaming)."""
+    """Clients watching their jobs' event streams (always over httpx: it needs streaming);
+    with --streams, submits under that many open streams."""
+    if ctx.settings.streams:
+        return _sse_held(ctx)
     op = Op(kind="sse", bodies=(SHORT_SLEEP,), ok_statuses=(200, 202))
     with ctx.server_stats() as stats:
         load = ctx.load("sse", ctx.spec(op, client="httpx"))
@@ -103,6 +114,51 @@ def sse(ctx: Context) -> dict[str, Any]:
                   event_lag_ms=percentile(load.lags), events=len(load.lags),
                   stream_ms=percentile(load.flows))
     return result
+
+
+def _sse_held(ctx: Context) -> dict[str, Any]:
+    held = HeldStreams(ctx.target.url, ctx.settings.streams)
+    ctx.progress.start(f"sse: opening {ctx.settings.streams:,} streams", total=None, seconds=None)
+    try:
+        held.__enter__()
+    finally:
+        ctx.progress.finish()
+    try:
+        # What the open streams cost by themselves: the server with nothing else to do.
+        with ctx.server_stats() as idle:
+            time.sleep(HELD_IDLE_SECONDS)
+        reads_before, began = _event_reads(ctx.target.url), time.monotonic()
+        with ctx.server_stats() as stats:
+            load = ctx.load(f"sse: submits under {ctx.settings.streams:,} streams",
+                            ctx.spec(Op(bodies=(NOOP,))))
+        reads, seconds = _event_reads(ctx.target.url), time.monotonic() - began
+    finally:
+        held.__exit__(None, None, None)
+    result = http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
+    result["held"] = held.result()
+    idle_cpu = idle.result(1)
+    result["held"]["idle_server_cores"] = idle_cpu.get("cpu_cores")
+    result["held"]["idle_api_cores"] = idle_cpu.get("roles", {}).get("api", {}).get("cpu_cores")
+    missed = held.streams - result["held"].get("ended_on_final_event", 0)
+    if "failed" in result["held"] or missed:
+        result["failed"] = result["held"].get("failed") or (
+            f"{missed} held stream(s) did not end on their job's final event")
+    if reads is not None and reads_before is not None:
+        result["held"]["event_reads_per_s"] = round(
+            (reads - reads_before) / seconds, 1)
+    return result
+
+
+def _event_reads(url: str) -> float | None:
+    """The server's scholarsource_event_reads_total (None: a server that has no reader)."""
+    try:
+        text = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("scholarsource_event_reads_total "):
+            return float(line.split()[1])
+    return None
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [

@@ -180,6 +180,17 @@ def extras(results: dict[str, Any]) -> list[str]:
             lines.append(f"{label}: {r['events']:,} events, {fmt(r['streams_done_per_s'])} "
                          f"streams done/s; event delay p50 {fmt(lag['p50'])} ms, "
                          f"p99 {fmt(lag['p99'])} ms")
+        if "held" in r:
+            held = r["held"]
+            delay = held.get("final_event_delay_ms") or {}
+            lines.append(f"{label}: {held['streams']:,} streams held open (opened in "
+                         f"{fmt(held['opened_s'])} s) during the submits; "
+                         + (f"FAILED: {held['failed']}" if "failed" in held else
+                            f"{held['ended_on_final_event']:,} ended on their final event, "
+                            f"delay p50 {fmt(delay.get('p50'))} ms, p99 {fmt(delay.get('p99'))} "
+                            f"ms; event reads {fmt(held.get('event_reads_per_s'))}/s; with "
+                            f"only the streams open the server used "
+                            f"{fmt(held.get('idle_server_cores'))} cores"))
         if "queues" in r:
             lines.append(f"{label}: job wait p50 / p99 ms by queue: " + ", ".join(
                 f"{q} {fmt(_get(v, 'wait_ms', 'p50'))} / {fmt(_get(v, 'wait_ms', 'p99'))}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Jobs run from milliseconds to hours.
 JOB_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0,
@@ -27,3 +27,12 @@ HTTP_LATENCY = Histogram("scholarsource_http_request_duration_seconds",
                          "HTTP request latency, by route.", ["route"])
 REJECTED = Counter("scholarsource_rejected_requests",
                    "Requests refused, by reason (the error code of the answer).", ["reason"])
+# Job event streams (SSE): each API worker's one reader (api/fanout.py).
+EVENT_STREAMS = Gauge("scholarsource_event_streams", "Job event streams open (SSE).",
+                      multiprocess_mode="livesum")
+EVENT_READS = Counter("scholarsource_event_reads",
+                      "Reads of job events by the API workers' event readers: one statement "
+                      "each, for every stream the worker serves.")
+EVENT_STREAMS_DROPPED = Counter("scholarsource_event_streams_dropped",
+                                "Event streams closed because their client fell more than "
+                                "events_buffer events behind (it resumes with Last-Event-ID).")

@@ -261,6 +261,25 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Watch:
+    """A job whose events a reader follows: the tenant it is read as, and the seq of the last
+    event the reader has (0: none yet)."""
+
+    tenant: str
+    job_id: str
+    after: int = 0
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What one read saw of a watched job, in one snapshot: its status (None: the tenant has
+    no such job, or it is gone) and its first events after the watch's seq, oldest first."""
+
+    status: JobState | None
+    events: list[Event]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How one attempt ended, as the dispatcher reports it."""
 
@@ -569,6 +588,13 @@ class Store(abc.ABC):
     async def events(self, tenant: str, job_id: str, after: int = 0,
                      limit: int = 500) -> list[Event]:
         """Events of one job with seq > after, oldest first."""
+
+    @abc.abstractmethod
+    async def watch(self, watches: list[Watch], limit: int = 500) -> list[Watched]:
+        """Every watched job's status and its events after the watch's seq (at most `limit`
+        each), in one statement and one snapshot, in the order of `watches`: the one query
+        per tick of an API worker's event reader, however many streams it serves. A job is
+        read as its watch's tenant only: another tenant's job looks absent."""
 
     @abc.abstractmethod
     async def storage(self) -> Storage:

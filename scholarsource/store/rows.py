@@ -12,12 +12,15 @@ from typing import Any
 
 from scholarsource.store.base import (
     Claim,
+    Event,
     Job,
     JobState,
     NewJob,
     QueueStats,
     ScheduleState,
     TaskDefaults,
+    Watch,
+    Watched,
 )
 
 
@@ -116,3 +119,23 @@ def schedule_states_from_rows(rows: Iterable[Any]) -> dict[str, ScheduleState]:
     return {name: ScheduleState(name, bool(paused), cursor, job_id,
                                 None if status is None else JobState(status), fired)
             for name, paused, cursor, job_id, status, fired in rows}
+
+
+def watch_params(watches: list[Watch]) -> str:
+    """The watches as the JSON array both stores' WATCH statement reads: [job_id, tenant,
+    after] each, in order."""
+    return json.dumps([[w.job_id, w.tenant, w.after] for w in watches])
+
+
+def watched_from_rows(watches: list[Watch], rows: Iterable[Any]) -> list[Watched]:
+    """WATCH's rows (position from 1, status, then seq, at, kind, data: NULL with no event)
+    as one Watched per watch, in order."""
+    statuses: dict[int, JobState | None] = {}
+    events: dict[int, list[Event]] = {}
+    for pos, status, seq, at, kind, data in rows:
+        statuses[pos] = None if status is None else JobState(status)
+        if seq is not None:
+            events.setdefault(pos, []).append(Event(seq=seq, job_id=watches[pos - 1].job_id,
+                                                    at=at, kind=kind, data=json.loads(data)))
+    return [Watched(statuses.get(pos), events.get(pos, []))
+            for pos in range(1, len(watches) + 1)]

@@ -52,12 +52,16 @@ from scholarsource.store.base import (
     TaskDefaults,
     Wake,
     WakeSource,
+    Watch,
+    Watched,
 )
 from scholarsource.store.rows import (
     claims_from_rows,
     queue_stats_from_rows,
     schedule_states_from_rows,
     tasks_from_rows,
+    watch_params,
+    watched_from_rows,
 )
 from scholarsource.store.rows import job_from_row as _job
 from scholarsource.store.rows import like_pattern as _like
@@ -384,6 +388,20 @@ PURGE_DEAD = "DELETE FROM jobs WHERE tenant = ? AND status = 'dead' RETURNING se
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id "
           "WHERE e.job_id = ? AND j.tenant = ? AND e.seq > ? ORDER BY e.seq LIMIT ?")
+# Every watched job's status and first events after its seq, in one statement. An event is
+# one of the first :limit when the limit-th event after the seq (if any) is not before it: an
+# index walk of job_events_job per job, whatever its history. json_each's key counts from 0.
+WATCH = """
+WITH w (pos, job_id, tenant, after) AS (
+    SELECT key + 1, value ->> 0, value ->> 1, value ->> 2 FROM json_each(:watches))
+SELECT w.pos, j.status, e.seq, e.at, e.kind, e.data
+FROM w LEFT JOIN jobs j ON j.id = w.job_id AND j.tenant = w.tenant
+LEFT JOIN job_events e ON j.id IS NOT NULL AND e.job_id = w.job_id AND e.seq > w.after
+    AND e.seq <= coalesce((SELECT x.seq FROM job_events x WHERE x.job_id = w.job_id
+                           AND x.seq > w.after ORDER BY x.seq LIMIT 1 OFFSET :limit - 1),
+                          e.seq)
+ORDER BY w.pos, e.seq
+"""
 HEARTBEAT = ("INSERT INTO pools (owner, pid, slots, slot_count, busy, heartbeat_at, admission, "
              "slot_rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
              "pid = excluded.pid, slots = excluded.slots, slot_count = excluded.slot_count, "
@@ -727,6 +745,14 @@ class SqliteStore(Store):
         rows = await self._db.fetchall(EVENTS, (job_id, tenant, after, limit))
         return [Event(seq=seq, job_id=jid, at=at, kind=kind, data=json.loads(data))
                 for seq, jid, at, kind, data in rows]
+
+    @_unavailable
+    async def watch(self, watches: list[Watch], limit: int = 500) -> list[Watched]:
+        if not watches:
+            return []
+        rows = await self._db.fetchall(WATCH, {"watches": watch_params(watches),
+                                               "limit": limit})
+        return watched_from_rows(watches, rows)
 
     @_unavailable
     async def storage(self) -> Storage:

@@ -217,6 +217,21 @@ def test_scrape_metrics_scrapes_during_each_scenario(tmp_path: Path) -> None:
     assert "/metrics scraped" in run.stdout
 
 
+def test_sse_holds_streams_open_during_submits_and_each_ends_on_its_final_event(
+        tmp_path: Path) -> None:
+    run = bench("sse", "--streams", "40", "--duration", "1", "--clients", "4",
+                "--json", str(tmp_path / "run.json"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads((tmp_path / "run.json").read_text())["scenarios"]["sse"]
+    assert "failed" not in result, result
+    held = result["held"]
+    assert (held["streams"], held["ended_on_final_event"], held["cancel_errors"]) == (40, 40, 0)
+    assert held["final_event_delay_ms"]["p99"] is not None and held["event_reads_per_s"] > 0
+    assert result["requests"] > 0 and result["errors"] == {}  # the submits under them
+    assert "40 streams held open" in run.stdout
+    assert_stopped(json.loads((tmp_path / "run.json").read_text())["server"])
+
+
 def test_a_config_file_sizes_the_started_server(tmp_path: Path) -> None:
     config = tmp_path / "team.toml"
     config.write_text("workers = 1\nslots = 1\nbind = '0.0.0.0:1'\n")

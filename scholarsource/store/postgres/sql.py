@@ -277,6 +277,18 @@ PURGE_DEAD = "DELETE FROM jobs WHERE tenant = %(tenant)s AND status = 'dead' RET
 EVENTS = ("SELECT e.seq, e.job_id, e.at, e.kind, e.data::text FROM job_events e "
           "JOIN jobs j ON j.id = e.job_id WHERE e.job_id = %(id)s AND j.tenant = %(tenant)s "
           "AND e.seq > %(after)s ORDER BY e.seq LIMIT %(limit)s")
+# Every watched job's status and first events after its seq, in one statement: a LATERAL
+# index walk of job_events_job per job, whatever its history.
+WATCH = """
+SELECT w.pos, j.status, e.seq, e.at, e.kind, e.data
+FROM jsonb_array_elements(%(watches)s::jsonb) WITH ORDINALITY AS w (v, pos)
+LEFT JOIN jobs j ON j.id = w.v ->> 0 AND j.tenant = w.v ->> 1
+LEFT JOIN LATERAL (
+    SELECT x.seq, x.at, x.kind, x.data::text AS data FROM job_events x
+    WHERE x.job_id = j.id AND x.seq > (w.v ->> 2)::bigint ORDER BY x.seq LIMIT %(limit)s
+) e ON true
+ORDER BY w.pos, e.seq
+"""
 HEARTBEAT = ("INSERT INTO pools (owner, pid, slots, slot_count, busy, heartbeat_at, "
              "admission, slot_rows) VALUES (%(owner)s, %(pid)s, %(slots)s::jsonb, "
              "%(slot_count)s, %(busy)s, %(at)s, %(admission)s::jsonb, %(slot_rows)s::jsonb) "

@@ -42,6 +42,8 @@ from scholarsource.store.base import (
     TaskDefaults,
     Wake,
     WakeSource,
+    Watch,
+    Watched,
 )
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
@@ -59,6 +61,8 @@ from scholarsource.store.rows import (
     queue_stats_from_rows,
     schedule_states_from_rows,
     tasks_from_rows,
+    watch_params,
+    watched_from_rows,
 )
 
 if TYPE_CHECKING:
@@ -257,6 +261,14 @@ class PostgresStore(Store):
                                               "limit": limit})
         return [Event(seq=seq, job_id=jid, at=at, kind=kind, data=json.loads(data))
                 for seq, jid, at, kind, data in rows]
+
+    @unavailable
+    async def watch(self, watches: list[Watch], limit: int = 500) -> list[Watched]:
+        if not watches:
+            return []
+        rows = await self._db.fetchall(sql.WATCH, {"watches": watch_params(watches),
+                                                   "limit": limit})
+        return watched_from_rows(watches, rows)
 
     @unavailable
     async def check_writable(self) -> None:
