@@ -1,0 +1,161 @@
+"""Submits held to their quotas, in one transaction per call, the same on every store.
+
+A store supplies the transaction (`QuotaTx`: its SQL); this module decides, with the
+arithmetic of scholarsource/quotas.py. Two shapes of call:
+- many groups of plain jobs (the API's group commit): each group is checked before the one
+  INSERT of all the admitted ones, and a refused group is left out, alone;
+- one group that may hold jobs which look first (an idempotency key, the cache, unique):
+  each is inserted unless it matches a job already there, the quotas count only the new
+  ones, and a refusal rolls the whole transaction back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scholarsource.errors import StoreUnavailable
+from scholarsource.quotas import (
+    Ask,
+    Ledger,
+    Level,
+    QuotaPolicy,
+    QuotaState,
+    Verdict,
+    bucket_names,
+)
+from scholarsource.store.base import Job, NewJob, Reused
+from scholarsource.store.rows import new_jobs
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A group went in: each job, and why an existing one answers instead (None: new)."""
+
+    jobs: list[tuple[Job, Reused | None]]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def new(self) -> list[Job]:
+        """The jobs this call created."""
+        return [job for job, reused in self.jobs if reused is None]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A group over a quota: nothing of it was written and no token taken."""
+
+    code: str
+    message: str
+    headers: dict[str, str]
+
+
+Admission = Admitted | Refused
+
+
+class QuotaTx(Protocol):
+    """One open write transaction of a store, as admission needs it."""
+
+    async def state(self, tenants: list[str], buckets: list[str]) -> QuotaState:
+        """Lock what the quotas of these tenants and buckets read, then read it."""
+
+    async def insert(self, news: list[NewJob], jobs: list[Job]) -> None:
+        """Insert plain jobs."""
+
+    async def insert_once(self, new: NewJob, job: Job) -> bool:
+        """Insert `job` unless an existing job answers `new`; True if inserted."""
+
+    async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
+        """The existing job that answers `new` (job: the one not inserted), and why."""
+
+    async def save(self, levels: dict[str, Level]) -> None:
+        """Write the changed buckets back."""
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a refused group."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+def _refused(verdict: Verdict) -> Refused:
+    assert verdict.code is not None
+    return Refused(verdict.code, verdict.message, verdict.headers)
+
+
+async def admit(transaction: AbstractAsyncContextManager[QuotaTx],
+                groups: Sequence[tuple[Ask, list[NewJob]]],
+                policy: QuotaPolicy) -> list[Admission]:
+    """Insert each group that its quotas admit, in order, in one transaction; returns each
+    group's admission. Shielded: a cancelled caller never leaves the transaction open."""
+    return await asyncio.shield(_admit(transaction, groups, policy))
+
+
+async def _admit(transaction: AbstractAsyncContextManager[QuotaTx],
+                 groups: Sequence[tuple[Ask, list[NewJob]]],
+                 policy: QuotaPolicy) -> list[Admission]:
+    looking = any(new.looks_first for _, news in groups for new in news)
+    if looking and len(groups) != 1:
+        raise ValueError("jobs that look first go one group per call")
+    tenants = sorted({ask.tenant for ask, _ in groups})
+    buckets = sorted({name for ask, _ in groups for name in bucket_names(ask)})
+    try:
+        async with transaction as tx:
+            ledger = Ledger(await tx.state(tenants, buckets), policy, time.time())
+            if looking:
+                admitted = [await _one_group(tx, ledger, *groups[0])]
+            else:
+                admitted = await _plain_groups(tx, ledger, groups)
+            if ledger.changed:
+                await tx.save(dict(ledger.changed))
+            return admitted
+    except _Rollback as refusal:
+        return [_refused(refusal.verdict)]
+
+
+async def _plain_groups(tx: QuotaTx, ledger: Ledger,
+                        groups: Sequence[tuple[Ask, list[NewJob]]]) -> list[Admission]:
+    results: list[Admission] = []
+    news: list[NewJob] = []
+    jobs: list[Job] = []
+    for ask, group in groups:
+        verdict = ledger.take(ask, len(group))
+        if verdict.code is not None:
+            results.append(_refused(verdict))
+            continue
+        made = new_jobs(group)
+        news.extend(group)
+        jobs.extend(made)
+        results.append(Admitted([(job, None) for job in made], verdict.headers))
+    if jobs:
+        await tx.insert(news, jobs)
+    return results
+
+
+async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
+                     group: list[NewJob]) -> Admission:
+    made = new_jobs(group)
+    plain = [(new, job) for new, job in zip(group, made, strict=True) if not new.looks_first]
+    if plain:
+        await tx.insert([new for new, _ in plain], [job for _, job in plain])
+    answers: list[tuple[Job, Reused | None]] = []
+    for new, job in zip(group, made, strict=True):
+        if not new.looks_first or await tx.insert_once(new, job):
+            answers.append((job, None))
+            continue
+        # Under the write lock (SQLite) or the tenant's lock (PostgreSQL) the job that
+        # stopped the insert is still there, unless it was deleted in between.
+        found = await tx.existing(new, job)
+        if found is None:
+            raise StoreUnavailable("the job this submit matched kept changing; send it again")
+        answers.append(found)
+    verdict = ledger.take(ask, sum(1 for _, reused in answers if reused is None))
+    if verdict.code is not None:
+        raise _Rollback(verdict)
+    return Admitted(answers, verdict.headers)
