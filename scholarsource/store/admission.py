@@ -47,11 +47,14 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Refused:
-    """A group over a quota: nothing of it was written and no token taken."""
+    """A group refused whole: nothing of it was written and no token taken. Over a quota
+    (`code` rate_limited or quota_exceeded), or (idempotency_key_reused) because the job
+    at `index` carries a key the tenant used for another task or params."""
 
     code: str
     message: str
     headers: dict[str, str]
+    index: int | None = None
 
 
 Admission = Admitted | Refused
@@ -76,12 +79,15 @@ class QuotaTx(Protocol):
         """Write the changed buckets back."""
 
 
+KEY_REUSED = "idempotency_key_reused"
+
+
 class _Rollback(Exception):
     """Raised inside the transaction to undo a refused group."""
 
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(verdict.message)
-        self.verdict = verdict
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.message)
+        self.refused = refused
 
 
 def _refused(verdict: Verdict) -> Refused:
@@ -115,8 +121,8 @@ async def _admit(transaction: AbstractAsyncContextManager[QuotaTx],
             if ledger.changed:
                 await tx.save(dict(ledger.changed))
             return admitted
-    except _Rollback as refusal:
-        return [_refused(refusal.verdict)]
+    except _Rollback as rollback:
+        return [rollback.refused]
 
 
 async def _plain_groups(tx: QuotaTx, ledger: Ledger,
@@ -145,17 +151,21 @@ async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
     if plain:
         await tx.insert([new for new, _ in plain], [job for _, job in plain])
     answers: list[tuple[Job, Reused | None]] = []
-    for new, job in zip(group, made, strict=True):
+    for index, (new, job) in enumerate(zip(group, made, strict=True)):
         if not new.looks_first or await tx.insert_once(new, job):
             answers.append((job, None))
             continue
-        # Under the write lock (SQLite) or the tenant's lock (PostgreSQL) the job that
-        # stopped the insert is still there, unless it was deleted in between.
+        # In this transaction the job that stopped the insert is still there, unless it
+        # was deleted between the two statements.
         found = await tx.existing(new, job)
         if found is None:
             raise StoreUnavailable("the job this submit matched kept changing; send it again")
+        old, why = found
+        if why is Reused.IDEMPOTENT and (old.task, old.params) != (new.task, new.params):
+            raise _Rollback(Refused(KEY_REUSED, f"Idempotency-Key {new.idempotency_key!r} "
+                                    f"was used for another job, {old.id}", {}, index))
         answers.append(found)
     verdict = ledger.take(ask, sum(1 for _, reused in answers if reused is None))
     if verdict.code is not None:
-        raise _Rollback(verdict)
+        raise _Rollback(_refused(verdict))
     return Admitted(answers, verdict.headers)
