@@ -186,3 +186,23 @@ def test_the_bucket_is_exact_across_processes_submitting_at_once(
             await store.close()
 
     asyncio.run(go())
+
+
+def test_a_rate_set_only_in_the_store_applies_to_plain_submits(backend: Backend,
+                                                               tmp_path: Path) -> None:
+    """No bucket in the config: SQLite tries its one-statement insert, whose guard must
+    see the stored limits and leave the decision to the quota transaction."""
+    async def go() -> None:
+        store = await backend.open(tmp_path / "q.db")
+        quota = QuotaPolicy(max_queued=100)
+        assert isinstance((await store.admit([(Ask("acme"), [job("acme")])], quota))[0],
+                          Admitted)
+        await store.set_tenant_limits("acme", TenantOverride(rate=Rate(1, 3600.0)))
+        results = await store.admit([(Ask("acme"), [job("acme")]),
+                                     (Ask("acme"), [job("acme")]),
+                                     (Ask("other"), [job("other")])], quota)
+        assert [type(r).__name__ for r in results] == ["Admitted", "Refused", "Admitted"]
+        assert await store.live_counts() == {"acme": 2, "other": 1}
+        await store.close()
+
+    asyncio.run(go())
