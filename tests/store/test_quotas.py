@@ -5,12 +5,13 @@ nothing and takes no tokens."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from scholarsource.limits import Rate, TenantLimits
 from scholarsource.quotas import Ask, QuotaPolicy, TenantOverride
 from scholarsource.store.admission import Admitted, Refused
-from scholarsource.store.base import Ending, NewJob, Outcome, Reused, Store
+from scholarsource.store.base import Ending, JobState, NewJob, Outcome, Reused, Store
 from tests.store.backends import Backend
 
 
@@ -203,6 +204,51 @@ def test_a_rate_set_only_in_the_store_applies_to_plain_submits(backend: Backend,
                                      (Ask("other"), [job("other")])], quota)
         assert [type(r).__name__ for r in results] == ["Admitted", "Refused", "Admitted"]
         assert await store.live_counts() == {"acme": 2, "other": 1}
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_the_tenant_counts_follow_every_change_of_state(backend: Backend,
+                                                        tmp_path: Path) -> None:
+    """After each step the store's counts equal the jobs not yet finished, per tenant."""
+    async def go() -> None:
+        store = await backend.open(tmp_path / "q.db")
+
+        async def check() -> None:
+            expected = {}
+            for tenant in ("a", "b"):
+                counts = await store.counts(tenant)
+                live = sum(n for state, n in counts.items()
+                           if state not in ("succeeded", "dead", "cancelled"))
+                if live:
+                    expected[tenant] = live
+            assert await store.live_counts() == expected
+
+        later = NewJob(task="echo", params={}, queue="default", priority=0, max_attempts=1,
+                       tenant="b", run_at=time.time() + 3600)
+        await store.submit_many([job("a", n=i) for i in range(6)] + [later] * 2)
+        await check()
+        claims = await store.claim("pool", 4, 30)
+        await store.finish([Outcome(claims[0].id, claims[0].token, Ending.SUCCEEDED,
+                                    result_json="1"),
+                            Outcome(claims[1].id, claims[1].token, Ending.FAILED,
+                                    error="no")], max_crashes=3)
+        await store.requeue([(claims[2].id, claims[2].token)], "shutdown")
+        await check()
+        # The pool that held claims[3] died: with max_crashes 1 it is dead.
+        assert await store.recover("next", box="", max_crashes=1) == 1
+        await check()
+        assert await store.retry_dead("a") == 2
+        await check()
+        await store.cancel_matching("b")
+        await store.claim("pool", 10, 30)
+        await store.finish([Outcome(c.id, c.token, Ending.FAILED, error="no")
+                            for c in await store.claim("pool", 10, 30)], max_crashes=3)
+        await check()
+        await store.purge_dead("a")
+        assert await store.prune(JobState.SUCCEEDED, time.time() + 1, 100) == 1
+        await check()
         await store.close()
 
     asyncio.run(go())
