@@ -106,7 +106,7 @@ def test_max_queued_per_tenant_then_server_wide_and_the_cli_changes_them_live(
     # The store's limit wins over the config: the server-wide cap of 3 is next.
     done = tenants(server, "set", "default", "--max-queued", "10")
     assert done.returncode == 0, done.stderr
-    wait_until(lambda: client.post("/api/jobs", json=sleeper).status_code == 202, timeout=2)
+    wait_until(lambda: client.post("/api/jobs", json=sleeper).status_code == 202, timeout=1)
     capped = client.post("/api/jobs", json=sleeper)
     assert capped.status_code == 429
     assert "the server takes at most 3 jobs" in capped.json()["message"]

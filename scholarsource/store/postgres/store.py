@@ -18,7 +18,7 @@ import psycopg
 from scholarsource.errors import BackupUnsupported, StoreUnavailable
 from scholarsource.findings import Check, Status
 from scholarsource.quotas import Ask, Level, QuotaPolicy, QuotaState, TenantOverride
-from scholarsource.store.admission import Admission, QuotaTx, admit
+from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
     OPEN,
     POOL_FORGET_SECONDS,
@@ -87,6 +87,11 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
         "triggered": new.triggered, "concurrency_key": j.concurrency_key,
         "concurrency_limit": j.concurrency_limit,
     } for new, j in zip(news, jobs, strict=True)])
+
+
+# Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
+_GUARDED_ROWS = 256
+_NO_CAP = 2**62
 
 
 def _gate(gate: Gate) -> dict[str, list[str] | None]:
@@ -233,7 +238,15 @@ class PostgresStore(Store):
     @unavailable
     async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
                     policy: QuotaPolicy) -> list[Admission]:
-        return await admit(self._quota_tx(), groups, policy)
+        return await admit(self._quota_tx(), groups, policy, self._insert_guarded,
+                           _GUARDED_ROWS)
+
+    async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
+        if guard.caps:  # a tenant's max_queued must be exact: the quota transaction
+            return False
+        return bool(await self._db.fetchall(sql.SUBMIT_GUARDED, {
+            "rows": _rows(news, jobs), "tenants": guard.tenants, "total": guard.total,
+            "cap": _NO_CAP if guard.max_queued is None else guard.max_queued}))
 
     @unavailable
     async def tenant_overrides(self) -> dict[str, TenantOverride]:
