@@ -86,9 +86,9 @@ KEY_REUSED = "idempotency_key_reused"
 class Guard:
     """When plain jobs need no transaction of their own: no bucket applies to them (no key
     rate, no tenant rate in the config) and, checked by the insert itself, none of their
-    `tenants` has limits stored, each tenant in `caps` (its new jobs, its config
-    max_queued) stays within its cap, and the server within `max_queued` with `total`
-    more jobs."""
+    `tenants` has a rate or max_queued stored, each tenant in `caps` (its new jobs, its
+    config max_queued) stays within its cap, and the server within `max_queued` with
+    `total` more jobs."""
 
     tenants: list[str]
     caps: list[tuple[str, int, int]]

@@ -101,11 +101,13 @@ def submit_sql(n: int) -> str:
 
 
 # The quick path of admission (store/admission.py: Guard): the same rows, inserted only if
-# the tenants have no stored limits and stay within their max_queued and the server's, read
-# from tenant_live by the same statement. Bound after the rows: the tenants (JSON), the new
-# jobs in all and the server's cap, and [tenant, new jobs, cap] per capped tenant (JSON).
+# the tenants have no rate or max_queued stored and stay within their max_queued and the
+# server's, read from tenant_live by the same statement. Bound after the rows: the tenants
+# (JSON), the new jobs in all and the server's cap, and [tenant, new jobs, cap] per capped
+# tenant (JSON).
 _GUARD = """ WHERE NOT EXISTS (SELECT 1 FROM tenant_limits
-    WHERE tenant IN (SELECT value FROM json_each(?)))
+    WHERE tenant IN (SELECT value FROM json_each(?))
+    AND (rate_limit IS NOT NULL OR max_queued IS NOT NULL))
 AND (SELECT coalesce(sum(live), 0) FROM tenant_live) + ? <= ?
 AND NOT EXISTS (SELECT 1 FROM json_each(?) AS c
     WHERE coalesce((SELECT live FROM tenant_live WHERE tenant = c.value ->> 0), 0)

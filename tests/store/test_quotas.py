@@ -252,3 +252,16 @@ def test_the_tenant_counts_follow_every_change_of_state(backend: Backend,
         await store.close()
 
     asyncio.run(go())
+
+
+def test_a_stored_weight_alone_leaves_the_tenants_submits_unlimited(
+        backend: Backend, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await backend.open(tmp_path / "q.db")
+        await store.set_tenant_limits("acme", TenantOverride(weight=3))
+        results = await store.admit([(Ask("acme"), [job("acme")] * 5)], QuotaPolicy())
+        assert isinstance(results[0], Admitted) and results[0].headers == {}
+        assert await store.live_counts() == {"acme": 5}
+        await store.close()
+
+    asyncio.run(go())

@@ -33,13 +33,14 @@ _NEW_ROWS = (f"SELECT {', '.join('r.' + c for c in _NEW_COLUMNS.split(', '))} "
              "jsonb_populate_record(NULL::jobs, e.v) AS r")
 SUBMIT = f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} ORDER BY e.ord"
 # Admission's quick path (store/admission.py: Guard), for jobs that only the server-wide
-# max_queued concerns: inserted unless the tenants have limits stored or the server would
-# go past its cap. Not under the quota locks: concurrent submits may overshoot the cap by
-# what they insert at the same moment (the cap guards the disk; tenant caps, which must be
-# exact, take the quota transaction).
+# max_queued concerns: inserted unless the tenants have a rate or max_queued stored or the
+# server would go past its cap. Not under the quota locks: concurrent submits may overshoot
+# the cap by what they insert at the same moment (the cap guards the disk; tenant caps,
+# which must be exact, take the quota transaction).
 SUBMIT_GUARDED = (f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} "
                   "WHERE NOT EXISTS (SELECT 1 FROM tenant_limits "
-                  "WHERE tenant = ANY(%(tenants)s::text[])) "
+                  "WHERE tenant = ANY(%(tenants)s::text[]) "
+                  "AND (rate_limit IS NOT NULL OR max_queued IS NOT NULL)) "
                   "AND (SELECT coalesce(sum(live), 0) FROM tenant_live) + %(total)s "
                   "<= %(cap)s ORDER BY e.ord RETURNING 1")
 BY_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s AND idempotency_key = %(key)s"
