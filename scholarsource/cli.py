@@ -24,6 +24,7 @@ from scholarsource.exitcodes import (
     EXIT_UNHEALTHY,
 )
 from scholarsource.remote_commands import client_commands
+from scholarsource.tenants import tenants_group
 
 
 def server_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -234,3 +235,4 @@ def version() -> None:
 for command in client_commands:
     main.add_command(command)
 main.add_command(bench)
+main.add_command(tenants_group(server_options, build_config))

@@ -364,6 +364,17 @@ class Config:
         "token bucket every API worker shares), max_queued (most non-final jobs) and weight "
         "(its share of slots among tenants waiting in one queue; 1 by default).",
         named=parse_tenants))
+    # Quotas and batches (issue 13): every submit meets these, in its own transaction.
+    max_queued: int = field(default=1_000_000, metadata=_key(
+        "Most jobs not yet finished (scheduled, queued, running, retrying) the whole server "
+        "holds, all tenants together; past it a submit gets 429 quota_exceeded, so that a "
+        "flood meets this limit before a full disk. A [tenants.NAME] max_queued caps one "
+        "tenant."))
+    max_batch: int = field(default=1000, metadata=_key(
+        "Most jobs one POST /api/jobs/batch may carry; more: 422 batch_too_large."))
+    max_batch_body_bytes: int = field(default=16 * 1024**2, metadata=_key(
+        "Largest POST /api/jobs/batch body, bytes or '16MiB' (other routes keep "
+        "max_body_bytes); larger: 413.", size=True))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -406,6 +417,9 @@ class Config:
                               f"{self.events_interval!r}")
         if self.events_buffer < 1:
             raise ConfigError("events_buffer must be at least 1")
+        for name in ("max_queued", "max_batch", "max_batch_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         self.host_port()
         if self.max_header_bytes < 1024 or self.max_headers < 1:
             raise ConfigError("max_header_bytes must be at least 1KiB and max_headers at least 1")

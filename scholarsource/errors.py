@@ -19,6 +19,7 @@
         ├── PayloadTooLarge      413 body over max_body_bytes
         ├── UnsupportedMedia     415 body is not application/json
         ├── ValidationFailed     422 wrong fields, wrong types, unknown task
+        ├── TooManyRequests      429 a submit over a rate or a max_queued
         ├── ServiceUnavailable   503 the store cannot take writes right now
         │   (the HTTP edge, before any route: api/hosts.py, api/headlimits.py)
         ├── HeaderTimeout        408 the request's headers did not arrive within header_timeout
@@ -148,6 +149,13 @@ class ValidationFailed(ApiError):
     """Raised when fields are missing, of the wrong type, or name an unknown task."""
 
     status, code = 422, "invalid_request"
+
+
+class TooManyRequests(ApiError):
+    """Raised when a submit is over a rate (rate_limited) or a max_queued (quota_exceeded);
+    its Retry-After and RateLimit-* headers say when to come back."""
+
+    status, code = 429, "rate_limited"
 
 
 class ServiceUnavailable(ApiError):

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from scholarsource import logs
 from scholarsource.api import (
     accesslog,
+    batch,
     compat,
     csrf,
     events,
@@ -40,6 +41,7 @@ from scholarsource.errors import (
     StoreUnavailable,
 )
 from scholarsource.metrics.counters import REJECTED
+from scholarsource.quotas import QuotaPolicy
 from scholarsource.sizing import plan
 from scholarsource.store.factory import open_store
 
@@ -91,7 +93,8 @@ def create_app(config: Config) -> Starlette:
         store = await open_store(config, "api")
         app.state.services = Services(config=config, store=store, catalog=Catalog(store),
                                       submits=SubmitBatcher(
-                                          store, jobs.committed(store, config.job_log)),
+                                          store, jobs.committed(store, config.job_log),
+                                          QuotaPolicy(config.tenants, config.max_queued)),
                                       reader=EventReader(store, interval=config.events_interval,
                                                          capacity=config.events_buffer),
                                       api_workers=plan(config).workers)
@@ -102,8 +105,8 @@ def create_app(config: Config) -> Starlette:
             await store.close()
 
     return Starlette(
-        routes=[*jobs.routes, *events.routes, *compat.routes, *ops.routes, *stats.routes,
-                *queues.routes, *schedules.routes,
+        routes=[*batch.routes, *jobs.routes, *events.routes, *compat.routes, *ops.routes,
+                *stats.routes, *queues.routes, *schedules.routes,
                 *openapi.routes, *prometheus.routes, *dashboard.routes],
         lifespan=lifespan,
         middleware=[*accesslog.middleware(config), *prometheus.middleware,

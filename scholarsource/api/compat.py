@@ -52,8 +52,8 @@ async def submit(request: Request) -> JSONResponse:
     config = services(request).config
     unwrap = functools.partial(envelope, compat_task=config.compat_task,
                                key_field=config.compat_concurrency_key)
-    job, reused = await submit_job(request, unwrap)
-    return submitted(job, reused, _compat(job))
+    job, reused, headers = await submit_job(request, unwrap)
+    return submitted(job, reused, _compat(job), headers)
 
 
 async def status(request: Request) -> JSONResponse:

@@ -20,44 +20,60 @@ from scholarsource.api.schemas import (
     read_json,
 )
 from scholarsource.api.state import services
-from scholarsource.api.tenancy import tenant_of
+from scholarsource.api.submits import ask_of
+from scholarsource.api.tenancy import principal_of, tenant_of
 from scholarsource.errors import Conflict, NotFound
-from scholarsource.store.base import RETRYABLE_STATES, Job, JobState, Reused, Store, Wake
+from scholarsource.store.base import (
+    RETRYABLE_STATES,
+    Job,
+    JobState,
+    NewJob,
+    Reused,
+    Store,
+    Wake,
+)
 
 log = logging.getLogger("scholarsource.jobs")
 
 
+async def parse_new_job(request: Request, body: Any, key: str | None) -> NewJob:
+    """A submit body (its envelope) as the job it asks for, validated, for the request's
+    tenant; 422 with the field otherwise."""
+    svc = services(request)
+    name = body.get("task") if isinstance(body, dict) else None
+    defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
+    # Only a miss pays for the names, to suggest the one the client may have meant.
+    known = await svc.catalog.names() if defaults is None else ()
+    return parse_submit(body, defaults, svc.config, tenant_of(request), key, known)
+
+
 async def submit_job(request: Request, unwrap: Callable[[Any], Any] | None = None
-                     ) -> tuple[Job, Reused | None]:
+                     ) -> tuple[Job, Reused | None, dict[str, str]]:
     """Validate, insert and commit a job (see `committed` for what follows); `unwrap` turns
     another form of body into the submit envelope. An existing job may answer instead
     (Reused says why: an Idempotency-Key the tenant already used, a cached result, a unique
-    job's live twin); the same key for a different task or params is a 409."""
+    job's live twin); the same key for a different task or params is a 409, a submit over
+    a quota a 429. Returns the job, why it was reused, and the RateLimit headers."""
     svc = services(request)
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
     body = await read_json(request, svc.config)
     if unwrap is not None:
         body = unwrap(body)
-    name = body.get("task") if isinstance(body, dict) else None
-    defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
-    # Only a miss pays for the names, to suggest the one the client may have meant.
-    known = await svc.catalog.names() if defaults is None else ()
-    new = parse_submit(body, defaults, svc.config, tenant_of(request), key, known)
-    job, reused = await svc.submits.submit(new)
-    if reused is Reused.IDEMPOTENT and (job.task, job.params) != (new.task, new.params):
-        raise Conflict(f"Idempotency-Key {key!r} was used for another job, {job.id}",
-                       code="idempotency_key_reused")
-    return job, reused
+    new = await parse_new_job(request, body, key)
+    admitted = await svc.submits.admit(ask_of(principal_of(request)), [new])
+    job, reused = admitted.jobs[0]
+    return job, reused, admitted.headers
 
 
 _REUSED_HEADERS = {Reused.IDEMPOTENT: {"Idempotent-Replayed": "true"},
                    Reused.CACHED: {"Cache-Hit": "true"}, Reused.UNIQUE: {}}
 
 
-def submitted(job: Job, reused: Reused | None, body: dict[str, Any]) -> JSONResponse:
+def submitted(job: Job, reused: Reused | None, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> JSONResponse:
     """202 for a new job; 200 for an existing one, with `Idempotent-Replayed: true` for one
-    a key named before and `Cache-Hit: true` for a cached result."""
-    headers = {"Location": f"/api/jobs/{job.id}"}
+    a key named before and `Cache-Hit: true` for a cached result; `headers` added."""
+    headers = {"Location": f"/api/jobs/{job.id}", **(headers or {})}
     if reused is not None:
         headers.update(_REUSED_HEADERS[reused])
     return JSONResponse(body, status_code=202 if reused is None else 200, headers=headers)
@@ -122,8 +138,8 @@ class JobCollection(HTTPEndpoint):
     """`/api/jobs`: POST submits, GET lists (one endpoint, so a 405 names both in Allow)."""
 
     async def post(self, request: Request) -> JSONResponse:
-        job, reused = await submit_job(request)
-        return submitted(job, reused, job.to_json())
+        job, reused, headers = await submit_job(request)
+        return submitted(job, reused, job.to_json(), headers)
 
     async def get(self, request: Request) -> JSONResponse:
         query = parse_list_query(request.query_params)

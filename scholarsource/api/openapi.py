@@ -49,6 +49,10 @@ _ERRORS = {str(code): _answer(text, _ERROR) for code, text in (
           "(compat_task_not_set)"),
     (503, "the store cannot take writes now; retry"))}
 
+_TOO_MANY = _answer("over a submit rate (rate_limited) or a max_queued (quota_exceeded); "
+                    "nothing was written: retry after Retry-After (RateLimit-Limit, "
+                    "-Remaining and -Reset say more)", _ERROR)
+_JOBS = {"type": "object", "properties": {"jobs": {"type": "array", "items": _JOB}}}
 _COUNT = {"type": "string", "pattern": f"^[0-9]{{0,{COUNT_DIGITS}}}$"}
 _CANCEL_ANSWERS = {"200": _answer("cancelled", _JOB),
                    "202": _answer("cancel requested", _JOB),
@@ -67,7 +71,30 @@ _SUBMIT = {
                                  "success of the same task and params within cache_ttl "
                                  "(Cache-Hit: true), or a unique job's live twin", _JOB),
                   "409": _answer("this Idempotency-Key named another task or params",
-                                 _ERROR), **_ERRORS},
+                                 _ERROR), **_ERRORS, "429": _TOO_MANY},
+}
+
+_BATCH = {
+    "summary": "Submit many jobs, all or nothing, in one transaction",
+    "description": "Each item is a Submit body and may carry `idempotency_key` (as the "
+                   "Idempotency-Key header does for one submit). Every item is validated "
+                   "first: a bad one answers with the code a single submit would give, its "
+                   "message starting `jobs[INDEX]: ` and `index` in the JSON, and nothing "
+                   "is written. Quotas count every new job: a batch that does not fit is "
+                   "refused whole. The body may be up to max_batch_body_bytes.",
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["jobs"], "additionalProperties": False,
+        "properties": {"jobs": {"type": "array", "minItems": 1,
+                                "items": {"$ref": "#/components/schemas/Submit"}}}}}}},
+    "responses": {"202": _answer("committed; at least one job is new", _JOBS),
+                  "200": _answer("every job already existed (their keys named them)",
+                                 _JOBS),
+                  "409": _answer("an item's idempotency_key named another task or params "
+                                 "(with index)", _ERROR),
+                  **_ERRORS, "422": _answer("an item as a submit would refuse it (with "
+                                            "index), or more than max_batch jobs "
+                                            "(batch_too_large)", _ERROR),
+                  "429": _TOO_MANY},
 }
 
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -87,6 +114,7 @@ DOCUMENT: dict[str, Any] = {
     "info": {"title": "ScholarSource", "version": __version__,
              "description": "A job server for one big machine."},
     "paths": {
+        "/api/jobs/batch": {"post": _BATCH},
         "/api/jobs": {
             "post": {"summary": "Submit a job", **_SUBMIT},
             "get": {"summary": "List jobs, newest first", "parameters": [
@@ -311,6 +339,9 @@ async def openapi(request: Request) -> JSONResponse:
                 variant["required"] = ["task", "params"]
         variants.append(variant)
     schemas["Submit"] = {"oneOf": variants} if variants else base
+    batch = document["paths"]["/api/jobs/batch"]["post"]["requestBody"]["content"]
+    batch["application/json"]["schema"]["properties"]["jobs"]["maxItems"] = \
+        svc.config.max_batch
     # A pause or resume may name the queues this server knows now (else 422 unknown_queue).
     queues = sorted(await known_queues(svc))
     for verb in ("pause", "resume"):

@@ -45,11 +45,13 @@ def is_count(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= COUNT_DIGITS
 
 
-async def read_json(request: Request, config: Config) -> Any:
-    """The request body as JSON: 415 unless application/json, 413 past max_body_bytes,
-    400 if it does not parse, 422 if it holds what the API could not render again (see
-    `parse_json`)."""
-    max_bytes = config.max_body_bytes
+async def read_json(request: Request, config: Config, max_bytes: int | None = None,
+                    around: int = 1) -> Any:
+    """The request body as JSON: 415 unless application/json, 413 past `max_bytes`
+    (max_body_bytes by default), 400 if it does not parse, 422 if it holds what the API
+    could not render again (see `parse_json`). `around`: levels of the body around a job's
+    params (1: a submit's envelope)."""
+    max_bytes = config.max_body_bytes if max_bytes is None else max_bytes
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMedia("send the body as JSON with Content-Type: application/json")
@@ -67,8 +69,7 @@ async def read_json(request: Request, config: Config) -> Any:
                 raise _too_large(max_bytes)
             chunks.append(chunk)
         body = b"".join(chunks)
-    # The body is one level around the params.
-    return parse_json(body, config.max_params_depth + 1)
+    return parse_json(body, config.max_params_depth + around)
 
 
 class _Unrenderable(Exception):

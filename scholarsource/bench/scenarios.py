@@ -4,6 +4,7 @@ HTTP load (`--duration` seconds, or `--jobs` operations; closed loop over `--cli
 connections, or open loop at `--rate` per second):
 - submit     POST /api/jobs {"task": "noop"}: the API's write path. The pool runs the jobs
              meanwhile, as in production.
+- batch      POST /api/jobs/batch with BATCH_JOBS no-op jobs: jobs/s into the queue.
 - status     GET /api/jobs/{id} of jobs submitted beforehand: the read path under load.
 - frontend   what the ScholarSource frontend does per user: POST /api/submit a 0.2 s sleep
              job, then GET /api/status/{id} every 250 ms until it is done.
@@ -34,6 +35,7 @@ from scholarsource.bench.loadgen import LoadResult
 from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
+BATCH_JOBS = 1000  # jobs per batch: the default max_batch
 SHORT_SLEEP = {"task": "sleep", "params": {"seconds": 0.2}}
 HELD_IDLE_SECONDS = 3.0  # sse --streams: the server measured with only the streams open
 _STATUS_SEED = (100, 1000)  # jobs the status scenario reads: 10 per client, within these
@@ -73,6 +75,17 @@ def submit(ctx: Context) -> dict[str, Any]:
     with ctx.server_stats() as stats:
         load = ctx.load("submit", ctx.spec(Op(bodies=(NOOP,))))
     return http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
+
+
+def batch(ctx: Context) -> dict[str, Any]:
+    """POST /api/jobs/batch of BATCH_JOBS no-op jobs as fast as the clients go."""
+    body = {"jobs": [NOOP] * BATCH_JOBS}
+    with ctx.server_stats() as stats:
+        load = ctx.load("batch", ctx.spec(Op(path="/api/jobs/batch", bodies=(body,))))
+    result = http_result(load, stats, "jobs/s",
+                         len(load.latencies) * BATCH_JOBS / load.elapsed)
+    result["batch_jobs"] = BATCH_JOBS
+    return result
 
 
 def status(ctx: Context) -> dict[str, Any]:
@@ -163,6 +176,8 @@ def _event_reads(url: str) -> float | None:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("submit", "POST only: the API's write path", submit, baseline=True),
+    Scenario("batch", f"POST /api/jobs/batch of {BATCH_JOBS:,} no-op jobs: jobs/s into the "
+             f"queue", batch),
     Scenario("status", "GET of existing jobs: the read path under load", status,
              baseline=True),
     Scenario("e2e-noop", "{jobs} no-op jobs, submit to all done: queue + dispatch overhead",

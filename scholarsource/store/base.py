@@ -12,9 +12,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scholarsource.findings import Check
+from scholarsource.limits import TenantLimits
+from scholarsource.quotas import Ask, QuotaPolicy, TenantOverride, effective
+
+if TYPE_CHECKING:
+    from scholarsource.store.admission import Admission
 
 DEFAULT_TENANT = "default"
 
@@ -541,6 +546,37 @@ class Store(abc.ABC):
         params that succeeded within its `cache_ttl` (unless `bypass_cache`), or, if it is
         unique, a unique one of the same task and params in a live state. Returns the job
         and why it was reused (None: created now)."""
+
+    @abc.abstractmethod
+    async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
+                    policy: QuotaPolicy) -> list[Admission]:
+        """Submit each group of jobs that its quotas admit (the key's and the tenant's
+        token buckets, the tenant's and the server's max_queued), in order, in one
+        transaction (store/admission.py); a refused group writes nothing and takes no
+        tokens. Jobs that look first (`NewJob.looks_first`) come one group per call."""
+
+    @abc.abstractmethod
+    async def tenant_overrides(self) -> dict[str, TenantOverride]:
+        """The per-tenant limits `scholarsource tenants set` stored."""
+
+    @abc.abstractmethod
+    async def set_tenant_limits(self, tenant: str, override: TenantOverride) -> None:
+        """Store the fields of `override` that are set (others keep their value)."""
+
+    @abc.abstractmethod
+    async def clear_tenant_limits(self, tenant: str) -> bool:
+        """Drop the tenant's stored limits (the config's apply again); False if none."""
+
+    @abc.abstractmethod
+    async def live_counts(self) -> dict[str, int]:
+        """Non-final jobs per tenant, as the store keeps count (no scan of the jobs)."""
+
+    async def tenant_limits(self, config: dict[str, TenantLimits]) -> dict[str, TenantLimits]:
+        """Every tenant's limits in force: each stored override over its `config` table
+        (Config.tenants), for every tenant named in either."""
+        overrides = await self.tenant_overrides()
+        return {name: effective(overrides.get(name), config.get(name))
+                for name in sorted({*overrides, *config})}
 
     @abc.abstractmethod
     async def get(self, tenant: str, job_id: str) -> Job | None:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from scholarsource.limits import Rate
+from scholarsource.quotas import Level, QuotaState, TenantOverride
 from scholarsource.store.base import (
     Claim,
     Event,
@@ -139,3 +141,24 @@ def watched_from_rows(watches: list[Watch], rows: Iterable[Any]) -> list[Watched
                                                     at=at, kind=kind, data=json.loads(data)))
     return [Watched(statuses.get(pos), events.get(pos, []))
             for pos in range(1, len(watches) + 1)]
+
+
+def override_from_row(limit: int | None, window: float | None, max_queued: int | None,
+                      weight: int | None) -> TenantOverride:
+    """A tenant_limits row (either store's) as a TenantOverride."""
+    rate = None if limit is None or window is None else Rate(int(limit), float(window))
+    return TenantOverride(rate, None if max_queued is None else int(max_queued),
+                          None if weight is None else int(weight))
+
+
+def quota_state_from_rows(rows: list[Any]) -> QuotaState:
+    """QUOTA_STATE's rows (either store's) as a QuotaState."""
+    state = QuotaState({}, {}, {})
+    for kind, name, a, b, c, d in rows:
+        if kind == 0:
+            state.overrides[name] = override_from_row(a, b, c, d)
+        elif kind == 1:
+            state.live[name] = int(a)
+        else:
+            state.levels[name] = Level(float(a), float(b))
+    return state

@@ -290,7 +290,46 @@ DROP TABLE pool;
 UPDATE jobs SET lease_until = 0 WHERE status = 'running';
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13]
+# Quotas (issue 13): token buckets per API key and per tenant, limits set per tenant with
+# `scholarsource tenants set`, and each tenant's count of non-final jobs, kept by triggers in
+# the transaction of every insert, state change and delete, so a submit checks max_queued
+# with one primary-key read instead of counting the tenant's backlog.
+_FINAL = "('succeeded', 'dead', 'cancelled')"
+_V_QUOTAS = f"""
+CREATE TABLE quota_buckets (
+    name   TEXT PRIMARY KEY,                  -- 'tenant:NAME' or 'key:ID'
+    tokens REAL NOT NULL,
+    at     REAL NOT NULL                      -- when tokens was right (wall clock)
+) WITHOUT ROWID;
+CREATE TABLE tenant_limits (
+    tenant      TEXT PRIMARY KEY,
+    rate_limit  INTEGER,                      -- NULL: the config's (each column alike)
+    rate_window REAL,
+    max_queued  INTEGER,
+    weight      INTEGER
+) WITHOUT ROWID;
+CREATE TABLE tenant_live (tenant TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO tenant_live SELECT tenant, count(*) FROM jobs
+    WHERE status NOT IN {_FINAL} GROUP BY tenant;
+CREATE TRIGGER jobs_live_insert AFTER INSERT ON jobs WHEN NEW.status NOT IN {_FINAL}
+BEGIN
+    INSERT INTO tenant_live VALUES (NEW.tenant, 1)
+        ON CONFLICT (tenant) DO UPDATE SET live = live + 1;
+END;
+CREATE TRIGGER jobs_live_delete AFTER DELETE ON jobs WHEN OLD.status NOT IN {_FINAL}
+BEGIN
+    UPDATE tenant_live SET live = live - 1 WHERE tenant = OLD.tenant;
+END;
+CREATE TRIGGER jobs_live_update AFTER UPDATE OF status ON jobs
+WHEN (OLD.status IN {_FINAL}) != (NEW.status IN {_FINAL})
+BEGIN
+    UPDATE tenant_live SET live = live + iif(NEW.status IN {_FINAL}, -1, 1)
+        WHERE tenant = NEW.tenant;
+END;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
+                         _V_QUOTAS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

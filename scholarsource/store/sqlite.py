@@ -13,7 +13,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -21,6 +22,8 @@ import aiosqlite
 
 from scholarsource.errors import StoreUnavailable
 from scholarsource.findings import Check, Status
+from scholarsource.quotas import Ask, Level, QuotaPolicy, QuotaState, TenantOverride
+from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
     CARRIED_COLUMNS,
     LIVE_STATES,
@@ -57,7 +60,9 @@ from scholarsource.store.base import (
 )
 from scholarsource.store.rows import (
     claims_from_rows,
+    override_from_row,
     queue_stats_from_rows,
+    quota_state_from_rows,
     schedule_states_from_rows,
     tasks_from_rows,
     watch_params,
@@ -97,6 +102,28 @@ def submit_sql(n: int) -> str:
     with json_each: SQLite 3.40 parses a row's JSON again for each of its 24 columns
     (measured: 17 against 28 us of CPU per job in batches of 16, 56 against 65 alone)."""
     return _INSERT + "VALUES " + ", ".join([_ROW] * n)
+
+
+# The quick path of admission (store/admission.py: Guard): the same rows, inserted only if
+# the tenants have no rate or max_queued stored and stay within their max_queued and the
+# server's, read from tenant_live by the same statement. Bound after the rows: the tenants
+# (JSON), the new jobs in all and the server's cap, and [tenant, new jobs, cap] per capped
+# tenant (JSON).
+_GUARD = """ WHERE NOT EXISTS (SELECT 1 FROM tenant_limits
+    WHERE tenant IN (SELECT value FROM json_each(?))
+    AND (rate_limit IS NOT NULL OR max_queued IS NOT NULL))
+AND (SELECT coalesce(sum(live), 0) FROM tenant_live) + ? <= ?
+AND NOT EXISTS (SELECT 1 FROM json_each(?) AS c
+    WHERE coalesce((SELECT live FROM tenant_live WHERE tenant = c.value ->> 0), 0)
+        + (c.value ->> 1) > c.value ->> 2)
+RETURNING 1"""
+_NO_CAP = 2**62
+
+
+@functools.cache
+def submit_guarded_sql(n: int) -> str:
+    """The INSERT of `n` jobs under a Guard (see _GUARD)."""
+    return _INSERT + "SELECT * FROM (VALUES " + ", ".join([_ROW] * n) + ")" + _GUARD
 
 
 BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
@@ -474,6 +501,34 @@ SEARCH = ("SELECT * FROM ({window}) WHERE id LIKE ? ESCAPE '\\' OR task LIKE ? E
 BEYOND = "SELECT seq FROM ({window}) LIMIT 1 OFFSET ?"
 
 
+# Quotas (store/admission.py). What a quota transaction reads, in one statement: the
+# overrides of its tenants, every tenant's count of non-final jobs (a row per tenant, kept
+# by the jobs_live_* triggers), and its buckets.
+QUOTA_STATE = """
+SELECT 0, tenant, rate_limit, rate_window, max_queued, weight FROM tenant_limits
+    WHERE tenant IN (SELECT value FROM json_each(:tenants))
+UNION ALL SELECT 1, tenant, live, NULL, NULL, NULL FROM tenant_live
+UNION ALL SELECT 2, name, tokens, at, NULL, NULL FROM quota_buckets
+    WHERE name IN (SELECT value FROM json_each(:buckets))
+"""
+SAVE_LEVELS = ("INSERT INTO quota_buckets (name, tokens, at) SELECT value ->> 0, "
+               "value ->> 1, value ->> 2 FROM json_each(?) WHERE true ON CONFLICT (name) "
+               "DO UPDATE SET tokens = excluded.tokens, at = excluded.at")
+TENANT_OVERRIDES = ("SELECT tenant, rate_limit, rate_window, max_queued, weight "
+                    "FROM tenant_limits ORDER BY tenant")
+SET_TENANT_LIMITS = """
+INSERT INTO tenant_limits (tenant, rate_limit, rate_window, max_queued, weight)
+VALUES (:tenant, :rate_limit, :rate_window, :max_queued, :weight)
+ON CONFLICT (tenant) DO UPDATE SET
+    rate_limit = coalesce(excluded.rate_limit, rate_limit),
+    rate_window = coalesce(excluded.rate_window, rate_window),
+    max_queued = coalesce(excluded.max_queued, max_queued),
+    weight = coalesce(excluded.weight, weight)
+"""
+CLEAR_TENANT_LIMITS = "DELETE FROM tenant_limits WHERE tenant = ? RETURNING tenant"
+LIVE_COUNTS = "SELECT tenant, live FROM tenant_live WHERE live > 0 ORDER BY tenant"
+
+
 def _for(sql: str, tenant: str | None) -> str:
     return sql.format(tenant="" if tenant is None else "+tenant = :tenant AND")
 
@@ -538,6 +593,71 @@ class _InlineDriver:
         self._conn.close()
 
 
+class _Serialized:
+    """The store's connection as its callers share it: a statement waits while a
+    transaction (`SqliteStore._transaction`) holds the connection, so that no other
+    request's statement lands inside it (an uncontended lock costs about a microsecond)."""
+
+    def __init__(self, driver: _Driver) -> None:
+        self.raw = driver
+        self.lock = asyncio.Lock()
+
+    async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
+        async with self.lock:
+            return await self.raw.fetchall(sql, params)
+
+    async def script(self, sql: str) -> None:
+        async with self.lock:
+            await self.raw.script(sql)
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+
+class _SqliteQuotaTx:
+    """A quota transaction on SQLite (see store/admission.py): BEGIN IMMEDIATE holds the
+    write lock throughout, so every check is exact across processes."""
+
+    def __init__(self, db: _Driver) -> None:
+        self._db = db
+
+    async def state(self, tenants: list[str], buckets: list[str]) -> QuotaState:
+        return quota_state_from_rows(await self._db.fetchall(QUOTA_STATE, {
+            "tenants": json.dumps(tenants), "buckets": json.dumps(buckets)}))
+
+    async def insert(self, news: list[NewJob], jobs: list[Job]) -> None:
+        rows = [_row(new, job) for new, job in zip(news, jobs, strict=True)]
+        for start in range(0, len(rows), SUBMIT_ROWS):
+            chunk = rows[start:start + SUBMIT_ROWS]
+            await self._db.fetchall(submit_sql(len(chunk)),
+                                    [value for row in chunk for value in row])
+
+    async def insert_once(self, new: NewJob, job: Job) -> bool:
+        args = _row(new, job)
+        if new.cache_ttl is None or new.bypass_cache:
+            return bool(await self._db.fetchall(SUBMIT_ONCE, args))
+        since = job.created_at - new.cache_ttl
+        return bool(await self._db.fetchall(SUBMIT_UNCACHED,
+                                            (*args, new.tenant, new.fingerprint, since)))
+
+    async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
+        cached = new.cache_ttl is not None and not new.bypass_cache
+        since = job.created_at - (new.cache_ttl or 0.0)
+        lookups = [(new.idempotency_key is not None, Reused.IDEMPOTENT, BY_KEY,
+                    (new.tenant, new.idempotency_key)),
+                   (cached, Reused.CACHED, CACHED, (new.tenant, new.fingerprint, since)),
+                   (new.unique, Reused.UNIQUE, LIVE_TWIN, (new.tenant, new.fingerprint))]
+        for wanted, why, sql, args in lookups:
+            rows = await self._db.fetchall(sql, args) if wanted else []
+            if rows:
+                return _job(rows[0]), why
+        return None
+
+    async def save(self, levels: dict[str, Level]) -> None:
+        await self._db.fetchall(SAVE_LEVELS, (json.dumps(
+            [(name, level.tokens, level.at) for name, level in levels.items()]),))
+
+
 def _row(new: NewJob, j: Job) -> tuple[Any, ...]:
     """A job's values for _INSERT, in its column order."""
     return (j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
@@ -556,7 +676,7 @@ class SqliteStore(Store):
     """The embedded store: one SQLite file in WAL mode. Open it with `SqliteStore.open`."""
 
     def __init__(self, driver: _Driver, path: Path) -> None:
-        self._db = driver
+        self._db = _Serialized(driver)
         self.path = path
         self._waker: Waker | None = None  # made on the first wake
 
@@ -596,21 +716,31 @@ class SqliteStore(Store):
     async def _atomically(self, statements: list[tuple[str, Any]]) -> list[list[Any]]:
         """Several statements as one write transaction. Shielded: a caller cancelled midway
         must not leave the transaction, and SQLite's write lock, open on this connection.
-        Only for a connection with one caller at a time (the pool's): on an API worker's
-        shared connection another request's statement could land inside the transaction.
         Returns each statement's rows."""
 
         async def run() -> list[list[Any]]:
-            await self._db.fetchall("BEGIN IMMEDIATE")
-            try:
-                rows = [await self._db.fetchall(sql, params) for sql, params in statements]
-                await self._db.fetchall("COMMIT")
-            except BaseException:
-                await self._db.fetchall("ROLLBACK")
-                raise
-            return rows
+            async with self._transaction() as db:
+                return [await db.fetchall(sql, params) for sql, params in statements]
 
         return await asyncio.shield(run())
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Driver]:
+        """A write transaction that holds the connection: other statements wait for it."""
+        async with self._db.lock:
+            db = self._db.raw
+            await db.fetchall("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.fetchall("ROLLBACK")
+                raise
+            await db.fetchall("COMMIT")
+
+    @asynccontextmanager
+    async def _quota_tx(self) -> AsyncIterator[QuotaTx]:
+        async with self._transaction() as db:
+            yield _SqliteQuotaTx(db)
 
     async def _one(self, sql: str, params: Any = ()) -> Any:
         rows = await self._db.fetchall(sql, params)
@@ -657,6 +787,41 @@ class SqliteStore(Store):
                 if row is not None:
                     return _job(row), why
         raise StoreUnavailable("the job this submit matched kept changing; send it again")
+
+    @_unavailable
+    async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
+                    policy: QuotaPolicy) -> list[Admission]:
+        return await admit(self._quota_tx(), groups, policy, self._insert_guarded,
+                           SUBMIT_ROWS)
+
+    async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
+        values = [value for new, job in zip(news, jobs, strict=True)
+                  for value in _row(new, job)]
+        cap = _NO_CAP if guard.max_queued is None else guard.max_queued
+        # One statement: every row went in, or (the guard failed) none did.
+        return bool(await self._db.fetchall(submit_guarded_sql(len(jobs)), [
+            *values, json.dumps(guard.tenants), guard.total, cap, json.dumps(guard.caps)]))
+
+    @_unavailable
+    async def tenant_overrides(self) -> dict[str, TenantOverride]:
+        return {tenant: override_from_row(*rest)
+                for tenant, *rest in await self._db.fetchall(TENANT_OVERRIDES)}
+
+    @_unavailable
+    async def set_tenant_limits(self, tenant: str, override: TenantOverride) -> None:
+        rate = override.rate
+        await self._db.fetchall(SET_TENANT_LIMITS, {
+            "tenant": tenant, "rate_limit": None if rate is None else rate.limit,
+            "rate_window": None if rate is None else rate.window,
+            "max_queued": override.max_queued, "weight": override.weight})
+
+    @_unavailable
+    async def clear_tenant_limits(self, tenant: str) -> bool:
+        return bool(await self._db.fetchall(CLEAR_TENANT_LIMITS, (tenant,)))
+
+    @_unavailable
+    async def live_counts(self) -> dict[str, int]:
+        return {tenant: live for tenant, live in await self._db.fetchall(LIVE_COUNTS)}
 
     @_unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:

@@ -27,7 +27,7 @@ def test_sqlite_roles_open_the_data_dir_database_with_their_driver(tmp_path: Pat
                              ("cli", _InlineDriver)):
             store = await open_store(config, role)  # type: ignore[arg-type]
             try:
-                assert isinstance(store, SqliteStore) and isinstance(store._db, driver)
+                assert isinstance(store, SqliteStore) and isinstance(store._db.raw, driver)
                 assert await store._db.fetchall("PRAGMA synchronous") == [(2,)]  # FULL
                 assert await store._db.fetchall("PRAGMA busy_timeout") == [(2500,)]
             finally:

@@ -175,7 +175,58 @@ CREATE TRIGGER jobs_rate_start AFTER UPDATE OF status ON jobs FOR EACH ROW
     EXECUTE FUNCTION jobs_rate_start();
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Quotas (issue 13; the SQLite store's _V_QUOTAS). The count of non-final jobs per tenant is
+# kept by statement-level triggers that add up each statement's rows per tenant and apply
+# them in tenant order, so concurrent statements lock the counter rows in one order.
+_FINAL = "('succeeded', 'dead', 'cancelled')"
+_V_QUOTAS = f"""
+CREATE TABLE quota_buckets (
+    name   text PRIMARY KEY,
+    tokens double precision NOT NULL,
+    at     double precision NOT NULL
+);
+CREATE TABLE tenant_limits (
+    tenant      text PRIMARY KEY,
+    rate_limit  integer,
+    rate_window double precision,
+    max_queued  bigint,
+    weight      integer
+);
+CREATE TABLE tenant_live (tenant text PRIMARY KEY, live bigint NOT NULL);
+INSERT INTO tenant_live SELECT tenant, count(*) FROM jobs
+    WHERE status NOT IN {_FINAL} GROUP BY tenant;
+CREATE FUNCTION jobs_live_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO tenant_live (tenant, live)
+            SELECT tenant, count(*) FROM new_rows WHERE status NOT IN {_FINAL}
+            GROUP BY tenant ORDER BY tenant
+            ON CONFLICT (tenant) DO UPDATE SET live = tenant_live.live + excluded.live;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO tenant_live (tenant, live)
+            SELECT tenant, -count(*) FROM old_rows WHERE status NOT IN {_FINAL}
+            GROUP BY tenant ORDER BY tenant
+            ON CONFLICT (tenant) DO UPDATE SET live = tenant_live.live + excluded.live;
+    ELSE
+        INSERT INTO tenant_live (tenant, live)
+            SELECT n.tenant, sum(CASE WHEN n.status IN {_FINAL} THEN -1 ELSE 1 END)
+            FROM new_rows n JOIN old_rows o ON o.seq = n.seq
+            WHERE (o.status IN {_FINAL}) <> (n.status IN {_FINAL})
+            GROUP BY n.tenant ORDER BY n.tenant
+            ON CONFLICT (tenant) DO UPDATE SET live = tenant_live.live + excluded.live;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_live_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_live_count();
+CREATE TRIGGER jobs_live_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_live_count();
+CREATE TRIGGER jobs_live_update AFTER UPDATE ON jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_live_count();
+"""
+
+MIGRATIONS: list[str] = [_V1, _V_QUOTAS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

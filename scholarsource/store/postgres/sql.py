@@ -32,6 +32,17 @@ _NEW_ROWS = (f"SELECT {', '.join('r.' + c for c in _NEW_COLUMNS.split(', '))} "
              "FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(v, ord), "
              "jsonb_populate_record(NULL::jobs, e.v) AS r")
 SUBMIT = f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} ORDER BY e.ord"
+# Admission's quick path (store/admission.py: Guard), for jobs that only the server-wide
+# max_queued concerns: inserted unless the tenants have a rate or max_queued stored or the
+# server would go past its cap. Not under the quota locks: concurrent submits may overshoot
+# the cap by what they insert at the same moment (the cap guards the disk; tenant caps,
+# which must be exact, take the quota transaction).
+SUBMIT_GUARDED = (f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} "
+                  "WHERE NOT EXISTS (SELECT 1 FROM tenant_limits "
+                  "WHERE tenant = ANY(%(tenants)s::text[]) "
+                  "AND (rate_limit IS NOT NULL OR max_queued IS NOT NULL)) "
+                  "AND (SELECT coalesce(sum(live), 0) FROM tenant_live) + %(total)s "
+                  "<= %(cap)s ORDER BY e.ord RETURNING 1")
 BY_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s AND idempotency_key = %(key)s"
 _CACHED_WHERE = ("tenant = %(tenant)s AND fingerprint = %(fingerprint)s "
                  "AND status = 'succeeded' AND finished_at >= %(since)s")
@@ -379,3 +390,35 @@ s AS (
 SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM ev), (SELECT count(*) FROM q),
        (SELECT count(*) FROM s)
 """
+
+# Quotas (store/admission.py; the SQLite store's QUOTA_STATE and friends). A quota
+# transaction first takes a transaction-scoped advisory lock per tenant and per bucket, in
+# name order (no deadlock between two submits), so two boxes never spend the same tokens
+# or the same place under a max_queued; then it reads, in one statement, the overrides of
+# its tenants, every tenant's count of non-final jobs (kept by the jobs_live_* triggers) and
+# its buckets.
+QUOTA_LOCKS = ("SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM "
+               "(SELECT n FROM unnest(%(names)s::text[]) AS n ORDER BY n) AS sorted")
+QUOTA_STATE = """
+SELECT 0, tenant, rate_limit::float8, rate_window, max_queued::float8, weight::float8
+    FROM tenant_limits WHERE tenant = ANY(%(tenants)s::text[])
+UNION ALL SELECT 1, tenant, live::float8, NULL, NULL, NULL FROM tenant_live
+UNION ALL SELECT 2, name, tokens, at, NULL, NULL FROM quota_buckets
+    WHERE name = ANY(%(buckets)s::text[])
+"""
+SAVE_LEVELS = ("INSERT INTO quota_buckets (name, tokens, at) SELECT * FROM "
+               "unnest(%(names)s::text[], %(tokens)s::float8[], %(ats)s::float8[]) "
+               "ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at")
+TENANT_OVERRIDES = ("SELECT tenant, rate_limit, rate_window, max_queued, weight "
+                    "FROM tenant_limits ORDER BY tenant")
+SET_TENANT_LIMITS = """
+INSERT INTO tenant_limits (tenant, rate_limit, rate_window, max_queued, weight)
+VALUES (%(tenant)s, %(rate_limit)s, %(rate_window)s, %(max_queued)s, %(weight)s)
+ON CONFLICT (tenant) DO UPDATE SET
+    rate_limit = coalesce(excluded.rate_limit, tenant_limits.rate_limit),
+    rate_window = coalesce(excluded.rate_window, tenant_limits.rate_window),
+    max_queued = coalesce(excluded.max_queued, tenant_limits.max_queued),
+    weight = coalesce(excluded.weight, tenant_limits.weight)
+"""
+CLEAR_TENANT_LIMITS = "DELETE FROM tenant_limits WHERE tenant = %(tenant)s RETURNING tenant"
+LIVE_COUNTS = "SELECT tenant, live FROM tenant_live WHERE live > 0 ORDER BY tenant"

@@ -8,6 +8,8 @@ import json
 import logging
 import shlex
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ import psycopg
 
 from scholarsource.errors import BackupUnsupported, StoreUnavailable
 from scholarsource.findings import Check, Status
+from scholarsource.quotas import Ask, Level, QuotaPolicy, QuotaState, TenantOverride
+from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
     OPEN,
     POOL_FORGET_SECONDS,
@@ -51,14 +55,16 @@ from scholarsource.store.postgres.connection import (
     open_pool,
     unavailable,
 )
-from scholarsource.store.postgres.text import dumps
+from scholarsource.store.postgres.text import clean, dumps
 from scholarsource.store.postgres.wakeup import CHANNEL, Listener
 from scholarsource.store.rows import (
     claims_from_rows,
     job_from_row,
     like_pattern,
     new_jobs,
+    override_from_row,
     queue_stats_from_rows,
+    quota_state_from_rows,
     schedule_states_from_rows,
     tasks_from_rows,
     watch_params,
@@ -87,8 +93,59 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
     } for new, j in zip(news, jobs, strict=True)])
 
 
+# Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
+_GUARDED_ROWS = 256
+_NO_CAP = 2**62
+
+
 def _gate(gate: Gate) -> dict[str, list[str] | None]:
     return {"skip": list(gate.skip), "only": None if gate.only is None else list(gate.only)}
+
+
+class _PostgresQuotaTx:
+    """A quota transaction on PostgreSQL (see store/admission.py), on one connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def _rows(self, query: str, params: Any) -> list[Any]:
+        cursor = await self._conn.execute(query, clean(params))
+        return await cursor.fetchall() if cursor.description is not None else []
+
+    async def state(self, tenants: list[str], buckets: list[str]) -> QuotaState:
+        await self._rows(sql.QUOTA_LOCKS, {"names": [f"quota:{t}" for t in tenants]
+                                           + [f"quota:{b}" for b in buckets]})
+        return quota_state_from_rows(await self._rows(sql.QUOTA_STATE, {
+            "tenants": tenants, "buckets": buckets}))
+
+    async def insert(self, news: list[NewJob], jobs: list[Job]) -> None:
+        await self._rows(sql.SUBMIT, {"rows": _rows(news, jobs)})
+
+    def _args(self, new: NewJob, job: Job) -> dict[str, Any]:
+        return {"rows": _rows([new], [job]), "tenant": new.tenant,
+                "fingerprint": new.fingerprint, "key": new.idempotency_key,
+                "since": job.created_at - (new.cache_ttl or 0.0)}
+
+    async def insert_once(self, new: NewJob, job: Job) -> bool:
+        cached = new.cache_ttl is not None and not new.bypass_cache
+        return bool(await self._rows(sql.SUBMIT_UNCACHED if cached else sql.SUBMIT_ONCE,
+                                     self._args(new, job)))
+
+    async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
+        cached = new.cache_ttl is not None and not new.bypass_cache
+        lookups = [(new.idempotency_key is not None, Reused.IDEMPOTENT, sql.BY_KEY),
+                   (cached, Reused.CACHED, sql.CACHED),
+                   (new.unique, Reused.UNIQUE, sql.LIVE_TWIN)]
+        for wanted, why, query in lookups:
+            rows = await self._rows(query, self._args(new, job)) if wanted else []
+            if rows:
+                return job_from_row(rows[0]), why
+        return None
+
+    async def save(self, levels: dict[str, Level]) -> None:
+        await self._rows(sql.SAVE_LEVELS, {
+            "names": list(levels), "tokens": [level.tokens for level in levels.values()],
+            "ats": [level.at for level in levels.values()]})
 
 
 class PostgresStore(Store):
@@ -176,6 +233,45 @@ class PostgresStore(Store):
                 if row is not None:
                     return job_from_row(row), why
         raise StoreUnavailable("the job this submit matched kept changing; send it again")
+
+    @asynccontextmanager
+    async def _quota_tx(self) -> AsyncIterator[QuotaTx]:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            yield _PostgresQuotaTx(conn)
+
+    @unavailable
+    async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
+                    policy: QuotaPolicy) -> list[Admission]:
+        return await admit(self._quota_tx(), groups, policy, self._insert_guarded,
+                           _GUARDED_ROWS)
+
+    async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
+        if guard.caps:  # a tenant's max_queued must be exact: the quota transaction
+            return False
+        return bool(await self._db.fetchall(sql.SUBMIT_GUARDED, {
+            "rows": _rows(news, jobs), "tenants": guard.tenants, "total": guard.total,
+            "cap": _NO_CAP if guard.max_queued is None else guard.max_queued}))
+
+    @unavailable
+    async def tenant_overrides(self) -> dict[str, TenantOverride]:
+        return {tenant: override_from_row(*rest)
+                for tenant, *rest in await self._db.fetchall(sql.TENANT_OVERRIDES)}
+
+    @unavailable
+    async def set_tenant_limits(self, tenant: str, override: TenantOverride) -> None:
+        rate = override.rate
+        await self._db.fetchall(sql.SET_TENANT_LIMITS, {
+            "tenant": tenant, "rate_limit": None if rate is None else rate.limit,
+            "rate_window": None if rate is None else rate.window,
+            "max_queued": override.max_queued, "weight": override.weight})
+
+    @unavailable
+    async def clear_tenant_limits(self, tenant: str) -> bool:
+        return bool(await self._db.fetchall(sql.CLEAR_TENANT_LIMITS, {"tenant": tenant}))
+
+    @unavailable
+    async def live_counts(self) -> dict[str, int]:
+        return {tenant: int(live) for tenant, live in await self._db.fetchall(sql.LIVE_COUNTS)}
 
     @unavailable
     async def get(self, tenant: str, job_id: str) -> Job | None:

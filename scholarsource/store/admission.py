@@ -1,0 +1,217 @@
+"""Submits held to their quotas, in one transaction per call, the same on every store.
+
+A store supplies the transaction (`QuotaTx`: its SQL); this module decides, with the
+arithmetic of scholarsource/quotas.py. Two shapes of call:
+- many groups of plain jobs (the API's group commit): each group is checked before the one
+  INSERT of all the admitted ones, and a refused group is left out, alone;
+- one group that may hold jobs which look first (an idempotency key, the cache, unique):
+  each is inserted unless it matches a job already there, the quotas count only the new
+  ones, and a refusal rolls the whole transaction back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scholarsource.errors import StoreUnavailable
+from scholarsource.quotas import (
+    Ask,
+    Ledger,
+    Level,
+    QuotaPolicy,
+    QuotaState,
+    Verdict,
+    bucket_names,
+)
+from scholarsource.store.base import Job, NewJob, Reused
+from scholarsource.store.rows import new_jobs
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A group went in: each job, and why an existing one answers instead (None: new)."""
+
+    jobs: list[tuple[Job, Reused | None]]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def new(self) -> list[Job]:
+        """The jobs this call created."""
+        return [job for job, reused in self.jobs if reused is None]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A group refused whole: nothing of it was written and no token taken. Over a quota
+    (`code` rate_limited or quota_exceeded), or (idempotency_key_reused) because the job
+    at `index` carries a key the tenant used for another task or params."""
+
+    code: str
+    message: str
+    headers: dict[str, str]
+    index: int | None = None
+
+
+Admission = Admitted | Refused
+
+
+class QuotaTx(Protocol):
+    """One open write transaction of a store, as admission needs it."""
+
+    async def state(self, tenants: list[str], buckets: list[str]) -> QuotaState:
+        """Lock what the quotas of these tenants and buckets read, then read it."""
+
+    async def insert(self, news: list[NewJob], jobs: list[Job]) -> None:
+        """Insert plain jobs."""
+
+    async def insert_once(self, new: NewJob, job: Job) -> bool:
+        """Insert `job` unless an existing job answers `new`; True if inserted."""
+
+    async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
+        """The existing job that answers `new` (job: the one not inserted), and why."""
+
+    async def save(self, levels: dict[str, Level]) -> None:
+        """Write the changed buckets back."""
+
+
+KEY_REUSED = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """When plain jobs need no transaction of their own: no bucket applies to them (no key
+    rate, no tenant rate in the config) and, checked by the insert itself, none of their
+    `tenants` has a rate or max_queued stored, each tenant in `caps` (its new jobs, its
+    config max_queued) stays within its cap, and the server within `max_queued` with
+    `total` more jobs."""
+
+    tenants: list[str]
+    caps: list[tuple[str, int, int]]
+    total: int
+    max_queued: int | None
+
+
+# A store's one-statement insert of plain jobs that holds to a Guard: True if inserted,
+# False if the guard failed (nothing written).
+Quick = Callable[[list[NewJob], list[Job], Guard], Awaitable[bool]]
+
+
+def _guard(groups: Sequence[tuple[Ask, list[NewJob]]], policy: QuotaPolicy) -> Guard | None:
+    """The Guard under which `groups` may skip the quota transaction, if they may."""
+    counts: dict[str, int] = {}
+    for ask, news in groups:
+        limits = policy.tenants.get(ask.tenant)
+        if ask.key_rate is not None or (limits is not None and limits.rate is not None):
+            return None
+        counts[ask.tenant] = counts.get(ask.tenant, 0) + len(news)
+    caps = [(tenant, n, cap) for tenant, n in sorted(counts.items())
+            for cap in (getattr(policy.tenants.get(tenant), "max_queued", None),)
+            if cap is not None]
+    return Guard(sorted(counts), caps, sum(counts.values()), policy.max_queued)
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a refused group."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.message)
+        self.refused = refused
+
+
+def _refused(verdict: Verdict) -> Refused:
+    assert verdict.code is not None
+    return Refused(verdict.code, verdict.message, verdict.headers)
+
+
+async def admit(transaction: AbstractAsyncContextManager[QuotaTx],
+                groups: Sequence[tuple[Ask, list[NewJob]]], policy: QuotaPolicy,
+                quick: Quick | None = None, quick_rows: int = 0) -> list[Admission]:
+    """Insert each group that its quotas admit, in order, in one transaction; returns each
+    group's admission. Shielded: a cancelled caller never leaves the transaction open.
+
+    With `quick` (a store's guarded one-statement insert of up to `quick_rows` jobs), plain
+    jobs that no bucket concerns first try that: one round trip instead of a transaction
+    of four or five; when its guard fails, the transaction decides, group by group."""
+    news = [new for _, group in groups for new in group]
+    guard = None if quick is None or len(news) > quick_rows or any(
+        new.looks_first for new in news) else _guard(groups, policy)
+    if quick is not None and guard is not None:
+        jobs = new_jobs(news)
+        # One statement, no transaction to leave open: no shield needed.
+        if await quick(news, jobs, guard):
+            made = iter(jobs)
+            return [Admitted([(next(made), None) for _ in group]) for _, group in groups]
+    return await asyncio.shield(_admit(transaction, groups, policy))
+
+
+async def _admit(transaction: AbstractAsyncContextManager[QuotaTx],
+                 groups: Sequence[tuple[Ask, list[NewJob]]],
+                 policy: QuotaPolicy) -> list[Admission]:
+    looking = any(new.looks_first for _, news in groups for new in news)
+    if looking and len(groups) != 1:
+        raise ValueError("jobs that look first go one group per call")
+    tenants = sorted({ask.tenant for ask, _ in groups})
+    buckets = sorted({name for ask, _ in groups for name in bucket_names(ask)})
+    try:
+        async with transaction as tx:
+            ledger = Ledger(await tx.state(tenants, buckets), policy, time.time())
+            if looking:
+                admitted = [await _one_group(tx, ledger, *groups[0])]
+            else:
+                admitted = await _plain_groups(tx, ledger, groups)
+            if ledger.changed:
+                await tx.save(dict(ledger.changed))
+            return admitted
+    except _Rollback as rollback:
+        return [rollback.refused]
+
+
+async def _plain_groups(tx: QuotaTx, ledger: Ledger,
+                        groups: Sequence[tuple[Ask, list[NewJob]]]) -> list[Admission]:
+    results: list[Admission] = []
+    news: list[NewJob] = []
+    jobs: list[Job] = []
+    for ask, group in groups:
+        verdict = ledger.take(ask, len(group))
+        if verdict.code is not None:
+            results.append(_refused(verdict))
+            continue
+        made = new_jobs(group)
+        news.extend(group)
+        jobs.extend(made)
+        results.append(Admitted([(job, None) for job in made], verdict.headers))
+    if jobs:
+        await tx.insert(news, jobs)
+    return results
+
+
+async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
+                     group: list[NewJob]) -> Admission:
+    made = new_jobs(group)
+    plain = [(new, job) for new, job in zip(group, made, strict=True) if not new.looks_first]
+    if plain:
+        await tx.insert([new for new, _ in plain], [job for _, job in plain])
+    answers: list[tuple[Job, Reused | None]] = []
+    for index, (new, job) in enumerate(zip(group, made, strict=True)):
+        if not new.looks_first or await tx.insert_once(new, job):
+            answers.append((job, None))
+            continue
+        # In this transaction the job that stopped the insert is still there, unless it
+        # was deleted between the two statements.
+        found = await tx.existing(new, job)
+        if found is None:
+            raise StoreUnavailable("the job this submit matched kept changing; send it again")
+        old, why = found
+        if why is Reused.IDEMPOTENT and (old.task, old.params) != (new.task, new.params):
+            raise _Rollback(Refused(KEY_REUSED, f"Idempotency-Key {new.idempotency_key!r} "
+                                    f"was used for another job, {old.id}", {}, index))
+        answers.append(found)
+    verdict = ledger.take(ask, sum(1 for _, reused in answers if reused is None))
+    if verdict.code is not None:
+        raise _Rollback(_refused(verdict))
+    return Admitted(answers, verdict.headers)
