@@ -4,14 +4,12 @@ is scoped by the principal's tenant."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from starlette.requests import Request
 
+from scholarsource.keys import Role
 from scholarsource.limits import Rate
 from scholarsource.store.base import DEFAULT_TENANT
-
-Role = Literal["read", "submit", "admin"]
 
 # Where the auth layer leaves the request's principal in the ASGI scope.
 PRINCIPAL_SCOPE_KEY = "scholarsource.principal"

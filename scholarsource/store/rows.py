@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from scholarsource.keys import ApiKey
 from scholarsource.store.base import (
     Claim,
     Job,
@@ -116,3 +117,9 @@ def schedule_states_from_rows(rows: Iterable[Any]) -> dict[str, ScheduleState]:
     return {name: ScheduleState(name, bool(paused), cursor, job_id,
                                 None if status is None else JobState(status), fired)
             for name, paused, cursor, job_id, status, fired in rows}
+
+
+def key_from_row(row: Iterable[Any]) -> ApiKey:
+    """An API key from its row (id, tenant, role, name, rate, created_at, revoked_at, digest)."""
+    key_id, tenant, role, name, rate, created_at, revoked_at, digest = row
+    return ApiKey(key_id, tenant, role, name, rate, created_at, revoked_at, digest)

@@ -290,7 +290,30 @@ DROP TABLE pool;
 UPDATE jobs SET lease_until = 0 WHERE status = 'running';
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13]
+# API keys (only their SHA-256 digest) and the dashboard's sessions (only their token's digest),
+# ended with their key. The id is the key's visible part: a check is one primary-key probe.
+_V_KEYS = """
+CREATE TABLE api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    name       TEXT NOT NULL DEFAULT '',
+    rate       TEXT,
+    digest     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE sessions (
+    digest     TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL REFERENCES api_keys (id),
+    expires_at REAL NOT NULL
+);
+CREATE INDEX sessions_key ON sessions (key_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
+                         _V_KEYS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -175,7 +175,28 @@ CREATE TRIGGER jobs_rate_start AFTER UPDATE OF status ON jobs FOR EACH ROW
     EXECUTE FUNCTION jobs_rate_start();
 """
 
-MIGRATIONS: list[str] = [_V1]
+# API keys and dashboard sessions, as in the SQLite store's _V_KEYS.
+_V_KEYS = """
+CREATE TABLE api_keys (
+    id         text PRIMARY KEY,
+    tenant     text NOT NULL,
+    role       text NOT NULL,
+    name       text NOT NULL DEFAULT '',
+    rate       text,
+    digest     text NOT NULL,
+    created_at double precision NOT NULL,
+    revoked_at double precision
+);
+CREATE TABLE sessions (
+    digest     text PRIMARY KEY,
+    key_id     text NOT NULL REFERENCES api_keys (id),
+    expires_at double precision NOT NULL
+);
+CREATE INDEX sessions_key ON sessions (key_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V_KEYS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
