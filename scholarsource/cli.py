@@ -234,3 +234,6 @@ def version() -> None:
 for command in client_commands:
     main.add_command(command)
 main.add_command(bench)
+from scholarsource.keycommands import keys_group  # noqa: E402  (it reuses server_options)
+
+main.add_command(keys_group)

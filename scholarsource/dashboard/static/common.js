@@ -21,6 +21,8 @@ const SS = (() => {
     // cross-site guard checks on every state-changing request.
     const response = await fetch(path, { method, headers: { Accept: "application/json" } });
     const body = await response.json().catch(() => null);
+    // The session ended (expired, logged out elsewhere, its key revoked): log in again.
+    if (response.status === 401) window.location.assign("/dashboard/login");
     if (!response.ok) throw new ApiError(response.status, body);
     return body;
   }

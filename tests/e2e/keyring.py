@@ -1,0 +1,65 @@
+"""Keys for the auth tests, made and revoked on a running server's store (as `scholarsource
+keys` does, in process: a subprocess per key would cost a second each)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from scholarsource import keys
+from scholarsource.config import Config
+from scholarsource.store.factory import open_store
+
+if TYPE_CHECKING:
+    from tests.conftest import Server
+
+# What `serve` gets so that auth is on although the tests bind to loopback.
+KEYS = {"SCHOLARSOURCE_AUTH": "keys"}
+
+
+def _config(server: Server) -> Config:
+    return Config(data_dir=str(server.data_dir), database=server.database)
+
+
+def make_key(server: Server, tenant: str, role: keys.Role = "submit",
+             rate: str | None = None) -> str:
+    """A new key of `tenant` with `role` in the server's store; its text."""
+    text, key = keys.new_key(tenant, role, rate=rate)
+
+    async def create() -> None:
+        store = await open_store(_config(server), "cli")
+        try:
+            await store.create_key(key)
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    return text
+
+
+def revoke(server: Server, text: str) -> None:
+    """Revoke a key in the server's store (committed when this returns)."""
+    key_id = keys.key_id_of(text)
+    assert key_id is not None
+
+    async def run() -> None:
+        store = await open_store(_config(server), "cli")
+        try:
+            assert await store.revoke_key(key_id, time.time()) is not None
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def bearer(text: str) -> dict[str, str]:
+    """The header that sends a key."""
+    return {"Authorization": f"Bearer {text}"}
+
+
+def as_key(server: Server, text: str) -> httpx.Client:
+    """A client of the server that sends `text` on every request."""
+    return server.client(headers=bearer(text))
