@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.jobs_api import submit, wait_finished, wait_running
 from tests.e2e.keyring import KEYS, as_key, make_key
 from tests.e2e.test_auth import every_route, send
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 PLACEHOLDER = "j" * 22  # every_route's job id
@@ -44,7 +45,14 @@ def test_another_tenants_job_answers_404_exactly_like_an_unknown_id(serve) -> No
     # Nothing of acme's shows in globex's lists and figures, and nothing globex did touched it.
     assert globex.get("/api/jobs").json()["jobs"] == []
     assert globex.post("/api/jobs/cancel", json={"all": True}).json()["cancelled"] == 0
-    assert sum(globex.get("/api/stats").json()["totals"].values()) == 0
+    # The slots view says a slot is busy, not with what: acme's id and task stay acme's.
+    wait_until(lambda: [(row["job_id"], row["task"]) for row in
+                        acme.get("/api/stats").json()["pool"]["slots"]] == [(job["id"], "sleep")],
+               message="the pool's heartbeat to show acme's job in its slot")
+    stats = globex.get("/api/stats")
+    assert sum(stats.json()["totals"].values()) == 0
+    assert job["id"] not in stats.text and "sleep" not in stats.text
+    assert [row.get("other_tenant") for row in stats.json()["pool"]["slots"]] == [True]
     mine = acme.get(f"/api/jobs/{job['id']}").json()
     assert mine["status"] == "running" and not mine["cancel_requested"]
     # The admin sees it only when it names the tenant.
