@@ -131,6 +131,10 @@ def test_roles_read_submit_and_admin(serve) -> None:
         assert (other.status_code, other.json()["error"]) == (403, "forbidden")
         assert client.get("/api/jobs", params={"tenant": "acme"}).status_code == 200
     assert admin.get("/metrics").status_code == 200
+    document = reader.get("/api/openapi.json").json()  # it tells clients to send a key
+    assert document["security"] == [{"key": []}]
+    assert document["paths"]["/api/health"]["get"]["security"] == []
+    assert "401" in document["paths"]["/api/jobs/{job_id}"]["get"]["responses"]
     assert admin.delete("/api/dead").json() == {"purged": 0}
     assert admin.post("/api/queues/default/pause").json()["paused"] is True
     assert admin.post("/api/queues/default/resume").json()["paused"] is False
