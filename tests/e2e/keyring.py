@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,6 +26,12 @@ def _config(server: Server) -> Config:
     return Config(data_dir=str(server.data_dir), database=server.database)
 
 
+def _run(work: Coroutine[Any, Any, None]) -> None:
+    # On a thread of its own: a browser test's thread already runs Playwright's event loop.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, work).result()
+
+
 def make_key(server: Server, tenant: str, role: keys.Role = "submit",
              rate: str | None = None) -> str:
     """A new key of `tenant` with `role` in the server's store; its text."""
@@ -36,7 +44,7 @@ def make_key(server: Server, tenant: str, role: keys.Role = "submit",
         finally:
             await store.close()
 
-    asyncio.run(create())
+    _run(create())
     return text
 
 
@@ -52,7 +60,7 @@ def revoke(server: Server, text: str) -> None:
         finally:
             await store.close()
 
-    asyncio.run(run())
+    _run(run())
 
 
 def bearer(text: str) -> dict[str, str]:
