@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scholarsource import keys
 from scholarsource.api.hosts import is_loopback
@@ -132,24 +132,48 @@ class Authenticator:
 
 
 class AuthMiddleware:
-    """Pure ASGI (like the access log), so event streams pass through untouched."""
+    """Pure ASGI (like the access log), so event streams pass through untouched, except
+    that a stream whose key is revoked (or whose session ends) stops sending: before each
+    later chunk its credentials are checked again, through the same short cache."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.authenticator: Authenticator | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            if self.authenticator is None:  # the services exist once the lifespan ran
-                state = scope["app"].state
-                self.authenticator = Authenticator(lambda: state.services)
-            found = await self.authenticator.authenticate(Headers(scope=scope))
-            # None, not absent: a route that forgot its guard fails instead of acting as
-            # tenancy.OPEN, the all-rights principal of auth = "none".
-            scope[PRINCIPAL_SCOPE_KEY] = found if isinstance(found, Principal) else None
-            if isinstance(found, str):
-                scope[FAILURE_SCOPE_KEY] = found
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.authenticator is None:  # the services exist once the lifespan ran
+            state = scope["app"].state
+            self.authenticator = Authenticator(lambda: state.services)
+        authenticator, headers = self.authenticator, Headers(scope=scope)
+        found = await authenticator.authenticate(headers)
+        # None, not absent: a route that forgot its guard fails instead of acting as
+        # tenancy.OPEN, the all-rights principal of auth = "none".
+        scope[PRINCIPAL_SCOPE_KEY] = found if isinstance(found, Principal) else None
+        if isinstance(found, str):
+            scope[FAILURE_SCOPE_KEY] = found
+        if not isinstance(found, Principal):
+            await self.app(scope, receive, send)
+            return
+        chunks = 0
+        ended = False
+
+        async def send_while_valid(message: Message) -> None:
+            nonlocal chunks, ended
+            if ended:
+                return  # the app's stream goes on until it sees the client leave
+            if message["type"] == "http.response.body" and message.get("more_body"):
+                chunks += 1
+                if chunks > 1 and not isinstance(await authenticator.authenticate(headers),
+                                                 Principal):
+                    ended = True
+                    message = {"type": "http.response.body", "body": b"",
+                               "more_body": False}
+            await send(message)
+
+        await self.app(scope, receive, send_while_valid)
 
 
 def middleware(config: Config) -> list[Middleware]:

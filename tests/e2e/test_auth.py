@@ -176,3 +176,20 @@ def test_a_revoked_key_stops_working_on_every_worker_within_a_second(serve) -> N
                message="30 refusals in a row after the revocation")
     if last_success is not None:
         assert last_success - revoked_at < 1.0
+
+
+@pytest.mark.both_backends
+def test_a_revoked_keys_open_event_stream_ends(serve) -> None:
+    server = serve(env=KEYS)
+    text = make_key(server, "acme", "read")
+    with httpx.Client(base_url=server.url, timeout=10, headers=bearer(text)) as client, \
+            client.stream("GET", "/api/stats/events") as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        wait_until(lambda: next(lines).startswith("data: "), message="a first snapshot")
+        revoke(server, text)
+        revoked_at = time.monotonic()
+        # The stream sends a snapshot a second; once the key is refused it ends instead.
+        for _ in lines:
+            assert time.monotonic() - revoked_at < 5, "the stream outlived its key"
+    assert time.monotonic() - revoked_at < 3
