@@ -325,8 +325,9 @@ class Config:
     session_ttl: float = field(default=12 * 3600.0, metadata=_key(
         "Seconds a dashboard login lasts before the key is asked for again."))
     secure_cookies: bool = field(default=False, metadata=_key(
-        "Mark the dashboard's session cookie Secure on every response: set it when a TLS "
-        "proxy fronts the server. (It is Secure anyway on a request that came over TLS.)"))
+        "Mark the dashboard's session cookie Secure (sent over HTTPS only): set it when a "
+        "TLS proxy fronts the server. The server speaks plain HTTP and trusts no "
+        "X-Forwarded-Proto to say otherwise."))
     max_header_bytes: int = field(default=32 * 1024, metadata=_key(
         "Largest request head (request line and headers) the API reads, bytes or '32KiB'; "
         "a larger one gets 431 (414 for a request line alone) and its connection closed.",

@@ -3,7 +3,9 @@
 The form posts the key; a live one starts a session in the store (only the token's digest is
 kept, with an expiry, and revoking the key ends it), so it holds on every API worker. The
 cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it) and
-Secure over TLS or with `secure_cookies`. A state-changing request from another site is also
+Secure with `secure_cookies`: the server speaks plain HTTP, so TLS means a proxy in front,
+and the scheme a request claims (X-Forwarded-Proto, which uvicorn applies from loopback
+peers) is not trusted to say so. A state-changing request from another site is also
 refused by api/csrf.py, which covers this form: no page elsewhere can log a browser in.
 """
 
@@ -63,7 +65,7 @@ async def login(request: Request) -> Response:
     response = RedirectResponse(HOME, status_code=303)
     response.set_cookie(auth.SESSION_COOKIE, token, max_age=int(svc.config.session_ttl),
                         path="/", httponly=True, samesite="strict",
-                        secure=svc.config.secure_cookies or request.url.scheme == "https")
+                        secure=svc.config.secure_cookies)
     return response
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ import httpx
 from scholarsource import keys
 from scholarsource.config import Config
 from scholarsource.store.factory import open_store
+from tests.helpers import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -71,3 +72,27 @@ def bearer(text: str) -> dict[str, str]:
 def as_key(server: Server, text: str) -> httpx.Client:
     """A client of the server that sends `text` on every request."""
     return server.client(headers=bearer(text))
+
+
+def refused_within_a_second(status: Callable[[], int], in_a_row: int = 30) -> None:
+    """Call right after a revocation: `status` (one request, on a fresh connection so that
+    the requests spread over the API workers) gives 401 from every worker within a second;
+    waits for `in_a_row` refusals in a row, and fails on any success a second or more on."""
+    revoked_at = time.monotonic()
+    last_success: float | None = None
+    streak = 0
+
+    def refused_everywhere() -> bool:
+        nonlocal last_success, streak
+        answer = status()
+        if answer == 200:
+            last_success, streak = time.monotonic(), 0
+        else:
+            assert answer == 401, answer
+            streak += 1
+        return streak >= in_a_row
+
+    wait_until(refused_everywhere, timeout=10, interval=0,
+               message=f"{in_a_row} refusals in a row after the revocation")
+    if last_success is not None:
+        assert last_success - revoked_at < 1.0
