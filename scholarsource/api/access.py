@@ -9,6 +9,7 @@ any tenant (`?tenant=NAME`, see tenancy.tenant_of), and alone runs the operator'
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 from starlette.endpoints import HTTPEndpoint
@@ -117,9 +118,13 @@ class Guard:
 
 def protect(routes: Sequence[BaseRoute], enforce: bool) -> list[BaseRoute]:
     """The routes, each checked against POLICY and, when `enforce` (auth = "keys"), guarded.
-    A route POLICY does not name is a RuntimeError at start."""
+    A route POLICY does not name is a RuntimeError at start. Guarded routes are copies: the
+    modules' own route lists stay as they are for the next app built in this process."""
+    protected = []
     for route in routes:
         path, rules = _rules(route)
         if enforce and isinstance(route, Route | Mount):
+            route = copy.copy(route)
             route.app = Guard(route.app, path, rules)
-    return list(routes)
+        protected.append(route)
+    return protected

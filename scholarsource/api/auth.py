@@ -36,7 +36,6 @@ CACHE_SECONDS = 0.5
 CACHE_MAX = 4096
 
 
-
 def mode(config: Config) -> str:
     """"keys" or "none": what `auth` comes to for this bind ("auto": none on loopback)."""
     if config.auth != "auto":

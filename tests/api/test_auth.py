@@ -11,7 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from scholarsource import keys
-from scholarsource.api import access, auth
+from scholarsource.api import access, auth, jobs
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError
 
@@ -81,3 +81,11 @@ def test_a_revoked_key_does_not_match() -> None:
     assert not keys.matches(revoked, text)
     assert not keys.matches(None, text)
     assert "digest" not in repr(key) and key.digest not in repr(key)
+
+
+def test_guarding_leaves_the_modules_routes_as_they_were() -> None:
+    before = [route.app for route in jobs.routes if isinstance(route, Route)]
+    guarded = access.protect(jobs.routes, enforce=True)
+    assert all(isinstance(route.app, access.Guard) for route in guarded
+               if isinstance(route, Route))
+    assert [route.app for route in jobs.routes if isinstance(route, Route)] == before
