@@ -40,3 +40,25 @@ def test_log_in_see_only_the_tenants_jobs_and_log_out(page: Page,
     expect(page).to_have_url(f"{server.url}/dashboard/login")
     page.goto(f"{server.url}/dashboard/jobs")
     expect(page).to_have_url(f"{server.url}/dashboard/login")
+
+
+def test_an_admin_views_another_tenant_with_its_name_in_the_url(
+        page: Page, serve: Callable[..., Server]) -> None:
+    server = serve(env=KEYS, workers=1)
+    admin = make_key(server, "ops", "admin")
+    theirs = submit(as_key(server, make_key(server, "acme", "submit")), "noop")
+
+    page.goto(f"{server.url}/dashboard/login")
+    page.fill('input[name="key"]', admin)
+    page.click('button[type="submit"]')
+    expect(page).to_have_url(f"{server.url}/dashboard")
+    page.goto(f"{server.url}/dashboard/jobs")  # its own tenant: nothing
+    expect(page.locator("#empty")).to_be_visible()
+    page.goto(f"{server.url}/dashboard/jobs?tenant=acme")
+    row = page.locator(f'tr[data-id="{theirs["id"]}"]')
+    expect(row).to_be_visible()
+    row.locator("a.id").click()  # the job's page, still acme's
+    expect(page).to_have_url(f"{server.url}/dashboard/jobs/{theirs['id']}?tenant=acme")
+    expect(page.locator("body")).to_contain_text("succeeded")
+    page.click('a[data-nav="jobs"]')
+    expect(page).to_have_url(f"{server.url}/dashboard/jobs?tenant=acme")

@@ -129,7 +129,7 @@
       middle: document.getElementById("chart-y-middle"),
     });
     SS.api("GET", "/api/stats").then(render).catch((err) => live(err.message, false));
-    const stream = new EventSource("/api/stats/events");
+    const stream = new EventSource(SS.scoped("/api/stats/events"));
     stream.addEventListener("stats", (event) => {
       render(JSON.parse(event.data));
       live("live", true);
