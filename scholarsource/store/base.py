@@ -491,10 +491,11 @@ class Imported:
     events: int = 0
     queues: int = 0
     schedules: int = 0
+    keys: int = 0  # API keys (migrate-to copies them after the jobs)
 
     def add(self, other: Imported) -> None:
         """Count `other`'s rows in too."""
-        for name in ("jobs", "skipped", "events", "queues", "schedules"):
+        for name in ("jobs", "skipped", "events", "queues", "schedules", "keys"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
