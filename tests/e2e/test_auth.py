@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 from scholarsource.api import access
 from scholarsource.api.app import create_app
 from scholarsource.config import Config
+from scholarsource.launcher import free_port
 from tests.e2e.jobs_api import submit, wait_finished
 from tests.e2e.keyring import KEYS, as_key, bearer, make_key, refused_within_a_second, revoke
 from tests.helpers import wait_until
@@ -176,3 +177,21 @@ def test_a_revoked_keys_open_event_stream_ends(serve) -> None:
         for _ in lines:
             assert time.monotonic() - revoked_at < 5, "the stream outlived its key"
     assert time.monotonic() - revoked_at < 3
+
+
+def test_a_public_bind_asks_for_keys_by_default(serve) -> None:
+    port = free_port()
+    server = serve(args=("--bind", f"0.0.0.0:{port}"), wait=False,
+                   env={"SCHOLARSOURCE_ALLOWED_HOSTS": "*"})  # and no auth setting at all
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    server.clients.append(client)
+    wait_until(lambda: _answers(client), 30, message="the server")
+    assert client.get("/api/jobs").status_code == 401
+    assert client.get("/api/jobs", headers=bearer(make_key(server, "acme"))).status_code == 200
+
+
+def _answers(client: httpx.Client) -> bool:
+    try:
+        return client.get("/api/health").status_code == 200
+    except httpx.TransportError:
+        return False
