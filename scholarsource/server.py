@@ -372,6 +372,7 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         assert self._reload_config is not None
         try:
             new = self._reload_config()
+            auth.check_bind(new)  # a reload may not open a public bind to anyone either
         except ScholarSourceError as exc:
             log.error("reload: the config is invalid, keeping the running one: %s", exc)
             return current

@@ -5,6 +5,7 @@ key stops working on every API worker within a second; and refused requests writ
 from __future__ import annotations
 
 import re
+import signal
 import time
 from typing import Any
 
@@ -195,3 +196,18 @@ def _answers(client: httpx.Client) -> bool:
         return client.get("/api/health").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_reload_cannot_turn_keys_off_on_a_public_bind(serve, tmp_path) -> None:
+    config = tmp_path / "scholarsource.toml"
+    config.write_text('auth = "keys"\nallowed_hosts = ["*"]\n')
+    port = free_port()
+    server = serve(args=("--bind", f"0.0.0.0:{port}", "--config", str(config)), wait=False)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    server.clients.append(client)
+    wait_until(lambda: _answers(client), 30, message="the server")
+    config.write_text('auth = "none"\nallowed_hosts = ["*"]\n')
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "keeping the running one" in server.log(), message="the refusal")
+    assert "allow_unauthenticated_remote" in server.log()
+    assert client.get("/api/jobs").status_code == 401
