@@ -222,8 +222,8 @@ def migrate_to(url: str, everything: bool, config_file: str | None, **flags: Any
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
     click.echo(f"copied {done.jobs} job(s) with {done.events} event(s), {done.queues} queue "
-               f"pause(s) and {done.schedules} schedule state(s) from {config.db_path} to "
-               f"{mask(url)}; {done.skipped} job(s) were there already")
+               f"pause(s), {done.schedules} schedule state(s) and {done.keys} API key(s) from "
+               f"{config.db_path} to {mask(url)}; {done.skipped} job(s) were there already")
 
 
 @main.command()
@@ -236,3 +236,6 @@ for command in client_commands:
     main.add_command(command)
 main.add_command(bench)
 main.add_command(tenants_group(server_options, build_config))
+from scholarsource.keycommands import keys_group  # noqa: E402  (it reuses server_options)
+
+main.add_command(keys_group)

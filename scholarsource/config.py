@@ -313,6 +313,21 @@ class Config:
         "DNS rebinding. A loopback bind always allows its own address, localhost, 127.0.0.1 "
         "and [::1]; any other bind must set it, or serve refuses to start. [\"*\"] allows "
         "any Host: only behind a proxy that checks it."))
+    # Who may call the API (issue 13): API keys, roles and the dashboard's login.
+    auth: str = field(default="auto", metadata=_key(
+        "'keys' (every request but /api/health needs `Authorization: Bearer KEY` or a "
+        "dashboard login; make keys with `scholarsource keys create`), 'none' (anyone who "
+        "reaches the port may do anything) or 'auto': none on a loopback bind, keys on any "
+        "other.", choices=("auto", "keys", "none")))
+    allow_unauthenticated_remote: bool = field(default=False, metadata=_key(
+        "Let auth = 'none' serve on a bind other machines can reach. Off: serve refuses to "
+        "start (exit code 2) rather than hand every job to anyone on the network."))
+    session_ttl: float = field(default=12 * 3600.0, metadata=_key(
+        "Seconds a dashboard login lasts before the key is asked for again."))
+    secure_cookies: bool = field(default=False, metadata=_key(
+        "Mark the dashboard's session cookie Secure (sent over HTTPS only): set it when a "
+        "TLS proxy fronts the server. The server speaks plain HTTP and trusts no "
+        "X-Forwarded-Proto to say otherwise."))
     max_header_bytes: int = field(default=32 * 1024, metadata=_key(
         "Largest request head (request line and headers) the API reads, bytes or '32KiB'; "
         "a larger one gets 431 (414 for a request line alone) and its connection closed.",
@@ -426,6 +441,9 @@ class Config:
         if not math.isfinite(self.header_timeout) or self.header_timeout <= 0:
             raise ConfigError(f"header_timeout must be a positive number, not "
                               f"{self.header_timeout!r}")
+        if not math.isfinite(self.session_ttl) or self.session_ttl <= 0:
+            raise ConfigError(f"session_ttl must be a positive number of seconds, not "
+                              f"{self.session_ttl!r}")
         if not math.isfinite(self.max_cache_ttl) or self.max_cache_ttl <= 0:
             raise ConfigError(f"max_cache_ttl must be a positive number, not "
                               f"{self.max_cache_ttl!r}")

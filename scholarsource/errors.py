@@ -12,7 +12,8 @@
     ├── DataDirInUse             another server holds the data directory's lock
     └── ApiError                 a client-facing error: stable `code`, HTTP `status`, message
         ├── BadRequest           400 malformed JSON
-        ├── Forbidden            403 a state-changing request from another site
+        ├── Unauthorized         401 no valid API key or dashboard session (auth = "keys")
+        ├── Forbidden            403 a cross-site state change, or a role that may not
         ├── NotFound             404 unknown job or route
         ├── MethodNotAllowed     405
         ├── Conflict             409 the job is in the wrong state
@@ -109,8 +110,19 @@ class BadRequest(ApiError):
     status, code = 400, "malformed_json"
 
 
+class Unauthorized(ApiError):
+    """Raised when auth = "keys" and a request has no valid key or dashboard session."""
+
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        # RFC 6750: a 401 names the scheme the client should use.
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="scholarsource"'})
+
+
 class Forbidden(ApiError):
-    """Raised when a request is refused whoever sends it: a cross-site state change."""
+    """Raised when a request is refused: a cross-site state change, or a key whose role may
+    not do what it asks."""
 
     status, code = 403, "forbidden"
 

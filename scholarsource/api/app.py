@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse
 
 from scholarsource import logs
 from scholarsource.api import (
+    access,
     accesslog,
+    auth,
     batch,
     compat,
     csrf,
@@ -32,6 +34,7 @@ from scholarsource.api.fanout import EventReader
 from scholarsource.api.state import Services
 from scholarsource.api.submits import SubmitBatcher
 from scholarsource.config import Config
+from scholarsource.dashboard import login
 from scholarsource.dashboard import routes as dashboard
 from scholarsource.errors import (
     ApiError,
@@ -104,13 +107,16 @@ def create_app(config: Config) -> Starlette:
             await app.state.services.reader.close()
             await store.close()
 
+    routes = [*batch.routes, *jobs.routes, *events.routes, *compat.routes, *ops.routes,
+              *stats.routes, *queues.routes, *schedules.routes,
+              *openapi.routes, *prometheus.routes, *dashboard.routes, *login.routes]
     return Starlette(
-        routes=[*batch.routes, *jobs.routes, *events.routes, *compat.routes, *ops.routes,
-                *stats.routes, *queues.routes, *schedules.routes,
-                *openapi.routes, *prometheus.routes, *dashboard.routes],
+        routes=access.protect(routes, enforce=auth.mode(config) == "keys"),
         lifespan=lifespan,
+        # Authentication last: a request refused for its Host or as cross-site costs no
+        # key lookup.
         middleware=[*accesslog.middleware(config), *prometheus.middleware,
-                    *hosts.middleware(config), *csrf.middleware()],
+                    *hosts.middleware(config), *csrf.middleware(), *auth.middleware(config)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,

@@ -1,8 +1,10 @@
 """Refuse state-changing requests that a browser sends on behalf of another site.
 
-The API has no cookies or credentials yet, but it listens on loopback or a private network
-that any web page a browser shows can reach: without this guard, a page could cancel jobs or
-purge the dead letters with a form or a `fetch()`. Browsers say where a request comes from
+The API listens on loopback or a private network that any web page a browser shows can
+reach: without this guard, a page could cancel jobs or purge the dead letters with a form or
+a `fetch()`, with auth = "none" or, with keys, riding on the dashboard's session cookie
+(which SameSite=Strict also keeps off other sites' requests), or log a browser in with the
+attacker's key through the login form. Browsers say where a request comes from
 in `Sec-Fetch-Site` (all current ones) and `Origin` (on every POST, PUT, PATCH and DELETE);
 either one is enough to refuse it. Requests with neither, from curl or another server, are
 not a browser acting for someone else, so they pass.

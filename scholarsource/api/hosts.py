@@ -26,7 +26,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 _KNOWN_MAX = 256
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
     if host.lower() == "localhost":
         return True
     try:
@@ -53,7 +54,7 @@ def _bracketed(host: str) -> str:
 def check_bind(config: Config) -> None:
     """Refuse a bind beyond loopback without allowed_hosts: it would answer any Host."""
     host, _ = config.host_port()
-    if not config.allowed_hosts and not _is_loopback(host):
+    if not config.allowed_hosts and not is_loopback(host):
         raise ConfigError(
             f"bind {config.bind} is reachable from other machines, so allowed_hosts must "
             "name the host names clients use to reach this server (e.g. "
@@ -72,7 +73,7 @@ def allowed_hosts(config: Config) -> frozenset[str] | None:
         name = name.rstrip(".")
         names.add(f"{name}:{port}" if port else name)
     names.add(_bracketed(host.lower()))
-    if _is_loopback(host):
+    if is_loopback(host):
         names |= LOOPBACK_NAMES
     return frozenset(names)
 

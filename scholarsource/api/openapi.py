@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import __version__
+from scholarsource.api import access, auth
 from scholarsource.api.delays import LATEST, MAX_DELAY
 from scholarsource.api.queues import known_queues
 from scholarsource.api.schemas import (
@@ -347,7 +348,26 @@ async def openapi(request: Request) -> JSONResponse:
     for verb in ("pause", "resume"):
         [name] = document["paths"][f"/api/queues/{{name}}/{verb}"]["post"]["parameters"]
         name["schema"] = {"enum": queues}
+    if auth.mode(svc.config) == "keys":
+        _require_keys(document)
     return JSONResponse(document)
+
+
+def _require_keys(document: dict[str, Any]) -> None:
+    """With auth = "keys": a Bearer key on every operation but the open health check, and
+    the 401 and 403 that any of them may answer."""
+    document["components"]["securitySchemes"] = {"key": {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key from `scholarsource keys create` (ss_<id>_<secret>)."}}
+    document["security"] = [{"key": []}]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if access.POLICY.get(path, {}).get(method.upper()) == access.OPEN:
+                operation["security"] = []
+                continue
+            operation["responses"]["401"] = _answer("no valid key (unauthorized)", _ERROR)
+            operation["responses"]["403"] = _answer("the key's role may not (forbidden)",
+                                                    _ERROR)
 
 
 routes = [Route("/api/openapi.json", openapi, methods=["GET"])]

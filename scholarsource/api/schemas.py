@@ -327,8 +327,9 @@ def _params(params: Any, task: TaskDefaults, max_bytes: int) -> dict[str, Any]:
 
 def parse_list_query(query: Any) -> dict[str, Any]:
     """Filters and paging for GET /api/jobs."""
+    # `tenant` is the admin's filter, read by tenancy.tenant_of.
     unknown = sorted(set(query) - {"status", "task", "queue", "schedule", "limit", "cursor",
-                                   "search"})
+                                   "search", "tenant"})
     if unknown:
         raise _invalid(unknown[0], "unknown query parameter")
     # An empty value (`?status=`, as forms send) means the filter is not set.

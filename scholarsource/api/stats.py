@@ -52,6 +52,8 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
     totals.update(await _final_totals(svc, tenant))
     recent = await store.recently_finished(tenant, now - WINDOWS["15m"], TIMING_SAMPLE)
     pool, known = await ops.pools(svc)
+    running, _ = await store.list_jobs(tenant, status=JobState.RUNNING.value,
+                                       limit=max(1, sum(p.slot_count for p in known)))
     return {
         "time": now,
         "totals": totals,
@@ -61,7 +63,7 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
         "pool": {"pid": pool.pid if pool else None,
                  "heartbeat_age": None if pool is None else round(now - pool.heartbeat_at, 3),
                  "admission": pool.admission if pool else {},
-                 "slots": _slot_rows(pool, now)},
+                 "slots": _slot_rows(pool, now, {job.id for job in running})},
         "pools": ops.pool_rows(known, now),
         "throughput": {name: round(sum(history[-int(span / HISTORY_STEP):]) / span, 3)
                        for name, span in WINDOWS.items()},
@@ -71,12 +73,19 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
     }
 
 
-def _slot_rows(pool: PoolInfo | None, now: float) -> list[dict[str, Any]]:
-    """What each slot runs, from the pool's last heartbeat, with how long its job has run."""
+def _slot_rows(pool: PoolInfo | None, now: float, mine: set[str]) -> list[dict[str, Any]]:
+    """What each slot runs, from the pool's last heartbeat, with how long its job has run.
+    A job of another tenant (not in `mine`) shows as just that: no id, task or times."""
     if pool is None:
         return []
-    return [{**row, "running_for": None if row.get("started_at") is None
-             else round(max(0.0, now - row["started_at"]), 3)} for row in pool.slot_rows]
+    rows = []
+    for row in pool.slot_rows:
+        if row.get("job_id") is not None and row["job_id"] not in mine:
+            row = {**row, "job_id": None, "task": None, "started_at": None,
+                   "other_tenant": True}
+        rows.append({**row, "running_for": None if row.get("started_at") is None
+                     else round(max(0.0, now - row["started_at"]), 3)})
+    return rows
 
 
 async def _final_totals(svc: Services, tenant: str) -> dict[str, int]:

@@ -4,14 +4,13 @@ is scoped by the principal's tenant."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from starlette.requests import Request
 
+from scholarsource.errors import Forbidden
+from scholarsource.keys import Role
 from scholarsource.limits import Rate
 from scholarsource.store.base import DEFAULT_TENANT
-
-Role = Literal["read", "submit", "admin"]
 
 # Where the auth layer leaves the request's principal in the ASGI scope.
 PRINCIPAL_SCOPE_KEY = "scholarsource.principal"
@@ -39,5 +38,13 @@ def principal_of(request: Request) -> Principal:
 
 
 def tenant_of(request: Request) -> str:
-    """The tenant the request acts for."""
-    return principal_of(request).tenant
+    """The tenant the request acts for: the principal's own, or for an admin the one a
+    `?tenant=NAME` names (any other role asking for another tenant gets 403)."""
+    principal = principal_of(request)
+    asked = request.query_params.get("tenant")
+    if not asked or asked == principal.tenant:
+        return principal.tenant
+    if principal.role != "admin":
+        raise Forbidden(f"a {principal.role} key acts for its own tenant only; "
+                        f"?tenant= needs an admin key")
+    return asked

@@ -19,6 +19,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scholarsource.api.tenancy import principal_of
+
 PACKAGE = "scholarsource.dashboard"
 
 # `default-src 'self'` allows no inline script or style: every script is a static file.
@@ -54,19 +56,26 @@ def template(name: str) -> str:
     return resources.files(PACKAGE).joinpath("templates", name).read_text(encoding="utf-8")
 
 
+# Logged in with a key (auth = "keys"), the header offers to end the session.
+LOGOUT = ('<form class="logout" action="/dashboard/logout" method="post">'
+          '<button type="submit">Log out</button></form>')
+
+
 @functools.cache
-def render(name: str) -> str:
+def render(name: str, logout: bool = False) -> str:
     """A page: the layout around its body (built once per worker; it never changes)."""
     page = PAGES[name]
     scripts = "\n".join(f'<script src="/dashboard/static/{script}" defer></script>'
                         for script in ("common.js", *page.scripts))
     return Template(template("layout.html")).substitute(
-        page=page.name, title=page.title, scripts=scripts, body=template(f"{name}.html"))
+        page=page.name, title=page.title, scripts=scripts, body=template(f"{name}.html"),
+        logout=LOGOUT if logout else "")
 
 
 def _endpoint(name: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
     async def page(request: Request) -> HTMLResponse:
-        return HTMLResponse(render(name), headers=SECURITY_HEADERS)
+        logout = principal_of(request).key_id is not None  # logged in with a key
+        return HTMLResponse(render(name, logout), headers=SECURITY_HEADERS)
 
     return page
 

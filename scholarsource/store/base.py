@@ -20,6 +20,7 @@ from scholarsource.quotas import Ask, QuotaPolicy, TenantOverride, effective
 
 if TYPE_CHECKING:
     from scholarsource.store.admission import Admission
+from scholarsource.keys import ApiKey
 
 DEFAULT_TENANT = "default"
 
@@ -514,10 +515,11 @@ class Imported:
     events: int = 0
     queues: int = 0
     schedules: int = 0
+    keys: int = 0  # API keys (migrate-to copies them after the jobs)
 
     def add(self, other: Imported) -> None:
         """Count `other`'s rows in too."""
-        for name in ("jobs", "skipped", "events", "queues", "schedules"):
+        for name in ("jobs", "skipped", "events", "queues", "schedules", "keys"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -836,3 +838,34 @@ class Store(abc.ABC):
     async def vacuum(self) -> None:
         """Rewrite the whole store compactly. Holds the write lock throughout: an operator's
         step for a quiet time, never the pool's."""
+
+    # -- API keys and dashboard sessions ----------------------------------------------------
+    @abc.abstractmethod
+    async def create_key(self, key: ApiKey) -> None:
+        """Record a new key (its digest, never the key)."""
+
+    @abc.abstractmethod
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too, oldest first."""
+
+    @abc.abstractmethod
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        """The key with this id (revoked or not), or None: one probe of the primary key."""
+
+    @abc.abstractmethod
+    async def revoke_key(self, key_id: str, now: float) -> ApiKey | None:
+        """Revoke a live key and end its dashboard sessions, in one transaction; returns the
+        key as it is now (None: no such key). Revoking a revoked key changes nothing."""
+
+    @abc.abstractmethod
+    async def create_session(self, token_digest: str, key_id: str, expires_at: float,
+                             now: float) -> None:
+        """Start a dashboard session for a key; sessions expired by `now` go at the same time."""
+
+    @abc.abstractmethod
+    async def find_session(self, token_digest: str, now: float) -> ApiKey | None:
+        """The live key of a session that has not expired by `now`, or None."""
+
+    @abc.abstractmethod
+    async def end_session(self, token_digest: str) -> None:
+        """End a dashboard session (log out)."""

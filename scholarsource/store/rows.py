@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from scholarsource.keys import ApiKey
 from scholarsource.limits import Rate
 from scholarsource.quotas import Level, QuotaState, TenantOverride
 from scholarsource.store.base import (
@@ -162,3 +163,9 @@ def quota_state_from_rows(rows: list[Any]) -> QuotaState:
         else:
             state.levels[name] = Level(float(a), float(b))
     return state
+
+
+def key_from_row(row: Iterable[Any]) -> ApiKey:
+    """An API key from its row (id, tenant, role, name, rate, created_at, revoked_at, digest)."""
+    key_id, tenant, role, name, rate, created_at, revoked_at, digest = row
+    return ApiKey(key_id, tenant, role, name, rate, created_at, revoked_at, digest)

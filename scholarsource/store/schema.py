@@ -295,7 +295,7 @@ UPDATE jobs SET lease_until = 0 WHERE status = 'running';
 # the transaction of every insert, state change and delete, so a submit checks max_queued
 # with one primary-key read instead of counting the tenant's backlog.
 _FINAL = "('succeeded', 'dead', 'cancelled')"
-_V_QUOTAS = f"""
+_V14 = f"""
 CREATE TABLE quota_buckets (
     name   TEXT PRIMARY KEY,                  -- 'tenant:NAME' or 'key:ID'
     tokens REAL NOT NULL,
@@ -328,8 +328,31 @@ BEGIN
 END;
 """
 
+# API keys (only their SHA-256 digest) and the dashboard's sessions (only their token's digest),
+# ended with their key. The id is the key's visible part: a check is one primary-key probe.
+_V15 = """
+CREATE TABLE api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    name       TEXT NOT NULL DEFAULT '',
+    rate       TEXT,
+    digest     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE sessions (
+    digest     TEXT PRIMARY KEY,
+    key_id     TEXT NOT NULL REFERENCES api_keys (id),
+    expires_at REAL NOT NULL
+);
+CREATE INDEX sessions_key ON sessions (key_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+"""
+
+
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
-                         _V_QUOTAS]
+                         _V14, _V15]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -22,6 +22,7 @@ import aiosqlite
 
 from scholarsource.errors import StoreUnavailable
 from scholarsource.findings import Check, Status
+from scholarsource.keys import ApiKey
 from scholarsource.quotas import Ask, Level, QuotaPolicy, QuotaState, TenantOverride
 from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
@@ -60,6 +61,7 @@ from scholarsource.store.base import (
 )
 from scholarsource.store.rows import (
     claims_from_rows,
+    key_from_row,
     override_from_row,
     queue_stats_from_rows,
     quota_state_from_rows,
@@ -527,6 +529,22 @@ ON CONFLICT (tenant) DO UPDATE SET
 """
 CLEAR_TENANT_LIMITS = "DELETE FROM tenant_limits WHERE tenant = ? RETURNING tenant"
 LIVE_COUNTS = "SELECT tenant, live FROM tenant_live WHERE live > 0 ORDER BY tenant"
+
+# API keys and dashboard sessions. A key is found by its id alone (the primary key), so a
+# wrong key costs the query a right one does; the caller compares digests.
+_KEY_COLUMNS = "id, tenant, role, name, rate, created_at, revoked_at, digest"
+CREATE_KEY = (f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+LIST_KEYS = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+FIND_KEY = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?"
+REVOKE_KEY = ("UPDATE api_keys SET revoked_at = coalesce(revoked_at, :now) WHERE id = :id "
+              f"RETURNING {_KEY_COLUMNS}")
+END_KEY_SESSIONS = "DELETE FROM sessions WHERE key_id = :id"
+EXPIRE_SESSIONS = "DELETE FROM sessions WHERE expires_at <= ?"
+CREATE_SESSION = "INSERT INTO sessions (digest, key_id, expires_at) VALUES (?, ?, ?)"
+FIND_SESSION = (f"SELECT {', '.join('k.' + c for c in _KEY_COLUMNS.split(', '))} "
+                "FROM sessions AS s JOIN api_keys AS k ON k.id = s.key_id "
+                "WHERE s.digest = ? AND s.expires_at > ? AND k.revoked_at IS NULL")
+END_SESSION = "DELETE FROM sessions WHERE digest = ?"
 
 
 def _for(sql: str, tenant: str | None) -> str:
@@ -1218,3 +1236,41 @@ class SqliteStore(Store):
             (IMPORT_SCHEDULES, {"schedules": json.dumps(carried.schedules)})])
         return Imported(len(jobs), len(carried.jobs) - len(jobs), len(events), len(queues),
                         len(schedules))
+
+    # -- API keys and dashboard sessions ----------------------------------------------------
+    @_unavailable
+    async def create_key(self, key: ApiKey) -> None:
+        await self._db.fetchall(CREATE_KEY, (key.id, key.tenant, key.role, key.name, key.rate,
+                                             key.created_at, key.revoked_at, key.digest))
+
+    @_unavailable
+    async def list_keys(self) -> list[ApiKey]:
+        return [key_from_row(row) for row in await self._db.fetchall(LIST_KEYS)]
+
+    @_unavailable
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        row = await self._one(FIND_KEY, (key_id,))
+        return None if row is None else key_from_row(row)
+
+    @_unavailable
+    async def revoke_key(self, key_id: str, now: float) -> ApiKey | None:
+        # Only `scholarsource keys revoke` revokes: one caller on its connection.
+        rows, _ = await self._atomically([(REVOKE_KEY, {"id": key_id, "now": now}),
+                                          (END_KEY_SESSIONS, {"id": key_id})])
+        return key_from_row(rows[0]) if rows else None
+
+    @_unavailable
+    async def create_session(self, token_digest: str, key_id: str, expires_at: float,
+                             now: float) -> None:
+        # Two statements, each its own transaction: the expiry sweep needs no atomicity.
+        await self._db.fetchall(EXPIRE_SESSIONS, (now,))
+        await self._db.fetchall(CREATE_SESSION, (token_digest, key_id, expires_at))
+
+    @_unavailable
+    async def find_session(self, token_digest: str, now: float) -> ApiKey | None:
+        row = await self._one(FIND_SESSION, (token_digest, now))
+        return None if row is None else key_from_row(row)
+
+    @_unavailable
+    async def end_session(self, token_digest: str) -> None:
+        await self._db.fetchall(END_SESSION, (token_digest,))

@@ -5,7 +5,8 @@ The server must be stopped: the data directory's lock is held throughout, so non
 meanwhile. Jobs that have not ended (scheduled, queued, retrying, and running ones, which a
 stopped server interrupted: they go back to queued, uncharged) move with their ids, params,
 counts, times, queues, schedule fields and keys, in batches of BATCH jobs, one transaction
-each; with `everything`, finished jobs too. Queue pauses and schedule states come along.
+each; with `everything`, finished jobs too. Queue pauses, schedule states and API keys come
+along.
 Ids are unique, so running it again copies nothing twice.
 """
 
@@ -18,7 +19,7 @@ import os
 from scholarsource.config import Config
 from scholarsource.datalock import lock_data_dir
 from scholarsource.errors import StoreError
-from scholarsource.store.base import Imported
+from scholarsource.store.base import Imported, Store
 from scholarsource.store.factory import migrate_store, open_store
 from scholarsource.store.schema import migrate as migrate_sqlite
 from scholarsource.store.sqlite import SqliteStore
@@ -60,9 +61,21 @@ async def _copy(config: Config, target_config: Config, everything: bool) -> Impo
                                                                everything=everything)
                 total.add(await target.import_rows(carried))
                 if next_after is None:
+                    total.keys = await _copy_keys(source, target)
                     return total
                 after = next_after
         finally:
             await target.close()
     finally:
         await source.close()
+
+
+async def _copy_keys(source: Store, target: Store) -> int:
+    """The API keys (digests and revocations alike), each once: one already there stays as
+    it is. Dashboard sessions stay behind: a login on the new store is one form away."""
+    copied = 0
+    for key in await source.list_keys():
+        if await target.find_key(key.id) is None:
+            await target.create_key(key)
+            copied += 1
+    return copied

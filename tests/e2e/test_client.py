@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from scholarsource import AsyncClient, Client
-from scholarsource.api.app import create_app
 from scholarsource.client import Conflict, InvalidRequest, JobState, NotFound, WaitTimeout
-from scholarsource.config import Config
 from tests.conftest import Server
 
 pytestmark = pytest.mark.e2e
@@ -177,13 +175,7 @@ def test_the_async_client(serve: Callable[..., Server]) -> None:
     asyncio.run(main())
 
 
-def _has_batch_route() -> bool:
-    return any(getattr(route, "path", None) == "/api/jobs/batch"
-               for route in create_app(Config()).routes)
-
-
 @pytest.mark.both_backends
-@pytest.mark.skipif(not _has_batch_route(), reason="POST /api/jobs/batch is not on this branch")
 def test_submit_many_is_one_batch_in_order(serve: Callable[..., Server]) -> None:
     server = serve(slots=1)
     with Client(server.url) as client:

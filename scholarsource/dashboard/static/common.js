@@ -16,11 +16,25 @@ const SS = (() => {
     }
   }
 
+  // An admin key views another tenant with ?tenant=NAME on any page: every API call, event
+  // stream, link and form of the page carries it on (any other key gets 403 for it).
+  const TENANT = new URLSearchParams(window.location.search).get("tenant");
+
+  function scoped(path) {
+    if (!TENANT) return path;
+    const url = new URL(path, window.location.origin);
+    url.searchParams.set("tenant", TENANT);
+    return url.pathname + url.search;
+  }
+
   async function api(method, path) {
     // Same-origin fetch: the browser adds Origin and Sec-Fetch-Site, which the server's
     // cross-site guard checks on every state-changing request.
-    const response = await fetch(path, { method, headers: { Accept: "application/json" } });
+    const response = await fetch(scoped(path), {
+      method, headers: { Accept: "application/json" } });
     const body = await response.json().catch(() => null);
+    // The session ended (expired, logged out elsewhere, its key revoked): log in again.
+    if (response.status === 401) window.location.assign("/dashboard/login");
     if (!response.ok) throw new ApiError(response.status, body);
     return body;
   }
@@ -126,10 +140,25 @@ const SS = (() => {
   }
 
   function openJob(id) {
-    window.location.assign(`/dashboard/jobs/${encodeURIComponent(id.trim())}`);
+    window.location.assign(scoped(`/dashboard/jobs/${encodeURIComponent(id.trim())}`));
   }
 
+  // Links to other dashboard pages keep the tenant, whoever made them.
+  document.addEventListener("click", (event) => {
+    const link = event.target instanceof Element && event.target.closest("a[href]");
+    if (TENANT && link && link.getAttribute("href").startsWith("/dashboard")) {
+      link.setAttribute("href", scoped(link.getAttribute("href")));
+    }
+  }, true);
+
   document.addEventListener("DOMContentLoaded", () => {
+    if (TENANT) {
+      for (const form of document.querySelectorAll('form[method="get"]')) {
+        const input = document.createElement("input");
+        Object.assign(input, { type: "hidden", name: "tenant", value: TENANT });
+        form.append(input);
+      }
+    }
     document.getElementById("lookup").addEventListener("submit", (event) => {
       event.preventDefault();
       openJob(document.getElementById("lookup-id").value);
@@ -141,7 +170,7 @@ const SS = (() => {
   if (window.location.pathname === "/dashboard/jobs" && lookupId) openJob(lookupId);
 
   return {
-    RETRYABLE, ApiError, api, el, setText, time, seconds, bytes, rate,
+    RETRYABLE, ApiError, api, scoped, el, setText, time, seconds, bytes, rate,
     badge, jobLink, flash, act, errorMessage, errorParts,
   };
 })();

@@ -112,7 +112,7 @@
   function listen() {
     if (stream) stream.close();
     // `after` resumes where this page left off (after a retry, for instance).
-    stream = new EventSource(`${path}/events?after=${lastSeq}`);
+    stream = new EventSource(SS.scoped(`${path}/events?after=${lastSeq}`));
     live("live", true);
     const onEvent = (event) => {
       lastSeq = Math.max(lastSeq, Number(event.lastEventId) || 0);

@@ -82,7 +82,8 @@
     },
     el("td", { className: "num" }, row.slot),
     el("td", { className: "num" }, row.pid ?? "–"),
-    el("td", null, row.job_id ? SS.jobLink(row.job_id) : el("span", { className: "sub" }, "idle")),
+    el("td", null, row.job_id ? SS.jobLink(row.job_id)
+      : el("span", { className: "sub" }, row.other_tenant ? "another tenant's job" : "idle")),
     el("td", null, row.task || ""),
     el("td", { className: "num" }, SS.seconds(row.running_for)),
     el("td", { className: "num" }, SS.bytes(row.rss)),
@@ -128,7 +129,7 @@
       middle: document.getElementById("chart-y-middle"),
     });
     SS.api("GET", "/api/stats").then(render).catch((err) => live(err.message, false));
-    const stream = new EventSource("/api/stats/events");
+    const stream = new EventSource(SS.scoped("/api/stats/events"));
     stream.addEventListener("stats", (event) => {
       render(JSON.parse(event.data));
       live("live", true);

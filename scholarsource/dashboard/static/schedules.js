@@ -39,12 +39,18 @@
       document.querySelector("#schedules tbody").replaceChildren(...body.schedules.map(row));
       document.getElementById("no-schedules").hidden = body.schedules.length > 0;
     } catch (err) {
+      if (err.status === 403) {  // schedules are the operator's: only an admin key sees them
+        document.getElementById("schedules").closest("section").hidden = true;
+        clearInterval(timer);
+        return;
+      }
       SS.flash(`schedules: ${err.message}`, "error");
     }
   }
 
+  let timer = null;
   document.addEventListener("DOMContentLoaded", () => {
     load();
-    setInterval(load, REFRESH_MS);
+    timer = setInterval(load, REFRESH_MS);
   });
 })();

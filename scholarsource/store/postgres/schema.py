@@ -175,11 +175,11 @@ CREATE TRIGGER jobs_rate_start AFTER UPDATE OF status ON jobs FOR EACH ROW
     EXECUTE FUNCTION jobs_rate_start();
 """
 
-# Quotas (issue 13; the SQLite store's _V_QUOTAS). The count of non-final jobs per tenant is
+# Quotas (issue 13; the SQLite store's _V14). The count of non-final jobs per tenant is
 # kept by statement-level triggers that add up each statement's rows per tenant and apply
 # them in tenant order, so concurrent statements lock the counter rows in one order.
 _FINAL = "('succeeded', 'dead', 'cancelled')"
-_V_QUOTAS = f"""
+_V2 = f"""
 CREATE TABLE quota_buckets (
     name   text PRIMARY KEY,
     tokens double precision NOT NULL,
@@ -226,7 +226,29 @@ CREATE TRIGGER jobs_live_update AFTER UPDATE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION jobs_live_count();
 """
 
-MIGRATIONS: list[str] = [_V1, _V_QUOTAS]
+# API keys and dashboard sessions, as in the SQLite store's _V15.
+_V3 = """
+CREATE TABLE api_keys (
+    id         text PRIMARY KEY,
+    tenant     text NOT NULL,
+    role       text NOT NULL,
+    name       text NOT NULL DEFAULT '',
+    rate       text,
+    digest     text NOT NULL,
+    created_at double precision NOT NULL,
+    revoked_at double precision
+);
+CREATE TABLE sessions (
+    digest     text PRIMARY KEY,
+    key_id     text NOT NULL REFERENCES api_keys (id),
+    expires_at double precision NOT NULL
+);
+CREATE INDEX sessions_key ON sessions (key_id);
+CREATE INDEX sessions_expiry ON sessions (expires_at);
+"""
+
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -422,3 +422,26 @@ ON CONFLICT (tenant) DO UPDATE SET
 """
 CLEAR_TENANT_LIMITS = "DELETE FROM tenant_limits WHERE tenant = %(tenant)s RETURNING tenant"
 LIVE_COUNTS = "SELECT tenant, live FROM tenant_live WHERE live > 0 ORDER BY tenant"
+
+# API keys and dashboard sessions (see the SQLite store's).
+_KEY_COLUMNS = "id, tenant, role, name, rate, created_at, revoked_at, digest"
+CREATE_KEY = (f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (%(id)s, %(tenant)s, %(role)s, "
+              "%(name)s, %(rate)s, %(created_at)s, %(revoked_at)s, %(digest)s)")
+LIST_KEYS = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+FIND_KEY = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %(id)s"
+# Revoke and end the key's sessions in one statement.
+REVOKE_KEY = f"""
+WITH k AS (UPDATE api_keys SET revoked_at = coalesce(revoked_at, %(now)s) WHERE id = %(id)s
+           RETURNING {_KEY_COLUMNS}),
+s AS (DELETE FROM sessions WHERE key_id IN (SELECT id FROM k))
+SELECT {_KEY_COLUMNS} FROM k
+"""
+CREATE_SESSION = """
+WITH gone AS (DELETE FROM sessions WHERE expires_at <= %(now)s)
+INSERT INTO sessions (digest, key_id, expires_at) VALUES (%(digest)s, %(key_id)s, %(expires_at)s)
+"""
+FIND_SESSION = (f"SELECT {', '.join('k.' + c for c in _KEY_COLUMNS.split(', '))} "
+                "FROM sessions AS s JOIN api_keys AS k ON k.id = s.key_id "
+                "WHERE s.digest = %(digest)s AND s.expires_at > %(now)s "
+                "AND k.revoked_at IS NULL")
+END_SESSION = "DELETE FROM sessions WHERE digest = %(digest)s"

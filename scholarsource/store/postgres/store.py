@@ -17,6 +17,7 @@ import psycopg
 
 from scholarsource.errors import BackupUnsupported, StoreUnavailable
 from scholarsource.findings import Check, Status
+from scholarsource.keys import ApiKey
 from scholarsource.quotas import Ask, Level, QuotaPolicy, QuotaState, TenantOverride
 from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
@@ -60,6 +61,7 @@ from scholarsource.store.postgres.wakeup import CHANNEL, Listener
 from scholarsource.store.rows import (
     claims_from_rows,
     job_from_row,
+    key_from_row,
     like_pattern,
     new_jobs,
     override_from_row,
@@ -637,3 +639,40 @@ class PostgresStore(Store):
     @unavailable
     async def vacuum(self) -> None:
         await self._db.fetchall(sql.VACUUM)
+
+    # -- API keys and dashboard sessions ----------------------------------------------------
+    @unavailable
+    async def create_key(self, key: ApiKey) -> None:
+        await self._db.fetchall(sql.CREATE_KEY, {
+            "id": key.id, "tenant": key.tenant, "role": key.role, "name": key.name,
+            "rate": key.rate, "created_at": key.created_at, "revoked_at": key.revoked_at,
+            "digest": key.digest})
+
+    @unavailable
+    async def list_keys(self) -> list[ApiKey]:
+        return [key_from_row(row) for row in await self._db.fetchall(sql.LIST_KEYS)]
+
+    @unavailable
+    async def find_key(self, key_id: str) -> ApiKey | None:
+        row = await self._db.one(sql.FIND_KEY, {"id": key_id})
+        return None if row is None else key_from_row(row)
+
+    @unavailable
+    async def revoke_key(self, key_id: str, now: float) -> ApiKey | None:
+        row = await self._db.one(sql.REVOKE_KEY, {"id": key_id, "now": now})
+        return None if row is None else key_from_row(row)
+
+    @unavailable
+    async def create_session(self, token_digest: str, key_id: str, expires_at: float,
+                             now: float) -> None:
+        await self._db.fetchall(sql.CREATE_SESSION, {"digest": token_digest, "key_id": key_id,
+                                                     "expires_at": expires_at, "now": now})
+
+    @unavailable
+    async def find_session(self, token_digest: str, now: float) -> ApiKey | None:
+        row = await self._db.one(sql.FIND_SESSION, {"digest": token_digest, "now": now})
+        return None if row is None else key_from_row(row)
+
+    @unavailable
+    async def end_session(self, token_digest: str) -> None:
+        await self._db.fetchall(sql.END_SESSION, {"digest": token_digest})

@@ -1,0 +1,91 @@
+"""The auth layer's parts without a server: what `auth` comes to for a bind, the refusal of
+auth = "none" on a remote bind, the route policy's completeness, and the key check."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import pytest
+from starlette.routing import Route
+
+from scholarsource import keys
+from scholarsource.api import access, auth, jobs
+from scholarsource.config import Config
+from scholarsource.errors import ConfigError
+
+
+@pytest.mark.parametrize(("bind", "setting", "expected"), [
+    ("127.0.0.1:8000", "auto", "none"), ("[::1]:8000", "auto", "none"),
+    ("localhost:8000", "auto", "none"), ("0.0.0.0:8000", "auto", "keys"),
+    ("10.0.0.5:8000", "auto", "keys"), ("127.0.0.1:8000", "keys", "keys"),
+    ("0.0.0.0:8000", "none", "none")])
+def test_auth_auto_is_none_on_loopback_and_keys_elsewhere(bind: str, setting: str,
+                                                           expected: str) -> None:
+    assert auth.mode(Config(bind=bind, auth=setting)) == expected
+
+
+def test_auth_none_on_a_remote_bind_needs_the_operator_to_say_so() -> None:
+    with pytest.raises(ConfigError, match="allow_unauthenticated_remote"):
+        auth.check_bind(Config(bind="0.0.0.0:8000", auth="none"))
+    auth.check_bind(Config(bind="0.0.0.0:8000", auth="none",
+                           allow_unauthenticated_remote=True))
+    auth.check_bind(Config(bind="0.0.0.0:8000"))  # auto: keys
+    auth.check_bind(Config(bind="127.0.0.1:8000", auth="none"))
+
+
+def test_a_route_without_a_policy_stops_the_app_from_building() -> None:
+    async def endpoint(request: object) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(RuntimeError, match="/api/new-thing"):
+        access.protect([Route("/api/new-thing", endpoint, methods=["GET"])], enforce=False)
+    with pytest.raises(RuntimeError, match="PUT"):
+        access.protect([Route("/api/jobs/{job_id}", endpoint, methods=["GET", "PUT"])],
+                       enforce=True)
+
+
+def test_a_key_is_checked_in_constant_time() -> None:
+    text, key = keys.new_key("acme", "read")
+    cases = {"right": text, "wrong secret": text[:16] + "A" * 43,
+             "unknown id": "ss_0123456789ab_" + "A" * 43}
+
+    async def find(key_id: str) -> keys.ApiKey | None:
+        return key if key_id == key.id else None
+
+    async def timed(candidate: str) -> float:
+        start = time.perf_counter()
+        for _ in range(200):
+            await auth.verify(candidate, find)
+        return time.perf_counter() - start
+
+    async def measure() -> dict[str, float]:
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(30):  # interleaved batches
+            for name, candidate in cases.items():
+                samples[name].append(await timed(candidate))
+        return {name: statistics.median(values) for name, values in samples.items()}
+
+    assert isinstance(asyncio.run(auth.verify(text, find)), keys.ApiKey)
+    assert asyncio.run(auth.verify(cases["wrong secret"], find)) == \
+        "the key is unknown or revoked"
+    medians = asyncio.run(measure())
+    assert max(medians.values()) / min(medians.values()) < 1.25, medians
+
+
+def test_a_revoked_key_does_not_match() -> None:
+    text, key = keys.new_key("acme", "admin")
+    assert keys.matches(key, text)
+    revoked = keys.ApiKey(key.id, key.tenant, key.role, revoked_at=1.0, digest=key.digest)
+    assert not keys.matches(revoked, text)
+    assert not keys.matches(None, text)
+    assert "digest" not in repr(key) and key.digest not in repr(key)
+
+
+def test_guarding_leaves_the_modules_routes_as_they_were() -> None:
+    before = [route.app for route in jobs.routes if isinstance(route, Route)]
+    guarded = access.protect(jobs.routes, enforce=True)
+    assert all(isinstance(route.app, access.Guard) for route in guarded
+               if isinstance(route, Route))
+    assert [route.app for route in jobs.routes if isinstance(route, Route)] == before
