@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Server
 from tests.e2e.jobs_api import all_jobs
+from tests.e2e.keyring import KEYS, as_key, make_key
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.both_backends]
@@ -131,3 +132,25 @@ def test_an_unparsable_rate_stops_the_config_and_the_cli(serve: Callable[..., Se
     assert "acme" not in tenants(server, "list").stdout
     assert tenants(server, "set", "acme", "--rate", "10/m").returncode == 0
     assert "acme                     10/m" in tenants(server, "list").stdout
+
+
+def test_a_keys_own_rate_holds_beside_its_tenants_and_other_keys(
+        serve: Callable[..., Server]) -> None:
+    """auth = "keys": a key made with `--rate 3/m` gets 429 after its third submit while
+    another key of the same tenant still submits; the refusal names the key's bucket."""
+    server = serve(slots=1, env=KEYS)
+    limited = make_key(server, "acme", rate="3/m")
+    other = make_key(server, "acme")
+    with as_key(server, limited) as client, as_key(server, other) as neighbour:
+        for _ in range(3):
+            accepted = client.post("/api/jobs", json={"task": "noop"})
+            assert accepted.status_code == 202, accepted.text
+        refused = client.post("/api/jobs", json={"task": "noop"})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"] == "rate_limited"
+        assert "the API key's rate (3/m)" in refused.json()["message"]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 20
+        assert refused.headers["RateLimit-Remaining"] == "0"
+        assert limited not in refused.text
+        assert neighbour.post("/api/jobs", json={"task": "noop"}).status_code == 202
+        assert len(all_jobs(neighbour)) == 4  # three of the limited key's, one of the other's
