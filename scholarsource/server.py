@@ -27,7 +27,7 @@ from gunicorn.errors import HaltServer
 from uvicorn_worker import UvicornWorker
 
 from scholarsource import logs, metrics
-from scholarsource.api import auth, hosts
+from scholarsource.api import authmode, hosts
 from scholarsource.bindcheck import check_bindable
 from scholarsource.config import Config
 from scholarsource.datalock import lock_data_dir
@@ -373,7 +373,7 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         assert self._reload_config is not None
         try:
             new = self._reload_config()
-            auth.check_bind(new)  # a reload may not open a public bind to anyone either
+            authmode.check_bind(new)  # a reload may not open a public bind to anyone either
         except ScholarSourceError as exc:
             log.error("reload: the config is invalid, keeping the running one: %s", exc)
             return current
@@ -414,7 +414,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     # Before anything is created: a taken port or an unguarded public bind is a config error.
     check_bindable(config)
     hosts.check_bind(config)
-    auth.check_bind(config)
+    authmode.check_bind(config)
     logs.setup(config.log_level, config.log_format)
     logs.set_role("master")
     check_overrides()
@@ -426,7 +426,7 @@ def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> 
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
     migrate_store(config)
-    if auth.mode(config) == "keys" and (hint := admin_hint(config)) is not None:
+    if authmode.mode(config) == "keys" and (hint := admin_hint(config)) is not None:
         log.warning("%s", hint)
     if config.database.is_postgres:
         log.info("jobs in %s", config.database)  # its password masked by its type

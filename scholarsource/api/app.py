@@ -16,6 +16,7 @@ from scholarsource.api import (
     access,
     accesslog,
     auth,
+    authmode,
     batch,
     compat,
     csrf,
@@ -111,7 +112,7 @@ def create_app(config: Config) -> Starlette:
               *stats.routes, *queues.routes, *schedules.routes,
               *openapi.routes, *prometheus.routes, *dashboard.routes, *login.routes]
     return Starlette(
-        routes=access.protect(routes, enforce=auth.mode(config) == "keys"),
+        routes=access.protect(routes, enforce=authmode.mode(config) == "keys"),
         lifespan=lifespan,
         # Authentication last: a request refused for its Host or as cross-site costs no
         # key lookup.

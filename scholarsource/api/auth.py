@@ -19,11 +19,10 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scholarsource import keys
-from scholarsource.api.hosts import is_loopback
+from scholarsource.api.authmode import mode
 from scholarsource.api.state import Services
 from scholarsource.api.tenancy import PRINCIPAL_SCOPE_KEY, Principal
 from scholarsource.config import Config
-from scholarsource.errors import ConfigError
 from scholarsource.keys import ApiKey
 from scholarsource.limits import parse_rate
 
@@ -34,26 +33,6 @@ SESSION_COOKIE = "scholarsource_session"
 CACHE_SECONDS = 0.5
 # Lookups remembered per worker at most; random well-formed ids cannot grow it past this.
 CACHE_MAX = 4096
-
-
-def mode(config: Config) -> str:
-    """"keys" or "none": what `auth` comes to for this bind ("auto": none on loopback)."""
-    if config.auth != "auto":
-        return config.auth
-    host, _ = config.host_port()
-    return "none" if is_loopback(host) else "keys"
-
-
-def check_bind(config: Config) -> None:
-    """Refuse auth = "none" on a bind other machines reach, unless the operator said so."""
-    host, _ = config.host_port()
-    if mode(config) == "none" and not is_loopback(host) \
-            and not config.allow_unauthenticated_remote:
-        raise ConfigError(
-            f"auth is none and bind {config.bind} is reachable from other machines: anyone "
-            "there could read, cancel and purge every job. Set auth = \"keys\" (and create "
-            "keys with `scholarsource keys create`), bind to 127.0.0.1, or set "
-            "allow_unauthenticated_remote = true if the network in front really is trusted")
 
 
 class _Recent:

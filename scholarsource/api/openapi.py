@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import __version__
-from scholarsource.api import access, auth
+from scholarsource.api import access, authmode
 from scholarsource.api.delays import LATEST, MAX_DELAY
 from scholarsource.api.queues import known_queues
 from scholarsource.api.schemas import (
@@ -348,7 +348,7 @@ async def openapi(request: Request) -> JSONResponse:
     for verb in ("pause", "resume"):
         [name] = document["paths"][f"/api/queues/{{name}}/{verb}"]["post"]["parameters"]
         name["schema"] = {"enum": queues}
-    if auth.mode(svc.config) == "keys":
+    if authmode.mode(svc.config) == "keys":
         _require_keys(document)
     return JSONResponse(document)
 

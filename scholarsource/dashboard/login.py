@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from scholarsource import keys
-from scholarsource.api import auth
+from scholarsource.api import auth, authmode
 from scholarsource.api.access import LOGIN_PAGE
 from scholarsource.api.state import services
 from scholarsource.dashboard.routes import SECURITY_HEADERS, template
@@ -47,14 +47,14 @@ async def _form_key(request: Request) -> str:
 
 
 async def form(request: Request) -> Response:
-    if auth.mode(services(request).config) == "none":
+    if authmode.mode(services(request).config) == "none":
         return RedirectResponse(HOME, status_code=303)
     return _page("Paste an API key (scholarsource keys create prints one).", 200)
 
 
 async def login(request: Request) -> Response:
     svc = services(request)
-    if auth.mode(svc.config) == "none":
+    if authmode.mode(svc.config) == "none":
         return RedirectResponse(HOME, status_code=303)
     found = await auth.verify(await _form_key(request), svc.store.find_key)
     if isinstance(found, str):

@@ -11,7 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from scholarsource import keys
-from scholarsource.api import access, auth, jobs
+from scholarsource.api import access, auth, authmode, jobs
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError
 
@@ -23,16 +23,16 @@ from scholarsource.errors import ConfigError
     ("0.0.0.0:8000", "none", "none")])
 def test_auth_auto_is_none_on_loopback_and_keys_elsewhere(bind: str, setting: str,
                                                            expected: str) -> None:
-    assert auth.mode(Config(bind=bind, auth=setting)) == expected
+    assert authmode.mode(Config(bind=bind, auth=setting)) == expected
 
 
 def test_auth_none_on_a_remote_bind_needs_the_operator_to_say_so() -> None:
     with pytest.raises(ConfigError, match="allow_unauthenticated_remote"):
-        auth.check_bind(Config(bind="0.0.0.0:8000", auth="none"))
-    auth.check_bind(Config(bind="0.0.0.0:8000", auth="none",
+        authmode.check_bind(Config(bind="0.0.0.0:8000", auth="none"))
+    authmode.check_bind(Config(bind="0.0.0.0:8000", auth="none",
                            allow_unauthenticated_remote=True))
-    auth.check_bind(Config(bind="0.0.0.0:8000"))  # auto: keys
-    auth.check_bind(Config(bind="127.0.0.1:8000", auth="none"))
+    authmode.check_bind(Config(bind="0.0.0.0:8000"))  # auto: keys
+    authmode.check_bind(Config(bind="127.0.0.1:8000", auth="none"))
 
 
 def test_a_route_without_a_policy_stops_the_app_from_building() -> None:

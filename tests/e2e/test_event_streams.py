@@ -71,7 +71,7 @@ def test_200_streams_on_one_worker_each_get_every_event_in_order_from_one_reader
             tasks = [asyncio.ensure_future(_watch(viewer, jobs[i % JOBS], opened, counter))
                      for i in range(STREAMS)]
             await asyncio.wait_for(opened.wait(), 60)
-            assert _metric(server, "scholarsource_event_streams") == STREAMS
+            assert _metric(server, "scholarsource_event_streams") == STREAMS, scrape(server.url)
             reads_before.append(_metric(server, "scholarsource_event_reads_total"))
             gate.touch()  # every stream is open: now the jobs talk
             return await asyncio.wait_for(asyncio.gather(*tasks), 60)

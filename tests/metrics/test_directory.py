@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,14 @@ def test_a_link_in_its_place_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
     target.symlink_to(tmp_path / "someone-elses")
     with pytest.raises(ConfigError, match="cannot create the metrics directory"):
         metrics.use_directory("/srv/one")
+
+
+def test_serve_imports_no_prometheus_client_before_it_picks_the_directory() -> None:
+    """prometheus-client picks multiprocess mode when a metric is made: had `serve`'s own
+    imports made them, every counter would live in one process's memory and /metrics would
+    lose them all (it did, once: the auth bind check pulled in the event reader's)."""
+    probe = ("import sys, scholarsource.cli, scholarsource.server; "
+             "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
