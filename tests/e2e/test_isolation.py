@@ -101,3 +101,48 @@ def test_idempotency_keys_and_the_result_cache_stay_within_a_tenant(serve) -> No
     assert acme.post("/api/jobs", json=body).headers.get("cache-hit") == "true"
     replay = acme.post("/api/jobs", json=body, headers={"Idempotency-Key": "order-1"})
     assert replay.json()["id"] == first.json()["id"]
+
+
+@pytest.mark.both_backends
+def test_another_tenants_queue_figures_never_show(serve, tmp_path) -> None:
+    config = tmp_path / "scholarsource.toml"
+    config.write_text('[tasks.echo]\nrate_limit = "1/h"\n')  # the 1st starts, the rest wait
+    server = serve(env=KEYS, slots=1, args=("--config", str(config)))
+    acme = as_key(server, make_key(server, "acme", "submit"))
+    globex = as_key(server, make_key(server, "globex", "read"))
+    admin = as_key(server, make_key(server, "ops", "admin"))
+    jobs = [submit(acme, "echo", text="x") for _ in range(3)]  # default, the task's queue
+    response = acme.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 30},
+                                            "queue": "acme-reports"})  # a queue of its own
+    assert response.status_code == 202, response.text
+
+    def figures(client: httpx.Client, **params: str) -> tuple[dict[str, Any], list[Any]]:
+        body = client.get("/api/queues", params=params).json()
+        return {q["name"]: q for q in body["queues"]}, body["rates"]
+
+    # acme's own view: its first echo ran, the other two wait on the limit, the sleep runs.
+    wait_until(lambda: (q := figures(acme)[0])["default"]["throttled"] == 2
+               and q["acme-reports"]["running"] == 1,
+               message="acme's echo jobs to be throttled and its sleep to run")
+    queues, rates = figures(acme)
+    assert (queues["default"]["queued"], queues["default"]["throttled"]) == (2, 2)
+    assert queues["default"]["throughput"] > 0
+    assert queues["default"]["oldest_queued_age"] is not None
+    assert [(r["task"], r["queued"], r["throttled"]) for r in rates] == [("echo", 2, True)]
+    # globex sees the operator's queues and the limit, none of acme's jobs or its queue.
+    queues, rates = figures(globex)
+    assert "acme-reports" not in queues and "default" in queues
+    assert all((q["queued"], q["scheduled"], q["running"], q["throttled"], q["throughput"],
+                q["oldest_queued_age"]) == (0, 0, 0, 0, 0, None) for q in queues.values())
+    assert [(r["task"], r["rate_limit"], r["queued"], r["throttled"]) for r in rates] == \
+        [("echo", "1/h", 0, False)]
+    refused = globex.get("/api/queues", params={"tenant": "acme"})
+    assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+    # The admin sees the whole server, or one tenant's when it names it.
+    assert figures(admin)[0]["default"]["queued"] == 2
+    assert figures(admin, tenant="acme")[0]["acme-reports"]["running"] == 1
+    queues, rates = figures(admin, tenant="globex")
+    assert "acme-reports" not in queues and rates[0]["queued"] == 0
+    assert acme.post("/api/jobs/cancel", json={"all": True}).status_code == 200
+    wait_finished(acme, jobs[-1]["id"])
+
