@@ -146,3 +146,16 @@ def test_another_tenants_queue_figures_never_show(serve, tmp_path) -> None:
     assert acme.post("/api/jobs/cancel", json={"all": True}).status_code == 200
     wait_finished(acme, jobs[-1]["id"])
 
+
+@pytest.mark.both_backends
+def test_health_shows_a_keyless_probe_its_status_and_an_admin_everything(serve) -> None:
+    server = serve(env=KEYS)
+    reader = as_key(server, make_key(server, "acme", "read"))
+    admin = as_key(server, make_key(server, "ops", "admin"))
+    for client in (server.client(), reader):
+        probe = client.get("/api/health")
+        assert probe.status_code == 200
+        assert set(probe.json()) == {"status", "version"} and probe.json()["status"] == "ok"
+    full = admin.get("/api/health").json()
+    assert full["status"] == "ok" and full["processes"]["pool"] == full["pool"]["pid"]
+    assert full["processes"]["master"] > 0 and full["pools"][0]["owner"]
