@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.e2e.jobs_api import submit, wait_finished, wait_running
@@ -159,3 +160,23 @@ def test_health_shows_a_keyless_probe_its_status_and_an_admin_everything(serve) 
     full = admin.get("/api/health").json()
     assert full["status"] == "ok" and full["processes"]["pool"] == full["pool"]["pid"]
     assert full["processes"]["master"] > 0 and full["pools"][0]["owner"]
+
+
+@pytest.mark.both_backends
+def test_stats_never_name_the_task_another_tenants_job_waits_with(serve) -> None:
+    # A reserve above all free memory: every job is over budget, and the pool says which.
+    reserve = psutil.virtual_memory().available + 1024**3
+    server = serve(slots=1, env={**KEYS, "SCHOLARSOURCE_MEMORY_RESERVE": str(reserve)})
+    acme = as_key(server, make_key(server, "acme", "submit"))
+    globex = as_key(server, make_key(server, "globex", "read"))
+    admin = as_key(server, make_key(server, "ops", "admin"))
+    job = submit(acme, "sleep", seconds=30)
+    held = wait_until(lambda: admin.get("/api/health").json()["pool"]["admission"],
+                      message="the pool to say why it holds jobs back")
+    assert held["task"] == "sleep"
+    stats = globex.get("/api/stats")
+    # Why the pool holds back (over budget, how much): all but the task, which is acme's.
+    assert set(stats.json()["pool"]["admission"]) == set(held) - {"task"}
+    assert "sleep" not in stats.text
+    acme.post(f"/api/jobs/{job['id']}/cancel")
+    wait_finished(acme, job["id"])
