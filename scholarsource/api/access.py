@@ -30,7 +30,7 @@ LOGIN_PAGE = "/dashboard/login"
 # Route path → method → what it needs.
 POLICY: dict[str, dict[str, Role | str]] = {
     # Open: systemd, load balancers and `serve`'s own readiness check probe health without a
-    # key; it shows process ids and pool state, never a job or a tenant.
+    # key; it shows them its status and version only (process ids and pool state: admin).
     "/api/health": {"GET": OPEN},
     # The dashboard's login form and its static files (scripts, styles: no data) must load
     # before there is a session; logging out ends whatever session the cookie names.

@@ -231,7 +231,7 @@ DOCUMENT: dict[str, Any] = {
             "summary": "Resume a schedule from now (fires missed while paused do not run)",
             "parameters": [_NAME],
             "responses": {"200": _answer("the schedule", _SCHEDULE), **_SCHEDULE_ERRORS}}},
-        "/api/health": {"get": {"summary": "Database writable and pool alive; process tree",
+        "/api/health": {"get": {"summary": "Database writable and pool alive; process tree (admin)",
                                 "responses": {"200": {"description": "healthy"},
                                               "503": {"description": "unhealthy"}}}},
     },

@@ -1,4 +1,6 @@
-"""Operator routes: `/api/health`, the process tree by role, and the pools the store knows."""
+"""Operator routes: `/api/health`, the process tree by role, and the pools the store knows.
+
+`/api/health` needs no key; with auth = "keys" only an admin key sees more than its status."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from starlette.routing import Route
 
 from scholarsource import __version__
 from scholarsource.api.state import Services, services
+from scholarsource.api.tenancy import is_admin
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool.dispatcher import HEARTBEAT_INTERVAL
 from scholarsource.store.base import PoolInfo
@@ -65,10 +68,16 @@ async def health(request: Request) -> JSONResponse:
         problems.append(f"pool heartbeat is {age:.1f}s old")
     elif pool is None and not problems:
         problems.append("the pool has not reported yet")
-    body = {
-        "status": "ok" if not problems else "unavailable",
+    status = 200 if not problems else 503
+    body: dict[str, Any] = {"status": "ok" if not problems else "unavailable",
+                            "version": __version__}
+    if not is_admin(request):
+        # Open to probes without a key (auth = "keys"): the status code and these two are all
+        # a liveness or readiness check reads. Pids, pool owners (host names) and the task a
+        # slot waits to admit are the operator's, for an admin key.
+        return JSONResponse(body, status_code=status)
+    body |= {
         "problems": problems,
-        "version": __version__,
         "workers": services(request).api_workers,  # as sized: how many to expect in processes
         "pool": None if pool is None else {"pid": pool.pid, "slots": pool.slot_count,
                                           "busy": pool.busy, "heartbeat_age": age,
@@ -76,7 +85,7 @@ async def health(request: Request) -> JSONResponse:
         "pools": pool_rows(known, time.time()),
         "processes": process_tree(pool),
     }
-    return JSONResponse(body, status_code=200 if not problems else 503)
+    return JSONResponse(body, status_code=status)
 
 
 routes = [Route("/api/health", health, methods=["GET"])]

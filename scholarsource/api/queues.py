@@ -1,6 +1,10 @@
 """Queues: `GET /api/queues` (depth, limits, pauses, throughput, rate limits) and
 `POST /api/queues/{name}/pause|resume`. A pause lives in the store, so it survives restarts
-and the pool's claim honours it at once (pool/policy.py)."""
+and the pool's claim honours it at once (pool/policy.py).
+
+The counts are the caller's tenant's; only an admin without `?tenant=` sees the whole
+server's. Queue names, limits and pauses are the operator's config and show to everyone,
+but a queue that exists only through another tenant's jobs does not."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource.api.state import Services, services
+from scholarsource.api.tenancy import is_admin, tenant_of
 from scholarsource.errors import ValidationFailed
 from scholarsource.limits import NAME_PATTERN, QueueLimits, Rate
 from scholarsource.store.base import QueueStats, RateStats, Wake
@@ -46,12 +51,20 @@ def _rate(rate: RateStats) -> dict[str, Any]:
             "throttled": rate.throttled}
 
 
+def scope_of(request: Request) -> str | None:
+    """Whose jobs the figures count: the caller's tenant (or the one an admin names with
+    `?tenant=`), or None for an admin without it, the whole server (the operator's view)."""
+    if is_admin(request) and not request.query_params.get("tenant"):
+        return None
+    return tenant_of(request)
+
+
 async def list_queues(request: Request) -> JSONResponse:
     svc = services(request)
-    now = time.time()
-    stats = {s.name: s for s in await svc.store.queue_stats(now - THROUGHPUT_WINDOW)}
+    now, tenant = time.time(), scope_of(request)
+    stats = {s.name: s for s in await svc.store.queue_stats(now - THROUGHPUT_WINDOW, tenant)}
     paused = await svc.store.paused_queues()
-    rates = await svc.store.rates()
+    rates = await svc.store.rates(tenant)
     names = sorted(await known_queues(svc) | set(stats))
     return JSONResponse({
         "queues": [_queue(stats.get(name, QueueStats(name)),

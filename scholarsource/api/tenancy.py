@@ -37,6 +37,13 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
+def is_admin(request: Request) -> bool:
+    """Whether the caller holds an admin key (with auth = "none", everyone does). False on an
+    open route reached without a valid key, where the auth layer leaves no principal."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY, OPEN)
+    return isinstance(principal, Principal) and principal.role == "admin"
+
+
 def tenant_of(request: Request) -> str:
     """The tenant the request acts for: the principal's own, or for an admin the one a
     `?tenant=NAME` names (any other role asking for another tenant gets 403)."""

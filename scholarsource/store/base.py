@@ -728,12 +728,14 @@ class Store(abc.ABC):
         """The names of the paused queues."""
 
     @abc.abstractmethod
-    async def queue_stats(self, since: float) -> list[QueueStats]:
-        """Per queue with live jobs or finishes since `since`: its counts, by name."""
+    async def queue_stats(self, since: float, tenant: str | None = None) -> list[QueueStats]:
+        """Per queue with live jobs or finishes since `since`: its counts, by name; only
+        `tenant`'s jobs and queues when one is named (None: every tenant's)."""
 
     @abc.abstractmethod
-    async def rates(self) -> list[RateStats]:
-        """Each rate-limited task: its limit, starts in its window now, queued jobs."""
+    async def rates(self, tenant: str | None = None) -> list[RateStats]:
+        """Each rate-limited task: its limit, starts in its window now (every tenant's: the
+        limit is the server's), and its queued jobs (only `tenant`'s when one is named)."""
 
     @abc.abstractmethod
     async def promote(self) -> float | None:

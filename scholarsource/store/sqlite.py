@@ -205,16 +205,38 @@ RESUME = "UPDATE queues SET paused = 0, paused_at = NULL WHERE name = ?"
 PAUSED = "SELECT name FROM queues WHERE paused"
 # /api/queues: live jobs per queue (the queued ones' oldest), finishes since a time (a range
 # of jobs_expiry per final state), and each rate-limited task's starts in its window.
-QUEUE_DEPTHS = " UNION ALL ".join(
-    f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE status = '{state}' "
-    f"GROUP BY queue" for state in ("queued", "running", "scheduled"))
-QUEUE_FINISHES = ("SELECT queue, count(*) FROM jobs WHERE status IN ('succeeded', 'dead', "
-                  "'cancelled') AND finished_at >= ? GROUP BY queue")
-RATES = ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
-         "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
-         "AND r.at > :now - t.rate_window), "
-         "(SELECT count(*) FROM jobs j WHERE j.status = 'queued' AND j.task = t.name) "
-         "FROM tasks t WHERE t.rate_limit IS NOT NULL ORDER BY t.name")
+# Each in two forms: the whole server's (the operator's view), and one tenant's. A tenant's
+# live jobs are found through jobs_tenant_status (tenant, status): without INDEXED BY the
+# planner takes jobs_tenant_queue to skip the GROUP BY sort, and so walks every job the tenant
+# ever had, finished ones included (tests/store/test_sqlite.py pins the plans).
+_TENANT_LIVE = "INDEXED BY jobs_tenant_status WHERE tenant = :tenant AND"
+
+
+def _queue_depths(where: str) -> str:
+    return " UNION ALL ".join(
+        f"SELECT queue, status, count(*), min(created_at) FROM jobs {where} "
+        f"status = '{state}' GROUP BY queue" for state in ("queued", "running", "scheduled"))
+
+
+def _queue_finishes(where: str) -> str:
+    return (f"SELECT queue, count(*) FROM jobs {where} status IN ('succeeded', 'dead', "
+            "'cancelled') AND finished_at >= :since GROUP BY queue")
+
+
+def _rates(where: str) -> str:
+    # The starts in the window stay every tenant's: the limit is one for the whole server.
+    return ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
+            "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
+            "AND r.at > :now - t.rate_window), "
+            f"(SELECT count(*) FROM jobs j {where} j.status = 'queued' AND j.task = t.name) "
+            "FROM tasks t WHERE t.rate_limit IS NOT NULL ORDER BY t.name")
+
+
+QUEUE_DEPTHS, TENANT_QUEUE_DEPTHS = _queue_depths("WHERE"), _queue_depths(_TENANT_LIVE)
+QUEUE_FINISHES = _queue_finishes("WHERE")
+TENANT_QUEUE_FINISHES = _queue_finishes("WHERE tenant = :tenant AND")  # jobs_finished
+RATES = _rates("WHERE")
+TENANT_RATES = _rates("INDEXED BY jobs_tenant_status WHERE j.tenant = :tenant AND")
 _CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
               "token = abs(random()), owner = :owner, lease_until = :lease_until, "
               "started_at = :now, error = NULL, "
@@ -1063,15 +1085,19 @@ class SqliteStore(Store):
         return {name for (name,) in await self._db.fetchall(PAUSED)}
 
     @_unavailable
-    async def queue_stats(self, since: float) -> list[QueueStats]:
-        return queue_stats_from_rows(await self._db.fetchall(QUEUE_DEPTHS),
-                                     await self._db.fetchall(QUEUE_FINISHES, (since,)))
+    async def queue_stats(self, since: float, tenant: str | None = None) -> list[QueueStats]:
+        depths, finishes = ((QUEUE_DEPTHS, QUEUE_FINISHES) if tenant is None
+                            else (TENANT_QUEUE_DEPTHS, TENANT_QUEUE_FINISHES))
+        args = {"tenant": tenant, "since": since}
+        return queue_stats_from_rows(await self._db.fetchall(depths, args),
+                                     await self._db.fetchall(finishes, args))
 
     @_unavailable
-    async def rates(self) -> list[RateStats]:
+    async def rates(self, tenant: str | None = None) -> list[RateStats]:
         return [RateStats(task, queue, limit, window, started, queued)
                 for task, queue, limit, window, started, queued
-                in await self._db.fetchall(RATES, {"now": time.time()})]
+                in await self._db.fetchall(RATES if tenant is None else TENANT_RATES,
+                                           {"tenant": tenant, "now": time.time()})]
 
     @_unavailable
     async def promote(self) -> float | None:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.e2e.jobs_api import submit, wait_finished, wait_running
@@ -101,3 +102,81 @@ def test_idempotency_keys_and_the_result_cache_stay_within_a_tenant(serve) -> No
     assert acme.post("/api/jobs", json=body).headers.get("cache-hit") == "true"
     replay = acme.post("/api/jobs", json=body, headers={"Idempotency-Key": "order-1"})
     assert replay.json()["id"] == first.json()["id"]
+
+
+@pytest.mark.both_backends
+def test_another_tenants_queue_figures_never_show(serve, tmp_path) -> None:
+    config = tmp_path / "scholarsource.toml"
+    config.write_text('[tasks.echo]\nrate_limit = "1/h"\n')  # the 1st starts, the rest wait
+    server = serve(env=KEYS, slots=1, args=("--config", str(config)))
+    acme = as_key(server, make_key(server, "acme", "submit"))
+    globex = as_key(server, make_key(server, "globex", "read"))
+    admin = as_key(server, make_key(server, "ops", "admin"))
+    jobs = [submit(acme, "echo", text="x") for _ in range(3)]  # default, the task's queue
+    response = acme.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 30},
+                                            "queue": "acme-reports"})  # a queue of its own
+    assert response.status_code == 202, response.text
+
+    def figures(client: httpx.Client, **params: str) -> tuple[dict[str, Any], list[Any]]:
+        body = client.get("/api/queues", params=params).json()
+        return {q["name"]: q for q in body["queues"]}, body["rates"]
+
+    # acme's own view: its first echo ran, the other two wait on the limit, the sleep runs.
+    wait_until(lambda: (q := figures(acme)[0])["default"]["throttled"] == 2
+               and q["acme-reports"]["running"] == 1,
+               message="acme's echo jobs to be throttled and its sleep to run")
+    queues, rates = figures(acme)
+    assert (queues["default"]["queued"], queues["default"]["throttled"]) == (2, 2)
+    assert queues["default"]["throughput"] > 0
+    assert queues["default"]["oldest_queued_age"] is not None
+    assert [(r["task"], r["queued"], r["throttled"]) for r in rates] == [("echo", 2, True)]
+    # globex sees the operator's queues and the limit, none of acme's jobs or its queue.
+    queues, rates = figures(globex)
+    assert "acme-reports" not in queues and "default" in queues
+    assert all((q["queued"], q["scheduled"], q["running"], q["throttled"], q["throughput"],
+                q["oldest_queued_age"]) == (0, 0, 0, 0, 0, None) for q in queues.values())
+    assert [(r["task"], r["rate_limit"], r["queued"], r["throttled"]) for r in rates] == \
+        [("echo", "1/h", 0, False)]
+    refused = globex.get("/api/queues", params={"tenant": "acme"})
+    assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+    # The admin sees the whole server, or one tenant's when it names it.
+    assert figures(admin)[0]["default"]["queued"] == 2
+    assert figures(admin, tenant="acme")[0]["acme-reports"]["running"] == 1
+    queues, rates = figures(admin, tenant="globex")
+    assert "acme-reports" not in queues and rates[0]["queued"] == 0
+    assert acme.post("/api/jobs/cancel", json={"all": True}).status_code == 200
+    wait_finished(acme, jobs[-1]["id"])
+
+
+@pytest.mark.both_backends
+def test_health_shows_a_keyless_probe_its_status_and_an_admin_everything(serve) -> None:
+    server = serve(env=KEYS)
+    reader = as_key(server, make_key(server, "acme", "read"))
+    admin = as_key(server, make_key(server, "ops", "admin"))
+    for client in (server.client(), reader):
+        probe = client.get("/api/health")
+        assert probe.status_code == 200
+        assert set(probe.json()) == {"status", "version"} and probe.json()["status"] == "ok"
+    full = admin.get("/api/health").json()
+    assert full["status"] == "ok" and full["processes"]["pool"] == full["pool"]["pid"]
+    assert full["processes"]["master"] > 0 and full["pools"][0]["owner"]
+
+
+@pytest.mark.both_backends
+def test_stats_never_name_the_task_another_tenants_job_waits_with(serve) -> None:
+    # A reserve above all free memory: every job is over budget, and the pool says which.
+    reserve = psutil.virtual_memory().available + 1024**3
+    server = serve(slots=1, env={**KEYS, "SCHOLARSOURCE_MEMORY_RESERVE": str(reserve)})
+    acme = as_key(server, make_key(server, "acme", "submit"))
+    globex = as_key(server, make_key(server, "globex", "read"))
+    admin = as_key(server, make_key(server, "ops", "admin"))
+    job = submit(acme, "sleep", seconds=30)
+    held = wait_until(lambda: admin.get("/api/health").json()["pool"]["admission"],
+                      message="the pool to say why it holds jobs back")
+    assert held["task"] == "sleep"
+    stats = globex.get("/api/stats")
+    # Why the pool holds back (over budget, how much): all but the task, which is acme's.
+    assert set(stats.json()["pool"]["admission"]) == set(held) - {"task"}
+    assert "sleep" not in stats.text
+    acme.post(f"/api/jobs/{job['id']}/cancel")
+    wait_finished(acme, job["id"])

@@ -35,6 +35,35 @@ def test_counts_per_state_and_queue(tmp_path: Path, backend: Backend) -> None:
     run(tmp_path / "q.db", body, backend)
 
 
+def test_queue_stats_and_rates_count_one_tenants_jobs_when_asked(tmp_path: Path,
+                                                                 backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        await store.publish_tasks([TaskDefaults("limited", "mail", None, None,
+                                                rate_limit=1, rate_window=3600.0)])
+        await store.submit_many([job("limited", queue="mail", tenant="a"),
+                                 job("limited", queue="mail", tenant="a"),
+                                 job(queue="secret", tenant="a"),
+                                 job("limited", queue="mail", tenant="b")])
+        (claim,) = await store.claim("p", 1, 30)  # a's first: the limit's one start
+        before = time.time()
+        await store.finish([ok(claim.id, claim.token)], max_crashes=3)
+        everyone = {s.name: s for s in await store.queue_stats(before - 1)}
+        assert (everyone["mail"].queued, everyone["mail"].finished) == (2, 1)
+        assert set(everyone) == {"mail", "secret"}
+        a = {s.name: s for s in await store.queue_stats(before - 1, "a")}
+        assert (a["mail"].queued, a["mail"].finished, a["secret"].queued) == (1, 1, 1)
+        [b] = await store.queue_stats(before - 1, "b")  # a's "secret" queue is not b's
+        assert (b.name, b.queued, b.finished) == ("mail", 1, 0)
+        assert await store.queue_stats(before - 1, "nobody") == []
+        # The limit and its starts are the server's; the queued counts are the tenant's.
+        assert [(r.task, r.started, r.queued) for r in await store.rates()] == \
+            [("limited", 1, 2)]
+        assert [(r.started, r.queued) for r in await store.rates("b")] == [(1, 1)]
+        assert [(r.started, r.queued) for r in await store.rates("nobody")] == [(1, 0)]
+
+    run(tmp_path / "q.db", body, backend)
+
+
 def test_recently_finished_is_newest_first_and_bounded(tmp_path: Path,
                                                        backend: Backend) -> None:
     async def body(store: Store) -> None:

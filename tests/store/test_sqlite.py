@@ -21,6 +21,9 @@ from scholarsource.store.rows import new_job_id
 from scholarsource.store.sqlite import (
     CLAIM_ORDER,
     LIST_FILTERS,
+    TENANT_QUEUE_DEPTHS,
+    TENANT_QUEUE_FINISHES,
+    TENANT_RATES,
     SqliteStore,
     list_sql,
 )
@@ -68,6 +71,22 @@ def failed(claim_id: str, token: int, *, crashed: bool = False, due_in: float = 
     return Outcome(claim_id, token, Ending.CRASHED if crashed else Ending.FAILED,
                    error_code="worker_died" if crashed else "task_error", error=error,
                    error_detail="Traceback ...", retry_at=time.time() + due_in)
+
+
+def test_one_tenants_queue_figures_walk_its_live_jobs_only(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    schema.migrate(db)
+    conn = sqlite3.connect(db)
+    args = {"tenant": "a", "since": 0.0, "now": 0.0}
+    depths = query_plan(conn, TENANT_QUEUE_DEPTHS, args)
+    finishes = query_plan(conn, TENANT_QUEUE_FINISHES, args)
+    rates = query_plan(conn, TENANT_RATES, args)
+    conn.close()
+    # (tenant, status) for live jobs, (tenant, finished_at) for recent finishes: never the
+    # tenant's whole history, which jobs_tenant_queue or jobs_tenant_task would walk.
+    assert depths.count("jobs_tenant_status (tenant=? AND status=?)") == 3, depths
+    assert "jobs_finished (tenant=? AND finished_at>?)" in finishes, finishes
+    assert "jobs_tenant_status (tenant=? AND status=?)" in rates, rates
 
 
 def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:

@@ -131,16 +131,36 @@ PAUSE = ("INSERT INTO queues (name, paused, paused_at) VALUES (%(name)s, true, %
          "ON CONFLICT (name) DO UPDATE SET paused = true, paused_at = excluded.paused_at")
 RESUME = "UPDATE queues SET paused = false, paused_at = NULL WHERE name = %(name)s"
 PAUSED = "SELECT name FROM queues WHERE paused"
-QUEUE_DEPTHS = " UNION ALL ".join(
-    f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE status = '{state}' "
-    f"GROUP BY queue, status" for state in ("queued", "running", "scheduled"))
-QUEUE_FINISHES = ("SELECT queue, count(*) FROM jobs WHERE status IN ('succeeded', 'dead', "
-                  "'cancelled') AND finished_at >= %(since)s GROUP BY queue")
-RATES = ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
-         "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
-         "AND r.at > %(now)s - t.rate_window), "
-         "(SELECT count(*) FROM jobs j WHERE j.status = 'queued' AND j.task = t.name) "
-         "FROM tasks t WHERE t.rate_limit IS NOT NULL ORDER BY t.name")
+# /api/queues, each in two forms: the whole server's (the operator's view), and one tenant's
+# (`tenant = ...` first, so that jobs_tenant_status, jobs_finished and jobs_tenant_task serve it).
+
+
+def _queue_depths(tenant: str) -> str:
+    return " UNION ALL ".join(
+        f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE {tenant}"
+        f"status = '{state}' GROUP BY queue, status"
+        for state in ("queued", "running", "scheduled"))
+
+
+def _queue_finishes(tenant: str) -> str:
+    return (f"SELECT queue, count(*) FROM jobs WHERE {tenant}status IN ('succeeded', 'dead', "
+            "'cancelled') AND finished_at >= %(since)s GROUP BY queue")
+
+
+def _rates(tenant: str) -> str:
+    # The starts in the window stay every tenant's: the limit is one for the whole server.
+    return ("SELECT t.name, t.queue, t.rate_limit, t.rate_window, "
+            "(SELECT count(*) FROM rate_starts r WHERE r.task = t.name "
+            "AND r.at > %(now)s - t.rate_window), "
+            f"(SELECT count(*) FROM jobs j WHERE {tenant}j.status = 'queued' "
+            "AND j.task = t.name) FROM tasks t WHERE t.rate_limit IS NOT NULL ORDER BY t.name")
+
+
+QUEUE_DEPTHS = _queue_depths("")
+TENANT_QUEUE_DEPTHS = _queue_depths("tenant = %(tenant)s AND ")
+QUEUE_FINISHES = _queue_finishes("")
+TENANT_QUEUE_FINISHES = _queue_finishes("tenant = %(tenant)s AND ")
+RATES, TENANT_RATES = _rates(""), _rates("j.tenant = %(tenant)s AND ")
 RENEW = ("UPDATE jobs SET lease_until = %(until)s "
          "WHERE owner = %(owner)s AND status = 'running'")
 PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "

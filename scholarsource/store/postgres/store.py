@@ -497,16 +497,19 @@ class PostgresStore(Store):
         return {name for (name,) in await self._db.fetchall(sql.PAUSED)}
 
     @unavailable
-    async def queue_stats(self, since: float) -> list[QueueStats]:
-        return queue_stats_from_rows(await self._db.fetchall(sql.QUEUE_DEPTHS),
-                                     await self._db.fetchall(sql.QUEUE_FINISHES,
-                                                             {"since": since}))
+    async def queue_stats(self, since: float, tenant: str | None = None) -> list[QueueStats]:
+        depths, finishes = ((sql.QUEUE_DEPTHS, sql.QUEUE_FINISHES) if tenant is None
+                            else (sql.TENANT_QUEUE_DEPTHS, sql.TENANT_QUEUE_FINISHES))
+        args = {"tenant": tenant, "since": since}
+        return queue_stats_from_rows(await self._db.fetchall(depths, args),
+                                     await self._db.fetchall(finishes, args))
 
     @unavailable
-    async def rates(self) -> list[RateStats]:
+    async def rates(self, tenant: str | None = None) -> list[RateStats]:
         return [RateStats(task, queue, limit, window, started, queued)
                 for task, queue, limit, window, started, queued
-                in await self._db.fetchall(sql.RATES, {"now": time.time()})]
+                in await self._db.fetchall(sql.RATES if tenant is None else sql.TENANT_RATES,
+                                           {"tenant": tenant, "now": time.time()})]
 
     @unavailable
     async def promote(self) -> float | None:
