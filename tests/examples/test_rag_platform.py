@@ -132,6 +132,15 @@ def test_a_user_over_its_key_and_a_tenant_over_its_rate_get_429_and_nothing_is_w
         assert int(over.headers["Retry-After"]) > 60  # 1/h: the app did not sit it out
         # The other tenant is untouched.
         assert upload(app, "carol", "carol-0").status_code == 202
+        # The app's own bad input: a coded JSON error, and nothing reaches ScholarSource.
+        for body, status, code in ((b"{", 400, "invalid_json"),
+                                   (b"[1]", 422, "invalid_request"),
+                                   (b'{"title": "t", "text": ""}', 422, "invalid_request"),
+                                   (b'{"title": 1, "text": "x"}', 422, "invalid_request")):
+            bad = app.post("/documents", content=body, headers={"X-User": "bob"})
+            assert (bad.status_code, bad.json()["error"]) == (status, code), body
+        stranger = upload(app, "mallory", "x")
+        assert (stranger.status_code, stranger.json()["error"]) == (401, "unauthorized")
 
     with Client(run.server.url, keys["bob"]) as bob:
         stored = [job.id for job in bob.jobs()]
