@@ -100,6 +100,7 @@ def tenants_cli(run: Example, *args: str) -> None:
     assert done.returncode == 0, (done.stdout, done.stderr)
 
 
+@pytest.mark.both_backends
 def test_a_user_over_its_key_and_a_tenant_over_its_rate_get_429_and_nothing_is_written(
         example: Callable[..., Example], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,6 +148,7 @@ def test_a_user_over_its_key_and_a_tenant_over_its_rate_get_429_and_nothing_is_w
     assert sorted(stored) == sorted(accepted)  # the refused ones left no job behind
 
 
+@pytest.mark.both_backends
 def test_a_tenant_sees_only_its_own_documents_through_the_app_and_the_api(
         example: Callable[..., Example], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,6 +194,7 @@ def test_a_tenant_sees_only_its_own_documents_through_the_app_and_the_api(
         assert any(event.final for event in alice.events(document))
 
 
+@pytest.mark.both_backends
 @pytest.mark.xfail(reason="needs fair slots (branch fair)", strict=True)
 def test_a_tenants_backlog_does_not_hold_another_tenants_documents_back(
         example: Callable[..., Example], tmp_path: Path,
