@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -35,7 +34,7 @@ from scholarsource.client import ClientError, Job, NotFound, RateLimited, RetryP
 
 # A user waiting on a page should hear "try again in N s" at once, not wait it out inside
 # the app: a Retry-After of any length is raised rather than slept (no-answer retries stay).
-PASS_429_ON = RetryPolicy(max_retry_after=0)
+ANSWER_429_AT_ONCE = RetryPolicy(max_retry_after=0)
 
 
 def _error(status: int, code: str, message: str,
@@ -57,8 +56,7 @@ def _from_scholarsource(exc: ClientError) -> JSONResponse:
         return _not_found()
     if isinstance(exc, RateLimited):
         wait = str(math.ceil(exc.retry_after or 1))
-        return _error(429, exc.code, exc.message,
-                      {"Retry-After": wait})
+        return _error(429, exc.code, exc.message, {"Retry-After": wait})
     return _error(exc.status or 502, exc.code, exc.message)
 
 
@@ -70,10 +68,8 @@ def _job(job: Job) -> dict[str, Any]:
 class Platform:
     """One AsyncClient per user (each a connection pool with that user's key)."""
 
-    def __init__(self, url: str, keys: Mapping[str, str],
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.clients = {user: AsyncClient(url, key, retry_policy=PASS_429_ON,
-                                          transport=transport)
+    def __init__(self, url: str, keys: Mapping[str, str]) -> None:
+        self.clients = {user: AsyncClient(url, key, retry_policy=ANSWER_429_AT_ONCE)
                         for user, key in keys.items()}
 
     def client_for(self, request: Request) -> AsyncClient | None:
@@ -99,10 +95,9 @@ async def _body(request: Request, *fields: str) -> dict[str, str] | JSONResponse
     return {name: body[name] for name in fields}
 
 
-def create_app(url: str, keys: Mapping[str, str],
-               transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+def create_app(url: str, keys: Mapping[str, str]) -> Starlette:
     """The app, calling ScholarSource at `url` with each user's key from `keys`."""
-    platform = Platform(url, keys, transport)
+    platform = Platform(url, keys)
 
     async def submit_document(request: Request) -> JSONResponse:
         client = platform.client_for(request)
