@@ -35,9 +35,11 @@ class Example:
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
+def example(tmp_path: Path, database: str) -> Iterator[Callable[..., Example]]:
     """Factory: example("slides", "--slots", "4") starts `scholarsource serve --config
-    scholarsource.toml` in examples/slides; stopped at teardown."""
+    scholarsource.toml` in examples/slides; stopped at teardown. A `both_backends` test
+    runs it on PostgreSQL too: its URL goes in `env`, so the CLI commands a test runs with
+    that environment use the same store."""
     started: list[ServerProcess] = []
 
     def start(name: str, *flags: str) -> Example:
@@ -49,6 +51,8 @@ def example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("SCHOLARSOURCE_") and k != "PYTHONPATH"}
         env.update(SCHOLARSOURCE_DATA_DIR=str(data_dir), SCHOLARSOURCE_URL=url)
+        if database:
+            env.update(SCHOLARSOURCE_DATABASE=database)
         script = Path(sys.executable).parent / "scholarsource"
         server = launch([str(script), "serve", "--config", "scholarsource.toml",
                          "--bind", f"127.0.0.1:{port}", *flags],
