@@ -39,8 +39,9 @@ def fill(url: str, n: int) -> float:
 def plan(url: str) -> list[str]:
     """The claim's plan nodes, outermost first."""
     with psycopg.connect(url) as conn:
-        (row,) = conn.execute("EXPLAIN (FORMAT JSON) " + sql.CLAIM_ORDER,
-                              {"n": 1, "skip": [], "only": None, "now": 0.0}).fetchall()
+        (row,) = conn.execute("EXPLAIN (FORMAT JSON) " + sql.CLAIM,
+                              {"n": 1, "skip": [], "only": None, "now": 0.0, "weights": "{}",
+                               "owner": "bench", "lease_until": 0.0}).fetchall()
     nodes, todo = [], [row[0][0]["Plan"]]
     while todo:
         node = todo.pop(0)

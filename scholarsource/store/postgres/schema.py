@@ -175,7 +175,18 @@ CREATE TRIGGER jobs_rate_start AFTER UPDATE OF status ON jobs FOR EACH ROW
     EXECUTE FUNCTION jobs_rate_start();
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Fair slots among tenants (the why of each: store/schema.py, _V_FAIR).
+_V_FAIR = """
+CREATE INDEX jobs_fair ON jobs (tenant, priority DESC, seq) WHERE status = 'queued';
+CREATE TABLE fair_shares (
+    tenant text PRIMARY KEY,
+    pass   double precision NOT NULL,
+    start  double precision NOT NULL
+);
+CREATE INDEX fair_shares_start ON fair_shares (start);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V_FAIR]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -83,8 +83,9 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
     } for new, j in zip(news, jobs, strict=True)])
 
 
-def _gate(gate: Gate) -> dict[str, list[str] | None]:
-    return {"skip": list(gate.skip), "only": None if gate.only is None else list(gate.only)}
+def _gate(gate: Gate) -> dict[str, list[str] | str | None]:
+    return {"skip": list(gate.skip), "only": None if gate.only is None else list(gate.only),
+            "weights": json.dumps(dict(gate.weights))}
 
 
 class PostgresStore(Store):
@@ -369,8 +370,9 @@ class PostgresStore(Store):
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
-        return [(ref, task) for ref, task in await self._db.fetchall(
-            sql.PEEK, {"n": n, "now": time.time(), **_gate(gate)})]
+        _, rows = await self._db.atomically([
+            (sql.NO_JIT, None), (sql.PEEK, {"n": n, "now": time.time(), **_gate(gate)})])
+        return [(ref, task) for ref, task in rows]
 
     @unavailable
     async def rate_free_at(self) -> float | None:
