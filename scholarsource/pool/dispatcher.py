@@ -114,7 +114,7 @@ class Dispatcher:
         self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
-        self.policy = Policy(config.queues, self.admission, rate_limited)
+        self.policy = Policy(config.queues, self.admission, rate_limited, config.tenants)
         self.retention = Pruner(config.retention)
         self.scheduler = Scheduler(config)
         self._next_sample = 0.0
