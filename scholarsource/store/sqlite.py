@@ -878,7 +878,9 @@ class SqliteStore(Store):
                 **_gate(gate)}
         if refs is None:
             rows = await self._db.fetchall(CLAIM, args)
-            turn = not rows  # several tenants wait, or nothing may start
+            # Nothing taken: several tenants wait, or nothing may start (a read tells which,
+            # so an idle pool's claims take the write lock no more often than before).
+            turn = not rows and (await self._one(CONTESTED))[0]
             if turn:
                 rows = await self._db.fetchall(FAIR_CLAIM, args)
         else:
@@ -895,7 +897,9 @@ class SqliteStore(Store):
     @_unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
         args = {"n": n, "now": time.time(), **_gate(gate)}
-        rows = await self._db.fetchall(PEEK, args) or await self._db.fetchall(FAIR_PEEK, args)
+        rows = await self._db.fetchall(PEEK, args)
+        if not rows and (await self._one(CONTESTED))[0]:
+            rows = await self._db.fetchall(FAIR_PEEK, args)
         return [(ref, task) for ref, task in rows]
 
     @_unavailable
