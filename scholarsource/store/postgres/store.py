@@ -366,12 +366,18 @@ class PostgresStore(Store):
                 **_gate(gate)}
         _, rows = await self._db.atomically([
             (sql.CLAIM_TURN, args), (sql.CLAIM if refs is None else sql.CLAIM_REFS, args)])
+        # Nothing taken by the plain walk: several tenants wait (a turn), or nothing may start.
+        if not rows and refs is None and (await self._db.one(sql.CONTESTED))[0]:
+            _, rows = await self._db.atomically([(sql.CLAIM_TURN, args),
+                                                 (sql.FAIR_CLAIM, args)])
         return claims_from_rows(rows)
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
-        _, rows = await self._db.atomically([
-            (sql.NO_JIT, None), (sql.PEEK, {"n": n, "now": time.time(), **_gate(gate)})])
+        args = {"n": n, "now": time.time(), **_gate(gate)}
+        rows = await self._db.fetchall(sql.PEEK, args)
+        if not rows and (await self._db.one(sql.CONTESTED))[0]:
+            _, rows = await self._db.atomically([(sql.NO_JIT, None), (sql.FAIR_PEEK, args)])
         return [(ref, task) for ref, task in rows]
 
     @unavailable
