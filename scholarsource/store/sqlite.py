@@ -160,17 +160,17 @@ _CLAIMABLE = """q.status = 'queued'
              AND k.concurrency_key = q.concurrency_key AND k.status = 'running')
             < q.concurrency_limit))"""
 # Fair slots (schema _V_FAIR). While one tenant alone has queued jobs (or none has), a claim
-# is the plain walk of jobs_claim; _LONE (two probes of jobs_fair) makes its LIMIT 0
-# otherwise, and the store claims a turn instead (FAIR_CLAIM): the turn's
-# machinery costs ~20 us more per claim, and a separate statement asking first ~5 us
-# (measured on 2 cores). A turn: `active` skips through jobs_fair from one tenant with queued
-# jobs to the next; each one's head is its first job that may start; among the heads at the
-# top priority the turn goes to the lowest pass (stride scheduling: a tenant's pass, or the
-# clock if it is behind it; ties: the oldest head). It takes that tenant's jobs at that
-# priority that are due before the runner-up's pass (each job moves the pass on by 1/weight;
-# :weights maps tenant to weight, 1 unnamed), at least one and at most :n. A job that may not
-# start is passed over, a head like any other, so no tenant's held-back jobs hold back
-# another's.
+# is the plain walk of jobs_claim, in one statement; _LONE (two probes of jobs_fair) makes
+# its LIMIT 0 otherwise. Only when it took nothing does the store ask CONTESTED, and then
+# claim a turn (FAIR_CLAIM): the turn's machinery costs ~20 us more per claim, a statement
+# asking first ~5 us (measured on 2 cores).
+# A turn: `active` skips through jobs_fair from one tenant with queued jobs to the next; each
+# one's head is its first job that may start; among the heads at the top priority the turn
+# goes to the lowest pass (stride scheduling: a tenant's pass, or the clock if it is behind
+# it; ties: the oldest head). It takes that tenant's jobs at that priority that are due
+# before the runner-up's pass (each job moves the pass on by 1/weight; :weights maps tenant
+# to weight, 1 unnamed), at least one and at most :n. A job that may not start is passed
+# over, a head like any other, so no tenant's held-back jobs hold back another's.
 _LONE = ("(SELECT min(tenant) FROM jobs INDEXED BY jobs_fair WHERE status = 'queued') "
          "IS (SELECT max(tenant) FROM jobs INDEXED BY jobs_fair WHERE status = 'queued')")
 _LONE_LIMIT = f"CASE WHEN {_LONE} THEN :n ELSE 0 END"  # in LIMIT: evaluated before the walk
