@@ -3,8 +3,9 @@
 The PostgreSQL twin of bench/claims.py. Against an empty, migrated database (`--database`,
 a postgresql:// URL; its jobs are deleted first), it fills N queued no-op jobs in one
 INSERT ... SELECT, then times `PostgresStore.claim(owner, 1, ...)` + `finish` as the
-dispatcher runs them for one slot. It also prints the claim's plan: an index scan of
-jobs_claim under LockRows and Limit, never a sort. The server shares the machine's cores
+dispatcher runs them for one slot. It also prints the claim's plan: index walks only
+(jobs_claim for a lone tenant, jobs_fair for a fair turn), never a sort of jobs rows. The
+server shares the machine's cores
 with this client unless it runs elsewhere: say which, with the figures.
 """
 
@@ -36,16 +37,27 @@ def fill(url: str, n: int) -> float:
     return time.perf_counter() - began
 
 
+def _reads_jobs(node: dict[str, Any]) -> bool:
+    """Whether rows of jobs flow into `node` (its own sub-plans left out)."""
+    return node.get("Relation Name") == "jobs" or any(
+        _reads_jobs(child) for child in node.get("Plans", [])
+        if child["Parent Relationship"] not in ("InitPlan", "SubPlan"))
+
+
 def plan(url: str) -> list[str]:
-    """The claim's plan nodes, outermost first."""
+    """The claim's plan nodes, outermost first; a sort of jobs rows is marked "(of jobs)"
+    (the turn's own sorts, of a head per tenant and of the claimed rows, are not)."""
     with psycopg.connect(url) as conn:
-        (row,) = conn.execute("EXPLAIN (FORMAT JSON) " + sql.CLAIM_ORDER,
-                              {"n": 1, "skip": [], "only": None, "now": 0.0}).fetchall()
+        (row,) = conn.execute("EXPLAIN (FORMAT JSON) " + sql.CLAIM,
+                              {"n": 1, "skip": [], "only": None, "now": 0.0, "weights": "{}",
+                               "owner": "bench", "lease_until": 0.0}).fetchall()
     nodes, todo = [], [row[0][0]["Plan"]]
     while todo:
         node = todo.pop(0)
         nodes.append(node["Node Type"] + (f" ({node['Index Name']})"
-                                          if "Index Name" in node else ""))
+                                          if "Index Name" in node else "")
+                     + (" (of jobs)" if "Sort" in node["Node Type"] and _reads_jobs(node)
+                        else ""))
         todo.extend(node.get("Plans", []))
     return nodes
 
@@ -65,7 +77,7 @@ def measure(url: str, n: int, count: int) -> dict[str, Any]:
     done, seconds = asyncio.run(claim_loop(url, min(count, n - _WARMUP)))
     return {"queued": n, "claims": done, "claims_per_s": round(done / seconds, 1),
             "fill_seconds": round(filling, 1), "plan": nodes,
-            "sorts": any(node.startswith("Sort") for node in nodes)}
+            "sorts": any(node.endswith("(of jobs)") for node in nodes)}
 
 
 def main() -> None:

@@ -377,7 +377,7 @@ class Config:
     tenants: dict[str, TenantLimits] = field(default_factory=dict, metadata=_key(
         "Per-tenant limits, one [tenants.NAME] table each: rate (submits, \"1000/h\", a "
         "token bucket every API worker shares), max_queued (most non-final jobs) and weight "
-        "(its share of slots among tenants waiting in one queue; 1 by default).",
+        "(its share of slots among tenants waiting at one priority; 1 by default).",
         named=parse_tenants))
     # Quotas and batches (issue 13): every submit meets these, in its own transaction.
     max_queued: int = field(default=1_000_000, metadata=_key(

@@ -58,7 +58,7 @@ class TaskLimits:
 class TenantLimits:
     """One `[tenants.NAME]` table: the tenant's submit rate (a token bucket shared by every
     API worker), the most non-final jobs it may hold, and its weight in the fair share of
-    slots among tenants waiting in the same queue at the same priority."""
+    slots among tenants waiting at the same priority (pool/policy.py)."""
 
     rate: Rate | None = None
     max_queued: int | None = None

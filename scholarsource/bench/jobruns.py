@@ -33,7 +33,7 @@ NOOP = {"task": "noop"}
 SLEEPS = (0.01, 0.1, 0.4)
 CPU_SECONDS = 0.25
 DEFAULT_JOBS = {"e2e-noop": 2000, "e2e-sleep": 30, "e2e-cpu": 16, "pickup": 100,
-                "e2e-queues": 300, "e2e-scheduled": 300}
+                "e2e-queues": 300, "e2e-scheduled": 300, "e2e-fair": 5000}
 _PAGE = 1000
 
 

@@ -16,6 +16,8 @@ connections, or open loop at `--rate` per second):
 Jobs (`--jobs` jobs; see jobruns.py): e2e-noop, e2e-sleep, e2e-cpu, pickup.
 Flow control (`--jobs` jobs; see flowcontrol.py): e2e-queues (on a server of its own, with
 the queues and rate limit it needs), e2e-scheduled.
+Fair slots (`--jobs` jobs of the big tenant; see fairness.py): e2e-fair, on a server of its
+own, whose store it writes the jobs of two tenants into.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from scholarsource.bench import flowcontrol, jobruns
+from scholarsource.bench import fairness, flowcontrol, jobruns
 from scholarsource.bench.context import Context, ServerStats, Settings
 from scholarsource.bench.flows import Op
 from scholarsource.bench.held import HeldStreams
@@ -193,6 +195,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              server_config=flowcontrol.QUEUES_CONFIG),
     Scenario("e2e-scheduled", "{jobs} jobs with a 1-3 s delay: start lateness after run_at",
              flowcontrol.e2e_scheduled, client="httpx"),
+    Scenario("e2e-fair", "{jobs} 20 ms jobs of one tenant, then 20 of another: the second's "
+             "wait (fair slots)", fairness.e2e_fair, server_config=fairness.FAIR_CONFIG),
     Scenario("frontend", "submit via /api/submit, poll /api/status/{id} every 250 ms",
              frontend),
     Scenario("sse", "clients watching their jobs over /api/jobs/{id}/events", sse,

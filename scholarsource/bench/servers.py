@@ -35,6 +35,10 @@ class Target:
     url: str
     name: str = "scholarsource"
     process: ServerProcess | None = None
+    # Where a server the bench started keeps its store, and the config it was given: what a
+    # scenario that writes to the store itself opens (e2e-fair: jobs of other tenants).
+    data_dir: Path | None = None
+    config: Path | None = None
 
     @property
     def baseline(self) -> bool:
@@ -107,11 +111,14 @@ def start_scholarsource(workdir: Path, *, workers: int, slots: int,
     extra: tuple[str, ...] = ()
     if config is not None:  # sizes the command line leaves at 0 come from the config
         extra = ("--config", str(config))
-    argv = serve_argv(port, workdir / f"{name}-data", workers=workers or None,
-                      slots=slots or None, extra=extra)
+    data_dir = workdir / f"{name}-data"
+    argv = serve_argv(port, data_dir, workers=workers or None, slots=slots or None,
+                      extra=extra)
     # The bench's workloads include the cpu task, which a default server does not expose.
     env = {**_clean_env(), "SCHOLARSOURCE_BUILTIN_TASKS": "all"}
-    return _launch(name, argv, workdir, env, "/api/health", port)
+    target = _launch(name, argv, workdir, env, "/api/health", port)
+    target.data_dir, target.config = data_dir, config
+    return target
 
 
 def start_baseline(workdir: Path, *, workers: int) -> Target:

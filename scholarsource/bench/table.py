@@ -204,6 +204,13 @@ def extras(results: dict[str, Any]) -> list[str]:
             late = r["lateness_ms"]
             lines.append(f"{label}: start lateness (started - run_at) p50 {fmt(late['p50'])} "
                          f"ms, p99 {fmt(late['p99'])} ms, max {fmt(late['max'])} ms")
+        if "fair" in r:
+            fair, wait = r["fair"], r["fair"]["small_wait_ms"]
+            lines.append(f"{label}: the small tenant's jobs waited p50 {fmt(wait['p50'])} ms, "
+                         f"p99 {fmt(wait['p99'])} ms, max {fmt(wait['max'])} ms (one job runs "
+                         f"{fmt(fair['job_run_ms'])} ms; the big tenant's backlog of "
+                         f"{fair['backlog']:,} is {fmt(fair['fifo_wait_ms'])} ms of work, "
+                         f"{fair['backlog_queued_when_small_done']:,} still queued then)")
         if r.get("pickup_ms"):
             pick = r["pickup_ms"]
             lines.append(f"{label}: pickup (submit to start) p50 {fmt(pick['p50'])} ms, "

@@ -114,7 +114,7 @@ class Dispatcher:
         self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
-        self.policy = Policy(config.queues, self.admission, rate_limited)
+        self.policy = Policy(config.queues, self.admission, rate_limited, config.tenants)
         self.retention = Pruner(config.retention)
         self.scheduler = Scheduler(config)
         self._next_sample = 0.0
@@ -539,6 +539,8 @@ class Dispatcher:
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
                 admission=self.admission.state, slot_rows=slot_rows(self.slots),
                 owner=self.owner))
+            # A weight set with `scholarsource tenants set` applies within a heartbeat.
+            self.policy.use_tenants(await self.store.tenant_limits(self.config.tenants))
         except StoreUnavailable as exc:
             log.warning("cannot renew leases or heartbeat: %s", exc)
 

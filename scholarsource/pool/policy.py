@@ -4,17 +4,22 @@ The store's claim passes over, inside one statement, the jobs of paused queues, 
 their rate limit and of concurrency keys at their limit (so those rules hold across pools).
 What only this pool knows, how many of its slots each queue holds, becomes the claim's
 `Gate`: queues at their `max_running` are skipped, and so are the queues with no share of
-the free slots once other queues' unfilled reservations are set aside. Memory admission
+the free slots once other queues' unfilled reservations are set aside. The gate also carries
+the tenants' weights (`[tenants.NAME] weight`): among the tenants with jobs that may start
+at the same priority, each claim is one tenant's turn, and turns go round-robin in
+proportion to the weights (stride scheduling, inside the claim query), so a tenant with a
+long backlog does not delay one that queues a few jobs after it. Memory admission
 (pool/admission.py) then says whether the next jobs fit. No rule waits on a job: a job that
 may not start is passed over, so it never holds back one that may.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from scholarsource.limits import QueueLimits
+from scholarsource.limits import QueueLimits, TenantLimits
 from scholarsource.pool.admission import Admission
 from scholarsource.store.base import OPEN, Claim, Gate, Store
 
@@ -48,23 +53,34 @@ class Policy:
     """Claims for the free slots what may start now; the dispatcher calls `claim` alone."""
 
     def __init__(self, queues: Mapping[str, QueueLimits], admission: Admission,
-                 rate_limited: bool) -> None:
+                 rate_limited: bool, tenants: Mapping[str, TenantLimits] | None = None) -> None:
         self.queues = dict(queues)
         self.admission = admission
+        self.weights: tuple[tuple[str, int], ...] = ()
+        self.use_tenants(tenants or {})
         # A rate limit's window is counted once per statement: with one, claim one by one.
         self.rate_limited = rate_limited
         # Wall clock: when a job held back by a rate limit may start (a wake-up, if any).
         self.retry_at: float | None = None
 
+    def use_tenants(self, tenants: Mapping[str, TenantLimits]) -> None:
+        """The tenants' limits in force (the config's, or `scholarsource tenants set`'s)."""
+        # Only weights other than the default travel with each claim.
+        self.weights = tuple(sorted((name, t.weight) for name, t in tenants.items()
+                                    if t.weight != 1))
+
     async def claim(self, store: Store, owner: str, free: int, lease_seconds: float,
                     running: Iterable[Claim]) -> list[Claim]:
-        """Up to `free` jobs, claimed in rounds until a round takes nothing."""
+        """Up to `free` jobs, claimed in rounds (a tenant's turn each) until a round takes
+        nothing."""
         self.retry_at = None
         counts = Counter(claim.queue for claim in running) if self.queues else Counter()
         claims: list[Claim] = []
         claimed_memory = 0  # what this turn's claims will need: no slot runs them yet
         while len(claims) < free:
             rule, n = gate(self.queues, counts, free - len(claims))
+            if self.weights:
+                rule = dataclasses.replace(rule, weights=self.weights)
             if self.rate_limited:
                 n = min(n, 1)
             if n <= 0:

@@ -253,6 +253,7 @@ class Claim:
     queue: str = "default"
     crashes: int = 0
     created_at: float = 0.0
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -334,10 +335,12 @@ class TaskDefaults:
 
 @dataclass(frozen=True)
 class Gate:
-    """The queues a claim may take from, as the pool's policy decides (pool/policy.py)."""
+    """The queues a claim may take from, and the tenants' weights in their fair share of the
+    slots, as the pool's policy decides (pool/policy.py)."""
 
     skip: tuple[str, ...] = ()  # never these
     only: tuple[str, ...] | None = None  # only these (None: any other)
+    weights: tuple[tuple[str, int], ...] = ()  # (tenant, weight); a tenant not named: 1
 
 
 OPEN = Gate()
@@ -709,7 +712,11 @@ class Store(abc.ABC):
         """Atomically move up to `n` queued jobs that may start to running, leased to
         `owner`, in queue order; with `refs` (from `peek`), only those jobs that are still
         queued. May start: a queue `gate` lets through and not paused, a task not at its
-        rate limit, a concurrency key under its limit (pool/policy.py)."""
+        rate limit, a concurrency key under its limit (pool/policy.py). While more than one
+        tenant has queued jobs, a claim is one tenant's turn: among the tenants with jobs
+        that may start at the top priority, the one furthest behind its share of the slots
+        (`gate.weights`) takes its next jobs at that priority; the caller claims again for
+        the rest. A lone tenant's claim takes up to `n` in queue order."""
 
     @abc.abstractmethod
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:

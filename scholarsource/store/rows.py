@@ -89,9 +89,10 @@ def claims_from_rows(rows: Iterable[Any]) -> list[Claim]:
     return [Claim(id=id_, task=task, params_json=params, attempt=attempt,
                   max_attempts=max_attempts, timeout=timeout, token=token,
                   failures=failures, memory_limit=memory_limit, backoff_base=base,
-                  backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at)
+                  backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at,
+                  tenant=tenant)
             for (id_, task, params, attempt, max_attempts, timeout, token, failures,
-                 memory_limit, base, cap, queue, crashes, created_at) in rows]
+                 memory_limit, base, cap, queue, crashes, created_at, tenant) in rows]
 
 
 def tasks_from_rows(rows: Iterable[Any]) -> dict[str, TaskDefaults]:

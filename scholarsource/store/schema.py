@@ -351,8 +351,25 @@ CREATE INDEX sessions_expiry ON sessions (expires_at);
 """
 
 
+# Fair slots among tenants (pool/policy.py, the claim in store/sqlite.py). jobs_fair holds the
+# queued rows by tenant in each tenant's claim order: the claim finds the tenants with queued
+# jobs by skipping from one tenant to the next (an index probe each, however many jobs each
+# holds) and takes a tenant's first jobs from it. `fair_shares` is stride scheduling's state,
+# one row per tenant that ever took a contested turn: `pass`, the virtual time at which its
+# next job is due, and `start`, that of its last turn; the largest start is the clock, which a
+# tenant back from idle (or from being held back) starts at, so it brings no credit with it.
+_V16 = """
+CREATE INDEX jobs_fair ON jobs (tenant, priority DESC, seq) WHERE status = 'queued';
+CREATE TABLE fair_shares (
+    tenant TEXT PRIMARY KEY,
+    pass   REAL NOT NULL,
+    start  REAL NOT NULL
+);
+CREATE INDEX fair_shares_start ON fair_shares (start);
+"""
+
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
-                         _V14, _V15]
+                         _V14, _V15, _V16]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -90,7 +90,8 @@ def test_every_scenario_completes_with_the_documented_fields(
         for role in result["server"]["roles"].values():
             assert set(role) == ROLE_FIELDS
         assert result["server"]["roles"]["api"]["rss_peak_bytes"] > 0
-        if name not in ("pickup", "e2e-scheduled"):  # these two submit one at a time
+        # pickup and e2e-scheduled submit one at a time, e2e-fair into the store
+        if name not in ("pickup", "e2e-scheduled", "e2e-fair"):
             assert HTTP_FIELDS <= set(result), name
     for name in ("e2e-noop", "e2e-sleep", "e2e-cpu"):
         jobs = results["scenarios"][name]["jobs"]
@@ -115,6 +116,10 @@ def test_every_scenario_completes_with_the_documented_fields(
     assert 0 <= scheduled["lateness_ms"]["p50"] <= scheduled["lateness_ms"]["max"] < 1000
     # Each job took at least its delay (1 s or more) from submit to start.
     assert scheduled["jobs"]["wait_ms"]["p50"] >= 1000
+    fair = results["scenarios"]["e2e-fair"]
+    # --jobs 8 of the big tenant, then the small tenant's 20: all of those done, none lost.
+    assert fair["jobs"]["statuses"] == {"succeeded": 20} and fair["lost"] == 0
+    assert fair["fair"]["backlog"] == 8 and fair["fair"]["small_wait_ms"]["p99"] is not None
     assert results["scenarios"]["sse"]["events"] > 0
     assert results["scenarios"]["frontend"]["user_flow_ms"]["p50"] is not None
 
@@ -270,7 +275,7 @@ def test_all_over_url_leaves_out_what_needs_its_own_server(serve: Callable[..., 
                 "--json", str(tmp_path / "url.json"))
     assert run.returncode == 0, run.stdout + run.stderr
     ran = json.loads((tmp_path / "url.json").read_text())["scenarios"]
-    assert list(ran) == [n for n in SCENARIOS if n != "e2e-queues"]
+    assert list(ran) == [n for n in SCENARIOS if n not in ("e2e-queues", "e2e-fair")]
     assert ran["e2e-scheduled"]["early"] == 0 and ran["e2e-scheduled"]["lost"] == 0
 
 

@@ -221,7 +221,6 @@ def test_a_tenant_sees_only_its_own_documents_through_the_app_and_the_api(
 
 
 @pytest.mark.both_backends
-@pytest.mark.xfail(reason="needs fair slots (branch fair)", strict=True)
 def test_a_tenants_backlog_does_not_hold_another_tenants_documents_back(
         rag: Callable[..., Rag]) -> None:
     # alice's nightly re-index is one batch of 200: her key's rate lets it through.

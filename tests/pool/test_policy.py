@@ -8,11 +8,12 @@ from collections import Counter
 from pathlib import Path
 
 from scholarsource.config import Config
-from scholarsource.limits import QueueLimits
+from scholarsource.limits import QueueLimits, TenantLimits
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.policy import Policy, gate
 from scholarsource.pool.slots import Slots, SlotSettings
+from scholarsource.quotas import TenantOverride
 from scholarsource.store.base import OPEN, Gate, Store, TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
 from tests.store.test_sqlite import job, run
@@ -119,4 +120,38 @@ def test_the_rounds_of_one_claim_share_one_memory_budget(tmp_path: Path) -> None
         policy = Policy(CAPPED, _Tight(), rate_limited=False)
         claims = await policy.claim(store, "pool", 4, 30, running=[])
         assert sorted(c.queue for c in claims) == ["extraction", "other"]
+    run(tmp_path / "q.db", body, inline=True)
+
+
+def test_the_configured_weights_share_the_free_slots_among_tenants(tmp_path: Path) -> None:
+    # Eight free slots, two tenants with long backlogs: the rounds (one tenant's turn each)
+    # fill them in the proportion of the [tenants.NAME] weights, memory admission included.
+    async def body(store: SqliteStore) -> None:
+        for tenant in ("big", "small"):
+            await store.submit_many([job(tenant=tenant)] * 20)
+        tenants = {"big": TenantLimits(weight=3), "small": TenantLimits()}
+        policy = Policy({}, _Tight(), rate_limited=False, tenants=tenants)
+        assert policy.weights == (("big", 3),)  # weight 1 is the default: not sent
+        claims = await policy.claim(store, "pool", 2, 30, running=[])
+        assert len(claims) == 2  # _Tight: room for two
+        roomy = Policy({}, _Roomy(), rate_limited=False, tenants=tenants)
+        claims += await roomy.claim(store, "pool", 6, 30, running=claims)
+        assert Counter(c.tenant for c in claims) == {"big": 6, "small": 2}
+    run(tmp_path / "q.db", body, inline=True)
+
+
+def test_a_weight_stored_with_the_tenants_command_wins_over_the_configs(tmp_path: Path) -> None:
+    # `scholarsource tenants set small --weight 3` writes an override; the pool reads the
+    # limits in force on each heartbeat and shares the slots by them.
+    async def body(store: SqliteStore) -> None:
+        config = {"big": TenantLimits(weight=2), "small": TenantLimits()}
+        policy = Policy({}, _Roomy(), rate_limited=False, tenants=config)
+        assert policy.weights == (("big", 2),)
+        await store.set_tenant_limits("small", TenantOverride(weight=3))
+        policy.use_tenants(await store.tenant_limits(config))
+        assert policy.weights == (("big", 2), ("small", 3))
+        for tenant in ("big", "small"):
+            await store.submit_many([job(tenant=tenant)] * 20)
+        claims = await policy.claim(store, "pool", 5, 30, running=[])
+        assert Counter(c.tenant for c in claims) == {"big": 2, "small": 3}
     run(tmp_path / "q.db", body, inline=True)

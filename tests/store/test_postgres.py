@@ -45,24 +45,43 @@ def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from plan_nodes(child)
 
 
-def test_the_claim_walks_the_claim_index_and_never_sorts(pg_url: str) -> None:
+def _read_by(node: dict[str, Any]) -> Iterator[str]:
+    """The relations whose rows flow into `node` (its sub-plans of their own left out)."""
+    if "Relation Name" in node:
+        yield node["Relation Name"]
+    for child in node.get("Plans", []):
+        if child["Parent Relationship"] not in ("InitPlan", "SubPlan"):
+            yield from _read_by(child)
+
+
+@pytest.mark.parametrize(("statement", "walks"), [(sql.CLAIM, "jobs_claim"),
+                                                   (sql.FAIR_CLAIM, "jobs_fair")],
+                         ids=["lone tenant", "turn"])
+def test_the_claim_walks_indexes_and_never_sorts_jobs(pg_url: str, statement: str,
+                                                      walks: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        # A queue of 20k (statistics taken), so the planner has a real choice to make.
+        # A queue of 20k over three tenants (statistics taken), so the planner has a real
+        # choice to make.
         conn.execute("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "
-                     "created_at) SELECT 'j' || i, 'default', 'noop', 'default', i % 3, "
+                     "created_at) SELECT 'j' || i, 't' || (i % 3), 'noop', 'default', i % 3, "
                      "CASE WHEN i % 4 = 0 THEN 'succeeded' ELSE 'queued' END, '{}', i "
                      "FROM generate_series(1, 20000) AS i")
         conn.execute("ANALYZE jobs")
         (row,) = conn.execute(
-            "EXPLAIN (FORMAT JSON) " + sql.CLAIM_ORDER,
-            {"n": 10, "skip": [], "only": None, "now": 0.0}).fetchall()
+            "EXPLAIN (FORMAT JSON) " + statement,
+            {"n": 10, "skip": [], "only": None, "now": 0.0, "weights": "{}", "owner": "o",
+             "lease_until": 1.0}).fetchall()
     nodes = list(plan_nodes(row[0][0]["Plan"]))
-    kinds = [node["Node Type"] for node in nodes]
-    # Limit <- LockRows (FOR UPDATE SKIP LOCKED) <- a walk of jobs_claim; no sort anywhere,
-    # the per-key lookups included.
-    assert kinds[:3] == ["Limit", "LockRows", "Index Scan"], kinds
-    assert nodes[2]["Index Name"] == "jobs_claim", kinds
-    assert "Sort" not in kinds, kinds
+    scans = [(node["Node Type"], node.get("Index Name")) for node in nodes
+             if node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"]
+    # Every read of jobs is an index walk or probe: the lone tenant's plain walk of
+    # jobs_claim, the turn's of jobs_fair (tenants, heads, its jobs), keys and rows by seq.
+    assert {kind for kind, _ in scans} <= {"Index Scan", "Index Only Scan"}, scans
+    assert walks in {index for _, index in scans}, scans
+    # What is sorted is a handful of rows of the statement's own: one head per tenant (the
+    # turn), the claimed jobs (their order out, the passes they move on). Never jobs.
+    sorted_rows = [set(_read_by(node)) for node in nodes if "Sort" in node["Node Type"]]
+    assert sorted_rows and not any("jobs" in read for read in sorted_rows), sorted_rows
 
 
 def test_two_boxes_never_claim_the_same_job(pg_url: str) -> None:

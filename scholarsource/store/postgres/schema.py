@@ -248,7 +248,18 @@ CREATE INDEX sessions_expiry ON sessions (expires_at);
 """
 
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# Fair slots among tenants (the why of each: store/schema.py, _V16).
+_V4 = """
+CREATE INDEX jobs_fair ON jobs (tenant, priority DESC, seq) WHERE status = 'queued';
+CREATE TABLE fair_shares (
+    tenant text PRIMARY KEY,
+    pass   double precision NOT NULL,
+    start  double precision NOT NULL
+);
+CREATE INDEX fair_shares_start ON fair_shares (start);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

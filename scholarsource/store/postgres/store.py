@@ -100,8 +100,9 @@ _GUARDED_ROWS = 256
 _NO_CAP = 2**62
 
 
-def _gate(gate: Gate) -> dict[str, list[str] | None]:
-    return {"skip": list(gate.skip), "only": None if gate.only is None else list(gate.only)}
+def _gate(gate: Gate) -> dict[str, list[str] | str | None]:
+    return {"skip": list(gate.skip), "only": None if gate.only is None else list(gate.only),
+            "weights": json.dumps(dict(gate.weights))}
 
 
 class _PostgresQuotaTx:
@@ -475,12 +476,19 @@ class PostgresStore(Store):
                 **_gate(gate)}
         _, rows = await self._db.atomically([
             (sql.CLAIM_TURN, args), (sql.CLAIM if refs is None else sql.CLAIM_REFS, args)])
+        # Nothing taken by the plain walk: several tenants wait (a turn), or nothing may start.
+        if not rows and refs is None and (await self._db.one(sql.CONTESTED))[0]:
+            _, rows = await self._db.atomically([(sql.CLAIM_TURN, args),
+                                                 (sql.FAIR_CLAIM, args)])
         return claims_from_rows(rows)
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
-        return [(ref, task) for ref, task in await self._db.fetchall(
-            sql.PEEK, {"n": n, "now": time.time(), **_gate(gate)})]
+        args = {"n": n, "now": time.time(), **_gate(gate)}
+        rows = await self._db.fetchall(sql.PEEK, args)
+        if not rows and (await self._db.one(sql.CONTESTED))[0]:
+            _, rows = await self._db.atomically([(sql.NO_JIT, None), (sql.FAIR_PEEK, args)])
+        return [(ref, task) for ref, task in rows]
 
     @unavailable
     async def rate_free_at(self) -> float | None:
