@@ -131,11 +131,11 @@ def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: fl
           json_path: Path | None, compare_path: Path | None, report_path: Path | None) -> None:
     """Load a ScholarSource server and report what this machine can do.
 
-    SCENARIO: submit, status, e2e-noop, e2e-sleep, e2e-cpu, pickup, e2e-queues,
-    e2e-scheduled, frontend, sse, or all (the default; over --url, all but e2e-queues).
-    Without --url a fresh `scholarsource serve` is started on a temporary data directory
-    and stopped at the end, also on Ctrl-C; e2e-queues gets one of its own, configured
-    with the queues it loads.
+    SCENARIO: submit, batch, status, e2e-noop, e2e-sleep, e2e-cpu, pickup, e2e-queues,
+    e2e-scheduled, e2e-fair, frontend, sse, or all (the default; over --url, all but
+    e2e-queues and e2e-fair). Without --url a fresh `scholarsource serve` is started on a
+    temporary data directory and stopped at the end, also on Ctrl-C; e2e-queues gets one of
+    its own, configured with the queues it loads.
     """
     if duration is not None and jobs is not None:
         raise click.UsageError("--duration and --jobs are alternatives: give one")
