@@ -14,13 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from scholarsource.api import prefer
 from scholarsource.api.jobs import parse_new_job
 from scholarsource.api.schemas import parse_idempotency_key, read_json
 from scholarsource.api.state import services
 from scholarsource.api.submits import ask_of
 from scholarsource.api.tenancy import principal_of
 from scholarsource.errors import ApiError, ValidationFailed
-from scholarsource.store.base import NewJob
+from scholarsource.store.base import Job, NewJob
 
 KEY_FIELD = "idempotency_key"
 
@@ -63,8 +64,12 @@ async def submit_batch(request: Request) -> JSONResponse:
                             headers=exc.headers, **{**exc.extra, "index": index}) from None
     admitted = await svc.submits.admit(ask_of(principal_of(request)), news, batch=True)
     new = any(reused is None for _, reused in admitted.jobs)
-    return JSONResponse({"jobs": [job.to_json() for job, _ in admitted.jobs]},
-                        status_code=202 if new else 200, headers=admitted.headers)
+    short = prefer.wants_minimal(request)
+    shape = prefer.minimal if short else Job.to_json
+    return JSONResponse({"jobs": [shape(job) for job, _ in admitted.jobs]},
+                        status_code=202 if new else 200,
+                        headers={**admitted.headers, **prefer.APPLIED} if short
+                        else admitted.headers)
 
 
 routes = [Route("/api/jobs/batch", submit_batch, methods=["POST"])]

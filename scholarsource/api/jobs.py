@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource import logs
+from scholarsource.api import prefer
 from scholarsource.api.schemas import (
     parse_bulk_cancel,
     parse_idempotency_key,
@@ -139,6 +140,8 @@ class JobCollection(HTTPEndpoint):
 
     async def post(self, request: Request) -> JSONResponse:
         job, reused, headers = await submit_job(request)
+        if prefer.wants_minimal(request):
+            return submitted(job, reused, prefer.minimal(job), {**headers, **prefer.APPLIED})
         return submitted(job, reused, job.to_json(), headers)
 
     async def get(self, request: Request) -> JSONResponse:

@@ -59,11 +59,16 @@ _CANCEL_ANSWERS = {"200": _answer("cancelled", _JOB),
                    "202": _answer("cancel requested", _JOB),
                    "409": _answer("already finished", _ERROR), **_ERRORS}
 
+_PREFER = {"name": "Prefer", "in": "header", "required": False,
+           "description": "return=minimal (RFC 7240): answer each job as only its id, "
+                          "status and final (Preference-Applied: return=minimal).",
+           "schema": {"type": "string"}}
+
 _SUBMIT = {
     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                     "description": "Send the same key again (a retry) to get the same job "
                                    "back instead of a second one.",
-                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}}],
+                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}}, _PREFER],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Submit"}}}},
     "responses": {"202": _answer("queued; the row is committed", _JOB),
@@ -83,6 +88,7 @@ _BATCH = {
                    "message starting `jobs[INDEX]: ` and `index` in the JSON, and nothing "
                    "is written. Quotas count every new job: a batch that does not fit is "
                    "refused whole. The body may be up to max_batch_body_bytes.",
+    "parameters": [_PREFER],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["jobs"], "additionalProperties": False,
         "properties": {"jobs": {"type": "array", "minItems": 1,

@@ -49,6 +49,26 @@ def test_a_batch_goes_in_whole_in_order_and_keys_replay_it(
     assert len(all_jobs(client)) == before
 
 
+def test_prefer_return_minimal_answers_ids_and_states_only(serve: Callable[..., Server]) -> None:
+    server = serve(slots=1)
+    client = server.client()
+    minimal = {"Prefer": "respond-async, return=minimal"}
+    batch = client.post("/api/jobs/batch", json={"jobs": [echo(0), echo(1)]}, headers=minimal)
+    assert batch.status_code == 202, batch.text
+    assert batch.headers["Preference-Applied"] == "return=minimal"
+    jobs = batch.json()["jobs"]
+    assert [set(job) for job in jobs] == [{"id", "status", "final"}] * 2
+    assert [job["status"] for job in jobs] == ["queued", "queued"]
+    one = client.post("/api/jobs", json=echo(2), headers=minimal)
+    assert one.status_code == 202 and set(one.json()) == {"id", "status", "final"}
+    assert one.headers["Location"] == f"/api/jobs/{one.json()['id']}"
+    ids = [job["id"] for job in jobs] + [one.json()["id"]]
+    assert [wait_finished(client, i)["result"] for i in ids] == [
+        {"value": 0}, {"value": 1}, {"value": 2}]
+    full = client.post("/api/jobs", json=echo(3))  # without the header: the whole job
+    assert "Preference-Applied" not in full.headers and "params" in full.json()
+
+
 BAD_ITEMS = [
     ({"task": "nosuch"}, "unknown_task"),
     ({"task": "echo", "params": {"value": 1}, "priority": "high"}, "invalid_request"),
