@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 _JSON = {"Content-Type": "application/json"}
+Headers = tuple[tuple[str, str], ...]  # extra request headers, e.g. Prefer
 
 
 class Recorder:
@@ -78,8 +79,10 @@ class RawConnection:
         self.host, self.port = parsed.host, parsed.port or 80
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def request(self, method: str, path: str, body: bytes | None) -> tuple[str, bytes]:
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+    async def request(self, method: str, path: str, body: bytes | None,
+                      headers: Headers = ()) -> tuple[str, bytes]:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body or b'')}\r\n\r\n")
         try:
             if self.streams is None:
@@ -116,10 +119,11 @@ class HttpxConnection:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.client = httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0)
 
-    async def request(self, method: str, path: str, body: bytes | None) -> tuple[str, bytes]:
+    async def request(self, method: str, path: str, body: bytes | None,
+                      headers: Headers = ()) -> tuple[str, bytes]:
         try:
-            response = await self.client.request(method, path, content=body,
-                                                 headers=_JSON if body else None)
+            response = await self.client.request(
+                method, path, content=body, headers={**(_JSON if body else {}), **dict(headers)})
         except httpx.HTTPError as exc:
             return type(exc).__name__, b""
         return str(response.status_code), response.content
@@ -149,6 +153,7 @@ class Op:
     ok_statuses: tuple[int, ...] = (202,)
     collect_ids: bool = False
     poll_interval: float = 0.25
+    headers: Headers = ()
 
     def _body(self, item: int) -> bytes | None:
         if self.method != "POST":
@@ -161,7 +166,7 @@ class Op:
         begun = time.monotonic() if intended is None else intended
         if self.kind == "request":
             path = self.path.format(id=self.ids[item % len(self.ids)]) if self.ids else self.path
-            status, body = await conn.request(self.method, path, self._body(item))
+            status, body = await conn.request(self.method, path, self._body(item), self.headers)
             rec.request(begun, status)
             if self.collect_ids and status in ("200", "202"):
                 rec.ids.append(str(json.loads(body)["id"]))
