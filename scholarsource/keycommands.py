@@ -7,42 +7,22 @@ never again: the store keeps only its digest.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from scholarsource import keys
 from scholarsource.config import Config
-from scholarsource.errors import ScholarSourceError
 from scholarsource.exitcodes import EXIT_FAILURE
 from scholarsource.keys import ApiKey
 from scholarsource.limits import NAME_PATTERN, parse_rate
 from scholarsource.store.base import DEFAULT_TENANT, Store
-from scholarsource.store.factory import migrate_store, open_store, where
-
-T = TypeVar("T")
-
-
-def _on_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
-    """Run `action` on the configured store; a store error is a message and exit 1."""
-
-    async def main() -> T:
-        store = await open_store(config, "cli")
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except ScholarSourceError as exc:
-        click.echo(f"error: {where(config)}: {exc}", err=True)
-        sys.exit(EXIT_FAILURE)
+from scholarsource.store.factory import migrate_store
+from scholarsource.storecommand import on_store
 
 
 def admin_hint(config: Config) -> str | None:
@@ -52,7 +32,7 @@ def admin_hint(config: Config) -> str | None:
     async def live_admins(store: Store) -> int:
         return sum(key.live and key.role == "admin" for key in await store.list_keys())
 
-    if _on_store(config, live_admins):
+    if on_store(config, live_admins):
         return None
     store_flag = "" if config.database.is_postgres else f" --data-dir {config.data_dir}"
     return (f"auth is keys and there is no admin key yet: every request will get 401. "
@@ -111,7 +91,7 @@ def create(tenant: str, name: str, role: keys.Role, rate: str | None,
     config = build_config(config_file, **flags)
     migrate_store(config)  # a first key may come before the first `serve`
     text, key = keys.new_key(tenant, role, name, rate)
-    _on_store(config, lambda store: store.create_key(key))
+    on_store(config, lambda store: store.create_key(key))
     click.echo(f"created key {key.id} ({role} for tenant {tenant}); it is shown only now, "
                f"so keep it:", err=True)
     click.echo(text)
@@ -125,7 +105,7 @@ def list_keys(as_json: bool, config_file: str | None, **flags: Any) -> None:
     from scholarsource.cli import build_config
 
     config = build_config(config_file, **flags)
-    found = _on_store(config, lambda store: store.list_keys())
+    found = on_store(config, lambda store: store.list_keys())
     if as_json:
         click.echo(json.dumps([_row(key) for key in found], indent=2))
         return
@@ -145,7 +125,7 @@ def revoke(key_id: str, config_file: str | None, **flags: Any) -> None:
     from scholarsource.cli import build_config
 
     config = build_config(config_file, **flags)
-    key = _on_store(config, lambda store: store.revoke_key(key_id, time.time()))
+    key = on_store(config, lambda store: store.revoke_key(key_id, time.time()))
     if key is None:
         click.echo(f"error: no key {key_id!r} (see scholarsource keys list)", err=True)
         sys.exit(EXIT_FAILURE)

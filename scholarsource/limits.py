@@ -72,6 +72,16 @@ def _whole(where: str, key: str, raw: Any, least: int) -> int:
     return raw
 
 
+def _rate(where: str, key: str, keys: Mapping[str, Any]) -> Rate | None:
+    """The table's rate at `key`, if it has one; ConfigError names it if it does not parse."""
+    if key not in keys:
+        return None
+    try:
+        return parse_rate(keys[key])
+    except ValueError:
+        raise ConfigError(f"{where}.{key} must be {RATE_HINT}, not {keys[key]!r}") from None
+
+
 def _table(kind: str, name: str, raw: Any, keys: set[str]) -> Mapping[str, Any]:
     where = f"{kind}.{name}"
     if not NAME_PATTERN.match(name):
@@ -111,14 +121,7 @@ def parse_tasks(raw: Any) -> dict[str, TaskLimits]:
     out = {}
     for name, table in raw.items():
         keys = _table("tasks", name, table, {"rate_limit"})
-        rate = None
-        if "rate_limit" in keys:
-            try:
-                rate = parse_rate(keys["rate_limit"])
-            except ValueError:
-                raise ConfigError(f"tasks.{name}.rate_limit must be {RATE_HINT}, not "
-                                  f"{keys['rate_limit']!r}") from None
-        out[name] = TaskLimits(rate_limit=rate)
+        out[name] = TaskLimits(rate_limit=_rate(f"tasks.{name}", "rate_limit", keys))
     return out
 
 
@@ -130,16 +133,9 @@ def parse_tenants(raw: Any) -> dict[str, TenantLimits]:
     for name, table in raw.items():
         where = f"tenants.{name}"
         keys = _table("tenants", name, table, {"rate", "max_queued", "weight"})
-        rate = None
-        if "rate" in keys:
-            try:
-                rate = parse_rate(keys["rate"])
-            except ValueError:
-                raise ConfigError(f"{where}.rate must be {RATE_HINT}, not "
-                                  f"{keys['rate']!r}") from None
         cap = keys.get("max_queued")
         out[name] = TenantLimits(
-            rate=rate,
+            rate=_rate(where, "rate", keys),
             max_queued=None if cap is None else _whole(where, "max_queued", cap, 1),
             weight=_whole(where, "weight", keys.get("weight", 1), 1))
     return out

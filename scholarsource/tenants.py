@@ -5,44 +5,19 @@ API workers apply a change from their next submit on."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from scholarsource.config import Config
-from scholarsource.errors import ScholarSourceError
-from scholarsource.exitcodes import EXIT_FAILURE
 from scholarsource.limits import NAME_PATTERN, Rate, parse_rate
 from scholarsource.quotas import TenantOverride
 from scholarsource.store.base import Store
+from scholarsource.storecommand import on_store
 
-T = TypeVar("T")
 Options = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def _on_store(config: Config, action: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
-    """Run `action` on the configured store; a clean exit with EXIT_FAILURE if it cannot."""
-
-    from scholarsource.store.factory import open_store, where
-
-    async def main() -> T:
-        store = await open_store(config, "cli")
-        try:
-            if problem := (await store.schema_version()).problem():
-                raise ScholarSourceError(f"{where(config)} {problem}")
-            return await action(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except ScholarSourceError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILURE)
 
 
 async def rows(store: Store, config: Config) -> list[dict[str, Any]]:
@@ -89,7 +64,7 @@ def tenants_group(server_options: Options, build_config: Callable[..., Config]) 
     def list_(as_json: bool, config_file: str | None, **flags: Any) -> None:
         """Each tenant's limits in force and its jobs not yet finished."""
         config = build_config(config_file, **flags)
-        found = _on_store(config, lambda store: rows(store, config))
+        found = on_store(config, lambda store: rows(store, config))
         if as_json:
             click.echo(json.dumps(found, indent=2))
             return
@@ -116,7 +91,7 @@ def tenants_group(server_options: Options, build_config: Callable[..., Config]) 
         from scholarsource.store.factory import where
 
         config = build_config(config_file, **flags)
-        _on_store(config, lambda store: store.set_tenant_limits(
+        on_store(config, lambda store: store.set_tenant_limits(
             name, TenantOverride(rate, max_queued, weight)))
         click.echo(f"set tenant {name}'s limits in {where(config)}")
 
@@ -128,7 +103,7 @@ def tenants_group(server_options: Options, build_config: Callable[..., Config]) 
         from scholarsource.store.factory import where
 
         config = build_config(config_file, **flags)
-        dropped = _on_store(config, lambda store: store.clear_tenant_limits(name))
+        dropped = on_store(config, lambda store: store.clear_tenant_limits(name))
         click.echo(f"dropped tenant {name}'s limits from {where(config)}" if dropped
                    else f"tenant {name} had no limits in {where(config)}")
 
