@@ -176,6 +176,13 @@ class ServiceUnavailable(ApiError):
     status, code = 503, "unavailable"
 
 
+def store_unavailable() -> ServiceUnavailable:
+    """What a client gets when the store cannot answer (StoreUnavailable): retry in a
+    second."""
+    return ServiceUnavailable("the job store cannot answer right now; retry shortly",
+                              headers={"Retry-After": "1"})
+
+
 # The HTTP edge: answered before any route runs.
 
 

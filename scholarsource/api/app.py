@@ -41,8 +41,8 @@ from scholarsource.errors import (
     ApiError,
     MethodNotAllowed,
     NotFound,
-    ServiceUnavailable,
     StoreUnavailable,
+    store_unavailable,
 )
 from scholarsource.metrics.counters import REJECTED
 from scholarsource.quotas import QuotaPolicy
@@ -50,10 +50,6 @@ from scholarsource.sizing import plan
 from scholarsource.store.factory import open_store
 
 log = logging.getLogger("scholarsource.api")
-
-# How long a client should wait before retrying when the store cannot take writes.
-RETRY_AFTER_SECONDS = "1"
-
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
@@ -75,9 +71,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("store unavailable for %s %s: %s", request.method, request.url.path, exc)
-    return await _api_error(request, ServiceUnavailable(
-        "the job store cannot take writes right now; retry shortly",
-        headers={"Retry-After": RETRY_AFTER_SECONDS}))
+    return await _api_error(request, store_unavailable())
 
 
 async def _internal(request: Request, exc: Exception) -> JSONResponse:

@@ -10,12 +10,14 @@ ever logs a key, a token or the Authorization header.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scholarsource import keys
@@ -23,8 +25,12 @@ from scholarsource.api.authmode import mode
 from scholarsource.api.state import Services
 from scholarsource.api.tenancy import PRINCIPAL_SCOPE_KEY, Principal
 from scholarsource.config import Config
+from scholarsource.errors import StoreUnavailable, store_unavailable
 from scholarsource.keys import ApiKey
 from scholarsource.limits import parse_rate
+from scholarsource.metrics.counters import REJECTED
+
+log = logging.getLogger("scholarsource.auth")
 
 # Why a request has no principal, for the guard's 401 (never echoes what was sent).
 FAILURE_SCOPE_KEY = "scholarsource.auth_failure"
@@ -126,7 +132,16 @@ class AuthMiddleware:
             state = scope["app"].state
             self.authenticator = Authenticator(lambda: state.services)
         authenticator, headers = self.authenticator, Headers(scope=scope)
-        found = await authenticator.authenticate(headers)
+        try:
+            found = await authenticator.authenticate(headers)
+        except StoreUnavailable as exc:
+            # Outside the routes' exception handlers: answer here as they would.
+            log.warning("store unavailable for a key lookup: %s", exc)
+            error = store_unavailable()
+            REJECTED.labels(error.code).inc()
+            await JSONResponse(error.to_json(), status_code=error.status,
+                               headers=error.headers)(scope, receive, send)
+            return
         # None, not absent: a route that forgot its guard fails instead of acting as
         # tenancy.OPEN, the all-rights principal of auth = "none".
         scope[PRINCIPAL_SCOPE_KEY] = found if isinstance(found, Principal) else None
@@ -138,14 +153,19 @@ class AuthMiddleware:
         chunks = 0
         ended = False
 
+        async def still_valid() -> bool:
+            try:
+                return isinstance(await authenticator.authenticate(headers), Principal)
+            except StoreUnavailable:  # a store that cannot answer revokes nothing
+                return True
+
         async def send_while_valid(message: Message) -> None:
             nonlocal chunks, ended
             if ended:
                 return  # the app's stream goes on until it sees the client leave
             if message["type"] == "http.response.body" and message.get("more_body"):
                 chunks += 1
-                if chunks > 1 and not isinstance(await authenticator.authenticate(headers),
-                                                 Principal):
+                if chunks > 1 and not await still_valid():
                     ended = True
                     message = {"type": "http.response.body", "body": b"",
                                "more_body": False}

@@ -4,16 +4,19 @@ auth = "none" on a remote bind, the route policy's completeness, and the key che
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
+from types import SimpleNamespace
 
 import pytest
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from scholarsource import keys
 from scholarsource.api import access, auth, authmode, jobs
 from scholarsource.config import Config
-from scholarsource.errors import ConfigError
+from scholarsource.errors import ConfigError, StoreUnavailable
 
 
 @pytest.mark.parametrize(("bind", "setting", "expected"), [
@@ -30,7 +33,7 @@ def test_auth_none_on_a_remote_bind_needs_the_operator_to_say_so() -> None:
     with pytest.raises(ConfigError, match="allow_unauthenticated_remote"):
         authmode.check_bind(Config(bind="0.0.0.0:8000", auth="none"))
     authmode.check_bind(Config(bind="0.0.0.0:8000", auth="none",
-                           allow_unauthenticated_remote=True))
+                               allow_unauthenticated_remote=True))
     authmode.check_bind(Config(bind="0.0.0.0:8000"))  # auto: keys
     authmode.check_bind(Config(bind="127.0.0.1:8000", auth="none"))
 
@@ -89,3 +92,35 @@ def test_guarding_leaves_the_modules_routes_as_they_were() -> None:
     assert all(isinstance(route.app, access.Guard) for route in guarded
                if isinstance(route, Route))
     assert [route.app for route in jobs.routes if isinstance(route, Route)] == before
+
+
+def test_a_store_that_cannot_answer_the_key_lookup_is_a_503_not_a_500(tmp_path) -> None:
+    """The key lookup runs in the middleware, outside the routes' exception handlers: a store
+    that cannot answer it (a lost PostgreSQL, a file it cannot read) must still get the
+    client a 503 with Retry-After, as a route's own store call would, never a 500."""
+
+    class Lost:
+        async def find_key(self, key_id: str) -> None:
+            raise StoreUnavailable("the database is gone")
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the route must not run")
+
+    app = auth.AuthMiddleware(route)
+    state = SimpleNamespace(services=SimpleNamespace(store=Lost()))
+    text, _ = keys.new_key("acme", "read")
+    scope = {"type": "http", "method": "GET", "path": "/api/jobs", "app": SimpleNamespace(
+        state=state), "headers": [(b"authorization", f"Bearer {text}".encode())]}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, body = sent[0], json.loads(sent[1]["body"])
+    assert start["status"] == 503
+    assert (b"retry-after", b"1") in start["headers"]
+    assert body["error"] == "unavailable" and text not in json.dumps(body)
