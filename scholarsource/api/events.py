@@ -16,7 +16,6 @@ from starlette.routing import Route
 from scholarsource.api.jobs import find_job
 from scholarsource.api.schemas import is_count
 from scholarsource.api.state import services
-from scholarsource.api.tenancy import tenant_of
 from scholarsource.errors import ValidationFailed
 from scholarsource.store.base import FINAL_STATES, Event
 
@@ -33,14 +32,14 @@ def _start_after(request: Request) -> int:
 
 async def stream(request: Request) -> StreamingResponse:
     job_id = request.path_params["job_id"]
-    await find_job(request, job_id)  # 404 before the stream starts
+    job = await find_job(request, job_id)  # 404 before the stream starts
     after = _start_after(request)
     reader = services(request).reader
 
     async def events() -> AsyncIterator[str]:
         # The worker's one reader fills the feed (api/fanout.py); a feed whose client fell
         # too far behind closes after what it holds, and the client resumes from there.
-        feed = reader.subscribe(tenant_of(request), job_id, after)
+        feed = reader.subscribe(job.tenant, job_id, after)
         try:
             while True:
                 batch = await feed.take(KEEPALIVE_INTERVAL)

@@ -22,7 +22,7 @@ from scholarsource.api.schemas import (
 )
 from scholarsource.api.state import services
 from scholarsource.api.submits import ask_of
-from scholarsource.api.tenancy import principal_of, tenant_of
+from scholarsource.api.tenancy import principal_of, scope_of, tenant_of
 from scholarsource.errors import Conflict, NotFound
 from scholarsource.store.base import (
     RETRYABLE_STATES,
@@ -96,17 +96,24 @@ def committed(store: Store, job_log: bool) -> Callable[[list[Job]], None]:
 
 
 async def find_job(request: Request, job_id: str) -> Job:
-    """The tenant's job, or 404."""
-    job = await services(request).store.get(tenant_of(request), job_id)
+    """The tenant's job (for an admin without `?tenant=`, any tenant's), or 404."""
+    job = await services(request).store.get(scope_of(request), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
 
 
+async def acting_tenant(request: Request, job_id: str) -> str:
+    """The tenant an action on one job runs in: the caller's, or for an admin acting across
+    tenants, the job's own (404 when there is no such job)."""
+    tenant = scope_of(request)
+    return tenant if tenant is not None else (await find_job(request, job_id)).tenant
+
+
 async def cancel_job(request: Request, job_id: str) -> Job:
     """Cancel a queued job now, ask a running one to stop; 409 if it already ended."""
     svc = services(request)
-    job = await svc.store.cancel(tenant_of(request), job_id)
+    job = await svc.store.cancel(await acting_tenant(request, job_id), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     if job.status is JobState.RUNNING:
@@ -120,7 +127,7 @@ async def cancel_job(request: Request, job_id: str) -> Job:
 async def retry_job(request: Request, job_id: str) -> Job:
     """Re-queue a retrying, dead or cancelled job with fresh attempts; 409 otherwise."""
     svc = services(request)
-    job, retried = await svc.store.retry(tenant_of(request), job_id)
+    job, retried = await svc.store.retry(await acting_tenant(request, job_id), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     if not retried and job.unique and job.status in RETRYABLE_STATES:
@@ -148,7 +155,7 @@ class JobCollection(HTTPEndpoint):
         query = parse_list_query(request.query_params)
         svc = services(request)
         jobs, next_cursor = await svc.store.list_jobs(
-            tenant_of(request), **query, search_scan=svc.config.search_scan_rows)
+            scope_of(request), **query, search_scan=svc.config.search_scan_rows)
         return JSONResponse({"jobs": [job.to_json() for job in jobs],
                              "next_cursor": None if next_cursor is None else str(next_cursor)})
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource.api.state import Services, services
-from scholarsource.api.tenancy import is_admin, tenant_of
+from scholarsource.api.tenancy import scope_of
 from scholarsource.errors import ValidationFailed
 from scholarsource.limits import NAME_PATTERN, QueueLimits, Rate
 from scholarsource.store.base import QueueStats, RateStats, Wake
@@ -49,14 +49,6 @@ def _rate(rate: RateStats) -> dict[str, Any]:
             "rate_limit": str(Rate(rate.limit, rate.window)),
             "started_in_window": rate.started, "queued": rate.queued,
             "throttled": rate.throttled}
-
-
-def scope_of(request: Request) -> str | None:
-    """Whose jobs the figures count: the caller's tenant (or the one an admin names with
-    `?tenant=`), or None for an admin without it, the whole server (the operator's view)."""
-    if is_admin(request) and not request.query_params.get("tenant"):
-        return None
-    return tenant_of(request)
 
 
 async def list_queues(request: Request) -> JSONResponse:

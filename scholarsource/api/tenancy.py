@@ -55,3 +55,11 @@ def tenant_of(request: Request) -> str:
         raise Forbidden(f"a {principal.role} key acts for its own tenant only; "
                         f"?tenant= needs an admin key")
     return asked
+
+
+def scope_of(request: Request) -> str | None:
+    """Whose jobs a read covers: the caller's tenant (or the one an admin names with
+    `?tenant=`), or None for an admin without it: every tenant (the operator's view)."""
+    if is_admin(request) and not request.query_params.get("tenant"):
+        return None
+    return tenant_of(request)

@@ -19,6 +19,7 @@ class Job:
     task: str
     status: JobState
     final: bool
+    tenant: str = "default"
     queue: str = "default"
     priority: int = 0
     params: dict[str, Any] = field(default_factory=dict)

@@ -211,9 +211,11 @@ class Job:
         return round(self.finished_at - self.started_at, 6)
 
     def to_json(self) -> dict[str, Any]:
-        """The job's public JSON form; the tenant stays server-side."""
+        """The job's public JSON form. `tenant` tells an admin's view of every tenant whose
+        job it is; any other caller only ever sees its own."""
         return {
-            "id": self.id, "task": self.task, "queue": self.queue, "priority": self.priority,
+            "id": self.id, "tenant": self.tenant, "task": self.task, "queue": self.queue,
+            "priority": self.priority,
             "status": self.status.value, "final": self.status.final, "params": self.params,
             "result": self.result,
             "error": self.error, "error_code": self.error_code, "attempts": self.attempts,
@@ -584,18 +586,23 @@ class Store(abc.ABC):
                 for name in sorted({*overrides, *config})}
 
     @abc.abstractmethod
-    async def get(self, tenant: str, job_id: str) -> Job | None:
-        """The job, if it exists for this tenant."""
+    async def get(self, tenant: str | None, job_id: str) -> Job | None:
+        """The job, if it exists for this tenant (None: for any tenant, an admin's look)."""
 
     @abc.abstractmethod
-    async def list_jobs(self, tenant: str, *, status: str | None = None, task: str | None = None,
-                   queue: str | None = None, limit: int = 50, cursor: int | None = None,
-                   search: str | None = None, search_scan: int = 10_000,
-                   schedule: str | None = None) -> tuple[list[Job], int | None]:
+    async def list_jobs(self, tenant: str | None, *, status: str | None = None,
+                        task: str | None = None, queue: str | None = None, limit: int = 50,
+                        cursor: int | None = None, search: str | None = None,
+                        search_scan: int = 10_000,
+                        schedule: str | None = None) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end).
         With `search`, only jobs whose id, task or params contain it (any case), among the
         newest `search_scan` jobs the other filters match: a page may then hold fewer than
-        `limit` jobs, even none, and still have a next page."""
+        `limit` jobs, even none, and still have a next page.
+
+        `tenant` None (an admin's view of every tenant) has no index to walk per filter, so
+        a page looks at the newest `search_scan` jobs past the cursor and keeps those the
+        filters match: again a page may be short and still have a next one."""
 
     @abc.abstractmethod
     async def cancel(self, tenant: str, job_id: str) -> Job | None:

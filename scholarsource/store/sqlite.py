@@ -172,6 +172,7 @@ SET_PAUSED = ("INSERT INTO schedules (name, paused, cursor) VALUES (:name, :paus
               "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, cursor = "
               "CASE WHEN paused AND NOT excluded.paused THEN max(cursor, :now) ELSE cursor END")
 GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
+GET_ANY_TENANT = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
 # A queued job the claim may take now. pool/policy.py decides `:skip` (queues at their cap,
 # or whose share of the slots is reserved for others) and `:only` (when every free slot is
 # reserved: the queues that may still fill their reservation). Then: not in a paused queue,
@@ -377,6 +378,22 @@ def list_sql(filters: set[str], *, paged: bool, finished: bool = False) -> str:
         where.append("seq < ?")
     return (f"SELECT seq, {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
             f"ORDER BY seq DESC LIMIT ?")
+
+
+def every_tenant_sql(filters: set[str], *, paged: bool, search: bool) -> tuple[str, str]:
+    """A page of every tenant's jobs (an admin's view), newest first: the newest `:scan` jobs
+    past the cursor, narrowed to those the `filters` (and, with `search`, the id, task or
+    params patterns) match; and the seq just past that window, where the next page starts.
+    No per-filter index leads without a tenant, so the window bounds what a page reads."""
+    past = "WHERE seq < :cursor " if paged else ""
+    match = [f"{name} = :{name}" for name in LIST_FILTERS if name in filters]
+    if search:
+        match.append("(id LIKE :pattern ESCAPE '\\' OR task LIKE :pattern ESCAPE '\\' "
+                     "OR params LIKE :json_pattern ESCAPE '\\')")
+    where = f"WHERE {' AND '.join(match)} " if match else ""
+    return (f"SELECT * FROM (SELECT seq, {_JOB_COLUMNS} FROM jobs {past}ORDER BY seq DESC "
+            f"LIMIT :scan) {where}ORDER BY seq DESC LIMIT :page",
+            f"SELECT seq FROM jobs {past}ORDER BY seq DESC LIMIT 1 OFFSET :scan")
 
 
 # A job waiting for its time (scheduled) or its next attempt (retrying) is cancelled like a
@@ -915,12 +932,13 @@ class SqliteStore(Store):
         return {tenant: live for tenant, live in await self._db.fetchall(LIVE_COUNTS)}
 
     @_unavailable
-    async def get(self, tenant: str, job_id: str) -> Job | None:
-        row = await self._one(GET, (job_id, tenant))
+    async def get(self, tenant: str | None, job_id: str) -> Job | None:
+        row = await (self._one(GET_ANY_TENANT, (job_id,)) if tenant is None
+                     else self._one(GET, (job_id, tenant)))
         return None if row is None else _job(row)
 
     @_unavailable
-    async def list_jobs(self, tenant: str, *, status: str | None = None,
+    async def list_jobs(self, tenant: str | None, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
                         cursor: int | None = None, search: str | None = None,
                         search_scan: int = 10_000,
@@ -928,6 +946,8 @@ class SqliteStore(Store):
         given = {name: value for name, value in zip(LIST_FILTERS,
                                                       (status, task, queue, schedule),
                                                       strict=True) if value is not None}
+        if tenant is None:
+            return await self._every_tenant(given, cursor, limit, search, search_scan)
         args: list[str | int] = [tenant, *given.values()]
         if cursor is not None:
             args.append(cursor)
@@ -938,6 +958,19 @@ class SqliteStore(Store):
         rows = await self._db.fetchall(sql, (*args, limit + 1))
         next_cursor = rows[limit - 1][0] if len(rows) > limit else None
         return [_job(row[1:]) for row in rows[:limit]], next_cursor
+
+    async def _every_tenant(self, given: dict[str, str], cursor: int | None, limit: int,
+                            search: str | None, scan: int) -> tuple[list[Job], int | None]:
+        page, beyond = every_tenant_sql(set(given), paged=cursor is not None,
+                                        search=search is not None)
+        args: dict[str, Any] = {**given, "cursor": cursor, "scan": scan, "page": limit + 1}
+        if search is not None:
+            args.update(pattern=_like(search), json_pattern=_like(json.dumps(search)[1:-1]))
+        rows = await self._db.fetchall(page, args)
+        if len(rows) > limit:
+            return [_job(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
+        past = await self._one(beyond, args)
+        return [_job(row[1:]) for row in rows], None if past is None else past[0] + 1
 
     async def _search(self, window: str, args: list[str | int], limit: int, text: str,
                       scan: int) -> tuple[list[Job], int | None]:

@@ -14,11 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from scholarsource.config import Config
-from scholarsource.store.base import NewJob
-from scholarsource.store.factory import open_store
 from tests.conftest import Server
 from tests.e2e.jobs_api import submit, wait_finished
+from tests.e2e.keyring import KEYS, as_key, make_key
 from tests.e2e.test_jobs import _parse_sse
 from tests.e2e.test_metrics import scrape
 from tests.helpers import wait_until
@@ -121,22 +119,11 @@ def test_a_client_resumes_with_last_event_id_while_the_job_runs(serve, tmp_path:
 
 
 def test_another_tenants_job_is_never_streamed(serve, tmp_path: Path) -> None:
-    server = serve(slots=2, workers=1)
-    client = server.client()
+    server = serve(slots=2, workers=1, env=KEYS)
+    client = as_key(server, make_key(server, "acme", "submit"))
+    other = as_key(server, make_key(server, "globex", "submit"))
     gate = tmp_path / "gate"
-    # Until API keys land, the other tenant's job goes in through the store, as a key of
-    # that tenant would submit it; the pool runs it as any other.
-    config = Config(data_dir=str(server.data_dir), database=server.database)
-
-    async def theirs() -> str:
-        store = await open_store(config, "cli")
-        try:
-            return (await store.submit(NewJob("narrate", {"gate": str(gate), "lines": 5},
-                                              "default", 0, 1, tenant="other"))).id
-        finally:
-            await store.close()
-
-    their_id = asyncio.run(theirs())
+    their_id = submit(other, "narrate", gate=str(gate), lines=5)["id"]
     mine = submit(client, "narrate", gate=str(gate), lines=5)["id"]
     answer = client.get(f"/api/jobs/{their_id}/events")
     assert (answer.status_code, answer.json()["error"]) == (404, "not_found")

@@ -67,3 +67,30 @@ def test_a_search_reads_a_bounded_window_and_pages_past_it(tmp_path: Path,
     # 6 jobs, 3 read per page: the newest 3 hold no match, the oldest 3 hold the needle, and
     # the search ends there (no empty page after it).
     assert pages == [([], False), ([needle], True)]
+
+
+def test_an_admins_view_lists_every_tenants_jobs_in_bounded_windows(tmp_path: Path,
+                                                                     backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        ids = [(await store.submit(job(tenant=tenant, task=task))).id
+               for tenant, task in [("a", "echo"), ("b", "noop"), ("a", "noop"), ("b", "echo"),
+                                    ("c", "echo")]]
+        everyone, cursor = await store.list_jobs(None, limit=10)
+        assert [j.id for j in everyone] == ids[::-1] and cursor is None
+        assert [j.tenant for j in everyone] == ["c", "b", "a", "b", "a"]
+        # A window of 2 rows per page: filters narrow each window, pages go on past it.
+        pages, cursor = [], None
+        while True:
+            page, cursor = await store.list_jobs(None, task="echo", search_scan=2,
+                                                 cursor=cursor)
+            pages.append([j.id for j in page])
+            if cursor is None:
+                break
+        assert pages == [[ids[4], ids[3]], [], [ids[0]]]
+        found, _ = await store.list_jobs(None, search="ECH", limit=2)
+        assert [j.id for j in found] == [ids[4], ids[3]]
+        # By id: any tenant's job for the admin's look, only its own for a tenant.
+        assert (await store.get(None, ids[1])).tenant == "b"  # type: ignore[union-attr]
+        assert await store.get("a", ids[1]) is None
+
+    run(tmp_path / "q.db", body, backend)

@@ -17,7 +17,8 @@
 
   function fields(job) {
     const rows = [
-      ["Task", job.task], ["Queue", job.queue], ["Priority", job.priority],
+      ["Task", job.task], ["Tenant", job.tenant], ["Queue", job.queue],
+      ["Priority", job.priority],
       ["Attempts", `${job.attempts} / ${job.max_attempts}`],
       ["Failures", job.failures], ["Crashes", job.crashes],
       ["Timeout", SS.seconds(job.timeout)], ["Memory limit", SS.bytes(job.memory_limit)],

@@ -32,7 +32,9 @@
     const id = encodeURIComponent(job.id);
     return el("tr", { "data-id": job.id, "data-status": job.status },
       el("td", null, checkbox(job)),
-      el("td", null, SS.jobLink(job.id)),
+      // An admin sees every tenant's jobs: name the tenant where it is not the default one.
+      el("td", null, SS.jobLink(job.id),
+        job.tenant === "default" ? "" : el("span", { className: "tenant" }, ` ${job.tenant}`)),
       el("td", null, job.task),
       el("td", null, job.queue),
       el("td", { className: "status" }, SS.badge(job.status), progress(job)),

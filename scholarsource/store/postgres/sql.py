@@ -76,6 +76,7 @@ SET_PAUSED = ('INSERT INTO schedules (name, paused, "cursor") VALUES (%(name)s, 
               'CASE WHEN schedules.paused AND NOT excluded.paused '
               'THEN greatest(schedules."cursor", %(now)s) ELSE schedules."cursor" END')
 GET = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s AND tenant = %(tenant)s"
+GET_ANY_TENANT = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s"
 
 # A queued job the claim may take now (the rules of sqlite._CLAIMABLE).
 _CLAIMABLE = """q.status = 'queued'
@@ -291,6 +292,22 @@ def list_sql(filters: set[str], *, paged: bool) -> str:
         where.append("seq < %(cursor)s")
     return (f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
             f"ORDER BY seq DESC LIMIT %(limit)s")
+
+
+def every_tenant_sql(filters: set[str], *, paged: bool, search: bool) -> tuple[str, str]:
+    """A page of every tenant's jobs (an admin's view), newest first: the newest `scan` jobs
+    past the cursor, narrowed to those the `filters` (and, with `search`, the id, task or
+    params patterns) match; and the seq just past that window, where the next page starts.
+    No per-filter index leads without a tenant, so the window bounds what a page reads."""
+    past = "WHERE seq < %(cursor)s " if paged else ""
+    match = [f"{name} = %({name})s" for name in LIST_FILTERS if name in filters]
+    if search:
+        match.append("(id ILIKE %(pattern)s OR task ILIKE %(pattern)s "
+                     "OR params ILIKE %(json_pattern)s)")
+    where = f"WHERE {' AND '.join(match)} " if match else ""
+    return (f"SELECT * FROM (SELECT seq, {JOB_COLUMNS} FROM jobs {past}ORDER BY seq DESC "
+            f"LIMIT %(scan)s) AS w {where}ORDER BY seq DESC LIMIT %(page)s",
+            f"SELECT seq FROM jobs {past}ORDER BY seq DESC LIMIT 1 OFFSET %(scan)s")
 
 
 SEARCH = ("SELECT * FROM ({window}) AS w WHERE id ILIKE %(pattern)s OR task ILIKE %(pattern)s "

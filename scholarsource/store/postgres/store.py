@@ -277,12 +277,13 @@ class PostgresStore(Store):
         return {tenant: int(live) for tenant, live in await self._db.fetchall(sql.LIVE_COUNTS)}
 
     @unavailable
-    async def get(self, tenant: str, job_id: str) -> Job | None:
-        row = await self._db.one(sql.GET, {"id": job_id, "tenant": tenant})
+    async def get(self, tenant: str | None, job_id: str) -> Job | None:
+        row = await self._db.one(sql.GET_ANY_TENANT if tenant is None else sql.GET,
+                                 {"id": job_id, "tenant": tenant})
         return None if row is None else job_from_row(row)
 
     @unavailable
-    async def list_jobs(self, tenant: str, *, status: str | None = None,
+    async def list_jobs(self, tenant: str | None, *, status: str | None = None,
                         task: str | None = None, queue: str | None = None, limit: int = 50,
                         cursor: int | None = None, search: str | None = None,
                         search_scan: int = 10_000,
@@ -290,6 +291,8 @@ class PostgresStore(Store):
         given = {name: value for name, value in zip(sql.LIST_FILTERS,
                                                       (status, task, queue, schedule),
                                                       strict=True) if value is not None}
+        if tenant is None:
+            return await self._every_tenant(given, cursor, limit, search, search_scan)
         args: dict[str, Any] = {"tenant": tenant, "cursor": cursor, **given}
         window = sql.list_sql(set(given), paged=cursor is not None)
         if search is None:
@@ -307,6 +310,20 @@ class PostgresStore(Store):
         beyond = await self._db.one(sql.BEYOND.format(window=seqs),
                                  {**args, "limit": search_scan + 1, "scan": search_scan})
         return [job_from_row(row[1:]) for row in rows], None if beyond is None else beyond[0] + 1
+
+    async def _every_tenant(self, given: dict[str, str], cursor: int | None, limit: int,
+                            search: str | None, scan: int) -> tuple[list[Job], int | None]:
+        page, beyond = sql.every_tenant_sql(set(given), paged=cursor is not None,
+                                            search=search is not None)
+        args: dict[str, Any] = {**given, "cursor": cursor, "scan": scan, "page": limit + 1}
+        if search is not None:
+            args.update(pattern=like_pattern(search),
+                        json_pattern=like_pattern(json.dumps(search)[1:-1]))
+        rows = await self._db.fetchall(page, args)
+        if len(rows) > limit:
+            return [job_from_row(row[1:]) for row in rows[:limit]], rows[limit - 1][0]
+        past = await self._db.one(beyond, args)
+        return [job_from_row(row[1:]) for row in rows], None if past is None else past[0] + 1
 
     @unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
