@@ -1,4 +1,5 @@
-"""One stats snapshot per tenant per tick, shared by every viewer an API worker serves.
+"""One stats snapshot per view (a tenant, as an operator or not) per tick, shared by every
+viewer an API worker serves.
 
 Each `/api/stats/events` stream used to run its own queries every second: with 40 dashboards
 open, 40 copies of the same queries queued on the worker's one database connection, each
@@ -14,9 +15,11 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+View = TypeVar("View", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,18 @@ def until_next_tick(interval: float, now: float | None = None) -> float:
     return (tick_of(now, interval) + 1) * interval - now + 0.001
 
 
-class SharedSnapshots:
-    """The latest snapshot of each tenant, recomputed at most once per tick."""
+class SharedSnapshots(Generic[View]):
+    """The latest snapshot of each view, recomputed at most once per tick."""
 
-    def __init__(self, compute: Callable[[str], Awaitable[dict[str, Any]]],
+    def __init__(self, compute: Callable[[View], Awaitable[dict[str, Any]]],
                  interval: float) -> None:
         self._compute = compute
         self._interval = interval
-        self._latest: dict[str, Snapshot] = {}
-        self._pending: dict[str, asyncio.Future[Snapshot]] = {}
+        self._latest: dict[View, Snapshot] = {}
+        self._pending: dict[View, asyncio.Future[Snapshot]] = {}
 
-    async def get(self, tenant: str) -> Snapshot:
-        """This tick's snapshot of `tenant`: computed now by the first caller of the tick,
+    async def get(self, tenant: View) -> Snapshot:
+        """This tick's snapshot of `tenant` (a view): computed now by the first caller of the tick,
         awaited by the others. A failure (StoreUnavailable) reaches every waiter and is not
         kept: the next call tries again."""
         tick = tick_of(time.time(), self._interval)
@@ -65,12 +68,12 @@ class SharedSnapshots:
         # Shielded: a viewer that disconnects mid-computation must not cancel it for the rest.
         return await asyncio.shield(pending)
 
-    def _settled(self, tenant: str, done: asyncio.Future[Snapshot]) -> None:
+    def _settled(self, tenant: View, done: asyncio.Future[Snapshot]) -> None:
         self._pending.pop(tenant, None)
         if not done.cancelled():
             done.exception()  # retrieved here: every waiter may have gone meanwhile
 
-    async def _refresh(self, tenant: str, tick: int) -> Snapshot:
+    async def _refresh(self, tenant: View, tick: int) -> Snapshot:
         data = await self._compute(tenant)
         snapshot = Snapshot(tick, data, f"event: stats\ndata: {json.dumps(data)}\n\n")
         self._latest[tenant] = snapshot

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from scholarsource.api import ops
 from scholarsource.api.snapshots import SharedSnapshots, until_next_tick
 from scholarsource.api.state import Services, services
-from scholarsource.api.tenancy import tenant_of
+from scholarsource.api.tenancy import is_admin, tenant_of
 from scholarsource.errors import StoreUnavailable
 from scholarsource.percentiles import percentile
 from scholarsource.store.base import QUEUE_COUNT_STATES, JobState, PoolInfo
@@ -39,8 +39,9 @@ TIMING_SAMPLE = 2_000
 STREAM_INTERVAL = 1.0
 
 
-async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
-    """Everything /api/stats shows, for `tenant`."""
+async def snapshot(svc: Services, tenant: str, operator: bool = True) -> dict[str, Any]:
+    """Everything /api/stats shows, for `tenant`. Only an `operator` (an admin key) sees
+    the machine: the pool's pid and owner, each slot's process id."""
     store, now = svc.store, time.time()
     queues = await store.queue_counts(tenant)
     totals = {state.value: 0 for state in JobState}
@@ -60,11 +61,12 @@ async def snapshot(svc: Services, tenant: str) -> dict[str, Any]:
         "queues": {queue: {s: by_status.get(s, 0) for s in QUEUE_COUNT_STATES}
                    for queue, by_status in sorted(queues.items())},
         "slots": {"busy": pool.busy if pool else 0, "total": pool.slot_count if pool else 0},
-        "pool": {"pid": pool.pid if pool else None,
+        "pool": {"pid": pool.pid if pool and operator else None,
                  "heartbeat_age": None if pool is None else round(now - pool.heartbeat_at, 3),
                  "admission": _admission(pool),
-                 "slots": _slot_rows(pool, now, {job.id for job in running})},
-        "pools": ops.pool_rows(known, now),
+                 "slots": _slot_rows(pool, now, {job.id for job in running}, operator)},
+        "pools": [row if operator else {**row, "owner": None, "pid": None}
+                  for row in ops.pool_rows(known, now)],
         "throughput": {name: round(sum(history[-int(span / HISTORY_STEP):]) / span, 3)
                        for name, span in WINDOWS.items()},
         "history": {"start": round(since, 3), "step": HISTORY_STEP, "finished": history},
@@ -79,13 +81,17 @@ def _admission(pool: PoolInfo | None) -> dict[str, Any]:
     return {} if pool is None else {k: v for k, v in pool.admission.items() if k != "task"}
 
 
-def _slot_rows(pool: PoolInfo | None, now: float, mine: set[str]) -> list[dict[str, Any]]:
+def _slot_rows(pool: PoolInfo | None, now: float, mine: set[str],
+               operator: bool) -> list[dict[str, Any]]:
     """What each slot runs, from the pool's last heartbeat, with how long its job has run.
-    A job of another tenant (not in `mine`) shows as just that: no id, task or times."""
+    A job of another tenant (not in `mine`) shows as just that: no id, task or times; a
+    process id only to an operator."""
     if pool is None:
         return []
     rows = []
     for row in pool.slot_rows:
+        if not operator:
+            row = {**row, "pid": None}
         if row.get("job_id") is not None and row["job_id"] not in mine:
             row = {**row, "job_id": None, "task": None, "started_at": None,
                    "other_tenant": True}
@@ -115,24 +121,32 @@ def _timings(recent: list[Any]) -> dict[str, Any]:
             for task in sorted(runs)}
 
 
-def shared(request: Request) -> SharedSnapshots:
+# Whose figures and whether the viewer is an operator: the key of a shared snapshot.
+View = tuple[str, bool]
+
+
+def shared(request: Request) -> SharedSnapshots[View]:
     """This worker's shared snapshots (made on first use)."""
     state = request.app.state
-    snapshots: SharedSnapshots | None = getattr(state, "stats_snapshots", None)
+    snapshots: SharedSnapshots[View] | None = getattr(state, "stats_snapshots", None)
     if snapshots is None:
         svc = services(request)
         snapshots = state.stats_snapshots = SharedSnapshots(
-            lambda tenant: snapshot(svc, tenant), STREAM_INTERVAL)
+            lambda view: snapshot(svc, *view), STREAM_INTERVAL)
     return snapshots
+
+
+def view_of(request: Request) -> View:
+    return tenant_of(request), is_admin(request)
 
 
 async def stats(request: Request) -> JSONResponse:
     # Computed afresh: a client that just changed something sees it (streams share theirs).
-    return JSONResponse(await snapshot(services(request), tenant_of(request)))
+    return JSONResponse(await snapshot(services(request), *view_of(request)))
 
 
 async def stream(request: Request) -> StreamingResponse:
-    snapshots, tenant = shared(request), tenant_of(request)
+    snapshots, tenant = shared(request), view_of(request)
     first = await snapshots.get(tenant)  # a store that cannot answer: 503 before the stream
 
     async def events() -> AsyncIterator[str]:

@@ -4,6 +4,7 @@ status or the time), and Idempotency-Key and the result cache never cross tenant
 
 from __future__ import annotations
 
+import json
 import secrets
 import statistics
 import time
@@ -169,6 +170,23 @@ def test_health_shows_a_keyless_probe_its_status_and_an_admin_everything(serve) 
     full = admin.get("/api/health").json()
     assert full["status"] == "ok" and full["processes"]["pool"] == full["pool"]["pid"]
     assert full["processes"]["master"] > 0 and full["pools"][0]["owner"]
+    # /api/stats tells a tenant its slots, not the machine: no pid, no host (an owner is
+    # host:pid), which only the admin's view names.
+    wait_until(lambda: admin.get("/api/stats").json()["pool"]["slots"],
+               message="the pool's first heartbeat with its slots")
+    for stream in (False, True):
+        if stream:  # the live view shares a snapshot per view: a tenant's never an admin's
+            with reader.stream("GET", "/api/stats/events") as response:
+                text = next(line for line in response.iter_lines() if line.startswith("data:"))
+            mine = json.loads(text[len("data:"):])
+        else:
+            mine = reader.get("/api/stats").json()
+        assert mine["pool"]["pid"] is None and mine["pool"]["heartbeat_age"] is not None
+        assert [row["pid"] for row in mine["pool"]["slots"]] == [None] * len(mine["pool"]["slots"])
+        assert [(row["owner"], row["pid"]) for row in mine["pools"]] == [(None, None)]
+    theirs = admin.get("/api/stats").json()
+    assert theirs["pool"]["pid"] == full["pool"]["pid"] and theirs["pools"][0]["owner"]
+    assert all(row["pid"] for row in theirs["pool"]["slots"])
 
 
 @pytest.mark.both_backends

@@ -62,14 +62,14 @@
 
   // CPU use of each slot's process between two heartbeats, as a percentage of one core.
   function cpu(row, heartbeatAt, next) {
-    if (row.pid === null || row.cpu_seconds === null) return "–";
-    const before = cpuBefore.get(row.pid);
+    if (row.cpu_seconds === null) return "–";
+    const before = cpuBefore.get(row.slot);  // by slot: only an admin's view has pids
     let sample = { seconds: row.cpu_seconds, at: heartbeatAt, percent: null };
     if (before && before.at === heartbeatAt) sample = before;  // the same heartbeat again
     else if (before && heartbeatAt > before.at) {
       sample.percent = (100 * (row.cpu_seconds - before.seconds)) / (heartbeatAt - before.at);
     }
-    next.set(row.pid, sample);
+    next.set(row.slot, sample);
     return sample.percent === null ? "–" : `${Math.max(0, sample.percent).toFixed(0)}%`;
   }
 
@@ -100,7 +100,7 @@
     setText("tp-5m", SS.rate(tp["5m"]));
     setText("tp-15m", SS.rate(tp["15m"]));
     const pool = stats.pool || {};
-    setText("pool-state", pool.pid ? "running" : "not reporting");
+    setText("pool-state", pool.heartbeat_age == null ? "not reporting" : "running");
     setText("pool-pid", pool.pid ?? "–");
     setText("pool-heartbeat", pool.heartbeat_age == null ? "–"
       : `${SS.seconds(pool.heartbeat_age)} ago`);
