@@ -52,7 +52,9 @@ def test_an_admin_views_another_tenant_with_its_name_in_the_url(
     page.fill('input[name="key"]', admin)
     page.click('button[type="submit"]')
     expect(page).to_have_url(f"{server.url}/dashboard")
-    page.goto(f"{server.url}/dashboard/jobs")  # its own tenant: nothing
+    page.goto(f"{server.url}/dashboard/jobs")  # every tenant's jobs, each named
+    expect(page.locator(f'tr[data-id="{theirs["id"]}"] .tenant')).to_have_text("acme")
+    page.goto(f"{server.url}/dashboard/jobs?tenant=ops")  # its own tenant: nothing
     expect(page.locator("#empty")).to_be_visible()
     page.goto(f"{server.url}/dashboard/jobs?tenant=acme")
     row = page.locator(f'tr[data-id="{theirs["id"]}"]')
