@@ -6,7 +6,7 @@ succeeds, its slot process checks and hashes what the directory holds (`collect`
 reports success: a 200 MB file is hashed in the job's own process, never on the pool's event
 loop. The files then stay where they are; the store records one row per file (the job's
 `artifacts`). A failed, timed-out or cancelled attempt's directory is deleted (`discard`),
-and what a crash leaves behind is swept when a pool starts (`stray_attempts`).
+and what a crash leaves behind is swept when a pool starts (`strays`).
 
 Only plain files directly in the attempt's directory count: a symlink, a directory or any
 other kind of file fails the attempt (`bad_artifact`) and is never followed.
@@ -21,6 +21,10 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scholarsource.store.base import Artifact
 
 # A name is one path component; filesystems allow 255 bytes.
 MAX_NAME_BYTES = 255
@@ -133,6 +137,11 @@ def discard(directory: Path) -> None:
         directory.parent.rmdir()
     except OSError:
         pass  # other attempts' files are still there, or it is gone already
+
+
+def paths(root: Path, found: dict[str, list[Artifact]]) -> dict[str, dict[str, Path]]:
+    """Store.artifacts_of's answer as files: job id -> name -> path (ctx.parent_artifacts)."""
+    return {job_id: {a.name: root / a.path for a in listed} for job_id, listed in found.items()}
 
 
 def listing(root: Path) -> dict[str, list[str]]:
