@@ -7,6 +7,8 @@ the files with the job; a 200 MB file round-trips with the API worker's memory f
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,21 @@ def test_a_200_mb_artifact_round_trips_with_flat_memory_and_ranges(serve) -> Non
     assert past.headers["content-range"] == f"bytes */{200 * MiB}"
     bad = client.get(artifact["url"], headers={"Range": "bytes=x-y"})
     assert (bad.status_code, bad.json()["error"]) == (400, "bad_range")
+
+
+def test_what_a_killed_pools_attempt_left_is_swept_when_the_pool_comes_back(serve) -> None:
+    # SQLite only: the sweep's one store call is in the contract suite on both stores.
+    server = serve(env={"SCHOLARSOURCE_GRACE_PERIOD": "0"})
+    client = server.client()
+    held = server.data_dir / "held"
+    job = submit(client, "artifact_files", names=["partial.txt"], hold=str(held))
+    wait_until(held.exists, 10, message="the attempt to write its file")
+    first = attempt_dir(server, job)
+    assert (first / "partial.txt").read_text() == "partial.txt"
+    os.kill(server.health()["pool"]["pid"], signal.SIGKILL)
+    # The master starts a new pool: it re-queues the job (a crash) and deletes the files no
+    # job keeps before it starts any; the job's next attempt writes its own.
+    wait_until(lambda: (attempt_dir(server, job, 2) / "partial.txt").exists(), 30,
+               message="the job's second attempt")
+    assert not first.exists()
+    assert client.get(f"/api/jobs/{job['id']}").json()["crashes"] == 1
