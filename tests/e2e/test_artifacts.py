@@ -67,6 +67,12 @@ def test_files_become_artifacts_for_their_tenant_and_bad_ones_fail_the_attempt(s
         (unknown.status_code, unknown.json()["error"])
     missing = acme.get(f"/api/jobs/{job['id']}/artifacts/nope.txt")
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    # A file this box cannot see (another box's, on storage that is not shared): a clear
+    # 404, never a 500.
+    (attempt_dir(server, job) / "a.txt").unlink()
+    gone = acme.get(f"/api/jobs/{job['id']}/artifacts/a.txt")
+    assert (gone.status_code, gone.json()["error"]) == (404, "artifact_unavailable")
+    assert "artifacts_dir must be storage they all share" in gone.json()["message"]
 
     # Names that would leave the directory are refused in the task, with its ValueError.
     for bad in ("../escape", "/etc/passwd", "a/b"):
