@@ -218,7 +218,8 @@ class Job:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     # Read with the job alone (Store.get); lists leave it None and their JSON leaves it out.
-    artifacts: list[Artifact] | None = None
+    # Not compared: the same job read either way is equal.
+    artifacts: list[Artifact] | None = field(default=None, compare=False)
 
     @property
     def wait_time(self) -> float | None:
