@@ -112,7 +112,12 @@ def check_config(config_file: str | None, **flags: Any) -> None:
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @server_options
 def backup(file: str, force: bool, config_file: str | None, **flags: Any) -> None:
-    """Copy the database to FILE, consistently, while the server runs."""
+    """Copy the database to FILE, consistently, while the server runs.
+
+    Only the database: the artifacts' files (artifacts_dir, DATA_DIR/artifacts by default)
+    are not in FILE. Copy that directory beside it after the backup, e.g. `rsync -a
+    DATA_DIR/artifacts/ DEST/artifacts/`: a file the copy holds and the backup does not
+    know is swept at the next start, never served."""
     from scholarsource.backup import BackupError
     from scholarsource.backup import backup as take_backup
     from scholarsource.store.factory import where

@@ -275,6 +275,21 @@ class Config:
     max_result_bytes: int = field(default=16 * 1024**2, metadata=_key(
         "Largest result a job may return, as JSON; a larger one fails the attempt with "
         "result_too_large (results live in the database).", size=True))
+    # Artifacts (issue 14): files a task leaves as its job's results (scholarsource/artifacts.py).
+    artifacts_dir: str = field(default="", metadata=_key(
+        "Where artifacts live (one directory per job and attempt); empty: data_dir/artifacts. "
+        "With several boxes on one PostgreSQL store, point every box at the same shared "
+        "storage: a box serves only the files it can see."))
+    max_artifact_bytes: int = field(default=1024**3, metadata=_key(
+        "Most bytes of files one attempt may leave as artifacts, bytes or '1GiB'; more fails "
+        "the attempt with artifact_too_large (a failure like any other: retried while "
+        "attempts are left).", size=True))
+    artifacts_budget_bytes: int = field(default=0, metadata=_key(
+        "Disk all artifacts together may use, bytes or '100GB' (0: no budget of its own). "
+        "Once it is spent, or the artifacts' disk has less than max_artifact_bytes free, the "
+        "pool starts no job (they wait queued; /api/health says why) until retention frees "
+        "room. Keep slots x max_artifact_bytes of room between it and the disk's size: "
+        "running jobs may each still write that much.", size=True))
     busy_timeout: float = field(default=5.0, metadata=_key(
         "Seconds a database write waits for the write lock before giving up."))
     log_level: str = field(default="info", metadata=_key(
@@ -410,7 +425,7 @@ class Config:
         for name in ("lease_seconds", "poll_interval", "busy_timeout", "slots_per_core",
                      "pool_stall_timeout", "memory_per_job", "max_body_bytes",
                      "max_result_bytes", "default_timeout", "max_timeout",
-                     "max_params_bytes"):
+                     "max_params_bytes", "max_artifact_bytes"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number, not {value!r}")
@@ -473,6 +488,11 @@ class Config:
     def db_path(self) -> Path:
         """The SQLite database file inside the data directory."""
         return Path(self.data_dir) / "scholarsource.db"
+
+    @property
+    def artifacts_path(self) -> Path:
+        """The directory that holds every job's artifacts."""
+        return Path(self.artifacts_dir) if self.artifacts_dir else Path(self.data_dir) / "artifacts"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for --print-config and the bench's JSON."""

@@ -20,6 +20,7 @@
         ├── PayloadTooLarge      413 body over max_body_bytes
         ├── UnsupportedMedia     415 body is not application/json
         ├── ValidationFailed     422 wrong fields, wrong types, unknown task
+        ├── RangeUnsatisfiable   416 a Range header past the end of an artifact's file
         ├── TooManyRequests      429 a submit over a rate or a max_queued
         ├── ServiceUnavailable   503 the store cannot take writes right now
         │   (the HTTP edge, before any route: api/hosts.py, api/headlimits.py)
@@ -161,6 +162,12 @@ class ValidationFailed(ApiError):
     """Raised when fields are missing, of the wrong type, or name an unknown task."""
 
     status, code = 422, "invalid_request"
+
+
+class RangeUnsatisfiable(ApiError):
+    """Raised when a download's Range header asks only for bytes past the end of the file."""
+
+    status, code = 416, "range_not_satisfiable"
 
 
 class TooManyRequests(ApiError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from scholarsource.config import Config, Retention
 from scholarsource.errors import ScholarSourceError
+from scholarsource.pool.artifacts import Files
 from scholarsource.pool.retention import Pruner
 from scholarsource.store.factory import open_store, where
 
@@ -52,7 +53,7 @@ async def _prune(config: Config, retention: Retention, dry_run: bool,
         if problem := (await store.schema_version()).problem():
             raise PruneError(f"{where(config)} {problem}")
         before = await store.storage()
-        pruner = Pruner(retention)
+        pruner = Pruner(retention, Files.of(config))
         if dry_run:
             counts, longest = await pruner.count(store), 0.0
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -227,3 +228,41 @@ def narrate(ctx: Context, gate: str = "", lines: int = 5, pause: float = 0.0,
         if pause:
             time.sleep(pause)
     return lines
+
+
+@task("artifact_big")
+def artifact_big(ctx: Context, name: str, mib: int) -> str:
+    """Write `mib` MiB of random bytes as one artifact (1 MiB per write: fast, flat memory);
+    returns its sha256, computed as it was written."""
+    digest = hashlib.sha256()
+    with open(ctx.artifact(name), "wb") as fh:
+        for _ in range(int(mib)):
+            chunk = os.urandom(1024**2)
+            digest.update(chunk)
+            fh.write(chunk)
+    return digest.hexdigest()
+
+
+@task("artifact_files")
+def artifact_files(ctx: Context, names: list[str], odd: str = "", fail: bool = False,
+                   hold: str = "") -> list[str]:
+    """Write each name's own text as an artifact; with `odd`, leave a "symlink" (to
+    /etc/passwd), a "directory" or a "fifo" beside them; `fail` raises once they are
+    written; `hold` names a file to create once written, then sleeps (a target for kills)."""
+    for name in names:
+        ctx.artifact(name).write_text(name)
+    if odd:
+        target = ctx.artifact("odd")
+        if odd == "symlink":
+            os.symlink("/etc/passwd", target)
+        elif odd == "directory":
+            target.mkdir()
+        else:
+            os.mkfifo(target)
+    if hold:
+        with open(hold, "w"):
+            pass
+        time.sleep(60)
+    if fail:
+        raise RuntimeError("failed after writing its files")
+    return names

@@ -44,6 +44,7 @@ POLICY: dict[str, dict[str, Role | str]] = {
     "/api/jobs/{job_id}/cancel": {"POST": "submit"},
     "/api/jobs/{job_id}/retry": {"POST": "submit"},
     "/api/jobs/{job_id}/events": {"GET": "read"},
+    "/api/jobs/{job_id}/artifacts/{name}": {"GET": "read"},
     "/api/dead/retry": {"POST": "submit"},  # the tenant's own dead letters
     "/api/dead": {"DELETE": "admin"},
     "/api/submit": {"POST": "submit"},

@@ -15,6 +15,7 @@ from scholarsource import logs
 from scholarsource.api import (
     access,
     accesslog,
+    artifacts,
     auth,
     authmode,
     batch,
@@ -105,6 +106,7 @@ def create_app(config: Config) -> Starlette:
     routes = [*batch.routes, *jobs.routes, *events.routes, *compat.routes, *ops.routes,
               *stats.routes, *queues.routes, *schedules.routes,
               *openapi.routes, *prometheus.routes, *dashboard.routes, *login.routes]
+    routes += artifacts.routes
     return Starlette(
         routes=access.protect(routes, enforce=authmode.mode(config) == "keys"),
         lifespan=lifespan,

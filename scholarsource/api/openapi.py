@@ -154,6 +154,16 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [_ID, {"name": "Last-Event-ID", "in": "header", "schema": _COUNT}],
             "responses": {"200": {"description": "event stream",
                                   "content": {"text/event-stream": {}}}, **_ERRORS}}},
+        "/api/jobs/{job_id}/artifacts/{name}": {"get": {
+            "summary": "Download one of the job's artifacts (Range, If-None-Match: its sha256)",
+            "parameters": [_ID, {"name": "name", "in": "path", "required": True,
+                                 "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file",
+                                  "content": {"application/octet-stream": {}}},
+                          "206": {"description": "the ranges asked for"},
+                          "304": {"description": "the client's copy is current"},
+                          "416": _answer("no byte of the range is in the file "
+                                         "(range_not_satisfiable)", _ERROR), **_ERRORS}}},
         "/api/jobs/{job_id}/retry": {"post": {
             "summary": "Re-queue a retrying, dead or cancelled job with fresh attempts",
             "parameters": [_ID],
@@ -319,7 +329,12 @@ DOCUMENT: dict[str, Any] = {
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},
             "created_at": {"type": "number"}, "started_at": {"type": ["number", "null"]},
-            "finished_at": {"type": ["number", "null"]}}},
+            "finished_at": {"type": ["number", "null"]},
+            # GET /api/jobs/{id} only (lists leave it out): the files the job left.
+            "artifacts": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "size": {"type": "integer"},
+                "sha256": {"type": "string"}, "content_type": {"type": "string"},
+                "url": {"type": "string"}}}}}},
     }},
 }
 

@@ -28,6 +28,7 @@ from scholarsource.config import Config, format_size
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory
 from scholarsource.pool.admission import Admission
+from scholarsource.pool.artifacts import Files, received, well_formed
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.messages import Ended, Report
 from scholarsource.pool.policy import Policy
@@ -115,7 +116,8 @@ class Dispatcher:
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
         self.policy = Policy(config.queues, self.admission, rate_limited, config.tenants)
-        self.retention = Pruner(config.retention)
+        self.files = Files.of(config)
+        self.retention = Pruner(config.retention, self.files)
         self.scheduler = Scheduler(config)
         self._next_sample = 0.0
         # Wall clock: when the next scheduled or retrying job is due (None: none waits).
@@ -240,6 +242,10 @@ class Dispatcher:
                     claim, ran_for = self._ran.pop((outcome.job_id, outcome.token))
                     if (state := states.get(outcome.job_id)) is not None:
                         self.journal.ended(claim, outcome, ran_for, state)
+                    if outcome.artifacts and state is not JobState.SUCCEEDED:
+                        self.files.discard(claim)  # a stale success: nobody keeps them
+                if any(outcome.artifacts for outcome in outcomes):
+                    await self.files.refresh(self.store)  # the budget, before the claim
                 due = [o.retry_at for o in outcomes
                        if o.retry_at is not None and states.get(o.job_id) is JobState.RETRYING]
                 if due:
@@ -253,7 +259,7 @@ class Dispatcher:
 
     async def _claim(self) -> None:
         free = self.slots.free()
-        if not free:
+        if not free or self.files.full:
             return
         try:
             claims = await self.policy.claim(self.store, self.owner, len(free),
@@ -289,14 +295,18 @@ class Dispatcher:
             self.expect.observe(claim.task, peak)
         code, value, cpu = ended.code, ended.value, ended.cpu
         if slot.cancel_at is not None:
-            # What a task returns once cancelled (partial work, say) is the job's result.
+            # What a task returns once cancelled (partial work, say) is the job's result;
+            # its files are not kept.
+            if ended.artifacts:
+                self.files.discard(claim)
             outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
                               error_code=ErrorCode.CANCELLED, error=ErrorCode.CANCELLED,
                               peak_rss=peak, cpu_time=cpu,
                               result_json=value if code is None else None)
         elif code is None:
             outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
-                              peak_rss=peak, cpu_time=cpu)
+                              peak_rss=peak, cpu_time=cpu,
+                              artifacts=received(claim, ended.artifacts))
         elif code is ErrorCode.RETRY:
             outcome = self._failure(claim, code, f"retry requested: {value}", peak=peak,
                                     cpu=cpu, after=ended.after)
@@ -342,6 +352,7 @@ class Dispatcher:
                                               f"({exit_status}; RSS last seen {rss})"),
                     repr(life.exception()), peak=peak, crashed=True, exit=exit_status)
             if outcome is not None:
+                self.files.discard(claim)  # what a stopped attempt wrote is not kept
                 self._record(slot, claim, outcome)
         elif slot.stop_reason is None:
             log.warning("slot %d (pid %s) died while idle (%s); replacing it", slot.index,
@@ -422,7 +433,8 @@ class Dispatcher:
                     and isinstance(message.detail, str | None)
                     and isinstance(message.after, float | None)
                     and isinstance(message.peak, int | None)
-                    and isinstance(message.cpu, float | int)):
+                    and isinstance(message.cpu, float | int)
+                    and well_formed(message.artifacts)):
                 raise ValueError("a malformed end of attempt")
             self._completed(slot, message)
         else:
@@ -436,6 +448,7 @@ class Dispatcher:
         claim = slot.release()
         if claim is not None:
             log.warning("job %s (%s): %s", claim.id, claim.task, message)
+            self.files.discard(claim)
             self._record(slot, claim, self._failure(claim, code, message))
         slot.terminate(code, 0)
 
@@ -534,10 +547,12 @@ class Dispatcher:
                 if recovered := await self.store.recover(
                         self.owner, max_crashes=self.config.max_crashes):
                     log.warning("re-queued %d job(s) whose lease expired", recovered)
+            await self.files.refresh(self.store)
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
                 busy=len(self.slots.busy()), heartbeat_at=time.time(),
-                admission=self.admission.state, slot_rows=slot_rows(self.slots),
+                admission={**self.admission.state, **self.files.state},
+                slot_rows=slot_rows(self.slots),
                 owner=self.owner))
             # A weight set with `scholarsource tenants set` applies within a heartbeat.
             self.policy.use_tenants(await self.store.tenant_limits(self.config.tenants))

@@ -44,6 +44,8 @@ class Ended(NamedTuple):
     after: float | None = None  # Retry(after=...): seconds before the next attempt
     peak: int | None = None    # the process's peak RSS during the attempt, bytes
     cpu: float = 0.0           # CPU seconds of the attempt (its process and children)
+    # A success's files (pool/artifacts.py): (name, size, sha256, content type) each.
+    artifacts: tuple[tuple[str, int, str, str], ...] = ()
 
 
 def send(conn: Connection, message: Attempt | Report | Ended) -> None:

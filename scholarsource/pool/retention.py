@@ -1,4 +1,5 @@
-"""Retention: delete finished jobs once their state's age has passed, and give the space back.
+"""Retention: delete finished jobs once their state's age has passed, with their artifacts'
+files, and give the space back.
 
 The pool runs a `Pruner` as part of its housekeeping; `scholarsource prune` runs one to the
 end. Work goes in batches, each one statement and so one write transaction, sized from
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from scholarsource.config import Retention
 from scholarsource.errors import StoreUnavailable
+from scholarsource.pool.artifacts import GRAVES_PER_TURN, Files
 from scholarsource.store.base import JobState, Store
 
 log = logging.getLogger("scholarsource.pool")
@@ -56,7 +58,7 @@ class PruneReport:
 class Pruner:
     """Deletes finished jobs older than their state's age; `due` says when to `run` again."""
 
-    def __init__(self, retention: Retention) -> None:
+    def __init__(self, retention: Retention, files: Files | None = None) -> None:
         self.ages = {JobState.SUCCEEDED: retention.succeeded,
                      JobState.CANCELLED: retention.cancelled, JobState.DEAD: retention.dead}
         # At least once a minute, and often enough that a job outlives its age by a tenth
@@ -68,6 +70,7 @@ class Pruner:
         self._costs: deque[float] = deque(maxlen=5)  # seconds per deleted job, latest batches
         self._next = 0.0  # monotonic
         self._freed = False  # pruning freed pages that compact has not given back yet
+        self._files = files  # where pruned jobs' artifacts are deleted (None: nowhere)
 
     def due(self, now: float) -> bool:
         """True when `run` has work to look for (`now` is time.monotonic())."""
@@ -108,6 +111,10 @@ class Pruner:
                 deleted, full = await self._batch(store, state, now - age, report)
                 report.deleted[state.value] = report.deleted.get(state.value, 0) + deleted
                 self._freed = self._freed or deleted > 0
+        # The pruned jobs' files, after their rows (a grave outlives a crash in between).
+        while self._files is not None and await self._files.bury(store) == GRAVES_PER_TURN:
+            if spent():
+                return False
         while self._freed:
             if spent():
                 return False

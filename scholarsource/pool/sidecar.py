@@ -19,6 +19,7 @@ from scholarsource.config import Config
 from scholarsource.errors import TaskError
 from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.limits import check_reservations
+from scholarsource.pool.artifacts import Files
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.scheduler import check_schedules
@@ -124,6 +125,9 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         if culprit:
             log.warning("the previous pool died while handling job %s: that job alone is "
                         "charged a crash", culprit[0])
+        # What attempts left behind when their pool died (or failed, unnoticed) goes now:
+        # every directory that no job's artifacts or running attempt keeps.
+        await Files.of(config).sweep(store)
         rates = task_rates(registry, config.tasks)
         defaults = [TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory,
                                  s.memory_limit, s.backoff_base, s.backoff_max, s.params,

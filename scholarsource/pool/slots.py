@@ -46,11 +46,13 @@ import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from scholarsource import logs
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
+from scholarsource.pool import artifacts
 from scholarsource.pool.messages import Attempt, Ended, Report, send
 from scholarsource.store.base import Claim, ErrorCode
 from scholarsource.tasks.context import CancelFlag, Context
@@ -71,6 +73,8 @@ _conn: Connection | None = None
 _cancel_flag: CancelFlag | None = None
 _stop_flag: CancelFlag | None = None
 _max_result_bytes = 0
+_artifacts_root: Path | None = None
+_max_artifact_bytes = 0
 _peak: PeakRss | None = None
 _tasks: dict[str, TaskSpec] = {}
 
@@ -104,18 +108,24 @@ class SlotSettings:
     log_level: str = "info"
     log_format: str = "text"
     builtin_tasks: tuple[str, ...] = ("all",)
+    artifacts_dir: str = ""  # absolute: a task may change its working directory
+    max_artifact_bytes: int = 1024**3
 
     @classmethod
     def of(cls, config: Config) -> SlotSettings:
         return cls(config.task_modules, config.max_result_bytes, config.log_level,
-                   config.log_format, config.builtin_tasks)
+                   config.log_format, config.builtin_tasks,
+                   str(config.artifacts_path.absolute()), config.max_artifact_bytes)
 
 
 def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
                lifeline: Connection, settings: SlotSettings) -> None:
     """Runs once in each slot process, before its first job."""
     global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak
+    global _artifacts_root, _max_artifact_bytes
     _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, settings.max_result_bytes
+    _artifacts_root = Path(settings.artifacts_dir) if settings.artifacts_dir else None
+    _max_artifact_bytes = settings.max_artifact_bytes
     _stop_flag = stop_flag
     # Task code logs with its own loggers: give them the server's level and format too.
     logs.setup(settings.log_level, settings.log_format, name="")
@@ -204,24 +214,33 @@ def _cpu_seconds() -> float:
 def run_attempt(attempt: Attempt) -> Ended:
     """Run one attempt inside a slot; how it ended, in plain strings and numbers whatever the
     task did, so that the message to the pool is small and flat (serve_slot adds the peak
-    RSS and CPU time).
-
-    The params travel as the store's JSON text and are decoded here, and the result is
-    encoded here: a job's data, however deep or odd, fails its own attempt in its own
-    process, never the pool's loop."""
+    RSS and CPU time), with the files it left if it called ctx.artifact."""
     conn, job_id, token = _conn, attempt.job_id, attempt.token
 
     def report(kind: str, data: dict[str, Any]) -> None:
         if conn is not None:
             send(conn, Report(job_id, token, kind, data))
 
+    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, _artifacts_root)
+    ended = _call(attempt, ctx)
+    if ctx.artifacts_dir is None:
+        return ended
+    return artifacts.settle(ended, ctx.artifacts_dir, _max_artifact_bytes)
+
+
+def _call(attempt: Attempt, ctx: Context) -> Ended:
+    """Call the task with `ctx`.
+
+    The params travel as the store's JSON text and are decoded here, and the result is
+    encoded here: a job's data, however deep or odd, fails its own attempt in its own
+    process, never the pool's loop."""
+    token = attempt.token
     try:
         params = json.loads(attempt.params_json)
     except (ValueError, RecursionError) as exc:
         code = ErrorCode.BAD_PARAMS
         return Ended(token, code, code.explain(f"the job's params cannot be decoded "
                                                f"({_describe(exc)})"))
-    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag)
     try:
         spec = _tasks.get(attempt.task)
         if spec is None:

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 from scholarsource.findings import Check
 from scholarsource.limits import TenantLimits
@@ -91,6 +92,8 @@ class ErrorCode(enum.StrEnum):
     INTERRUPTED = "interrupted"            # shutdown: runs again, uncharged
     POOL_DIED = "pool_died"                # the pool died running it
     LEASE_EXPIRED = "lease_expired"        # its pool stopped renewing the lease
+    ARTIFACT_TOO_LARGE = "artifact_too_large"  # its files passed max_artifact_bytes
+    BAD_ARTIFACT = "bad_artifact"          # a link, directory or odd name among its files
 
     def explain(self, text: str) -> str:
         """The error message for this code: "code: text"."""
@@ -158,6 +161,23 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """One file of a job's results (scholarsource/artifacts.py)."""
+
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    path: str  # under artifacts_dir: JOB_ID/ATTEMPT/NAME
+
+    def to_json(self, job_id: str) -> dict[str, Any]:
+        """Its entry in the job JSON's `artifacts`, with the URL that downloads it."""
+        return {"name": self.name, "size": self.size, "sha256": self.sha256,
+                "content_type": self.content_type,
+                "url": f"/api/jobs/{job_id}/artifacts/{quote(self.name, safe='')}"}
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the API shows it (internal lease and fencing fields are left out)."""
 
@@ -197,6 +217,9 @@ class Job:
     scheduled_for: float | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    # Read with the job alone (Store.get); lists leave it None and their JSON leaves it out.
+    # Not compared: the same job read either way is equal.
+    artifacts: list[Artifact] | None = field(default=None, compare=False)
 
     @property
     def wait_time(self) -> float | None:
@@ -213,7 +236,7 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         """The job's public JSON form. `tenant` tells an admin's view of every tenant whose
         job it is; any other caller only ever sees its own."""
-        return {
+        body = {
             "id": self.id, "tenant": self.tenant, "task": self.task, "queue": self.queue,
             "priority": self.priority,
             "status": self.status.value, "final": self.status.final, "params": self.params,
@@ -235,6 +258,9 @@ class Job:
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
         }
+        if self.artifacts is not None:
+            body["artifacts"] = [artifact.to_json(self.id) for artifact in self.artifacts]
+        return body
 
 
 @dataclass(frozen=True)
@@ -303,6 +329,7 @@ class Outcome:
     exit: str | None = None          # a crash: the signal or exit code
     peak_rss: int | None = None      # the slot's peak RSS during the attempt, bytes
     cpu_time: float | None = None    # CPU seconds of the attempt (its process and children)
+    artifacts: tuple[Artifact, ...] = ()  # a success's files: recorded with it, or not at all
 
 
 @dataclass(frozen=True)
@@ -766,8 +793,34 @@ class Store(abc.ABC):
         is left in the state `rules.after_attempt` says (the retry, dead and crash rules,
         stated once in store/rules.py): a failure goes `retrying` (to run again at its
         `retry_at`) or `dead` once the job has failed `max_attempts` times or crashed
-        `max_crashes` times. Returns the state each job was left in, for the outcomes that
-        were not stale."""
+        `max_crashes` times. A success's `artifacts` are recorded in the same transaction
+        (none for a stale outcome). Returns the state each job was left in, for the outcomes
+        that were not stale."""
+
+    # -- artifacts (scholarsource/artifacts.py) ---------------------------------------------
+    @abc.abstractmethod
+    async def artifacts_of(self, job_ids: list[str]) -> dict[str, list[Artifact]]:
+        """The artifacts of each of these jobs that has any, by name (the pool's side: no
+        tenant; a child's `ctx.parent_artifacts` reads its parents' with it)."""
+
+    @abc.abstractmethod
+    async def artifact_bytes(self) -> int:
+        """The size of every artifact recorded, together (kept as a running total: no
+        scan)."""
+
+    @abc.abstractmethod
+    async def kept_attempts(self, job_ids: list[str]) -> dict[str, set[int]]:
+        """For each of these jobs, the attempts whose directories must stay: those that
+        hold its artifacts, and the one running now. A job not in the answer keeps none."""
+
+    @abc.abstractmethod
+    async def graves(self, limit: int) -> list[str]:
+        """Ids of deleted jobs (pruned, purged) whose artifact files are still to delete:
+        deleting a job's artifact rows records it, in the same transaction."""
+
+    @abc.abstractmethod
+    async def bury(self, job_ids: list[str]) -> None:
+        """Forget these graves: their files are gone."""
 
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:

@@ -4,6 +4,7 @@ no SQL lives here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -14,11 +15,13 @@ from scholarsource.keys import ApiKey
 from scholarsource.limits import Rate
 from scholarsource.quotas import Level, QuotaState, TenantOverride
 from scholarsource.store.base import (
+    Artifact,
     Claim,
     Event,
     Job,
     JobState,
     NewJob,
+    Outcome,
     QueueStats,
     ScheduleState,
     TaskDefaults,
@@ -61,6 +64,29 @@ def job_from_row(row: Iterable[Any]) -> Job:
                bypass_cache=bool(bypass_cache), unique=bool(unique), schedule=schedule,
                scheduled_for=scheduled_for, concurrency_key=concurrency_key,
                concurrency_limit=concurrency_limit)
+
+
+def job_with_artifacts(row: list[Any] | tuple[Any, ...]) -> Job:
+    """A job from the job columns followed by its artifacts as JSON text (an array of
+    [name, size, sha256, content_type, path], by name), as both stores' GET read them."""
+    return dataclasses.replace(job_from_row(row[:-1]), artifacts=[
+        Artifact(*entry) for entry in json.loads(row[-1] or "[]")])
+
+
+def artifacts_from_rows(rows: Iterable[Any]) -> dict[str, list[Artifact]]:
+    """Rows of (job_id, name, size, sha256, content_type, path), by job."""
+    found: dict[str, list[Artifact]] = {}
+    for job_id, *fields in rows:
+        found.setdefault(job_id, []).append(Artifact(*fields))
+    return found
+
+
+def artifact_batch(outcomes: Iterable[Outcome], succeeded: set[str]) -> list[dict[str, Any]]:
+    """The artifacts of the outcomes that `finish` recorded as successes, as the stores'
+    artifact inserts read them."""
+    return [{"job_id": o.job_id, "name": a.name, "size": a.size, "sha256": a.sha256,
+             "content_type": a.content_type, "path": a.path}
+            for o in outcomes if o.job_id in succeeded for a in o.artifacts]
 
 
 def new_jobs(news: list[NewJob]) -> list[Job]:

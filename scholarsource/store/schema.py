@@ -368,8 +368,41 @@ CREATE TABLE fair_shares (
 CREATE INDEX fair_shares_start ON fair_shares (start);
 """
 
+# Artifacts (scholarsource/artifacts.py): one row per file of a succeeded job, the attempt
+# whose directory holds it. `artifact_usage` keeps their total size (the pool's disk budget
+# reads one row, no scan). Deleting a job deletes its rows, and deleting rows records the job
+# in `artifact_graves`, in the same transaction: the pruner deletes the files after.
+_V17 = """
+CREATE TABLE artifacts (
+    job_id       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    size         INTEGER NOT NULL,
+    sha256       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    path         TEXT NOT NULL,                -- under artifacts_dir
+    PRIMARY KEY (job_id, name)
+) WITHOUT ROWID;
+CREATE TABLE artifact_usage (one INTEGER PRIMARY KEY CHECK (one = 1), bytes INTEGER NOT NULL);
+CREATE TABLE artifact_graves (job_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TRIGGER artifacts_added AFTER INSERT ON artifacts
+BEGIN
+    INSERT INTO artifact_usage VALUES (1, NEW.size)
+        ON CONFLICT (one) DO UPDATE SET bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER artifacts_removed AFTER DELETE ON artifacts
+BEGIN
+    UPDATE artifact_usage SET bytes = bytes - OLD.size;
+    INSERT OR IGNORE INTO artifact_graves VALUES (OLD.job_id);
+END;
+CREATE TRIGGER jobs_purge_artifacts AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM artifacts WHERE job_id = OLD.id;
+END;
+"""
+
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
-                         _V14, _V15, _V16]
+                         _V14, _V15, _V16, _V17]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

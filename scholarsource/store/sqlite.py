@@ -33,6 +33,7 @@ from scholarsource.store.base import (
     POOL_FORGET_SECONDS,
     QUEUE_COUNT_STATES,
     WAITING_STATES,
+    Artifact,
     BackupResult,
     Carried,
     Claim,
@@ -61,7 +62,10 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.rows import (
+    artifact_batch,
+    artifacts_from_rows,
     claims_from_rows,
+    job_with_artifacts,
     key_from_row,
     override_from_row,
     queue_stats_from_rows,
@@ -171,8 +175,12 @@ ORDER BY n.key
 SET_PAUSED = ("INSERT INTO schedules (name, paused, cursor) VALUES (:name, :paused, :now) "
               "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, cursor = "
               "CASE WHEN paused AND NOT excluded.paused THEN max(cursor, :now) ELSE cursor END")
-GET = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND tenant = ?"
-GET_ANY_TENANT = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?"
+# A job alone comes with its artifacts, by name: an index range of their primary key.
+_ARTIFACTS_OF_JOB = ("(SELECT json_group_array(json_array(name, size, sha256, content_type, "
+                     "path)) FROM (SELECT * FROM artifacts WHERE job_id = jobs.id "
+                     "ORDER BY name))")
+GET = f"SELECT {_JOB_COLUMNS}, {_ARTIFACTS_OF_JOB} FROM jobs WHERE id = ? AND tenant = ?"
+GET_ANY_TENANT = f"SELECT {_JOB_COLUMNS}, {_ARTIFACTS_OF_JOB} FROM jobs WHERE id = ?"
 # A queued job the claim may take now. pool/policy.py decides `:skip` (queues at their cap,
 # or whose share of the slots is reserved for others) and `:only` (when every free slot is
 # reserved: the queues that may still fill their reservation). Then: not in a paused queue,
@@ -341,6 +349,22 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'ending
 WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
 RETURNING jobs.id, jobs.status
 """
+# A success's files, in the transaction that recorded it (only for the jobs FINISH left
+# succeeded: the caller filters the batch); the attempt is the one that just ended.
+ADD_ARTIFACTS = """
+INSERT OR IGNORE INTO artifacts (job_id, name, attempt, size, sha256, content_type, path)
+SELECT a.value ->> 'job_id', a.value ->> 'name', jobs.attempts, a.value ->> 'size',
+       a.value ->> 'sha256', a.value ->> 'content_type', a.value ->> 'path'
+FROM json_each(:batch) AS a JOIN jobs ON jobs.id = a.value ->> 'job_id'
+"""
+_IDS = "(SELECT value FROM json_each(:ids))"
+ARTIFACTS_OF = ("SELECT job_id, name, size, sha256, content_type, path FROM artifacts "
+                f"WHERE job_id IN {_IDS} ORDER BY job_id, name")
+ARTIFACT_BYTES = "SELECT coalesce(sum(bytes), 0) FROM artifact_usage"  # one row, or none
+KEPT_ATTEMPTS = (f"SELECT job_id, attempt FROM artifacts WHERE job_id IN {_IDS} UNION "
+                 f"SELECT id, attempts FROM jobs WHERE id IN {_IDS} AND status = 'running'")
+GRAVES = "SELECT job_id FROM artifact_graves LIMIT :limit"
+BURY = f"DELETE FROM artifact_graves WHERE job_id IN {_IDS}"
 PROGRESS = """
 UPDATE jobs SET progress = p.fraction, progress_message = p.message
 FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token,
@@ -935,7 +959,7 @@ class SqliteStore(Store):
     async def get(self, tenant: str | None, job_id: str) -> Job | None:
         row = await (self._one(GET_ANY_TENANT, (job_id,)) if tenant is None
                      else self._one(GET, (job_id, tenant)))
-        return None if row is None else _job(row)
+        return None if row is None else job_with_artifacts(row)
 
     @_unavailable
     async def list_jobs(self, tenant: str | None, *, status: str | None = None,
@@ -1214,9 +1238,51 @@ class SqliteStore(Store):
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        rows = await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time(),
-                                                "max_crashes": max_crashes})
+        args = {"batch": json.dumps(batch), "now": time.time(), "max_crashes": max_crashes}
+        if any(o.artifacts for o in outcomes):
+            rows = await self._finish_with_artifacts(args, outcomes)
+        else:  # the common case stays one statement
+            rows = await self._db.fetchall(FINISH, args)
         return {job_id: JobState(status) for job_id, status in rows}
+
+    async def _finish_with_artifacts(self, args: dict[str, Any],
+                                     outcomes: list[Outcome]) -> list[Any]:
+        async def run() -> list[Any]:
+            async with self._transaction() as db:
+                rows = await db.fetchall(FINISH, args)
+                batch = artifact_batch(outcomes, {job_id for job_id, status in rows
+                                                  if status == JobState.SUCCEEDED})
+                if batch:
+                    await db.fetchall(ADD_ARTIFACTS, {"batch": json.dumps(batch)})
+                return rows
+
+        return await asyncio.shield(run())  # as _atomically: never leave the lock held
+
+    @_unavailable
+    async def artifacts_of(self, job_ids: list[str]) -> dict[str, list[Artifact]]:
+        return artifacts_from_rows(await self._db.fetchall(ARTIFACTS_OF,
+                                                           {"ids": json.dumps(job_ids)}))
+
+    @_unavailable
+    async def artifact_bytes(self) -> int:
+        total: int = (await self._one(ARTIFACT_BYTES))[0]
+        return total
+
+    @_unavailable
+    async def kept_attempts(self, job_ids: list[str]) -> dict[str, set[int]]:
+        kept: dict[str, set[int]] = {}
+        for job_id, attempt in await self._db.fetchall(KEPT_ATTEMPTS,
+                                                       {"ids": json.dumps(job_ids)}):
+            kept.setdefault(job_id, set()).add(attempt)
+        return kept
+
+    @_unavailable
+    async def graves(self, limit: int) -> list[str]:
+        return [job_id for (job_id,) in await self._db.fetchall(GRAVES, {"limit": limit})]
+
+    @_unavailable
+    async def bury(self, job_ids: list[str]) -> None:
+        await self._db.fetchall(BURY, {"ids": json.dumps(job_ids)})
 
     @_unavailable
     async def note(self, notes: list[Note]) -> None:

@@ -1,12 +1,16 @@
-"""`ctx`, the first argument of every task: who am I, report progress, should I stop?"""
+"""`ctx`, the first argument of every task: who am I, report progress, should I stop, where do
+my result files go?"""
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
+from scholarsource.artifacts import attempt_dir, check_name
 from scholarsource.tasks.jsontext import printable
 
 # Progress from a tight loop would flood the store; between two reports we keep at most
@@ -26,13 +30,36 @@ class Context:
 
     def __init__(self, job_id: str, attempt: int, token: int,
                  report: Callable[[str, dict[str, Any]], None] | None,
-                 cancel_flag: CancelFlag | None) -> None:
+                 cancel_flag: CancelFlag | None, artifacts_root: Path | None = None,
+                 parent_artifacts: dict[str, dict[str, Path]] | None = None) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self._token = token
         self._report = report
         self._cancel_flag = cancel_flag
         self._last_progress = 0.0
+        self._artifacts_root = artifacts_root
+        # Set by the first ctx.artifact(): the slot then settles the files (pool/artifacts.py).
+        self.artifacts_dir: Path | None = None
+        # Each parent job's artifacts, name -> path (Store.artifacts_of, artifacts.paths).
+        self.parent_artifacts: dict[str, dict[str, Path]] = parent_artifacts or {}
+
+    def artifact(self, name: str) -> Path:
+        """A path to write one result file to: once the attempt succeeds, each file written
+        this way is one of the job's `artifacts` (the API serves it); a failed attempt's are
+        deleted. `name` is a file name alone: no directories, no "..", no control characters
+        (ValueError otherwise)."""
+        check_name(name)
+        if self._artifacts_root is None:
+            raise RuntimeError("this context has no artifacts directory")
+        if self.artifacts_dir is None:
+            directory = attempt_dir(self._artifacts_root, self.job_id, self.attempt)
+            # A directory of this attempt number left by an earlier run (an operator's retry
+            # restarts the count) is not this attempt's.
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            self.artifacts_dir = directory
+        return self.artifacts_dir / name
 
     @property
     def cancel_requested(self) -> bool:

@@ -4,6 +4,7 @@ and job data that tries to be HTML."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -320,3 +321,23 @@ def test_cancel_and_retry_the_selected_jobs(page: Page, dashboard: Server) -> No
     expect(page.locator("#flash")).to_contain_text("Retry: 2 succeeded, 1 failed (")
     assert [client.get(f"/api/jobs/{i}").json()["status"] for i in queued] == [
         "queued", "queued", "queued"]
+
+
+def test_a_jobs_page_lists_its_artifacts_with_download_links(page: Page,
+                                                            dashboard: Server) -> None:
+    client = dashboard.client()
+    hostile = "<img src=x onerror=window.__pwned=1>.pdf"  # a name may hold any text but "/"
+    names = [hostile, "data.csv"]
+    job = wait_finished(client, submit(client, "artifact_files", names=names)["id"])
+    page.goto(f"{dashboard.url}/dashboard/jobs/{job['id']}")
+    rows = page.locator("#artifacts tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text(hostile)  # as text, never markup
+    expect(rows.nth(0)).to_contain_text("application/pdf")
+    expect(rows.nth(1)).to_contain_text("8 B")
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    with page.expect_download() as download:
+        rows.nth(1).get_by_role("link", name="data.csv").click()
+    assert download.value.suggested_filename == "data.csv"
+    assert Path(download.value.path()).read_text() == "data.csv"

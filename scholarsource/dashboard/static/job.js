@@ -1,4 +1,4 @@
-// One job: its fields, params, result, error and attempts; a progress bar and its events,
+// One job: its fields, params, result, artifacts, error and attempts; a progress bar and its events,
 // live from GET /api/jobs/{id}/events; cancel and retry.
 "use strict";
 
@@ -59,6 +59,18 @@
     document.getElementById("no-attempts").hidden = history.length > 0;
   }
 
+  function artifacts(job) {
+    // Each file a download link (the server answers Content-Disposition: attachment).
+    const files = job.artifacts || [];
+    document.getElementById("artifacts-box").hidden = files.length === 0;
+    document.querySelector("#artifacts tbody").replaceChildren(...files.map((a) => el("tr",
+      null,
+      el("td", null, el("a", { href: SS.scoped(a.url) }, a.name)),
+      el("td", { className: "num" }, SS.bytes(a.size)),
+      el("td", null, a.content_type),
+      el("td", null, el("code", { title: a.sha256 }, a.sha256.slice(0, 12))))));
+  }
+
   function render(job) {
     document.getElementById("job").hidden = false;
     document.getElementById("status").replaceChildren(SS.badge(job.status));
@@ -76,6 +88,7 @@
     setText("error-code", job.error_code || "");
     setText("error", SS.errorMessage(job.error_code, job.error));
     attempts(job);
+    artifacts(job);
   }
 
   async function refresh() {

@@ -259,7 +259,37 @@ CREATE TABLE fair_shares (
 CREATE INDEX fair_shares_start ON fair_shares (start);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
+# Artifacts (the why of each: store/schema.py, _V17). A deleted job's rows go by
+# the foreign key's cascade, which fires the row trigger that counts and records graves.
+_V5 = """
+CREATE TABLE artifacts (
+    job_id       text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    attempt      integer NOT NULL,
+    size         bigint NOT NULL,
+    sha256       text NOT NULL,
+    content_type text NOT NULL,
+    path         text NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+CREATE TABLE artifact_usage (one integer PRIMARY KEY CHECK (one = 1), bytes bigint NOT NULL);
+CREATE TABLE artifact_graves (job_id text PRIMARY KEY);
+CREATE FUNCTION artifacts_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO artifact_usage VALUES (1, NEW.size)
+            ON CONFLICT (one) DO UPDATE SET bytes = artifact_usage.bytes + excluded.bytes;
+    ELSE
+        UPDATE artifact_usage SET bytes = bytes - OLD.size;
+        INSERT INTO artifact_graves VALUES (OLD.job_id) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER artifacts_count AFTER INSERT OR DELETE ON artifacts FOR EACH ROW
+    EXECUTE FUNCTION artifacts_count();
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

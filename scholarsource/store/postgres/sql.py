@@ -75,8 +75,12 @@ SET_PAUSED = ('INSERT INTO schedules (name, paused, "cursor") VALUES (%(name)s, 
               '%(now)s) ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, "cursor" = '
               'CASE WHEN schedules.paused AND NOT excluded.paused '
               'THEN greatest(schedules."cursor", %(now)s) ELSE schedules."cursor" END')
-GET = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s AND tenant = %(tenant)s"
-GET_ANY_TENANT = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %(id)s"
+_ARTIFACTS_OF_JOB = ("(SELECT coalesce(json_agg(json_build_array(name, size, sha256, "
+                     "content_type, path) ORDER BY name), '[]')::text FROM artifacts "
+                     "WHERE job_id = jobs.id)")
+GET = (f"SELECT {JOB_COLUMNS}, {_ARTIFACTS_OF_JOB} FROM jobs "
+       f"WHERE id = %(id)s AND tenant = %(tenant)s")
+GET_ANY_TENANT = f"SELECT {JOB_COLUMNS}, {_ARTIFACTS_OF_JOB} FROM jobs WHERE id = %(id)s"
 
 # A queued job the claim may take now (the rules of sqlite._CLAIMABLE).
 _CLAIMABLE = """q.status = 'queued'
@@ -263,6 +267,27 @@ FROM jsonb_to_recordset(%(batch)s::jsonb) AS o(id text, token bigint, ending tex
 WHERE jobs.id = o.id AND jobs.token = o.token AND jobs.status = 'running'
 RETURNING jobs.id, jobs.status
 """
+# FINISH and a success's files in one statement: the files of the jobs it left succeeded.
+FINISH_WITH_ARTIFACTS = f"""
+WITH finished AS ({FINISH.replace("RETURNING jobs.id, jobs.status",
+                                  "RETURNING jobs.id, jobs.status, jobs.attempts")}),
+added AS (
+    INSERT INTO artifacts (job_id, name, attempt, size, sha256, content_type, path)
+    SELECT a.job_id, a.name, f.attempts, a.size, a.sha256, a.content_type, a.path
+    FROM jsonb_to_recordset(%(artifacts)s::jsonb) AS a(job_id text, name text, size bigint,
+        sha256 text, content_type text, path text)
+    JOIN finished AS f ON f.id = a.job_id AND f.status = 'succeeded'
+    ON CONFLICT DO NOTHING)
+SELECT id, status FROM finished
+"""
+ARTIFACTS_OF = ("SELECT job_id, name, size, sha256, content_type, path FROM artifacts "
+                "WHERE job_id = ANY(%(ids)s::text[]) ORDER BY job_id, name")
+ARTIFACT_BYTES = "SELECT coalesce(sum(bytes), 0) FROM artifact_usage"
+KEPT_ATTEMPTS = ("SELECT job_id, attempt FROM artifacts WHERE job_id = ANY(%(ids)s::text[]) "
+                 "UNION SELECT id, attempts FROM jobs WHERE id = ANY(%(ids)s::text[]) "
+                 "AND status = 'running'")
+GRAVES = "SELECT job_id FROM artifact_graves LIMIT %(limit)s"
+BURY = "DELETE FROM artifact_graves WHERE job_id = ANY(%(ids)s::text[])"
 PROGRESS = """
 UPDATE jobs SET progress = p.fraction, progress_message = p.message
 FROM (SELECT e ->> 'id' AS id, (e ->> 'token')::bigint AS token,

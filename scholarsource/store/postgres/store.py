@@ -23,9 +23,11 @@ from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
     OPEN,
     POOL_FORGET_SECONDS,
+    Artifact,
     BackupResult,
     Carried,
     Claim,
+    Ending,
     ErrorCode,
     Event,
     Finished,
@@ -59,8 +61,11 @@ from scholarsource.store.postgres.connection import (
 from scholarsource.store.postgres.text import clean, dumps
 from scholarsource.store.postgres.wakeup import CHANNEL, Listener
 from scholarsource.store.rows import (
+    artifact_batch,
+    artifacts_from_rows,
     claims_from_rows,
     job_from_row,
+    job_with_artifacts,
     key_from_row,
     like_pattern,
     new_jobs,
@@ -280,7 +285,7 @@ class PostgresStore(Store):
     async def get(self, tenant: str | None, job_id: str) -> Job | None:
         row = await self._db.one(sql.GET_ANY_TENANT if tenant is None else sql.GET,
                                  {"id": job_id, "tenant": tenant})
-        return None if row is None else job_from_row(row)
+        return None if row is None else job_with_artifacts(row)
 
     @unavailable
     async def list_jobs(self, tenant: str | None, *, status: str | None = None,
@@ -552,9 +557,38 @@ class PostgresStore(Store):
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        rows = await self._db.fetchall(sql.FINISH, {"batch": dumps(batch), "now": time.time(),
-                                              "max_crashes": max_crashes})
+        args = {"batch": dumps(batch), "now": time.time(), "max_crashes": max_crashes}
+        if any(o.artifacts for o in outcomes):
+            # Every success's files: the statement keeps those of the jobs it left succeeded.
+            done = {o.job_id for o in outcomes if o.ending is Ending.SUCCEEDED}
+            rows = await self._db.fetchall(sql.FINISH_WITH_ARTIFACTS, {
+                **args, "artifacts": dumps(artifact_batch(outcomes, done))})
+        else:
+            rows = await self._db.fetchall(sql.FINISH, args)
         return {job_id: JobState(status) for job_id, status in rows}
+
+    @unavailable
+    async def artifacts_of(self, job_ids: list[str]) -> dict[str, list[Artifact]]:
+        return artifacts_from_rows(await self._db.fetchall(sql.ARTIFACTS_OF, {"ids": job_ids}))
+
+    @unavailable
+    async def artifact_bytes(self) -> int:
+        return int((await self._db.one(sql.ARTIFACT_BYTES))[0])
+
+    @unavailable
+    async def kept_attempts(self, job_ids: list[str]) -> dict[str, set[int]]:
+        kept: dict[str, set[int]] = {}
+        for job_id, attempt in await self._db.fetchall(sql.KEPT_ATTEMPTS, {"ids": job_ids}):
+            kept.setdefault(job_id, set()).add(attempt)
+        return kept
+
+    @unavailable
+    async def graves(self, limit: int) -> list[str]:
+        return [job_id for (job_id,) in await self._db.fetchall(sql.GRAVES, {"limit": limit})]
+
+    @unavailable
+    async def bury(self, job_ids: list[str]) -> None:
+        await self._db.fetchall(sql.BURY, {"ids": job_ids})
 
     @unavailable
     async def note(self, notes: list[Note]) -> None:

@@ -1,0 +1,169 @@
+"""Artifacts: the files a task leaves as its job's results, and where they live.
+
+Layout: ``artifacts_dir/JOB_ID/ATTEMPT/NAME``. Each attempt writes into its own directory
+(`ctx.artifact(name)`), so a retry never sees a failed attempt's files. When an attempt
+succeeds, its slot process checks and hashes what the directory holds (`collect`) before it
+reports success: a 200 MB file is hashed in the job's own process, never on the pool's event
+loop. The files then stay where they are; the store records one row per file (the job's
+`artifacts`). A failed, timed-out or cancelled attempt's directory is deleted (`discard`),
+and what a crash leaves behind is swept when a pool starts (`strays`).
+
+Only plain files directly in the attempt's directory count: a symlink, a directory or any
+other kind of file fails the attempt (`bad_artifact`) and is never followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scholarsource.store.base import Artifact
+
+# A name is one path component; filesystems allow 255 bytes.
+MAX_NAME_BYTES = 255
+
+
+class ArtifactRefused(Exception):
+    """Raised when an attempt's directory holds what cannot become an artifact: a symlink, a
+    directory, a special file or a name that `check_name` refuses."""
+
+
+class ArtifactTooLarge(Exception):
+    """Raised when an attempt's files add up to more than max_artifact_bytes."""
+
+
+def check_name(name: object) -> str:
+    """`name` if it can name an artifact: one path component of printable text (no "/",
+    no "\\", no NUL or other control character, not "." or ".."), at most MAX_NAME_BYTES of
+    UTF-8. Raises ValueError otherwise."""
+    if not isinstance(name, str):
+        raise ValueError(f"an artifact name is a string, not {type(name).__name__}")
+    if name in ("", ".", ".."):
+        raise ValueError(f"{name!r} cannot name an artifact")
+    if "/" in name or "\\" in name:
+        raise ValueError(f"artifact name {name[:80]!r} must not contain a path separator")
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise ValueError(f"artifact name {name[:80]!r} must not contain control characters")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"artifact name {name[:80]!r} is not valid text") from None
+    if size > MAX_NAME_BYTES:
+        raise ValueError(f"artifact name is {size} bytes long, more than {MAX_NAME_BYTES}")
+    return name
+
+
+def attempt_dir(root: Path, job_id: str, attempt: int) -> Path:
+    """The directory one attempt of a job writes its artifacts into."""
+    return root / job_id / str(attempt)
+
+
+def relative_path(job_id: str, attempt: int, name: str) -> str:
+    """Where an artifact lies under the artifacts directory, as the store records it."""
+    return f"{job_id}/{attempt}/{name}"
+
+
+def content_type(name: str) -> str:
+    """The media type a file of this name is served as, guessed from its extension."""
+    return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Produced:
+    """One file an attempt left, as its slot checked it."""
+
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+def collect(directory: Path, max_bytes: int) -> list[Produced]:
+    """The files of a finished attempt's directory, checked and hashed, by name. Raises
+    ArtifactRefused for anything but plain files with good names, ArtifactTooLarge when
+    they add up to more than `max_bytes` (checked before any hashing)."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    total = 0
+    for entry in entries:
+        try:
+            check_name(entry.name)
+        except ValueError as exc:
+            raise ArtifactRefused(str(exc)) from None
+        info = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactRefused(f"{entry.name!r} is {_kind(info.st_mode)}, not a plain file: "
+                                  f"only files written with ctx.artifact() can be artifacts")
+        total += info.st_size
+    if total > max_bytes:
+        raise ArtifactTooLarge(f"the attempt left {total} bytes of files, more than "
+                               f"max_artifact_bytes ({max_bytes})")
+    return [_hash(directory, entry.name) for entry in entries]
+
+
+def _hash(directory: Path, name: str) -> Produced:
+    # O_NOFOLLOW: a file swapped for a link after the scan is refused, never followed.
+    try:
+        fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ArtifactRefused(f"{name!r} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        size = os.fstat(fd).st_size
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return Produced(name, size, digest, content_type(name))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "a special file"
+
+
+def discard(directory: Path) -> None:
+    """Delete an attempt's directory and, once it is empty, its job's. Never fails."""
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        directory.parent.rmdir()
+    except OSError:
+        pass  # other attempts' files are still there, or it is gone already
+
+
+def paths(root: Path, found: dict[str, list[Artifact]]) -> dict[str, dict[str, Path]]:
+    """Store.artifacts_of's answer as files: job id -> name -> path (ctx.parent_artifacts)."""
+    return {job_id: {a.name: root / a.path for a in listed} for job_id, listed in found.items()}
+
+
+def listing(root: Path) -> dict[str, list[str]]:
+    """Each job directory under `root` and the attempt directories in it."""
+    try:
+        jobs = [entry for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for job in jobs:
+        try:
+            found[job.name] = [entry.name for entry in os.scandir(job.path)]
+        except OSError:
+            continue
+    return found
+
+
+def strays(root: Path, listed: dict[str, list[str]], kept: dict[str, set[int]]) -> list[Path]:
+    """The attempt directories of `listed` (read before `kept`) that no job keeps: `kept`
+    maps each listed job that still exists to the attempts it wants (holding its artifacts,
+    or running now); a job missing from it is gone, and all of its directories with it.
+    Listing first means a directory made after the listing is never judged by an older
+    answer."""
+    return [root / job_id / name for job_id, names in listed.items() for name in names
+            if not name.isdigit() or int(name) not in kept.get(job_id, set())]

@@ -1,0 +1,93 @@
+"""Artifact rows on every backend: recorded with a success in its transaction (never with a
+stale or failed outcome), read with the job alone, counted in a running total, kept per
+attempt for the sweep, and deleted with their job, which leaves a grave for the files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from scholarsource.artifacts import relative_path
+from scholarsource.store.base import Artifact, Ending, JobState, Outcome, Store
+from tests.store.backends import Backend
+from tests.store.test_retention import FAR, backdate
+from tests.store.test_sqlite import failed, job, run
+
+
+def files(job_id: str, attempt: int, *sizes: int) -> tuple[Artifact, ...]:
+    return tuple(Artifact(f"f{i}.txt", size, f"{i:064x}", "text/plain",
+                          relative_path(job_id, attempt, f"f{i}.txt"))
+                 for i, size in enumerate(sizes))
+
+
+def success(job_id: str, token: int, artifacts: tuple[Artifact, ...]) -> Outcome:
+    return Outcome(job_id, token, Ending.SUCCEEDED, result_json="null", artifacts=artifacts)
+
+
+def test_a_success_records_its_files_and_the_job_shows_them(tmp_path: Path,
+                                                            backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        new = await store.submit(job())
+        (claim,) = await store.claim("p", 1, 30)
+        made = files(claim.id, claim.attempt, 10, 20)
+        states = await store.finish([success(claim.id, claim.token, made)], max_crashes=3)
+        assert states == {claim.id: JobState.SUCCEEDED}
+        got = await store.get("default", new.id)
+        assert got is not None and got.artifacts == list(made)
+        assert got.to_json()["artifacts"][1] == {
+            "name": "f1.txt", "size": 20, "sha256": f"{1:064x}", "content_type": "text/plain",
+            "url": f"/api/jobs/{new.id}/artifacts/f1.txt"}
+        assert await store.artifact_bytes() == 30
+        assert await store.artifacts_of([new.id, "nope"]) == {new.id: list(made)}
+        assert await store.kept_attempts([new.id]) == {new.id: {1}}
+        # Another tenant sees no job; a list leaves artifacts out (None: not read).
+        assert await store.get("other", new.id) is None
+        listed, _ = await store.list_jobs("default")
+        assert listed[0].artifacts is None and "artifacts" not in listed[0].to_json()
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_stale_and_failed_outcomes_record_no_files(tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        a, b = await store.submit_many([job(attempts=2), job()])
+        claims = {c.id: c for c in await store.claim("p", 2, 30)}
+        ca, cb = claims[a.id], claims[b.id]
+        # A stale token (the attempt was taken back) and a failure: nothing recorded, in
+        # the same batch as a failure that goes on retrying.
+        states = await store.finish([
+            success(ca.id, ca.token + 1, files(ca.id, 1, 5)),
+            Outcome(cb.id, cb.token, Ending.FAILED, error_code="task_error", error="x",
+                    retry_at=time.time(), artifacts=files(cb.id, 1, 7))], max_crashes=3)
+        assert states == {cb.id: JobState.DEAD}
+        assert await store.artifact_bytes() == 0
+        assert await store.artifacts_of([a.id, b.id]) == {}
+        # The running attempt's directory is kept; a dead job's, none.
+        assert await store.kept_attempts([a.id, b.id]) == {a.id: {1}}
+        got = await store.get("default", a.id)
+        assert got is not None and got.artifacts == []
+        await store.finish([failed(ca.id, ca.token)], max_crashes=3)
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_pruning_a_job_deletes_its_rows_and_leaves_a_grave(tmp_path: Path,
+                                                           backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        kept, pruned, plain = await store.submit_many([job(), job(), job()])
+        for claim in await store.claim("p", 3, 30):
+            made = () if claim.id == plain.id else files(claim.id, 1, 100, 1)
+            await store.finish([success(claim.id, claim.token, made)], max_crashes=3)
+        assert await store.artifact_bytes() == 202
+        for job_id in (pruned.id, plain.id):
+            await backdate(backend, store, job_id, 365 * 86400)
+        assert await store.prune(JobState.SUCCEEDED, time.time() - 86400, 10) == 2
+        assert await store.artifact_bytes() == 101
+        assert await store.artifacts_of([pruned.id]) == {}
+        assert await store.graves(10) == [pruned.id]  # a job without files leaves none
+        await store.bury([pruned.id])
+        assert await store.graves(10) == []
+        assert await store.prune(JobState.SUCCEEDED, FAR, 10) == 1
+        assert await store.graves(10) == [kept.id]
+
+    run(tmp_path / "q.db", body, backend)
