@@ -62,7 +62,7 @@ def test_files_become_artifacts_for_their_tenant_and_bad_ones_fail_the_attempt(s
     assert acme.get(url, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
     # Another tenant (even an admin acting for its own tenant) gets what an unknown job gets.
     unknown = acme.get(f"/api/jobs/{'x' * 22}/artifacts/a.txt")
-    theirs = other.get(url)
+    theirs = other.get(url, params={"tenant": "globex"})
     assert (theirs.status_code, theirs.json()["error"]) == (404, "not_found") == \
         (unknown.status_code, unknown.json()["error"])
     missing = acme.get(f"/api/jobs/{job['id']}/artifacts/nope.txt")
