@@ -60,6 +60,8 @@ _TOO_LONG = "bad message length"
 # Room in a slot's message beyond its result: the error text and traceback it may carry.
 _MESSAGE_HEADROOM = 1024**2
 _MAX_ERROR_CHARS = 4000
+# What a drain waits for (scheduled jobs do not hold it).
+_DRAIN_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
 
 
 def backoff(claim: Claim) -> float:
@@ -191,9 +193,11 @@ class Dispatcher:
         runner = asyncio.ensure_future(self.run())
         while True:
             await asyncio.sleep(0.02)
-            counts = await self.store.counts()
-            # Scheduled jobs do not hold a drain: they may be due in a year.
-            if counts["queued"] == counts["running"] == counts["retrying"] == 0:
+            # Per queue and live state, each from its own partial index: `counts()` would
+            # walk every job ever kept, 50 times a second (a fifth of a bench drain's CPU).
+            counts = await self.store.queue_counts(None)
+            if not any(states.get(state, 0) for states in counts.values()
+                       for state in _DRAIN_STATES):
                 break
         self.stop(0)
         await runner
