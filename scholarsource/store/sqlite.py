@@ -8,6 +8,7 @@ several statements take the write lock up front with BEGIN IMMEDIATE.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -704,13 +705,21 @@ class _InlineDriver:
 class _Serialized:
     """The store's connection as its callers share it: a statement waits while a
     transaction (`SqliteStore._transaction`) holds the connection, so that no other
-    request's statement lands inside it (an uncontended lock costs about a microsecond)."""
+    request's statement lands inside it (an uncontended lock costs about a microsecond).
+    The task that holds the transaction runs its own statements in it (a batch's)."""
 
     def __init__(self, driver: _Driver) -> None:
         self.raw = driver
         self.lock = asyncio.Lock()
+        self.holder: asyncio.Task[Any] | None = None  # whose transaction holds the lock
+
+    def held(self) -> bool:
+        """True in the task whose transaction holds the connection."""
+        return self.holder is not None and self.holder is asyncio.current_task()
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
+        if self.held():
+            return await self.raw.fetchall(sql, params)
         async with self.lock:
             return await self.raw.fetchall(sql, params)
 
@@ -837,20 +846,44 @@ class SqliteStore(Store):
             async with self._transaction() as db:
                 return [await db.fetchall(sql, params) for sql, params in statements]
 
+        if self._db.held():  # inside a batch, which is the transaction (and its task's)
+            return await run()
         return await asyncio.shield(run())
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Driver]:
-        """A write transaction that holds the connection: other statements wait for it."""
+        """A write transaction that holds the connection: other statements wait for it.
+        Inside one already held by this task (a batch), it is part of that one."""
+        db = self._db.raw
+        if self._db.held():
+            yield db
+            return
         async with self._db.lock:
-            db = self._db.raw
-            await db.fetchall("BEGIN IMMEDIATE")
+            self._db.holder = asyncio.current_task()
             try:
-                yield db
-            except BaseException:
-                await db.fetchall("ROLLBACK")
-                raise
-            await db.fetchall("COMMIT")
+                await db.fetchall("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.fetchall("ROLLBACK")
+                    raise
+                try:
+                    await db.fetchall("COMMIT")
+                except sqlite3.Error:
+                    # An I/O error may have ended the transaction already, or may not.
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.fetchall("ROLLBACK")
+                    raise
+            finally:
+                self._db.holder = None
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        try:
+            async with self._transaction():
+                yield
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     @asynccontextmanager
     async def _quota_tx(self) -> AsyncIterator[QuotaTx]:
