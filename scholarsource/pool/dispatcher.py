@@ -173,16 +173,14 @@ class Dispatcher:
     async def _turns(self) -> None:
         while True:
             self._wake.clear()
-            await self._flush()
+            await self._requeue_interrupted()
             if self._leaving():
                 break
-            await self._housekeeping()
-            if self._stop_at is not None:
-                if time.monotonic() >= self._stop_at:
-                    await self._requeue_running(_SHUTDOWN)
-                    break
-            else:
-                await self._claim()
+            await self._housekeeping()  # first: it queues the jobs that are due
+            await self._write(claim=self._stop_at is None)
+            if self._stop_at is not None and time.monotonic() >= self._stop_at:
+                await self._requeue_running(_SHUTDOWN)
+                break
             # A timer that sets the same event: cheaper per turn than asyncio.wait_for.
             timer = asyncio.get_running_loop().call_later(self._sleep_for(), self._wake.set)
             await self._wake.wait()
@@ -223,8 +221,11 @@ class Dispatcher:
         return wait
 
     async def _flush(self) -> None:
-        """Write progress, logs and finished attempts; keep them for a retry if the store
-        cannot take them now."""
+        """Write what is left: progress, logs, finished attempts (the last turn)."""
+        await self._requeue_interrupted()
+        await self._write(claim=False)
+
+    async def _requeue_interrupted(self) -> None:
         self.journal.flush()
         if self._interrupted:
             try:
@@ -232,45 +233,59 @@ class Dispatcher:
                 self._interrupted = []
             except StoreUnavailable as exc:  # kept for the next turn, or the next pool
                 log.warning("cannot re-queue interrupted jobs yet: %s", exc)
+
+    async def _write(self, claim: bool) -> None:
+        """Write progress and finished attempts, then (with `claim`) claim jobs for the free
+        slots and start them. The results and the claim are one batch of the store (on
+        SQLite one transaction: one commit per turn, not two). What the store cannot take
+        now is kept for the next turn."""
         notes, outcomes = self._notes, self._outcomes
-        if not notes and not outcomes:
+        free = self.slots.free() if claim else []
+        if not notes and not outcomes and not free:
             return
         self._notes, self._outcomes = [], []
+        states: dict[str, JobState] = {}
+        claims: list[Claim] = []
+        refused: StoreUnavailable | None = None
         try:
-            if notes:
+            if notes:  # on their own: a log line written twice would show twice
                 await self.store.note(notes)
                 notes = []
-            if outcomes:
-                states = await self.store.finish(outcomes, self.config.max_crashes)
-                for outcome in outcomes:
-                    claim, ran_for = self._ran.pop((outcome.job_id, outcome.token))
-                    if (state := states.get(outcome.job_id)) is not None:
-                        self.journal.ended(claim, outcome, ran_for, state)
-                due = [o.retry_at for o in outcomes
-                       if o.retry_at is not None and states.get(o.job_id) is JobState.RETRYING]
-                if due:
-                    self._next_due = min(due if self._next_due is None
-                                         else [*due, self._next_due])
+            async with self.store.batch():
+                if outcomes:
+                    states = await self.store.finish(outcomes, self.config.max_crashes)
+                if free:
+                    try:
+                        claims = await self.policy.claim(
+                            self.store, self.owner, len(free), self.config.lease_seconds,
+                            [s.claim for s in self.slots.busy() if s.claim])
+                    except StoreUnavailable as exc:  # the results are written all the same
+                        refused = exc
         except StoreUnavailable as exc:
             log.warning("store unavailable, will retry writing %d result(s): %s",
                         len(outcomes), exc)
             self._notes[:0], self._outcomes[:0] = notes, outcomes
             await asyncio.sleep(_STORE_RETRY)
-
-    async def _claim(self) -> None:
-        free = self.slots.free()
-        if not free:
             return
-        try:
-            claims = await self.policy.claim(self.store, self.owner, len(free),
-                                             self.config.lease_seconds,
-                                             [s.claim for s in self.slots.busy() if s.claim])
-        except StoreUnavailable as exc:
-            log.warning("cannot claim jobs: %s", exc)
+        self._written(outcomes, states)
+        if refused is not None:
+            log.warning("cannot claim jobs: %s", refused)
             await asyncio.sleep(_STORE_RETRY)
-            return
-        for slot, claim in zip(free, claims, strict=False):
-            self._start(slot, claim)
+        for slot, claimed in zip(free, claims, strict=False):
+            self._start(slot, claimed)
+
+    def _written(self, outcomes: list[Outcome], states: dict[str, JobState]) -> None:
+        """Finished attempts are committed: tell operators, and when the next retry is due."""
+        for outcome in outcomes:
+            claim, ran_for = self._ran.pop((outcome.job_id, outcome.token))
+            if (state := states.get(outcome.job_id)) is not None:
+                self.journal.ended(claim, outcome, ran_for, state)
+        due = [o.retry_at for o in outcomes
+               if o.retry_at is not None and states.get(o.job_id) is JobState.RETRYING]
+        if due:
+            self._next_due = min(due if self._next_due is None else [*due, self._next_due])
+            if self._next_due <= time.time():
+                self._wake.set()  # due now (Retry(after=0)): the next turn queues it
 
     def _start(self, slot: Slot, claim: Claim) -> None:
         self.suspect.mark(claim)
