@@ -15,9 +15,10 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import aiosqlite
@@ -790,10 +791,11 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
             o.error_detail, o.retry_at, o.exit, o.peak_rss, o.cpu_time)
 
 
-def _gate(gate: Gate) -> dict[str, str | None]:
-    return {"skip": json.dumps(list(gate.skip)),
-            "only": None if gate.only is None else json.dumps(list(gate.only)),
-            "weights": json.dumps(dict(gate.weights))}
+@functools.lru_cache(maxsize=64)  # a pool's gates are few; three json.dumps each claim
+def _gate(gate: Gate) -> Mapping[str, str | None]:
+    return MappingProxyType({"skip": json.dumps(list(gate.skip)),
+                             "only": None if gate.only is None else json.dumps(list(gate.only)),
+                             "weights": json.dumps(dict(gate.weights))})
 
 
 class SqliteStore(Store):
