@@ -329,7 +329,7 @@ class Dispatcher:
         """A slot's process ended: stopped on purpose (cancel, timeout, memory cap), or not."""
         if slot.life is not life or self._closing:
             return  # stopped or replaced on purpose, or the pool is on its way out
-        self._read(slot)  # a result sent just before the end still counts
+        self._read(slot, rest=True)  # a result sent just before the end still counts
         claim = slot.release()
         if claim is not None:
             peak, reason = slot.peak_rss, slot.stop_reason
@@ -403,16 +403,20 @@ class Dispatcher:
         slot.replace()
         self._attach(slot)
 
-    def _read(self, slot: Slot) -> None:
-        """Take what a slot sent: progress and log lines, and ended attempts.
+    def _read(self, slot: Slot, rest: bool = False) -> None:
+        """Take what a slot sent: progress and log lines, and ended attempts. Called as its
+        pipe is readable, one message (the loop calls again while more wait: cheaper than a
+        poll to look, ~3.5 us); with `rest`, all that the pipe holds.
 
         What a slot sends is its job's data: a message the pool cannot take (too large,
         malformed, not JSON) fails that job's attempt alone and stops its process."""
         conn = slot.conn
         self.suspect.mark(slot.claim)
         try:
-            while conn is not None and conn.poll():
+            while conn is not None and (not rest or conn.poll()):
                 self._take(slot, pickle.loads(conn.recv_bytes(self._max_message)))
+                if not rest:
+                    break
         except EOFError:
             self._detach(slot)  # the process died; `life` reports the death
         except OSError as exc:
