@@ -1,10 +1,11 @@
 """The dispatcher: claim one job per free slot, run it, record how it ended.
 
-One asyncio loop in the pool process. Each turn it (1) writes finished attempts and progress
-in batched transactions, (2) keeps house: timeouts, cancels, memory caps, recycling, retries
-that are due, leases and the heartbeat, (3) claims as many jobs as there are free slots and
-free memory (no prefetch: a long job never holds back a queued one), and (4) sleeps until a
-wake-up hint, a finished attempt, or the next deadline. Correctness never depends on hints.
+One asyncio loop in the pool process. Each turn it (1) keeps house: timeouts, cancels,
+memory caps, recycling, retries that are due, leases and the heartbeat, (2) writes progress,
+then the finished attempts and a claim of as many jobs as there are free slots and free
+memory (no prefetch: a long job never holds back a queued one) as one batch of the store
+(one SQLite transaction), and (3) sleeps until a wake-up hint, a finished attempt, or the
+next deadline. Correctness never depends on hints.
 
 A slot's process that dies is noticed at once (its executor's future fails), so the attempt
 ends within the turn, never after a lease: leases only cover the death of the pool itself.
