@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import Counter, Histogram
+
 from scholarsource import logs
 from scholarsource.metrics.counters import JOB_RUN, JOB_WAIT, JOBS_ENDED, JOBS_STARTED
 from scholarsource.store.base import Claim, JobState, Outcome
@@ -25,10 +27,17 @@ class Journal:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled  # the log lines; the counters always count
         self._lines: list[logs.Line] = []
+        # Each task's metric children, found once: labels() costs ~1 us a call, four a job.
+        self._started: dict[str, tuple[Counter, Histogram]] = {}
+        self._ended: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def started(self, claim: Claim) -> None:
-        JOBS_STARTED.labels(claim.task).inc()
-        JOB_WAIT.labels(claim.task).observe(max(time.time() - claim.created_at, 0.0))
+        if (children := self._started.get(claim.task)) is None:
+            children = self._started[claim.task] = (JOBS_STARTED.labels(claim.task),
+                                                    JOB_WAIT.labels(claim.task))
+        started, wait = children
+        started.inc()
+        wait.observe(max(time.time() - claim.created_at, 0.0))
         if self.enabled:
             self._lines.append((time.time(), logging.INFO, "job running", {
                 "job_id": claim.id, "task": claim.task, "queue": claim.queue,
@@ -36,8 +45,12 @@ class Journal:
 
     def ended(self, claim: Claim, outcome: Outcome, ran_for: float, state: JobState) -> None:
         """An attempt's end, committed: `state` is where the store left the job."""
-        JOBS_ENDED.labels(claim.task, state.value).inc()
-        JOB_RUN.labels(claim.task).observe(ran_for)
+        key = (claim.task, state.value)
+        if (children := self._ended.get(key)) is None:
+            children = self._ended[key] = (JOBS_ENDED.labels(*key), JOB_RUN.labels(claim.task))
+        ended, run = children
+        ended.inc()
+        run.observe(ran_for)
         if self.enabled:
             self._lines.append((
                 time.time(), logging.WARNING if state is JobState.DEAD else logging.INFO,

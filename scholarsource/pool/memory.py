@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import math
+import os
+from collections.abc import Callable
 
 import psutil
 
@@ -21,29 +23,55 @@ def available() -> int:
 
 def tree_rss(roots: list[int]) -> dict[int, int]:
     """RSS of each root process plus all its descendants (a task may start subprocesses:
-    ffmpeg, a browser), bytes. One pass over the process table serves every root; a root
-    that is gone is left out."""
-    children: dict[int, list[psutil.Process]] = collections.defaultdict(list)
-    for proc in psutil.process_iter(["ppid"]):
-        ppid = proc.info["ppid"]
-        if ppid:
-            children[ppid].append(proc)
+    ffmpeg, a browser), bytes; a root that is gone is left out."""
+    children = _children_files if _HAS_CHILDREN_FILES else _children_table()
     totals: dict[int, int] = {}
     for root in roots:
         try:
             total = psutil.Process(root).memory_info().rss
         except psutil.Error:
             continue
-        stack = list(children.get(root, ()))
+        stack = children(root)
         while stack:
-            proc = stack.pop()
+            pid = stack.pop()
             try:
-                total += proc.memory_info().rss
+                total += psutil.Process(pid).memory_info().rss
             except psutil.Error:
                 continue  # ended meanwhile
-            stack.extend(children.get(proc.pid, ()))
+            stack.extend(children(pid))
         totals[root] = total
     return totals
+
+
+def _children_files(pid: int) -> list[int]:
+    """The children of `pid`, from each of its threads' /proc children file: a few reads for
+    a slot, where a pass over the process table reads every process on the box (~5 ms four
+    times a second with 120 processes, ~12 us per no-op job on 2 slots)."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found  # gone
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as file:
+                found += [int(child) for child in file.read().split()]
+        except OSError:
+            continue  # that thread ended
+    return found
+
+
+def _children_table() -> Callable[[int], list[int]]:
+    """Children by parent from one pass over the process table: for kernels built without
+    the /proc children files (CONFIG_PROC_CHILDREN)."""
+    table: dict[int, list[int]] = collections.defaultdict(list)
+    for proc in psutil.process_iter(["ppid"]):
+        if ppid := proc.info["ppid"]:
+            table[ppid].append(proc.pid)
+    return lambda pid: list(table.get(pid, ()))
+
+
+_HAS_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
 
 class Expectations:

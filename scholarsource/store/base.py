@@ -7,9 +7,11 @@ SQLite is the embedded backend (`store/sqlite.py`); a PostgreSQL one would imple
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -786,6 +788,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def renew(self, owner: str, lease_seconds: float) -> None:
         """Extend the lease of every job `owner` runs."""
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """The pool's writes of one turn (note, finish, claim), committed together where the
+        backend gains by it: SQLite makes them one transaction, so one commit instead of
+        one per statement, and a block that raises leaves none of them. This default runs
+        each statement on its own (committed as it returns), as the calls do outside a
+        batch. Only the caller's own task may use the store inside its block."""
+        yield
 
     @abc.abstractmethod
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:

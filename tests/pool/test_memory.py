@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
+import psutil
+import pytest
+
+from scholarsource.pool import memory
 from scholarsource.pool.dispatcher import backoff
 from scholarsource.pool.memory import Expectations, tree_rss
 from scholarsource.store.base import Claim
@@ -35,6 +41,24 @@ def test_declared_beats_learned_beats_the_default() -> None:
 def test_tree_rss_counts_a_process_and_skips_the_gone() -> None:
     sizes = tree_rss([os.getpid(), 2**22 + 1])
     assert list(sizes) == [os.getpid()] and sizes[os.getpid()] > 10 * MB
+
+
+@pytest.mark.parametrize("files", [True, False], ids=["proc-children-files", "process-table"])
+def test_tree_rss_counts_the_subprocesses_of_a_subprocess(monkeypatch: pytest.MonkeyPatch,
+                                                          files: bool) -> None:
+    monkeypatch.setattr(memory, "_HAS_CHILDREN_FILES", files)
+    # A child that starts a grandchild holding 64 MB, as a task's ffmpeg would.
+    hold = ("import sys; b = bytearray(64 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+            "print('ready', flush=True); sys.stdin.read()")
+    with subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; "
+                           f"subprocess.run([sys.executable, '-c', {hold!r}])"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+            alone = psutil.Process(child.pid).memory_info().rss
+            assert memory.tree_rss([child.pid])[child.pid] > alone + 60 * MB
+        finally:
+            child.kill()  # closing its stdin ends the grandchild
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:

@@ -20,6 +20,7 @@ from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused, Stor
 from scholarsource.store.rows import new_job_id
 from scholarsource.store.sqlite import (
     CLAIM_ORDER,
+    FINISH_ROWS,
     LIST_FILTERS,
     TENANT_QUEUE_DEPTHS,
     TENANT_QUEUE_FINISHES,
@@ -410,6 +411,29 @@ def test_one_call_records_a_batch_and_skips_stale_entries(
         assert (requeued.status, requeued.attempts, requeued.failures, requeued.error) == (
             "queued", 1, 0, "shutting down")
         assert requeued.attempts_history[0]["outcome"] == "interrupted"
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_a_batch_larger_than_one_statement_is_recorded_whole(
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        count = FINISH_ROWS + 3  # SQLite writes it as two statements, in one transaction
+        await store.submit_many([job(attempts=2) for _ in range(count)])
+        claims = await store.claim("p", count, 30)
+        assert len(claims) == count
+        outcomes = [ok(c.id, c.token, json.dumps(i)) if i % 2 else
+                    Outcome(c.id, c.token, Ending.FAILED, error=f"no {i}", retry_at=0.0)
+                    for i, c in enumerate(claims)]
+        states = await store.finish(outcomes, max_crashes=3)
+        assert states == {c.id: "succeeded" if i % 2 else "retrying"
+                          for i, c in enumerate(claims)}
+        # Both kinds past the first statement's rows are written with their own values.
+        done = await store.get("default", claims[FINISH_ROWS + 1].id)
+        retried = await store.get("default", claims[FINISH_ROWS + 2].id)
+        assert done is not None and (done.status, done.result) == ("succeeded", FINISH_ROWS + 1)
+        assert retried is not None and (retried.status, retried.error) == (
+            "retrying", f"no {FINISH_ROWS + 2}")
 
     run(tmp_path / "q.db", body, backend)
 
