@@ -20,6 +20,7 @@
         ├── PayloadTooLarge      413 body over max_body_bytes
         ├── UnsupportedMedia     415 body is not application/json
         ├── ValidationFailed     422 wrong fields, wrong types, unknown task
+        │   └── UnknownParent    422 a depends_on that names no job of the tenant
         ├── TooManyRequests      429 a submit over a rate or a max_queued
         ├── ServiceUnavailable   503 the store cannot take writes right now
         │   (the HTTP edge, before any route: api/hosts.py, api/headlimits.py)
@@ -161,6 +162,13 @@ class ValidationFailed(ApiError):
     """Raised when fields are missing, of the wrong type, or name an unknown task."""
 
     status, code = 422, "invalid_request"
+
+
+class UnknownParent(ValidationFailed):
+    """Raised when a submit depends on a job its tenant does not have (unknown, or another
+    tenant's: both answer alike, so the error tells nothing of other tenants' jobs)."""
+
+    code = "unknown_parent"
 
 
 class TooManyRequests(ApiError):

@@ -227,3 +227,10 @@ def narrate(ctx: Context, gate: str = "", lines: int = 5, pause: float = 0.0,
         if pause:
             time.sleep(pause)
     return lines
+
+
+@task("add")
+def add(ctx: Context, digit: int = 1) -> int:
+    """Append `digit` to the parents' results (their sum: one parent in a chain), so that a
+    chain's last result spells the order it ran in (1, 12, 123); None results count 0."""
+    return sum(value or 0 for value in ctx.parent_results.values()) * 10 + digit

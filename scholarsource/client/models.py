@@ -53,6 +53,11 @@ class Job:
     scheduled_for: float | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    depends_on: list[str] = field(default_factory=list)
+    on_parent_failure: str = "cancel"
+    workflow_id: str | None = None
+    step: str | None = None
+    parent_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

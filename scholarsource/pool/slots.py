@@ -217,11 +217,12 @@ def run_attempt(attempt: Attempt) -> Ended:
 
     try:
         params = json.loads(attempt.params_json)
+        parents = None if attempt.parents_json is None else json.loads(attempt.parents_json)
     except (ValueError, RecursionError) as exc:
         code = ErrorCode.BAD_PARAMS
         return Ended(token, code, code.explain(f"the job's params cannot be decoded "
                                                f"({_describe(exc)})"))
-    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag)
+    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, parents)
     try:
         spec = _tasks.get(attempt.task)
         if spec is None:
@@ -354,7 +355,7 @@ class Slot:
         OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
         send(self.conn, Attempt(claim.task, claim.params_json, claim.id, claim.attempt,
-                                claim.token))
+                                claim.token, claim.parents_json))
         self.claim = claim
         self.expected = expected
         self.started = time.monotonic()

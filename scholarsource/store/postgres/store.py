@@ -50,6 +50,7 @@ from scholarsource.store.base import (
     Watch,
     Watched,
 )
+from scholarsource.store.deps import check_parents, links, with_parents
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
     Database,
@@ -91,8 +92,23 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
         "bypass_cache": j.bypass_cache, "unique_job": j.unique, "status": j.status.value,
         "run_at": j.run_at, "schedule": j.schedule, "scheduled_for": j.scheduled_for,
         "triggered": new.triggered, "concurrency_key": j.concurrency_key,
-        "concurrency_limit": j.concurrency_limit,
+        "concurrency_limit": j.concurrency_limit, "depends_on": j.depends_on or None,
+        "on_parent_failure": j.on_parent_failure, "waiting_for": len(j.depends_on),
+        "workflow_id": j.workflow_id, "step": j.step, "parent_id": j.parent_id,
     } for new, j in zip(news, jobs, strict=True)])
+
+
+async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str, Job]:
+    """Link just-inserted dependent jobs to their parents, inside the insert's transaction;
+    returns the jobs that parents already final changed (see sql.SETTLE)."""
+    pairs = links(jobs)
+    args = {"children": [child for child, _ in pairs], "parents": [p for _, p in pairs],
+            "now": time.time()}
+    found = await (await conn.execute(sql.LINK_PARENTS, clean(args))).fetchall()
+    check_parents(jobs, found)
+    await conn.execute(sql.LINK_EDGES, clean(args))
+    rows = await (await conn.execute(sql.SETTLE, clean(args))).fetchall()
+    return {job.id: job for job in map(job_from_row, rows)}
 
 
 # Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
@@ -149,6 +165,9 @@ class _PostgresQuotaTx:
         await self._rows(sql.SAVE_LEVELS, {
             "names": list(levels), "tokens": [level.tokens for level in levels.values()],
             "ats": [level.at for level in levels.values()]})
+
+    async def link(self, jobs: list[Job]) -> dict[str, Job]:
+        return await _link(self._conn, jobs)
 
 
 class PostgresStore(Store):
@@ -212,8 +231,16 @@ class PostgresStore(Store):
     @unavailable
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
         jobs = new_jobs(news)
+        if any(job.depends_on for job in jobs):
+            return await asyncio.shield(self._submit_linked(news, jobs))
         await self._db.fetchall(sql.SUBMIT, {"rows": _rows(news, jobs)})
         return jobs
+
+    async def _submit_linked(self, news: list[NewJob], jobs: list[Job]) -> list[Job]:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            await conn.execute(sql.SUBMIT, {"rows": _rows(news, jobs)})
+            changed = await _link(conn, [job for job in jobs if job.depends_on])
+        return [changed.get(job.id, job) for job in jobs]
 
     @unavailable
     async def submit_once(self, new: NewJob) -> tuple[Job, Reused | None]:
@@ -327,6 +354,19 @@ class PostgresStore(Store):
         filters = "".join(f" AND jobs.{name} = %({name})s" for name in given)
         rows = await self._db.fetchall(sql.CANCEL_MATCHING.format(filters=filters),
                                  {"tenant": tenant, "now": time.time(), **given})
+        flagged = sum(1 for (after,) in rows if after == "running")
+        return len(rows) - flagged, flagged
+
+    @unavailable
+    async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
+        return [job_from_row(row) for row in await self._db.fetchall(
+            sql.WORKFLOW, {"tenant": tenant, "workflow_id": workflow_id})]
+
+    @unavailable
+    async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
+        rows = await self._db.fetchall(
+            sql.CANCEL_MATCHING.format(filters=" AND jobs.workflow_id = %(workflow_id)s"),
+            {"tenant": tenant, "now": time.time(), "workflow_id": workflow_id})
         flagged = sum(1 for (after,) in rows if after == "running")
         return len(rows) - flagged, flagged
 
@@ -480,7 +520,11 @@ class PostgresStore(Store):
         if not rows and refs is None and (await self._db.one(sql.CONTESTED))[0]:
             _, rows = await self._db.atomically([(sql.CLAIM_TURN, args),
                                                  (sql.FAIR_CLAIM, args)])
-        return claims_from_rows(rows)
+        claims = claims_from_rows(rows)
+        if any(claim.has_parents for claim in claims):
+            claims = with_parents(claims, dict(await self._db.fetchall(sql.PARENT_RESULTS, {
+                "ids": [claim.id for claim in claims if claim.has_parents]})))
+        return claims
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
