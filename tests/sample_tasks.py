@@ -230,7 +230,9 @@ def narrate(ctx: Context, gate: str = "", lines: int = 5, pause: float = 0.0,
 
 
 @task("add")
-def add(ctx: Context, digit: int = 1) -> int:
+def add(ctx: Context, digit: int = 1, seconds: float = 0.0) -> int:
     """Append `digit` to the parents' results (their sum: one parent in a chain), so that a
-    chain's last result spells the order it ran in (1, 12, 123); None results count 0."""
+    chain's last result spells the order it ran in (1, 12, 123); None results count 0.
+    Sleeps `seconds` first (a step to catch running)."""
+    time.sleep(float(seconds))
     return sum(value or 0 for value in ctx.parent_results.values()) * 10 + digit

@@ -29,6 +29,7 @@ from scholarsource.api import (
     queues,
     schedules,
     stats,
+    workflows,
 )
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.fanout import EventReader
@@ -103,7 +104,7 @@ def create_app(config: Config) -> Starlette:
             await store.close()
 
     routes = [*batch.routes, *jobs.routes, *events.routes, *compat.routes, *ops.routes,
-              *stats.routes, *queues.routes, *schedules.routes,
+              *stats.routes, *queues.routes, *schedules.routes, *workflows.routes,
               *openapi.routes, *prometheus.routes, *dashboard.routes, *login.routes]
     return Starlette(
         routes=access.protect(routes, enforce=authmode.mode(config) == "keys"),

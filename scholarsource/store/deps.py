@@ -28,7 +28,8 @@ def check_parents(jobs: list[Job], found: Iterable[tuple[str, str]]) -> None:
     for job in jobs:
         for parent in job.depends_on:
             if tenants.get(parent) != job.tenant:
-                raise UnknownParent(f"depends_on: no job {parent!r}", field="depends_on",
+                where = "depends_on" if job.step is None else f"steps.{job.step}.depends_on"
+                raise UnknownParent(f"{where}: no job {parent!r}", field=where,
                                     parent=parent)
 
 
