@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scholarsource.client import Client, chain, chord, sig
 from tests.e2e.jobs_api import all_jobs
 from tests.e2e.keyring import KEYS, as_key, make_key
 from tests.helpers import wait_until
@@ -27,7 +28,7 @@ def create(client: httpx.Client, steps: dict[str, Any], status: int = 201) -> di
     return answer
 
 
-def chain(seconds: float = 0.0) -> dict[str, Any]:
+def three_steps(seconds: float = 0.0) -> dict[str, Any]:
     """validate -> extract -> report, each adding its digit to its parent's result."""
     return {"validate": {"task": "add", "params": {"digit": 1, "seconds": seconds}},
             "extract": {"task": "add", "params": {"digit": 2, "seconds": seconds},
@@ -47,7 +48,7 @@ def wait_final(client: httpx.Client, workflow_id: str, timeout: float = 30) -> d
 def test_a_chain_runs_in_order_streams_and_cancels(serve) -> None:
     server = serve(slots=2)
     client = server.client()
-    made = create(client, chain())
+    made = create(client, three_steps())
     assert set(made["steps"]) == {"validate", "extract", "report"}
     done = wait_final(client, made["id"])
     assert done["status"] == "succeeded"
@@ -62,6 +63,16 @@ def test_a_chain_runs_in_order_streams_and_cancels(serve) -> None:
             if line.startswith("data: ")]
     assert {d["step"] for d in data if d.get("status") == "succeeded"} == {
         "validate", "extract", "report"}
+
+    # The client's canvas: a chord's callback gets every result of its group (fan-in).
+    with Client(server.url) as jobs:
+        run = jobs.workflow(chain(sig("add", {"digit": 1}),
+                                  chord([sig("add", {"digit": d}) for d in (2, 3, 4)],
+                                        sig("add", {"digit": 5}, name="sum"))))
+        assert set(run.steps) == {"add", "add.2", "add.3", "add.4", "sum"}
+        wait_until(lambda: jobs.get_workflow(run.id).final, 30, message="the chord")
+        # 12 + 13 + 14 = 39, then the callback's digit.
+        assert jobs.get_workflow(run.id).result("sum") == 395
 
     # Cancelling cancels every step not yet final: the waiting ones and the running one.
     pidfile = server.data_dir / "hold.pid"
@@ -106,7 +117,7 @@ def test_bad_workflows_are_refused_whole_and_write_nothing(serve) -> None:
 def test_a_workflow_completes_through_a_kill_9_of_the_pool(serve) -> None:
     server = serve(slots=2)
     client = server.client()
-    made = create(client, chain(seconds=0.4))
+    made = create(client, three_steps(seconds=0.4))
     extract = made["steps"]["extract"]
     wait_until(lambda: client.get(f"/api/jobs/{extract}").json()["status"] == "running", 15,
                message="the middle step to run")
