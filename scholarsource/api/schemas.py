@@ -312,7 +312,8 @@ def parse_dependencies(body: dict[str, Any], max_parents: int,
         raise ValidationFailed(f"depends_on: {len(unique)} parents, more than {max_parents} "
                                f"(max_parents)", code="too_many_parents",
                                field="depends_on", limit=max_parents)
-    mode = body.get("on_parent_failure", "cancel")
+    mode = body.get("on_parent_failure")
+    mode = "cancel" if mode is None else mode
     if mode not in ON_PARENT_FAILURE:
         raise _invalid("on_parent_failure", 'must be "cancel" or "run"')
     if unique and any(body.get(name) is not None for name in DELAY_FIELDS):
