@@ -517,18 +517,21 @@ CARRIED_COLUMNS = (
     "cancel_requested", "created_at", "started_at", "finished_at", "run_at", "peak_rss",
     "cpu_time", "history", "idempotency_key", "fingerprint", "cache_ttl", "bypass_cache",
     "unique_job", "schedule", "scheduled_for", "triggered", "concurrency_key",
-    "concurrency_limit")
+    "concurrency_limit", "depends_on", "on_parent_failure", "waiting_for", "workflow_id",
+    "step", "parent_id")
 
 
 @dataclass(frozen=True)
 class Carried:
     """Rows on their way from one store to another (`scholarsource migrate-to`), as JSON
     values: each job keyed by CARRIED_COLUMNS (params and result as their stored JSON text,
-    history a list, flags booleans), its events (job_id, at, kind, data), and the queue
-    pauses (name, paused, paused_at) and schedule states (name, paused, cursor)."""
+    history a list, flags booleans), its events (job_id, at, kind, data), the dependency
+    edges still waiting to be released ([parent, child], for the jobs carried), and the
+    queue pauses (name, paused, paused_at) and schedule states (name, paused, cursor)."""
 
     jobs: list[dict[str, Any]]
     events: list[dict[str, Any]] = field(default_factory=list)
+    deps: list[list[str]] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
 

@@ -468,6 +468,7 @@ _CARRIED = {"status": f"iif({_MOVED}, 'queued', status)",
             "history": f"json(iif({_MOVED}, {_INTERRUPTED}, history))"}
 _CARRIED.update({flag: f"json(iif({flag}, 'true', 'false'))"
                  for flag in ("cancel_requested", "bypass_cache", "unique_job", "triggered")})
+_CARRIED["depends_on"] = "json(depends_on)"
 EXPORT_JOBS = ("SELECT seq, json_object("
                + ", ".join(f"'{c}', {_CARRIED.get(c, c)}" for c in CARRIED_COLUMNS)
                + ") FROM jobs WHERE seq > :after AND (:everything OR status NOT IN "
@@ -475,6 +476,13 @@ EXPORT_JOBS = ("SELECT seq, json_object("
 EXPORT_EVENTS = ("SELECT json_object('job_id', job_id, 'at', at, 'kind', kind, "
                  "'data', json(data)) FROM job_events "
                  "WHERE job_id IN (SELECT value FROM json_each(:ids)) ORDER BY seq")
+# The edges still to release of the jobs carried (job_deps holds no others), and, on import,
+# those of the jobs now here. A scan of job_deps by child: unresolved edges only, offline.
+EXPORT_DEPS = ("SELECT parent, child FROM job_deps "
+               "WHERE child IN (SELECT value FROM json_each(:ids))")
+IMPORT_DEPS = ("INSERT INTO job_deps (parent, child) SELECT value ->> 0, value ->> 1 "
+               "FROM json_each(:deps) WHERE value ->> 1 IN (SELECT id FROM jobs) "
+               "ON CONFLICT DO NOTHING")
 EXPORT_QUEUES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
                  "'false')), 'paused_at', paused_at) FROM queues ORDER BY name")
 EXPORT_SCHEDULES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
@@ -482,10 +490,10 @@ EXPORT_SCHEDULES = ("SELECT json_object('name', name, 'paused', json(iif(paused,
 # Importing: ON CONFLICT DO NOTHING skips a job whose id, idempotency key, fire or live
 # unique twin is already here. A job's events follow it when it is here and has none yet:
 # the ones imported with it (ids are random: the same id is the same job), never twice.
-_JSON_VALUE = {"history"}
+_IMPORTED = {"history": "value -> '$.history'",
+             "depends_on": "nullif(value -> '$.depends_on', 'null')"}
 IMPORT_JOBS = (f"INSERT INTO jobs ({', '.join(CARRIED_COLUMNS)}) SELECT "
-               + ", ".join(f"value {'->' if c in _JSON_VALUE else '->>'} '$.{c}'"
-                           for c in CARRIED_COLUMNS)
+               + ", ".join(_IMPORTED.get(c, f"value ->> '$.{c}'") for c in CARRIED_COLUMNS)
                + " FROM json_each(:jobs) WHERE true ON CONFLICT DO NOTHING RETURNING id")
 IMPORT_EVENTS = ("INSERT INTO job_events (job_id, at, kind, data) SELECT "
                  "value ->> '$.job_id', value ->> '$.at', value ->> '$.kind', value -> '$.data' "
@@ -1399,7 +1407,9 @@ class SqliteStore(Store):
         ids = json.dumps([job["id"] for job in jobs])
         events = [json.loads(text) for (text,) in
                   await self._db.fetchall(EXPORT_EVENTS, {"ids": ids})]
-        carried = Carried(jobs, events)
+        deps = [[parent, child] for parent, child in
+                await self._db.fetchall(EXPORT_DEPS, {"ids": ids})]
+        carried = Carried(jobs, events, deps)
         if after == 0:
             carried.queues.extend(json.loads(t) for (t,) in await self._db.fetchall(
                 EXPORT_QUEUES))
@@ -1409,9 +1419,10 @@ class SqliteStore(Store):
 
     @_unavailable
     async def import_rows(self, carried: Carried) -> Imported:
-        jobs, events, queues, schedules = await self._atomically([
+        jobs, events, _, queues, schedules = await self._atomically([
             (IMPORT_JOBS, {"jobs": json.dumps(carried.jobs)}),
             (IMPORT_EVENTS, {"events": json.dumps(carried.events)}),
+            (IMPORT_DEPS, {"deps": json.dumps(carried.deps)}),
             (IMPORT_QUEUES, {"queues": json.dumps(carried.queues)}),
             (IMPORT_SCHEDULES, {"schedules": json.dumps(carried.schedules)})])
         return Imported(len(jobs), len(carried.jobs) - len(jobs), len(events), len(queues),

@@ -17,6 +17,7 @@ from scholarsource.store import schema
 from scholarsource.store.admission import Admitted
 from scholarsource.store.base import (
     LIVE_STATES,
+    Carried,
     Claim,
     Ending,
     Job,
@@ -32,6 +33,7 @@ from scholarsource.store.sqlite import (
     PARENT_RESULTS,
     SETTLE,
     WORKFLOW,
+    SqliteStore,
 )
 from tests.store.backends import Backend
 from tests.store.test_sqlite import query_plan, run
@@ -255,3 +257,41 @@ def test_linking_claiming_and_listing_a_workflow_read_indexes_only(tmp_path: Pat
     assert plans["workflow"] == ("SEARCH jobs USING INDEX jobs_workflow "
                                  "(tenant=? AND workflow_id=?)")
     conn.close()
+
+
+def test_a_waiting_job_moves_to_another_store_still_waiting(tmp_path: Path,
+                                                            backend: Backend) -> None:
+    """migrate-to carries each waiting job's count and unreleased edges: its parent's end
+    in the new store releases it."""
+    source_path = tmp_path / "source.db"
+
+    async def stopped_server(source: Store) -> tuple[Job, Job, Job]:
+        (done,) = await source.submit_many([new("done")])
+        (claim,) = (await claim_all(source)).values()
+        await end(source, claim, result="5")
+        (live,) = await source.submit_many([new("live")])
+        (child,) = await source.submit_many([new(after=(done.id, live.id))])
+        return done, live, child
+
+    done, live, child = run(source_path, stopped_server, backend=True)
+
+    async def export(source: Store) -> object:
+        assert isinstance(source, SqliteStore)
+        carried, _ = await source.export_rows(0, 100, everything=True)
+        return carried
+
+    carried = run(source_path, export, backend=True)
+    assert isinstance(carried, Carried) and carried.deps == [[live.id, child.id]]
+
+    async def body(store: Store) -> None:
+        assert (await store.import_rows(carried)).jobs == 3
+        moved = await state(store, child)
+        assert (moved.status, moved.depends_on) == (JobState.WAITING, [done.id, live.id])
+        (claim,) = (await claim_all(store)).values()
+        assert claim.id == live.id
+        await end(store, claim, result="7")
+        (claim,) = (await claim_all(store)).values()
+        assert claim.id == child.id
+        assert json.loads(claim.parents_json or "") == {done.id: 5, live.id: 7}
+
+    run(tmp_path / "target.db", body, backend)

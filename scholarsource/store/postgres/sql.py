@@ -497,6 +497,11 @@ ev AS (
     WHERE e.v ->> 'job_id' IN (SELECT id FROM j)
     ORDER BY e.ord
     RETURNING 1),
+d AS (
+    INSERT INTO job_deps (parent, child)
+    SELECT e.v ->> 0, e.v ->> 1 FROM jsonb_array_elements(%(deps)s::jsonb) AS e(v)
+    WHERE e.v ->> 1 IN (SELECT id FROM j)
+    ON CONFLICT DO NOTHING RETURNING 1),
 q AS (
     INSERT INTO queues (name, paused, paused_at)
     SELECT name, paused, paused_at FROM jsonb_populate_recordset(NULL::queues, %(queues)s::jsonb)
