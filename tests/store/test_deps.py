@@ -4,11 +4,13 @@ when claimed, and a failed parent cancels it (or not, with on_parent_failure = "
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from scholarsource.errors import UnknownParent
@@ -26,7 +28,10 @@ from scholarsource.store.base import (
     Outcome,
     Store,
 )
-from scholarsource.store.rows import new_job_id
+from scholarsource.store.postgres import sql as pg_sql
+from scholarsource.store.postgres.store import _link as pg_link
+from scholarsource.store.postgres.store import _rows as pg_rows
+from scholarsource.store.rows import new_job_id, new_jobs
 from scholarsource.store.sqlite import (
     LINK_EDGES,
     LINK_PARENTS,
@@ -295,3 +300,35 @@ def test_a_waiting_job_moves_to_another_store_still_waiting(tmp_path: Path,
         assert json.loads(claim.parents_json or "") == {done.id: 5, live.id: 7}
 
     run(tmp_path / "target.db", body, backend)
+
+
+def test_a_parent_that_ends_while_its_child_is_linked_still_releases_it(
+        tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL: a submit that has linked a child to a running parent holds the parent's
+    row until it commits, so a finish of the parent that comes meanwhile waits, then sees
+    the new edge and releases the child. (Without the lock, its release would run first,
+    see no edge, and leave the child waiting for a parent that has already ended.)"""
+
+    async def body(store: Store) -> None:
+        (parent,) = await store.submit_many([new()])
+        await claim_all(store)
+        child_new = new(after=(parent.id,))
+        (child,) = new_jobs([child_new])
+        async with await psycopg.AsyncConnection.connect(pg_url) as linker, \
+                await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as finisher:
+            # The submit's transaction (PostgresStore._submit_linked), up to its commit.
+            await linker.execute(pg_sql.SUBMIT, {"rows": pg_rows([child_new], [child])})
+            await pg_link(linker, [child])
+            finish = asyncio.ensure_future(finisher.execute(
+                "UPDATE jobs SET status = 'succeeded', finished_at = 1 WHERE id = %s",
+                (parent.id,)))
+            while not await backend.query(store, "SELECT 1 FROM pg_stat_activity "
+                                                 "WHERE wait_event_type = 'Lock'"):
+                await asyncio.sleep(0.01)  # until the finish waits for the submit's lock
+            await linker.commit()
+            await finish
+        assert (await state(store, child)).status is JobState.QUEUED
+        assert await backend.query(store, "SELECT count(*) FROM job_deps") == [(0,)]
+
+    backend = Backend("postgres", pg_url)
+    run(tmp_path / "q.db", body, backend)

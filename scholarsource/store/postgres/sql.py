@@ -321,10 +321,12 @@ RETURNING status
 """
 # Dependencies (sqlite.LINK_PARENTS and friends, each one's why). FOR SHARE holds each
 # parent's state until the edges are committed: a parent's finish waits for them, so it
-# always sees them, and a parent that finished first is read final here. In id order, so
-# two submits never lock in a cycle. Bound: the pairs as two arrays (:children, :parents).
+# always sees them, and a parent that finished first is read final here. NOWAIT: a submit
+# never waits for a parent's lock while it holds another's (a finish of two parents, locking
+# them in its own order, would deadlock with it); the store sends the transaction again.
+# Bound: the pairs as two arrays (:children, :parents).
 LINK_PARENTS = ("SELECT id, tenant FROM jobs WHERE id = ANY(%(parents)s::text[]) "
-                "ORDER BY id FOR SHARE")
+                "ORDER BY id FOR SHARE NOWAIT")
 _LINKS = "unnest(%(children)s::text[], %(parents)s::text[]) AS l(child, parent)"
 LINK_EDGES = (f"INSERT INTO job_deps (parent, child) SELECT l.parent, l.child FROM {_LINKS} "
               "JOIN jobs p ON p.id = l.parent "

@@ -8,10 +8,10 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from scholarsource.config import Config
 
 log = logging.getLogger("scholarsource.store")
+T = TypeVar("T")
 
 
 def _rows(news: list[NewJob], jobs: list[Job]) -> str:
@@ -96,6 +97,22 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
         "on_parent_failure": j.on_parent_failure, "waiting_for": len(j.depends_on),
         "workflow_id": j.workflow_id, "step": j.step, "parent_id": j.parent_id,
     } for new, j in zip(news, jobs, strict=True)])
+
+
+# A submit whose parents another transaction holds (a finish, a claim) is sent again
+# after a short pause, this many times in all: ~0.8 s, far past any finish's transaction.
+_LOCKED_TRIES = 12
+
+
+async def _while_parents_locked(work: Callable[[], Awaitable[T]]) -> T:
+    """`work` (a whole transaction that links parents: sql.LINK_PARENTS), sent again while
+    a parent's row is locked; StoreUnavailable (503, retry) if it stays locked."""
+    for attempt in range(_LOCKED_TRIES):
+        try:
+            return await work()
+        except psycopg.errors.LockNotAvailable:
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise StoreUnavailable("the jobs this submit depends on stayed locked; send it again")
 
 
 async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str, Job]:
@@ -233,7 +250,8 @@ class PostgresStore(Store):
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
         jobs = new_jobs(news)
         if any(job.depends_on for job in jobs):
-            return await asyncio.shield(self._submit_linked(news, jobs))
+            return await _while_parents_locked(
+                lambda: asyncio.shield(self._submit_linked(news, jobs)))
         await self._db.fetchall(sql.SUBMIT, {"rows": _rows(news, jobs)})
         return jobs
 
@@ -273,8 +291,8 @@ class PostgresStore(Store):
     @unavailable
     async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
                     policy: QuotaPolicy) -> list[Admission]:
-        return await admit(self._quota_tx(), groups, policy, self._insert_guarded,
-                           _GUARDED_ROWS)
+        return await _while_parents_locked(lambda: admit(
+            self._quota_tx(), groups, policy, self._insert_guarded, _GUARDED_ROWS))
 
     async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
         if guard.caps:  # a tenant's max_queued must be exact: the quota transaction
