@@ -517,8 +517,8 @@ CARRIED_COLUMNS = (
     "cancel_requested", "created_at", "started_at", "finished_at", "run_at", "peak_rss",
     "cpu_time", "history", "idempotency_key", "fingerprint", "cache_ttl", "bypass_cache",
     "unique_job", "schedule", "scheduled_for", "triggered", "concurrency_key",
-    "concurrency_limit", "depends_on", "on_parent_failure", "waiting_for", "workflow_id",
-    "step", "parent_id")
+    "concurrency_limit", "depends_on", "on_parent_failure", "waiting_for", "depth",
+    "workflow_id", "step", "parent_id")
 
 
 @dataclass(frozen=True)

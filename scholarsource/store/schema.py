@@ -377,7 +377,9 @@ CREATE INDEX fair_shares_start ON fair_shares (start);
 # success counts the parent done (at zero the child is queued); dead or cancelled cancels the
 # child with parent_failed naming the parent, unless it asked to run anyway; the child's own
 # change fires the trigger again, so a failure cascades down the tree (this needs
-# recursive_triggers, set on every connection: SqliteStore.open). Each edge goes once
+# recursive_triggers, set on every connection: SqliteStore.open; `depth`, the longest chain
+# of parents above a job, is capped at submit, store/deps.py, so that no cascade nears
+# SQLite's 1,000 levels of trigger recursion or PostgreSQL's stack). Each edge goes once
 # resolved, so pruning or purging a final job never leaves a child waiting. `waiting` is a
 # live state, so jobs_unique_live is recreated over the new set. workflow_id, step and
 # parent_id place a job in a workflow (jobs_workflow lists one) or under the task that
@@ -387,6 +389,7 @@ _V_DEPS = f"""
 ALTER TABLE jobs ADD COLUMN depends_on TEXT;                 -- JSON list of parent ids
 ALTER TABLE jobs ADD COLUMN on_parent_failure TEXT NOT NULL DEFAULT 'cancel';
 ALTER TABLE jobs ADD COLUMN waiting_for INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;  -- longest chain of parents
 ALTER TABLE jobs ADD COLUMN workflow_id TEXT;
 ALTER TABLE jobs ADD COLUMN step TEXT;
 ALTER TABLE jobs ADD COLUMN parent_id TEXT;

@@ -60,7 +60,7 @@ from scholarsource.store.base import (
     Watch,
     Watched,
 )
-from scholarsource.store.deps import check_parents, links_json, with_parents
+from scholarsource.store.deps import depths, links_json, with_parents
 from scholarsource.store.rows import (
     claims_from_rows,
     key_from_row,
@@ -414,8 +414,11 @@ RETURNING status
 # not run anyway) cancelled with parent_failed. All in the insert's transaction, whose write
 # lock keeps every parent's state still until the edges are in. Bound: [child, parent]
 # pairs as JSON (:links).
-LINK_PARENTS = ("SELECT id, tenant FROM jobs WHERE id IN "
+LINK_PARENTS = ("SELECT id, tenant, depth FROM jobs WHERE id IN "
                 "(SELECT value ->> 1 FROM json_each(:links))")
+# Each new job's depth (store/deps.py), as {id: depth} (:depths).
+LINK_DEPTHS = ("UPDATE jobs SET depth = d.value FROM json_each(:depths) AS d "
+               "WHERE jobs.id = d.key")
 LINK_EDGES = ("INSERT INTO job_deps (parent, child) SELECT l.value ->> 1, l.value ->> 0 "
               "FROM json_each(:links) AS l JOIN jobs p ON p.id = l.value ->> 1 "
               "WHERE p.status NOT IN ('succeeded', 'dead', 'cancelled') "
@@ -808,8 +811,9 @@ async def _link(db: _Driver, jobs: list[Job]) -> dict[str, Job]:
     """Link just-inserted dependent jobs to their parents, inside the insert's transaction;
     returns the jobs that parents already final changed (see SETTLE)."""
     pairs = links_json(jobs)
-    check_parents(jobs, await db.fetchall(LINK_PARENTS, {"links": pairs}))
+    found = depths(jobs, await db.fetchall(LINK_PARENTS, {"links": pairs}))
     await db.fetchall(LINK_EDGES, {"links": pairs})
+    await db.fetchall(LINK_DEPTHS, {"depths": json.dumps(found)})
     rows = await db.fetchall(SETTLE, {"links": pairs, "now": time.time()})
     return {job.id: job for job in map(_job, rows)}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from scholarsource.errors import UnknownParent
+from scholarsource.errors import UnknownParent, ValidationFailed
 from scholarsource.quotas import Ask, QuotaPolicy
 from scholarsource.store import schema
 from scholarsource.store.admission import Admitted
@@ -28,6 +28,7 @@ from scholarsource.store.base import (
     Outcome,
     Store,
 )
+from scholarsource.store.deps import MAX_DEPTH
 from scholarsource.store.postgres import sql as pg_sql
 from scholarsource.store.postgres.store import _link as pg_link
 from scholarsource.store.postgres.store import _rows as pg_rows
@@ -331,4 +332,27 @@ def test_a_parent_that_ends_while_its_child_is_linked_still_releases_it(
         assert await backend.query(store, "SELECT count(*) FROM job_deps") == [(0,)]
 
     backend = Backend("postgres", pg_url)
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_a_chain_as_deep_as_allowed_cancels_whole_and_a_deeper_one_is_refused(
+        tmp_path: Path, backend: Backend) -> None:
+    """A failure cancels a chain level by level, a nested trigger each: the depth cap keeps
+    the deepest chain allowed well inside what each store can nest (SQLite failed at 1,000
+    levels, PostgreSQL between 300 and 1,000), so its root's finish never fails."""
+
+    async def body(store: Store) -> None:
+        ids = [new_job_id() for _ in range(MAX_DEPTH + 1)]
+        await store.submit_many([new(id_=ids[0])] + [new(id_=ids[i], after=(ids[i - 1],))
+                                                     for i in range(1, MAX_DEPTH + 1)])
+        before = await store.counts()
+        with pytest.raises(ValidationFailed) as caught:
+            await store.submit_many([new(after=(ids[-1],))])
+        assert (caught.value.code, caught.value.extra["limit"]) == ("dependency_too_deep",
+                                                                    MAX_DEPTH)
+        assert await store.counts() == before
+        (claim,) = (await claim_all(store)).values()
+        await end(store, claim, Ending.FAILED)
+        assert (await store.counts())["cancelled"] == MAX_DEPTH
+
     run(tmp_path / "q.db", body, backend)

@@ -270,6 +270,7 @@ _V_DEPS = f"""
 ALTER TABLE jobs ADD COLUMN depends_on jsonb;
 ALTER TABLE jobs ADD COLUMN on_parent_failure text NOT NULL DEFAULT 'cancel';
 ALTER TABLE jobs ADD COLUMN waiting_for integer NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN depth integer NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN workflow_id text;
 ALTER TABLE jobs ADD COLUMN step text;
 ALTER TABLE jobs ADD COLUMN parent_id text;

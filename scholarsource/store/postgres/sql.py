@@ -325,8 +325,10 @@ RETURNING status
 # never waits for a parent's lock while it holds another's (a finish of two parents, locking
 # them in its own order, would deadlock with it); the store sends the transaction again.
 # Bound: the pairs as two arrays (:children, :parents).
-LINK_PARENTS = ("SELECT id, tenant FROM jobs WHERE id = ANY(%(parents)s::text[]) "
+LINK_PARENTS = ("SELECT id, tenant, depth FROM jobs WHERE id = ANY(%(parents)s::text[]) "
                 "ORDER BY id FOR SHARE NOWAIT")
+LINK_DEPTHS = ("UPDATE jobs SET depth = d.depth::int "
+               "FROM jsonb_each_text(%(depths)s::jsonb) AS d(id, depth) WHERE jobs.id = d.id")
 _LINKS = "unnest(%(children)s::text[], %(parents)s::text[]) AS l(child, parent)"
 LINK_EDGES = (f"INSERT INTO job_deps (parent, child) SELECT l.parent, l.child FROM {_LINKS} "
               "JOIN jobs p ON p.id = l.parent "

@@ -50,7 +50,7 @@ from scholarsource.store.base import (
     Watch,
     Watched,
 )
-from scholarsource.store.deps import check_parents, links, with_parents
+from scholarsource.store.deps import depths, links, with_parents
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
     Database,
@@ -122,8 +122,9 @@ async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str
     args = {"children": [child for child, _ in pairs], "parents": [p for _, p in pairs],
             "now": time.time()}
     found = await (await conn.execute(sql.LINK_PARENTS, clean(args))).fetchall()
-    check_parents(jobs, found)
+    levels = depths(jobs, found)
     await conn.execute(sql.LINK_EDGES, clean(args))
+    await conn.execute(sql.LINK_DEPTHS, {"depths": dumps(levels)})
     rows = await (await conn.execute(sql.SETTLE, clean(args))).fetchall()
     return {job.id: job for job in map(job_from_row, rows)}
 
