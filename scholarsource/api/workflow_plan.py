@@ -111,6 +111,9 @@ async def plan(body: Any, parse_step: ParseStep, *, max_steps: int,
             raise ValidationFailed(f"steps.{name}: {len(set(parents))} parents, more than "
                                    f"{max_parents} (max_parents)", code="too_many_parents",
                                    field=f"steps.{name}.after", step=name, limit=max_parents)
+        # Every step runs: a cached result or a unique job's live twin answering for one
+        # would leave the id its later steps wait for without a job.
         jobs.append(dataclasses.replace(new, id=ids[name], workflow_id=workflow_id, step=name,
-                                        depends_on=tuple(dict.fromkeys(parents))))
+                                        depends_on=tuple(dict.fromkeys(parents)),
+                                        cache_ttl=None, bypass_cache=False, unique=False))
     return Plan(workflow_id, ids, jobs)

@@ -18,7 +18,8 @@ async def parse_step(body: dict[str, Any]) -> NewJob:
         raise ValidationFailed("task: no task named 'nosuch' is registered",
                                code="unknown_task", field="task")
     return NewJob(task=body["task"], params={}, queue="default", priority=0, max_attempts=1,
-                  run_at=body.get("run_at"))
+                  run_at=body.get("run_at"), unique=bool(body.get("unique")),
+                  cache_ttl=body.get("cache_ttl"))
 
 
 def make(steps: Any, **limits: int) -> Plan:
@@ -41,6 +42,13 @@ def test_steps_name_each_other_through_the_ids_drawn_for_them() -> None:
     assert all(job.workflow_id == made.id for job in made.jobs)
     assert jobs["a"].depends_on == ()
     assert jobs["c"].depends_on == (made.steps["a"], made.steps["b"])
+
+
+def test_every_step_runs_whatever_the_cache_or_uniqueness_would_answer() -> None:
+    made = make({"a": {"task": "t", "unique": True, "cache_ttl": 60},
+                 "b": {"task": "t", "after": ["a"]}})
+    assert all(not job.looks_first or job.depends_on for job in made.jobs)
+    assert {(job.unique, job.cache_ttl) for job in made.jobs} == {(False, None)}
 
 
 def test_cycles_are_found_and_named() -> None:
