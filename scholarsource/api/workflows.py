@@ -42,7 +42,8 @@ def status_of(jobs: list[Job]) -> str:
 def summary(workflow_id: str, jobs: list[Job]) -> dict[str, Any]:
     """A workflow's JSON: its status, its progress over all steps (a final step counts
     whole, a running one by its own progress), and each step."""
-    names = {job.id: job.step for job in jobs}
+    # A job in the workflow without a step name (one a step's task submitted) shows by id.
+    names = {job.id: job.step or job.id for job in jobs}
     done = sum(1 for job in jobs if job.status.final)
     fraction = sum(1.0 if job.status.final else job.progress or 0.0 for job in jobs) / len(jobs)
     status = status_of(jobs)
@@ -53,7 +54,7 @@ def summary(workflow_id: str, jobs: list[Job]) -> dict[str, Any]:
         "id": workflow_id, "status": status, "final": status != "running",
         "progress": {"done": done, "total": len(jobs), "fraction": round(fraction, 4)},
         "counts": counts, "created_at": min(job.created_at for job in jobs),
-        "steps": {job.step: {
+        "steps": {names[job.id]: {
             "id": job.id, "task": job.task, "status": job.status.value,
             "final": job.status.final,
             "after": [names[p] for p in job.depends_on if p in names],
@@ -130,7 +131,7 @@ async def events(request: Request) -> StreamingResponse:
     jobs = await _steps(request)  # 404 before the stream starts
     after = start_after(request)
     reader = services(request).reader
-    names = {job.id: job.step for job in jobs}
+    names = {job.id: job.step or job.id for job in jobs}
     tenant = tenant_of(request)
 
     async def stream() -> AsyncIterator[str]:
