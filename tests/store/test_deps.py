@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import psycopg
@@ -354,5 +355,31 @@ def test_a_chain_as_deep_as_allowed_cancels_whole_and_a_deeper_one_is_refused(
         (claim,) = (await claim_all(store)).values()
         await end(store, claim, Ending.FAILED)
         assert (await store.counts())["cancelled"] == MAX_DEPTH
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_pruning_and_purging_never_strand_a_child(tmp_path: Path, backend: Backend) -> None:
+    """A final job's edges are gone when it ends, so retention can delete it with its
+    children still to run; a child deleted first leaves an edge its parent's end skips."""
+
+    async def body(store: Store) -> None:
+        (parent,) = await store.submit_many([new()])
+        (child,) = await store.submit_many([new(after=(parent.id,))])
+        (claim,) = (await claim_all(store)).values()
+        await end(store, claim, result="3")
+        assert await store.prune(JobState.SUCCEEDED, time.time() + 1, 10) == 1
+        assert await store.get("default", parent.id) is None
+        (claim,) = (await claim_all(store)).values()
+        assert claim.id == child.id and json.loads(claim.parents_json or "") == {}
+        # A cancelled child pruned while its parent still runs: the parent ends cleanly.
+        (other,) = await store.submit_many([new()])
+        (gone,) = await store.submit_many([new(after=(other.id,))])
+        await store.cancel("default", gone.id)
+        assert await store.prune(JobState.CANCELLED, time.time() + 1, 10) == 1
+        claims = await claim_all(store)
+        await end(store, claims[other.id])
+        assert (await state(store, other)).status is JobState.SUCCEEDED
+        assert await backend.query(store, "SELECT count(*) FROM job_deps") == [(0,)]
 
     run(tmp_path / "q.db", body, backend)
