@@ -1,12 +1,12 @@
 """Dependencies: what releasing a parent's children costs, and how soon a child starts.
 
-release: a fresh SQLite database holds W jobs waiting on a parent that never ends (W = 10,
-then 100,000). Then, K times, one parent and its one child are submitted, the parent is
-claimed and finished (the finish releases the child, in its transaction: the jobs_release
-trigger), and the child is claimed and finished in turn; the parent's finish is timed, and
-so is, as the baseline, the finish of a job that has no children. If the release scanned
-the waiting jobs, the finish would grow with W. The inline driver (the pool's) is used, so
-the figure is the SQL's own cost.
+release: a fresh SQLite database (or, with --postgres, a fresh PostgreSQL database) holds W
+jobs waiting on a parent that never ends (W = 10, then 100,000). Then, K times, one parent
+and its one child are submitted, the parent is claimed and finished (the finish releases the
+child, in its transaction: the jobs_release trigger), and the child is claimed and finished
+in turn; the parent's finish is timed, and so is, as the baseline, the finish of a job that
+has no children. If the release scanned the waiting jobs, the finish would grow with W.
+SQLite runs on the inline driver (the pool's), so the figure is the SQL's own cost.
 
 latency: a real `scholarsource serve` (fresh data dir, --slots 2) runs C workflows of two
 no-op steps (parent, then child), a few at a time; for each, the child's `started_at` minus
@@ -14,6 +14,7 @@ the parent's `finished_at` (both written by the pool) is the time from a parent'
 its child's start: median, p90, max.
 
     .venv/bin/python bench/deps.py release --waiting 10 100000 --rounds 2000
+    .venv/bin/python bench/deps.py release --postgres postgresql://postgres@/postgres?host=...
     .venv/bin/python bench/deps.py latency --chains 300
 """
 
@@ -21,19 +22,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg.conninfo import make_conninfo
 
 from scholarsource.launcher import free_port, launch, serve_argv
 from scholarsource.store.base import Ending, NewJob, Outcome, Store
+from scholarsource.store.postgres import PostgresStore
+from scholarsource.store.postgres import schema as pg_schema
 from scholarsource.store.schema import migrate
 from scholarsource.store.sqlite import SqliteStore
 
@@ -57,30 +65,58 @@ async def _timed_finish(store: Store) -> float:
     return time.perf_counter() - began
 
 
-async def release(waiting: int, rounds: int) -> dict[str, Any]:
-    """Per-finish microseconds with and without a child to release, beside `waiting` jobs."""
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "deps.db"
-        migrate(path)
-        store = await SqliteStore.open(path, inline=True)
+@contextlib.asynccontextmanager
+async def _store(postgres: str | None) -> AsyncIterator[Store]:
+    """A fresh store: a SQLite file (inline driver), or a new database on the PostgreSQL
+    server of `postgres` (dropped after)."""
+    if postgres is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "deps.db"
+            migrate(path)
+            store: Store = await SqliteStore.open(path, inline=True)
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    name = f"bench_deps_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(postgres, dbname=name)
+    try:
+        pg_schema.migrate(url)
+        store = await PostgresStore.open(url, role="pool")
         try:
-            (blocker,) = await store.submit_many([NewJob("noop", {}, "held", 0, 1)])
-            await store.pause_queue("held", True)  # the blocker never starts: they all wait
-            for start in range(0, waiting, _BATCH):
-                await store.submit_many([_job(blocker.id)] * min(_BATCH, waiting - start))
-            parent_finish, plain_finish = [], []
-            for _ in range(rounds):
-                (parent,) = await store.submit_many([_job()])
-                await store.submit_many([_job(parent.id)])
-                parent_finish.append(await _timed_finish(store))  # releases the child
-                await _run_one(store)  # the child
-                await store.submit_many([_job()])
-                plain_finish.append(await _timed_finish(store))
-            counts = await store.counts()
+            yield store
         finally:
             await store.close()
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def release(waiting: int, rounds: int, postgres: str | None = None) -> dict[str, Any]:
+    """Per-finish microseconds with and without a child to release, beside `waiting` jobs."""
+    async with _store(postgres) as store:
+        (blocker,) = await store.submit_many([NewJob("noop", {}, "held", 0, 1)])
+        await store.pause_queue("held", True)  # the blocker never starts: they all wait
+        for start in range(0, waiting, _BATCH):
+            await store.submit_many([_job(blocker.id)] * min(_BATCH, waiting - start))
+        if isinstance(store, PostgresStore):
+            # As autovacuum does within its naptime: without statistics PostgreSQL plans
+            # even a plain finish as a scan of the jobs (bench/README.md).
+            await store._db.fetchall("ANALYZE")
+        parent_finish, plain_finish = [], []
+        for _ in range(rounds):
+            (parent,) = await store.submit_many([_job()])
+            await store.submit_many([_job(parent.id)])
+            parent_finish.append(await _timed_finish(store))  # releases the child
+            await _run_one(store)  # the child
+            await store.submit_many([_job()])
+            plain_finish.append(await _timed_finish(store))
+        counts = await store.counts()
     assert counts["waiting"] == waiting, counts
-    return {"waiting": waiting, "rounds": rounds,
+    return {"store": "postgres" if postgres else "sqlite", "waiting": waiting, "rounds": rounds,
             "finish_with_child_us": _summary(parent_finish),
             "finish_alone_us": _summary(plain_finish)}
 
@@ -131,13 +167,16 @@ def main() -> None:
     rel = sub.add_parser("release")
     rel.add_argument("--waiting", type=int, nargs="+", default=[10, 100_000])
     rel.add_argument("--rounds", type=int, default=2000)
+    rel.add_argument("--postgres", metavar="URL",
+                     help="a PostgreSQL server (its maintenance database) to bench instead of "
+                          "SQLite: each run gets a database of its own, dropped after")
     lat = sub.add_parser("latency")
     lat.add_argument("--chains", type=int, default=300)
     lat.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
     if args.what == "release":
         for waiting in args.waiting:
-            print(asyncio.run(release(waiting, args.rounds)), flush=True)
+            print(asyncio.run(release(waiting, args.rounds, args.postgres)), flush=True)
     else:
         print(latency(args.chains, args.concurrency))
 

@@ -263,9 +263,14 @@ CREATE INDEX fair_shares_start ON fair_shares (start);
 """
 
 # Dependencies between jobs (the why of each: store/schema.py, _V_DEPS). PostgreSQL allows
-# no subquery in a trigger's WHEN, so the function looks for edges first; its UPDATE fires
-# the trigger again for each child it ends, which cascades a failure down the tree. Two
-# parents of one child finishing at once serialise on the child's row.
+# no subquery in a trigger's WHEN, so the function reads the edges itself; its update of a
+# child fires the trigger again, which cascades a failure down the tree. Two parents of one
+# child finishing at once serialise on the child's row. Its plans must not follow skewed
+# statistics: with one parent holding 100,000 waiting children, the cached generic plan of a
+# set-based UPDATE (EXPLAIN, after ANALYZE) scanned job_deps and every waiting job for any
+# parent. So each call plans the edge lookup for its own parent (force_custom_plan: a probe
+# of job_deps' primary key for a parent with few children), and each child is updated by
+# its id, a unique-index probe whatever the statistics.
 _V_DEPS = f"""
 ALTER TABLE jobs ADD COLUMN depends_on jsonb;
 ALTER TABLE jobs ADD COLUMN on_parent_failure text NOT NULL DEFAULT 'cancel';
@@ -285,26 +290,28 @@ CREATE TABLE job_deps (
 DROP INDEX jobs_unique_live;
 CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
     WHERE unique_job AND status IN ({_LIVE});
-CREATE FUNCTION jobs_release() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION jobs_release() RETURNS trigger LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    kid text;
+    done boolean := NEW.status = 'succeeded';
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM job_deps WHERE parent = NEW.id) THEN
-        RETURN NULL;
-    END IF;
-    UPDATE jobs SET
-        waiting_for = jobs.waiting_for - 1,
-        status = CASE WHEN NEW.status = 'succeeded' OR jobs.on_parent_failure = 'run'
-                      THEN CASE WHEN jobs.waiting_for <= 1 THEN 'queued' ELSE 'waiting' END
-                      ELSE 'cancelled' END,
-        error_code = CASE WHEN NEW.status = 'succeeded' OR jobs.on_parent_failure = 'run'
-                          THEN jobs.error_code ELSE 'parent_failed' END,
-        error = CASE WHEN NEW.status = 'succeeded' OR jobs.on_parent_failure = 'run'
-                     THEN jobs.error
-                     ELSE 'parent_failed: its parent ' || NEW.id || ' ended ' || NEW.status END,
-        finished_at = CASE WHEN NEW.status = 'succeeded' OR jobs.on_parent_failure = 'run'
-                           THEN jobs.finished_at
-                           ELSE extract(epoch FROM clock_timestamp()) END
-    WHERE jobs.id IN (SELECT child FROM job_deps WHERE parent = NEW.id)
-        AND jobs.status = 'waiting';
+    FOR kid IN SELECT child FROM job_deps WHERE parent = NEW.id LOOP
+        UPDATE jobs SET
+            waiting_for = jobs.waiting_for - 1,
+            status = CASE WHEN done OR jobs.on_parent_failure = 'run'
+                          THEN CASE WHEN jobs.waiting_for <= 1 THEN 'queued' ELSE 'waiting' END
+                          ELSE 'cancelled' END,
+            error_code = CASE WHEN done OR jobs.on_parent_failure = 'run'
+                              THEN jobs.error_code ELSE 'parent_failed' END,
+            error = CASE WHEN done OR jobs.on_parent_failure = 'run' THEN jobs.error
+                         ELSE 'parent_failed: its parent ' || NEW.id || ' ended ' || NEW.status
+                         END,
+            finished_at = CASE WHEN done OR jobs.on_parent_failure = 'run'
+                               THEN jobs.finished_at
+                               ELSE extract(epoch FROM clock_timestamp()) END
+        WHERE jobs.id = kid AND jobs.status = 'waiting';
+    END LOOP;
     DELETE FROM job_deps WHERE parent = NEW.id;
     RETURN NULL;
 END $$;
