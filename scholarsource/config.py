@@ -405,6 +405,12 @@ class Config:
     max_batch_body_bytes: int = field(default=16 * 1024**2, metadata=_key(
         "Largest POST /api/jobs/batch body, bytes or '16MiB' (other routes keep "
         "max_body_bytes); larger: 413.", size=True))
+    # Dependencies and workflows (issue 14).
+    max_parents: int = field(default=100, metadata=_key(
+        "Most jobs one job may depend on (depends_on, or a workflow step's after); more: "
+        "422 too_many_parents."))
+    max_workflow_steps: int = field(default=500, metadata=_key(
+        "Most steps one POST /api/workflows may create; more: 422 too_many_steps."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -475,6 +481,9 @@ class Config:
         if self.database_listen and not self.database:
             raise ConfigError("database_listen needs database: it is where the pools of a "
                               "PostgreSQL store listen, and SQLite has none")
+        for name in ("max_parents", "max_workflow_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
 
     def host_port(self) -> tuple[str, int]:
         """Split `bind` into host and port, or raise ConfigError."""

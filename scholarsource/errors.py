@@ -21,6 +21,7 @@
         ├── UnsupportedMedia     415 body is not application/json
         ├── ValidationFailed     422 wrong fields, wrong types, unknown task
         ├── RangeUnsatisfiable   416 a Range header past the end of an artifact's file
+        │   └── UnknownParent    422 a depends_on that names no job of the tenant
         ├── TooManyRequests      429 a submit over a rate or a max_queued
         ├── ServiceUnavailable   503 the store cannot take writes right now
         │   (the HTTP edge, before any route: api/hosts.py, api/headlimits.py)
@@ -168,6 +169,11 @@ class RangeUnsatisfiable(ApiError):
     """Raised when a download's Range header asks only for bytes past the end of the file."""
 
     status, code = 416, "range_not_satisfiable"
+class UnknownParent(ValidationFailed):
+    """Raised when a submit depends on a job its tenant does not have (unknown, or another
+    tenant's: both answer alike, so the error tells nothing of other tenants' jobs)."""
+
+    code = "unknown_parent"
 
 
 class TooManyRequests(ApiError):

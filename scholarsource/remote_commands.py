@@ -134,6 +134,12 @@ def _run_at(ctx: click.Context, param: click.Parameter, value: str | None) -> An
                    "run at once.")
 @click.option("--concurrency-limit", type=int,
               help="How many jobs with the key may run at once (default: the task's, else 1).")
+@click.option("--depends-on", multiple=True, metavar="JOB_ID",
+              callback=lambda ctx, param, value: list(value) or None,
+              help="Wait until this job of yours has succeeded; repeat for more.")
+@click.option("--on-parent-failure", type=click.Choice(["cancel", "run"]),
+              help="A parent that ends dead or cancelled cancels this job (cancel, the "
+                   "default) or counts as done (run).")
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 1 unless it succeeded.")
 @click.option("--idempotency-key", "key",
               help="Submitting again with the same key gives back the same job.")

@@ -266,3 +266,12 @@ def artifact_files(ctx: Context, names: list[str], odd: str = "", fail: bool = F
     if fail:
         raise RuntimeError("failed after writing its files")
     return names
+
+
+@task("add")
+def add(ctx: Context, digit: int = 1, seconds: float = 0.0) -> int:
+    """Append `digit` to the parents' results (their sum: one parent in a chain), so that a
+    chain's last result spells the order it ran in (1, 12, 123); None results count 0.
+    Sleeps `seconds` first (a step to catch running)."""
+    time.sleep(float(seconds))
+    return sum(value or 0 for value in ctx.parent_results.values()) * 10 + digit

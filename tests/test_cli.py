@@ -296,6 +296,9 @@ def test_cli_against_a_real_server(serve: Callable[..., Server]) -> None:
                                 "backoff_base", "backoff_max")} == {
         "queue": "batch", "priority": 7, "max_attempts": 3, "timeout": 30.0,
         "memory_limit": 512_000_000, "backoff_base": 2.0, "backoff_max": 20.0}
+    after = json.loads(run_cli("submit", "noop", "--depends-on", echo_id,
+                               "--on-parent-failure", "run", "--json", "--url", url).stdout)
+    assert (after["depends_on"], after["on_parent_failure"]) == ([echo_id], "run")
     refused = run_cli("submit", "noop", "--priority", "5000", "--url", url)
     assert refused.returncode == EXIT_FAILURE
     assert refused.stderr.startswith("error: invalid_request")

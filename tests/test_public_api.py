@@ -18,8 +18,8 @@ def test_client_surface_is_pinned() -> None:
     assert sorted(scholarsource.client.__all__) == [
         "AsyncClient", "Client", "ClientError", "Conflict", "Event", "Forbidden",
         "InvalidRequest", "Job", "JobPage", "JobState", "NotFound", "RateLimited",
-        "RetryPolicy", "ServerError", "Unauthorized", "Unavailable", "Unreachable",
-        "WaitTimeout"]
+        "RetryPolicy", "ServerError", "Signature", "Unauthorized", "Unavailable",
+        "Unreachable", "WaitTimeout", "Workflow", "chain", "chord", "group", "sig"]
     for name in scholarsource.client.__all__:
         assert hasattr(scholarsource.client, name)
     assert scholarsource.Client is scholarsource.client.Client

@@ -45,6 +45,10 @@ POLICY: dict[str, dict[str, Role | str]] = {
     "/api/jobs/{job_id}/retry": {"POST": "submit"},
     "/api/jobs/{job_id}/events": {"GET": "read"},
     "/api/jobs/{job_id}/artifacts/{name}": {"GET": "read"},
+    "/api/workflows": {"POST": "submit"},
+    "/api/workflows/{workflow_id}": {"GET": "read"},
+    "/api/workflows/{workflow_id}/events": {"GET": "read"},
+    "/api/workflows/{workflow_id}/cancel": {"POST": "submit"},
     "/api/dead/retry": {"POST": "submit"},  # the tenant's own dead letters
     "/api/dead": {"DELETE": "admin"},
     "/api/submit": {"POST": "submit"},

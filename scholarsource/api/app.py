@@ -30,6 +30,7 @@ from scholarsource.api import (
     queues,
     schedules,
     stats,
+    workflows,
 )
 from scholarsource.api.catalog import Catalog
 from scholarsource.api.fanout import EventReader
@@ -104,7 +105,7 @@ def create_app(config: Config) -> Starlette:
             await store.close()
 
     routes = [*batch.routes, *jobs.routes, *events.routes, *compat.routes, *ops.routes,
-              *stats.routes, *queues.routes, *schedules.routes,
+              *stats.routes, *queues.routes, *schedules.routes, *workflows.routes,
               *openapi.routes, *prometheus.routes, *dashboard.routes, *login.routes]
     routes += artifacts.routes
     return Starlette(

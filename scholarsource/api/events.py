@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -22,7 +23,8 @@ from scholarsource.store.base import FINAL_STATES, Event
 KEEPALIVE_INTERVAL = 15.0
 
 
-def _start_after(request: Request) -> int:
+def start_after(request: Request) -> int:
+    """Where a stream resumes: Last-Event-ID (or ?after=), 0 for the whole history."""
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
     if not is_count(raw):
         raise ValidationFailed("Last-Event-ID must be an event id from this stream",
@@ -33,7 +35,7 @@ def _start_after(request: Request) -> int:
 async def stream(request: Request) -> StreamingResponse:
     job_id = request.path_params["job_id"]
     job = await find_job(request, job_id)  # 404 before the stream starts
-    after = _start_after(request)
+    after = start_after(request)
     reader = services(request).reader
 
     async def events() -> AsyncIterator[str]:
@@ -44,7 +46,7 @@ async def stream(request: Request) -> StreamingResponse:
             while True:
                 batch = await feed.take(KEEPALIVE_INTERVAL)
                 for event in batch:
-                    yield _frame(event)
+                    yield frame(event)
                 if feed.closed and not batch:
                     if feed.dropped:  # a comment: clients ignore it, a person reading sees why
                         yield ": behind: resume with Last-Event-ID\n\n"
@@ -58,11 +60,12 @@ async def stream(request: Request) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _frame(event: Event) -> str:
+def frame(event: Event, **extra: Any) -> str:
+    """One event as an SSE frame; `extra` fields join its data (a workflow's step)."""
     data = event.data
     if event.kind == "state":  # so that no client keeps a list of final states
         data = {**data, "final": data["status"] in FINAL_STATES}
-    payload = json.dumps({"job_id": event.job_id, "at": event.at, **data})
+    payload = json.dumps({"job_id": event.job_id, **extra, "at": event.at, **data})
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {payload}\n\n"
 
 

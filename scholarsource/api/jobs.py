@@ -118,7 +118,9 @@ async def cancel_job(request: Request, job_id: str) -> Job:
         raise NotFound(f"no job {job_id!r}")
     if job.status is JobState.RUNNING:
         svc.store.wake(Wake.CANCELLED)
-    elif job.status is not JobState.CANCELLED:
+    elif job.status is JobState.CANCELLED:
+        svc.store.wake(Wake.SUBMITTED)  # a child that runs anyway may be queued now
+    else:
         raise Conflict(f"job {job_id} already ended: {job.status.value}",
                        code="already_finished", status=job.status.value)
     return job
@@ -177,6 +179,8 @@ async def cancel_matching(request: Request) -> JSONResponse:
     cancelled, flagged = await svc.store.cancel_matching(tenant_of(request), **filters)
     if flagged:
         svc.store.wake(Wake.CANCELLED)
+    if cancelled:
+        svc.store.wake(Wake.SUBMITTED)  # children that run anyway may be queued now
     return JSONResponse({"cancelled": cancelled, "cancel_requested": flagged})
 
 

@@ -105,6 +105,16 @@ _BATCH = {
 }
 
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_WORKFLOW_ID = {"name": "workflow_id", "in": "path", "required": True,
+                "schema": {"type": "string"}}
+_WORKFLOW = {"type": "object", "properties": {
+    "id": {"type": "string"},
+    "status": {"enum": ["running", "succeeded", "failed", "cancelled"]},
+    "final": {"type": "boolean"},
+    "progress": {"type": "object", "properties": {
+        "done": {"type": "integer"}, "total": {"type": "integer"},
+        "fraction": {"type": "number"}}},
+    "steps": {"type": "object", "additionalProperties": {"type": "object"}}}}
 _SCHEDULE = {"type": "object", "properties": {
     "name": {"type": "string"}, "task": {"type": "string"}, "params": {"type": "object"},
     "queue": {"type": ["string", "null"]}, "priority": {"type": "integer"},
@@ -247,6 +257,45 @@ DOCUMENT: dict[str, Any] = {
             "summary": "Resume a schedule from now (fires missed while paused do not run)",
             "parameters": [_NAME],
             "responses": {"200": _answer("the schedule", _SCHEDULE), **_SCHEDULE_ERRORS}}},
+        "/api/workflows": {"post": {
+            "summary": "Create a workflow: every step, and its dependencies, in one "
+                       "transaction",
+            "description": "Each step is a Submit body, keyed by its name, and may also "
+                           "carry `after` (the names of the steps it waits for). "
+                           "Everything is validated first; nothing is written for a "
+                           "refused body.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["steps"], "additionalProperties": False,
+                "properties": {"steps": {
+                    "type": "object", "minProperties": 1,
+                    "propertyNames": {"pattern": NAME_PATTERN.pattern},
+                    "additionalProperties": {"$ref": "#/components/schemas/Submit"}}}}}}},
+            "responses": {"201": _answer("created", {"type": "object", "properties": {
+                "id": {"type": "string"}, "steps": {"type": "object",
+                                                    "additionalProperties": {
+                                                        "type": "string"}}}}),
+                          **_ERRORS, "422": _answer(
+                              "a step a submit would refuse (with step), an after that "
+                              "names no step (unknown_step), a cycle (workflow_cycle), "
+                              "more than max_workflow_steps (too_many_steps), a parent "
+                              "the tenant does not have (unknown_parent)", _ERROR),
+                          "429": _TOO_MANY}}},
+        "/api/workflows/{workflow_id}": {"get": {
+            "summary": "A workflow's status, progress and steps",
+            "parameters": [_WORKFLOW_ID],
+            "responses": {"200": _answer("the workflow", _WORKFLOW), **_ERRORS}}},
+        "/api/workflows/{workflow_id}/events": {"get": {
+            "summary": "Server-Sent Events of every step (each names its step)",
+            "parameters": [_WORKFLOW_ID,
+                           {"name": "Last-Event-ID", "in": "header", "schema": _COUNT}],
+            "responses": {"200": {"description": "event stream",
+                                  "content": {"text/event-stream": {}}}, **_ERRORS}}},
+        "/api/workflows/{workflow_id}/cancel": {"post": {
+            "summary": "Cancel every step not yet final; running ones are asked to stop",
+            "parameters": [_WORKFLOW_ID],
+            "responses": {"200": _answer("cancelled", _WORKFLOW),
+                          "202": _answer("running steps asked to stop", _WORKFLOW),
+                          **_ERRORS}}},
         "/api/health": {"get": {"summary": "Database writable and pool alive; process tree (admin)",
                                 "responses": {"200": {"description": "healthy"},
                                               "503": {"description": "unhealthy"}}}},
@@ -254,7 +303,13 @@ DOCUMENT: dict[str, Any] = {
     "components": {"schemas": {
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string"}, "message": {"type": "string"}}},
+        # depends_on and on_parent_failure (and a workflow step's after) are left out: they
+        # name jobs and steps that must exist, which no schema can say, and a request the
+        # schema calls valid must be accepted (tests/e2e/test_generated_requests.py).
         "Submit": {"type": "object", "required": ["task"], "additionalProperties": False,
+                   "description": "Also depends_on (ids of the tenant's jobs this one "
+                                  "waits for, at most max_parents; not with a delay) and "
+                                  "on_parent_failure (cancel or run): see the README.",
                    "dependentRequired": {"concurrency_limit": ["concurrency_key"]},
                    "properties": {
                        "task": {"type": "string", "minLength": 1},
@@ -325,6 +380,10 @@ DOCUMENT: dict[str, Any] = {
             "scheduled_for": {"type": ["number", "null"]},
             "concurrency_key": {"type": ["string", "null"]},
             "concurrency_limit": {"type": ["integer", "null"]},
+            "depends_on": {"type": "array", "items": {"type": "string"}},
+            "on_parent_failure": {"enum": ["cancel", "run"]},
+            "workflow_id": {"type": ["string", "null"]}, "step": {"type": ["string", "null"]},
+            "parent_id": {"type": ["string", "null"]},
             "progress": {"type": ["number", "null"]},
             "progress_message": {"type": ["string", "null"]},
             "cancel_requested": {"type": "boolean"},
@@ -364,6 +423,9 @@ async def openapi(request: Request) -> JSONResponse:
     batch = document["paths"]["/api/jobs/batch"]["post"]["requestBody"]["content"]
     batch["application/json"]["schema"]["properties"]["jobs"]["maxItems"] = \
         svc.config.max_batch
+    flow = document["paths"]["/api/workflows"]["post"]["requestBody"]["content"]
+    flow["application/json"]["schema"]["properties"]["steps"]["maxProperties"] = \
+        svc.config.max_workflow_steps
     # A pause or resume may name the queues this server knows now (else 422 unknown_queue).
     queues = sorted(await known_queues(svc))
     for verb in ("pause", "resume"):

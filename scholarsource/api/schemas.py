@@ -31,7 +31,8 @@ MEMORY_PATTERN = r"^ *[1-9][0-9]{0,5}(\.[0-9]{1,3})? *([KkMmGgTt]([Ii]?[Bb])?|[B
 SUBMIT_FIELDS = frozenset({"task", "params", "queue", "priority", "max_attempts", "timeout",
                            "memory_limit", "backoff_base", "backoff_max", "cache_ttl",
                            "bypass_cache", "unique", "concurrency_key",
-                           "concurrency_limit"}) | DELAY_FIELDS
+                           "concurrency_limit", "depends_on",
+                           "on_parent_failure"}) | DELAY_FIELDS
 
 
 # At most 18 digits: every such number fits SQLite's signed 64-bit integers (a larger
@@ -287,7 +288,38 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
                   cache_ttl=_seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
                   bypass_cache=_flag(body, "bypass_cache", False),
                   unique=_flag(body, "unique", task.unique),
-                  run_at=parse_run_at(body), **_concurrency(body, task))
+                  run_at=parse_run_at(body), **_concurrency(body, task),
+                  **parse_dependencies(body, config.max_parents))
+
+
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the shape of every id the server hands out
+ON_PARENT_FAILURE = ("cancel", "run")
+
+
+def parse_dependencies(body: dict[str, Any], max_parents: int,
+                       parents: list[str] | None = None) -> dict[str, Any]:
+    """depends_on (job ids, each once, at most `max_parents`; `parents` instead when the
+    caller resolved them, as a workflow does from step names) and on_parent_failure. A job
+    waits for its parents or for its time, never both."""
+    given = body.get("depends_on") if parents is None else parents
+    if given is None:
+        given = []
+    if not isinstance(given, list) or not all(isinstance(p, str) and JOB_ID.fullmatch(p)
+                                              for p in given):
+        raise _invalid("depends_on", "must be a list of job ids")
+    unique = list(dict.fromkeys(given))
+    if len(unique) > max_parents:
+        raise ValidationFailed(f"depends_on: {len(unique)} parents, more than {max_parents} "
+                               f"(max_parents)", code="too_many_parents",
+                               field="depends_on", limit=max_parents)
+    mode = body.get("on_parent_failure")
+    mode = "cancel" if mode is None else mode
+    if mode not in ON_PARENT_FAILURE:
+        raise _invalid("on_parent_failure", 'must be "cancel" or "run"')
+    if unique and any(body.get(name) is not None for name in DELAY_FIELDS):
+        raise ValidationFailed("depends_on: a job waits for its parents or for a delay, "
+                               "not both", field="depends_on")
+    return {"depends_on": tuple(unique), "on_parent_failure": mode}
 
 
 def _concurrency(body: dict[str, Any], task: TaskDefaults) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import httpx
 
 from scholarsource.client import calls
+from scholarsource.client.canvas import Canvas
 from scholarsource.client.errors import WaitTimeout
-from scholarsource.client.models import Event, Job, JobPage
+from scholarsource.client.models import Event, Job, JobPage, Workflow
 from scholarsource.client.retry import Attempts, RetryPolicy
 from scholarsource.client.session import Session
 from scholarsource.client.sse import EventFeed
@@ -49,6 +50,18 @@ class AsyncClient(Session):
     async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """See Client.submit_many."""
         return await self._run(calls.submit_many(jobs))
+
+    async def workflow(self, flow: Canvas | Mapping[str, Any]) -> Workflow:
+        """See Client.workflow."""
+        return await self._run(calls.workflow(flow))
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        """See Client.get_workflow."""
+        return await self._run(calls.get_workflow(workflow_id))
+
+    async def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """See Client.cancel_workflow."""
+        return await self._run(calls.cancel_workflow(workflow_id))
 
     async def get(self, job_id: str) -> Job:
         """See Client.get."""

@@ -11,8 +11,9 @@ from urllib.parse import quote
 
 import httpx
 
+from scholarsource.client.canvas import Canvas, workflow_body
 from scholarsource.client.errors import ClientError, ServerError, error_class
-from scholarsource.client.models import Job, JobPage
+from scholarsource.client.models import Job, JobPage, Workflow
 from scholarsource.client.retry import retry_after
 
 T = TypeVar("T")
@@ -82,6 +83,27 @@ def page(cursor: str | None, limit: int, filters: Mapping[str, Any]) -> Call[Job
     """GET /api/jobs: one page, newest first."""
     return Call("GET", "/api/jobs", JobPage.from_json,
                 params=_given({**filters, "limit": limit, "cursor": cursor}))
+
+
+def _workflow_path(workflow_id: str, action: str = "") -> str:
+    return f"/api/workflows/{quote(workflow_id, safe='')}{action}"
+
+
+def workflow(flow: Canvas | Mapping[str, Any]) -> Call[Workflow]:
+    """POST /api/workflows with a canvas (chain, group, chord, sig) or a {"steps": ...}
+    body: not resent, as a second one would make a second workflow."""
+    body = workflow_body(flow) if isinstance(flow, Canvas) else dict(flow)
+    return Call("POST", "/api/workflows", Workflow.from_json, json=body, resend=False)
+
+
+def get_workflow(workflow_id: str) -> Call[Workflow]:
+    """GET /api/workflows/{id}."""
+    return Call("GET", _workflow_path(workflow_id), Workflow.from_json)
+
+
+def cancel_workflow(workflow_id: str) -> Call[Workflow]:
+    """POST /api/workflows/{id}/cancel: cancelling twice ends the same."""
+    return Call("POST", _workflow_path(workflow_id, "/cancel"), Workflow.from_json)
 
 
 def _counts(body: Any) -> dict[str, int]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from scholarsource.store.base import JobState
 
-__all__ = ["Event", "Job", "JobPage", "JobState"]
+__all__ = ["Event", "Job", "JobPage", "JobState", "Workflow"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ class Job:
     scheduled_for: float | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    depends_on: list[str] = field(default_factory=list)
+    on_parent_failure: str = "cancel"
+    workflow_id: str | None = None
+    step: str | None = None
+    parent_id: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -96,3 +101,29 @@ class Event:
     def final(self) -> bool:
         """True for the event that ended the job."""
         return self.kind == "state" and bool(self.data.get("final"))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow as the server answered it: its `id` and each step's job id (`steps`);
+    from GET /api/workflows/{id} also its `status` (running, succeeded, failed, cancelled),
+    `final`, `progress` and each step's state and result (`raw["steps"]`)."""
+
+    id: str
+    steps: dict[str, str]
+    status: str = "running"
+    final: bool = False
+    progress: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Workflow:
+        """Read a created workflow's answer ({id, steps}) or a workflow's JSON."""
+        steps = {name: step if isinstance(step, str) else step["id"]
+                 for name, step in body["steps"].items()}
+        return cls(body["id"], steps, body.get("status", "running"),
+                   bool(body.get("final", False)), body.get("progress", {}), body)
+
+    def result(self, step: str) -> Any:
+        """A step's result, as GET /api/workflows/{id} last showed it."""
+        return self.raw["steps"][step]["result"]

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 import httpx
 
 from scholarsource.client import calls
-from scholarsource.client.models import Event, Job, JobPage
+from scholarsource.client.canvas import Canvas
+from scholarsource.client.models import Event, Job, JobPage, Workflow
 from scholarsource.client.retry import Attempts, RetryPolicy
 from scholarsource.client.session import Session
 from scholarsource.client.sse import EventFeed
@@ -89,6 +90,19 @@ class Client(Session):
         """Submit submit bodies (`{"task": ..., "params": ...}`) in one request and one
         transaction: all or none (InvalidRequest's `body["index"]` names the bad one)."""
         return self._run(calls.submit_many(jobs))
+
+    def workflow(self, flow: Canvas | Mapping[str, Any]) -> Workflow:
+        """Create a workflow from a canvas (`chain`, `group`, `chord`, `sig`) or a
+        {"steps": ...} body, all its steps in one transaction; its id and step job ids."""
+        return self._run(calls.workflow(flow))
+
+    def get_workflow(self, workflow_id: str) -> Workflow:
+        """The workflow's status, progress and steps; NotFound if this tenant has none."""
+        return self._run(calls.get_workflow(workflow_id))
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel every step not yet final (running ones are asked to stop)."""
+        return self._run(calls.cancel_workflow(workflow_id))
 
     def get(self, job_id: str) -> Job:
         """The job; NotFound if this key's tenant has none with that id."""

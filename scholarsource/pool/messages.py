@@ -23,6 +23,7 @@ class Attempt(NamedTuple):
     job_id: str
     attempt: int
     token: int
+    parents_json: str | None = None  # {parent id: result}, for a job that has parents
 
 
 class Report(NamedTuple):

@@ -237,10 +237,12 @@ def _call(attempt: Attempt, ctx: Context) -> Ended:
     token = attempt.token
     try:
         params = json.loads(attempt.params_json)
+        parents = None if attempt.parents_json is None else json.loads(attempt.parents_json)
     except (ValueError, RecursionError) as exc:
         code = ErrorCode.BAD_PARAMS
         return Ended(token, code, code.explain(f"the job's params cannot be decoded "
                                                f"({_describe(exc)})"))
+    ctx.parent_results = parents or {}
     try:
         spec = _tasks.get(attempt.task)
         if spec is None:
@@ -373,7 +375,7 @@ class Slot:
         OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
         send(self.conn, Attempt(claim.task, claim.params_json, claim.id, claim.attempt,
-                                claim.token))
+                                claim.token, claim.parents_json))
         self.claim = claim
         self.expected = expected
         self.started = time.monotonic()

@@ -78,6 +78,10 @@ class QuotaTx(Protocol):
     async def save(self, levels: dict[str, Level]) -> None:
         """Write the changed buckets back."""
 
+    async def link(self, jobs: list[Job]) -> dict[str, Job]:
+        """Link just-inserted dependent jobs to their parents (UnknownParent for a parent
+        the tenant does not have); returns those that parents already final changed."""
+
 
 KEY_REUSED = "idempotency_key_reused"
 
@@ -211,6 +215,11 @@ async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
             raise _Rollback(Refused(KEY_REUSED, f"Idempotency-Key {new.idempotency_key!r} "
                                     f"was used for another job, {old.id}", {}, index))
         answers.append(found)
+    linked = [job for (job, reused), new in zip(answers, group, strict=True)
+              if reused is None and new.depends_on]
+    if linked:  # after every insert: a workflow's step may depend on a later one
+        changed = await tx.link(linked)
+        answers = [(changed.get(job.id, job), reused) for job, reused in answers]
     verdict = ledger.take(ask, sum(1 for _, reused in answers if reused is None))
     if verdict.code is not None:
         raise _Rollback(_refused(verdict))

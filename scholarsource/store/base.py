@@ -31,13 +31,15 @@ DEFAULT_TENANT = "default"
 class JobState(enum.StrEnum):
     """Where a job is in its life.
 
-    `scheduled` waits for its `run_at` (a delayed submit); `retrying` means the last attempt
+    `scheduled` waits for its `run_at` (a delayed submit); `waiting` for its parents (jobs
+    it `depends_on`) to finish; `retrying` means the last attempt
     failed and another one is due at `run_at` (backoff); `dead` is the dead-letter state: no
     attempt is left, and only an operator re-queues it. Clients read `final` (the job JSON
     carries it) rather than a list of names.
     """
 
     SCHEDULED = "scheduled"
+    WAITING = "waiting"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -55,7 +57,8 @@ FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED}
 # The states in which a job will still run: a unique job has at most one twin in them. The
 # one place to change when states are added or renamed (a test then asks for the migration
 # that recreates the jobs_unique_live index over the new set).
-LIVE_STATES = (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
+LIVE_STATES = (JobState.SCHEDULED, JobState.WAITING, JobState.QUEUED, JobState.RUNNING,
+               JobState.RETRYING)
 # Waiting for their `run_at`: out of the claim's ordering until promote() queues them.
 WAITING_STATES = frozenset({JobState.SCHEDULED, JobState.RETRYING})
 # What queue_counts counts (/api/stats, /metrics): the live states and the dead letters, not
@@ -96,6 +99,7 @@ class ErrorCode(enum.StrEnum):
     LEASE_EXPIRED = "lease_expired"        # its pool stopped renewing the lease
     ARTIFACT_TOO_LARGE = "artifact_too_large"  # its files passed max_artifact_bytes
     BAD_ARTIFACT = "bad_artifact"          # a link, directory or odd name among its files
+    PARENT_FAILED = "parent_failed"        # a job it depends on ended dead or cancelled
 
     def explain(self, text: str) -> str:
         """The error message for this code: "code: text"."""
@@ -146,6 +150,17 @@ class NewJob:
     # At most concurrency_limit jobs of the tenant with this key run at once (pool/policy.py).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    # Dependencies (store/schema.py, _V18): the job waits until every parent succeeded;
+    # a parent that ends dead or cancelled cancels it (parent_failed), unless
+    # on_parent_failure is "run". `id` is set when the caller must know it before the insert
+    # (a workflow's steps name each other); `workflow_id` and `step` place it in a workflow,
+    # `parent_id` names the job whose task created it.
+    depends_on: tuple[str, ...] = ()
+    on_parent_failure: str = "cancel"
+    id: str | None = None
+    workflow_id: str | None = None
+    step: str | None = None
+    parent_id: str | None = None
 
     @property
     def fingerprint(self) -> str | None:
@@ -158,7 +173,7 @@ class NewJob:
     @property
     def looks_first(self) -> bool:
         """Whether a submit must look for an existing job before it may insert this one."""
-        return (self.idempotency_key is not None or self.unique
+        return (self.idempotency_key is not None or self.unique or bool(self.depends_on)
                 or (self.cache_ttl is not None and not self.bypass_cache))
 
 
@@ -222,6 +237,11 @@ class Job:
     # Read with the job alone (Store.get); lists leave it None and their JSON leaves it out.
     # Not compared: the same job read either way is equal.
     artifacts: list[Artifact] | None = field(default=None, compare=False)
+    depends_on: list[str] = field(default_factory=list)
+    on_parent_failure: str = "cancel"
+    workflow_id: str | None = None
+    step: str | None = None
+    parent_id: str | None = None
 
     @property
     def wait_time(self) -> float | None:
@@ -259,6 +279,8 @@ class Job:
             "schedule": self.schedule, "scheduled_for": self.scheduled_for,
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
+            "depends_on": self.depends_on, "on_parent_failure": self.on_parent_failure,
+            "workflow_id": self.workflow_id, "step": self.step, "parent_id": self.parent_id,
         }
         if self.artifacts is not None:
             body["artifacts"] = [artifact.to_json(self.id) for artifact in self.artifacts]
@@ -284,6 +306,8 @@ class Claim:
     crashes: int = 0
     created_at: float = 0.0
     tenant: str = DEFAULT_TENANT
+    has_parents: bool = False
+    parents_json: str | None = None  # {parent id: result} as JSON text, for ctx.parent_results
 
 
 @dataclass(frozen=True)
@@ -524,18 +548,21 @@ CARRIED_COLUMNS = (
     "cancel_requested", "created_at", "started_at", "finished_at", "run_at", "peak_rss",
     "cpu_time", "history", "idempotency_key", "fingerprint", "cache_ttl", "bypass_cache",
     "unique_job", "schedule", "scheduled_for", "triggered", "concurrency_key",
-    "concurrency_limit")
+    "concurrency_limit", "depends_on", "on_parent_failure", "waiting_for", "depth",
+    "workflow_id", "step", "parent_id")
 
 
 @dataclass(frozen=True)
 class Carried:
     """Rows on their way from one store to another (`scholarsource migrate-to`), as JSON
     values: each job keyed by CARRIED_COLUMNS (params and result as their stored JSON text,
-    history a list, flags booleans), its events (job_id, at, kind, data), and the queue
-    pauses (name, paused, paused_at) and schedule states (name, paused, cursor)."""
+    history a list, flags booleans), its events (job_id, at, kind, data), the dependency
+    edges still waiting to be released ([parent, child], for the jobs carried), and the
+    queue pauses (name, paused, paused_at) and schedule states (name, paused, cursor)."""
 
     jobs: list[dict[str, Any]]
     events: list[dict[str, Any]] = field(default_factory=list)
+    deps: list[list[str]] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
 
@@ -569,7 +596,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
         """Insert jobs, in order, in one transaction; returns once it is committed. A job whose
-        `run_at` is still ahead is `scheduled`, any other `queued`."""
+        `run_at` is still ahead is `scheduled`, one that `depends_on` others `waiting` (or
+        at once queued or cancelled, when its parents are already final), any other
+        `queued`. Raises UnknownParent, having written nothing, for a parent the tenant
+        does not have."""
 
     async def submit(self, new: NewJob) -> Job:
         """Insert one queued job; returns once the row is committed."""
@@ -644,6 +674,15 @@ class Store(abc.ABC):
         """Cancel every scheduled, queued and retrying job of the tenant that matches the
         filters, and flag every running one, in one transaction; returns how many were
         cancelled and how many flagged. `status` narrows to one of those four states."""
+
+    @abc.abstractmethod
+    async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
+        """The tenant's jobs of one workflow, in submit order (none: no such workflow)."""
+
+    @abc.abstractmethod
+    async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
+        """Cancel every unfinished job of the tenant's workflow and flag its running ones,
+        in one transaction, as cancel_matching does; returns how many of each."""
 
     @abc.abstractmethod
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:

@@ -49,7 +49,8 @@ def job_from_row(row: Iterable[Any]) -> Job:
      max_attempts, failures, crashes, timeout, memory_limit, backoff_base, backoff_max,
      progress, progress_message, cancel_requested, created_at, started_at, finished_at,
      run_at, peak_rss, cpu_time, history, idempotency_key, cache_ttl, bypass_cache,
-     unique, schedule, scheduled_for, concurrency_key, concurrency_limit) = row
+     unique, schedule, scheduled_for, concurrency_key, concurrency_limit, depends_on,
+     on_parent_failure, workflow_id, step, parent_id) = row
     return Job(id=id_, tenant=tenant, task=task, queue=queue, priority=priority,
                status=JobState(status), params=json.loads(params),
                result=None if result is None else json.loads(result), error=error,
@@ -63,7 +64,17 @@ def job_from_row(row: Iterable[Any]) -> Job:
                idempotency_key=idempotency_key, cache_ttl=cache_ttl,
                bypass_cache=bool(bypass_cache), unique=bool(unique), schedule=schedule,
                scheduled_for=scheduled_for, concurrency_key=concurrency_key,
-               concurrency_limit=concurrency_limit)
+               concurrency_limit=concurrency_limit,
+               depends_on=[] if depends_on is None else json.loads(depends_on),
+               on_parent_failure=on_parent_failure, workflow_id=workflow_id, step=step,
+               parent_id=parent_id)
+
+
+def _first_state(new: NewJob, waits: bool) -> JobState:
+    """A new job's state: waiting for its parents, for its run_at, or queued."""
+    if new.depends_on:
+        return JobState.WAITING
+    return JobState.SCHEDULED if waits else JobState.QUEUED
 
 
 def job_with_artifacts(row: list[Any] | tuple[Any, ...]) -> Job:
@@ -92,10 +103,10 @@ def artifact_batch(outcomes: Iterable[Outcome], succeeded: set[str]) -> list[dic
 def new_jobs(news: list[NewJob]) -> list[Job]:
     """The jobs a submit of `news` inserts, with fresh ids, all created now."""
     now = time.time()
-    # A run_at already come is no wait: the job is queued, and run_at stays for waiters only.
-    return [Job(id=new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
-                priority=new.priority,
-                status=JobState.SCHEDULED if waits else JobState.QUEUED, params=new.params,
+    # A run_at already come is no wait: the job is queued, and run_at stays for waiters only
+    # (a job waits for its run_at or its parents, never both: the API refuses that).
+    return [Job(id=new.id or new_job_id(), tenant=new.tenant, task=new.task, queue=new.queue,
+                priority=new.priority, status=_first_state(new, waits), params=new.params,
                 result=None,
                 error=None, error_code=None, attempts=0, max_attempts=new.max_attempts,
                 failures=0, crashes=0, timeout=new.timeout, memory_limit=new.memory_limit,
@@ -106,8 +117,11 @@ def new_jobs(news: list[NewJob]) -> list[Job]:
                 idempotency_key=new.idempotency_key, cache_ttl=new.cache_ttl,
                 bypass_cache=new.bypass_cache, unique=new.unique, schedule=new.schedule,
                 scheduled_for=new.scheduled_for, concurrency_key=new.concurrency_key,
-                concurrency_limit=new.concurrency_limit)
-            for new in news for waits in (new.run_at is not None and new.run_at > now,)]
+                concurrency_limit=new.concurrency_limit, depends_on=list(new.depends_on),
+                on_parent_failure=new.on_parent_failure, workflow_id=new.workflow_id,
+                step=new.step, parent_id=new.parent_id)
+            for new in news for waits in (new.run_at is not None and new.run_at > now
+                                          and not new.depends_on,)]
 
 
 def claims_from_rows(rows: Iterable[Any]) -> list[Claim]:
@@ -116,9 +130,10 @@ def claims_from_rows(rows: Iterable[Any]) -> list[Claim]:
                   max_attempts=max_attempts, timeout=timeout, token=token,
                   failures=failures, memory_limit=memory_limit, backoff_base=base,
                   backoff_max=cap, queue=queue, crashes=crashes, created_at=created_at,
-                  tenant=tenant)
+                  tenant=tenant, has_parents=bool(has_parents))
             for (id_, task, params, attempt, max_attempts, timeout, token, failures,
-                 memory_limit, base, cap, queue, crashes, created_at, tenant) in rows]
+                 memory_limit, base, cap, queue, crashes, created_at, tenant,
+                 has_parents) in rows]
 
 
 def tasks_from_rows(rows: Iterable[Any]) -> dict[str, TaskDefaults]:

@@ -401,8 +401,63 @@ BEGIN
 END;
 """
 
+# Dependencies between jobs (issue 14). A job that `depends_on` others is `waiting` with
+# `waiting_for` = its parents not yet final; `job_deps` holds one row per unresolved edge,
+# keyed (parent, child), so a parent's children are one range of its primary key whatever
+# else waits. `jobs_release` resolves them in the transaction that makes the parent final,
+# on every path there (the pool's finish, a crash that ends dead, a cancel, a bulk cancel,
+# a workflow's cancel): a trigger, like jobs_state_event, so no code path can miss one. A
+# success counts the parent done (at zero the child is queued); dead or cancelled cancels the
+# child with parent_failed naming the parent, unless it asked to run anyway; the child's own
+# change fires the trigger again, so a failure cascades down the tree (this needs
+# recursive_triggers, set on every connection: SqliteStore.open; `depth`, the longest chain
+# of parents above a job, is capped at submit, store/deps.py, so that no cascade nears
+# SQLite's 1,000 levels of trigger recursion or PostgreSQL's stack). Each edge goes once
+# resolved, so pruning or purging a final job never leaves a child waiting. `waiting` is a
+# live state, so jobs_unique_live is recreated over the new set. workflow_id, step and
+# parent_id place a job in a workflow (jobs_workflow lists one) or under the task that
+# submitted it (jobs_parent). jobs_waiting lets /metrics count the waiting jobs alone, as
+# jobs_dead does for the dead letters.
+_V18 = f"""
+ALTER TABLE jobs ADD COLUMN depends_on TEXT;                 -- JSON list of parent ids
+ALTER TABLE jobs ADD COLUMN on_parent_failure TEXT NOT NULL DEFAULT 'cancel';
+ALTER TABLE jobs ADD COLUMN waiting_for INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;  -- longest chain of parents
+ALTER TABLE jobs ADD COLUMN workflow_id TEXT;
+ALTER TABLE jobs ADD COLUMN step TEXT;
+ALTER TABLE jobs ADD COLUMN parent_id TEXT;
+CREATE INDEX jobs_workflow ON jobs (tenant, workflow_id, seq) WHERE workflow_id IS NOT NULL;
+CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX jobs_waiting ON jobs (queue) WHERE status = 'waiting';
+CREATE TABLE job_deps (
+    parent TEXT NOT NULL,
+    child  TEXT NOT NULL,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
+DROP INDEX jobs_unique_live;
+CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
+    WHERE unique_job = 1 AND status IN ('scheduled', 'waiting', 'queued', 'running', 'retrying');
+CREATE TRIGGER jobs_release AFTER UPDATE OF status ON jobs
+WHEN NEW.status IN {_FINAL} AND OLD.status NOT IN {_FINAL}
+    AND EXISTS (SELECT 1 FROM job_deps WHERE parent = NEW.id)
+BEGIN
+    UPDATE jobs SET
+        waiting_for = waiting_for - 1,
+        status = CASE WHEN NEW.status = 'succeeded' OR on_parent_failure = 'run'
+                      THEN iif(waiting_for <= 1, 'queued', 'waiting') ELSE 'cancelled' END,
+        error_code = CASE WHEN NEW.status = 'succeeded' OR on_parent_failure = 'run'
+                          THEN error_code ELSE 'parent_failed' END,
+        error = CASE WHEN NEW.status = 'succeeded' OR on_parent_failure = 'run' THEN error
+                     ELSE 'parent_failed: its parent ' || NEW.id || ' ended ' || NEW.status END,
+        finished_at = CASE WHEN NEW.status = 'succeeded' OR on_parent_failure = 'run'
+                           THEN finished_at ELSE (julianday('now') - 2440587.5) * 86400.0 END
+    WHERE id IN (SELECT child FROM job_deps WHERE parent = NEW.id) AND status = 'waiting';
+    DELETE FROM job_deps WHERE parent = NEW.id;
+END;
+"""
+
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
-                         _V14, _V15, _V16, _V17]
+                         _V14, _V15, _V16, _V17, _V18]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

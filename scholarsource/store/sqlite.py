@@ -63,6 +63,7 @@ from scholarsource.store.base import (
     Watch,
     Watched,
 )
+from scholarsource.store.deps import depths, links_json, with_parents
 from scholarsource.store.rows import (
     artifact_batch,
     artifacts_from_rows,
@@ -93,14 +94,16 @@ _JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, erro
                 "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
                 "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, history, "
                 "idempotency_key, cache_ttl, bypass_cache, unique_job, schedule, scheduled_for, "
-                "concurrency_key, concurrency_limit")
+                "concurrency_key, concurrency_limit, depends_on, on_parent_failure, workflow_id, "
+                "step, parent_id")
 
 _INSERT = """INSERT INTO jobs (id, tenant, task, queue, priority, params, max_attempts,
     timeout, created_at, memory_limit, backoff_base, backoff_max, idempotency_key, fingerprint,
     cache_ttl, bypass_cache, unique_job, status, run_at, schedule, scheduled_for, triggered,
-    concurrency_key, concurrency_limit) """
-_ROW = "(" + ", ".join("?" * 24) + ")"  # one job's values, in _INSERT's order (`_row`)
-# At most this many jobs go in one INSERT (24 bound values each, far under SQLite's limit
+    concurrency_key, concurrency_limit, depends_on, on_parent_failure, waiting_for,
+    workflow_id, step, parent_id) """
+_ROW = "(" + ", ".join("?" * 30) + ")"  # one job's values, in _INSERT's order (`_row`)
+# At most this many jobs go in one INSERT (30 bound values each, far under SQLite's limit
 # of 32,766): the API's group commit sends no more (api/submits.py).
 SUBMIT_ROWS = 256
 
@@ -303,7 +306,8 @@ _CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
               "error_code = NULL, error_detail = NULL, progress = NULL, progress_message = NULL, "
               "run_at = NULL ")
 _CLAIMED = ("RETURNING id, task, params, attempts, max_attempts, timeout, token, failures, "
-            "memory_limit, backoff_base, backoff_max, queue, crashes, created_at, tenant")
+            "memory_limit, backoff_base, backoff_max, queue, crashes, created_at, tenant, "
+            "depends_on IS NOT NULL")
 CLAIM = f"{_CLAIM_SET} WHERE seq IN ({CLAIM_ORDER}) {_CLAIMED}"
 FAIR_CLAIM = f"{_CLAIM_SET} WHERE seq IN ({FAIR_ORDER}) {_CLAIMED}"
 CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(:refs)) "
@@ -446,7 +450,8 @@ CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = 1, "
                  f"error = '{ErrorCode.CANCELLED}', error_code = '{ErrorCode.CANCELLED}', "
                  f"run_at = NULL, "
                  f"finished_at = ? WHERE id = ? AND tenant = ? "
-                 f"AND status IN ('scheduled', 'queued', 'retrying') RETURNING {_JOB_COLUMNS}")
+                 f"AND status IN ('scheduled', 'waiting', 'queued', 'retrying') "
+                 f"RETURNING {_JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = 1 "
                   f"WHERE id = ? AND tenant = ? AND status = 'running' RETURNING {_JOB_COLUMNS}")
 # Many jobs at once, in one statement (so one transaction, even on the API's shared
@@ -459,9 +464,52 @@ UPDATE jobs SET cancel_requested = 1,
     error_code = iif(status = 'running', error_code, '{ErrorCode.CANCELLED}'),
     run_at = iif(status = 'running', run_at, NULL),
     finished_at = iif(status = 'running', finished_at, :now)
-WHERE tenant = :tenant AND status IN ('scheduled', 'queued', 'retrying', 'running'){{filters}}
+WHERE tenant = :tenant
+    AND status IN ('scheduled', 'waiting', 'queued', 'retrying', 'running'){{filters}}
 RETURNING status
 """
+# Dependencies (schema _V18). A dependent job goes in `waiting`, counting every parent;
+# LINK_PARENTS reads its parents (to refuse an unknown one, or another tenant's), LINK_EDGES
+# records an edge to each parent not final yet, and SETTLE counts the final ones at once,
+# as jobs_release would have when they ended: done, or (dead or cancelled, and the job does
+# not run anyway) cancelled with parent_failed. All in the insert's transaction, whose write
+# lock keeps every parent's state still until the edges are in. Bound: [child, parent]
+# pairs as JSON (:links).
+LINK_PARENTS = ("SELECT id, tenant, depth FROM jobs WHERE id IN "
+                "(SELECT value ->> 1 FROM json_each(:links))")
+# Each new job's depth (store/deps.py), as {id: depth} (:depths).
+LINK_DEPTHS = ("UPDATE jobs SET depth = d.value FROM json_each(:depths) AS d "
+               "WHERE jobs.id = d.key")
+LINK_EDGES = ("INSERT INTO job_deps (parent, child) SELECT l.value ->> 1, l.value ->> 0 "
+              "FROM json_each(:links) AS l JOIN jobs p ON p.id = l.value ->> 1 "
+              "WHERE p.status NOT IN ('succeeded', 'dead', 'cancelled') "
+              "ON CONFLICT DO NOTHING")
+_SETTLE_FAILS = "s.failed IS NOT NULL AND jobs.on_parent_failure = 'cancel'"
+SETTLE = f"""
+UPDATE jobs SET
+    waiting_for = jobs.waiting_for - s.done,
+    status = CASE WHEN {_SETTLE_FAILS} THEN 'cancelled'
+                  WHEN jobs.waiting_for <= s.done THEN 'queued' ELSE 'waiting' END,
+    error_code = CASE WHEN {_SETTLE_FAILS} THEN '{ErrorCode.PARENT_FAILED}' END,
+    error = CASE WHEN {_SETTLE_FAILS} THEN '{ErrorCode.PARENT_FAILED}: its parent ' || s.failed
+                 || ' ended ' || (SELECT status FROM jobs f WHERE f.id = s.failed) END,
+    finished_at = CASE WHEN {_SETTLE_FAILS} THEN :now END
+FROM (SELECT l.value ->> 0 AS child, count(*) AS done,
+             min(iif(p.status = 'succeeded', NULL, p.id)) AS failed
+      FROM json_each(:links) AS l JOIN jobs p ON p.id = l.value ->> 1
+      WHERE p.status IN ('succeeded', 'dead', 'cancelled') GROUP BY 1) AS s
+WHERE jobs.id = s.child AND jobs.status = 'waiting'
+RETURNING {_JOB_COLUMNS}
+"""
+# ctx.parent_results of claimed jobs that have parents: {parent id: result} per job, as JSON.
+# Each parent is a probe of its id (unary + keeps a tenant index out of the planner's choice).
+PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)) FROM jobs c, "
+                  "json_each(c.depends_on) AS d JOIN jobs p ON p.id = d.value "
+                  "AND +p.tenant = c.tenant WHERE c.id IN (SELECT value FROM json_each(:ids)) "
+                  "GROUP BY c.id")
+# A workflow's steps, in the order they were submitted (jobs_workflow).
+WORKFLOW = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND workflow_id = ? "
+            f"ORDER BY seq")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
@@ -484,6 +532,7 @@ _CARRIED = {"status": f"iif({_MOVED}, 'queued', status)",
             "history": f"json(iif({_MOVED}, {_INTERRUPTED}, history))"}
 _CARRIED.update({flag: f"json(iif({flag}, 'true', 'false'))"
                  for flag in ("cancel_requested", "bypass_cache", "unique_job", "triggered")})
+_CARRIED["depends_on"] = "json(depends_on)"
 EXPORT_JOBS = ("SELECT seq, json_object("
                + ", ".join(f"'{c}', {_CARRIED.get(c, c)}" for c in CARRIED_COLUMNS)
                + ") FROM jobs WHERE seq > :after AND (:everything OR status NOT IN "
@@ -491,6 +540,13 @@ EXPORT_JOBS = ("SELECT seq, json_object("
 EXPORT_EVENTS = ("SELECT json_object('job_id', job_id, 'at', at, 'kind', kind, "
                  "'data', json(data)) FROM job_events "
                  "WHERE job_id IN (SELECT value FROM json_each(:ids)) ORDER BY seq")
+# The edges still to release of the jobs carried (job_deps holds no others), and, on import,
+# those of the jobs now here. A scan of job_deps by child: unresolved edges only, offline.
+EXPORT_DEPS = ("SELECT parent, child FROM job_deps "
+               "WHERE child IN (SELECT value FROM json_each(:ids))")
+IMPORT_DEPS = ("INSERT INTO job_deps (parent, child) SELECT value ->> 0, value ->> 1 "
+               "FROM json_each(:deps) WHERE value ->> 1 IN (SELECT id FROM jobs) "
+               "ON CONFLICT DO NOTHING")
 EXPORT_QUEUES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
                  "'false')), 'paused_at', paused_at) FROM queues ORDER BY name")
 EXPORT_SCHEDULES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
@@ -498,10 +554,10 @@ EXPORT_SCHEDULES = ("SELECT json_object('name', name, 'paused', json(iif(paused,
 # Importing: ON CONFLICT DO NOTHING skips a job whose id, idempotency key, fire or live
 # unique twin is already here. A job's events follow it when it is here and has none yet:
 # the ones imported with it (ids are random: the same id is the same job), never twice.
-_JSON_VALUE = {"history"}
+_IMPORTED = {"history": "value -> '$.history'",
+             "depends_on": "nullif(value -> '$.depends_on', 'null')"}
 IMPORT_JOBS = (f"INSERT INTO jobs ({', '.join(CARRIED_COLUMNS)}) SELECT "
-               + ", ".join(f"value {'->' if c in _JSON_VALUE else '->>'} '$.{c}'"
-                           for c in CARRIED_COLUMNS)
+               + ", ".join(_IMPORTED.get(c, f"value ->> '$.{c}'") for c in CARRIED_COLUMNS)
                + " FROM json_each(:jobs) WHERE true ON CONFLICT DO NOTHING RETURNING id")
 IMPORT_EVENTS = ("INSERT INTO job_events (job_id, at, kind, data) SELECT "
                  "value ->> '$.job_id', value ->> '$.at', value ->> '$.kind', value -> '$.data' "
@@ -816,6 +872,20 @@ class _SqliteQuotaTx:
         await self._db.fetchall(SAVE_LEVELS, (json.dumps(
             [(name, level.tokens, level.at) for name, level in levels.items()]),))
 
+    async def link(self, jobs: list[Job]) -> dict[str, Job]:
+        return await _link(self._db, jobs)
+
+
+async def _link(db: _Driver, jobs: list[Job]) -> dict[str, Job]:
+    """Link just-inserted dependent jobs to their parents, inside the insert's transaction;
+    returns the jobs that parents already final changed (see SETTLE)."""
+    pairs = links_json(jobs)
+    found = depths(jobs, await db.fetchall(LINK_PARENTS, {"links": pairs}))
+    await db.fetchall(LINK_EDGES, {"links": pairs})
+    await db.fetchall(LINK_DEPTHS, {"depths": json.dumps(found)})
+    rows = await db.fetchall(SETTLE, {"links": pairs, "now": time.time()})
+    return {job.id: job for job in map(_job, rows)}
+
 
 def _row(new: NewJob, j: Job) -> tuple[Any, ...]:
     """A job's values for _INSERT, in its column order."""
@@ -823,7 +893,9 @@ def _row(new: NewJob, j: Job) -> tuple[Any, ...]:
             j.max_attempts, j.timeout, j.created_at, j.memory_limit, j.backoff_base,
             j.backoff_max, j.idempotency_key, new.fingerprint, j.cache_ttl, j.bypass_cache,
             j.unique, j.status.value, j.run_at, j.schedule, j.scheduled_for, new.triggered,
-            j.concurrency_key, j.concurrency_limit)
+            j.concurrency_key, j.concurrency_limit,
+            json.dumps(j.depends_on) if j.depends_on else None, j.on_parent_failure,
+            len(j.depends_on), j.workflow_id, j.step, j.parent_id)
 
 
 def _outcome_row(o: Outcome) -> tuple[Any, ...]:
@@ -865,6 +937,9 @@ class SqliteStore(Store):
         await driver.fetchall(f"PRAGMA synchronous = "
                               f"{'FULL' if durability == 'full' else 'NORMAL'}")
         await driver.fetchall("PRAGMA temp_store = MEMORY")
+        # A parent's end releases its children in a trigger whose updates fire it again for
+        # theirs (a failure cascades down a workflow: schema _V18).
+        await driver.fetchall("PRAGMA recursive_triggers = ON")
         return cls(driver, path)
 
     async def close(self) -> None:
@@ -952,11 +1027,21 @@ class SqliteStore(Store):
         statements = [(submit_sql(len(chunk)), [value for row in chunk for value in row])
                       for start in range(0, len(rows), SUBMIT_ROWS)
                       for chunk in (rows[start:start + SUBMIT_ROWS],)]
+        if any(job.depends_on for job in jobs):
+            return await asyncio.shield(self._submit_linked(statements, jobs))
         if len(statements) == 1:
             await self._db.fetchall(*statements[0])
         else:  # bulk loads (bench, tests), never from the API's shared connection
             await self._atomically(statements)
         return jobs
+
+    async def _submit_linked(self, statements: list[tuple[str, Any]],
+                             jobs: list[Job]) -> list[Job]:
+        async with self._transaction() as db:
+            for sql, params in statements:
+                await db.fetchall(sql, params)
+            changed = await _link(db, [job for job in jobs if job.depends_on])
+        return [changed.get(job.id, job) for job in jobs]
 
     @_unavailable
     async def submit_once(self, new: NewJob) -> tuple[Job, Reused | None]:
@@ -1104,6 +1189,18 @@ class SqliteStore(Store):
         return len(rows) - flagged, flagged
 
     @_unavailable
+    async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
+        return [_job(row) for row in await self._db.fetchall(WORKFLOW, (tenant, workflow_id))]
+
+    @_unavailable
+    async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
+        rows = await self._db.fetchall(
+            CANCEL_MATCHING.format(filters=" AND workflow_id = :workflow_id"),
+            {"tenant": tenant, "now": time.time(), "workflow_id": workflow_id})
+        flagged = sum(1 for (after,) in rows if after == "running")
+        return len(rows) - flagged, flagged
+
+    @_unavailable
     async def retry(self, tenant: str, job_id: str) -> tuple[Job | None, bool]:
         row = await self._one(RETRY, (job_id, tenant))
         if row is not None:
@@ -1241,6 +1338,9 @@ class SqliteStore(Store):
             turn = (await self._one(CONTESTED))[0]
             rows = await self._db.fetchall(CLAIM_REFS, {**args, "refs": json.dumps(refs[:n])})
         claims = claims_from_rows(rows)
+        if any(claim.has_parents for claim in claims):
+            claims = with_parents(claims, dict(await self._db.fetchall(PARENT_RESULTS, {
+                "ids": json.dumps([claim.id for claim in claims if claim.has_parents])})))
         if turn:
             weights = dict(gate.weights)
             for tenant, taken in Counter(claim.tenant for claim in claims).items():
@@ -1480,7 +1580,9 @@ class SqliteStore(Store):
         ids = json.dumps([job["id"] for job in jobs])
         events = [json.loads(text) for (text,) in
                   await self._db.fetchall(EXPORT_EVENTS, {"ids": ids})]
-        carried = Carried(jobs, events)
+        deps = [[parent, child] for parent, child in
+                await self._db.fetchall(EXPORT_DEPS, {"ids": ids})]
+        carried = Carried(jobs, events, deps)
         if after == 0:
             carried.queues.extend(json.loads(t) for (t,) in await self._db.fetchall(
                 EXPORT_QUEUES))
@@ -1490,9 +1592,10 @@ class SqliteStore(Store):
 
     @_unavailable
     async def import_rows(self, carried: Carried) -> Imported:
-        jobs, events, queues, schedules = await self._atomically([
+        jobs, events, _, queues, schedules = await self._atomically([
             (IMPORT_JOBS, {"jobs": json.dumps(carried.jobs)}),
             (IMPORT_EVENTS, {"events": json.dumps(carried.events)}),
+            (IMPORT_DEPS, {"deps": json.dumps(carried.deps)}),
             (IMPORT_QUEUES, {"queues": json.dumps(carried.queues)}),
             (IMPORT_SCHEDULES, {"schedules": json.dumps(carried.schedules)})])
         return Imported(len(jobs), len(carried.jobs) - len(jobs), len(events), len(queues),

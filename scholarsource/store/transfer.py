@@ -4,9 +4,10 @@ PostgreSQL database, so a team outgrowing one box keeps its queued work.
 The server must be stopped: the data directory's lock is held throughout, so none can start
 meanwhile. Jobs that have not ended (scheduled, queued, retrying, and running ones, which a
 stopped server interrupted: they go back to queued, uncharged) move with their ids, params,
-counts, times, queues, schedule fields and keys, in batches of BATCH jobs, one transaction
-each; with `everything`, finished jobs too. Queue pauses, schedule states and API keys come
-along.
+counts, times, queues, schedule fields and keys, and a waiting job with its parents still to
+wait for (without `everything` its finished parents stay behind, and their results are
+missing from its ctx.parent_results), in batches of BATCH jobs, one transaction each; with
+`everything`, finished jobs too. Queue pauses, schedule states and API keys come along.
 Ids are unique, so running it again copies nothing twice.
 """
 

@@ -31,9 +31,13 @@ class Context:
     def __init__(self, job_id: str, attempt: int, token: int,
                  report: Callable[[str, dict[str, Any]], None] | None,
                  cancel_flag: CancelFlag | None, artifacts_root: Path | None = None,
-                 parent_artifacts: dict[str, dict[str, Path]] | None = None) -> None:
+                 parent_artifacts: dict[str, dict[str, Path]] | None = None,
+                 parent_results: dict[str, Any] | None = None) -> None:
         self.job_id = job_id
         self.attempt = attempt
+        # The results of the jobs this one depends on, by id ({} without parents; a parent
+        # that ended without succeeding, for an on_parent_failure = "run" job, has None).
+        self.parent_results: dict[str, Any] = parent_results or {}
         self._token = token
         self._report = report
         self._cancel_flag = cancel_flag

@@ -40,6 +40,8 @@ def test_overview_shows_states_queues_slots_and_a_live_chart(page: Page,
     dead_job(client)
     assert client.post("/api/jobs", json={"task": "noop", "queue": "video",
                                           "delay": 3600}).status_code == 202
+    assert client.post("/api/jobs", json={"task": "noop", "queue": "video",
+                                          "depends_on": [sleeper]}).status_code == 202
 
     page.goto(f"{dashboard.url}/dashboard")
     expect(page.locator("#slots-total")).to_have_text("2")
@@ -48,10 +50,11 @@ def test_overview_shows_states_queues_slots_and_a_live_chart(page: Page,
     expect(page.locator('#totals [data-state="running"] .count')).to_have_text("1")
     expect(page.locator('#totals [data-state="dead"] .count')).to_have_text("1")
     expect(page.locator('#totals [data-state="scheduled"] .count')).to_have_text("1")
+    expect(page.locator('#totals [data-state="waiting"] .count')).to_have_text("1")
     expect(page.locator("#queues th")).to_have_text(
-        ["Queue", "Scheduled", "Queued", "Running", "Retrying", "Dead"])
+        ["Queue", "Scheduled", "Waiting", "Queued", "Running", "Retrying", "Dead"])
     video = page.locator('#queues tr[data-queue="video"] td')
-    expect(video).to_have_text(["video", "1", "0", "1", "0", "0"])
+    expect(video).to_have_text(["video", "1", "1", "0", "1", "0", "0"])
     expect(page.locator("#live")).to_have_text("live")
     # A page opened just now shows the last 15 minutes at once (the server keeps them):
     # 90 buckets of 10 s, the dead job's among them, and labelled axes.

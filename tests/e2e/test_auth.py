@@ -39,7 +39,7 @@ def every_route() -> list[tuple[str, str]]:
     found = []
     for route in create_app(Config()).routes:
         assert isinstance(route, Route | Mount), route
-        path = re.sub(r"\{job_id\}", "j" * 22, route.path)
+        path = re.sub(r"\{(job_id|workflow_id)\}", "j" * 22, route.path)
         path = re.sub(r"\{name\}", "default", path)
         if isinstance(route, Mount):
             found.append(("GET", f"{path}/common.js"))

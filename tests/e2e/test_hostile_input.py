@@ -30,7 +30,8 @@ HOSTILE_VALUES = ["NaN", "Infinity", "-Infinity", "1e400", "-1e999", '"\\ud800"'
                   "null", "true", '"\\u0000"', '"١MB"', '"1\\u00a0MB"', "1.5", "-1", '""']
 SUBMIT_FIELDS = ("task", "queue", "priority", "max_attempts", "timeout", "memory_limit",
                  "backoff_base", "backoff_max", "cache_ttl", "bypass_cache", "unique", "delay",
-                 "run_at", "concurrency_key", "concurrency_limit")
+                 "run_at", "concurrency_key", "concurrency_limit", "depends_on",
+                 "on_parent_failure")
 BULK_CANCEL_FIELDS = ("status", "task", "queue", "all")
 
 
@@ -120,6 +121,20 @@ def test_hostile_input_gets_4xx_and_leaves_the_server_whole(serve) -> None:
                    for field in BULK_CANCEL_FIELDS)):
         check.send("POST", "/api/jobs/cancel", f"POST /api/jobs/cancel {body[:60]}",
                    content=body.encode(), headers=json_type)
+    # Workflows: the hostile values as the steps, as a step, and as a step's after (but []:
+    # no parent, a valid workflow).
+    for value in HOSTILE_VALUES:
+        for body in ('{"steps": ' + value + "}", '{"steps": {"a": ' + value + "}}",
+                     *(['{"steps": {"a": {"task": "noop", "after": ' + value + "}}}"]
+                       if value != "[]" else []),
+                     '{"steps": {"a": {"task": "noop", "after": [' + value + "]}}}"):
+            check.send("POST", "/api/workflows", f"POST /api/workflows {body[:60]}",
+                       content=body.encode(), headers=json_type)
+    for job_id in HOSTILE_IDS:
+        for method, path in (("GET", "/api/workflows/{}"), ("POST", "/api/workflows/{}/cancel"),
+                             ("GET", "/api/workflows/{}/events")):
+            url = path.format(job_id)
+            check.send(method, url, f"{method} {url[:80]}")
     for job_id in HOSTILE_IDS:
         for method, path in (("GET", "/api/jobs/{}"), ("POST", "/api/jobs/{}/cancel"),
                              ("POST", "/api/jobs/{}/retry"), ("GET", "/api/status/{}"),

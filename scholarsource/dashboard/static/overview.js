@@ -4,10 +4,10 @@
 
 (() => {
   const { el, setText } = SS;
-  const STATES = ["scheduled", "queued", "running", "retrying", "dead", "succeeded",
-    "cancelled"];
+  const STATES = ["scheduled", "waiting", "queued", "running", "retrying", "dead",
+    "succeeded", "cancelled"];
   // Per queue, the server counts live jobs and dead letters only (finished ones pile up).
-  const QUEUE_STATES = ["scheduled", "queued", "running", "retrying", "dead"];
+  const QUEUE_STATES = ["scheduled", "waiting", "queued", "running", "retrying", "dead"];
   let chart = null;
   // Each slot process's CPU seconds at the previous heartbeat, to show CPU use as a rate.
   let cpuBefore = new Map();

@@ -15,6 +15,9 @@ from scholarsource.store.base import LIVE_STATES
 
 # Any constant of our own: the key of the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x5C401A25
+# V1's live states, as they were then (a migration never changes: _V6 recreates the
+# index over LIVE_STATES).
+_V1_LIVE = "'scheduled', 'queued', 'running', 'retrying'"
 _LIVE = ", ".join(f"'{state}'" for state in LIVE_STATES)
 
 # The claim reads `jobs_claim`, a partial index of queued rows in the claim's ORDER BY, so a
@@ -83,7 +86,7 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, idempotency_key)
 CREATE INDEX jobs_cached ON jobs (tenant, fingerprint, finished_at)
     WHERE status = 'succeeded' AND fingerprint IS NOT NULL;
 CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
-    WHERE unique_job AND status IN ({_LIVE});
+    WHERE unique_job AND status IN ({_V1_LIVE});
 CREATE UNIQUE INDEX jobs_fire ON jobs (schedule, scheduled_for)
     WHERE schedule IS NOT NULL AND NOT triggered;
 CREATE INDEX jobs_keys ON jobs (tenant, concurrency_key, status, priority DESC, seq)
@@ -289,7 +292,65 @@ CREATE TRIGGER artifacts_count AFTER INSERT OR DELETE ON artifacts FOR EACH ROW
     EXECUTE FUNCTION artifacts_count();
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5]
+# Dependencies between jobs (the why of each: store/schema.py, _V6). PostgreSQL allows
+# no subquery in a trigger's WHEN, so the function reads the edges itself; its update of a
+# child fires the trigger again, which cascades a failure down the tree. Two parents of one
+# child finishing at once serialise on the child's row. Its plans must not follow skewed
+# statistics: with one parent holding 100,000 waiting children, the cached generic plan of a
+# set-based UPDATE (EXPLAIN, after ANALYZE) scanned job_deps and every waiting job for any
+# parent. So each call plans the edge lookup for its own parent (force_custom_plan: a probe
+# of job_deps' primary key for a parent with few children), and each child is updated by
+# its id, a unique-index probe whatever the statistics.
+_V6 = f"""
+ALTER TABLE jobs ADD COLUMN depends_on jsonb;
+ALTER TABLE jobs ADD COLUMN on_parent_failure text NOT NULL DEFAULT 'cancel';
+ALTER TABLE jobs ADD COLUMN waiting_for integer NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN depth integer NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN workflow_id text;
+ALTER TABLE jobs ADD COLUMN step text;
+ALTER TABLE jobs ADD COLUMN parent_id text;
+CREATE INDEX jobs_workflow ON jobs (tenant, workflow_id, seq) WHERE workflow_id IS NOT NULL;
+CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX jobs_waiting ON jobs (queue) WHERE status = 'waiting';
+CREATE TABLE job_deps (
+    parent text NOT NULL,
+    child  text NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+DROP INDEX jobs_unique_live;
+CREATE UNIQUE INDEX jobs_unique_live ON jobs (tenant, fingerprint)
+    WHERE unique_job AND status IN ({_LIVE});
+CREATE FUNCTION jobs_release() RETURNS trigger LANGUAGE plpgsql
+    SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    kid text;
+    done boolean := NEW.status = 'succeeded';
+BEGIN
+    FOR kid IN SELECT child FROM job_deps WHERE parent = NEW.id LOOP
+        UPDATE jobs SET
+            waiting_for = jobs.waiting_for - 1,
+            status = CASE WHEN done OR jobs.on_parent_failure = 'run'
+                          THEN CASE WHEN jobs.waiting_for <= 1 THEN 'queued' ELSE 'waiting' END
+                          ELSE 'cancelled' END,
+            error_code = CASE WHEN done OR jobs.on_parent_failure = 'run'
+                              THEN jobs.error_code ELSE 'parent_failed' END,
+            error = CASE WHEN done OR jobs.on_parent_failure = 'run' THEN jobs.error
+                         ELSE 'parent_failed: its parent ' || NEW.id || ' ended ' || NEW.status
+                         END,
+            finished_at = CASE WHEN done OR jobs.on_parent_failure = 'run'
+                               THEN jobs.finished_at
+                               ELSE extract(epoch FROM clock_timestamp()) END
+        WHERE jobs.id = kid AND jobs.status = 'waiting';
+    END LOOP;
+    DELETE FROM job_deps WHERE parent = NEW.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_release AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN (NEW.status IN {_FINAL} AND OLD.status NOT IN {_FINAL})
+    EXECUTE FUNCTION jobs_release();
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -22,11 +22,13 @@ JOB_COLUMNS = ("id, tenant, task, queue, priority, status, params, result, error
                "backoff_base, backoff_max, progress, progress_message, cancel_requested, "
                "created_at, started_at, finished_at, run_at, peak_rss, cpu_time, "
                "history::text, idempotency_key, cache_ttl, bypass_cache, unique_job, schedule, "
-               "scheduled_for, concurrency_key, concurrency_limit")
+               "scheduled_for, concurrency_key, concurrency_limit, depends_on::text, "
+               "on_parent_failure, workflow_id, step, parent_id")
 _NEW_COLUMNS = ("id, tenant, task, queue, priority, params, max_attempts, timeout, created_at, "
                 "memory_limit, backoff_base, backoff_max, idempotency_key, fingerprint, "
                 "cache_ttl, bypass_cache, unique_job, status, run_at, schedule, scheduled_for, "
-                "triggered, concurrency_key, concurrency_limit")
+                "triggered, concurrency_key, concurrency_limit, depends_on, on_parent_failure, "
+                "waiting_for, workflow_id, step, parent_id")
 # New jobs: each array element is an object keyed by column, typed by the jobs row itself.
 _NEW_ROWS = (f"SELECT {', '.join('r.' + c for c in _NEW_COLUMNS.split(', '))} "
              "FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(v, ord), "
@@ -177,10 +179,10 @@ _CLAIMED = "RETURNING " + ", ".join(
     f"jobs.{name}" for name in ("id", "task", "params", "attempts", "max_attempts", "timeout",
                                 "token", "failures", "memory_limit", "backoff_base",
                                 "backoff_max", "queue", "crashes", "created_at", "tenant",
-                                "priority", "seq"))
+                                "priority", "seq", "depends_on"))
 _CLAIM_OUT = ("SELECT id, task, params, attempts, max_attempts, timeout, token, failures, "
-              "memory_limit, backoff_base, backoff_max, queue, crashes, created_at, tenant "
-              "FROM claimed ORDER BY priority DESC, seq")
+              "memory_limit, backoff_base, backoff_max, queue, crashes, created_at, tenant, "
+              "depends_on IS NOT NULL FROM claimed ORDER BY priority DESC, seq")
 _CLAIMED_FROM = f"claimed AS ({_CLAIM_SET} FROM picked WHERE jobs.seq = picked.seq {_CLAIMED})"
 CLAIM = f"WITH picked AS ({CLAIM_ORDER}), {_CLAIMED_FROM} {_CLAIM_OUT}"
 FAIR_CLAIM = (f"{_FAIR}, picked AS ({_TURN_ORDER} FOR UPDATE OF q SKIP LOCKED), "
@@ -343,7 +345,8 @@ _CANCELLED = f"'{ErrorCode.CANCELLED}'"
 CANCEL_QUEUED = (f"UPDATE jobs SET status = 'cancelled', cancel_requested = true, "
                  f"error = {_CANCELLED}, error_code = {_CANCELLED}, run_at = NULL, "
                  f"finished_at = %(now)s WHERE id = %(id)s AND tenant = %(tenant)s "
-                 f"AND status IN ('scheduled', 'queued', 'retrying') RETURNING {JOB_COLUMNS}")
+                 f"AND status IN ('scheduled', 'waiting', 'queued', 'retrying') "
+                 f"RETURNING {JOB_COLUMNS}")
 CANCEL_RUNNING = (f"UPDATE jobs SET cancel_requested = true WHERE id = %(id)s "
                   f"AND tenant = %(tenant)s AND status = 'running' RETURNING {JOB_COLUMNS}")
 _RUNNING = "jobs.status = 'running'"
@@ -354,10 +357,50 @@ UPDATE jobs SET cancel_requested = true,
     error_code = CASE WHEN {_RUNNING} THEN jobs.error_code ELSE {_CANCELLED} END,
     run_at = CASE WHEN {_RUNNING} THEN jobs.run_at END,
     finished_at = CASE WHEN {_RUNNING} THEN jobs.finished_at ELSE %(now)s END
-WHERE tenant = %(tenant)s AND status IN ('scheduled', 'queued', 'retrying', 'running')
-    {{filters}}
+WHERE tenant = %(tenant)s
+    AND status IN ('scheduled', 'waiting', 'queued', 'retrying', 'running') {{filters}}
 RETURNING status
 """
+# Dependencies (sqlite.LINK_PARENTS and friends, each one's why). FOR SHARE holds each
+# parent's state until the edges are committed: a parent's finish waits for them, so it
+# always sees them, and a parent that finished first is read final here. NOWAIT: a submit
+# never waits for a parent's lock while it holds another's (a finish of two parents, locking
+# them in its own order, would deadlock with it); the store sends the transaction again.
+# Bound: the pairs as two arrays (:children, :parents).
+LINK_PARENTS = ("SELECT id, tenant, depth FROM jobs WHERE id = ANY(%(parents)s::text[]) "
+                "ORDER BY id FOR SHARE NOWAIT")
+LINK_DEPTHS = ("UPDATE jobs SET depth = d.depth::int "
+               "FROM jsonb_each_text(%(depths)s::jsonb) AS d(id, depth) WHERE jobs.id = d.id")
+_LINKS = "unnest(%(children)s::text[], %(parents)s::text[]) AS l(child, parent)"
+LINK_EDGES = (f"INSERT INTO job_deps (parent, child) SELECT l.parent, l.child FROM {_LINKS} "
+              "JOIN jobs p ON p.id = l.parent "
+              "WHERE p.status NOT IN ('succeeded', 'dead', 'cancelled') "
+              "ON CONFLICT DO NOTHING")
+_SETTLE_FAILS = "s.failed IS NOT NULL AND jobs.on_parent_failure = 'cancel'"
+SETTLE = f"""
+UPDATE jobs SET
+    waiting_for = jobs.waiting_for - s.done,
+    status = CASE WHEN {_SETTLE_FAILS} THEN 'cancelled'
+                  WHEN jobs.waiting_for <= s.done THEN 'queued' ELSE 'waiting' END,
+    error_code = CASE WHEN {_SETTLE_FAILS} THEN '{ErrorCode.PARENT_FAILED}' END,
+    error = CASE WHEN {_SETTLE_FAILS} THEN '{ErrorCode.PARENT_FAILED}: its parent ' || s.failed
+                 || ' ended ' || (SELECT f.status FROM jobs f WHERE f.id = s.failed) END,
+    finished_at = CASE WHEN {_SETTLE_FAILS} THEN %(now)s::float8 END
+FROM (SELECT l.child, count(*) AS done,
+             min(CASE WHEN p.status <> 'succeeded' THEN p.id END) AS failed
+      FROM {_LINKS} JOIN jobs p ON p.id = l.parent
+      WHERE p.status IN ('succeeded', 'dead', 'cancelled') GROUP BY l.child) AS s
+WHERE jobs.id = s.child AND jobs.status = 'waiting'
+RETURNING {", ".join("jobs." + c for c in JOB_COLUMNS.split(", "))}
+"""
+# ctx.parent_results of claimed jobs that have parents (json, not jsonb: results stay as the
+# slot wrote them).
+PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text FROM jobs c "
+                  "CROSS JOIN LATERAL jsonb_array_elements_text(c.depends_on) AS d(id) "
+                  "JOIN jobs p ON p.id = d.id AND p.tenant = c.tenant "
+                  "WHERE c.id = ANY(%(ids)s::text[]) GROUP BY c.id")
+WORKFLOW = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s "
+            f"AND workflow_id = %(workflow_id)s ORDER BY seq")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = %(owner)s "
                    "AND status = 'running' AND cancel_requested")
 REQUEUE = f"""
@@ -500,6 +543,11 @@ ev AS (
     WHERE e.v ->> 'job_id' IN (SELECT id FROM j)
     ORDER BY e.ord
     RETURNING 1),
+d AS (
+    INSERT INTO job_deps (parent, child)
+    SELECT e.v ->> 0, e.v ->> 1 FROM jsonb_array_elements(%(deps)s::jsonb) AS e(v)
+    WHERE e.v ->> 1 IN (SELECT id FROM j)
+    ON CONFLICT DO NOTHING RETURNING 1),
 q AS (
     INSERT INTO queues (name, paused, paused_at)
     SELECT name, paused, paused_at FROM jsonb_populate_recordset(NULL::queues, %(queues)s::jsonb)

@@ -8,10 +8,10 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
@@ -52,6 +52,7 @@ from scholarsource.store.base import (
     Watch,
     Watched,
 )
+from scholarsource.store.deps import depths, links, with_parents
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
     Database,
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     from scholarsource.config import Config
 
 log = logging.getLogger("scholarsource.store")
+T = TypeVar("T")
 
 
 def _rows(news: list[NewJob], jobs: list[Job]) -> str:
@@ -96,8 +98,40 @@ def _rows(news: list[NewJob], jobs: list[Job]) -> str:
         "bypass_cache": j.bypass_cache, "unique_job": j.unique, "status": j.status.value,
         "run_at": j.run_at, "schedule": j.schedule, "scheduled_for": j.scheduled_for,
         "triggered": new.triggered, "concurrency_key": j.concurrency_key,
-        "concurrency_limit": j.concurrency_limit,
+        "concurrency_limit": j.concurrency_limit, "depends_on": j.depends_on or None,
+        "on_parent_failure": j.on_parent_failure, "waiting_for": len(j.depends_on),
+        "workflow_id": j.workflow_id, "step": j.step, "parent_id": j.parent_id,
     } for new, j in zip(news, jobs, strict=True)])
+
+
+# A submit whose parents another transaction holds (a finish, a claim) is sent again
+# after a short pause, this many times in all: ~0.8 s, far past any finish's transaction.
+_LOCKED_TRIES = 12
+
+
+async def _while_parents_locked(work: Callable[[], Awaitable[T]]) -> T:
+    """`work` (a whole transaction that links parents: sql.LINK_PARENTS), sent again while
+    a parent's row is locked; StoreUnavailable (503, retry) if it stays locked."""
+    for attempt in range(_LOCKED_TRIES):
+        try:
+            return await work()
+        except psycopg.errors.LockNotAvailable:
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise StoreUnavailable("the jobs this submit depends on stayed locked; send it again")
+
+
+async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str, Job]:
+    """Link just-inserted dependent jobs to their parents, inside the insert's transaction;
+    returns the jobs that parents already final changed (see sql.SETTLE)."""
+    pairs = links(jobs)
+    args = {"children": [child for child, _ in pairs], "parents": [p for _, p in pairs],
+            "now": time.time()}
+    found = await (await conn.execute(sql.LINK_PARENTS, clean(args))).fetchall()
+    levels = depths(jobs, found)
+    await conn.execute(sql.LINK_EDGES, clean(args))
+    await conn.execute(sql.LINK_DEPTHS, {"depths": dumps(levels)})
+    rows = await (await conn.execute(sql.SETTLE, clean(args))).fetchall()
+    return {job.id: job for job in map(job_from_row, rows)}
 
 
 # Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
@@ -155,6 +189,9 @@ class _PostgresQuotaTx:
             "names": list(levels), "tokens": [level.tokens for level in levels.values()],
             "ats": [level.at for level in levels.values()]})
 
+    async def link(self, jobs: list[Job]) -> dict[str, Job]:
+        return await _link(self._conn, jobs)
+
 
 class PostgresStore(Store):
     """The shared store: one PostgreSQL database. Open it with `connect` (or `open`)."""
@@ -210,6 +247,7 @@ class PostgresStore(Store):
     async def import_rows(self, carried: Carried) -> Imported:
         jobs, events, queues, schedules = await self._db.one(sql.IMPORT, {
             "jobs": dumps(carried.jobs), "events": dumps(carried.events),
+            "deps": dumps(carried.deps),
             "queues": dumps(carried.queues), "schedules": dumps(carried.schedules)})
         return Imported(jobs, len(carried.jobs) - jobs, events, queues, schedules)
 
@@ -217,8 +255,17 @@ class PostgresStore(Store):
     @unavailable
     async def submit_many(self, news: list[NewJob]) -> list[Job]:
         jobs = new_jobs(news)
+        if any(job.depends_on for job in jobs):
+            return await _while_parents_locked(
+                lambda: asyncio.shield(self._submit_linked(news, jobs)))
         await self._db.fetchall(sql.SUBMIT, {"rows": _rows(news, jobs)})
         return jobs
+
+    async def _submit_linked(self, news: list[NewJob], jobs: list[Job]) -> list[Job]:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            await conn.execute(sql.SUBMIT, {"rows": _rows(news, jobs)})
+            changed = await _link(conn, [job for job in jobs if job.depends_on])
+        return [changed.get(job.id, job) for job in jobs]
 
     @unavailable
     async def submit_once(self, new: NewJob) -> tuple[Job, Reused | None]:
@@ -250,8 +297,8 @@ class PostgresStore(Store):
     @unavailable
     async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
                     policy: QuotaPolicy) -> list[Admission]:
-        return await admit(self._quota_tx(), groups, policy, self._insert_guarded,
-                           _GUARDED_ROWS)
+        return await _while_parents_locked(lambda: admit(
+            self._quota_tx(), groups, policy, self._insert_guarded, _GUARDED_ROWS))
 
     async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
         if guard.caps:  # a tenant's max_queued must be exact: the quota transaction
@@ -349,6 +396,19 @@ class PostgresStore(Store):
         filters = "".join(f" AND jobs.{name} = %({name})s" for name in given)
         rows = await self._db.fetchall(sql.CANCEL_MATCHING.format(filters=filters),
                                  {"tenant": tenant, "now": time.time(), **given})
+        flagged = sum(1 for (after,) in rows if after == "running")
+        return len(rows) - flagged, flagged
+
+    @unavailable
+    async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
+        return [job_from_row(row) for row in await self._db.fetchall(
+            sql.WORKFLOW, {"tenant": tenant, "workflow_id": workflow_id})]
+
+    @unavailable
+    async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
+        rows = await self._db.fetchall(
+            sql.CANCEL_MATCHING.format(filters=" AND jobs.workflow_id = %(workflow_id)s"),
+            {"tenant": tenant, "now": time.time(), "workflow_id": workflow_id})
         flagged = sum(1 for (after,) in rows if after == "running")
         return len(rows) - flagged, flagged
 
@@ -502,7 +562,11 @@ class PostgresStore(Store):
         if not rows and refs is None and (await self._db.one(sql.CONTESTED))[0]:
             _, rows = await self._db.atomically([(sql.CLAIM_TURN, args),
                                                  (sql.FAIR_CLAIM, args)])
-        return claims_from_rows(rows)
+        claims = claims_from_rows(rows)
+        if any(claim.has_parents for claim in claims):
+            claims = with_parents(claims, dict(await self._db.fetchall(sql.PARENT_RESULTS, {
+                "ids": [claim.id for claim in claims if claim.has_parents]})))
+        return claims
 
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:

@@ -1,0 +1,164 @@
+"""Workflows: many jobs and their dependencies in one request and one transaction.
+
+POST /api/workflows creates every step (api/workflow_plan.py validates them first);
+GET /api/workflows/{id} sums its steps up; /events streams every step's events; /cancel
+cancels every step not yet final. A workflow is its jobs (they carry its id and their step
+name): nothing else is stored, and another tenant's workflow is as unknown as no workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from scholarsource.api.events import KEEPALIVE_INTERVAL, frame, start_after
+from scholarsource.api.fanout import Feed
+from scholarsource.api.jobs import parse_new_job
+from scholarsource.api.schemas import read_json
+from scholarsource.api.state import services
+from scholarsource.api.submits import ask_of
+from scholarsource.api.tenancy import principal_of, tenant_of
+from scholarsource.api.workflow_plan import plan
+from scholarsource.errors import NotFound
+from scholarsource.store.base import Event, Job, JobState, NewJob, Wake
+
+
+def status_of(jobs: list[Job]) -> str:
+    """running while a step may still run; then succeeded if every step did, failed if one
+    ended dead, else cancelled."""
+    if not all(job.status.final for job in jobs):
+        return "running"
+    if all(job.status is JobState.SUCCEEDED for job in jobs):
+        return "succeeded"
+    return "failed" if any(job.status is JobState.DEAD for job in jobs) else "cancelled"
+
+
+def summary(workflow_id: str, jobs: list[Job]) -> dict[str, Any]:
+    """A workflow's JSON: its status, its progress over all steps (a final step counts
+    whole, a running one by its own progress), and each step."""
+    # A job in the workflow without a step name (one a step's task submitted) shows by id.
+    names = {job.id: job.step or job.id for job in jobs}
+    done = sum(1 for job in jobs if job.status.final)
+    fraction = sum(1.0 if job.status.final else job.progress or 0.0 for job in jobs) / len(jobs)
+    status = status_of(jobs)
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.status.value] = counts.get(job.status.value, 0) + 1
+    return {
+        "id": workflow_id, "status": status, "final": status != "running",
+        "progress": {"done": done, "total": len(jobs), "fraction": round(fraction, 4)},
+        "counts": counts, "created_at": min(job.created_at for job in jobs),
+        "steps": {names[job.id]: {
+            "id": job.id, "task": job.task, "status": job.status.value,
+            "final": job.status.final,
+            "after": [names[p] for p in job.depends_on if p in names],
+            "depends_on": job.depends_on, "result": job.result, "error": job.error,
+            "error_code": job.error_code, "progress": job.progress,
+            "started_at": job.started_at, "finished_at": job.finished_at}
+            for job in jobs},
+    }
+
+
+async def _steps(request: Request) -> list[Job]:
+    """The tenant's steps of the workflow in the path, or 404."""
+    workflow_id = request.path_params["workflow_id"]
+    jobs = await services(request).store.workflow(tenant_of(request), workflow_id)
+    if not jobs:
+        raise NotFound(f"no workflow {workflow_id!r}")
+    return jobs
+
+
+async def create(request: Request) -> JSONResponse:
+    """Validate every step, then create them all in one transaction (quotas count each)."""
+    svc = services(request)
+
+    async def parse_step(body: dict[str, Any]) -> NewJob:
+        return await parse_new_job(request, body, None)
+
+    made = await plan(await read_json(request, svc.config, around=3), parse_step,
+                      max_steps=svc.config.max_workflow_steps,
+                      max_parents=svc.config.max_parents)
+    await svc.submits.admit(ask_of(principal_of(request)), made.jobs, batch=True)
+    return JSONResponse({"id": made.id, "steps": made.steps}, status_code=201,
+                        headers={"Location": f"/api/workflows/{made.id}"})
+
+
+async def get(request: Request) -> JSONResponse:
+    return JSONResponse(summary(request.path_params["workflow_id"], await _steps(request)))
+
+
+async def cancel(request: Request) -> JSONResponse:
+    """Cancel every step not yet final (a running one is asked to stop); the workflow
+    after."""
+    svc = services(request)
+    workflow_id = request.path_params["workflow_id"]
+    await _steps(request)
+    cancelled, flagged = await svc.store.cancel_workflow(tenant_of(request), workflow_id)
+    if flagged:
+        svc.store.wake(Wake.CANCELLED)
+    if cancelled:
+        svc.store.wake(Wake.SUBMITTED)  # children elsewhere that run anyway may be queued
+    jobs = await _steps(request)
+    return JSONResponse({**summary(workflow_id, jobs), "cancelled": cancelled,
+                         "cancel_requested": flagged},
+                        status_code=202 if flagged else 200)
+
+
+async def _take_any(feeds: list[Feed], timeout: float) -> list[Event]:
+    """Whatever any open feed holds, waiting up to `timeout` for one of them; oldest first.
+    The reader fills every feed in one read, so one wake-up finds the others' events too."""
+    waiting = {asyncio.ensure_future(feed.take(timeout)): feed for feed in feeds}
+    done, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    events = [event for task in done for event in task.result()]
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        events += await waiting[task].take(0)
+    return sorted(events, key=lambda event: event.seq)
+
+
+async def events(request: Request) -> StreamingResponse:
+    """Every step's events as one Server-Sent Events stream (each names its step), live
+    until every step is final; Last-Event-ID resumes as a job's stream does."""
+    jobs = await _steps(request)  # 404 before the stream starts
+    after = start_after(request)
+    reader = services(request).reader
+    names = {job.id: job.step or job.id for job in jobs}
+    tenant = tenant_of(request)
+
+    async def stream() -> AsyncIterator[str]:
+        feeds = [reader.subscribe(tenant, job.id, after) for job in jobs]
+        try:
+            while True:
+                open_feeds = [feed for feed in feeds if not feed.closed]
+                batch = await _take_any(open_feeds or feeds, KEEPALIVE_INTERVAL)
+                for event in batch:
+                    yield frame(event, step=names[event.job_id])
+                if not open_feeds and not batch:
+                    if any(feed.dropped for feed in feeds):
+                        yield ": behind: resume with Last-Event-ID\n\n"
+                    return
+                if not batch:
+                    yield ": keep-alive\n\n"
+        finally:
+            for feed in feeds:
+                reader.unsubscribe(feed)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+routes = [
+    Route("/api/workflows", create, methods=["POST"]),
+    Route("/api/workflows/{workflow_id}", get, methods=["GET"]),
+    Route("/api/workflows/{workflow_id}/events", events, methods=["GET"]),
+    Route("/api/workflows/{workflow_id}/cancel", cancel, methods=["POST"]),
+]
