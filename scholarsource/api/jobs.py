@@ -104,12 +104,14 @@ async def find_job(request: Request, job_id: str) -> Job:
 
 
 async def cancel_job(request: Request, job_id: str) -> Job:
-    """Cancel a queued job now, ask a running one to stop; 409 if it already ended."""
+    """Cancel a queued job now, ask a running one to stop; 409 if it already ended, unless
+    its task fanned out: then the tree it started is cancelled (Store.cancel)."""
     svc = services(request)
     job = await svc.store.cancel(tenant_of(request), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
-    if job.status is JobState.RUNNING:
+    root = job.workflow_id == job.id
+    if job.status is JobState.RUNNING or root:
         svc.store.wake(Wake.CANCELLED)
     elif job.status is not JobState.CANCELLED:
         raise Conflict(f"job {job_id} already ended: {job.status.value}",

@@ -18,7 +18,7 @@ import os
 import pickle
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -28,8 +28,9 @@ from scholarsource.config import Config, format_size
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory
 from scholarsource.pool.admission import Admission
+from scholarsource.pool.children import Children
 from scholarsource.pool.journal import Journal
-from scholarsource.pool.messages import Ended, Report
+from scholarsource.pool.messages import Ended, Report, Spawned
 from scholarsource.pool.policy import Policy
 from scholarsource.pool.retention import Pruner
 from scholarsource.pool.scheduler import Scheduler
@@ -44,6 +45,7 @@ from scholarsource.store.base import (
     Outcome,
     PoolInfo,
     Store,
+    TaskDefaults,
     Wake,
 )
 from scholarsource.tasks.jsontext import printable, to_json
@@ -102,7 +104,8 @@ class Dispatcher:
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
                  alive: Callable[[], None] = lambda: None,
-                 suspect: Suspect | None = None, rate_limited: bool = False) -> None:
+                 suspect: Suspect | None = None, rate_limited: bool = False,
+                 tasks: Mapping[str, TaskDefaults] | None = None) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -126,6 +129,7 @@ class Dispatcher:
         # What the journal needs of each outcome once it is committed: its claim, run time.
         self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
+        self.children = Children(config, tasks or {})  # ctx.submit's, batched like notes
         self._interrupted: list[tuple[str, int]] = []  # (job id, token) to re-queue
         self._check_cancels = True
         self._stop_at: float | None = None
@@ -226,14 +230,17 @@ class Dispatcher:
                 self._interrupted = []
             except StoreUnavailable as exc:  # kept for the next turn, or the next pool
                 log.warning("cannot re-queue interrupted jobs yet: %s", exc)
-        notes, outcomes = self._notes, self._outcomes
-        if not notes and not outcomes:
+        notes, spawns, outcomes = self._notes, self.children.pending, self._outcomes
+        if not notes and not spawns and not outcomes:
             return
-        self._notes, self._outcomes = [], []
+        self._notes, self.children.pending, self._outcomes = [], [], []
         try:
             if notes:
                 await self.store.note(notes)
                 notes = []
+            if spawns:  # before the outcomes: a parent's end fences out its later children
+                await self.store.spawn(spawns)
+                spawns = []
             if outcomes:
                 states = await self.store.finish(outcomes, self.config.max_crashes)
                 for outcome in outcomes:
@@ -249,6 +256,7 @@ class Dispatcher:
             log.warning("store unavailable, will retry writing %d result(s): %s",
                         len(outcomes), exc)
             self._notes[:0], self._outcomes[:0] = notes, outcomes
+            self.children.pending[:0] = spawns
             await asyncio.sleep(_STORE_RETRY)
 
     async def _claim(self) -> None:
@@ -295,8 +303,16 @@ class Dispatcher:
                               peak_rss=peak, cpu_time=cpu,
                               result_json=value if code is None else None)
         elif code is None:
-            outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
-                              peak_rss=peak, cpu_time=cpu)
+            try:
+                then = None if ended.then is None else self.children.continuation(
+                    claim, ended.then)
+            except ValueError as exc:
+                code = ErrorCode.BAD_MESSAGE
+                outcome = self._failure(claim, code, code.explain(str(exc)[:_MAX_ERROR_CHARS]),
+                                        peak=peak, cpu=cpu)
+            else:
+                outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
+                                  peak_rss=peak, cpu_time=cpu, then=then)
         elif code is ErrorCode.RETRY:
             outcome = self._failure(claim, code, f"retry requested: {value}", peak=peak,
                                     cpu=cpu, after=ended.after)
@@ -350,6 +366,7 @@ class Dispatcher:
 
     def _record(self, slot: Slot, claim: Claim, outcome: Outcome) -> None:
         """Queue the outcome for the next write, and tell operators."""
+        self.children.forget(claim)
         self._outcomes.append(outcome)
         self._ran[(claim.id, claim.token)] = (claim, time.monotonic() - slot.started)
         self._wake.set()
@@ -405,7 +422,7 @@ class Dispatcher:
                          f"cannot take ({type(exc).__name__}: {exc})")
         finally:
             self.suspect.clear()
-        if self._notes:
+        if self._notes or self.children.pending:
             self._wake.set()
 
     def _take(self, slot: Slot, message: Any) -> None:
@@ -416,13 +433,17 @@ class Dispatcher:
                 raise ValueError(f"a note of kind {kind!r:.40}")
             to_json([job_id, token, data])  # or NotJson: every note kept must be writable
             self._notes.append(Note(job_id, token, kind, data))
+        elif type(message) is Spawned:
+            if slot.claim is not None:
+                self.children.take(slot.claim, message)
         elif type(message) is Ended:
             if not (isinstance(message.code, ErrorCode | None)
                     and isinstance(message.value, str | None)
                     and isinstance(message.detail, str | None)
                     and isinstance(message.after, float | None)
                     and isinstance(message.peak, int | None)
-                    and isinstance(message.cpu, float | int)):
+                    and isinstance(message.cpu, float | int)
+                    and isinstance(message.then, str | None)):
                 raise ValueError("a malformed end of attempt")
             self._completed(slot, message)
         else:
@@ -549,6 +570,7 @@ class Dispatcher:
         for slot in self.slots.busy():
             if (claim := slot.release()) is not None:
                 pairs.append((claim.id, claim.token))
+                self.children.forget(claim)
             slot.kill()
         log.warning("re-queueing %d unfinished job(s): %s", len(pairs), cause)
         try:

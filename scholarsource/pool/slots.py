@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -44,16 +45,18 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from scholarsource import logs
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
-from scholarsource.pool.messages import Attempt, Ended, Report, send
-from scholarsource.store.base import Claim, ErrorCode
+from scholarsource.pool.messages import Attempt, Ended, Report, Spawned, send
+from scholarsource.store.base import Claim, ErrorCode, TaskDefaults
+from scholarsource.store.url import DatabaseUrl
 from scholarsource.tasks.context import CancelFlag, Context
+from scholarsource.tasks.fanout import Continuation, Fanout
 from scholarsource.tasks.jsontext import NotJson, printable, to_json
 from scholarsource.tasks.registry import TaskSpec, load_tasks
 
@@ -73,6 +76,8 @@ _stop_flag: CancelFlag | None = None
 _max_result_bytes = 0
 _peak: PeakRss | None = None
 _tasks: dict[str, TaskSpec] = {}
+_defaults: dict[str, TaskDefaults] = {}
+_submit_rules: Config | None = None
 
 
 class PeakRss:
@@ -104,17 +109,22 @@ class SlotSettings:
     log_level: str = "info"
     log_format: str = "text"
     builtin_tasks: tuple[str, ...] = ("all",)
+    # What ctx.submit checks a child against, as the API would (no database URL: a slot
+    # opens no store, and task code need not see its password).
+    submit_rules: Config = field(default_factory=Config)
 
     @classmethod
     def of(cls, config: Config) -> SlotSettings:
+        rules = dataclasses.replace(config, database=DatabaseUrl(),
+                                    database_listen=DatabaseUrl())
         return cls(config.task_modules, config.max_result_bytes, config.log_level,
-                   config.log_format, config.builtin_tasks)
+                   config.log_format, config.builtin_tasks, rules)
 
 
 def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
                lifeline: Connection, settings: SlotSettings) -> None:
     """Runs once in each slot process, before its first job."""
-    global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak
+    global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak, _submit_rules
     _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, settings.max_result_bytes
     _stop_flag = stop_flag
     # Task code logs with its own loggers: give them the server's level and format too.
@@ -138,6 +148,8 @@ def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
     # The slot runs only what the pool published: a job queued for a built-in before the
     # operator stopped exposing it fails as an unknown task instead of running.
     _tasks.update(load_tasks(settings.task_modules, settings.builtin_tasks))
+    _defaults.update({name: spec.defaults() for name, spec in _tasks.items()})
+    _submit_rules = settings.submit_rules
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:
@@ -215,6 +227,10 @@ def run_attempt(attempt: Attempt) -> Ended:
         if conn is not None:
             send(conn, Report(job_id, token, kind, data))
 
+    def spawned(key: int | str, body_json: str) -> None:
+        if conn is not None:
+            send(conn, Spawned(job_id, token, int(key), body_json))
+
     try:
         params = json.loads(attempt.params_json)
         parents = None if attempt.parents_json is None else json.loads(attempt.parents_json)
@@ -222,7 +238,8 @@ def run_attempt(attempt: Attempt) -> Ended:
         code = ErrorCode.BAD_PARAMS
         return Ended(token, code, code.explain(f"the job's params cannot be decoded "
                                                f"({_describe(exc)})"))
-    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, parents)
+    fanout = Fanout(job_id, _defaults, _submit_rules or Config(), spawned)
+    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, parents, fanout)
     try:
         spec = _tasks.get(attempt.task)
         if spec is None:
@@ -240,6 +257,10 @@ def run_attempt(attempt: Attempt) -> Ended:
         return Ended(token, ErrorCode.TASK_ERROR, _describe(exc), detail)
     if result is None:
         return Ended(token, None, None)
+    then = None
+    if isinstance(result, Continuation):
+        then = json.dumps(result.body)
+        result = result.result()
     try:
         encoded = to_json(result)
     except NotJson as exc:
@@ -250,7 +271,7 @@ def run_attempt(attempt: Attempt) -> Ended:
         code = ErrorCode.RESULT_TOO_LARGE
         return Ended(token, code, code.explain(f"{size} bytes of JSON, more than "
                                                f"max_result_bytes ({_max_result_bytes})"))
-    return Ended(token, None, encoded)
+    return Ended(token, None, encoded, then=then)
 
 
 def _describe(exc: BaseException, plain: bool = False) -> str:

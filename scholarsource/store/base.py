@@ -325,6 +325,20 @@ class Outcome:
     exit: str | None = None          # a crash: the signal or exit code
     peak_rss: int | None = None      # the slot's peak RSS during the attempt, bytes
     cpu_time: float | None = None    # CPU seconds of the attempt (its process and children)
+    # A success's continuation (ctx.continue_with): created in the finish's transaction,
+    # only if the attempt's success is recorded (Store.finish).
+    then: NewJob | None = None
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """A job a running attempt created with ctx.submit (store/fanout.py): `job` has its
+    derived id, tenant, parent_id and siblings set; written only while the attempt holding
+    `token` still runs and no cancel was asked for it."""
+
+    parent_id: str
+    token: int
+    job: NewJob
 
 
 @dataclass(frozen=True)
@@ -796,11 +810,20 @@ class Store(abc.ABC):
         stated once in store/rules.py): a failure goes `retrying` (to run again at its
         `retry_at`) or `dead` once the job has failed `max_attempts` times or crashed
         `max_crashes` times. Returns the state each job was left in, for the outcomes that
-        were not stale."""
+        were not stale. An outcome's continuation (`then`) goes in with it when the job
+        succeeded and no cancel was asked for it, as Store.spawn inserts a child."""
 
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:
         """Record progress and log lines in one transaction; stale tokens are ignored."""
+
+    @abc.abstractmethod
+    async def spawn(self, spawns: list[Spawn]) -> None:
+        """Insert the children running attempts created, in one transaction: only those
+        whose parent still runs under the spawn's token with no cancel asked; an id already
+        there (the same child from an earlier attempt) is left as it is. Each child joins
+        its parent's workflow, and a parent that had none becomes the root of its own
+        (workflow_id = its id). A sibling in `depends_on` that is gone is left out."""
 
     @abc.abstractmethod
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

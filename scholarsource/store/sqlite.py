@@ -52,6 +52,7 @@ from scholarsource.store.base import (
     Reused,
     ScheduleState,
     SchemaVersion,
+    Spawn,
     Storage,
     Store,
     TaskDefaults,
@@ -61,6 +62,7 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.deps import check_parents, links_json, with_parents
+from scholarsource.store.fanout import continuations, placed, root_cancelled, siblings
 from scholarsource.store.rows import (
     claims_from_rows,
     key_from_row,
@@ -446,6 +448,17 @@ PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)) FROM job
 # A workflow's steps, in the order they were submitted (jobs_workflow).
 WORKFLOW = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND workflow_id = ? "
             f"ORDER BY seq")
+# Fan-out (store/fanout.py): the parents that may still add children, each placed in a
+# workflow (its own, as the root, if it had none); bound: [[id, token], ...] as JSON. A
+# running attempt adds them under its token unless a cancel was asked; a continuation goes
+# in with its parent's success (FINISH, same transaction), unless a cancel was asked.
+_FANOUT_PARENTS = ("UPDATE jobs SET workflow_id = coalesce(jobs.workflow_id, jobs.id) "
+                   "FROM json_each(:batch) AS b WHERE jobs.id = b.value ->> 0 {guard} "
+                   "AND jobs.cancel_requested = 0 RETURNING jobs.id, jobs.workflow_id")
+SPAWN_PARENTS = _FANOUT_PARENTS.format(
+    guard="AND jobs.token = b.value ->> 1 AND jobs.status = 'running'")
+CONTINUE_PARENTS = _FANOUT_PARENTS.format(guard="AND jobs.status = 'succeeded'")
+EXISTING = "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))"
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
@@ -806,6 +819,31 @@ async def _link(db: _Driver, jobs: list[Job]) -> dict[str, Job]:
     return {job.id: job for job in map(_job, rows)}
 
 
+async def _add_children(db: _Driver, parents_sql: str, parents: list[list[Any]],
+                        spawns: list[Spawn]) -> None:
+    """Insert the `spawns` whose parent `parents_sql` keeps (see SPAWN_PARENTS), inside the
+    caller's transaction; an id already there stays as it is, and only the new rows are
+    linked to the siblings they depend on."""
+    if not spawns:
+        return
+    workflows = dict(await db.fetchall(parents_sql, {"batch": json.dumps(parents)}))
+    wanted = siblings(spawns)
+    existing = {job_id for (job_id,) in await db.fetchall(
+        EXISTING, {"ids": json.dumps(wanted)})} if wanted else set()
+    news = placed(spawns, workflows, existing)
+    jobs = _new_jobs(news)
+    inserted: set[str] = set()
+    for start in range(0, len(jobs), SUBMIT_ROWS):
+        chunk = list(zip(news[start:start + SUBMIT_ROWS], jobs[start:start + SUBMIT_ROWS],
+                         strict=True))
+        rows = await db.fetchall(submit_sql(len(chunk)) + " ON CONFLICT DO NOTHING RETURNING id",
+                                 [value for new, job in chunk for value in _row(new, job)])
+        inserted.update(job_id for (job_id,) in rows)
+    linked = [job for job in jobs if job.id in inserted and job.depends_on]
+    if linked:
+        await _link(db, linked)
+
+
 def _row(new: NewJob, j: Job) -> tuple[Any, ...]:
     """A job's values for _INSERT, in its column order."""
     return (j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
@@ -1030,12 +1068,14 @@ class SqliteStore(Store):
 
     @_unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        job = None
         for sql, args in ((CANCEL_QUEUED, (time.time(), job_id, tenant)),
                           (CANCEL_RUNNING, (job_id, tenant))):
             row = await self._one(sql, args)
             if row is not None:
-                return _job(row)
-        return await self.get(tenant, job_id)
+                job = _job(row)
+                break
+        return await root_cancelled(self, tenant, job or await self.get(tenant, job_id))
 
     @_unavailable
     async def cancel_matching(self, tenant: str, *, status: str | None = None,
@@ -1269,9 +1309,20 @@ class SqliteStore(Store):
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        rows = await self._db.fetchall(FINISH, {"batch": json.dumps(batch), "now": time.time(),
-                                                "max_crashes": max_crashes})
-        return {job_id: JobState(status) for job_id, status in rows}
+        args = {"batch": json.dumps(batch), "now": time.time(), "max_crashes": max_crashes}
+        if not any(o.then is not None for o in outcomes):
+            return {job_id: JobState(status)
+                    for job_id, status in await self._db.fetchall(FINISH, args)}
+        return await asyncio.shield(self._finish_continued(outcomes, args))
+
+    async def _finish_continued(self, outcomes: list[Outcome],
+                                args: dict[str, Any]) -> dict[str, JobState]:
+        async with self._transaction() as db:
+            states = {job_id: JobState(status)
+                      for job_id, status in await db.fetchall(FINISH, args)}
+            thens = continuations(outcomes, states)
+            await _add_children(db, CONTINUE_PARENTS, [[s.parent_id] for s in thens], thens)
+        return states
 
     @_unavailable
     async def note(self, notes: list[Note]) -> None:
@@ -1284,6 +1335,15 @@ class SqliteStore(Store):
         await self._db.fetchall(ADD_EVENTS, {"batch": json.dumps(batch), "now": time.time()})
         if progress:
             await self._db.fetchall(PROGRESS, {"batch": json.dumps(progress)})
+
+    @_unavailable
+    async def spawn(self, spawns: list[Spawn]) -> None:
+        await asyncio.shield(self._spawn(spawns))
+
+    async def _spawn(self, spawns: list[Spawn]) -> None:
+        async with self._transaction() as db:
+            await _add_children(db, SPAWN_PARENTS, [[s.parent_id, s.token] for s in spawns],
+                                spawns)
 
     @_unavailable
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

@@ -42,6 +42,7 @@ from scholarsource.store.base import (
     Reused,
     ScheduleState,
     SchemaVersion,
+    Spawn,
     Storage,
     Store,
     TaskDefaults,
@@ -51,6 +52,7 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.deps import check_parents, links, with_parents
+from scholarsource.store.fanout import continuations, placed, root_cancelled, siblings
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
     Database,
@@ -109,6 +111,28 @@ async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str
     await conn.execute(sql.LINK_EDGES, clean(args))
     rows = await (await conn.execute(sql.SETTLE, clean(args))).fetchall()
     return {job.id: job for job in map(job_from_row, rows)}
+
+
+async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
+                        parents: list[list[Any]], spawns: list[Spawn]) -> None:
+    """Insert the `spawns` whose parent `parents_sql` keeps (sql.SPAWN_PARENTS), inside the
+    caller's transaction; an id already there stays as it is, and only the new rows are
+    linked to the siblings they depend on."""
+    if not spawns:
+        return
+    rows = await (await conn.execute(parents_sql, {"batch": dumps(parents)})).fetchall()
+    wanted = siblings(spawns)
+    existing = {job_id for (job_id,) in await (await conn.execute(
+        sql.EXISTING, {"ids": wanted})).fetchall()} if wanted else set()
+    news = placed(spawns, dict(rows), existing)
+    if not news:
+        return
+    jobs = new_jobs(news)
+    inserted = {job_id for (job_id,) in await (await conn.execute(
+        sql.SUBMIT_ONCE, {"rows": _rows(news, jobs)})).fetchall()}
+    linked = [job for job in jobs if job.id in inserted and job.depends_on]
+    if linked:
+        await _link(conn, linked)
 
 
 # Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
@@ -338,11 +362,13 @@ class PostgresStore(Store):
     @unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
         args = {"id": job_id, "tenant": tenant, "now": time.time()}
+        job = None
         for query in (sql.CANCEL_QUEUED, sql.CANCEL_RUNNING):
             row = await self._db.one(query, args)
             if row is not None:
-                return job_from_row(row)
-        return await self.get(tenant, job_id)
+                job = job_from_row(row)
+                break
+        return await root_cancelled(self, tenant, job or await self.get(tenant, job_id))
 
     @unavailable
     async def cancel_matching(self, tenant: str, *, status: str | None = None,
@@ -579,9 +605,30 @@ class PostgresStore(Store):
                   "result": o.result_json, "code": o.error_code, "error": o.error,
                   "detail": o.error_detail, "retry_at": o.retry_at, "exit": o.exit,
                   "rss": o.peak_rss, "cpu": o.cpu_time} for o in outcomes]
-        rows = await self._db.fetchall(sql.FINISH, {"batch": dumps(batch), "now": time.time(),
-                                              "max_crashes": max_crashes})
-        return {job_id: JobState(status) for job_id, status in rows}
+        args = {"batch": dumps(batch), "now": time.time(), "max_crashes": max_crashes}
+        if not any(o.then is not None for o in outcomes):
+            return {job_id: JobState(status)
+                    for job_id, status in await self._db.fetchall(sql.FINISH, args)}
+        return await asyncio.shield(self._finish_continued(outcomes, args))
+
+    async def _finish_continued(self, outcomes: list[Outcome],
+                                args: dict[str, Any]) -> dict[str, JobState]:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            states = {job_id: JobState(status) for job_id, status in
+                      await (await conn.execute(sql.FINISH, clean(args))).fetchall()}
+            thens = continuations(outcomes, states)
+            await _add_children(conn, sql.CONTINUE_PARENTS, [[s.parent_id] for s in thens],
+                                thens)
+        return states
+
+    @unavailable
+    async def spawn(self, spawns: list[Spawn]) -> None:
+        await asyncio.shield(self._spawn(spawns))
+
+    async def _spawn(self, spawns: list[Spawn]) -> None:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            await _add_children(conn, sql.SPAWN_PARENTS,
+                                [[s.parent_id, s.token] for s in spawns], spawns)
 
     @unavailable
     async def note(self, notes: list[Note]) -> None:
