@@ -36,6 +36,7 @@ from scholarsource.pool.retention import Pruner
 from scholarsource.pool.scheduler import Scheduler
 from scholarsource.pool.slots import Slot, Slots
 from scholarsource.pool.suspect import Suspect
+from scholarsource.quotas import QuotaPolicy
 from scholarsource.store.base import (
     Claim,
     Ending,
@@ -130,6 +131,7 @@ class Dispatcher:
         self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
         self.children = Children(config, tasks or {})  # ctx.submit's, batched like notes
+        self._quota = QuotaPolicy(config.tenants, config.max_queued)  # children count too
         self._interrupted: list[tuple[str, int]] = []  # (job id, token) to re-queue
         self._check_cancels = True
         self._stop_at: float | None = None
@@ -239,7 +241,7 @@ class Dispatcher:
                 await self.store.note(notes)
                 notes = []
             if spawns:  # before the outcomes: a parent's end fences out its later children
-                await self.store.spawn(spawns)
+                await self.store.spawn(spawns, self._quota)
                 spawns = []
             if outcomes:
                 states = await self.store.finish(outcomes, self.config.max_crashes)

@@ -95,6 +95,7 @@ class ErrorCode(enum.StrEnum):
     POOL_DIED = "pool_died"                # the pool died running it
     LEASE_EXPIRED = "lease_expired"        # its pool stopped renewing the lease
     PARENT_FAILED = "parent_failed"        # a job it depends on ended dead or cancelled
+    QUOTA_EXCEEDED = "quota_exceeded"      # a task's child past its tenant's max_queued
 
     def explain(self, text: str) -> str:
         """The error message for this code: "code: text"."""
@@ -818,12 +819,14 @@ class Store(abc.ABC):
         """Record progress and log lines in one transaction; stale tokens are ignored."""
 
     @abc.abstractmethod
-    async def spawn(self, spawns: list[Spawn]) -> None:
+    async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
         """Insert the children running attempts created, in one transaction: only those
         whose parent still runs under the spawn's token with no cancel asked; an id already
         there (the same child from an earlier attempt) is left as it is. Each child joins
         its parent's workflow, and a parent that had none becomes the root of its own
-        (workflow_id = its id). A sibling in `depends_on` that is gone is left out."""
+        (workflow_id = its id). A sibling in `depends_on` that is gone is left out. A
+        child past its tenant's or the server's max_queued (`policy`, with the store's
+        overrides) goes in `cancelled` with error code quota_exceeded."""
 
     @abc.abstractmethod
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

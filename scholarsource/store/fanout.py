@@ -15,7 +15,8 @@ import dataclasses
 import hashlib
 from collections.abc import Iterable
 
-from scholarsource.store.base import Job, JobState, NewJob, Outcome, Spawn, Store
+from scholarsource.quotas import QuotaPolicy, QuotaState, effective
+from scholarsource.store.base import ErrorCode, Job, JobState, NewJob, Outcome, Spawn, Store
 
 CONTINUATION = "then"  # the key of a parent's continuation among its children's
 
@@ -30,11 +31,13 @@ def child_id(parent_id: str, key: int | str) -> str:
 
 def placed(spawns: Iterable[Spawn], workflows: dict[str, str],
            existing: set[str]) -> list[NewJob]:
-    """The children to insert: those whose parent is among `workflows` (parent id -> its
-    workflow id, for the parents that may still add children), in that workflow, each
-    `depends_on` kept to the siblings that are `existing` or among these children."""
+    """The children to insert: those not `existing` already whose parent is among
+    `workflows` (parent id -> its workflow id, for the parents that may still add
+    children), in that workflow, each `depends_on` kept to the siblings that are `existing`
+    or among these children."""
     news = [dataclasses.replace(spawn.job, workflow_id=workflows[spawn.parent_id])
-            for spawn in spawns if spawn.parent_id in workflows]
+            for spawn in spawns
+            if spawn.parent_id in workflows and spawn.job.id not in existing]
     there = existing | {new.id for new in news if new.id is not None}
     return [new if all(p in there for p in new.depends_on)
             else dataclasses.replace(new, depends_on=tuple(p for p in new.depends_on
@@ -42,9 +45,33 @@ def placed(spawns: Iterable[Spawn], workflows: dict[str, str],
             for new in news]
 
 
-def siblings(spawns: Iterable[Spawn]) -> list[str]:
-    """Every job the children depend on, once."""
-    return list(dict.fromkeys(p for spawn in spawns for p in spawn.job.depends_on))
+def named(spawns: Iterable[Spawn]) -> list[str]:
+    """Every job the spawns name, once: each child and the siblings it depends on."""
+    return list(dict.fromkeys(job_id for spawn in spawns
+                              for job_id in (spawn.job.id, *spawn.job.depends_on)
+                              if job_id is not None))
+
+
+def over_quota(news: Iterable[NewJob], state: QuotaState,
+               policy: QuotaPolicy) -> dict[str, str]:
+    """The children refused (id -> error), in order: each one admitted counts one more
+    unfinished job of its tenant, and one that would pass its tenant's max_queued or the
+    server's is refused, as a submit would be (quotas.Ledger; a child takes no rate)."""
+    live, total = dict(state.live), sum(state.live.values())
+    refused = {}
+    for new in news:
+        count = live.get(new.tenant, 0)
+        tenant_cap = effective(state.overrides.get(new.tenant),
+                               policy.tenants.get(new.tenant)).max_queued
+        for cap, have, what in ((tenant_cap, count, f"tenant {new.tenant!r} may have"),
+                                (policy.max_queued, total, "the server takes")):
+            if cap is not None and have + 1 > cap:
+                refused[new.id or ""] = ErrorCode.QUOTA_EXCEEDED.explain(
+                    f"{what} at most {cap} jobs not yet finished")
+                break
+        else:
+            live[new.tenant], total = count + 1, total + 1
+    return refused
 
 
 def continuations(outcomes: Iterable[Outcome], states: dict[str, JobState]) -> list[Spawn]:

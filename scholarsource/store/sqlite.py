@@ -8,6 +8,7 @@ several statements take the write lock up front with BEGIN IMMEDIATE.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -62,7 +63,7 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.deps import check_parents, links_json, with_parents
-from scholarsource.store.fanout import continuations, placed, root_cancelled, siblings
+from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
 from scholarsource.store.rows import (
     claims_from_rows,
     key_from_row,
@@ -459,6 +460,10 @@ SPAWN_PARENTS = _FANOUT_PARENTS.format(
     guard="AND jobs.token = b.value ->> 1 AND jobs.status = 'running'")
 CONTINUE_PARENTS = _FANOUT_PARENTS.format(guard="AND jobs.status = 'succeeded'")
 EXISTING = "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))"
+# Children over a max_queued go in cancelled; this says why. Bound: [[id, error], ...].
+REFUSE = (f"UPDATE jobs SET error_code = '{ErrorCode.QUOTA_EXCEEDED}', "
+          "error = r.value ->> 1, finished_at = :now FROM json_each(:refused) AS r "
+          "WHERE jobs.id = r.value ->> 0")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
@@ -820,18 +825,23 @@ async def _link(db: _Driver, jobs: list[Job]) -> dict[str, Job]:
 
 
 async def _add_children(db: _Driver, parents_sql: str, parents: list[list[Any]],
-                        spawns: list[Spawn]) -> None:
+                        spawns: list[Spawn], policy: QuotaPolicy | None = None) -> None:
     """Insert the `spawns` whose parent `parents_sql` keeps (see SPAWN_PARENTS), inside the
-    caller's transaction; an id already there stays as it is, and only the new rows are
-    linked to the siblings they depend on."""
+    caller's transaction, within the max_queued of `policy` (None: no check); an id already
+    there stays as it is, and only the new rows are linked to the siblings they depend
+    on."""
     if not spawns:
         return
     workflows = dict(await db.fetchall(parents_sql, {"batch": json.dumps(parents)}))
-    wanted = siblings(spawns)
     existing = {job_id for (job_id,) in await db.fetchall(
-        EXISTING, {"ids": json.dumps(wanted)})} if wanted else set()
+        EXISTING, {"ids": json.dumps(named(spawns))})}
     news = placed(spawns, workflows, existing)
-    jobs = _new_jobs(news)
+    refused: dict[str, str] = {}
+    if news and policy is not None:
+        state = await _SqliteQuotaTx(db).state(sorted({new.tenant for new in news}), [])
+        refused = over_quota(news, state, policy)
+    jobs = [dataclasses.replace(job, status=JobState.CANCELLED) if job.id in refused else job
+            for job in _new_jobs(news)]
     inserted: set[str] = set()
     for start in range(0, len(jobs), SUBMIT_ROWS):
         chunk = list(zip(news[start:start + SUBMIT_ROWS], jobs[start:start + SUBMIT_ROWS],
@@ -839,7 +849,11 @@ async def _add_children(db: _Driver, parents_sql: str, parents: list[list[Any]],
         rows = await db.fetchall(submit_sql(len(chunk)) + " ON CONFLICT DO NOTHING RETURNING id",
                                  [value for new, job in chunk for value in _row(new, job)])
         inserted.update(job_id for (job_id,) in rows)
-    linked = [job for job in jobs if job.id in inserted and job.depends_on]
+    if refused:
+        await db.fetchall(REFUSE, {"refused": json.dumps(list(refused.items())),
+                                   "now": time.time()})
+    linked = [job for job in jobs if job.id in inserted and job.depends_on
+              and job.id not in refused]
     if linked:
         await _link(db, linked)
 
@@ -1337,13 +1351,13 @@ class SqliteStore(Store):
             await self._db.fetchall(PROGRESS, {"batch": json.dumps(progress)})
 
     @_unavailable
-    async def spawn(self, spawns: list[Spawn]) -> None:
-        await asyncio.shield(self._spawn(spawns))
+    async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        await asyncio.shield(self._spawn(spawns, policy))
 
-    async def _spawn(self, spawns: list[Spawn]) -> None:
+    async def _spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
         async with self._transaction() as db:
             await _add_children(db, SPAWN_PARENTS, [[s.parent_id, s.token] for s in spawns],
-                                spawns)
+                                spawns, policy)
 
     @_unavailable
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

@@ -1,7 +1,8 @@
 """Fan-out from inside a task end to end through a real `scholarsource serve`, on both
 stores: ctx.submit children that run while no slot waits for them, ctx.continue_with that
 gathers their results once, a retry that does not double them, a child naming an unknown
-task, cancelling the root, and a kill -9 of the pool in the middle of a fan-out."""
+task, cancelling the root, a kill -9 of the pool in the middle of a fan-out, and children
+past max_queued. One server for all of it, in turn."""
 
 from __future__ import annotations
 
@@ -15,16 +16,10 @@ import pytest
 
 from tests.conftest import Server
 from tests.e2e.jobs_api import wait_finished
+from tests.e2e.test_deps import post
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def post(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post("/api/jobs", json=body)
-    assert response.status_code == 202, response.text
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 def children(client: httpx.Client, root: str) -> list[dict[str, Any]]:
@@ -115,12 +110,30 @@ def kill_pool_mid_fan_out(server: Server, client: httpx.Client) -> None:
     assert len(kids) == 50
 
 
+def children_past_max_queued_are_refused(client: httpx.Client) -> None:
+    # max_queued is 60: the root and 59 children; the 6 more go in refused, and the
+    # continuation that waits for them is cancelled at once.
+    root = post(client, {"task": "fan_out", "params": {"n": 65, "pause": 30}})
+    then_id = wait_finished(client, root["id"])["result"]["continued_by"]
+    then = wait_finished(client, then_id)
+    assert (then["status"], then["error_code"]) == ("cancelled", "parent_failed")
+    kids = [kid for kid in children(client, root["id"]) if kid["id"] != then_id]
+    refused = [kid for kid in kids if kid["error_code"] == "quota_exceeded"]
+    assert len(kids) == 65 and len(refused) == 6
+    assert {kid["status"] for kid in refused} == {"cancelled"}
+    assert "at most 60 jobs not yet finished" in refused[0]["error"]
+    assert client.post(f"/api/jobs/{root['id']}/cancel").status_code == 200
+    wait_until(lambda: all(kid["final"] for kid in children(client, root["id"])), 15,
+               message="the tree to be cancelled")
+
+
 @pytest.mark.both_backends
 def test_fan_out_from_inside_a_task_through_a_real_server(serve) -> None:
-    server = serve(slots=2)
+    server = serve(slots=2, env={"SCHOLARSOURCE_MAX_QUEUED": "60"})
     client = server.client()
     fan_out_of_fifty(client)
     unknown_task_fails_the_parent(client)
     retry_does_not_double(client)
     cancel_root_cancels_tree(client)
     kill_pool_mid_fan_out(server, client)
+    children_past_max_queued_are_refused(client)

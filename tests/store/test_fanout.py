@@ -9,10 +9,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+from scholarsource.quotas import QuotaPolicy, TenantOverride
 from scholarsource.store.base import Claim, Ending, JobState, NewJob, Outcome, Spawn, Store
 from scholarsource.store.fanout import CONTINUATION, child_id
 from tests.store.backends import Backend
 from tests.store.test_sqlite import run
+
+POLICY = QuotaPolicy()
 
 
 def new(task: str = "noop", *, tenant: str = "default") -> NewJob:
@@ -52,9 +55,9 @@ def test_children_go_in_once_under_the_attempts_token(tmp_path: Path,
     async def body(store: Store) -> None:
         (root,) = await store.submit_many([new("fan_out")])
         (parent,) = (await claim_all(store)).values()
-        await store.spawn(spawns(parent, 0, 1))
+        await store.spawn(spawns(parent, 0, 1), POLICY)
         # A stale attempt's children are not written.
-        await store.spawn(spawns(parent, 2, token=parent.token + 1))
+        await store.spawn(spawns(parent, 2, token=parent.token + 1), POLICY)
         assert await store.get("default", child_id(root.id, 2)) is None
         # The parent is the root of its own workflow, with its children in it.
         tree = await store.workflow("default", root.id)
@@ -65,7 +68,7 @@ def test_children_go_in_once_under_the_attempts_token(tmp_path: Path,
         # The same children again (a retry's submits) change nothing, even once they ran.
         claims = await claim_all(store)
         await succeed(store, claims[child_id(root.id, 0)], "7")
-        await store.spawn(spawns(parent, 0, 1))
+        await store.spawn(spawns(parent, 0, 1), POLICY)
         assert len(await store.workflow("default", root.id)) == 3
         assert await status(store, child_id(root.id, 0)) is JobState.SUCCEEDED
         assert await status(store, child_id(root.id, 1)) is JobState.RUNNING
@@ -79,7 +82,7 @@ def test_a_cancel_stops_further_children_and_takes_the_tree(tmp_path: Path,
     async def body(store: Store) -> None:
         (root,) = await store.submit_many([new("fan_out")])
         (parent,) = (await claim_all(store)).values()
-        await store.spawn(spawns(parent, 0, 1))
+        await store.spawn(spawns(parent, 0, 1), POLICY)
         (running,) = await store.claim("pool", 1, 30)
         assert running.id == child_id(root.id, 0)
         cancelled = await store.cancel("default", root.id)
@@ -89,7 +92,7 @@ def test_a_cancel_stops_further_children_and_takes_the_tree(tmp_path: Path,
         assert sorted(await store.cancel_requested("pool")) == sorted(
             [(root.id, parent.token), (running.id, running.token)])
         # The root, asked to stop, adds no child and no continuation.
-        await store.spawn(spawns(parent, 2))
+        await store.spawn(spawns(parent, 2), POLICY)
         assert await store.get("default", child_id(root.id, 2)) is None
         then = child(parent, CONTINUATION, after=(child_id(root.id, 0),), task="gather")
         await succeed(store, parent, then=then)
@@ -106,7 +109,8 @@ def test_a_continuation_waits_for_the_children_and_gets_their_results(
         first, second = child_id(root.id, 0), child_id(root.id, 1)
         # The second child depends on its sibling, spawned in the same batch.
         await store.spawn([Spawn(parent.id, parent.token, child(parent, 0)),
-                           Spawn(parent.id, parent.token, child(parent, 1, after=(first,)))])
+                           Spawn(parent.id, parent.token, child(parent, 1, after=(first,)))],
+                          POLICY)
         assert await status(store, second) is JobState.WAITING
         ran = await claim_all(store)
         assert set(ran) == {first}
@@ -141,5 +145,34 @@ def test_a_failed_attempt_adds_no_continuation(tmp_path: Path, backend: Backend)
                                     retry_at=0.0, then=then)], max_crashes=3)
         assert await status(store, root.id) is JobState.RETRYING
         assert await store.get("default", then.id or "") is None
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_children_past_max_queued_go_in_cancelled_as_quota_exceeded(
+        tmp_path: Path, backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        (root,) = await store.submit_many([new("fan_out")])
+        (parent,) = (await claim_all(store)).values()
+        await store.set_tenant_limits("default", TenantOverride(max_queued=3))
+        # The root is one unfinished job: two children fit, the third and fourth do not.
+        third = child(parent, 3, after=(child_id(root.id, 2),))
+        await store.spawn([*spawns(parent, 0, 1, 2), Spawn(parent.id, parent.token, third)],
+                          POLICY)
+        tree = {job.id: job for job in await store.workflow("default", root.id)}
+        assert [tree[child_id(root.id, n)].status for n in range(4)] == [
+            JobState.QUEUED, JobState.QUEUED, JobState.CANCELLED, JobState.CANCELLED]
+        refused = tree[child_id(root.id, 2)]
+        assert refused.error_code == "quota_exceeded"
+        assert refused.error == ("quota_exceeded: tenant 'default' may have at most 3 jobs "
+                                 "not yet finished")
+        assert refused.finished_at is not None
+        assert (await store.live_counts())["default"] == 3
+        # The server's cap counts every tenant's.
+        await store.clear_tenant_limits("default")
+        await store.spawn(spawns(parent, 4), QuotaPolicy(max_queued=3))
+        assert await status(store, child_id(root.id, 4)) is JobState.CANCELLED
+        await store.spawn(spawns(parent, 5), QuotaPolicy(max_queued=4))
+        assert await status(store, child_id(root.id, 5)) is JobState.QUEUED
 
     run(tmp_path / "q.db", body, backend)

@@ -366,6 +366,9 @@ SPAWN_PARENTS = _FANOUT_PARENTS.format(
     guard="AND jobs.token = (b.v ->> 1)::bigint AND jobs.status = 'running'")
 CONTINUE_PARENTS = _FANOUT_PARENTS.format(guard="AND jobs.status = 'succeeded'")
 EXISTING = "SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[])"
+REFUSE = (f"UPDATE jobs SET error_code = '{ErrorCode.QUOTA_EXCEEDED}', error = r.v ->> 1, "
+          "finished_at = %(now)s FROM jsonb_array_elements(%(refused)s::jsonb) AS r(v) "
+          "WHERE jobs.id = r.v ->> 0")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = %(owner)s "
                    "AND status = 'running' AND cancel_requested")
 REQUEUE = f"""

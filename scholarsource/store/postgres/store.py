@@ -4,6 +4,7 @@ queue. Every statement lives in `sql.py`; this module binds parameters and shape
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shlex
@@ -52,7 +53,7 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.deps import check_parents, links, with_parents
-from scholarsource.store.fanout import continuations, placed, root_cancelled, siblings
+from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
     Database,
@@ -114,23 +115,33 @@ async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str
 
 
 async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
-                        parents: list[list[Any]], spawns: list[Spawn]) -> None:
+                        parents: list[list[Any]], spawns: list[Spawn],
+                        policy: QuotaPolicy | None = None) -> None:
     """Insert the `spawns` whose parent `parents_sql` keeps (sql.SPAWN_PARENTS), inside the
-    caller's transaction; an id already there stays as it is, and only the new rows are
-    linked to the siblings they depend on."""
+    caller's transaction, within the max_queued of `policy` (None: no check; the tenants'
+    quota locks are taken as a submit takes them); an id already there stays as it is, and
+    only the new rows are linked to the siblings they depend on."""
     if not spawns:
         return
     rows = await (await conn.execute(parents_sql, {"batch": dumps(parents)})).fetchall()
-    wanted = siblings(spawns)
     existing = {job_id for (job_id,) in await (await conn.execute(
-        sql.EXISTING, {"ids": wanted})).fetchall()} if wanted else set()
+        sql.EXISTING, {"ids": named(spawns)})).fetchall()}
     news = placed(spawns, dict(rows), existing)
     if not news:
         return
-    jobs = new_jobs(news)
+    refused: dict[str, str] = {}
+    if policy is not None:
+        state = await _PostgresQuotaTx(conn).state(sorted({new.tenant for new in news}), [])
+        refused = over_quota(news, state, policy)
+    jobs = [dataclasses.replace(job, status=JobState.CANCELLED) if job.id in refused else job
+            for job in new_jobs(news)]
     inserted = {job_id for (job_id,) in await (await conn.execute(
         sql.SUBMIT_ONCE, {"rows": _rows(news, jobs)})).fetchall()}
-    linked = [job for job in jobs if job.id in inserted and job.depends_on]
+    if refused:
+        await conn.execute(sql.REFUSE, {"refused": dumps(list(refused.items())),
+                                        "now": time.time()})
+    linked = [job for job in jobs if job.id in inserted and job.depends_on
+              and job.id not in refused]
     if linked:
         await _link(conn, linked)
 
@@ -622,13 +633,13 @@ class PostgresStore(Store):
         return states
 
     @unavailable
-    async def spawn(self, spawns: list[Spawn]) -> None:
-        await asyncio.shield(self._spawn(spawns))
+    async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        await asyncio.shield(self._spawn(spawns, policy))
 
-    async def _spawn(self, spawns: list[Spawn]) -> None:
+    async def _spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
         async with self._db.pool.connection() as conn, conn.transaction():
             await _add_children(conn, sql.SPAWN_PARENTS,
-                                [[s.parent_id, s.token] for s in spawns], spawns)
+                                [[s.parent_id, s.token] for s in spawns], spawns, policy)
 
     @unavailable
     async def note(self, notes: list[Note]) -> None:
