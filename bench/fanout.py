@@ -64,6 +64,10 @@ def figures(tree: list[Job], root: str) -> dict[str, float]:
     return {"children": len(kids), "root_s": round(top.run_time, 3),
             "seconds": round(last - first, 3),
             "children_per_s": round(len(kids) / (last - first), 1),
+            # Children that finished once the continuation waited for them, and their rate.
+            "after_then": len(after := [job.finished_at for job in kids
+                                        if (job.finished_at or 0.0) > then.created_at]),
+            "after_then_per_s": round(len(after) / max(last - then.created_at, 1e-9), 1),
             "gather_ms": round((then.started_at - last) * 1000, 2)}
 
 
