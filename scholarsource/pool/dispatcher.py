@@ -299,11 +299,13 @@ class Dispatcher:
             self.expect.observe(claim.task, peak)
         code, value, cpu = ended.code, ended.value, ended.cpu
         if slot.cancel_at is not None:
-            # What a task returns once cancelled (partial work, say) is the job's result.
+            # What a task returns once cancelled (partial work, say) is the job's result;
+            # not a continuation, which a cancelled job does not get.
             outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
                               error_code=ErrorCode.CANCELLED, error=ErrorCode.CANCELLED,
                               peak_rss=peak, cpu_time=cpu,
-                              result_json=value if code is None else None)
+                              result_json=value if code is None and ended.then is None
+                              else None)
         elif code is None:
             try:
                 then = None if ended.then is None else self.children.continuation(

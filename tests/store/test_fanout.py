@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 
 from scholarsource.quotas import QuotaPolicy, TenantOverride
+from scholarsource.store import schema
 from scholarsource.store.base import Claim, Ending, JobState, NewJob, Outcome, Spawn, Store
 from scholarsource.store.fanout import CONTINUATION, child_id
+from scholarsource.store.sqlite import CONTINUE_PARENTS, EXISTING, REFUSE, SPAWN_PARENTS
 from tests.store.backends import Backend
-from tests.store.test_sqlite import run
+from tests.store.test_sqlite import query_plan, run
 
 POLICY = QuotaPolicy()
 
@@ -176,3 +179,15 @@ def test_children_past_max_queued_go_in_cancelled_as_quota_exceeded(
         assert await status(store, child_id(root.id, 5)) is JobState.QUEUED
 
     run(tmp_path / "q.db", body, backend)
+
+
+def test_a_spawn_probes_each_job_by_its_id(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    schema.migrate(db)
+    conn = sqlite3.connect(db)
+    for sql, args in ((SPAWN_PARENTS, {"batch": "[]"}), (CONTINUE_PARENTS, {"batch": "[]"}),
+                      (EXISTING, {"ids": "[]"}), (REFUSE, {"refused": "[]", "now": 0})):
+        plan = query_plan(conn, sql, args)
+        assert "SCAN jobs" not in plan, plan
+        assert "INDEX sqlite_autoindex_jobs_1 (id=?)" in plan, plan
+    conn.close()
