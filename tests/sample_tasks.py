@@ -238,15 +238,19 @@ def add(ctx: Context, digit: int = 1) -> int:
 
 @task("fan_out")
 def fan_out(ctx: Context, n: int = 50, child: str = "piece", pause: float = 0.0,
-            fail_first: bool = False, gather: str = "gather", between: float = 0.0) -> object:
+            fail_first: bool = False, gather: str = "gather", between: float = 0.0,
+            hold: float = 0.0) -> object:
     """Submit `n` children of task `child` (each `piece` sleeps `pause`; `between` seconds
     between two submits), then end and let `gather` run once they have all ended. With
     `fail_first`, the first attempt raises after its submits, so the second submits them
-    again."""
+    again; with `hold`, it waits that long (or until cancelled) before it returns."""
     ids = []
     for i in range(n):
         ids.append(ctx.submit(child, {"i": i, "pause": pause}))
         time.sleep(between)
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline and not ctx.cancel_requested:
+        time.sleep(0.01)
     if fail_first and ctx.attempt == 1:
         raise RuntimeError("the first attempt fails after its submits")
     return ctx.continue_with(gather, {"expected": n}, after=ids)

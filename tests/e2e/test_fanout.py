@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scholarsource.store.fanout import CONTINUATION, child_id
 from tests.conftest import Server
 from tests.e2e.jobs_api import wait_finished
 from tests.e2e.test_deps import post
@@ -94,6 +95,22 @@ def cancel_root_cancels_tree(client: httpx.Client) -> None:
     assert client.get(f"/api/jobs/{then_id}").json()["status"] == "cancelled"
 
 
+def cancel_running_root_cancels_tree(client: httpx.Client) -> None:
+    root = post(client, {"task": "fan_out", "params": {"n": 4, "pause": 30, "hold": 30}})
+    wait_until(lambda: len(children(client, root["id"])) == 4, 10,
+               message="the root's 4 children")
+    assert client.post(f"/api/jobs/{root['id']}/cancel").status_code == 202
+    ended = wait_finished(client, root["id"])
+    # It returned a continuation once cancelled: none is made, and no result points to one.
+    assert (ended["status"], ended["result"]) == ("cancelled", None)
+    wait_until(lambda: all(kid["final"] for kid in children(client, root["id"])), 15,
+               message="the tree to be cancelled")
+    assert {kid["status"] for kid in children(client, root["id"])} == {"cancelled"}
+    assert len(children(client, root["id"])) == 4
+    then = child_id(root["id"], CONTINUATION)
+    assert client.get(f"/api/jobs/{then}").status_code == 404
+
+
 def kill_pool_mid_fan_out(server: Server, client: httpx.Client) -> None:
     # The root submits slowly: the kill lands while it runs, with some children written
     # and some done; its next attempt submits the same 50 again.
@@ -135,5 +152,6 @@ def test_fan_out_from_inside_a_task_through_a_real_server(serve) -> None:
     unknown_task_fails_the_parent(client)
     retry_does_not_double(client)
     cancel_root_cancels_tree(client)
+    cancel_running_root_cancels_tree(client)
     kill_pool_mid_fan_out(server, client)
     children_past_max_queued_are_refused(client)
