@@ -123,6 +123,11 @@ async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
     only the new rows are linked to the siblings they depend on."""
     if not spawns:
         return
+    # The tenants' quota locks first, as a submit takes them, and only then the parents'
+    # rows: a submit that depends on a parent holds its quota lock while it locks the
+    # parent FOR SHARE, so the other order could deadlock with it.
+    state = None if policy is None else await _PostgresQuotaTx(conn).state(
+        sorted({spawn.job.tenant for spawn in spawns}), [])
     rows = await (await conn.execute(parents_sql, {"batch": dumps(parents)})).fetchall()
     existing = {job_id for (job_id,) in await (await conn.execute(
         sql.EXISTING, {"ids": named(spawns)})).fetchall()}
@@ -130,8 +135,7 @@ async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
     if not news:
         return
     refused: dict[str, str] = {}
-    if policy is not None:
-        state = await _PostgresQuotaTx(conn).state(sorted({new.tenant for new in news}), [])
+    if state is not None and policy is not None:
         refused = over_quota(news, state, policy)
     jobs = [dataclasses.replace(job, status=JobState.CANCELLED) if job.id in refused else job
             for job in new_jobs(news)]
