@@ -411,6 +411,10 @@ class Config:
         "422 too_many_parents."))
     max_workflow_steps: int = field(default=500, metadata=_key(
         "Most steps one POST /api/workflows may create; more: 422 too_many_steps."))
+    # Fan-out from inside a task (issue 14: tasks/fanout.py).
+    max_children: int = field(default=10_000, metadata=_key(
+        "Most jobs one attempt of a task may create with ctx.submit (and so most a "
+        "ctx.continue_with may wait for); one more raises ChildRefused in the task."))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -481,7 +485,7 @@ class Config:
         if self.database_listen and not self.database:
             raise ConfigError("database_listen needs database: it is where the pools of a "
                               "PostgreSQL store listen, and SQLite has none")
-        for name in ("max_parents", "max_workflow_steps"):
+        for name in ("max_parents", "max_workflow_steps", "max_children"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
 

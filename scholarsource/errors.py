@@ -5,6 +5,7 @@
     ├── TaskError                task registry problems
     │   └── UnknownTaskError     a name that no registered task has
     ├── Retry                    raised by a task to ask for another attempt later
+    ├── ChildRefused             a task's ctx.submit or ctx.continue_with that a submit refuses
     ├── StoreError               the database cannot do what was asked
     │   ├── StoreUnavailable     locked past the busy timeout, disk full, read-only
     │   └── BackupError          a backup cannot be taken or written
@@ -63,6 +64,15 @@ class Retry(ScholarSourceError):
     def __init__(self, message: str = "retry requested", *, after: float | None = None) -> None:
         super().__init__(message)
         self.after = after
+
+
+class ChildRefused(ScholarSourceError):
+    """Raised in a task when ctx.submit or ctx.continue_with names a child that a submit
+    would refuse (an unknown task, a bad option); `code` is the API's error code for it."""
+
+    def __init__(self, message: str, code: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StoreError(ScholarSourceError):

@@ -275,3 +275,40 @@ def add(ctx: Context, digit: int = 1, seconds: float = 0.0) -> int:
     Sleeps `seconds` first (a step to catch running)."""
     time.sleep(float(seconds))
     return sum(value or 0 for value in ctx.parent_results.values()) * 10 + digit
+
+
+@task("fan_out")
+def fan_out(ctx: Context, n: int = 50, child: str = "piece", pause: float = 0.0,
+            fail_first: bool = False, gather: str = "gather", between: float = 0.0,
+            hold: float = 0.0) -> object:
+    """Submit `n` children of task `child` (each `piece` sleeps `pause`; `between` seconds
+    between two submits), then end and let `gather` run once they have all ended. With
+    `fail_first`, the first attempt raises after its submits, so the second submits them
+    again; with `hold`, it waits that long (or until cancelled) before it returns."""
+    ids = []
+    for i in range(n):
+        ids.append(ctx.submit(child, {"i": i, "pause": pause}))
+        time.sleep(between)
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline and not ctx.cancel_requested:
+        time.sleep(0.01)
+    if fail_first and ctx.attempt == 1:
+        raise RuntimeError("the first attempt fails after its submits")
+    return ctx.continue_with(gather, {"expected": n}, after=ids)
+
+
+@task("piece")
+def piece(ctx: Context, i: int = 0, pause: float = 0.0) -> int:
+    """One child of a fan-out: wait `pause` seconds (stopping early once cancelled), then
+    return its index."""
+    deadline = time.monotonic() + pause
+    while time.monotonic() < deadline and not ctx.cancel_requested:
+        time.sleep(0.01)
+    return i
+
+
+@task("gather")
+def gather(ctx: Context, expected: int = 0) -> dict[str, object]:
+    """A fan-out's continuation: how many results it received and their sum."""
+    return {"count": len(ctx.parent_results), "expected": expected,
+            "sum": sum(ctx.parent_results.values())}

@@ -111,12 +111,14 @@ async def acting_tenant(request: Request, job_id: str) -> str:
 
 
 async def cancel_job(request: Request, job_id: str) -> Job:
-    """Cancel a queued job now, ask a running one to stop; 409 if it already ended."""
+    """Cancel a queued job now, ask a running one to stop; 409 if it already ended, unless
+    its task fanned out: then the tree it started is cancelled (Store.cancel)."""
     svc = services(request)
     job = await svc.store.cancel(await acting_tenant(request, job_id), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
-    if job.status is JobState.RUNNING:
+    root = job.workflow_id == job.id
+    if job.status is JobState.RUNNING or root:
         svc.store.wake(Wake.CANCELLED)
     elif job.status is JobState.CANCELLED:
         svc.store.wake(Wake.SUBMITTED)  # a child that runs anyway may be queued now

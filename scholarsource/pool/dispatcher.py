@@ -19,7 +19,7 @@ import os
 import pickle
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -30,13 +30,15 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.pool import memory
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.artifacts import Files, received, well_formed
+from scholarsource.pool.children import Children
 from scholarsource.pool.journal import Journal
-from scholarsource.pool.messages import Ended, Report
+from scholarsource.pool.messages import Ended, Report, Spawned
 from scholarsource.pool.policy import Policy
 from scholarsource.pool.retention import Pruner
 from scholarsource.pool.scheduler import Scheduler
 from scholarsource.pool.slots import Slot, Slots
 from scholarsource.pool.suspect import Suspect
+from scholarsource.quotas import QuotaPolicy
 from scholarsource.store.base import (
     Claim,
     Ending,
@@ -46,6 +48,7 @@ from scholarsource.store.base import (
     Outcome,
     PoolInfo,
     Store,
+    TaskDefaults,
     Wake,
 )
 from scholarsource.tasks.jsontext import printable, to_json
@@ -106,7 +109,8 @@ class Dispatcher:
     def __init__(self, config: Config, store: Store, slots: Slots, owner: str,
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
                  alive: Callable[[], None] = lambda: None,
-                 suspect: Suspect | None = None, rate_limited: bool = False) -> None:
+                 suspect: Suspect | None = None, rate_limited: bool = False,
+                 tasks: Mapping[str, TaskDefaults] | None = None) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -131,6 +135,8 @@ class Dispatcher:
         # What the journal needs of each outcome once it is committed: its claim, run time.
         self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
+        self.children = Children(config, tasks or {})  # ctx.submit's, batched like notes
+        self._quota = QuotaPolicy(config.tenants, config.max_queued)  # children count too
         self._interrupted: list[tuple[str, int]] = []  # (job id, token) to re-queue
         self._check_cancels = True
         self._stop_at: float | None = None
@@ -238,16 +244,17 @@ class Dispatcher:
                 log.warning("cannot re-queue interrupted jobs yet: %s", exc)
 
     async def _write(self, claim: bool) -> None:
-        """Write progress and finished attempts, then (with `claim`) claim jobs for the free
-        slots and start them. The results and the claim are one batch of the store (on
-        SQLite one transaction: one commit per turn, not two). What the store cannot take
-        now is kept for the next turn."""
-        notes, outcomes = self._notes, self._outcomes
+        """Write progress, the children running attempts submitted and finished attempts,
+        then (with `claim`) claim jobs for the free slots and start them. The children, the
+        results and the claim are one batch of the store (on SQLite one transaction: one
+        commit per turn, not two). What the store cannot take now is kept for the next turn
+        (a child written twice is the same row: its id is derived, store/fanout.py)."""
+        notes, spawns, outcomes = self._notes, self.children.pending, self._outcomes
         # No job starts while the artifacts' budget or disk is spent (pool/artifacts.py).
         free = self.slots.free() if claim and not self.files.full else []
-        if not notes and not outcomes and not free:
+        if not notes and not spawns and not outcomes and not free:
             return
-        self._notes, self._outcomes = [], []
+        self._notes, self.children.pending, self._outcomes = [], [], []
         states: dict[str, JobState] = {}
         claims: list[Claim] = []
         refused: StoreUnavailable | None = None
@@ -256,6 +263,8 @@ class Dispatcher:
                 await self.store.note(notes)
                 notes = []
             async with self.store.batch():
+                if spawns:  # before the outcomes: a parent's end fences out its later children
+                    await self.store.spawn(spawns, self._quota)
                 if outcomes:
                     states = await self.store.finish(outcomes, self.config.max_crashes)
                 if free:
@@ -269,6 +278,7 @@ class Dispatcher:
             log.warning("store unavailable, will retry writing %d result(s): %s",
                         len(outcomes), exc)
             self._notes[:0], self._outcomes[:0] = notes, outcomes
+            self.children.pending[:0] = spawns
             await asyncio.sleep(_STORE_RETRY)
             return
         self._written(outcomes, states)
@@ -319,17 +329,28 @@ class Dispatcher:
         code, value, cpu = ended.code, ended.value, ended.cpu
         if slot.cancel_at is not None:
             # What a task returns once cancelled (partial work, say) is the job's result;
-            # its files are not kept.
+            # its files are not kept, nor a continuation, which a cancelled job does not get.
             if ended.artifacts:
                 self.files.discard(claim)
             outcome = Outcome(claim.id, claim.token, Ending.CANCELLED,
                               error_code=ErrorCode.CANCELLED, error=ErrorCode.CANCELLED,
                               peak_rss=peak, cpu_time=cpu,
-                              result_json=value if code is None else None)
+                              result_json=value if code is None and ended.then is None
+                              else None)
         elif code is None:
-            outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
-                              peak_rss=peak, cpu_time=cpu,
-                              artifacts=received(claim, ended.artifacts))
+            try:
+                then = None if ended.then is None else self.children.continuation(
+                    claim, ended.then)
+            except ValueError as exc:
+                code = ErrorCode.BAD_MESSAGE
+                outcome = self._failure(claim, code, code.explain(str(exc)[:_MAX_ERROR_CHARS]),
+                                        peak=peak, cpu=cpu)
+                if ended.artifacts:
+                    self.files.discard(claim)
+            else:
+                outcome = Outcome(claim.id, claim.token, Ending.SUCCEEDED, result_json=value,
+                                  peak_rss=peak, cpu_time=cpu, then=then,
+                                  artifacts=received(claim, ended.artifacts))
         elif code is ErrorCode.RETRY:
             outcome = self._failure(claim, code, f"retry requested: {value}", peak=peak,
                                     cpu=cpu, after=ended.after)
@@ -384,6 +405,7 @@ class Dispatcher:
 
     def _record(self, slot: Slot, claim: Claim, outcome: Outcome) -> None:
         """Queue the outcome for the next write, and tell operators."""
+        self.children.forget(claim)
         self._outcomes.append(outcome)
         self._ran[(claim.id, claim.token)] = (claim, time.monotonic() - slot.started)
         self._wake.set()
@@ -443,7 +465,7 @@ class Dispatcher:
                          f"cannot take ({type(exc).__name__}: {exc})")
         finally:
             self.suspect.clear()
-        if self._notes:
+        if self._notes or self.children.pending:
             self._wake.set()
 
     def _take(self, slot: Slot, message: Any) -> None:
@@ -454,6 +476,9 @@ class Dispatcher:
                 raise ValueError(f"a note of kind {kind!r:.40}")
             to_json([job_id, token, data])  # or NotJson: every note kept must be writable
             self._notes.append(Note(job_id, token, kind, data))
+        elif type(message) is Spawned:
+            if slot.claim is not None:
+                self.children.take(slot.claim, message)
         elif type(message) is Ended:
             if not (isinstance(message.code, ErrorCode | None)
                     and isinstance(message.value, str | None)
@@ -461,7 +486,8 @@ class Dispatcher:
                     and isinstance(message.after, float | None)
                     and isinstance(message.peak, int | None)
                     and isinstance(message.cpu, float | int)
-                    and well_formed(message.artifacts)):
+                    and well_formed(message.artifacts)
+                    and isinstance(message.then, str | None)):
                 raise ValueError("a malformed end of attempt")
             self._completed(slot, message)
         else:
@@ -591,6 +617,7 @@ class Dispatcher:
         for slot in self.slots.busy():
             if (claim := slot.release()) is not None:
                 pairs.append((claim.id, claim.token))
+                self.children.forget(claim)
             slot.kill()
         log.warning("re-queueing %d unfinished job(s): %s", len(pairs), cause)
         try:

@@ -35,6 +35,16 @@ class Report(NamedTuple):
     data: dict[str, Any]
 
 
+class Spawned(NamedTuple):
+    """Slot → pool: the running attempt's ctx.submit of its child `key` (tasks/fanout.py),
+    the submit body as JSON, checked in the slot and checked again by the pool."""
+
+    job_id: str
+    token: int
+    key: int
+    body_json: str
+
+
 class Ended(NamedTuple):
     """Slot → pool: how the attempt holding `token` ended."""
 
@@ -47,9 +57,10 @@ class Ended(NamedTuple):
     cpu: float = 0.0           # CPU seconds of the attempt (its process and children)
     # A success's files (pool/artifacts.py): (name, size, sha256, content type) each.
     artifacts: tuple[tuple[str, int, str, str], ...] = ()
+    then: str | None = None    # ctx.continue_with's submit body, as JSON
 
 
-def send(conn: Connection, message: Attempt | Report | Ended) -> None:
+def send(conn: Connection, message: Attempt | Report | Spawned | Ended) -> None:
     """Send one message. Not Connection.send: it pickles with multiprocessing's
     ForkingPickler, whose reducer table (a ChainMap, searched in Python for each object that
     is not a builtin type) costs a NamedTuple ~1.5 µs more; these messages need none of its

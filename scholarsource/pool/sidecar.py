@@ -26,7 +26,6 @@ from scholarsource.pool.scheduler import check_schedules
 from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.pool.suspect import Suspect
 from scholarsource.sizing import plan
-from scholarsource.store.base import TaskDefaults
 from scholarsource.store.factory import open_store
 from scholarsource.store.owner import box_of, new_owner
 from scholarsource.tasks.fetch import ENV_ALLOW_PRIVATE
@@ -129,13 +128,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         # every directory that no job's artifacts or running attempt keeps.
         await Files.of(config).sweep(store)
         rates = task_rates(registry, config.tasks)
-        defaults = [TaskDefaults(s.name, s.queue, s.timeout, s.max_attempts, s.memory,
-                                 s.memory_limit, s.backoff_base, s.backoff_max, s.params,
-                                 s.cache_ttl, s.unique,
-                                 rate_limit=rate.limit if (rate := rates.get(s.name)) else None,
-                                 rate_window=rate.window if rate else None,
-                                 concurrency_limit=s.concurrency_limit)
-                    for s in registry.values()]
+        defaults = [spec.defaults(rates.get(spec.name)) for spec in registry.values()]
         check_schedules(config, {d.name: d for d in defaults})  # or refuse to boot
         await store.publish_tasks(defaults)
         expect = Expectations(config.memory_per_job)
@@ -153,7 +146,8 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         _pulse(ready_fd, READY)
         dispatcher = Dispatcher(config, store, slots, owner, master_pid, expect,
                                 alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect,
-                                rate_limited=bool(rates))
+                                rate_limited=bool(rates),
+                                tasks={d.name: d for d in defaults})
         loop = asyncio.get_running_loop()
         loop.add_reader(wakeups.fileno(), lambda: dispatcher.hint(wakeups.drain()))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)

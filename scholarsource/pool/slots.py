@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -44,7 +45,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,11 @@ from scholarsource import logs
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
 from scholarsource.pool import artifacts
-from scholarsource.pool.messages import Attempt, Ended, Report, send
-from scholarsource.store.base import Claim, ErrorCode
+from scholarsource.pool.messages import Attempt, Ended, Report, Spawned, send
+from scholarsource.store.base import Claim, ErrorCode, TaskDefaults
+from scholarsource.store.url import DatabaseUrl
 from scholarsource.tasks.context import CancelFlag, Context
+from scholarsource.tasks.fanout import Continuation, Fanout
 from scholarsource.tasks.jsontext import NotJson, printable, to_json
 from scholarsource.tasks.registry import TaskSpec, load_tasks
 
@@ -77,6 +80,8 @@ _artifacts_root: Path | None = None
 _max_artifact_bytes = 0
 _peak: PeakRss | None = None
 _tasks: dict[str, TaskSpec] = {}
+_defaults: dict[str, TaskDefaults] = {}
+_submit_rules: Config | None = None
 
 
 class PeakRss:
@@ -110,18 +115,23 @@ class SlotSettings:
     builtin_tasks: tuple[str, ...] = ("all",)
     artifacts_dir: str = ""  # absolute: a task may change its working directory
     max_artifact_bytes: int = 1024**3
+    # What ctx.submit checks a child against, as the API would (no database URL: a slot
+    # opens no store, and task code need not see its password).
+    submit_rules: Config = field(default_factory=Config)
 
     @classmethod
     def of(cls, config: Config) -> SlotSettings:
+        rules = dataclasses.replace(config, database=DatabaseUrl(),
+                                    database_listen=DatabaseUrl())
         return cls(config.task_modules, config.max_result_bytes, config.log_level,
                    config.log_format, config.builtin_tasks,
-                   str(config.artifacts_path.absolute()), config.max_artifact_bytes)
+                   str(config.artifacts_path.absolute()), config.max_artifact_bytes, rules)
 
 
 def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
                lifeline: Connection, settings: SlotSettings) -> None:
     """Runs once in each slot process, before its first job."""
-    global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak
+    global _conn, _cancel_flag, _stop_flag, _max_result_bytes, _peak, _submit_rules
     global _artifacts_root, _max_artifact_bytes
     _conn, _cancel_flag, _max_result_bytes = conn, cancel_flag, settings.max_result_bytes
     _artifacts_root = Path(settings.artifacts_dir) if settings.artifacts_dir else None
@@ -148,6 +158,8 @@ def _init_slot(conn: Connection, cancel_flag: CancelFlag, stop_flag: CancelFlag,
     # The slot runs only what the pool published: a job queued for a built-in before the
     # operator stopped exposing it fails as an unknown task instead of running.
     _tasks.update(load_tasks(settings.task_modules, settings.builtin_tasks))
+    _defaults.update({name: spec.defaults() for name, spec in _tasks.items()})
+    _submit_rules = settings.submit_rules
 
 
 def _on_stop_signal(signum: int, frame: object) -> None:
@@ -221,7 +233,13 @@ def run_attempt(attempt: Attempt) -> Ended:
         if conn is not None:
             send(conn, Report(job_id, token, kind, data))
 
-    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, _artifacts_root)
+    def spawned(key: int | str, body_json: str) -> None:
+        if conn is not None:
+            send(conn, Spawned(job_id, token, int(key), body_json))
+
+    fanout = Fanout(job_id, _defaults, _submit_rules or Config(), spawned)
+    ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, _artifacts_root,
+                  fanout=fanout)
     ended = _call(attempt, ctx)
     if ctx.artifacts_dir is None:
         return ended
@@ -260,6 +278,10 @@ def _call(attempt: Attempt, ctx: Context) -> Ended:
         return Ended(token, ErrorCode.TASK_ERROR, _describe(exc), detail)
     if result is None:
         return Ended(token, None, None)
+    then = None
+    if isinstance(result, Continuation):
+        then = json.dumps(result.body)
+        result = result.result()
     try:
         encoded = to_json(result)
     except NotJson as exc:
@@ -270,7 +292,7 @@ def _call(attempt: Attempt, ctx: Context) -> Ended:
         code = ErrorCode.RESULT_TOO_LARGE
         return Ended(token, code, code.explain(f"{size} bytes of JSON, more than "
                                                f"max_result_bytes ({_max_result_bytes})"))
-    return Ended(token, None, encoded)
+    return Ended(token, None, encoded, then=then)
 
 
 def _describe(exc: BaseException, plain: bool = False) -> str:

@@ -100,6 +100,7 @@ class ErrorCode(enum.StrEnum):
     ARTIFACT_TOO_LARGE = "artifact_too_large"  # its files passed max_artifact_bytes
     BAD_ARTIFACT = "bad_artifact"          # a link, directory or odd name among its files
     PARENT_FAILED = "parent_failed"        # a job it depends on ended dead or cancelled
+    QUOTA_EXCEEDED = "quota_exceeded"      # a task's child past its tenant's max_queued
 
     def explain(self, text: str) -> str:
         """The error message for this code: "code: text"."""
@@ -356,6 +357,20 @@ class Outcome:
     peak_rss: int | None = None      # the slot's peak RSS during the attempt, bytes
     cpu_time: float | None = None    # CPU seconds of the attempt (its process and children)
     artifacts: tuple[Artifact, ...] = ()  # a success's files: recorded with it, or not at all
+    # A success's continuation (ctx.continue_with): created in the finish's transaction,
+    # only if the attempt's success is recorded (Store.finish).
+    then: NewJob | None = None
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """A job a running attempt created with ctx.submit (store/fanout.py): `job` has its
+    derived id, tenant, parent_id and siblings set; written only while the attempt holding
+    `token` still runs and no cancel was asked for it."""
+
+    parent_id: str
+    token: int
+    job: NewJob
 
 
 @dataclass(frozen=True)
@@ -844,8 +859,9 @@ class Store(abc.ABC):
         stated once in store/rules.py): a failure goes `retrying` (to run again at its
         `retry_at`) or `dead` once the job has failed `max_attempts` times or crashed
         `max_crashes` times. A success's `artifacts` are recorded in the same transaction
-        (none for a stale outcome). Returns the state each job was left in, for the outcomes
-        that were not stale."""
+        (none for a stale outcome), and its continuation (`then`) goes in with it when the job
+        succeeded and no cancel was asked for it, as Store.spawn inserts a child. Returns the
+        state each job was left in, for the outcomes that were not stale."""
 
     # -- artifacts (scholarsource/artifacts.py) ---------------------------------------------
     @abc.abstractmethod
@@ -875,6 +891,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def note(self, notes: list[Note]) -> None:
         """Record progress and log lines in one transaction; stale tokens are ignored."""
+
+    @abc.abstractmethod
+    async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        """Insert the children running attempts created, in one transaction: only those
+        whose parent still runs under the spawn's token with no cancel asked; an id already
+        there (the same child from an earlier attempt) is left as it is. Each child joins
+        its parent's workflow, and a parent that had none becomes the root of its own
+        (workflow_id = its id). A sibling in `depends_on` that is gone is left out. A
+        child past its tenant's or the server's max_queued (`policy`, with the store's
+        overrides) goes in `cancelled` with error code quota_exceeded."""
 
     @abc.abstractmethod
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

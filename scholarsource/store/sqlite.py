@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -55,6 +56,7 @@ from scholarsource.store.base import (
     Reused,
     ScheduleState,
     SchemaVersion,
+    Spawn,
     Storage,
     Store,
     TaskDefaults,
@@ -64,6 +66,7 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.deps import depths, links_json, with_parents
+from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
 from scholarsource.store.rows import (
     artifact_batch,
     artifacts_from_rows,
@@ -510,6 +513,21 @@ PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)) FROM job
 # A workflow's steps, in the order they were submitted (jobs_workflow).
 WORKFLOW = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND workflow_id = ? "
             f"ORDER BY seq")
+# Fan-out (store/fanout.py): the parents that may still add children, each placed in a
+# workflow (its own, as the root, if it had none); bound: [[id, token], ...] as JSON. A
+# running attempt adds them under its token unless a cancel was asked; a continuation goes
+# in with its parent's success (FINISH, same transaction), unless a cancel was asked.
+_FANOUT_PARENTS = ("UPDATE jobs SET workflow_id = coalesce(jobs.workflow_id, jobs.id) "
+                   "FROM json_each(:batch) AS b WHERE jobs.id = b.value ->> 0 {guard} "
+                   "AND jobs.cancel_requested = 0 RETURNING jobs.id, jobs.workflow_id")
+SPAWN_PARENTS = _FANOUT_PARENTS.format(
+    guard="AND jobs.token = b.value ->> 1 AND jobs.status = 'running'")
+CONTINUE_PARENTS = _FANOUT_PARENTS.format(guard="AND jobs.status = 'succeeded'")
+EXISTING = "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))"
+# Children over a max_queued go in cancelled; this says why. Bound: [[id, error], ...].
+REFUSE = (f"UPDATE jobs SET error_code = '{ErrorCode.QUOTA_EXCEEDED}', "
+          "error = r.value ->> 1, finished_at = :now FROM json_each(:refused) AS r "
+          "WHERE jobs.id = r.value ->> 0")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = ? AND status = 'running' "
                    "AND cancel_requested = 1")
 # An attempt cut short by a shutdown is not the job's doing: it runs again, uncharged.
@@ -887,6 +905,40 @@ async def _link(db: _Driver, jobs: list[Job]) -> dict[str, Job]:
     return {job.id: job for job in map(_job, rows)}
 
 
+async def _add_children(db: _Driver, parents_sql: str, parents: list[list[Any]],
+                        spawns: list[Spawn], policy: QuotaPolicy | None = None) -> None:
+    """Insert the `spawns` whose parent `parents_sql` keeps (see SPAWN_PARENTS), inside the
+    caller's transaction, within the max_queued of `policy` (None: no check); an id already
+    there stays as it is, and only the new rows are linked to the siblings they depend
+    on."""
+    if not spawns:
+        return
+    workflows = dict(await db.fetchall(parents_sql, {"batch": json.dumps(parents)}))
+    existing = {job_id for (job_id,) in await db.fetchall(
+        EXISTING, {"ids": json.dumps(named(spawns))})}
+    news = placed(spawns, workflows, existing)
+    refused: dict[str, str] = {}
+    if news and policy is not None:
+        state = await _SqliteQuotaTx(db).state(sorted({new.tenant for new in news}), [])
+        refused = over_quota(news, state, policy)
+    jobs = [dataclasses.replace(job, status=JobState.CANCELLED) if job.id in refused else job
+            for job in _new_jobs(news)]
+    inserted: set[str] = set()
+    for start in range(0, len(jobs), SUBMIT_ROWS):
+        chunk = list(zip(news[start:start + SUBMIT_ROWS], jobs[start:start + SUBMIT_ROWS],
+                         strict=True))
+        rows = await db.fetchall(submit_sql(len(chunk)) + " ON CONFLICT DO NOTHING RETURNING id",
+                                 [value for new, job in chunk for value in _row(new, job)])
+        inserted.update(job_id for (job_id,) in rows)
+    if refused:
+        await db.fetchall(REFUSE, {"refused": json.dumps(list(refused.items())),
+                                   "now": time.time()})
+    linked = [job for job in jobs if job.id in inserted and job.depends_on
+              and job.id not in refused]
+    if linked:
+        await _link(db, linked)
+
+
 def _row(new: NewJob, j: Job) -> tuple[Any, ...]:
     """A job's values for _INSERT, in its column order."""
     return (j.id, j.tenant, j.task, j.queue, j.priority, json.dumps(j.params),
@@ -1165,12 +1217,14 @@ class SqliteStore(Store):
 
     @_unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        job = None
         for sql, args in ((CANCEL_QUEUED, (time.time(), job_id, tenant)),
                           (CANCEL_RUNNING, (job_id, tenant))):
             row = await self._one(sql, args)
             if row is not None:
-                return _job(row)
-        return await self.get(tenant, job_id)
+                job = _job(row)
+                break
+        return await root_cancelled(self, tenant, job or await self.get(tenant, job_id))
 
     @_unavailable
     async def cancel_matching(self, tenant: str, *, status: str | None = None,
@@ -1406,25 +1460,29 @@ class SqliteStore(Store):
             chunk = outcomes[start:start + FINISH_ROWS]
             statements.append((finish_sql(len(chunk)),
                                [*head, *(value for o in chunk for value in _outcome_row(o))]))
-        if any(o.artifacts for o in outcomes):
-            rows = await self._finish_with_artifacts(statements, outcomes)
-        elif len(statements) == 1:  # the common case stays one statement
+        if any(o.artifacts or o.then is not None for o in outcomes):
+            return await self._finish_with_successors(statements, outcomes)
+        if len(statements) == 1:  # the common case stays one statement
             rows = await self._db.fetchall(*statements[0])
         else:
             rows = [row for done in await self._atomically(statements) for row in done]
         return {job_id: JobState(status) for job_id, status in rows}
 
-    async def _finish_with_artifacts(self, statements: list[tuple[str, Any]],
-                                     outcomes: list[Outcome]) -> list[Any]:
-        """FINISH, then the files of the jobs it left succeeded, in one transaction."""
+    async def _finish_with_successors(self, statements: list[tuple[str, Any]],
+                                      outcomes: list[Outcome]) -> dict[str, JobState]:
+        """FINISH, then what a success brings: its files and its continuation (only for the
+        jobs FINISH left succeeded), in one transaction."""
 
-        async def run(db: _Driver) -> list[Any]:
-            rows = [row for sql, params in statements for row in await db.fetchall(sql, params)]
-            batch = artifact_batch(outcomes, {job_id for job_id, status in rows
-                                              if status == JobState.SUCCEEDED})
+        async def run(db: _Driver) -> dict[str, JobState]:
+            states = {job_id: JobState(status) for query, params in statements
+                      for job_id, status in await db.fetchall(query, params)}
+            batch = artifact_batch(outcomes, {job_id for job_id, state in states.items()
+                                              if state is JobState.SUCCEEDED})
             if batch:
                 await db.fetchall(ADD_ARTIFACTS, {"batch": json.dumps(batch)})
-            return rows
+            thens = continuations(outcomes, states)
+            await _add_children(db, CONTINUE_PARENTS, [[s.parent_id] for s in thens], thens)
+            return states
 
         return await self._in_transaction(run)
 
@@ -1465,6 +1523,15 @@ class SqliteStore(Store):
         await self._db.fetchall(ADD_EVENTS, {"batch": json.dumps(batch), "now": time.time()})
         if progress:
             await self._db.fetchall(PROGRESS, {"batch": json.dumps(progress)})
+
+    @_unavailable
+    async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        await asyncio.shield(self._spawn(spawns, policy))
+
+    async def _spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        async with self._transaction() as db:
+            await _add_children(db, SPAWN_PARENTS, [[s.parent_id, s.token] for s in spawns],
+                                spawns, policy)
 
     @_unavailable
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
 from scholarsource.artifacts import attempt_dir, check_name
+from scholarsource.errors import ChildRefused
+from scholarsource.tasks.fanout import Continuation, Fanout
 from scholarsource.tasks.jsontext import printable
 
 # Progress from a tight loop would flood the store; between two reports we keep at most
@@ -32,7 +34,8 @@ class Context:
                  report: Callable[[str, dict[str, Any]], None] | None,
                  cancel_flag: CancelFlag | None, artifacts_root: Path | None = None,
                  parent_artifacts: dict[str, dict[str, Path]] | None = None,
-                 parent_results: dict[str, Any] | None = None) -> None:
+                 parent_results: dict[str, Any] | None = None,
+                 fanout: Fanout | None = None) -> None:
         self.job_id = job_id
         self.attempt = attempt
         # The results of the jobs this one depends on, by id ({} without parents; a parent
@@ -40,6 +43,7 @@ class Context:
         self.parent_results: dict[str, Any] = parent_results or {}
         self._token = token
         self._report = report
+        self._fanout = fanout
         self._cancel_flag = cancel_flag
         self._last_progress = 0.0
         self._artifacts_root = artifacts_root
@@ -90,6 +94,26 @@ class Context:
         """Add a line to the job's event log (long lines are cut; any lone surrogate is
         escaped, as in progress messages)."""
         self._send("log", {"message": _text(message)})
+
+    def submit(self, task: str, params: dict[str, Any] | None = None, **options: Any) -> str:
+        """Submit a child job in this job's tenant and workflow (the options of a submit:
+        queue, priority, max_attempts, timeout, depends_on among its siblings...); returns
+        its id at once. Raises ChildRefused for what a submit would refuse (an unknown
+        task, a bad option). The n-th submit of every attempt names the same child, so a
+        retry does not double them (tasks/fanout.py)."""
+        return self._fanouts().submit(task, params, options)
+
+    def continue_with(self, task: str, params: dict[str, Any] | None = None, *,
+                      after: Collection[str] = (), **options: Any) -> Continuation:
+        """Return this from the task: the job ends now (its result `{"continued_by": id}`),
+        freeing its slot, and job `id` runs once every child in `after` has ended, with
+        their results in its ctx.parent_results."""
+        return self._fanouts().continue_with(task, params, after, options)
+
+    def _fanouts(self) -> Fanout:
+        if self._fanout is None:
+            raise ChildRefused("this context submits no jobs (it runs outside a pool)")
+        return self._fanout
 
     def _send(self, kind: str, data: dict[str, Any]) -> None:
         if self._report is not None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from scholarsource.config import parse_size
 from scholarsource.errors import TaskError
 from scholarsource.limits import MAX_CONCURRENCY, RATE_HINT, Rate, TaskLimits, parse_rate
+from scholarsource.store.base import TaskDefaults
 from scholarsource.tasks.params import Schema, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +44,16 @@ class TaskSpec:
     unique: bool = False  # at most one live job per tenant and params
     rate_limit: Rate | None = None  # at most N starts per window, across the pool
     concurrency_limit: int | None = None  # default for a submit's concurrency_key
+
+    def defaults(self, rate: Rate | None = None) -> TaskDefaults:
+        """What a submit of this task gets by default (the API's and ctx.submit's), with
+        the rate limit in force."""
+        return TaskDefaults(self.name, self.queue, self.timeout, self.max_attempts,
+                            self.memory, self.memory_limit, self.backoff_base,
+                            self.backoff_max, self.params, self.cache_ttl, self.unique,
+                            rate_limit=None if rate is None else rate.limit,
+                            rate_window=None if rate is None else rate.window,
+                            concurrency_limit=self.concurrency_limit)
 
 
 _REGISTRY: dict[str, TaskSpec] = {}

@@ -401,6 +401,20 @@ PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text FROM
                   "WHERE c.id = ANY(%(ids)s::text[]) GROUP BY c.id")
 WORKFLOW = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s "
             f"AND workflow_id = %(workflow_id)s ORDER BY seq")
+# Fan-out (sqlite.SPAWN_PARENTS and friends, each one's why); bound: [[id, token], ...]
+# as JSON. The UPDATE locks each parent row, so a cancel waits for the children to be in,
+# and the spawns after it see its flag.
+_FANOUT_PARENTS = ("UPDATE jobs SET workflow_id = coalesce(jobs.workflow_id, jobs.id) "
+                   "FROM jsonb_array_elements(%(batch)s::jsonb) AS b(v) "
+                   "WHERE jobs.id = b.v ->> 0 {guard} AND NOT jobs.cancel_requested "
+                   "RETURNING jobs.id, jobs.workflow_id")
+SPAWN_PARENTS = _FANOUT_PARENTS.format(
+    guard="AND jobs.token = (b.v ->> 1)::bigint AND jobs.status = 'running'")
+CONTINUE_PARENTS = _FANOUT_PARENTS.format(guard="AND jobs.status = 'succeeded'")
+EXISTING = "SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[])"
+REFUSE = (f"UPDATE jobs SET error_code = '{ErrorCode.QUOTA_EXCEEDED}', error = r.v ->> 1, "
+          "finished_at = %(now)s FROM jsonb_array_elements(%(refused)s::jsonb) AS r(v) "
+          "WHERE jobs.id = r.v ->> 0")
 CANCEL_REQUESTS = ("SELECT id, token FROM jobs WHERE owner = %(owner)s "
                    "AND status = 'running' AND cancel_requested")
 REQUEUE = f"""

@@ -4,6 +4,7 @@ queue. Every statement lives in `sql.py`; this module binds parameters and shape
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shlex
@@ -44,6 +45,7 @@ from scholarsource.store.base import (
     Reused,
     ScheduleState,
     SchemaVersion,
+    Spawn,
     Storage,
     Store,
     TaskDefaults,
@@ -53,6 +55,7 @@ from scholarsource.store.base import (
     Watched,
 )
 from scholarsource.store.deps import depths, links, with_parents
+from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
 from scholarsource.store.postgres import schema, sql
 from scholarsource.store.postgres.connection import (
     Database,
@@ -132,6 +135,42 @@ async def _link(conn: psycopg.AsyncConnection[Any], jobs: list[Job]) -> dict[str
     await conn.execute(sql.LINK_DEPTHS, {"depths": dumps(levels)})
     rows = await (await conn.execute(sql.SETTLE, clean(args))).fetchall()
     return {job.id: job for job in map(job_from_row, rows)}
+
+
+async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
+                        parents: list[list[Any]], spawns: list[Spawn],
+                        policy: QuotaPolicy | None = None) -> None:
+    """Insert the `spawns` whose parent `parents_sql` keeps (sql.SPAWN_PARENTS), inside the
+    caller's transaction, within the max_queued of `policy` (None: no check; the tenants'
+    quota locks are taken as a submit takes them); an id already there stays as it is, and
+    only the new rows are linked to the siblings they depend on."""
+    if not spawns:
+        return
+    # The tenants' quota locks first, as a submit takes them, and only then the parents'
+    # rows: a submit that depends on a parent holds its quota lock while it locks the
+    # parent FOR SHARE, so the other order could deadlock with it.
+    state = None if policy is None else await _PostgresQuotaTx(conn).state(
+        sorted({spawn.job.tenant for spawn in spawns}), [])
+    rows = await (await conn.execute(parents_sql, {"batch": dumps(parents)})).fetchall()
+    existing = {job_id for (job_id,) in await (await conn.execute(
+        sql.EXISTING, {"ids": named(spawns)})).fetchall()}
+    news = placed(spawns, dict(rows), existing)
+    if not news:
+        return
+    refused: dict[str, str] = {}
+    if state is not None and policy is not None:
+        refused = over_quota(news, state, policy)
+    jobs = [dataclasses.replace(job, status=JobState.CANCELLED) if job.id in refused else job
+            for job in new_jobs(news)]
+    inserted = {job_id for (job_id,) in await (await conn.execute(
+        sql.SUBMIT_ONCE, {"rows": _rows(news, jobs)})).fetchall()}
+    if refused:
+        await conn.execute(sql.REFUSE, {"refused": dumps(list(refused.items())),
+                                        "now": time.time()})
+    linked = [job for job in jobs if job.id in inserted and job.depends_on
+              and job.id not in refused]
+    if linked:
+        await _link(conn, linked)
 
 
 # Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
@@ -380,11 +419,13 @@ class PostgresStore(Store):
     @unavailable
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
         args = {"id": job_id, "tenant": tenant, "now": time.time()}
+        job = None
         for query in (sql.CANCEL_QUEUED, sql.CANCEL_RUNNING):
             row = await self._db.one(query, args)
             if row is not None:
-                return job_from_row(row)
-        return await self.get(tenant, job_id)
+                job = job_from_row(row)
+                break
+        return await root_cancelled(self, tenant, job or await self.get(tenant, job_id))
 
     @unavailable
     async def cancel_matching(self, tenant: str, *, status: str | None = None,
@@ -625,11 +666,33 @@ class PostgresStore(Store):
         if any(o.artifacts for o in outcomes):
             # Every success's files: the statement keeps those of the jobs it left succeeded.
             done = {o.job_id for o in outcomes if o.ending is Ending.SUCCEEDED}
-            rows = await self._db.fetchall(sql.FINISH_WITH_ARTIFACTS, {
-                **args, "artifacts": dumps(artifact_batch(outcomes, done))})
+            query = sql.FINISH_WITH_ARTIFACTS
+            args["artifacts"] = dumps(artifact_batch(outcomes, done))
         else:
-            rows = await self._db.fetchall(sql.FINISH, args)
-        return {job_id: JobState(status) for job_id, status in rows}
+            query = sql.FINISH
+        if not any(o.then is not None for o in outcomes):
+            return {job_id: JobState(status)
+                    for job_id, status in await self._db.fetchall(query, args)}
+        return await asyncio.shield(self._finish_continued(outcomes, query, args))
+
+    async def _finish_continued(self, outcomes: list[Outcome], query: str,
+                                args: dict[str, Any]) -> dict[str, JobState]:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            states = {job_id: JobState(status) for job_id, status in
+                      await (await conn.execute(query, clean(args))).fetchall()}
+            thens = continuations(outcomes, states)
+            await _add_children(conn, sql.CONTINUE_PARENTS, [[s.parent_id] for s in thens],
+                                thens)
+        return states
+
+    @unavailable
+    async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        await asyncio.shield(self._spawn(spawns, policy))
+
+    async def _spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            await _add_children(conn, sql.SPAWN_PARENTS,
+                                [[s.parent_id, s.token] for s in spawns], spawns, policy)
 
     @unavailable
     async def artifacts_of(self, job_ids: list[str]) -> dict[str, list[Artifact]]:
