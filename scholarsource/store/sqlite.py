@@ -1080,19 +1080,20 @@ class SqliteStore(Store):
                       for start in range(0, len(rows), SUBMIT_ROWS)
                       for chunk in (rows[start:start + SUBMIT_ROWS],)]
         if any(job.depends_on for job in jobs):
-            return await asyncio.shield(self._submit_linked(statements, jobs))
+            return await self._in_transaction(
+                lambda db: self._submit_linked(db, statements, jobs))
         if len(statements) == 1:
             await self._db.fetchall(*statements[0])
         else:  # bulk loads (bench, tests), never from the API's shared connection
             await self._atomically(statements)
         return jobs
 
-    async def _submit_linked(self, statements: list[tuple[str, Any]],
+    @staticmethod
+    async def _submit_linked(db: _Driver, statements: list[tuple[str, Any]],
                              jobs: list[Job]) -> list[Job]:
-        async with self._transaction() as db:
-            for sql, params in statements:
-                await db.fetchall(sql, params)
-            changed = await _link(db, [job for job in jobs if job.depends_on])
+        for sql, params in statements:
+            await db.fetchall(sql, params)
+        changed = await _link(db, [job for job in jobs if job.depends_on])
         return [changed.get(job.id, job) for job in jobs]
 
     @_unavailable
@@ -1526,12 +1527,10 @@ class SqliteStore(Store):
 
     @_unavailable
     async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
-        await asyncio.shield(self._spawn(spawns, policy))
-
-    async def _spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:
-        async with self._transaction() as db:
-            await _add_children(db, SPAWN_PARENTS, [[s.parent_id, s.token] for s in spawns],
-                                spawns, policy)
+        # In the pool's batch when there is one (then part of its transaction: a shielded
+        # task of its own would wait on the batch's lock forever).
+        await self._in_transaction(lambda db: _add_children(
+            db, SPAWN_PARENTS, [[s.parent_id, s.token] for s in spawns], spawns, policy))
 
     @_unavailable
     async def cancel_requested(self, owner: str) -> list[tuple[str, int]]:

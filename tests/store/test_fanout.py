@@ -5,6 +5,7 @@ the root that takes the tree with it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import sqlite3
@@ -191,3 +192,22 @@ def test_a_spawn_probes_each_job_by_its_id(tmp_path: Path) -> None:
         assert "SCAN jobs" not in plan, plan
         assert "INDEX sqlite_autoindex_jobs_1 (id=?)" in plan, plan
     conn.close()
+
+
+def test_children_results_and_a_claim_go_in_one_batch(tmp_path: Path, backend: Backend) -> None:
+    # The pool's turn: what its slots spawned, their results with a continuation and the
+    # claim, in one Store.batch (one transaction on SQLite, where a spawn that waited for
+    # the batch's own lock hung the pool for good).
+    async def body(store: Store) -> None:
+        (root,) = await store.submit_many([new("fan_out")])
+        (parent,) = (await claim_all(store)).values()
+        kids = [child(parent, key).id for key in (0, 1)]
+        then = dataclasses.replace(new("gather"), depends_on=tuple(kids))
+        async with asyncio.timeout(10), store.batch():
+            await store.spawn(spawns(parent, 0, 1), POLICY)
+            await succeed(store, parent, then=then)
+            claimed = await claim_all(store)
+        assert set(claimed) == set(kids)
+        assert await status(store, root.id) is JobState.SUCCEEDED
+
+    run(tmp_path / "q.db", body, backend)
