@@ -32,7 +32,7 @@ def test_metrics_and_stats_agree_on_depths_oldest_age_and_size(serve) -> None:
     stats = client.get("/api/stats").json()
     samples = scrape(server.url)
     ages = {q["name"]: q["oldest_queued_age"] for q in client.get("/api/queues").json()["queues"]}
-    assert stats["queues"]["slow"] == {"scheduled": 0, "queued": 2, "running": 1,
+    assert stats["queues"]["slow"] == {"scheduled": 0, "waiting": 0, "queued": 2, "running": 1,
                                        "retrying": 0, "dead": 0}
     assert stats["queues"]["other"]["queued"] == 1 and stats["queues"]["default"]["dead"] == 1
     for queue, by_status in stats["queues"].items():

@@ -38,7 +38,7 @@ def test_stats_show_queues_slots_throughput_and_timings(serve, tmp_path) -> None
     stats = wait_until(lambda: (s := client.get("/api/stats").json())["slots"]["busy"] and s,
                        message="the heartbeat to count the busy slot")
     assert stats["slots"] == {"busy": 1, "total": 1}
-    assert stats["queues"]["slow"] == {"scheduled": 0, "queued": 1, "running": 1,
+    assert stats["queues"]["slow"] == {"scheduled": 0, "waiting": 0, "queued": 1, "running": 1,
                                        "retrying": 0, "dead": 0}
     assert stats["queues"]["other"]["queued"] == 1
     assert stats["totals"]["succeeded"] == 3 and stats["totals"]["running"] == 1
