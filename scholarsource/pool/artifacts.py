@@ -102,16 +102,22 @@ class Files:
         except StoreUnavailable as exc:
             log.warning("cannot read the artifacts' disk use: %s", exc)
             return
-        free = shutil.disk_usage(_existing(self.root)).free
+        disk = shutil.disk_usage(_existing(self.root))
+        # Room for one more job's files, but on a disk under 20 of them, a twentieth of it:
+        # a small disk must not hold every job of a server that writes no artifacts.
+        floor = min(self.max_bytes, disk.total // 20)
+        free = disk.free
         state: dict[str, Any] = {}
         if self.budget and used >= self.budget:
             state = {"waiting_for_artifact_space": True, "artifact_bytes": used,
                      "reason": f"artifacts use {format_size(used)}, the whole "
                                f"artifacts_budget_bytes ({format_size(self.budget)})"}
-        elif free < self.max_bytes:
+        elif free < floor:
+            limit = ("max_artifact_bytes" if floor == self.max_bytes
+                     else "a twentieth of the disk")
             state = {"waiting_for_artifact_space": True, "disk_free": free,
                      "reason": f"{format_size(free)} free on the artifacts' disk, less than "
-                               f"max_artifact_bytes ({format_size(self.max_bytes)})"}
+                               f"{limit} ({format_size(floor)})"}
         if state and not self.state:
             log.warning("starting no job until retention frees room: %s", state["reason"])
         elif self.state and not state:
