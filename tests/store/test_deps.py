@@ -43,6 +43,7 @@ from scholarsource.store.sqlite import (
     SqliteStore,
 )
 from tests.store.backends import Backend
+from tests.store.test_artifacts import files, success
 from tests.store.test_sqlite import query_plan, run
 
 
@@ -90,6 +91,22 @@ def test_a_child_waits_for_every_parent_and_sees_their_results(tmp_path: Path,
         assert claim.parents_json is not None
         assert json.loads(claim.parents_json) == {a.id: {"n": 1}, b.id: [2]}
         assert (await state(store, child)).to_json()["depends_on"] == [a.id, b.id]
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_a_child_claims_its_parents_artifacts(tmp_path: Path, backend: Backend) -> None:
+    # What ctx.parent_artifacts is made of: each parent's files, by parent, on the claim.
+    async def body(store: Store) -> None:
+        a, b = await store.submit_many([new(), new()])
+        (child,) = await store.submit_many([new(after=(a.id, b.id))])
+        claims = await claim_all(store)
+        made = files(a.id, 1, 10, 20)
+        await store.finish([success(a.id, claims[a.id].token, made)], max_crashes=3)
+        await end(store, claims[b.id])  # a parent without files
+        (claim,) = (await claim_all(store)).values()
+        assert claim.id == child.id and claim.parent_artifacts == {a.id: list(made)}
+        assert claims[a.id].parent_artifacts is None  # no parents, nothing read
 
     run(tmp_path / "q.db", body, backend)
 
