@@ -26,11 +26,13 @@ class Example:
     data_dir: Path
     env: dict[str, str]
 
-    def run_client(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run the example's client.py against this server; fail with both logs if it fails."""
+    def run_client(self, *args: str, timeout: float = 60,
+                   expect: int = 0) -> subprocess.CompletedProcess[str]:
+        """Run the example's client.py against this server; fail with both logs unless it
+        exits with `expect`."""
         done = subprocess.run([sys.executable, "client.py", *args], cwd=self.directory,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, (done.stdout, done.stderr, self.server.log())
+        assert done.returncode == expect, (done.stdout, done.stderr, self.server.log())
         return done
 
 
