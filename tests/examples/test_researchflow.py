@@ -8,11 +8,9 @@ and cancelling an analysis mid-way cancels every step not yet done."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -20,7 +18,7 @@ import pytest
 
 from scholarsource import Client
 from tests.e2e.jobs_api import all_jobs
-from tests.examples.conftest import EXAMPLES, Example
+from tests.examples.conftest import Example, load_module
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -28,15 +26,6 @@ pytestmark = pytest.mark.e2e
 EXTRACTS = ("demographics", "outcomes", "costs")
 # attempts_history's ended_at is written a moment after the attempt ended in the pool.
 WRITE_DELAY = 0.05
-
-
-def _load_client() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("researchflow_client",
-                                                  EXAMPLES / "researchflow" / "client.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _steps(client: httpx.Client, steps: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -110,7 +99,7 @@ def _failed_validation_cancels_the_rest(run: Example, client: httpx.Client) -> N
 
 
 def _cancelling_mid_way_cancels_every_unfinished_step(run: Example) -> None:
-    flows = _load_client()
+    flows = load_module("researchflow", "client.py")
     with Client(run.server.url) as client:
         # Long extracts: the cancel lands while they run.
         made = client.workflow(flows.analysis("trial-043", 800, extract_seconds=30))
