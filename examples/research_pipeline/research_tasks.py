@@ -47,7 +47,7 @@ def fetch_pdf(ctx: Context, url: str) -> dict[str, Any]:
     """Download one PDF (a short wait here) and keep it as the job's artifact."""
     with open(_data_dir() / "fetches.log", "a") as log:
         log.write(f"{time.time():.6f} {ctx.job_id} {ctx.attempt} {url}\n")
-    time.sleep(0.3)  # the download
+    time.sleep(0.5)  # the download
     body = f"%PDF-1.4\n% {url}\n".encode() + hashlib.sha256(url.encode()).digest() * 64
     ctx.artifact("paper.pdf").write_bytes(body)
     pages = 4 + body[-1] % 20
