@@ -19,6 +19,7 @@ import mimetypes
 import os
 import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,7 +140,7 @@ def discard(directory: Path) -> None:
         pass  # other attempts' files are still there, or it is gone already
 
 
-def paths(root: Path, found: dict[str, list[Artifact]]) -> dict[str, dict[str, Path]]:
+def paths(root: Path, found: Mapping[str, list[Artifact]]) -> dict[str, dict[str, Path]]:
     """Store.artifacts_of's answer as files: job id -> name -> path (ctx.parent_artifacts)."""
     return {job_id: {a.name: root / a.path for a in listed} for job_id, listed in found.items()}
 

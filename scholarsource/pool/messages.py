@@ -9,10 +9,11 @@ message's type and fields before it believes one (`Dispatcher._take`).
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
-from scholarsource.store.base import ErrorCode
+from scholarsource.store.base import Artifact, ErrorCode
 
 
 class Attempt(NamedTuple):
@@ -24,6 +25,7 @@ class Attempt(NamedTuple):
     attempt: int
     token: int
     parents_json: str | None = None  # {parent id: result}, for a job that has parents
+    parent_artifacts: Mapping[str, list[Artifact]] | None = None  # by parent id
 
 
 class Report(NamedTuple):

@@ -11,7 +11,7 @@ import contextlib
 import enum
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -309,6 +309,8 @@ class Claim:
     tenant: str = DEFAULT_TENANT
     has_parents: bool = False
     parents_json: str | None = None  # {parent id: result} as JSON text, for ctx.parent_results
+    # Each parent's artifacts, by parent id, for ctx.parent_artifacts (None: no parents).
+    parent_artifacts: Mapping[str, list[Artifact]] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from scholarsource.errors import UnknownParent, ValidationFailed
 from scholarsource.store.base import Claim, Job
+from scholarsource.store.rows import artifacts_from_rows
 
 
 def links(jobs: list[Job]) -> list[tuple[str, str]]:
@@ -66,8 +68,14 @@ def depths(jobs: list[Job], found: Iterable[tuple[str, str, int]]) -> dict[str, 
     return computed
 
 
-def with_parents(claims: list[Claim], results: dict[str, str]) -> list[Claim]:
+def with_parents(claims: list[Claim], results: dict[str, str],
+                 files: Iterable[tuple[Any, ...]]) -> list[Claim]:
     """Claims with their parents' results (`results`: claim id -> JSON object text; a
-    parent pruned since it ended is left out)."""
-    return [dataclasses.replace(claim, parents_json=results.get(claim.id, "{}"))
+    parent pruned since it ended is left out) and artifacts (`files`: rows of claim id, then
+    the (job_id, name, size, sha256, content_type, path) of one parent's artifact)."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for claim_id, *artifact in files:
+        found.setdefault(claim_id, []).append(tuple(artifact))
+    return [dataclasses.replace(claim, parents_json=results.get(claim.id, "{}"),
+                                parent_artifacts=artifacts_from_rows(found.get(claim.id, ())))
             if claim.has_parents else claim for claim in claims]

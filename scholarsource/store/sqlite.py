@@ -510,6 +510,12 @@ PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)) FROM job
                   "json_each(c.depends_on) AS d JOIN jobs p ON p.id = d.value "
                   "AND +p.tenant = c.tenant WHERE c.id IN (SELECT value FROM json_each(:ids)) "
                   "GROUP BY c.id")
+# Their artifacts, for ctx.parent_artifacts: claim id, then the artifact as ARTIFACTS_OF
+# (unordered: they become a dict by parent and name, and a sort would need a temp B-tree).
+PARENT_ARTIFACTS = ("SELECT c.id, a.job_id, a.name, a.size, a.sha256, a.content_type, a.path "
+                    "FROM jobs c, json_each(c.depends_on) AS d JOIN jobs p ON p.id = d.value "
+                    "AND +p.tenant = c.tenant JOIN artifacts a ON a.job_id = p.id "
+                    "WHERE c.id IN (SELECT value FROM json_each(:ids))")
 # A workflow's steps, in the order they were submitted (jobs_workflow).
 WORKFLOW = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND workflow_id = ? "
             f"ORDER BY seq")
@@ -1394,8 +1400,9 @@ class SqliteStore(Store):
             rows = await self._db.fetchall(CLAIM_REFS, {**args, "refs": json.dumps(refs[:n])})
         claims = claims_from_rows(rows)
         if any(claim.has_parents for claim in claims):
-            claims = with_parents(claims, dict(await self._db.fetchall(PARENT_RESULTS, {
-                "ids": json.dumps([claim.id for claim in claims if claim.has_parents])})))
+            ids = {"ids": json.dumps([claim.id for claim in claims if claim.has_parents])}
+            claims = with_parents(claims, dict(await self._db.fetchall(PARENT_RESULTS, ids)),
+                                  await self._db.fetchall(PARENT_ARTIFACTS, ids))
         if turn:
             weights = dict(gate.weights)
             for tenant, taken in Counter(claim.tenant for claim in claims).items():

@@ -3,18 +3,31 @@ and run its client: only the port and the data directory are the test's."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from scholarsource.launcher import ServerProcess, free_port, launch
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
+
+
+def load_module(example: str, filename: str) -> ModuleType:
+    """An example's module (its web app, its client) imported from its file, in the test's
+    process, under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"{example}_{Path(filename).stem}",
+                                                  EXAMPLES / example / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass
@@ -26,11 +39,13 @@ class Example:
     data_dir: Path
     env: dict[str, str]
 
-    def run_client(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run the example's client.py against this server; fail with both logs if it fails."""
+    def run_client(self, *args: str, timeout: float = 60,
+                   expect: int = 0) -> subprocess.CompletedProcess[str]:
+        """Run the example's client.py against this server; fail with both logs unless it
+        exits with `expect`."""
         done = subprocess.run([sys.executable, "client.py", *args], cwd=self.directory,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, (done.stdout, done.stderr, self.server.log())
+        assert done.returncode == expect, (done.stdout, done.stderr, self.server.log())
         return done
 
 

@@ -7,7 +7,6 @@ work back (fair slots)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -27,22 +25,13 @@ from scholarsource import Client
 from scholarsource.client import NotFound
 from scholarsource.launcher import free_port
 from tests.e2e.jobs_api import all_jobs
-from tests.examples.conftest import EXAMPLES, Example
+from tests.examples.conftest import Example, load_module
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 CLI = Path(sys.executable).parent / "scholarsource"
 TEXT = " ".join(f"word{i}" for i in range(200)) + " the nightly index rebuild runs at three"
-
-
-def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rag_platform_app",
-                                                  EXAMPLES / "rag_platform" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def setup_users(run: Example, users: Path, rate: str) -> dict[str, str]:
@@ -68,8 +57,9 @@ def platform(run: Example, users: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RAG_USERS", str(users))
     monkeypatch.setenv("SCHOLARSOURCE_URL", run.server.url)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_load_app().from_environment(), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    app = load_module("rag_platform", "app.py").from_environment()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -37,12 +37,14 @@ from scholarsource.store.rows import new_job_id, new_jobs
 from scholarsource.store.sqlite import (
     LINK_EDGES,
     LINK_PARENTS,
+    PARENT_ARTIFACTS,
     PARENT_RESULTS,
     SETTLE,
     WORKFLOW,
     SqliteStore,
 )
 from tests.store.backends import Backend
+from tests.store.test_artifacts import files, success
 from tests.store.test_sqlite import query_plan, run
 
 
@@ -90,6 +92,24 @@ def test_a_child_waits_for_every_parent_and_sees_their_results(tmp_path: Path,
         assert claim.parents_json is not None
         assert json.loads(claim.parents_json) == {a.id: {"n": 1}, b.id: [2]}
         assert (await state(store, child)).to_json()["depends_on"] == [a.id, b.id]
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_a_child_claims_its_parents_artifacts(tmp_path: Path, backend: Backend) -> None:
+    # What ctx.parent_artifacts is made of: each parent's files, by parent, on the claim.
+    async def body(store: Store) -> None:
+        a, b = await store.submit_many([new(), new()])
+        (child,) = await store.submit_many([new(after=(a.id, b.id))])
+        claims = await claim_all(store)
+        made = files(a.id, 1, 10, 20)
+        await store.finish([success(a.id, claims[a.id].token, made)], max_crashes=3)
+        await end(store, claims[b.id])  # a parent without files
+        (claim,) = (await claim_all(store)).values()
+        assert claim.id == child.id and claim.parent_artifacts is not None
+        assert list(claim.parent_artifacts) == [a.id]  # in no particular order
+        assert sorted(claim.parent_artifacts[a.id], key=lambda f: f.name) == list(made)
+        assert claims[a.id].parent_artifacts is None  # no parents, nothing read
 
     run(tmp_path / "q.db", body, backend)
 
@@ -257,10 +277,13 @@ def test_linking_claiming_and_listing_a_workflow_read_indexes_only(tmp_path: Pat
     plans = {name: query_plan(conn, sql, args) for name, sql, args in (
         ("parents", LINK_PARENTS, {"links": "[]"}), ("edges", LINK_EDGES, {"links": "[]"}),
         ("settle", SETTLE, {"links": "[]", "now": 0}),
-        ("results", PARENT_RESULTS, {"ids": "[]"}), ("workflow", WORKFLOW, ("t", "w")))}
+        ("results", PARENT_RESULTS, {"ids": "[]"}), ("workflow", WORKFLOW, ("t", "w")),
+        ("artifacts", PARENT_ARTIFACTS, {"ids": "[]"}))}
     for name, plan in plans.items():
         assert "SCAN jobs" not in plan and "SCAN p " not in plan, (name, plan)
     assert "SEARCH p USING INDEX sqlite_autoindex_jobs_1 (id=?)" in plans["results"]
+    assert "SEARCH a USING PRIMARY KEY (job_id=?)" in plans["artifacts"]
+    assert "TEMP B-TREE" not in plans["artifacts"]
     assert plans["workflow"] == ("SEARCH jobs USING INDEX jobs_workflow "
                                  "(tenant=? AND workflow_id=?)")
     conn.close()

@@ -399,6 +399,10 @@ PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text FROM
                   "CROSS JOIN LATERAL jsonb_array_elements_text(c.depends_on) AS d(id) "
                   "JOIN jobs p ON p.id = d.id AND p.tenant = c.tenant "
                   "WHERE c.id = ANY(%(ids)s::text[]) GROUP BY c.id")
+PARENT_ARTIFACTS = ("SELECT c.id, a.job_id, a.name, a.size, a.sha256, a.content_type, a.path "
+                    "FROM jobs c CROSS JOIN LATERAL jsonb_array_elements_text(c.depends_on) "
+                    "AS d(id) JOIN jobs p ON p.id = d.id AND p.tenant = c.tenant "
+                    "JOIN artifacts a ON a.job_id = p.id WHERE c.id = ANY(%(ids)s::text[])")
 WORKFLOW = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s "
             f"AND workflow_id = %(workflow_id)s ORDER BY seq")
 # Fan-out (sqlite.SPAWN_PARENTS and friends, each one's why); bound: [[id, token], ...]

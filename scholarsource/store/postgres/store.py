@@ -605,8 +605,10 @@ class PostgresStore(Store):
                                                  (sql.FAIR_CLAIM, args)])
         claims = claims_from_rows(rows)
         if any(claim.has_parents for claim in claims):
-            claims = with_parents(claims, dict(await self._db.fetchall(sql.PARENT_RESULTS, {
-                "ids": [claim.id for claim in claims if claim.has_parents]})))
+            ids = {"ids": [claim.id for claim in claims if claim.has_parents]}
+            claims = with_parents(claims,
+                                  dict(await self._db.fetchall(sql.PARENT_RESULTS, ids)),
+                                  await self._db.fetchall(sql.PARENT_ARTIFACTS, ids))
         return claims
 
     @unavailable
