@@ -12,7 +12,7 @@ import pickle
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
-from scholarsource.store.base import ErrorCode
+from scholarsource.store.base import Artifact, ErrorCode
 
 
 class Attempt(NamedTuple):
@@ -24,6 +24,7 @@ class Attempt(NamedTuple):
     attempt: int
     token: int
     parents_json: str | None = None  # {parent id: result}, for a job that has parents
+    parent_artifacts: dict[str, list[Artifact]] | None = None  # each parent's, if it has any
 
 
 class Report(NamedTuple):

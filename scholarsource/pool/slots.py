@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from scholarsource import logs
+from scholarsource.artifacts import paths as artifact_paths
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
 from scholarsource.pool import artifacts
@@ -238,8 +239,10 @@ def run_attempt(attempt: Attempt) -> Ended:
             send(conn, Spawned(job_id, token, int(key), body_json))
 
     fanout = Fanout(job_id, _defaults, _submit_rules or Config(), spawned)
+    parent_files = (artifact_paths(_artifacts_root, attempt.parent_artifacts)
+                    if attempt.parent_artifacts and _artifacts_root else None)
     ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, _artifacts_root,
-                  fanout=fanout)
+                  parent_artifacts=parent_files, fanout=fanout)
     ended = _call(attempt, ctx)
     if ctx.artifacts_dir is None:
         return ended
@@ -397,7 +400,7 @@ class Slot:
         OSError if the process is already gone."""
         assert self.conn is not None and self.claim is None
         send(self.conn, Attempt(claim.task, claim.params_json, claim.id, claim.attempt,
-                                claim.token, claim.parents_json))
+                                claim.token, claim.parents_json, claim.parent_artifacts))
         self.claim = claim
         self.expected = expected
         self.started = time.monotonic()

@@ -309,6 +309,8 @@ class Claim:
     tenant: str = DEFAULT_TENANT
     has_parents: bool = False
     parents_json: str | None = None  # {parent id: result} as JSON text, for ctx.parent_results
+    # Each parent's artifacts, for ctx.parent_artifacts (only a claim with parents has any).
+    parent_artifacts: dict[str, list[Artifact]] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from scholarsource.errors import UnknownParent, ValidationFailed
-from scholarsource.store.base import Claim, Job
+from scholarsource.store.base import Artifact, Claim, Job
 
 
 def links(jobs: list[Job]) -> list[tuple[str, str]]:
@@ -66,8 +66,17 @@ def depths(jobs: list[Job], found: Iterable[tuple[str, str, int]]) -> dict[str, 
     return computed
 
 
-def with_parents(claims: list[Claim], results: dict[str, str]) -> list[Claim]:
-    """Claims with their parents' results (`results`: claim id -> JSON object text; a
-    parent pruned since it ended is left out)."""
-    return [dataclasses.replace(claim, parents_json=results.get(claim.id, "{}"))
-            if claim.has_parents else claim for claim in claims]
+async def with_parents(claims: list[Claim], rows: Iterable[tuple[str, str, list[str]]],
+                       artifacts_of: Callable[[list[str]], Awaitable[dict[str, list[Artifact]]]]
+                       ) -> list[Claim]:
+    """Claims with their parents' results and artifacts. `rows` are the store's
+    (claim id, {parent id: result} as JSON text, [parent id]) for the claims that have
+    parents (a parent pruned since it ended is left out); `artifacts_of` is the store's
+    Store.artifacts_of, asked once for every parent of the claims together."""
+    found = {claim_id: (results, ids) for claim_id, results, ids in rows}
+    parents = sorted({parent for _, ids in found.values() for parent in ids})
+    files = await artifacts_of(parents) if parents else {}
+    return [dataclasses.replace(
+        claim, parents_json=found.get(claim.id, ("{}", []))[0],
+        parent_artifacts={p: files[p] for p in found.get(claim.id, ("", []))[1] if p in files})
+        if claim.has_parents else claim for claim in claims]

@@ -504,9 +504,11 @@ FROM (SELECT l.value ->> 0 AS child, count(*) AS done,
 WHERE jobs.id = s.child AND jobs.status = 'waiting'
 RETURNING {_JOB_COLUMNS}
 """
-# ctx.parent_results of claimed jobs that have parents: {parent id: result} per job, as JSON.
-# Each parent is a probe of its id (unary + keeps a tenant index out of the planner's choice).
-PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)) FROM jobs c, "
+# ctx.parent_results of claimed jobs that have parents: {parent id: result} per job, as JSON,
+# and the parents' ids (whose artifacts ctx.parent_artifacts gets). Each parent is a probe of
+# its id (unary + keeps a tenant index out of the planner's choice).
+PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)), "
+                  "json_group_array(p.id) FROM jobs c, "
                   "json_each(c.depends_on) AS d JOIN jobs p ON p.id = d.value "
                   "AND +p.tenant = c.tenant WHERE c.id IN (SELECT value FROM json_each(:ids)) "
                   "GROUP BY c.id")
@@ -1394,8 +1396,11 @@ class SqliteStore(Store):
             rows = await self._db.fetchall(CLAIM_REFS, {**args, "refs": json.dumps(refs[:n])})
         claims = claims_from_rows(rows)
         if any(claim.has_parents for claim in claims):
-            claims = with_parents(claims, dict(await self._db.fetchall(PARENT_RESULTS, {
-                "ids": json.dumps([claim.id for claim in claims if claim.has_parents])})))
+            rows = await self._db.fetchall(PARENT_RESULTS, {
+                "ids": json.dumps([claim.id for claim in claims if claim.has_parents])})
+            claims = await with_parents(
+                claims, [(c, results, json.loads(ids)) for c, results, ids in rows],
+                self.artifacts_of)
         if turn:
             weights = dict(gate.weights)
             for tenant, taken in Counter(claim.tenant for claim in claims).items():

@@ -394,8 +394,9 @@ WHERE jobs.id = s.child AND jobs.status = 'waiting'
 RETURNING {", ".join("jobs." + c for c in JOB_COLUMNS.split(", "))}
 """
 # ctx.parent_results of claimed jobs that have parents (json, not jsonb: results stay as the
-# slot wrote them).
-PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text FROM jobs c "
+# slot wrote them), and the parents' ids (whose artifacts ctx.parent_artifacts gets).
+PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text, "
+                  "array_agg(p.id) FROM jobs c "
                   "CROSS JOIN LATERAL jsonb_array_elements_text(c.depends_on) AS d(id) "
                   "JOIN jobs p ON p.id = d.id AND p.tenant = c.tenant "
                   "WHERE c.id = ANY(%(ids)s::text[]) GROUP BY c.id")

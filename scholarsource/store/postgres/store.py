@@ -605,8 +605,8 @@ class PostgresStore(Store):
                                                  (sql.FAIR_CLAIM, args)])
         claims = claims_from_rows(rows)
         if any(claim.has_parents for claim in claims):
-            claims = with_parents(claims, dict(await self._db.fetchall(sql.PARENT_RESULTS, {
-                "ids": [claim.id for claim in claims if claim.has_parents]})))
+            claims = await with_parents(claims, await self._db.fetchall(sql.PARENT_RESULTS, {
+                "ids": [claim.id for claim in claims if claim.has_parents]}), self.artifacts_of)
         return claims
 
     @unavailable
