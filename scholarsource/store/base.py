@@ -289,6 +289,21 @@ class Job:
 
 
 @dataclass(frozen=True)
+class WorkflowInfo:
+    """One workflow in a list: its id, when its first job was submitted, and how many of its
+    jobs are in each state."""
+
+    id: str
+    created_at: float
+    counts: dict[str, int]
+
+    @property
+    def steps(self) -> int:
+        """How many jobs the workflow has."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
 class Claim:
     """A job handed to the pool: which attempt it is and the token that fences it."""
 
@@ -695,6 +710,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
         """The tenant's jobs of one workflow, in submit order (none: no such workflow)."""
+
+    @abc.abstractmethod
+    async def workflows(self, tenant: str, limit: int) -> list[WorkflowInfo]:
+        """The tenant's `limit` most recent workflows, newest first (by their first job). It
+        reads the tenant's entries of the jobs_workflow index, one per workflow job kept, and
+        the jobs of the workflows listed."""
 
     @abc.abstractmethod
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:

@@ -64,6 +64,7 @@ from scholarsource.store.base import (
     WakeSource,
     Watch,
     Watched,
+    WorkflowInfo,
 )
 from scholarsource.store.deps import depths, links_json, with_parents
 from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
@@ -80,6 +81,7 @@ from scholarsource.store.rows import (
     tasks_from_rows,
     watch_params,
     watched_from_rows,
+    workflows_from_rows,
 )
 from scholarsource.store.rows import job_from_row as _job
 from scholarsource.store.rows import like_pattern as _like
@@ -515,6 +517,17 @@ PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)), "
 # A workflow's steps, in the order they were submitted (jobs_workflow).
 WORKFLOW = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND workflow_id = ? "
             f"ORDER BY seq")
+# The tenant's latest workflows (their first job's seq, from jobs_workflow alone), then each
+# one's jobs by state (CROSS JOIN: the page of workflows outside, each one's jobs an index
+# range inside); rows of (id, created_at, status, count), newest workflow first.
+WORKFLOWS = """
+WITH w AS (SELECT workflow_id, min(seq) AS first FROM jobs
+           WHERE tenant = :tenant AND workflow_id IS NOT NULL
+           GROUP BY workflow_id ORDER BY first DESC LIMIT :limit)
+SELECT w.workflow_id, (SELECT created_at FROM jobs WHERE seq = w.first), j.status, count(*)
+FROM w CROSS JOIN jobs j ON j.tenant = :tenant AND j.workflow_id = w.workflow_id
+GROUP BY w.workflow_id, j.status ORDER BY w.first DESC
+"""
 # Fan-out (store/fanout.py): the parents that may still add children, each placed in a
 # workflow (its own, as the root, if it had none); bound: [[id, token], ...] as JSON. A
 # running attempt adds them under its token unless a cancel was asked; a continuation goes
@@ -1248,6 +1261,11 @@ class SqliteStore(Store):
     @_unavailable
     async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
         return [_job(row) for row in await self._db.fetchall(WORKFLOW, (tenant, workflow_id))]
+
+    @_unavailable
+    async def workflows(self, tenant: str, limit: int) -> list[WorkflowInfo]:
+        return workflows_from_rows(await self._db.fetchall(
+            WORKFLOWS, {"tenant": tenant, "limit": limit}))
 
     @_unavailable
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:

@@ -402,6 +402,15 @@ PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text, "
                   "WHERE c.id = ANY(%(ids)s::text[]) GROUP BY c.id")
 WORKFLOW = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s "
             f"AND workflow_id = %(workflow_id)s ORDER BY seq")
+# The tenant's latest workflows (sqlite.WORKFLOWS says how).
+WORKFLOWS = """
+WITH w AS (SELECT workflow_id, min(seq) AS first FROM jobs
+           WHERE tenant = %(tenant)s AND workflow_id IS NOT NULL
+           GROUP BY workflow_id ORDER BY first DESC LIMIT %(limit)s)
+SELECT w.workflow_id, (SELECT created_at FROM jobs WHERE seq = w.first), j.status, count(*)
+FROM w JOIN jobs j ON j.tenant = %(tenant)s AND j.workflow_id = w.workflow_id
+GROUP BY w.workflow_id, w.first, j.status ORDER BY w.first DESC
+"""
 # Fan-out (sqlite.SPAWN_PARENTS and friends, each one's why); bound: [[id, token], ...]
 # as JSON. The UPDATE locks each parent row, so a cancel waits for the children to be in,
 # and the spawns after it see its flag.

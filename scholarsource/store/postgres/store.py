@@ -53,6 +53,7 @@ from scholarsource.store.base import (
     WakeSource,
     Watch,
     Watched,
+    WorkflowInfo,
 )
 from scholarsource.store.deps import depths, links, with_parents
 from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
@@ -80,6 +81,7 @@ from scholarsource.store.rows import (
     tasks_from_rows,
     watch_params,
     watched_from_rows,
+    workflows_from_rows,
 )
 
 if TYPE_CHECKING:
@@ -444,6 +446,11 @@ class PostgresStore(Store):
     async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
         return [job_from_row(row) for row in await self._db.fetchall(
             sql.WORKFLOW, {"tenant": tenant, "workflow_id": workflow_id})]
+
+    @unavailable
+    async def workflows(self, tenant: str, limit: int) -> list[WorkflowInfo]:
+        return workflows_from_rows(await self._db.fetchall(
+            sql.WORKFLOWS, {"tenant": tenant, "limit": limit}))
 
     @unavailable
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
