@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
@@ -113,6 +114,17 @@ def _listed(info: WorkflowInfo) -> dict[str, Any]:
             "created_at": info.created_at}
 
 
+class WorkflowCollection(HTTPEndpoint):
+    """`/api/workflows`: POST creates, GET lists (one endpoint, so a 405 names both in
+    Allow)."""
+
+    async def post(self, request: Request) -> JSONResponse:
+        return await create(request)
+
+    async def get(self, request: Request) -> JSONResponse:
+        return await listing(request)
+
+
 async def get(request: Request) -> JSONResponse:
     return JSONResponse(summary(request.path_params["workflow_id"], await _steps(request)))
 
@@ -181,8 +193,7 @@ async def events(request: Request) -> StreamingResponse:
 
 
 routes = [
-    Route("/api/workflows", create, methods=["POST"]),
-    Route("/api/workflows", listing, methods=["GET"]),
+    Route("/api/workflows", WorkflowCollection),
     Route("/api/workflows/{workflow_id}", get, methods=["GET"]),
     Route("/api/workflows/{workflow_id}/events", events, methods=["GET"]),
     Route("/api/workflows/{workflow_id}/cancel", cancel, methods=["POST"]),
