@@ -8,6 +8,7 @@
   const { el, setText } = SS;
   const FOLD_AT = 6; // this many leaf siblings of one task or more fold into one row
   const SHOW_OPEN = 200; // an opened fold shows this many rows, then says how many more
+  const BIG = 200; // steps: past this, live reads come at most once a second
   const POLL_MS = 5000; // steps a running task adds join the stream only on a reconnect
   const workflowId = decodeURIComponent(window.location.pathname.split("/").pop());
   const path = `/api/workflows/${encodeURIComponent(workflowId)}`;
@@ -143,8 +144,9 @@
     }
   }
 
+  // A burst of events, one read; a big workflow's read is big, so it waits longer.
   function later() {
-    if (!pending) pending = setTimeout(refresh, 250); // a burst of events, one read
+    if (!pending) pending = setTimeout(refresh, known > BIG ? 1000 : 250);
   }
 
   function live(text, ok) {
