@@ -76,7 +76,10 @@ async def with_parents(claims: list[Claim], rows: Iterable[tuple[str, str, list[
     found = {claim_id: (results, ids) for claim_id, results, ids in rows}
     parents = sorted({parent for _, ids in found.values() for parent in ids})
     files = await artifacts_of(parents) if parents else {}
-    return [dataclasses.replace(
-        claim, parents_json=found.get(claim.id, ("{}", []))[0],
-        parent_artifacts={p: files[p] for p in found.get(claim.id, ("", []))[1] if p in files})
-        if claim.has_parents else claim for claim in claims]
+
+    def placed(claim: Claim) -> Claim:
+        results, ids = found.get(claim.id, ("{}", []))
+        return dataclasses.replace(claim, parents_json=results, parent_artifacts={
+            parent: files[parent] for parent in ids if parent in files})
+
+    return [placed(claim) if claim.has_parents else claim for claim in claims]
