@@ -275,6 +275,13 @@ def artifact_files(ctx: Context, names: list[str], odd: str = "", fail: bool = F
     return names
 
 
+@task("read_parent_artifacts")
+def read_parent_artifacts(ctx: Context) -> dict[str, dict[str, str]]:
+    """Each parent's artifacts as ctx.parent_artifacts gives them, read: {id: {name: text}}."""
+    return {parent: {name: path.read_text() for name, path in files.items()}
+            for parent, files in ctx.parent_artifacts.items()}
+
+
 @task("add")
 def add(ctx: Context, digit: int = 1, seconds: float = 0.0) -> int:
     """Append `digit` to the parents' results (their sum: one parent in a chain), so that a

@@ -45,7 +45,7 @@ POLICY: dict[str, dict[str, Role | str]] = {
     "/api/jobs/{job_id}/retry": {"POST": "submit"},
     "/api/jobs/{job_id}/events": {"GET": "read"},
     "/api/jobs/{job_id}/artifacts/{name}": {"GET": "read"},
-    "/api/workflows": {"POST": "submit"},
+    "/api/workflows": {"GET": "read", "POST": "submit"},
     "/api/workflows/{workflow_id}": {"GET": "read"},
     "/api/workflows/{workflow_id}/events": {"GET": "read"},
     "/api/workflows/{workflow_id}/cancel": {"POST": "submit"},
@@ -71,6 +71,8 @@ POLICY: dict[str, dict[str, Role | str]] = {
     "/dashboard/jobs/{job_id}": {"GET": "read"},
     "/dashboard/dead": {"GET": "read"},
     "/dashboard/queues": {"GET": "read"},
+    "/dashboard/workflows": {"GET": "read"},
+    "/dashboard/workflows/{workflow_id}": {"GET": "read"},
 }
 
 

@@ -25,6 +25,7 @@ from scholarsource.api.schemas import (
     MEMORY_PATTERN,
     PRIORITY_RANGE,
     SEARCH_MAX,
+    WORKFLOW_LIST_MAX,
 )
 from scholarsource.api.state import services
 from scholarsource.limits import MAX_CONCURRENCY, NAME_PATTERN
@@ -257,7 +258,18 @@ DOCUMENT: dict[str, Any] = {
             "summary": "Resume a schedule from now (fires missed while paused do not run)",
             "parameters": [_NAME],
             "responses": {"200": _answer("the schedule", _SCHEDULE), **_SCHEDULE_ERRORS}}},
-        "/api/workflows": {"post": {
+        "/api/workflows": {"get": {
+            "summary": "The tenant's latest workflows, newest first",
+            "parameters": [{"name": "limit", "in": "query", "schema": {"anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": WORKFLOW_LIST_MAX},
+                {"const": ""}]}}],
+            "responses": {"200": _answer("the workflows", {"type": "object", "properties": {
+                "workflows": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "status": {"type": "string"},
+                    "final": {"type": "boolean"}, "steps": {"type": "integer"},
+                    "done": {"type": "integer"},
+                    "counts": {"type": "object"}, "created_at": {"type": "number"}}}}}}),
+                **_ERRORS}}, "post": {
             "summary": "Create a workflow: every step, and its dependencies, in one "
                        "transaction",
             "description": "Each step is a Submit body, keyed by its name, and may also "

@@ -22,6 +22,7 @@ from scholarsource.tasks.params import check as check_params
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_LIMIT = 100
 LIST_LIMIT_MAX = 1000
+WORKFLOW_LIST_MAX = 200  # each workflow listed costs a read of its jobs
 MAX_BACKOFF = 86400.0  # a day
 MAX_CONCURRENCY_KEY = 200  # characters: a user id or an e-mail address fits
 # Sizes as the OpenAPI document promises them: a whole byte count, or a number and a unit
@@ -379,6 +380,17 @@ def parse_list_query(query: Any) -> dict[str, Any]:
             "schedule": query.get("schedule"), "limit": int(limit_text),
             "cursor": None if cursor is None else int(cursor),
             "search": _search(query.get("search"))}
+
+
+def parse_workflow_list_query(query: Any) -> int:
+    """The `limit` of GET /api/workflows (50 unless given)."""
+    unknown = sorted(set(query) - {"limit", "tenant"})  # `tenant`: the admin's, tenancy's
+    if unknown:
+        raise _invalid(unknown[0], "unknown query parameter")
+    text = query.get("limit") or "50"
+    if not is_count(text) or not 1 <= int(text) <= WORKFLOW_LIST_MAX:
+        raise _invalid("limit", f"must be an integer from 1 to {WORKFLOW_LIST_MAX}")
+    return int(text)
 
 
 SEARCH_MAX = 200

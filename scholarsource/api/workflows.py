@@ -1,18 +1,21 @@
 """Workflows: many jobs and their dependencies in one request and one transaction.
 
 POST /api/workflows creates every step (api/workflow_plan.py validates them first);
-GET /api/workflows/{id} sums its steps up; /events streams every step's events; /cancel
-cancels every step not yet final. A workflow is its jobs (they carry its id and their step
-name): nothing else is stored, and another tenant's workflow is as unknown as no workflow.
+GET /api/workflows lists the tenant's latest; GET /api/workflows/{id} sums its steps up;
+/events streams every step's events; /cancel cancels every step not yet final. A workflow
+is its jobs (they carry its id and their step name): nothing else is
+stored, and another tenant's workflow is as unknown as no workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
@@ -20,23 +23,29 @@ from starlette.routing import Route
 from scholarsource.api.events import KEEPALIVE_INTERVAL, frame, start_after
 from scholarsource.api.fanout import Feed
 from scholarsource.api.jobs import parse_new_job
-from scholarsource.api.schemas import read_json
+from scholarsource.api.schemas import parse_workflow_list_query, read_json
 from scholarsource.api.state import services
 from scholarsource.api.submits import ask_of
 from scholarsource.api.tenancy import principal_of, tenant_of
 from scholarsource.api.workflow_plan import plan
 from scholarsource.errors import NotFound
-from scholarsource.store.base import Event, Job, JobState, NewJob, Wake
+from scholarsource.store.base import Event, Job, JobState, NewJob, Wake, WorkflowInfo
 
 
 def status_of(jobs: list[Job]) -> str:
     """running while a step may still run; then succeeded if every step did, failed if one
     ended dead, else cancelled."""
-    if not all(job.status.final for job in jobs):
+    return status_of_counts(Counter(job.status.value for job in jobs))
+
+
+def status_of_counts(counts: Mapping[str, int]) -> str:
+    """status_of, from how many steps are in each state."""
+    states = {JobState(state) for state, n in counts.items() if n}
+    if not all(state.final for state in states):
         return "running"
-    if all(job.status is JobState.SUCCEEDED for job in jobs):
+    if states <= {JobState.SUCCEEDED}:
         return "succeeded"
-    return "failed" if any(job.status is JobState.DEAD for job in jobs) else "cancelled"
+    return "failed" if JobState.DEAD in states else "cancelled"
 
 
 def summary(workflow_id: str, jobs: list[Job]) -> dict[str, Any]:
@@ -58,7 +67,8 @@ def summary(workflow_id: str, jobs: list[Job]) -> dict[str, Any]:
             "id": job.id, "task": job.task, "status": job.status.value,
             "final": job.status.final,
             "after": [names[p] for p in job.depends_on if p in names],
-            "depends_on": job.depends_on, "result": job.result, "error": job.error,
+            "depends_on": job.depends_on, "parent_id": job.parent_id,
+            "result": job.result, "error": job.error,
             "error_code": job.error_code, "progress": job.progress,
             "started_at": job.started_at, "finished_at": job.finished_at}
             for job in jobs},
@@ -87,6 +97,32 @@ async def create(request: Request) -> JSONResponse:
     await svc.submits.admit(ask_of(principal_of(request)), made.jobs, batch=True)
     return JSONResponse({"id": made.id, "steps": made.steps}, status_code=201,
                         headers={"Location": f"/api/workflows/{made.id}"})
+
+
+async def listing(request: Request) -> JSONResponse:
+    """The tenant's latest workflows, newest first: id, status, step counts, created."""
+    limit = parse_workflow_list_query(request.query_params)
+    found = await services(request).store.workflows(tenant_of(request), limit)
+    return JSONResponse({"workflows": [_listed(info) for info in found]})
+
+
+def _listed(info: WorkflowInfo) -> dict[str, Any]:
+    status = status_of_counts(info.counts)
+    done = sum(n for state, n in info.counts.items() if JobState(state).final)
+    return {"id": info.id, "status": status, "final": status != "running",
+            "steps": info.steps, "done": done, "counts": info.counts,
+            "created_at": info.created_at}
+
+
+class WorkflowCollection(HTTPEndpoint):
+    """`/api/workflows`: POST creates, GET lists (one endpoint, so a 405 names both in
+    Allow)."""
+
+    async def post(self, request: Request) -> JSONResponse:
+        return await create(request)
+
+    async def get(self, request: Request) -> JSONResponse:
+        return await listing(request)
 
 
 async def get(request: Request) -> JSONResponse:
@@ -157,7 +193,7 @@ async def events(request: Request) -> StreamingResponse:
 
 
 routes = [
-    Route("/api/workflows", create, methods=["POST"]),
+    Route("/api/workflows", WorkflowCollection),
     Route("/api/workflows/{workflow_id}", get, methods=["GET"]),
     Route("/api/workflows/{workflow_id}/events", events, methods=["GET"]),
     Route("/api/workflows/{workflow_id}/cancel", cancel, methods=["POST"]),

@@ -1,4 +1,4 @@
-"""`/dashboard` routes: five pages and their static files, all shipped inside the package.
+"""`/dashboard` routes: seven pages and their static files, all shipped inside the package.
 
 The pages are fixed HTML shells; their scripts fetch the JSON API and subscribe to its event
 streams, so no job data is ever put into HTML on the server, and nothing needs escaping here.
@@ -45,9 +45,11 @@ class Page:
 PAGES = {page.name: page for page in (
     Page("overview", "Overview", ("chart.js", "overview.js", "schedules.js")),
     Page("jobs", "Jobs", ("joblist.js", "jobs.js")),
-    Page("job", "Job", ("job.js",)),
+    Page("job", "Job", ("family.js", "job.js")),
     Page("dead", "Dead letters", ("joblist.js", "dead.js")),
     Page("queues", "Queues", ("joblist.js", "queues.js")),
+    Page("workflows", "Workflows", ("workflows.js",)),
+    Page("workflow", "Workflow", ("workflow.js",)),
 )}
 
 
@@ -102,6 +104,8 @@ routes = [
     Route("/dashboard/jobs/{job_id}", _endpoint("job"), methods=["GET"]),
     Route("/dashboard/dead", _endpoint("dead"), methods=["GET"]),
     Route("/dashboard/queues", _endpoint("queues"), methods=["GET"]),
+    Route("/dashboard/workflows", _endpoint("workflows"), methods=["GET"]),
+    Route("/dashboard/workflows/{workflow_id}", _endpoint("workflow"), methods=["GET"]),
     Mount("/dashboard/static",
           SecurityHeaders(StaticFiles(packages=[(PACKAGE, "static")]))),
 ]

@@ -9,7 +9,6 @@ message's type and fields before it believes one (`Dispatcher._take`).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
@@ -25,7 +24,7 @@ class Attempt(NamedTuple):
     attempt: int
     token: int
     parents_json: str | None = None  # {parent id: result}, for a job that has parents
-    parent_artifacts: Mapping[str, list[Artifact]] | None = None  # by parent id
+    parent_artifacts: dict[str, list[Artifact]] | None = None  # each parent's, if it has any
 
 
 class Report(NamedTuple):

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from scholarsource import logs
-from scholarsource.artifacts import paths
+from scholarsource.artifacts import paths as artifact_paths
 from scholarsource.config import Config
 from scholarsource.errors import Retry, UnknownTaskError
 from scholarsource.pool import artifacts
@@ -239,8 +239,8 @@ def run_attempt(attempt: Attempt) -> Ended:
             send(conn, Spawned(job_id, token, int(key), body_json))
 
     fanout = Fanout(job_id, _defaults, _submit_rules or Config(), spawned)
-    parent_files = (paths(_artifacts_root, attempt.parent_artifacts)
-                    if _artifacts_root is not None and attempt.parent_artifacts else None)
+    parent_files = (artifact_paths(_artifacts_root, attempt.parent_artifacts)
+                    if attempt.parent_artifacts and _artifacts_root else None)
     ctx = Context(job_id, attempt.attempt, token, report, _cancel_flag, _artifacts_root,
                   parent_artifacts=parent_files, fanout=fanout)
     ended = _call(attempt, ctx)

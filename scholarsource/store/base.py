@@ -11,7 +11,7 @@ import contextlib
 import enum
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -289,6 +289,21 @@ class Job:
 
 
 @dataclass(frozen=True)
+class WorkflowInfo:
+    """One workflow in a list: its id, when its first job was submitted, and how many of its
+    jobs are in each state."""
+
+    id: str
+    created_at: float
+    counts: dict[str, int]
+
+    @property
+    def steps(self) -> int:
+        """How many jobs the workflow has."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
 class Claim:
     """A job handed to the pool: which attempt it is and the token that fences it."""
 
@@ -309,8 +324,8 @@ class Claim:
     tenant: str = DEFAULT_TENANT
     has_parents: bool = False
     parents_json: str | None = None  # {parent id: result} as JSON text, for ctx.parent_results
-    # Each parent's artifacts, by parent id, for ctx.parent_artifacts (None: no parents).
-    parent_artifacts: Mapping[str, list[Artifact]] | None = None
+    # Each parent's artifacts, for ctx.parent_artifacts (only a claim with parents has any).
+    parent_artifacts: dict[str, list[Artifact]] | None = None
 
 
 @dataclass(frozen=True)
@@ -695,6 +710,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def workflow(self, tenant: str, workflow_id: str) -> list[Job]:
         """The tenant's jobs of one workflow, in submit order (none: no such workflow)."""
+
+    @abc.abstractmethod
+    async def workflows(self, tenant: str, limit: int) -> list[WorkflowInfo]:
+        """The tenant's `limit` most recent workflows, newest first (by their first job). It
+        reads the tenant's entries of the jobs_workflow index, one per workflow job kept, and
+        the jobs of the workflows listed."""
 
     @abc.abstractmethod
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 
 from scholarsource.errors import UnknownParent, ValidationFailed
-from scholarsource.store.base import Claim, Job
-from scholarsource.store.rows import artifacts_from_rows
+from scholarsource.store.base import Artifact, Claim, Job
 
 
 def links(jobs: list[Job]) -> list[tuple[str, str]]:
@@ -68,14 +66,20 @@ def depths(jobs: list[Job], found: Iterable[tuple[str, str, int]]) -> dict[str, 
     return computed
 
 
-def with_parents(claims: list[Claim], results: dict[str, str],
-                 files: Iterable[tuple[Any, ...]]) -> list[Claim]:
-    """Claims with their parents' results (`results`: claim id -> JSON object text; a
-    parent pruned since it ended is left out) and artifacts (`files`: rows of claim id, then
-    the (job_id, name, size, sha256, content_type, path) of one parent's artifact)."""
-    found: dict[str, list[tuple[Any, ...]]] = {}
-    for claim_id, *artifact in files:
-        found.setdefault(claim_id, []).append(tuple(artifact))
-    return [dataclasses.replace(claim, parents_json=results.get(claim.id, "{}"),
-                                parent_artifacts=artifacts_from_rows(found.get(claim.id, ())))
-            if claim.has_parents else claim for claim in claims]
+async def with_parents(claims: list[Claim], rows: Iterable[tuple[str, str, list[str]]],
+                       artifacts_of: Callable[[list[str]], Awaitable[dict[str, list[Artifact]]]]
+                       ) -> list[Claim]:
+    """Claims with their parents' results and artifacts. `rows` are the store's
+    (claim id, {parent id: result} as JSON text, [parent id]) for the claims that have
+    parents (a parent pruned since it ended is left out); `artifacts_of` is the store's
+    Store.artifacts_of, asked once for every parent of the claims together."""
+    found = {claim_id: (results, ids) for claim_id, results, ids in rows}
+    parents = sorted({parent for _, ids in found.values() for parent in ids})
+    files = await artifacts_of(parents) if parents else {}
+
+    def placed(claim: Claim) -> Claim:
+        results, ids = found.get(claim.id, ("{}", []))
+        return dataclasses.replace(claim, parents_json=results, parent_artifacts={
+            parent: files[parent] for parent in ids if parent in files})
+
+    return [placed(claim) if claim.has_parents else claim for claim in claims]

@@ -27,6 +27,7 @@ from scholarsource.store.base import (
     TaskDefaults,
     Watch,
     Watched,
+    WorkflowInfo,
 )
 
 
@@ -211,3 +212,12 @@ def key_from_row(row: Iterable[Any]) -> ApiKey:
     """An API key from its row (id, tenant, role, name, rate, created_at, revoked_at, digest)."""
     key_id, tenant, role, name, rate, created_at, revoked_at, digest = row
     return ApiKey(key_id, tenant, role, name, rate, created_at, revoked_at, digest)
+
+
+def workflows_from_rows(rows: Iterable[Any]) -> list[WorkflowInfo]:
+    """Rows of (workflow id, created_at, status, count), newest workflow first, as a list."""
+    found: dict[str, WorkflowInfo] = {}
+    for workflow_id, created_at, status, count in rows:
+        info = found.setdefault(workflow_id, WorkflowInfo(workflow_id, created_at, {}))
+        info.counts[status] = count
+    return list(found.values())

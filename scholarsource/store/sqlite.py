@@ -64,6 +64,7 @@ from scholarsource.store.base import (
     WakeSource,
     Watch,
     Watched,
+    WorkflowInfo,
 )
 from scholarsource.store.deps import depths, links_json, with_parents
 from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
@@ -80,6 +81,7 @@ from scholarsource.store.rows import (
     tasks_from_rows,
     watch_params,
     watched_from_rows,
+    workflows_from_rows,
 )
 from scholarsource.store.rows import job_from_row as _job
 from scholarsource.store.rows import like_pattern as _like
@@ -504,21 +506,28 @@ FROM (SELECT l.value ->> 0 AS child, count(*) AS done,
 WHERE jobs.id = s.child AND jobs.status = 'waiting'
 RETURNING {_JOB_COLUMNS}
 """
-# ctx.parent_results of claimed jobs that have parents: {parent id: result} per job, as JSON.
-# Each parent is a probe of its id (unary + keeps a tenant index out of the planner's choice).
-PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)) FROM jobs c, "
+# ctx.parent_results of claimed jobs that have parents: {parent id: result} per job, as JSON,
+# and the parents' ids (whose artifacts ctx.parent_artifacts gets). Each parent is a probe of
+# its id (unary + keeps a tenant index out of the planner's choice).
+PARENT_RESULTS = ("SELECT c.id, json_group_object(p.id, json(p.result)), "
+                  "json_group_array(p.id) FROM jobs c, "
                   "json_each(c.depends_on) AS d JOIN jobs p ON p.id = d.value "
                   "AND +p.tenant = c.tenant WHERE c.id IN (SELECT value FROM json_each(:ids)) "
                   "GROUP BY c.id")
-# Their artifacts, for ctx.parent_artifacts: claim id, then the artifact as ARTIFACTS_OF
-# (unordered: they become a dict by parent and name, and a sort would need a temp B-tree).
-PARENT_ARTIFACTS = ("SELECT c.id, a.job_id, a.name, a.size, a.sha256, a.content_type, a.path "
-                    "FROM jobs c, json_each(c.depends_on) AS d JOIN jobs p ON p.id = d.value "
-                    "AND +p.tenant = c.tenant JOIN artifacts a ON a.job_id = p.id "
-                    "WHERE c.id IN (SELECT value FROM json_each(:ids))")
 # A workflow's steps, in the order they were submitted (jobs_workflow).
 WORKFLOW = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND workflow_id = ? "
             f"ORDER BY seq")
+# The tenant's latest workflows (their first job's seq, from jobs_workflow alone), then each
+# one's jobs by state (CROSS JOIN: the page of workflows outside, each one's jobs an index
+# range inside); rows of (id, created_at, status, count), newest workflow first.
+WORKFLOWS = """
+WITH w AS (SELECT workflow_id, min(seq) AS first FROM jobs
+           WHERE tenant = :tenant AND workflow_id IS NOT NULL
+           GROUP BY workflow_id ORDER BY first DESC LIMIT :limit)
+SELECT w.workflow_id, (SELECT created_at FROM jobs WHERE seq = w.first), j.status, count(*)
+FROM w CROSS JOIN jobs j ON j.tenant = :tenant AND j.workflow_id = w.workflow_id
+GROUP BY w.workflow_id, j.status ORDER BY w.first DESC
+"""
 # Fan-out (store/fanout.py): the parents that may still add children, each placed in a
 # workflow (its own, as the root, if it had none); bound: [[id, token], ...] as JSON. A
 # running attempt adds them under its token unless a cancel was asked; a continuation goes
@@ -1254,6 +1263,11 @@ class SqliteStore(Store):
         return [_job(row) for row in await self._db.fetchall(WORKFLOW, (tenant, workflow_id))]
 
     @_unavailable
+    async def workflows(self, tenant: str, limit: int) -> list[WorkflowInfo]:
+        return workflows_from_rows(await self._db.fetchall(
+            WORKFLOWS, {"tenant": tenant, "limit": limit}))
+
+    @_unavailable
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
         rows = await self._db.fetchall(
             CANCEL_MATCHING.format(filters=" AND workflow_id = :workflow_id"),
@@ -1400,9 +1414,11 @@ class SqliteStore(Store):
             rows = await self._db.fetchall(CLAIM_REFS, {**args, "refs": json.dumps(refs[:n])})
         claims = claims_from_rows(rows)
         if any(claim.has_parents for claim in claims):
-            ids = {"ids": json.dumps([claim.id for claim in claims if claim.has_parents])}
-            claims = with_parents(claims, dict(await self._db.fetchall(PARENT_RESULTS, ids)),
-                                  await self._db.fetchall(PARENT_ARTIFACTS, ids))
+            rows = await self._db.fetchall(PARENT_RESULTS, {
+                "ids": json.dumps([claim.id for claim in claims if claim.has_parents])})
+            claims = await with_parents(
+                claims, [(c, results, json.loads(ids)) for c, results, ids in rows],
+                self.artifacts_of)
         if turn:
             weights = dict(gate.weights)
             for tenant, taken in Counter(claim.tenant for claim in claims).items():

@@ -1,8 +1,9 @@
 """Artifacts through a real server: a task's files become its job's artifacts, listed in the
 job JSON and downloaded with Range, ETag and Content-Disposition, scoped to the tenant; bad
 names, links, directories and oversized files fail the attempt, and a failed attempt's files
-are gone; the disk budget holds jobs queued until retention frees room, and retention deletes
-the files with the job; a 200 MB file round-trips with the API worker's memory flat."""
+are gone; a child reads its parent's files as ctx.parent_artifacts; the disk budget holds
+jobs queued until retention frees room, and retention deletes the files with the job; a
+200 MB file round-trips with the API worker's memory flat."""
 
 from __future__ import annotations
 
@@ -107,6 +108,22 @@ def test_files_become_artifacts_for_their_tenant_and_bad_ones_fail_the_attempt(s
     assert held.exists() and dead["error_code"] == "timeout", dead
     wait_until(lambda: not attempt_dir(server, dead).exists(), 10,
                message="the timed-out attempt's files to be deleted")
+
+
+@pytest.mark.both_backends
+def test_a_child_reads_the_files_its_parent_wrote_as_artifacts(serve) -> None:
+    client = serve().client()
+    writer = submit(client, "artifact_files", names=["notes.txt", "data.csv"])
+    plain = submit(client, "add")  # a parent without files: absent from parent_artifacts
+    answer = client.post("/api/jobs", json={"task": "read_parent_artifacts",
+                                            "depends_on": [writer["id"], plain["id"]]})
+    assert answer.status_code == 202, answer.text
+    child = wait_finished(client, answer.json()["id"])
+    assert child["status"] == "succeeded", child
+    assert child["result"] == {writer["id"]: {"notes.txt": "notes.txt", "data.csv": "data.csv"}}
+    # A job without parents gets none.
+    alone = wait_finished(client, submit(client, "read_parent_artifacts")["id"])
+    assert (alone["status"], alone["result"]) == ("succeeded", {})
 
 
 @pytest.mark.both_backends

@@ -17,7 +17,7 @@ def test_pages_and_static_files_come_from_the_installed_package(
         serve: Callable[..., Server]) -> None:
     client = serve(slots=1, workers=1).client()
     for path in ("/dashboard", "/dashboard/jobs", "/dashboard/jobs/x", "/dashboard/dead",
-                 "/dashboard/queues"):
+                 "/dashboard/queues", "/dashboard/workflows", "/dashboard/workflows/x"):
         page = client.get(path)
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")

@@ -89,6 +89,17 @@ def test_a_chain_runs_in_order_streams_and_cancels(serve) -> None:
     assert client.post("/api/workflows/NoSuchWorkflow00000000/cancel").status_code == 404
     assert client.get("/api/workflows/NoSuchWorkflow00000000").status_code == 404
 
+    # The list: newest first, each with its status and how many steps it has and has done.
+    listed = client.get("/api/workflows").json()["workflows"]
+    assert [(w["id"], w["status"], w["steps"], w["done"]) for w in listed] == [
+        (slow["id"], "cancelled", 3, 3), (run.id, "succeeded", 5, 5),
+        (made["id"], "succeeded", 3, 3)]
+    assert [w["id"] for w in client.get("/api/workflows?limit=1").json()["workflows"]] == [
+        slow["id"]]
+    for bad in ("limit=0", "limit=201", "limit=x", "colour=red"):
+        refused = client.get(f"/api/workflows?{bad}")
+        assert (refused.status_code, refused.json()["error"]) == (422, "invalid_request"), bad
+
 
 @pytest.mark.both_backends
 def test_bad_workflows_are_refused_whole_and_write_nothing(serve) -> None:
@@ -155,4 +166,7 @@ def test_another_tenants_jobs_and_workflows_cannot_be_named(serve) -> None:
     for method, path in (("GET", ""), ("GET", "/events"), ("POST", "/cancel")):
         response = ours.request(method, f"/api/workflows/{their_flow}{path}")
         assert response.status_code == 404, (method, path, response.text)
+    # Nor listed: each tenant lists its own.
+    assert ours.get("/api/workflows").json()["workflows"] == []
+    assert [w["id"] for w in theirs.get("/api/workflows").json()["workflows"]] == [their_flow]
     assert wait_final(theirs, their_flow)["status"] == "succeeded"

@@ -1,9 +1,11 @@
 """Artifact rows on every backend: recorded with a success in its transaction (never with a
 stale or failed outcome), read with the job alone, counted in a running total, kept per
-attempt for the sweep, and deleted with their job, which leaves a grave for the files."""
+attempt for the sweep, handed to a claimed child with its parents', and deleted with their
+job, which leaves a grave for the files."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -44,6 +46,24 @@ def test_a_success_records_its_files_and_the_job_shows_them(tmp_path: Path,
         assert await store.get("other", new.id) is None
         listed, _ = await store.list_jobs("default")
         assert listed[0].artifacts is None and "artifacts" not in listed[0].to_json()
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_a_claimed_child_carries_its_parents_artifacts(tmp_path: Path,
+                                                       backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        writer, plain = await store.submit_many([job(), job()])
+        claims = {c.id: c for c in await store.claim("p", 2, 30)}
+        assert claims[writer.id].parent_artifacts is None  # no parents: nothing looked up
+        made = files(writer.id, 1, 10, 20)
+        await store.finish([success(writer.id, claims[writer.id].token, made),
+                            success(plain.id, claims[plain.id].token, ())], max_crashes=3)
+        (child,) = await store.submit_many([dataclasses.replace(
+            job(), depends_on=(writer.id, plain.id))])
+        (claim,) = await store.claim("p", 1, 30)
+        # A parent without files is left out.
+        assert claim.id == child.id and claim.parent_artifacts == {writer.id: list(made)}
 
     run(tmp_path / "q.db", body, backend)
 

@@ -37,10 +37,10 @@ from scholarsource.store.rows import new_job_id, new_jobs
 from scholarsource.store.sqlite import (
     LINK_EDGES,
     LINK_PARENTS,
-    PARENT_ARTIFACTS,
     PARENT_RESULTS,
     SETTLE,
     WORKFLOW,
+    WORKFLOWS,
     SqliteStore,
 )
 from tests.store.backends import Backend
@@ -270,6 +270,25 @@ def test_releasing_a_parents_children_is_an_index_range(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_a_tenants_workflows_list_newest_first_with_their_states(tmp_path: Path,
+                                                                   backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        older, newer = new_job_id(), new_job_id()
+        await store.submit_many([new(workflow=older, step="a"), new(workflow=older, step="b")])
+        await store.submit_many([new(workflow=newer, step="a"), new()])  # one plain job
+        await store.submit_many([new(workflow=new_job_id(), tenant="other")])
+        (first,) = await store.workflow("default", newer)
+        await store.cancel("default", first.id)
+        listed = await store.workflows("default", 10)
+        assert [(w.id, w.steps, w.counts) for w in listed] == [
+            (newer, 1, {"cancelled": 1}), (older, 2, {"queued": 2})]
+        assert listed[0].created_at == first.created_at
+        assert [w.id for w in await store.workflows("default", 1)] == [newer]
+        assert await store.workflows("nobody", 10) == []
+
+    run(tmp_path / "q.db", body, backend)
+
+
 def test_linking_claiming_and_listing_a_workflow_read_indexes_only(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     schema.migrate(db)
@@ -278,7 +297,7 @@ def test_linking_claiming_and_listing_a_workflow_read_indexes_only(tmp_path: Pat
         ("parents", LINK_PARENTS, {"links": "[]"}), ("edges", LINK_EDGES, {"links": "[]"}),
         ("settle", SETTLE, {"links": "[]", "now": 0}),
         ("results", PARENT_RESULTS, {"ids": "[]"}), ("workflow", WORKFLOW, ("t", "w")),
-        ("artifacts", PARENT_ARTIFACTS, {"ids": "[]"}))}
+        ("workflows", WORKFLOWS, {"tenant": "t", "limit": 50}))}
     for name, plan in plans.items():
         assert "SCAN jobs" not in plan and "SCAN p " not in plan, (name, plan)
     assert "SEARCH p USING INDEX sqlite_autoindex_jobs_1 (id=?)" in plans["results"]
@@ -286,6 +305,12 @@ def test_linking_claiming_and_listing_a_workflow_read_indexes_only(tmp_path: Pat
     assert "TEMP B-TREE" not in plans["artifacts"]
     assert plans["workflow"] == ("SEARCH jobs USING INDEX jobs_workflow "
                                  "(tenant=? AND workflow_id=?)")
+    # The list finds the newest workflows from the index alone, then reads the jobs of
+    # those only, each workflow an index range.
+    assert "SEARCH jobs USING COVERING INDEX jobs_workflow (tenant=? AND workflow_id>?)" \
+        in plans["workflows"]
+    assert "SEARCH j USING INDEX jobs_workflow (tenant=? AND workflow_id=?)" \
+        in plans["workflows"]
     conn.close()
 
 

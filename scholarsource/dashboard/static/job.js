@@ -1,5 +1,5 @@
-// One job: its fields, params, result, artifacts, error and attempts; a progress bar and its events,
-// live from GET /api/jobs/{id}/events; cancel and retry.
+// One job: its fields, params, result, relatives (family.js), artifacts, error and attempts;
+// a progress bar and its events, live from GET /api/jobs/{id}/events; cancel and retry.
 "use strict";
 
 (() => {
@@ -89,6 +89,7 @@
     setText("error", SS.errorMessage(job.error_code, job.error));
     attempts(job);
     artifacts(job);
+    SS.family(job);
   }
 
   async function refresh() {

@@ -394,17 +394,23 @@ WHERE jobs.id = s.child AND jobs.status = 'waiting'
 RETURNING {", ".join("jobs." + c for c in JOB_COLUMNS.split(", "))}
 """
 # ctx.parent_results of claimed jobs that have parents (json, not jsonb: results stay as the
-# slot wrote them).
-PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text FROM jobs c "
+# slot wrote them), and the parents' ids (whose artifacts ctx.parent_artifacts gets).
+PARENT_RESULTS = ("SELECT c.id, json_object_agg(p.id, p.result::json)::text, "
+                  "array_agg(p.id) FROM jobs c "
                   "CROSS JOIN LATERAL jsonb_array_elements_text(c.depends_on) AS d(id) "
                   "JOIN jobs p ON p.id = d.id AND p.tenant = c.tenant "
                   "WHERE c.id = ANY(%(ids)s::text[]) GROUP BY c.id")
-PARENT_ARTIFACTS = ("SELECT c.id, a.job_id, a.name, a.size, a.sha256, a.content_type, a.path "
-                    "FROM jobs c CROSS JOIN LATERAL jsonb_array_elements_text(c.depends_on) "
-                    "AS d(id) JOIN jobs p ON p.id = d.id AND p.tenant = c.tenant "
-                    "JOIN artifacts a ON a.job_id = p.id WHERE c.id = ANY(%(ids)s::text[])")
 WORKFLOW = (f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s "
             f"AND workflow_id = %(workflow_id)s ORDER BY seq")
+# The tenant's latest workflows (sqlite.WORKFLOWS says how).
+WORKFLOWS = """
+WITH w AS (SELECT workflow_id, min(seq) AS first FROM jobs
+           WHERE tenant = %(tenant)s AND workflow_id IS NOT NULL
+           GROUP BY workflow_id ORDER BY first DESC LIMIT %(limit)s)
+SELECT w.workflow_id, (SELECT created_at FROM jobs WHERE seq = w.first), j.status, count(*)
+FROM w JOIN jobs j ON j.tenant = %(tenant)s AND j.workflow_id = w.workflow_id
+GROUP BY w.workflow_id, w.first, j.status ORDER BY w.first DESC
+"""
 # Fan-out (sqlite.SPAWN_PARENTS and friends, each one's why); bound: [[id, token], ...]
 # as JSON. The UPDATE locks each parent row, so a cancel waits for the children to be in,
 # and the spawns after it see its flag.

@@ -53,6 +53,7 @@ from scholarsource.store.base import (
     WakeSource,
     Watch,
     Watched,
+    WorkflowInfo,
 )
 from scholarsource.store.deps import depths, links, with_parents
 from scholarsource.store.fanout import continuations, named, over_quota, placed, root_cancelled
@@ -80,6 +81,7 @@ from scholarsource.store.rows import (
     tasks_from_rows,
     watch_params,
     watched_from_rows,
+    workflows_from_rows,
 )
 
 if TYPE_CHECKING:
@@ -446,6 +448,11 @@ class PostgresStore(Store):
             sql.WORKFLOW, {"tenant": tenant, "workflow_id": workflow_id})]
 
     @unavailable
+    async def workflows(self, tenant: str, limit: int) -> list[WorkflowInfo]:
+        return workflows_from_rows(await self._db.fetchall(
+            sql.WORKFLOWS, {"tenant": tenant, "limit": limit}))
+
+    @unavailable
     async def cancel_workflow(self, tenant: str, workflow_id: str) -> tuple[int, int]:
         rows = await self._db.fetchall(
             sql.CANCEL_MATCHING.format(filters=" AND jobs.workflow_id = %(workflow_id)s"),
@@ -605,10 +612,8 @@ class PostgresStore(Store):
                                                  (sql.FAIR_CLAIM, args)])
         claims = claims_from_rows(rows)
         if any(claim.has_parents for claim in claims):
-            ids = {"ids": [claim.id for claim in claims if claim.has_parents]}
-            claims = with_parents(claims,
-                                  dict(await self._db.fetchall(sql.PARENT_RESULTS, ids)),
-                                  await self._db.fetchall(sql.PARENT_ARTIFACTS, ids))
+            claims = await with_parents(claims, await self._db.fetchall(sql.PARENT_RESULTS, {
+                "ids": [claim.id for claim in claims if claim.has_parents]}), self.artifacts_of)
         return claims
 
     @unavailable
