@@ -243,13 +243,6 @@ def artifact_big(ctx: Context, name: str, mib: int) -> str:
     return digest.hexdigest()
 
 
-@task("parent_files")
-def parent_files(ctx: Context) -> dict[str, dict[str, str]]:
-    """Read every parent's artifacts (ctx.parent_artifacts): {parent id: {name: text}}."""
-    return {parent: {name: path.read_text() for name, path in files.items()}
-            for parent, files in ctx.parent_artifacts.items()}
-
-
 @task("artifact_files")
 def artifact_files(ctx: Context, names: list[str], odd: str = "", fail: bool = False,
                    hold: str = "") -> list[str]:

@@ -35,6 +35,7 @@ from scholarsource.store.postgres.store import _link as pg_link
 from scholarsource.store.postgres.store import _rows as pg_rows
 from scholarsource.store.rows import new_job_id, new_jobs
 from scholarsource.store.sqlite import (
+    ARTIFACTS_OF,
     LINK_EDGES,
     LINK_PARENTS,
     PARENT_RESULTS,
@@ -297,11 +298,13 @@ def test_linking_claiming_and_listing_a_workflow_read_indexes_only(tmp_path: Pat
         ("parents", LINK_PARENTS, {"links": "[]"}), ("edges", LINK_EDGES, {"links": "[]"}),
         ("settle", SETTLE, {"links": "[]", "now": 0}),
         ("results", PARENT_RESULTS, {"ids": "[]"}), ("workflow", WORKFLOW, ("t", "w")),
-        ("workflows", WORKFLOWS, {"tenant": "t", "limit": 50}))}
+        ("workflows", WORKFLOWS, {"tenant": "t", "limit": 50}),
+        ("artifacts", ARTIFACTS_OF, {"ids": "[]"}))}
     for name, plan in plans.items():
         assert "SCAN jobs" not in plan and "SCAN p " not in plan, (name, plan)
     assert "SEARCH p USING INDEX sqlite_autoindex_jobs_1 (id=?)" in plans["results"]
-    assert "SEARCH a USING PRIMARY KEY (job_id=?)" in plans["artifacts"]
+    # The parents' artifacts, once per claim for every parent: their primary key, in order.
+    assert "SEARCH artifacts USING PRIMARY KEY (job_id=?)" in plans["artifacts"]
     assert "TEMP B-TREE" not in plans["artifacts"]
     assert plans["workflow"] == ("SEARCH jobs USING INDEX jobs_workflow "
                                  "(tenant=? AND workflow_id=?)")
