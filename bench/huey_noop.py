@@ -36,7 +36,9 @@ from huey import __version__ as huey_version
 # (synchronous = NORMAL: in WAL mode no flush per commit either, only at checkpoints), so this
 # is a shade kinder to Huey; its default (FULL, a flush per enqueue and per result) would make
 # it more than ten times slower on this disk (130-160 jobs/s against ~1,900).
-huey = SqliteHuey("bench", filename=os.environ.get("HUEY_BENCH_DB", "huey-bench.db"),
+# The file is the run's (run() sets it); until then an in-memory database, so that importing
+# this module leaves no file behind.
+huey = SqliteHuey("bench", filename=os.environ.get("HUEY_BENCH_DB", ":memory:"),
                   fsync=False)
 
 
@@ -62,6 +64,7 @@ def run(jobs: int, workers: int) -> dict[str, float]:
         env = {**os.environ, "HUEY_BENCH_DB": str(Path(tmp) / "huey.db"),
                "PYTHONPATH": str(Path(__file__).resolve().parent)}
         huey.storage.filename = env["HUEY_BENCH_DB"]
+        huey.storage.initialize_schema()
         consumer_bin = Path(sys.executable).with_name("huey_consumer")
         with open(Path(tmp) / "consumer.log", "wb") as log:
             consumer = subprocess.Popen(
