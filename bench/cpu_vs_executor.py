@@ -8,7 +8,9 @@ Each pair runs the executor first, then a fresh `scholarsource serve --workers 1
 and ready before the clock starts). Ours is timed by the server's own timestamps, first
 `created_at` (the submit committed) to last `finished_at`; the executor from its first
 `submit` to its last result. The ratio ours / executor is the overhead: the issue's goal is
-within 3 %.
+within 3 %. On a shared box that ratio is mostly the other load's; the CPU ratio holds
+better: every process's CPU over the run (this script's and the executor's workers', or
+this script's and the whole server's: API worker, pool, slots, master).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from scholarsource.launcher import free_port, launch, serve_argv
 from scholarsource.tasks.builtin import cpu
@@ -38,19 +41,36 @@ def _burn(loops: int) -> dict[str, int]:
     return cpu(_Ctx(), loops=loops)  # type: ignore[arg-type]
 
 
-def executor_seconds(jobs: int, loops: int, workers: int) -> float:
-    """Wall seconds for `jobs` calls on a warm ProcessPoolExecutor of `workers`."""
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds so far of this process and of `pids` (and their children)."""
+    total = time.process_time()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def executor_run(jobs: int, loops: int, workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds for `jobs` calls on a warm ProcessPoolExecutor of `workers`."""
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_burn, [0] * workers * 4))  # start the workers outside the clock
+        pids = list(pool._processes)  # its workers live as long as the pool
+        cpu = _cpu(pids)
         began = time.perf_counter()
         futures = [pool.submit(_burn, loops) for _ in range(jobs)]
         for future in futures:
             future.result()
-        return time.perf_counter() - began
+        return time.perf_counter() - began, _cpu(pids) - cpu
 
 
-def ours_seconds(jobs: int, loops: int, slots: int) -> float:
-    """Seconds from the first job's created_at to the last one's finished_at."""
+def ours_run(jobs: int, loops: int, slots: int) -> tuple[float, float]:
+    """Seconds from the first job's created_at to the last one's finished_at, and the CPU
+    seconds of the server and this script meanwhile."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         server = launch(serve_argv(port, Path(tmp) / "data", workers=1, slots=slots),
@@ -63,6 +83,7 @@ def ours_seconds(jobs: int, loops: int, slots: int) -> float:
                     if time.monotonic() > deadline:
                         raise SystemExit(f"the slots did not start: see {server.log_path}")
                     time.sleep(0.1)
+                cpu = _cpu([server.proc.pid])
                 ids = []
                 for _ in range(jobs):
                     answer = client.post("/api/jobs", json={"task": "cpu", "params": {
@@ -80,9 +101,10 @@ def ours_seconds(jobs: int, loops: int, slots: int) -> float:
                         ids.pop(0)
                     else:
                         time.sleep(0.05)
+                cpu = _cpu([server.proc.pid]) - cpu
         finally:
             server.stop(timeout=15)
-    return max(j["finished_at"] for j in done) - min(j["created_at"] for j in done)
+    return max(j["finished_at"] for j in done) - min(j["created_at"] for j in done), cpu
 
 
 def main() -> None:
@@ -95,12 +117,15 @@ def main() -> None:
     args = parser.parse_args()
     pairs = []
     for _ in range(args.pairs):
-        bare = executor_seconds(args.jobs, args.loops, args.slots)
-        ours = ours_seconds(args.jobs, args.loops, args.slots)
+        bare, bare_cpu = executor_run(args.jobs, args.loops, args.slots)
+        ours, ours_cpu = ours_run(args.jobs, args.loops, args.slots)
         pairs.append({"executor_s": round(bare, 3), "ours_s": round(ours, 3),
-                      "ratio": round(ours / bare, 3), "load_1m": os.getloadavg()[0]})
-        print(f"executor {bare:.3f} s, scholarsource {ours:.3f} s: "
-              f"ours / executor {ours / bare:.3f} (load {os.getloadavg()[0]:.1f})", flush=True)
+                      "ratio": round(ours / bare, 3), "executor_cpu_s": round(bare_cpu, 3),
+                      "ours_cpu_s": round(ours_cpu, 3), "cpu_ratio": round(ours_cpu / bare_cpu, 3),
+                      "load_1m": os.getloadavg()[0]})
+        print(f"executor {bare:.3f} s ({bare_cpu:.2f} s CPU), scholarsource {ours:.3f} s "
+              f"({ours_cpu:.2f} s CPU): ours / executor {ours / bare:.3f} in time, "
+              f"{ours_cpu / bare_cpu:.3f} in CPU (load {os.getloadavg()[0]:.1f})", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"jobs": args.jobs, "loops": args.loops,
                                          "slots": args.slots, "pairs": pairs}, indent=1))
