@@ -1,0 +1,98 @@
+"""The API's CPU per submit without HTTP: `POST /api/jobs` through the whole Starlette app
+(every middleware, validation, the group commit on aiosqlite, the answer), driven by
+`--concurrency` requests at once straight into the ASGI callable.
+
+What it leaves out is the HTTP server (Gunicorn, Uvicorn's httptools protocol): that part
+is the same for every app, and is in the minimal app's figure (`scholarsource bench submit
+--baseline`) as in ours. CPU is the process's (the event loop's thread and aiosqlite's
+together), so the figure holds on a busy machine better than wall time does. The defaults
+are a server's: `job_log` on, `access_log` off, no keys.
+
+    .venv/bin/python bench/submit_cpu.py --jobs 20000 [--minimal] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from scholarsource.api.app import create_app
+from scholarsource.config import Config
+from scholarsource.store import schema
+from scholarsource.store.base import TaskDefaults
+from scholarsource.store.sqlite import SqliteStore
+
+BODY = b'{"task":"noop"}'
+
+
+def _scope(minimal: bool) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(BODY)).encode())]
+    if minimal:
+        headers.append((b"prefer", b"return=minimal"))
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/api/jobs",
+            "raw_path": b"/api/jobs", "root_path": "", "query_string": b"",
+            "headers": headers, "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000), "state": {}}
+
+
+async def _client(app: Any, count: int, minimal: bool, statuses: dict[int, int]) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+    for _ in range(count):
+        await app(_scope(minimal), receive, send)
+
+
+async def measure(data_dir: Path, jobs: int, concurrency: int, minimal: bool) -> float:
+    """CPU microseconds per submit of `jobs` submits, `concurrency` at a time."""
+    config = Config(data_dir=str(data_dir))
+    schema.migrate(config.db_path)
+    store = await SqliteStore.open(config.db_path)
+    await store.publish_tasks([TaskDefaults("noop", "default", None, None)])
+    await store.close()
+    app = create_app(config)
+    statuses: dict[int, int] = {}
+    async with app.router.lifespan_context(app):
+        await _client(app, 200, minimal, statuses)  # warm-up: imports, caches, the file
+        statuses.clear()
+        start = time.process_time()
+        await asyncio.gather(*(_client(app, jobs // concurrency, minimal, statuses)
+                               for _ in range(concurrency)))
+        cpu = time.process_time() - start
+    done = jobs // concurrency * concurrency
+    if statuses != {202: done}:
+        raise SystemExit(f"unexpected answers: {statuses}")
+    return cpu / done * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--minimal", action="store_true",
+                        help="send Prefer: return=minimal (the answer is the id and status)")
+    args = parser.parse_args()
+    results = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(asyncio.run(measure(Path(tmp), args.jobs, args.concurrency,
+                                               args.minimal)))
+    figures = ", ".join(f"{us:.1f}" for us in results)
+    print(f"submit CPU per request (us), {args.jobs} jobs, {args.concurrency} at once, "
+          f"{'minimal' if args.minimal else 'whole job'} answer: {figures}; "
+          f"median {sorted(results)[len(results) // 2]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
