@@ -69,7 +69,8 @@ def test_files_become_artifacts_for_their_tenant_and_bad_ones_fail_the_attempt(s
     missing = acme.get(f"/api/jobs/{job['id']}/artifacts/nope.txt")
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     # A child reads its parent's files where they are (ctx.parent_artifacts).
-    reader = acme.post("/api/jobs", json={"task": "read_parent_artifacts", "depends_on": [job["id"]]})
+    reader = acme.post("/api/jobs", json={"task": "read_parent_artifacts",
+                                          "depends_on": [job["id"]]})
     assert reader.status_code == 202, reader.text
     read = wait_finished(acme, reader.json()["id"])
     assert read["result"] == {job["id"]: {name: name for name in names}}, read
