@@ -28,8 +28,11 @@ from scholarsource.api.state import services
 from scholarsource.api.submits import ask_of
 from scholarsource.api.tenancy import principal_of, tenant_of
 from scholarsource.api.workflow_plan import plan
-from scholarsource.errors import NotFound
+from scholarsource.errors import NotFound, StoreUnavailable
 from scholarsource.store.base import Event, Job, JobState, NewJob, Wake, WorkflowInfo
+
+# How often a workflow's stream looks for jobs its tasks added (one indexed read).
+RESCAN_INTERVAL = 1.0
 
 
 def status_of(jobs: list[Job]) -> str:
@@ -76,9 +79,15 @@ def summary(workflow_id: str, jobs: list[Job]) -> dict[str, Any]:
 
 
 async def _steps(request: Request) -> list[Job]:
-    """The tenant's steps of the workflow in the path, or 404."""
-    workflow_id = request.path_params["workflow_id"]
-    jobs = await services(request).store.workflow(tenant_of(request), workflow_id)
+    """The tenant's steps of the workflow in the path, or 404. A job that has not submitted
+    a child yet is the whole of the tree it may grow (ctx.submit makes its id the tree's
+    workflow id): its workflow is itself alone."""
+    workflow_id, tenant = request.path_params["workflow_id"], tenant_of(request)
+    store = services(request).store
+    jobs = await store.workflow(tenant, workflow_id)
+    if not jobs and (root := await store.get(tenant, workflow_id)) is not None \
+            and root.workflow_id is None:
+        jobs = [root]
     if not jobs:
         raise NotFound(f"no workflow {workflow_id!r}")
     return jobs
@@ -133,9 +142,15 @@ async def cancel(request: Request) -> JSONResponse:
     """Cancel every step not yet final (a running one is asked to stop); the workflow
     after."""
     svc = services(request)
-    workflow_id = request.path_params["workflow_id"]
-    await _steps(request)
-    cancelled, flagged = await svc.store.cancel_workflow(tenant_of(request), workflow_id)
+    workflow_id, tenant = request.path_params["workflow_id"], tenant_of(request)
+    steps = await _steps(request)
+    if steps[0].id == workflow_id and steps[0].workflow_id is None:  # a root alone, yet
+        job = await svc.store.cancel(tenant, workflow_id)
+        flagged = int(job is not None and job.status is JobState.RUNNING)
+        cancelled = int(job is not None and job.status is JobState.CANCELLED
+                        and not steps[0].status.final)
+    else:
+        cancelled, flagged = await svc.store.cancel_workflow(tenant, workflow_id)
     if flagged:
         svc.store.wake(Wake.CANCELLED)
     if cancelled:
@@ -163,29 +178,52 @@ async def _take_any(feeds: list[Feed], timeout: float) -> list[Event]:
 
 async def events(request: Request) -> StreamingResponse:
     """Every step's events as one Server-Sent Events stream (each names its step), live
-    until every step is final; Last-Event-ID resumes as a job's stream does."""
+    until every step is final; Last-Event-ID resumes as a job's stream does. A tree grown
+    from inside its tasks (ctx.submit, ctx.continue_with) gains jobs while it runs: the
+    stream looks for new ones every RESCAN_INTERVAL seconds, and once more before it ends."""
     jobs = await _steps(request)  # 404 before the stream starts
     after = start_after(request)
-    reader = services(request).reader
-    names = {job.id: job.step or job.id for job in jobs}
-    tenant = tenant_of(request)
+    store, reader = services(request).store, services(request).reader
+    tenant, workflow_id = tenant_of(request), request.path_params["workflow_id"]
+    names: dict[str, str] = {}
+    feeds: dict[str, Feed] = {}
+
+    def follow(found: list[Job]) -> None:
+        for job in found:
+            if job.id not in feeds:
+                names[job.id] = job.step or job.id
+                feeds[job.id] = reader.subscribe(tenant, job.id, after)
 
     async def stream() -> AsyncIterator[str]:
-        feeds = [reader.subscribe(tenant, job.id, after) for job in jobs]
+        follow(jobs)
+        loop = asyncio.get_running_loop()
+        quiet_since = rescan_at = loop.time()
         try:
             while True:
-                open_feeds = [feed for feed in feeds if not feed.closed]
-                batch = await _take_any(open_feeds or feeds, KEEPALIVE_INTERVAL)
+                open_feeds = [feed for feed in feeds.values() if not feed.closed]
+                batch = await _take_any(open_feeds or list(feeds.values()), RESCAN_INTERVAL)
                 for event in batch:
                     yield frame(event, step=names[event.job_id])
-                if not open_feeds and not batch:
-                    if any(feed.dropped for feed in feeds):
+                if batch:
+                    quiet_since = loop.time()
+                ended = not batch and not any(not feed.closed for feed in feeds.values())
+                if ended or loop.time() >= rescan_at:
+                    rescan_at = loop.time() + RESCAN_INTERVAL
+                    try:
+                        follow(await store.workflow(tenant, workflow_id))
+                    except StoreUnavailable:
+                        continue  # the next look decides; a client meanwhile misses nothing
+                    if ended and any(not feed.closed for feed in feeds.values()):
+                        continue  # new jobs came: follow them too
+                if ended:
+                    if any(feed.dropped for feed in feeds.values()):
                         yield ": behind: resume with Last-Event-ID\n\n"
                     return
-                if not batch:
+                if loop.time() - quiet_since >= KEEPALIVE_INTERVAL:
+                    quiet_since = loop.time()
                     yield ": keep-alive\n\n"
         finally:
-            for feed in feeds:
+            for feed in feeds.values():
                 reader.unsubscribe(feed)
 
     return StreamingResponse(stream(), media_type="text/event-stream",

@@ -7,6 +7,7 @@ past max_queued. One server for all of it, in turn."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 from typing import Any
@@ -144,6 +145,33 @@ def children_past_max_queued_are_refused(client: httpx.Client) -> None:
                message="the tree to be cancelled")
 
 
+def the_tree_streams_as_it_grows(client: httpx.Client) -> None:
+    # Its workflow is the root alone until the first child: the stream opened then still
+    # follows every child and the continuation as the tasks add them, to the end.
+    root = post(client, {"task": "fan_out",
+                         "params": {"n": 4, "pause": 0.1, "between": 0.3, "hold": 0.5}})
+    alone = client.get(f"/api/workflows/{root['id']}")
+    assert alone.status_code == 200 and root["id"] in {
+        step["id"] for step in alone.json()["steps"].values()}
+    frames = client.get(f"/api/workflows/{root['id']}/events", timeout=60).text
+    data = [json.loads(line[len("data: "):]) for line in frames.splitlines()
+            if line.startswith("data: ")]
+    then_id = wait_finished(client, root["id"])["result"]["continued_by"]
+    kids = {kid["id"] for kid in children(client, root["id"])} - {then_id}
+    succeeded = {d["job_id"] for d in data if d.get("status") == "succeeded"}
+    assert len(kids) == 4 and succeeded == {root["id"], then_id, *kids}
+    assert data[-1]["job_id"] == then_id and data[-1]["status"] == "succeeded"
+
+
+def a_lone_root_cancels_as_its_workflow(client: httpx.Client) -> None:
+    root = post(client, {"task": "fan_out", "params": {"n": 0, "hold": 30}})
+    wait_until(lambda: client.get(f"/api/jobs/{root['id']}").json()["status"] == "running",
+               15, message="the root to run")
+    answer = client.post(f"/api/workflows/{root['id']}/cancel")
+    assert answer.status_code == 202 and answer.json()["cancel_requested"] == 1, answer.text
+    assert wait_finished(client, root["id"])["status"] == "cancelled"
+
+
 @pytest.mark.both_backends
 def test_fan_out_from_inside_a_task_through_a_real_server(serve) -> None:
     server = serve(slots=2, env={"SCHOLARSOURCE_MAX_QUEUED": "60"})
@@ -154,4 +182,6 @@ def test_fan_out_from_inside_a_task_through_a_real_server(serve) -> None:
     cancel_root_cancels_tree(client)
     cancel_running_root_cancels_tree(client)
     kill_pool_mid_fan_out(server, client)
+    the_tree_streams_as_it_grows(client)
+    a_lone_root_cancels_as_its_workflow(client)
     children_past_max_queued_are_refused(client)
