@@ -595,6 +595,9 @@ class Carried:
     jobs: list[dict[str, Any]]
     events: list[dict[str, Any]] = field(default_factory=list)
     deps: list[list[str]] = field(default_factory=list)
+    # The carried jobs' artifacts (job_id, name, attempt, size, sha256, content_type, path):
+    # their rows only; the files stay where artifacts_dir has them.
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
     schedules: list[dict[str, Any]] = field(default_factory=list)
 

@@ -580,6 +580,17 @@ EXPORT_DEPS = ("SELECT parent, child FROM job_deps "
 IMPORT_DEPS = ("INSERT INTO job_deps (parent, child) SELECT value ->> 0, value ->> 1 "
                "FROM json_each(:deps) WHERE value ->> 1 IN (SELECT id FROM jobs) "
                "ON CONFLICT DO NOTHING")
+# The carried jobs' artifact rows, and on import those of the jobs imported with them.
+EXPORT_ARTIFACTS = ("SELECT json_object('job_id', job_id, 'name', name, 'attempt', attempt, "
+                    "'size', size, 'sha256', sha256, 'content_type', content_type, "
+                    "'path', path) FROM artifacts WHERE job_id IN (SELECT value FROM "
+                    "json_each(:ids))")
+IMPORT_ARTIFACTS = ("INSERT INTO artifacts (job_id, name, attempt, size, sha256, content_type, "
+                    "path) SELECT value ->> 'job_id', value ->> 'name', value ->> 'attempt', "
+                    "value ->> 'size', value ->> 'sha256', value ->> 'content_type', "
+                    "value ->> 'path' FROM json_each(:artifacts) "
+                    "WHERE value ->> 'job_id' IN (SELECT value FROM json_each(:imported)) "
+                    "ON CONFLICT DO NOTHING")
 EXPORT_QUEUES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
                  "'false')), 'paused_at', paused_at) FROM queues ORDER BY name")
 EXPORT_SCHEDULES = ("SELECT json_object('name', name, 'paused', json(iif(paused, 'true', "
@@ -1671,7 +1682,9 @@ class SqliteStore(Store):
                   await self._db.fetchall(EXPORT_EVENTS, {"ids": ids})]
         deps = [[parent, child] for parent, child in
                 await self._db.fetchall(EXPORT_DEPS, {"ids": ids})]
-        carried = Carried(jobs, events, deps)
+        artifacts = [json.loads(text) for (text,) in
+                     await self._db.fetchall(EXPORT_ARTIFACTS, {"ids": ids})]
+        carried = Carried(jobs, events, deps, artifacts=artifacts)
         if after == 0:
             carried.queues.extend(json.loads(t) for (t,) in await self._db.fetchall(
                 EXPORT_QUEUES))
@@ -1681,14 +1694,21 @@ class SqliteStore(Store):
 
     @_unavailable
     async def import_rows(self, carried: Carried) -> Imported:
-        jobs, events, _, queues, schedules = await self._atomically([
-            (IMPORT_JOBS, {"jobs": json.dumps(carried.jobs)}),
-            (IMPORT_EVENTS, {"events": json.dumps(carried.events)}),
-            (IMPORT_DEPS, {"deps": json.dumps(carried.deps)}),
-            (IMPORT_QUEUES, {"queues": json.dumps(carried.queues)}),
-            (IMPORT_SCHEDULES, {"schedules": json.dumps(carried.schedules)})])
-        return Imported(len(jobs), len(carried.jobs) - len(jobs), len(events), len(queues),
-                        len(schedules))
+        async def run(db: _Driver) -> Imported:
+            jobs = await db.fetchall(IMPORT_JOBS, {"jobs": json.dumps(carried.jobs)})
+            events = await db.fetchall(IMPORT_EVENTS, {"events": json.dumps(carried.events)})
+            await db.fetchall(IMPORT_DEPS, {"deps": json.dumps(carried.deps)})
+            # Only the jobs imported now: one already here keeps the artifacts it has.
+            await db.fetchall(IMPORT_ARTIFACTS, {
+                "artifacts": json.dumps(carried.artifacts),
+                "imported": json.dumps([job_id for (job_id,) in jobs])})
+            queues = await db.fetchall(IMPORT_QUEUES, {"queues": json.dumps(carried.queues)})
+            schedules = await db.fetchall(IMPORT_SCHEDULES,
+                                          {"schedules": json.dumps(carried.schedules)})
+            return Imported(len(jobs), len(carried.jobs) - len(jobs), len(events),
+                            len(queues), len(schedules))
+
+        return await self._in_transaction(run)
 
     # -- API keys and dashboard sessions ----------------------------------------------------
     @_unavailable

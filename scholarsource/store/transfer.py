@@ -7,7 +7,8 @@ stopped server interrupted: they go back to queued, uncharged) move with their i
 counts, times, queues, schedule fields and keys, and a waiting job with its parents still to
 wait for (without `everything` its finished parents stay behind, and their results are
 missing from its ctx.parent_results), in batches of BATCH jobs, one transaction each; with
-`everything`, finished jobs too. Queue pauses, schedule states and API keys come along.
+`everything`, finished jobs too, with their artifact rows (the files stay where
+artifacts_dir has them). Queue pauses, schedule states and API keys come along.
 Ids are unique, so running it again copies nothing twice.
 """
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from scholarsource.artifacts import relative_path
-from scholarsource.store.base import Artifact, Ending, JobState, Outcome, Store
+from scholarsource.store.base import Artifact, Carried, Ending, JobState, Outcome, Store
+from scholarsource.store.sqlite import SqliteStore
 from tests.store.backends import Backend
 from tests.store.test_retention import FAR, backdate
 from tests.store.test_sqlite import failed, job, run
@@ -111,3 +112,38 @@ def test_pruning_a_job_deletes_its_rows_and_leaves_a_grave(tmp_path: Path,
         assert await store.graves(10) == [kept.id]
 
     run(tmp_path / "q.db", body, backend)
+
+
+def test_migrate_to_carries_a_jobs_artifacts(tmp_path: Path, backend: Backend) -> None:
+    """`migrate-to --everything` moves a succeeded job with its artifact rows (the files stay
+    under artifacts_dir, which the new store's boxes must see); a job the target already has
+    keeps its own."""
+    source_path = tmp_path / "source.db"
+
+    async def stopped_server(source: Store) -> tuple[str, tuple[Artifact, ...]]:
+        new = await source.submit(job())
+        (claim,) = await source.claim("p", 1, 30)
+        made = files(claim.id, claim.attempt, 10, 20)
+        await source.finish([success(claim.id, claim.token, made)], max_crashes=3)
+        return new.id, made
+
+    job_id, made = run(source_path, stopped_server, backend=True)
+
+    async def export(source: Store) -> Carried:
+        assert isinstance(source, SqliteStore)
+        carried, _ = await source.export_rows(0, 100, everything=True)
+        return carried
+
+    carried = run(source_path, export, backend=True)
+    assert [row["name"] for row in carried.artifacts] == ["f0.txt", "f1.txt"]
+
+    async def body(store: Store) -> None:
+        assert (await store.import_rows(carried)).jobs == 1
+        moved = await store.get("default", job_id)
+        assert moved is not None and moved.artifacts == list(made)
+        assert await store.artifact_bytes() == 30
+        # Again: the job is there already, and nothing is imported twice.
+        assert (await store.import_rows(carried)).jobs == 0
+        assert await store.artifact_bytes() == 30
+
+    run(tmp_path / "target.db", body, backend)

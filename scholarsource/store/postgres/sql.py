@@ -572,6 +572,12 @@ d AS (
     SELECT e.v ->> 0, e.v ->> 1 FROM jsonb_array_elements(%(deps)s::jsonb) AS e(v)
     WHERE e.v ->> 1 IN (SELECT id FROM j)
     ON CONFLICT DO NOTHING RETURNING 1),
+a AS (
+    INSERT INTO artifacts (job_id, name, attempt, size, sha256, content_type, path)
+    SELECT job_id, name, attempt, size, sha256, content_type, path
+    FROM jsonb_populate_recordset(NULL::artifacts, %(artifacts)s::jsonb)
+    WHERE job_id IN (SELECT id FROM j)
+    ON CONFLICT DO NOTHING RETURNING 1),
 q AS (
     INSERT INTO queues (name, paused, paused_at)
     SELECT name, paused, paused_at FROM jsonb_populate_recordset(NULL::queues, %(queues)s::jsonb)

@@ -288,7 +288,7 @@ class PostgresStore(Store):
     async def import_rows(self, carried: Carried) -> Imported:
         jobs, events, queues, schedules = await self._db.one(sql.IMPORT, {
             "jobs": dumps(carried.jobs), "events": dumps(carried.events),
-            "deps": dumps(carried.deps),
+            "deps": dumps(carried.deps), "artifacts": dumps(carried.artifacts),
             "queues": dumps(carried.queues), "schedules": dumps(carried.schedules)})
         return Imported(jobs, len(carried.jobs) - jobs, events, queues, schedules)
 
