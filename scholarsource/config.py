@@ -286,10 +286,11 @@ class Config:
         "attempts are left).", size=True))
     artifacts_budget_bytes: int = field(default=0, metadata=_key(
         "Disk all artifacts together may use, bytes or '100GB' (0: no budget of its own). "
-        "Once it is spent, or the artifacts' disk has less than max_artifact_bytes free, the "
-        "pool starts no job (they wait queued; /api/health says why) until retention frees "
-        "room. Keep slots x max_artifact_bytes of room between it and the disk's size: "
-        "running jobs may each still write that much.", size=True))
+        "Once it is spent, or the artifacts' disk has less than max_artifact_bytes free (on "
+        "a disk under 20 x max_artifact_bytes, a twentieth of it), the pool starts no job "
+        "(they wait queued; /api/health says why) until retention frees room. Keep slots x "
+        "max_artifact_bytes of room between it and the disk's size: running jobs may each "
+        "still write that much.", size=True))
     busy_timeout: float = field(default=5.0, metadata=_key(
         "Seconds a database write waits for the write lock before giving up."))
     log_level: str = field(default="info", metadata=_key(
