@@ -22,7 +22,7 @@ from scholarsource.api.schemas import (
 )
 from scholarsource.api.state import services
 from scholarsource.api.submits import ask_of
-from scholarsource.api.tenancy import principal_of, scope_of, tenant_of
+from scholarsource.api.tenancy import jobs_scope, principal_of, tenant_of
 from scholarsource.errors import Conflict, NotFound
 from scholarsource.store.base import (
     RETRYABLE_STATES,
@@ -97,7 +97,7 @@ def committed(store: Store, job_log: bool) -> Callable[[list[Job]], None]:
 
 async def find_job(request: Request, job_id: str) -> Job:
     """The tenant's job (for an admin without `?tenant=`, any tenant's), or 404."""
-    job = await services(request).store.get(scope_of(request), job_id)
+    job = await services(request).store.get(jobs_scope(request), job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
@@ -106,7 +106,7 @@ async def find_job(request: Request, job_id: str) -> Job:
 async def acting_tenant(request: Request, job_id: str) -> str:
     """The tenant an action on one job runs in: the caller's, or for an admin acting across
     tenants, the job's own (404 when there is no such job)."""
-    tenant = scope_of(request)
+    tenant = jobs_scope(request)
     return tenant if tenant is not None else (await find_job(request, job_id)).tenant
 
 
@@ -159,7 +159,7 @@ class JobCollection(HTTPEndpoint):
         query = parse_list_query(request.query_params)
         svc = services(request)
         jobs, next_cursor = await svc.store.list_jobs(
-            scope_of(request), **query, search_scan=svc.config.search_scan_rows)
+            jobs_scope(request), **query, search_scan=svc.config.search_scan_rows)
         return JSONResponse({"jobs": [job.to_json() for job in jobs],
                              "next_cursor": None if next_cursor is None else str(next_cursor)})
 

@@ -10,11 +10,13 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from scholarsource import keys
 from scholarsource.api import access, auth, authmode, jobs
+from scholarsource.api.tenancy import PRINCIPAL_SCOPE_KEY, Principal, jobs_scope
 from scholarsource.config import Config
 from scholarsource.errors import ConfigError, StoreUnavailable
 
@@ -124,3 +126,18 @@ def test_a_store_that_cannot_answer_the_key_lookup_is_a_503_not_a_500(tmp_path) 
     assert start["status"] == 503
     assert (b"retry-after", b"1") in start["headers"]
     assert body["error"] == "unavailable" and text not in json.dumps(body)
+
+
+@pytest.mark.parametrize(("principal", "query", "expected"), [
+    (None, "", "default"),  # auth = "none": the one tenant's indexes, never the window
+    (None, "tenant=acme", "acme"),
+    (("ops", "admin"), "", None),  # an admin key: every tenant
+    (("ops", "admin"), "tenant=acme", "acme"),
+    (("acme", "read"), "", "acme")])
+def test_whose_jobs_a_list_covers(principal: tuple[str, str] | None, query: str,
+                                  expected: str | None) -> None:
+    scope: Scope = {"type": "http", "query_string": query.encode(), "headers": []}
+    if principal is not None:
+        scope[PRINCIPAL_SCOPE_KEY] = Principal(principal[0], principal[1],  # type: ignore[arg-type]
+                                               key_id="k")
+    assert jobs_scope(Request(scope)) == expected
