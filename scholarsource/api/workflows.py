@@ -212,7 +212,10 @@ async def events(request: Request) -> StreamingResponse:
                     try:
                         follow(await store.workflow(tenant, workflow_id))
                     except StoreUnavailable:
-                        continue  # the next look decides; a client meanwhile misses nothing
+                        # The next look decides (a client meanwhile misses nothing); not at
+                        # once: with every feed closed, nothing else would wait.
+                        await asyncio.sleep(RESCAN_INTERVAL)
+                        continue
                     if ended and any(not feed.closed for feed in feeds.values()):
                         continue  # new jobs came: follow them too
                 if ended:
