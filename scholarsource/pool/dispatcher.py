@@ -274,6 +274,7 @@ class Dispatcher:
                         claims = await self.policy.claim(
                             self.store, self.owner, len(free), self.config.lease_seconds,
                             [s.claim for s in self.slots.busy() if s.claim])
+                        refused = self.policy.failed  # some claimed: start them all the same
                     except StoreUnavailable as exc:  # the results are written all the same
                         refused = exc
         except StoreUnavailable as exc:
@@ -298,8 +299,10 @@ class Dispatcher:
             claim, ran_for = self._ran.pop((outcome.job_id, outcome.token))
             if (state := states.get(outcome.job_id)) is not None:
                 self.journal.ended(claim, outcome, ran_for, state)
-            if outcome.artifacts and state is not JobState.SUCCEEDED:
-                self.files.discard(claim)  # a stale success: nobody keeps them
+            if outcome.artifacts and state is not None and state is not JobState.SUCCEEDED:
+                self.files.discard(claim)
+            # No state: stale, or written by an earlier try whose answer was lost; the sweep
+            # asks the store which attempts' files to keep (kept_attempts), so leave them.
         due = [o.retry_at for o in outcomes
                if o.retry_at is not None and states.get(o.job_id) is JobState.RETRYING]
         if due:

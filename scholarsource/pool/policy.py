@@ -19,6 +19,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from scholarsource.errors import StoreUnavailable
 from scholarsource.limits import QueueLimits, TenantLimits
 from scholarsource.pool.admission import Admission
 from scholarsource.store.base import OPEN, Claim, Gate, Store
@@ -62,6 +63,8 @@ class Policy:
         self.rate_limited = rate_limited
         # Wall clock: when a job held back by a rate limit may start (a wake-up, if any).
         self.retry_at: float | None = None
+        # Why the last claim stopped short after claiming some jobs (see claim).
+        self.failed: StoreUnavailable | None = None
 
     def use_tenants(self, tenants: Mapping[str, TenantLimits]) -> None:
         """The tenants' limits in force (the config's, or `scholarsource tenants set`'s)."""
@@ -72,10 +75,23 @@ class Policy:
     async def claim(self, store: Store, owner: str, free: int, lease_seconds: float,
                     running: Iterable[Claim]) -> list[Claim]:
         """Up to `free` jobs, claimed in rounds (a tenant's turn each) until a round takes
-        nothing."""
+        nothing. A store that fails after an earlier round claimed jobs does not lose them:
+        they are returned, to be started, and the error is kept in `failed` (raised only
+        when nothing was claimed)."""
         self.retry_at = None
-        counts = Counter(claim.queue for claim in running) if self.queues else Counter()
+        self.failed = None
         claims: list[Claim] = []
+        try:
+            return await self._rounds(store, owner, free, lease_seconds, running, claims)
+        except StoreUnavailable as exc:
+            if not claims:
+                raise
+            self.failed = exc
+            return claims
+
+    async def _rounds(self, store: Store, owner: str, free: int, lease_seconds: float,
+                      running: Iterable[Claim], claims: list[Claim]) -> list[Claim]:
+        counts = Counter(claim.queue for claim in running) if self.queues else Counter()
         claimed_memory = 0  # what this turn's claims will need: no slot runs them yet
         while len(claims) < free:
             rule, n = gate(self.queues, counts, free - len(claims))

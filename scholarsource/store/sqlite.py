@@ -1555,9 +1555,11 @@ class SqliteStore(Store):
         latest = {(n.job_id, n.token): n for n in notes if n.kind == "progress"}
         progress = [{"id": n.job_id, "token": n.token, "kind": n.kind, "data": n.data}
                     for n in latest.values()]
-        await self._db.fetchall(ADD_EVENTS, {"batch": json.dumps(batch), "now": time.time()})
-        if progress:
-            await self._db.fetchall(PROGRESS, {"batch": json.dumps(progress)})
+        # One transaction: a progress update that fails must not leave the events written,
+        # or the pool's retry would write every line twice.
+        await self._atomically([
+            (ADD_EVENTS, {"batch": json.dumps(batch), "now": time.time()}),
+            *([(PROGRESS, {"batch": json.dumps(progress)})] if progress else [])])
 
     @_unavailable
     async def spawn(self, spawns: list[Spawn], policy: QuotaPolicy) -> None:

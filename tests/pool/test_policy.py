@@ -6,15 +6,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from scholarsource.config import Config
+from scholarsource.errors import StoreUnavailable
 from scholarsource.limits import QueueLimits, TenantLimits
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.policy import Policy, gate
 from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.quotas import TenantOverride
-from scholarsource.store.base import OPEN, Gate, Store, TaskDefaults
+from scholarsource.store.base import OPEN, Claim, Gate, Store, TaskDefaults
 from scholarsource.store.sqlite import SqliteStore
 from tests.store.test_sqlite import job, run
 
@@ -154,4 +158,33 @@ def test_a_weight_stored_with_the_tenants_command_wins_over_the_configs(tmp_path
             await store.submit_many([job(tenant=tenant)] * 20)
         claims = await policy.claim(store, "pool", 5, 30, running=[])
         assert Counter(c.tenant for c in claims) == {"big": 2, "small": 3}
+    run(tmp_path / "q.db", body, inline=True)
+
+
+def test_jobs_claimed_before_the_store_fails_are_returned_to_start(tmp_path: Path) -> None:
+    # A claim in rounds whose second round meets an unavailable store: the first round's
+    # jobs are claimed in the store (running, this owner's), so they must reach slots, not
+    # sit running with no slot (the pool renews its leases: they would never be recovered).
+    async def body(store: SqliteStore) -> None:
+        for queue in ("extraction", "extraction", "other", "other"):
+            await store.submit(job("x", queue=queue))
+        real, calls = store.claim, []
+
+        async def flaky(*args: Any, **kwargs: Any) -> list[Claim]:
+            calls.append(1)
+            if len(calls) > 1:
+                raise StoreUnavailable("blip")
+            return await real(*args, **kwargs)
+
+        store.claim = flaky  # type: ignore[method-assign]
+        policy = Policy(CAPPED, _Roomy(), rate_limited=False)
+        claims = await policy.claim(store, "pool", 3, 30, running=[])
+        assert len(claims) >= 1 and len(calls) == 2
+        assert isinstance(policy.failed, StoreUnavailable)
+        assert (await store.counts())["running"] == len(claims)
+        # Nothing claimed yet when it fails: the error itself.
+        calls.clear()
+        calls.append(1)
+        with pytest.raises(StoreUnavailable):
+            await policy.claim(store, "pool", 1, 30, running=claims)
     run(tmp_path / "q.db", body, inline=True)
