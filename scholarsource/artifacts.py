@@ -19,6 +19,7 @@ import mimetypes
 import os
 import shutil
 import stat
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,9 @@ def check_name(name: object) -> str:
         raise ValueError(f"{name!r} cannot name an artifact")
     if "/" in name or "\\" in name:
         raise ValueError(f"artifact name {name[:80]!r} must not contain a path separator")
-    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+    # Cc: C0 and C1 controls; Cf: format characters, such as the bidirectional overrides
+    # that would show "evil\u202etxt.exe" as "evilexe.txt".
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in name):
         raise ValueError(f"artifact name {name[:80]!r} must not contain control characters")
     try:
         size = len(name.encode("utf-8"))

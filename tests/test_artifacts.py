@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from scholarsource import artifacts
+from scholarsource.api.artifacts import _file
+from scholarsource.errors import NotFound
 from scholarsource.pool.artifacts import received, settle, well_formed
 from scholarsource.pool.messages import Ended
 from scholarsource.store.base import Artifact, Claim, ErrorCode
@@ -117,3 +119,28 @@ def test_parent_artifacts_are_the_stores_answer_as_paths(tmp_path: Path) -> None
     assert paths == {"p1": {"a.csv": tmp_path / "p1" / "2" / "a.csv"}}
     assert Context("c", 1, 1, None, None, tmp_path, paths).parent_artifacts == paths
     assert Context("c", 1, 1, None, None).parent_artifacts == {}
+
+
+def test_names_refuse_c1_and_format_characters() -> None:
+    for name in ("evil\u202etxt.exe", "a\x85b", "zero\u200bwidth"):
+        with pytest.raises(ValueError, match="control characters"):
+            artifacts.check_name(name)
+
+
+def test_the_download_serves_only_its_own_jobs_file_and_follows_no_link(tmp_path: Path) -> None:
+    root, outside = tmp_path / "artifacts", tmp_path / "outside"
+    (root / "J" / "1").mkdir(parents=True)
+    (root / "J" / "1" / "a.txt").write_text("mine")
+    (root / "K" / "1").mkdir(parents=True)
+    (root / "K" / "1" / "a.txt").write_text("theirs")
+    outside.mkdir()
+    (outside / "a.txt").write_text("secret")
+
+    def art(path: str) -> Artifact:
+        return Artifact("a.txt", 4, "0" * 64, "text/plain", path)
+
+    assert _file(root, "J", art("J/1/a.txt")).read_text() == "mine"
+    (root / "J" / "2").symlink_to(outside)  # a directory swapped for a link
+    for path in ("K/1/a.txt", "J/2/a.txt", "J/x/a.txt", "J/1/../1/a.txt", "J/1/b.txt"):
+        with pytest.raises(NotFound):
+            _file(root, "J", art(path))

@@ -61,12 +61,19 @@ def _file(root: Path, job_id: str, artifact: Artifact) -> Path:
     """Where the artifact's file is on this box: a plain file inside the artifacts
     directory, or 404 artifact_unavailable."""
     parts = artifact.path.split("/")
-    try:
-        for part in parts:
-            check_name(part)  # the stored path is ours, but never leave the directory
-        info = os.stat(root.joinpath(*parts), follow_symlinks=False)
-    except (ValueError, OSError):
-        info = None
+    info = None
+    # The stored path is ours, but never leave the directory: JOB/ATTEMPT/NAME of this very
+    # job, and no link anywhere along it (a directory swapped for a link is not followed).
+    if len(parts) == 3 and parts[0] == job_id and parts[1].isdigit() \
+            and parts[2] == artifact.name:
+        try:
+            for part in parts:
+                check_name(part)
+            inside = os.path.realpath(root.joinpath(*parts)) == os.path.join(
+                os.path.realpath(root), *parts)
+            info = os.stat(root.joinpath(*parts), follow_symlinks=False) if inside else None
+        except (ValueError, OSError):
+            info = None
     if info is None or not stat.S_ISREG(info.st_mode):
         raise NotFound(f"job {job_id}'s artifact {artifact.name!r} is recorded, but its file "
                        f"is not on this server (with several boxes, artifacts_dir must be "
@@ -91,7 +98,7 @@ def _check_range(request: Request, size: int) -> None:
     try:
         _parse_range(header, size)
     except MalformedRangeHeader as exc:
-        raise BadRequest(f"Range header: {exc.content}", code="bad_range") from None
+        raise BadRequest(str(exc.content), code="bad_range") from None
     except RangeNotSatisfiable:
         raise RangeUnsatisfiable(f"the file has {size} bytes: no byte of the range "
                                        f"{header[:100]!r} is in it",

@@ -146,9 +146,13 @@ class Files:
         for job_id in graves:
             if _one_component(job_id):
                 await asyncio.to_thread(shutil.rmtree, self.root / job_id, True)
-        if graves:
-            await store.bury(graves)
-        return len(graves)
+        # Forget only the graves whose files are gone: a delete that failed (EACCES, a
+        # flaky mount) is tried again next time, not left to the next pool's sweep.
+        gone = [job_id for job_id in graves
+                if not _one_component(job_id) or not (self.root / job_id).exists()]
+        if gone:
+            await store.bury(gone)
+        return len(gone)
 
 
 def _one_component(job_id: str) -> bool:
