@@ -17,6 +17,7 @@ import pytest
 from scholarsource.errors import StoreError, StoreUnavailable
 from scholarsource.store.base import LIVE_STATES, JobState, Note, TaskDefaults, Wake
 from scholarsource.store.postgres import PostgresStore, schema, sql
+from scholarsource.store.postgres import store as pg_store
 from scholarsource.store.url import DatabaseUrl
 from tests.pgcluster import Bouncer, PgCluster, drop_database, fresh_database
 from tests.store.test_sqlite import job, ok
@@ -133,6 +134,27 @@ def test_a_rate_limit_and_a_concurrency_key_hold_across_boxes(pg_url: str) -> No
         assert tasks.count("keyed") == 1  # the key's limit: one runs at a time
 
     on_two(pg_url, body)
+
+
+def test_a_claim_whose_clock_lags_another_boxes_still_counts_every_start(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A claim reads the clock before it waits for its turn: box B's claim at 101.05 can
+    # commit before box A's, read at 100.9. B's must not prune starts that A still counts.
+    clock = [100.0]
+    monkeypatch.setattr(pg_store, "time", SimpleNamespace(time=lambda: clock[0]))
+
+    async def body(a: PostgresStore, b: PostgresStore) -> list[int]:
+        await a.publish_tasks([TaskDefaults("limited", "default", None, None, rate_limit=2,
+                                            rate_window=1.0)])
+        await a.submit_many([job("limited") for _ in range(5)])
+        taken = []
+        for store, at in ((a, 100.0), (a, 100.02), (b, 101.05), (a, 100.9)):
+            clock[0] = at
+            taken.append(len(await store.claim("box", 1, 30)))
+        return taken
+
+    # The last would make three starts within 0.9 s, over the limit of 2 a second.
+    assert on_two(pg_url, body) == [1, 1, 1, 0]
 
 
 def test_two_boxes_migrating_at_once_apply_each_migration_once(pg_cluster: PgCluster) -> None:

@@ -350,7 +350,24 @@ CREATE TRIGGER jobs_release AFTER UPDATE OF status ON jobs FOR EACH ROW
     EXECUTE FUNCTION jobs_release();
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# A claim reads the clock before it waits for its turn, so the claims of two boxes can
+# commit out of clock order. Pruning a start by the newest claim's clock then removed a
+# start that a claim still waiting with an older clock had to count: six starts of a
+# "5/s" task fell within 0.996 s (CI, two boxes). Every reader filters by its own window, so
+# a start can stay five minutes longer than any claim waits for its turn, harmlessly.
+_V7 = """
+CREATE OR REPLACE FUNCTION jobs_rate_start() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM rate_starts WHERE task = NEW.task
+        AND at <= NEW.started_at - 300 - (SELECT rate_window FROM tasks WHERE name = NEW.task);
+    INSERT INTO rate_starts (task, at)
+        SELECT NEW.task, NEW.started_at FROM tasks
+        WHERE name = NEW.task AND rate_limit IS NOT NULL;
+    RETURN NULL;
+END $$;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
