@@ -8,13 +8,16 @@ is the same for every app, and is in the minimal app's figure (`scholarsource be
 together), so the figure holds on a busy machine better than wall time does. The defaults
 are a server's: `job_log` on, `access_log` off, no keys.
 
-    .venv/bin/python bench/submit_cpu.py --jobs 20000 [--minimal] [--rounds 3]
+    .venv/bin/python bench/submit_cpu.py --jobs 20000 [--minimal] [--keyed] [--rounds 3]
+
+`--keyed` sends a fresh Idempotency-Key with each submit, as the Python client does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +32,16 @@ from scholarsource.store.sqlite import SqliteStore
 BODY = b'{"task":"noop"}'
 
 
-def _scope(minimal: bool) -> dict[str, Any]:
+_KEYS = itertools.count()
+
+
+def _scope(minimal: bool, keyed: bool) -> dict[str, Any]:
     headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
                (b"content-length", str(len(BODY)).encode())]
     if minimal:
         headers.append((b"prefer", b"return=minimal"))
+    if keyed:
+        headers.append((b"idempotency-key", f"bench-{next(_KEYS)}".encode()))
     return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/api/jobs",
             "raw_path": b"/api/jobs", "root_path": "", "query_string": b"",
@@ -41,7 +49,8 @@ def _scope(minimal: bool) -> dict[str, Any]:
             "server": ("127.0.0.1", 8000), "state": {}}
 
 
-async def _client(app: Any, count: int, minimal: bool, statuses: dict[int, int]) -> None:
+async def _client(app: Any, count: int, minimal: bool, keyed: bool,
+                  statuses: dict[int, int]) -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": BODY, "more_body": False}
 
@@ -50,10 +59,11 @@ async def _client(app: Any, count: int, minimal: bool, statuses: dict[int, int])
             statuses[message["status"]] = statuses.get(message["status"], 0) + 1
 
     for _ in range(count):
-        await app(_scope(minimal), receive, send)
+        await app(_scope(minimal, keyed), receive, send)
 
 
-async def measure(data_dir: Path, jobs: int, concurrency: int, minimal: bool) -> float:
+async def measure(data_dir: Path, jobs: int, concurrency: int, minimal: bool,
+                  keyed: bool) -> float:
     """CPU microseconds per submit of `jobs` submits, `concurrency` at a time."""
     config = Config(data_dir=str(data_dir))
     schema.migrate(config.db_path)
@@ -63,10 +73,10 @@ async def measure(data_dir: Path, jobs: int, concurrency: int, minimal: bool) ->
     app = create_app(config)
     statuses: dict[int, int] = {}
     async with app.router.lifespan_context(app):
-        await _client(app, 200, minimal, statuses)  # warm-up: imports, caches, the file
+        await _client(app, 200, minimal, keyed, statuses)  # warm-up: imports, caches, the file
         statuses.clear()
         start = time.process_time()
-        await asyncio.gather(*(_client(app, jobs // concurrency, minimal, statuses)
+        await asyncio.gather(*(_client(app, jobs // concurrency, minimal, keyed, statuses)
                                for _ in range(concurrency)))
         cpu = time.process_time() - start
     done = jobs // concurrency * concurrency
@@ -82,15 +92,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--minimal", action="store_true",
                         help="send Prefer: return=minimal (the answer is the id and status)")
+    parser.add_argument("--keyed", action="store_true",
+                        help="send a fresh Idempotency-Key with each submit")
     args = parser.parse_args()
     results = []
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
             results.append(asyncio.run(measure(Path(tmp), args.jobs, args.concurrency,
-                                               args.minimal)))
+                                               args.minimal, args.keyed)))
     figures = ", ".join(f"{us:.1f}" for us in results)
     print(f"submit CPU per request (us), {args.jobs} jobs, {args.concurrency} at once, "
-          f"{'minimal' if args.minimal else 'whole job'} answer: {figures}; "
+          f"{'minimal' if args.minimal else 'whole job'} answer"
+          f"{', keyed' if args.keyed else ''}: {figures}; "
           f"median {sorted(results)[len(results) // 2]:.1f}")
 
 

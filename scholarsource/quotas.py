@@ -125,9 +125,16 @@ class Ledger:
         refilled = level.tokens + (self._now - level.at) * rate.limit / rate.window
         return min(float(rate.limit), refilled)
 
+    def check(self, ask: Ask, n: int) -> Verdict:
+        """Whether `take` would admit `n` new jobs for `ask` now; takes nothing."""
+        return self._decide(ask, n, False)
+
     def take(self, ask: Ask, n: int) -> Verdict:
         """Admit `n` new jobs for `ask` (taking n tokens from each bucket) or refuse them
         all (taking nothing)."""
+        return self._decide(ask, n, True)
+
+    def _decide(self, ask: Ask, n: int, commit: bool) -> Verdict:
         limits = self.limits(ask.tenant)
         buckets: list[tuple[str, str, Rate]] = []
         if ask.key_id is not None and ask.key_rate is not None:
@@ -158,6 +165,8 @@ class Ledger:
                                {"Retry-After": retry, "RateLimit-Limit": str(cap),
                                 "RateLimit-Remaining": str(max(0, cap - count)),
                                 "RateLimit-Reset": retry})
+        if not commit:
+            return Verdict(None)
         for name, _, _ in buckets:
             tokens[name] -= n
             if n:

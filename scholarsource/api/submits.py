@@ -15,7 +15,7 @@ from collections.abc import Callable
 from scholarsource.api.tenancy import Principal
 from scholarsource.errors import Conflict, TooManyRequests
 from scholarsource.quotas import Ask, QuotaPolicy
-from scholarsource.store.admission import KEY_REUSED, Admission, Admitted
+from scholarsource.store.admission import KEY_REUSED, Admission, Admitted, shares_commit
 from scholarsource.store.base import Job, NewJob, Reused, Store
 
 MAX_BATCH = 256
@@ -63,9 +63,9 @@ class SubmitBatcher:
         """Insert `news` (one submit, or a `batch`: all or nothing) for `ask` once its
         quotas admit them; returns them once committed. Raises TooManyRequests over a
         quota, or Conflict for a reused Idempotency-Key, having written nothing."""
-        if batch or news[0].looks_first:
-            # Batches, and keyed, cached and unique submits, go one by one: each has its
-            # own transaction (a keyed one looks for its match in it).
+        if batch or not shares_commit(news):
+            # Batches and jobs with parents go one by one: a refusal rolls their own
+            # transaction back.
             admitted = _answer((await self._store.admit([(ask, news)], self._policy))[0],
                                batch)
             if admitted.new:

@@ -2,11 +2,13 @@
 
 A store supplies the transaction (`QuotaTx`: its SQL); this module decides, with the
 arithmetic of scholarsource/quotas.py. Two shapes of call:
-- many groups of plain jobs (the API's group commit): each group is checked before the one
-  INSERT of all the admitted ones, and a refused group is left out, alone;
-- one group that may hold jobs which look first (an idempotency key, the cache, unique):
-  each is inserted unless it matches a job already there, the quotas count only the new
-  ones, and a refusal rolls the whole transaction back.
+- many groups (the API's group commit), each plain jobs or one job that looks first (an
+  idempotency key, the cache, unique) with no parents: each group is checked before its
+  insert, and a refused group writes nothing and is left out, alone. The plain ones go in
+  with one INSERT; one that looks first is inserted unless it matches a job already there;
+- one group of any jobs (a batch, or a job with parents): each that looks first is
+  inserted unless it matches, the quotas count only the new ones, and a refusal rolls the
+  whole transaction back.
 """
 
 from __future__ import annotations
@@ -153,21 +155,30 @@ async def admit(transaction: AbstractAsyncContextManager[QuotaTx],
     return await asyncio.shield(_admit(transaction, groups, policy))
 
 
+def shares_commit(news: Sequence[NewJob]) -> bool:
+    """Whether a submit of `news` may share a transaction with others' (a group commit):
+    plain jobs, or one job that looks first and has no parents. Its refusal then writes
+    nothing without a rollback: the quotas are checked before its insert."""
+    if not any(new.looks_first for new in news):
+        return True
+    return len(news) == 1 and not news[0].depends_on
+
+
 async def _admit(transaction: AbstractAsyncContextManager[QuotaTx],
                  groups: Sequence[tuple[Ask, list[NewJob]]],
                  policy: QuotaPolicy) -> list[Admission]:
-    looking = any(new.looks_first for _, news in groups for new in news)
-    if looking and len(groups) != 1:
-        raise ValueError("jobs that look first go one group per call")
+    shared = all(shares_commit(news) for _, news in groups)
+    if not shared and len(groups) != 1:
+        raise ValueError("a batch, or a job with parents, goes one group per call")
     tenants = sorted({ask.tenant for ask, _ in groups})
     buckets = sorted({name for ask, _ in groups for name in bucket_names(ask)})
     try:
         async with transaction as tx:
             ledger = Ledger(await tx.state(tenants, buckets), policy, time.time())
-            if looking:
-                admitted = [await _one_group(tx, ledger, *groups[0])]
+            if shared:
+                admitted = await _shared_groups(tx, ledger, groups)
             else:
-                admitted = await _plain_groups(tx, ledger, groups)
+                admitted = [await _one_group(tx, ledger, *groups[0])]
             if ledger.changed:
                 await tx.save(dict(ledger.changed))
             return admitted
@@ -175,12 +186,15 @@ async def _admit(transaction: AbstractAsyncContextManager[QuotaTx],
         return [rollback.refused]
 
 
-async def _plain_groups(tx: QuotaTx, ledger: Ledger,
-                        groups: Sequence[tuple[Ask, list[NewJob]]]) -> list[Admission]:
+async def _shared_groups(tx: QuotaTx, ledger: Ledger,
+                         groups: Sequence[tuple[Ask, list[NewJob]]]) -> list[Admission]:
     results: list[Admission] = []
     news: list[NewJob] = []
     jobs: list[Job] = []
     for ask, group in groups:
+        if group[0].looks_first:
+            results.append(await _looked_up(tx, ledger, ask, group[0]))
+            continue
         verdict = ledger.take(ask, len(group))
         if verdict.code is not None:
             results.append(_refused(verdict))
@@ -192,6 +206,32 @@ async def _plain_groups(tx: QuotaTx, ledger: Ledger,
     if jobs:
         await tx.insert(news, jobs)
     return results
+
+
+async def _looked_up(tx: QuotaTx, ledger: Ledger, ask: Ask, new: NewJob) -> Admission:
+    """One job that looks first, in a shared transaction: the quotas are checked as if it
+    were new before it is inserted, so that a refusal has nothing to undo."""
+    verdict = ledger.check(ask, 1)
+    (job,) = new_jobs([new])
+    for _ in range(3):
+        if verdict.code is None and await tx.insert_once(new, job):
+            return Admitted([(job, None)], ledger.take(ask, 1).headers)
+        found = await tx.existing(new, job)
+        if found is not None:
+            return _key_conflict(new, *found, 0) or Admitted([found])
+        if verdict.code is not None:
+            return _refused(verdict)
+        # The job that stopped the insert left its state (PostgreSQL: another transaction
+        # committed in between): the insert may go through now.
+    raise StoreUnavailable("the job this submit matched kept changing; send it again")
+
+
+def _key_conflict(new: NewJob, old: Job, why: Reused, index: int) -> Refused | None:
+    """The refusal of a job whose Idempotency-Key the tenant used for another job."""
+    if why is Reused.IDEMPOTENT and (old.task, old.params) != (new.task, new.params):
+        return Refused(KEY_REUSED, f"Idempotency-Key {new.idempotency_key!r} was used for "
+                       f"another job, {old.id}", {}, index)
+    return None
 
 
 async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
@@ -210,10 +250,8 @@ async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
         found = await tx.existing(new, job)
         if found is None:
             raise StoreUnavailable("the job this submit matched kept changing; send it again")
-        old, why = found
-        if why is Reused.IDEMPOTENT and (old.task, old.params) != (new.task, new.params):
-            raise _Rollback(Refused(KEY_REUSED, f"Idempotency-Key {new.idempotency_key!r} "
-                                    f"was used for another job, {old.id}", {}, index))
+        if (conflict := _key_conflict(new, *found, index)) is not None:
+            raise _Rollback(conflict)
         answers.append(found)
     linked = [job for (job, reused), new in zip(answers, group, strict=True)
               if reused is None and new.depends_on]

@@ -4,6 +4,7 @@ gets the first job back, never a second one."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,3 +43,35 @@ def test_the_same_key_gives_the_same_job_once(serve) -> None:
     assert sorted(a.status_code for a in answers) == [200] * 19 + [202]
     assert len({a.json()["id"] for a in answers}) == 1
     assert len(all_jobs(client)) == 2
+
+
+@pytest.mark.both_backends
+def test_keyed_submits_racing_under_a_rate_each_get_one_answer(serve, tmp_path: Path) -> None:
+    # Keyed submits from many clients at once share the group commit: the rate still holds
+    # across both API workers, a replay answers its job, and a refusal writes nothing.
+    config = tmp_path / "scholarsource.toml"
+    config.write_text('[tenants.default]\nrate = "30/h"\n')
+    server = serve(slots=1, workers=2, args=("--config", str(config)))
+
+    def send(n: int) -> tuple[int, httpx.Response]:
+        with httpx.Client(base_url=server.url, timeout=30) as own:
+            return n % 40, own.post("/api/jobs", json={"task": "echo", "params": {"n": n % 40}},
+                                    headers={"Idempotency-Key": f"k{n % 40}"})
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(80)))  # 40 keys, each sent twice
+    by_key: dict[int, list[httpx.Response]] = {}
+    for key, answer in answers:
+        by_key.setdefault(key, []).append(answer)
+    created = [key for key, pair in by_key.items() if 202 in [a.status_code for a in pair]]
+    assert len(created) == 30, sorted((k, [a.status_code for a in p]) for k, p in by_key.items())
+    for key, pair in by_key.items():
+        codes = sorted(a.status_code for a in pair)
+        if key in created:  # the other one is its replay, whatever the rate has left
+            assert codes == [200, 202], (key, codes)
+            assert len({a.json()["id"] for a in pair}) == 1
+        else:
+            assert codes == [429, 429], (key, codes)
+            assert {a.json()["error"] for a in pair} == {"rate_limited"}
+    jobs = all_jobs(server.client())
+    assert sorted(job["idempotency_key"] for job in jobs) == sorted(f"k{k}" for k in created)

@@ -146,6 +146,32 @@ def test_reused_jobs_take_no_tokens_and_a_refused_keyed_group_is_rolled_back(
     asyncio.run(go())
 
 
+def test_keyed_submits_share_one_transaction_and_each_refusal_writes_nothing(
+        backend: Backend, tmp_path: Path) -> None:
+    # The API's group commit: several requests, each one keyed job, in one admit call.
+    async def go() -> None:
+        store = await backend.open(tmp_path / "q.db")
+        ask = Ask("default")
+        results = await store.admit([
+            (ask, [job(key="a")]), (ask, [job()]), (ask, [job(key="a")]),
+            (ask, [job(key="a", n=1)]), (ask, [job(key="b")]), (ask, [job(key="c")]),
+            (ask, [job(key="a")])], policy(rate="3/m"))
+        kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in results]
+        assert kinds == ["Admitted", "Admitted", "Admitted", "idempotency_key_reused",
+                         "Admitted", "rate_limited", "Admitted"]
+        first, _, again, _, _, _, replay = results
+        assert isinstance(first, Admitted) and isinstance(again, Admitted)
+        assert isinstance(replay, Admitted)  # a replay over the rate still answers its job
+        assert [j.id for j, _ in again.jobs] == [j.id for j, _ in first.jobs]
+        assert [j.id for j, _ in replay.jobs] == [j.id for j, _ in first.jobs]
+        assert again.jobs[0][1] is Reused.IDEMPOTENT and again.new == []
+        jobs, _ = await store.list_jobs("default")
+        assert sorted(str(j.idempotency_key) for j in jobs) == ["None", "a", "b"]
+        await store.close()
+
+    asyncio.run(go())
+
+
 def test_stored_tenant_limits_win_over_the_config(backend: Backend, tmp_path: Path) -> None:
     async def go() -> None:
         store = await backend.open(tmp_path / "q.db")
