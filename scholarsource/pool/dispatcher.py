@@ -254,6 +254,11 @@ class Dispatcher:
         notes, spawns, outcomes = self._notes, self.children.pending, self._outcomes
         # No job starts while the artifacts' budget or disk is spent (pool/artifacts.py).
         free = self.slots.free() if claim and not self.files.full else []
+        # What runs, as the store will see it at the claim: taken now with `free`. A slot
+        # whose attempt ends while this turn awaits the store is free only after its
+        # outcome is written, next turn; counted as free at once, its queue's cap let a
+        # second job start while the store still showed the first running.
+        running = [s.claim for s in self.slots.busy() if s.claim]
         if not notes and not spawns and not outcomes and not free:
             return
         self._notes, self.children.pending, self._outcomes = [], [], []
@@ -273,7 +278,7 @@ class Dispatcher:
                     try:
                         claims = await self.policy.claim(
                             self.store, self.owner, len(free), self.config.lease_seconds,
-                            [s.claim for s in self.slots.busy() if s.claim])
+                            running)
                         refused = self.policy.failed  # some claimed: start them all the same
                     except StoreUnavailable as exc:  # the results are written all the same
                         refused = exc
