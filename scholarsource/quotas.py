@@ -125,6 +125,12 @@ class Ledger:
         refilled = level.tokens + (self._now - level.at) * rate.limit / rate.window
         return min(float(rate.limit), refilled)
 
+    def unlimited(self, ask: Ask) -> bool:
+        """Whether no quota applies to `ask`: `take` would admit any number of jobs."""
+        limits = self.limits(ask.tenant)
+        return ((ask.key_id is None or ask.key_rate is None) and limits.rate is None
+                and limits.max_queued is None and self._policy.max_queued is None)
+
     def check(self, ask: Ask, n: int) -> Verdict:
         """Whether `take` would admit `n` new jobs for `ask` now; takes nothing."""
         return self._decide(ask, n, False)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from scholarsource.errors import StoreUnavailable
 from scholarsource.quotas import (
@@ -73,6 +73,10 @@ class QuotaTx(Protocol):
 
     async def insert_once(self, new: NewJob, job: Job) -> bool:
         """Insert `job` unless an existing job answers `new`; True if inserted."""
+
+    async def insert_new(self, news: list[NewJob], jobs: list[Job]) -> set[str]:
+        """Insert each job unless a unique index holds its Idempotency-Key or live twin
+        already (none of them looks in the cache); the ids inserted."""
 
     async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
         """The existing job that answers `new` (job: the one not inserted), and why."""
@@ -188,12 +192,17 @@ async def _admit(transaction: AbstractAsyncContextManager[QuotaTx],
 
 async def _shared_groups(tx: QuotaTx, ledger: Ledger,
                          groups: Sequence[tuple[Ask, list[NewJob]]]) -> list[Admission]:
-    results: list[Admission] = []
+    results: list[Admission | None] = []
     news: list[NewJob] = []
     jobs: list[Job] = []
+    unlimited: list[tuple[int, Ask, NewJob]] = []  # decided together, after the loop
     for ask, group in groups:
         if group[0].looks_first:
-            results.append(await _looked_up(tx, ledger, ask, group[0]))
+            if ledger.unlimited(ask) and not _cached(group[0]):
+                unlimited.append((len(results), ask, group[0]))
+                results.append(None)
+            else:
+                results.append(await _looked_up(tx, ledger, ask, group[0]))
             continue
         verdict = ledger.take(ask, len(group))
         if verdict.code is not None:
@@ -205,7 +214,29 @@ async def _shared_groups(tx: QuotaTx, ledger: Ledger,
         results.append(Admitted([(job, None) for job in made], verdict.headers))
     if jobs:
         await tx.insert(news, jobs)
-    return results
+    if unlimited:
+        await _unlimited(tx, ledger, unlimited, results)
+    assert None not in results
+    return cast(list[Admission], results)
+
+
+def _cached(new: NewJob) -> bool:
+    return new.cache_ttl is not None and not new.bypass_cache
+
+
+async def _unlimited(tx: QuotaTx, ledger: Ledger, lone: list[tuple[int, Ask, NewJob]],
+                     results: list[Admission | None]) -> None:
+    """Jobs that look first and meet no quota, in one INSERT: only those it left out (a
+    key used before, a live twin) look for the job that answers them."""
+    made = new_jobs([new for _, _, new in lone])
+    inserted = await tx.insert_new([new for _, _, new in lone], made)
+    for (index, ask, new), job in zip(lone, made, strict=True):
+        if job.id in inserted:
+            results[index] = Admitted([(job, None)], ledger.take(ask, 1).headers)
+        elif (found := await tx.existing(new, job)) is not None:
+            results[index] = _key_conflict(new, *found, 0) or Admitted([found])
+        else:  # what stopped it has changed since: alone, with its retries
+            results[index] = await _looked_up(tx, ledger, ask, new)
 
 
 async def _looked_up(tx: QuotaTx, ledger: Ledger, ask: Ask, new: NewJob) -> Admission:

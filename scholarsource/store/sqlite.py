@@ -121,6 +121,13 @@ def submit_sql(n: int) -> str:
     return _INSERT + "VALUES " + ", ".join([_ROW] * n)
 
 
+@functools.cache
+def insert_new_sql(n: int) -> str:
+    """submit_sql, leaving out each job whose unique key a job already holds; RETURNING
+    the ids inserted."""
+    return submit_sql(n) + " ON CONFLICT DO NOTHING RETURNING id"
+
+
 # The quick path of admission (store/admission.py: Guard): the same rows, inserted only if
 # the tenants have no rate or max_queued stored and stay within their max_queued and the
 # server's, read from tenant_live by the same statement. Bound after the rows: the tenants
@@ -899,6 +906,15 @@ class _SqliteQuotaTx:
         return bool(await self._db.fetchall(SUBMIT_UNCACHED,
                                             (*args, new.tenant, new.fingerprint, since)))
 
+    async def insert_new(self, news: list[NewJob], jobs: list[Job]) -> set[str]:
+        rows = [_row(new, job) for new, job in zip(news, jobs, strict=True)]
+        inserted: set[str] = set()
+        for start in range(0, len(rows), SUBMIT_ROWS):
+            chunk = rows[start:start + SUBMIT_ROWS]
+            inserted.update(job_id for (job_id,) in await self._db.fetchall(
+                insert_new_sql(len(chunk)), [value for row in chunk for value in row]))
+        return inserted
+
     async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
         cached = new.cache_ttl is not None and not new.bypass_cache
         since = job.created_at - (new.cache_ttl or 0.0)
@@ -953,7 +969,7 @@ async def _add_children(db: _Driver, parents_sql: str, parents: list[list[Any]],
     for start in range(0, len(jobs), SUBMIT_ROWS):
         chunk = list(zip(news[start:start + SUBMIT_ROWS], jobs[start:start + SUBMIT_ROWS],
                          strict=True))
-        rows = await db.fetchall(submit_sql(len(chunk)) + " ON CONFLICT DO NOTHING RETURNING id",
+        rows = await db.fetchall(insert_new_sql(len(chunk)),
                                  [value for new, job in chunk for value in _row(new, job)])
         inserted.update(job_id for (job_id,) in rows)
     if refused:

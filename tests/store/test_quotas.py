@@ -5,6 +5,7 @@ nothing and takes no tokens."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
@@ -167,6 +168,30 @@ def test_keyed_submits_share_one_transaction_and_each_refusal_writes_nothing(
         assert again.jobs[0][1] is Reused.IDEMPOTENT and again.new == []
         jobs, _ = await store.list_jobs("default")
         assert sorted(str(j.idempotency_key) for j in jobs) == ["None", "a", "b"]
+        await store.close()
+
+    asyncio.run(go())
+
+
+def test_keyed_and_unique_submits_with_no_quota_go_in_one_insert_and_keep_their_answers(
+        backend: Backend, tmp_path: Path) -> None:
+    async def go() -> None:
+        store = await backend.open(tmp_path / "q.db")
+        unique = dataclasses.replace(job(n=7), unique=True)
+        cached = dataclasses.replace(job(n=8), cache_ttl=60.0)
+        ask = Ask("default")
+        results = await store.admit([
+            (ask, [job(key="x")]), (ask, [job(key="x")]), (ask, [job(key="x", n=1)]),
+            (ask, [unique]), (ask, [unique]), (ask, [cached]), (ask, [job(key="y")])],
+            QuotaPolicy())
+        kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in results]
+        assert kinds == ["Admitted", "Admitted", "idempotency_key_reused", "Admitted",
+                         "Admitted", "Admitted", "Admitted"]
+        answers = [r.jobs[0] for r in results if isinstance(r, Admitted)]
+        assert [reused for _, reused in answers] == [None, Reused.IDEMPOTENT, None,
+                                                     Reused.UNIQUE, None, None]
+        assert answers[1][0].id == answers[0][0].id and answers[3][0].id == answers[2][0].id
+        assert await total(store) == 4  # x, the unique job, the cached one, y
         await store.close()
 
     asyncio.run(go())

@@ -214,6 +214,10 @@ class _PostgresQuotaTx:
         return bool(await self._rows(sql.SUBMIT_UNCACHED if cached else sql.SUBMIT_ONCE,
                                      self._args(new, job)))
 
+    async def insert_new(self, news: list[NewJob], jobs: list[Job]) -> set[str]:
+        return {job_id for (job_id,) in await self._rows(sql.SUBMIT_ONCE,
+                                                         {"rows": _rows(news, jobs)})}
+
     async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
         cached = new.cache_ttl is not None and not new.bypass_cache
         lookups = [(new.idempotency_key is not None, Reused.IDEMPOTENT, sql.BY_KEY),
