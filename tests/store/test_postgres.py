@@ -55,22 +55,29 @@ def _read_by(node: dict[str, Any]) -> Iterator[str]:
             yield from _read_by(child)
 
 
+# Two shapes of a queue of 20k (statistics taken), so the planner has a real choice to
+# make: three tenants at three priorities, some jobs done; two tenants, all queued, one
+# priority (a turn then looked like many rows, and the claim hashed every job).
+_MIXED = ("SELECT 'j' || i, 't' || (i % 3), 'noop', 'default', i % 3, "
+          "CASE WHEN i % 4 = 0 THEN 'succeeded' ELSE 'queued' END, '{}', i "
+          "FROM generate_series(1, 20000) AS i")
+_FLAT = ("SELECT 'j' || i, 't' || (i % 2), 'noop', 'default', 0, 'queued', '{}', i "
+         "FROM generate_series(1, 20000) AS i")
+
+
 @pytest.mark.parametrize(("statement", "walks"), [(sql.CLAIM, "jobs_claim"),
                                                    (sql.FAIR_CLAIM, "jobs_fair")],
                          ids=["lone tenant", "turn"])
+@pytest.mark.parametrize(("queue", "n"), [(_MIXED, 10), (_FLAT, 1)], ids=["mixed", "flat"])
 def test_the_claim_walks_indexes_and_never_sorts_jobs(pg_url: str, statement: str,
-                                                      walks: str) -> None:
+                                                      walks: str, queue: str, n: int) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        # A queue of 20k over three tenants (statistics taken), so the planner has a real
-        # choice to make.
         conn.execute("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "
-                     "created_at) SELECT 'j' || i, 't' || (i % 3), 'noop', 'default', i % 3, "
-                     "CASE WHEN i % 4 = 0 THEN 'succeeded' ELSE 'queued' END, '{}', i "
-                     "FROM generate_series(1, 20000) AS i")
+                     "created_at) " + queue)
         conn.execute("ANALYZE jobs")
         (row,) = conn.execute(
             "EXPLAIN (FORMAT JSON) " + statement,
-            {"n": 10, "skip": [], "only": None, "now": 0.0, "weights": "{}", "owner": "o",
+            {"n": n, "skip": [], "only": None, "now": 0.0, "weights": "{}", "owner": "o",
              "lease_until": 1.0}).fetchall()
     nodes = list(plan_nodes(row[0][0]["Plan"]))
     scans = [(node["Node Type"], node.get("Index Name")) for node in nodes
