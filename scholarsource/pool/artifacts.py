@@ -27,9 +27,9 @@ GRAVES_PER_TURN = 200
 
 
 def settle(ended: Ended, directory: Path, max_bytes: int) -> Ended:
-    """In the slot, once the task has ended: a success's files, checked and hashed here (not
-    on the pool's loop), go with it; any other end deletes them. Files over `max_bytes` or
-    that are not plain files fail the attempt instead."""
+    """In the slot, once the task has ended: a success's files, checked, hashed and made
+    read-only here (not on the pool's loop), go with it; any other end deletes them. Files
+    over `max_bytes` or that are not plain files fail the attempt instead."""
     if ended.code is not None:
         artifacts.discard(directory)
         return ended
