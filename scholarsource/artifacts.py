@@ -6,8 +6,8 @@ succeeds, its slot process checks, hashes and makes read-only what the directory
 (`collect`) before it reports success: a 200 MB file is hashed in the job's own process,
 never on the pool's event loop. The files then stay where they are; the store records one
 row per file (the job's `artifacts`). A failed, timed-out or cancelled attempt's directory
-is deleted (`discard`), and what a crash leaves behind is swept when a pool starts
-(`strays`).
+is deleted (`discard`), and what a crash or a lost answer leaves behind is swept when a
+pool starts and every `artifacts_sweep_interval` after (`strays`).
 
 Only plain files directly in the attempt's directory count: a symlink, a directory or any
 other kind of file fails the attempt (`bad_artifact`) and is never followed.

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from scholarsource import artifacts
 from scholarsource.api.artifacts import _open, respond
-from scholarsource.errors import NotFound
+from scholarsource.config import Config
+from scholarsource.errors import ConfigError, NotFound
 from scholarsource.pool.artifacts import received, settle, well_formed
 from scholarsource.pool.messages import Ended
 from scholarsource.store.base import Artifact, Claim, ErrorCode
@@ -307,3 +308,8 @@ assert not os.access(attempt / "b.txt", os.W_OK)
 shutil.rmtree("job")""") == 0
     assert not (tmp_path / "job").exists()
 
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+def test_the_sweep_interval_is_a_positive_number_of_seconds(value: float) -> None:
+    with pytest.raises(ConfigError, match="artifacts_sweep_interval"):
+        Config(artifacts_sweep_interval=value)

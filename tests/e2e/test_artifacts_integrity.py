@@ -1,11 +1,13 @@
 """Artifacts stay what their job JSON says, through a real server: a settled file is
 read-only and hashed to the size recorded even while a task's thread keeps writing; a file
 that changed since is refused as JSON (409 artifact_changed), never served under its ETag;
-downloads say `nosniff`; and Range errors under If-Range are JSON too."""
+downloads say `nosniff`; Range errors under If-Range are JSON too; and what no job keeps is
+swept while the pool runs, not only when it starts."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -68,3 +70,28 @@ def test_a_download_is_the_recorded_file_or_a_json_refusal(serve) -> None:
     assert (changed.status_code, changed.json()["error"]) == (409, "artifact_changed")
     assert f"{len(first)} bytes" in changed.json()["message"]
     assert "etag" not in changed.headers
+
+
+@pytest.mark.both_backends
+def test_files_no_job_keeps_are_swept_while_the_pool_runs(serve) -> None:
+    # A success whose write answer was lost leaves its files to the sweep: it must not wait
+    # for the next restart.
+    server = serve(env={"SCHOLARSOURCE_ARTIFACTS_SWEEP_INTERVAL": "0.5"})
+    client = server.client()
+    pool = server.health()["pool"]["pid"]
+    kept = wait_finished(client, submit(client, "artifact_files", names=["kept.txt"])["id"])
+    assert kept["status"] == "succeeded", kept
+    root = artifacts_root(server)
+    # An attempt the store does not list for its job, and a job the store does not have;
+    # their files read-only, as a settled attempt leaves them.
+    strays = [root / kept["id"] / "2", root / ("x" * 22) / "1"]
+    for directory in strays:
+        directory.mkdir(parents=True)
+        (directory / "lost.txt").write_text("a success whose answer was lost")
+        os.chmod(directory / "lost.txt", 0o444)
+    wait_until(lambda: not any(d.exists() for d in strays), 15,
+               message="the periodic sweep to delete the strays")
+    assert not (root / ("x" * 22)).exists()
+    assert server.health()["pool"]["pid"] == pool  # no restart
+    got = client.get(kept["artifacts"][0]["url"])
+    assert (got.status_code, got.content) == (200, b"kept.txt")
