@@ -198,6 +198,10 @@ def test_the_download_streams_the_file_it_checked_even_if_its_name_is_swapped(
             whole = await client.get("/f")
             assert whole.status_code == 200 and whole.content == b"mine" * 1000
             assert whole.headers["x-content-type-options"] == "nosniff"
+            path.unlink()
+            path.write_bytes(b"mine" * 1000)
+            head = await client.head("/f")  # headers alone: the descriptor is closed too
+            assert (head.status_code, head.headers["content-length"]) == (200, "4000")
             # The name is a link now: a fresh download refuses it.
             with pytest.raises(NotFound):
                 await client.get("/f")
