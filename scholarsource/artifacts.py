@@ -2,11 +2,12 @@
 
 Layout: ``artifacts_dir/JOB_ID/ATTEMPT/NAME``. Each attempt writes into its own directory
 (`ctx.artifact(name)`), so a retry never sees a failed attempt's files. When an attempt
-succeeds, its slot process checks and hashes what the directory holds (`collect`) before it
-reports success: a 200 MB file is hashed in the job's own process, never on the pool's event
-loop. The files then stay where they are; the store records one row per file (the job's
-`artifacts`). A failed, timed-out or cancelled attempt's directory is deleted (`discard`),
-and what a crash leaves behind is swept when a pool starts (`strays`).
+succeeds, its slot process checks, hashes and makes read-only what the directory holds
+(`collect`) before it reports success: a 200 MB file is hashed in the job's own process,
+never on the pool's event loop. The files then stay where they are; the store records one
+row per file (the job's `artifacts`). A failed, timed-out or cancelled attempt's directory
+is deleted (`discard`), and what a crash or a lost answer leaves behind is swept when a
+pool starts and every `artifacts_sweep_interval` after (`strays`).
 
 Only plain files directly in the attempt's directory count: a symlink, a directory or any
 other kind of file fails the attempt (`bad_artifact`) and is never followed.
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
 # A name is one path component; filesystems allow 255 bytes.
 MAX_NAME_BYTES = 255
+# A settled artifact's mode: readable by all, writable by none (deleting it needs write
+# permission on its directory, not on the file: discard, the sweep and retention still can).
+READ_ONLY = 0o444
+_CHUNK = 1024**2  # bytes per read while hashing
 
 
 class ArtifactRefused(Exception):
@@ -90,9 +95,10 @@ class Produced:
 
 
 def collect(directory: Path, max_bytes: int) -> list[Produced]:
-    """The files of a finished attempt's directory, checked and hashed, by name. Raises
-    ArtifactRefused for anything but plain files with good names, ArtifactTooLarge when
-    they add up to more than `max_bytes` (checked before any hashing)."""
+    """The files of a finished attempt's directory, checked, hashed and made read-only, by
+    name. Raises ArtifactRefused for anything but plain files with good names,
+    ArtifactTooLarge when they add up to more than `max_bytes` (checked before any hashing,
+    and again on the sizes recorded)."""
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
     except FileNotFoundError:
@@ -108,22 +114,46 @@ def collect(directory: Path, max_bytes: int) -> list[Produced]:
             raise ArtifactRefused(f"{entry.name!r} is {_kind(info.st_mode)}, not a plain file: "
                                   f"only files written with ctx.artifact() can be artifacts")
         total += info.st_size
+    _check_total(total, max_bytes)
+    produced = [_settle(directory, entry.name) for entry in entries]
+    _check_total(sum(p.size for p in produced), max_bytes)  # one grew since the scan
+    return produced
+
+
+def _check_total(total: int, max_bytes: int) -> None:
     if total > max_bytes:
         raise ArtifactTooLarge(f"the attempt left {total} bytes of files, more than "
                                f"max_artifact_bytes ({max_bytes})")
-    return [_hash(directory, entry.name) for entry in entries]
 
 
-def _hash(directory: Path, name: str) -> Produced:
+def _settle(directory: Path, name: str) -> Produced:
+    """One file made read-only, then measured and hashed: exactly the bytes up to the size
+    recorded, so that a writer still at work (a thread the task left running) can never
+    make the hash describe other bytes than the size does."""
     # O_NOFOLLOW: a file swapped for a link after the scan is refused, never followed.
+    # O_NONBLOCK: a fifo swapped in after the scan cannot hold the open (fstat refuses it).
     try:
-        fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ArtifactRefused(f"{name!r} cannot be read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as file:
-        size = os.fstat(fd).st_size
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    return Produced(name, size, digest, content_type(name))
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        # Before the size is read: from here on, opening it to write fails with EACCES (for
+        # every user but root). A writer that holds it open already still can: the download
+        # compares the size with the recorded one and refuses a file that changed.
+        os.fchmod(fd, READ_ONLY)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactRefused(f"{name!r} is {_kind(info.st_mode)}, not a plain file")
+        digest = hashlib.sha256()
+        buffer = memoryview(bytearray(_CHUNK))
+        left = info.st_size
+        while left:
+            read = file.readinto(buffer[:min(left, _CHUNK)])
+            if not read:
+                raise ArtifactRefused(f"{name!r} shrank while it was hashed")
+            digest.update(buffer[:read])
+            left -= read
+    return Produced(name, info.st_size, digest.hexdigest(), content_type(name))
 
 
 def _kind(mode: int) -> str:

@@ -291,6 +291,11 @@ class Config:
         "(they wait queued; /api/health says why) until retention frees room. Keep slots x "
         "max_artifact_bytes of room between it and the disk's size: running jobs may each "
         "still write that much.", size=True))
+    artifacts_sweep_interval: float = field(default=300.0, metadata=_key(
+        "Seconds between two sweeps of the artifacts directory, which delete the attempt "
+        "directories no job keeps (a success whose write answer was lost leaves its files to "
+        "it). The pool also sweeps when it starts; a sweep with nothing stale lists the "
+        "directories and asks the store once."))
     busy_timeout: float = field(default=5.0, metadata=_key(
         "Seconds a database write waits for the write lock before giving up."))
     log_level: str = field(default="info", metadata=_key(
@@ -445,6 +450,10 @@ class Config:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be zero or more seconds, not {value!r}")
+        if not math.isfinite(self.artifacts_sweep_interval) or \
+                self.artifacts_sweep_interval <= 0:
+            raise ConfigError(f"artifacts_sweep_interval must be a positive number of seconds, "
+                              f"not {self.artifacts_sweep_interval!r}")
         if self.default_timeout > self.max_timeout:
             raise ConfigError("default_timeout cannot be more than max_timeout")
         keywords = {"all", "safe", "none"} & set(self.builtin_tasks)

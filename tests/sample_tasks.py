@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import signal
+import threading
 import time
 
 from scholarsource import Context, Retry, task
@@ -266,6 +267,27 @@ def artifact_files(ctx: Context, names: list[str], odd: str = "", fail: bool = F
     if fail:
         raise RuntimeError("failed after writing its files")
     return names
+
+
+@task("artifact_keeps_writing")
+def artifact_keeps_writing(ctx: Context, name: str, first: str, more: str) -> None:
+    """Write `first` as an artifact and return, leaving a thread that holds the file open and
+    appends `more` once the pool has settled it (made it read-only): a task that keeps
+    writing after its success."""
+    path = ctx.artifact(name)
+    file = open(path, "w")  # the thread closes it
+    file.write(first)
+    file.flush()
+
+    def later() -> None:
+        deadline = time.monotonic() + 30
+        while os.stat(path).st_mode & 0o222 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the settle hashes after its chmod: let it finish first
+        file.write(more)
+        file.close()
+
+    threading.Thread(target=later, daemon=True).start()
 
 
 @task("read_parent_artifacts")

@@ -1,17 +1,29 @@
-"""Artifact names, the check of an attempt's files, the sweep's choice of strays, and ctx's
-side: what `ctx.artifact` gives a task and what `ctx.parent_artifacts` holds."""
+"""Artifact names, the check of an attempt's files (hashed to the size recorded, made
+read-only, still deletable), the sweep's choice of strays, the download's open of the file
+(no link, no second open by name), and ctx's side: what `ctx.artifact` gives a task and
+what `ctx.parent_artifacts` holds."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from scholarsource import artifacts
-from scholarsource.api.artifacts import _file
-from scholarsource.errors import NotFound
+from scholarsource.api.artifacts import _open, respond
+from scholarsource.config import Config
+from scholarsource.errors import ConfigError, NotFound
 from scholarsource.pool.artifacts import received, settle, well_formed
 from scholarsource.pool.messages import Ended
 from scholarsource.store.base import Artifact, Claim, ErrorCode
@@ -127,6 +139,13 @@ def test_names_refuse_c1_and_format_characters() -> None:
             artifacts.check_name(name)
 
 
+def read_all(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+
+
 def test_the_download_serves_only_its_own_jobs_file_and_follows_no_link(tmp_path: Path) -> None:
     root, outside = tmp_path / "artifacts", tmp_path / "outside"
     (root / "J" / "1").mkdir(parents=True)
@@ -139,8 +158,162 @@ def test_the_download_serves_only_its_own_jobs_file_and_follows_no_link(tmp_path
     def art(path: str) -> Artifact:
         return Artifact("a.txt", 4, "0" * 64, "text/plain", path)
 
-    assert _file(root, "J", art("J/1/a.txt")).read_text() == "mine"
+    assert read_all(_open(root, "J", art("J/1/a.txt"))) == b"mine"
     (root / "J" / "2").symlink_to(outside)  # a directory swapped for a link
-    for path in ("K/1/a.txt", "J/2/a.txt", "J/x/a.txt", "J/1/../1/a.txt", "J/1/b.txt"):
+    (root / "J" / "3").mkdir()
+    (root / "J" / "3" / "a.txt").symlink_to(outside / "a.txt")  # the file itself a link
+    (root / "J" / "4").mkdir()
+    os.mkfifo(root / "J" / "4" / "a.txt")  # never blocks the open
+    (root / "J" / "5" / "a.txt").mkdir(parents=True)
+    for path in ("K/1/a.txt", "J/2/a.txt", "J/3/a.txt", "J/4/a.txt", "J/5/a.txt", "J/x/a.txt",
+                 "J/1/../1/a.txt", "J/1/b.txt"):
         with pytest.raises(NotFound):
-            _file(root, "J", art(path))
+            _open(root, "J", art(path))
+    # The artifacts directory itself may be a link (an operator's choice).
+    (tmp_path / "linked").symlink_to(root)
+    assert read_all(_open(tmp_path / "linked", "J", art("J/1/a.txt"))) == b"mine"
+
+
+def test_the_download_streams_the_file_it_checked_even_if_its_name_is_swapped(
+        tmp_path: Path) -> None:
+    # The window between the checks and the streaming: FileResponse opened the path again
+    # by name, so a file replaced by a link meanwhile was followed and served.
+    root = tmp_path / "artifacts"
+    (root / "J" / "1").mkdir(parents=True)
+    path = root / "J" / "1" / "a.txt"
+    path.write_bytes(b"mine" * 1000)
+    (tmp_path / "secret").write_bytes(b"secret" * 1000)
+    artifact = Artifact("a.txt", 4000, hashlib.sha256(b"mine" * 1000).hexdigest(),
+                        "text/plain", "J/1/a.txt")
+
+    def swap_after_checks(request: Request) -> Response:
+        response = respond(request, root, "J", artifact)
+        (tmp_path / "link").symlink_to(tmp_path / "secret")
+        os.replace(tmp_path / "link", path)
+        return response
+
+    async def body() -> None:
+        transport = httpx.ASGITransport(app=Starlette(routes=[Route("/f", swap_after_checks)]))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            whole = await client.get("/f")
+            assert whole.status_code == 200 and whole.content == b"mine" * 1000
+            assert whole.headers["x-content-type-options"] == "nosniff"
+            path.unlink()
+            path.write_bytes(b"mine" * 1000)
+            head = await client.head("/f")  # headers alone: the descriptor is closed too
+            assert (head.status_code, head.headers["content-length"]) == (200, "4000")
+            # The name is a link now: a fresh download refuses it.
+            with pytest.raises(NotFound):
+                await client.get("/f")
+            path.unlink()
+            path.write_bytes(b"mine" * 1000)
+            part = await client.get("/f", headers={"Range": "bytes=2-5, 10-11"})
+            assert part.status_code == 206 and b"secret" not in part.content
+            assert b"\r\n\r\nnemi\r\n" in part.content
+            assert b"\r\n\r\nne\r\n" in part.content
+
+    open_before = len(os.listdir("/proc/self/fd"))
+    asyncio.run(body())
+    # Each response closed the descriptor it was given.
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_settle_hashes_exactly_the_size_it_records_and_makes_the_files_read_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A task's thread that keeps writing: it appends just after the size is read.
+    (tmp_path / "out.bin").write_bytes(b"x" * 3000)
+    real_fstat = os.fstat
+
+    def fstat_then_append(fd: int) -> os.stat_result:
+        info = real_fstat(fd)
+        with open(tmp_path / "out.bin", "ab") as writer:  # root: the mode does not stop it
+            writer.write(b"y" * 500)
+        return info
+
+    monkeypatch.setattr(os, "fstat", fstat_then_append)
+    [produced] = artifacts.collect(tmp_path, 10**6)
+    monkeypatch.undo()
+    assert produced.size == 3000
+    assert produced.sha256 == hashlib.sha256(b"x" * 3000).hexdigest()
+    assert (tmp_path / "out.bin").stat().st_size == 3500
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == artifacts.READ_ONLY
+
+
+def test_a_file_that_grows_past_the_limit_while_it_is_settled_is_too_large(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "out.bin").write_bytes(b"x" * 100)
+    real_fchmod = os.fchmod
+
+    def fchmod_after_growth(fd: int, mode: int) -> None:
+        with open(tmp_path / "out.bin", "ab") as writer:
+            writer.write(b"y" * 100)
+        real_fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", fchmod_after_growth)
+    with pytest.raises(artifacts.ArtifactTooLarge, match="200 bytes"):
+        artifacts.collect(tmp_path, 150)
+
+
+NOBODY = 65534
+
+
+def as_nobody(tmp_path: Path, action: str) -> int:
+    """Run `action` (statements over the attempt directory `attempt`) in a child process
+    as a user that is not root, whom file modes bind; its exit code. The child starts in
+    `tmp_path` (pytest's parents of it are root's alone, mode 0700)."""
+    code = f"""
+import os, shutil, sys
+from pathlib import Path
+from scholarsource import artifacts
+os.chdir({str(tmp_path)!r})
+if os.geteuid() == 0:
+    os.setgid({NOBODY})
+    os.setuid({NOBODY})
+attempt = Path("job", "1")
+{action}
+"""
+    return subprocess.run([sys.executable, "-c", code], timeout=30).returncode
+
+
+def owned_by_nobody(tmp_path: Path, *names: str) -> Path:
+    """The attempt directory job/1 under `tmp_path` with these files, all owned by the
+    child's user (the slot and the API run as the user that owns the artifacts)."""
+    directory = artifacts.attempt_dir(tmp_path, "job", 1)
+    directory.mkdir(parents=True)
+    for name in names:
+        (directory / name).write_text(name)
+    if os.geteuid() == 0:
+        for path in (tmp_path, tmp_path / "job", directory,
+                     *(directory / name for name in names)):
+            os.chown(path, NOBODY, NOBODY)
+    return directory
+
+
+def test_settled_files_refuse_a_writer_and_are_still_deleted(tmp_path: Path) -> None:
+    # Tests run as root, whom modes do not stop: the child runs as nobody.
+    directory = owned_by_nobody(tmp_path, "a.txt")
+    assert as_nobody(tmp_path, "artifacts.collect(attempt, 10)") == 0
+    assert stat.S_IMODE((directory / "a.txt").stat().st_mode) == artifacts.READ_ONLY
+    # A stray writer that opens the settled file again gets EACCES.
+    assert as_nobody(tmp_path, """
+try:
+    open(attempt / "a.txt", "a")
+except PermissionError:
+    sys.exit(0)
+sys.exit(1)""") == 0
+    # Deleting a file needs write on its directory, not on the file: discard (a failed
+    # attempt, the sweep) and retention's rmtree of the job's directory still delete them.
+    assert as_nobody(tmp_path, "artifacts.discard(attempt)") == 0
+    assert not (tmp_path / "job").exists()
+    owned_by_nobody(tmp_path, "b.txt")
+    assert as_nobody(tmp_path, """
+artifacts.collect(attempt, 10)
+assert not os.access(attempt / "b.txt", os.W_OK)
+shutil.rmtree("job")""") == 0
+    assert not (tmp_path / "job").exists()
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+def test_the_sweep_interval_is_a_positive_number_of_seconds(value: float) -> None:
+    with pytest.raises(ConfigError, match="artifacts_sweep_interval"):
+        Config(artifacts_sweep_interval=value)

@@ -173,6 +173,8 @@ DOCUMENT: dict[str, Any] = {
                                   "content": {"application/octet-stream": {}}},
                           "206": {"description": "the ranges asked for"},
                           "304": {"description": "the client's copy is current"},
+                          "409": _answer("the file no longer has the size its job "
+                                         "recorded (artifact_changed)", _ERROR),
                           "416": _answer("no byte of the range is in the file "
                                          "(range_not_satisfiable)", _ERROR), **_ERRORS}}},
         "/api/jobs/{job_id}/retry": {"post": {

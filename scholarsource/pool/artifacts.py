@@ -1,6 +1,6 @@
 """The pool's side of artifacts (scholarsource/artifacts.py): settle an attempt's files in its
 slot, take them into its outcome, delete what failed, keep the disk budget, and sweep and
-bury what no job keeps.
+bury what no job keeps (the sweep itself: pool/sweep.py).
 
 Deletions run off the dispatcher's loop (a thread), and none of this runs for an attempt
 that never called `ctx.artifact`: a job without files costs the pool what it did before.
@@ -18,6 +18,7 @@ from scholarsource import artifacts
 from scholarsource.config import Config, format_size
 from scholarsource.errors import StoreUnavailable
 from scholarsource.pool.messages import Ended
+from scholarsource.pool.sweep import Sweep
 from scholarsource.store.base import Artifact, Claim, ErrorCode, Store
 
 log = logging.getLogger("scholarsource.pool")
@@ -27,9 +28,9 @@ GRAVES_PER_TURN = 200
 
 
 def settle(ended: Ended, directory: Path, max_bytes: int) -> Ended:
-    """In the slot, once the task has ended: a success's files, checked and hashed here (not
-    on the pool's loop), go with it; any other end deletes them. Files over `max_bytes` or
-    that are not plain files fail the attempt instead."""
+    """In the slot, once the task has ended: a success's files, checked, hashed and made
+    read-only here (not on the pool's loop), go with it; any other end deletes them. Files
+    over `max_bytes` or that are not plain files fail the attempt instead."""
     if ended.code is not None:
         artifacts.discard(directory)
         return ended
@@ -73,16 +74,18 @@ class Files:
     """The artifacts directory as the dispatcher sees it: what to delete, and whether there
     is room to start another job."""
 
-    def __init__(self, root: Path, max_bytes: int, budget: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, budget: int,
+                 sweep_interval: float) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.budget = budget
         self.state: dict[str, Any] = {}  # why no job starts (shown by /api/health)
+        self.sweeper = Sweep(root, sweep_interval)  # the dispatcher steps it each turn
 
     @classmethod
     def of(cls, config: Config) -> Files:
         return cls(config.artifacts_path, config.max_artifact_bytes,
-                   config.artifacts_budget_bytes)
+                   config.artifacts_budget_bytes, config.artifacts_sweep_interval)
 
     def discard(self, claim: Claim) -> None:
         """Delete an attempt's files (it failed, or its success was not recorded), on a
@@ -125,20 +128,9 @@ class Files:
         self.state = state
 
     async def sweep(self, store: Store) -> int:
-        """Delete the attempt directories no job keeps (a crash's leftovers); returns how
-        many. Listed before the store is asked, so a directory made meanwhile is never
-        judged by an older answer."""
-        listed = await asyncio.to_thread(artifacts.listing, self.root)
-        if not listed:
-            return 0
-        kept = await store.kept_attempts(list(listed))
-        strays = artifacts.strays(self.root, listed, kept)
-        for directory in strays:
-            await asyncio.to_thread(artifacts.discard, directory)
-        if strays:
-            log.info("deleted %d attempt director%s of artifacts that no job keeps",
-                     len(strays), "y" if len(strays) == 1 else "ies")
-        return len(strays)
+        """A whole sweep now (the pool's start): delete the attempt directories no job
+        keeps; returns how many."""
+        return await self.sweeper.run(store)
 
     async def bury(self, store: Store) -> int:
         """Delete the files of jobs the store deleted (its graves); returns how many jobs'."""

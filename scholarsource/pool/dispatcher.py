@@ -307,7 +307,8 @@ class Dispatcher:
             if outcome.artifacts and state is not None and state is not JobState.SUCCEEDED:
                 self.files.discard(claim)
             # No state: stale, or written by an earlier try whose answer was lost; the sweep
-            # asks the store which attempts' files to keep (kept_attempts), so leave them.
+            # (periodic, and at start) asks the store which attempts' files to keep
+            # (kept_attempts), so leave them.
         due = [o.retry_at for o in outcomes
                if o.retry_at is not None and states.get(o.job_id) is JobState.RETRYING]
         if due:
@@ -571,6 +572,7 @@ class Dispatcher:
                 return
         if self.retention.due(now):
             await self.retention.run(self.store)
+        await self.files.sweeper.step(self.store, now)  # a lost answer's files, if any
         if self.scheduler.due():
             await self.scheduler.run(self.store)
 

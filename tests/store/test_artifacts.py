@@ -1,15 +1,21 @@
 """Artifact rows on every backend: recorded with a success in its transaction (never with a
 stale or failed outcome), read with the job alone, counted in a running total, kept per
 attempt for the sweep, handed to a claimed child with its parents', and deleted with their
-job, which leaves a grave for the files."""
+job, which leaves a grave for the files; and the pool's periodic sweep over them."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from pathlib import Path
 
-from scholarsource.artifacts import relative_path
+import pytest
+
+from scholarsource.artifacts import attempt_dir, relative_path
+from scholarsource.errors import StoreUnavailable
+from scholarsource.pool import sweep
+from scholarsource.pool.sweep import Sweep
 from scholarsource.store.base import Artifact, Carried, Ending, JobState, Outcome, Store
 from scholarsource.store.sqlite import SqliteStore
 from tests.store.backends import Backend
@@ -147,3 +153,76 @@ def test_migrate_to_carries_a_jobs_artifacts(tmp_path: Path, backend: Backend) -
         assert await store.artifact_bytes() == 30
 
     run(tmp_path / "target.db", body, backend)
+
+
+def test_the_periodic_sweep_judges_a_chunk_a_turn_and_deletes_only_what_no_job_keeps(
+        tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep, "SWEEP_CHUNK", 2)
+    root = tmp_path / "artifacts"
+
+    def attempt(job_id: str, number: int) -> Path:
+        directory = attempt_dir(root, job_id, number)
+        directory.mkdir(parents=True)
+        (directory / "f.txt").write_text("x")
+        (directory / "f.txt").chmod(0o444)  # as a settled attempt leaves it
+        return directory
+
+    async def body(store: Store) -> None:
+        done, running = await store.submit_many([job(), job()])
+        claims = {c.id: c for c in await store.claim("p", 2, 30)}
+        await store.finish([success(done.id, claims[done.id].token, files(done.id, 1, 1))],
+                           max_crashes=3)
+        kept = [attempt(done.id, 1), attempt(running.id, 1)]
+        # A success whose answer was lost and that the store does not hold, and the files
+        # of jobs the store no longer has.
+        strays = [attempt(done.id, 2), *(attempt(f"gone{i}", 1) for i in range(3))]
+        asked: list[list[str]] = []
+        real = store.kept_attempts
+
+        async def counting(job_ids: list[str]) -> dict[str, set[int]]:
+            asked.append(job_ids)
+            return await real(job_ids)
+
+        monkeypatch.setattr(store, "kept_attempts", counting)
+        sweeper = Sweep(root, 60.0)
+        now = time.monotonic()
+        await sweeper.step(store, now)  # not due yet: the pool's start has just swept
+        await asyncio.sleep(0.05)
+        await sweeper.step(store, now)
+        assert asked == [] and all(d.exists() for d in strays)
+        later = now + 61
+        for _ in range(200):
+            await sweeper.step(store, later)
+            if not any(d.exists() for d in strays):
+                break
+            await asyncio.sleep(0.01)
+        assert not any(d.exists() for d in strays) and all(d.exists() for d in kept)
+        # Five job directories, two per store call: one call a turn, none of them bigger.
+        assert sorted(len(ids) for ids in asked) == [1, 2, 2]
+        assert sorted(i for ids in asked for i in ids) == sorted(
+            [done.id, running.id, "gone0", "gone1", "gone2"])
+        # Until the next interval, no turn lists or asks again.
+        asked.clear()
+        await sweeper.step(store, later + 1)
+        assert asked == []
+
+        # A store that cannot answer ends that sweep; nothing is deleted on a guess.
+        stray = attempt("gone9", 1)
+
+        async def refusing(job_ids: list[str]) -> dict[str, set[int]]:
+            raise StoreUnavailable("database is locked")
+
+        monkeypatch.setattr(store, "kept_attempts", refusing)
+        for _ in range(50):
+            await sweeper.step(store, later + 61)
+            await asyncio.sleep(0.01)
+        assert stray.exists()
+        monkeypatch.setattr(store, "kept_attempts", real)
+        for _ in range(200):
+            await sweeper.step(store, later + 122)
+            if not stray.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert not stray.exists() and all(d.exists() for d in kept)
+
+    run(tmp_path / "q.db", body, backend)
