@@ -69,3 +69,35 @@ def test_a_new_job_wakes_the_loop_only_when_a_slot_could_take_it(tmp_path: Path)
             await store.close()
 
     asyncio.run(main())
+
+
+def test_the_pool_renews_what_it_answers_for_and_lets_a_lost_claim_expire(
+        tmp_path: Path) -> None:
+    # Held: a slot's job, an ended attempt not written yet, and one interrupted at shutdown
+    # not yet re-queued. Lost: a job claimed for this owner whose claim never reached a slot.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path), "max_crashes": "3"})
+
+    async def main() -> None:
+        schema.migrate(config.db_path)
+        store = await SqliteStore.open(config.db_path)
+        slots = Slots(1, SlotSettings.of(config))
+        dispatcher = Dispatcher(config, store, slots, owner="test")
+        try:
+            await store.submit_many([NewJob("noop", {}, "default", 0, 3) for _ in range(4)])
+            running, ended, interrupted, lost = await store.claim("test", 4, 30)
+            slots.all[0].claim = running
+            dispatcher._ran[(ended.id, ended.token)] = (ended, 0.0)
+            dispatcher._interrupted.append((interrupted.id, interrupted.token))
+            await store._db.fetchall("UPDATE jobs SET lease_until = 1")  # time passes
+            await dispatcher._renew(0.0)
+            states = {c.id: (await store.get("default", c.id)) for c in
+                      (running, ended, interrupted, lost)}
+            assert {job_id: (job.status, job.crashes) for job_id, job in states.items()
+                    if job is not None} == {
+                running.id: ("running", 0), ended.id: ("running", 0),
+                interrupted.id: ("running", 0), lost.id: ("queued", 1)}
+        finally:
+            slots.all[0].claim = None
+            await store.close()
+
+    asyncio.run(main())

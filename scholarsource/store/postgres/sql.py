@@ -228,8 +228,11 @@ TENANT_QUEUE_DEPTHS = _queue_depths("tenant = %(tenant)s AND ")
 QUEUE_FINISHES = _queue_finishes("")
 TENANT_QUEUE_FINISHES = _queue_finishes("tenant = %(tenant)s AND ")
 RATES, TENANT_RATES = _rates(""), _rates("j.tenant = %(tenant)s AND ")
+# Only the attempts the pool's slots hold, fenced by token (see the SQLite store's RENEW).
 RENEW = ("UPDATE jobs SET lease_until = %(until)s "
-         "WHERE owner = %(owner)s AND status = 'running'")
+         "FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r(id, token) "
+         "WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.owner = %(owner)s "
+         "AND jobs.status = 'running'")
 PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "
            "WHERE run_at <= %(now)s AND status IN ('scheduled', 'retrying')")
 NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE run_at IS NOT NULL"

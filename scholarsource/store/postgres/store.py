@@ -660,8 +660,12 @@ class PostgresStore(Store):
         return next_due
 
     @unavailable
-    async def renew(self, owner: str, lease_seconds: float) -> None:
-        await self._db.fetchall(sql.RENEW, {"until": time.time() + lease_seconds, "owner": owner})
+    async def renew(self, owner: str, held: list[tuple[str, int]],
+                    lease_seconds: float) -> None:
+        if held:
+            await self._db.fetchall(sql.RENEW, {
+                "until": time.time() + lease_seconds, "owner": owner,
+                "ids": [job_id for job_id, _ in held], "tokens": [t for _, t in held]})
 
     @unavailable
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
