@@ -654,7 +654,8 @@ class Store(abc.ABC):
         """Submit each group of jobs that its quotas admit (the key's and the tenant's
         token buckets, the tenant's and the server's max_queued), in order, in one
         transaction (store/admission.py); a refused group writes nothing and takes no
-        tokens. Jobs that look first (`NewJob.looks_first`) come one group per call."""
+        tokens. Jobs that look first (`NewJob.looks_first`) come one group per call. Every
+        cap is exact however many processes and boxes submit at once."""
 
     @abc.abstractmethod
     async def tenant_overrides(self) -> dict[str, TenantOverride]:
