@@ -24,6 +24,7 @@ from scholarsource.store.base import Spawn, Store
 from scholarsource.store.fanout import child_id
 from scholarsource.store.postgres import sql
 from tests.helpers import wait_until
+from tests.pgcluster import Bouncer
 from tests.store.backends import Backend
 from tests.store.test_quotas import job
 
@@ -169,3 +170,18 @@ def test_params_go_in_exactly_under_the_server_cap(backend: Backend, tmp_path: P
             await store.close()
 
     asyncio.run(go())
+
+
+def test_capped_submits_go_through_pgbouncer_in_transaction_mode(
+        pg_url: str, pgbouncer: Bouncer, tmp_path: Path) -> None:
+    # Far from the cap the lock and the insert travel as one query string; near it, the
+    # quota transaction: both keep to the bouncer's one server connection per transaction.
+    backend = Backend("postgres", pgbouncer.url(pg_url.split("?")[0].rsplit("/", 1)[1]))
+
+    async def go() -> tuple[int, int, dict[str, int]]:
+        async with workers(backend, tmp_path) as stores:
+            far = await flood(stores, ["default"], QuotaPolicy(max_queued=10**9))
+            near = await flood(stores, ["default"], QuotaPolicy(max_queued=SUBMITS + CAP))
+            return far, near, await stores[0].live_counts()
+
+    assert asyncio.run(go()) == (SUBMITS, CAP, {"default": SUBMITS + CAP})
