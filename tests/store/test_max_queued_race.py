@@ -68,16 +68,18 @@ def test_plain_submits_at_once_stop_exactly_at_the_server_cap(
     assert asyncio.run(go()) == (CAP, {"default": CAP})
 
 
+@pytest.mark.parametrize("tenants", [["a", "b"], ["a", "b", "c", "d"]],
+                         ids=["quota transactions", "both paths"])
 def test_tenants_submitting_at_once_share_the_server_cap_exactly(
-        backend: Backend, tmp_path: Path) -> None:
+        backend: Backend, tmp_path: Path, tenants: list[str]) -> None:
     # "a" and "b" have caps of their own (the quota transaction, with a lock per tenant);
-    # "c" and "d" none (the guarded insert): all four count against the server's cap.
+    # "c" and "d" none (the guarded insert): all count against the server's cap.
     roomy = TenantLimits(max_queued=SUBMITS)
     quota = QuotaPolicy(tenants={"a": roomy, "b": roomy}, max_queued=CAP)
 
     async def go() -> tuple[int, int]:
         async with workers(backend, tmp_path / "q.db") as stores:
-            admitted = await flood(stores, ["a", "b", "c", "d"], quota)
+            admitted = await flood(stores, tenants, quota)
             return admitted, sum((await stores[0].live_counts()).values())
 
     assert asyncio.run(go()) == (CAP, CAP)
