@@ -869,10 +869,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def renew(self, owner: str, held: list[tuple[str, int]],
                     lease_seconds: float) -> None:
-        """Extend the leases of the attempts `owner`'s slots hold, (job id, token) each, in
-        one statement; a stale token changes nothing. A running job of `owner` left out (a
-        claim that committed but whose answer never reached a slot) keeps its lease, which
-        expires: `recover` then re-queues it as it does any expired lease."""
+        """Extend the leases of the attempts `owner` still answers for (its slots' jobs, and
+        ended ones not written yet), (job id, token) each, in one statement; a stale token
+        changes nothing. A running job of `owner` left out (a claim that committed but whose
+        answer never reached a slot) keeps its lease, which expires: `recover` then
+        re-queues it as it does any expired lease."""
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
