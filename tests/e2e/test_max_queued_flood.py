@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,26 +23,19 @@ CAP = 30
 def test_a_flood_over_four_api_workers_stops_exactly_at_max_queued(
         serve: Callable[..., Server], tmp_path: Path) -> None:
     server = serve(slots=1, workers=4, env={"SCHOLARSOURCE_MAX_QUEUED": str(CAP)})
-    answers: list[httpx.Response] = []
-    lock = threading.Lock()
     start = threading.Barrier(8)
 
-    def hammer() -> None:
+    def hammer(_: int) -> list[httpx.Response]:
         # A fresh connection per request spreads the requests over the workers. The jobs
         # are due in an hour: scheduled, they stay unfinished and keep their places.
         with httpx.Client(base_url=server.url, timeout=30,
                           limits=httpx.Limits(max_keepalive_connections=0)) as client:
             start.wait()
-            for _ in range(12):
-                answer = client.post("/api/jobs", json={"task": "noop", "delay": 3600})
-                with lock:
-                    answers.append(answer)
+            return [client.post("/api/jobs", json={"task": "noop", "delay": 3600})
+                    for _ in range(12)]
 
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(8) as clients:
+        answers = [answer for sent in clients.map(hammer, range(8)) for answer in sent]
     refused = [a for a in answers if a.status_code != 202]
     assert len(answers) - len(refused) == CAP
     assert {(a.status_code, a.json()["error"]) for a in refused} == {(429, "quota_exceeded")}
