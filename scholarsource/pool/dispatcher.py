@@ -223,6 +223,7 @@ class Dispatcher:
             deadlines.append(self._next_sample)
         if self._stop_at is not None:
             deadlines.append(self._stop_at)
+        deadlines.append(self._next_renew)  # on time, whatever the heartbeat's pace
         for due in (self._next_due, self.policy.retry_at):
             if due is not None:
                 deadlines.append(time.monotonic() + due - time.time())
@@ -560,6 +561,10 @@ class Dispatcher:
                 self._next_promote = now + HEARTBEAT_INTERVAL
             if self._leaving():
                 return
+        if now >= self._next_renew:
+            await self._renew(now)
+            if self._leaving():
+                return
         if now >= self._next_beat:
             self._next_beat = now + HEARTBEAT_INTERVAL
             self._alive()
@@ -567,7 +572,7 @@ class Dispatcher:
             if self.master_pid is not None and os.getppid() != self.master_pid:
                 log.error("the master (pid %s) is gone; stopping the pool", self.master_pid)
                 self.stop(0)
-            await self._beat(now)
+            await self._beat()
             if self._leaving():
                 return
         if self.retention.due(now):
@@ -609,15 +614,30 @@ class Dispatcher:
             elif self.config.max_slot_memory and rss > self.config.max_slot_memory:
                 slot.recycle()
 
-    async def _beat(self, now: float) -> None:
+    def _held(self) -> list[tuple[str, int]]:
+        """(job id, token) of the attempts this pool answers for: those its slots run, and
+        those that ended or were interrupted but are not written back yet."""
+        running = [(s.claim.id, s.claim.token) for s in self.slots.all if s.claim is not None]
+        return [*running, *self._ran, *self._interrupted]
+
+    async def _renew(self, now: float) -> None:
+        """Every lease_seconds / 3: renew the leases this pool holds, then re-queue the
+        running jobs whose lease ran out, whoever owns them: another pool's (it hung, or
+        its box died) or this pool's own that no slot holds (a claim committed whose answer
+        was lost: renewing every job of this owner kept those running until a restart)."""
         try:
-            if now >= self._next_renew:
-                await self.store.renew(self.owner, self.config.lease_seconds)
-                self._next_renew = now + self.config.lease_seconds / 3
-                # Another pool's lease ran out (it hung, or its box died): run its jobs again.
-                if recovered := await self.store.recover(
-                        self.owner, max_crashes=self.config.max_crashes):
-                    log.warning("re-queued %d job(s) whose lease expired", recovered)
+            await self.store.renew(self.owner, self._held(), self.config.lease_seconds)
+            self._next_renew = now + self.config.lease_seconds / 3
+            if recovered := await self.store.recover(
+                    self.owner, max_crashes=self.config.max_crashes):
+                log.warning("re-queued %d job(s) whose lease expired", recovered)
+        except StoreUnavailable as exc:
+            log.warning("cannot renew leases: %s", exc)
+            # Again soon, but not on every turn: a refusing store would make the loop spin.
+            self._next_renew = now + min(HEARTBEAT_INTERVAL, self.config.lease_seconds / 3)
+
+    async def _beat(self) -> None:
+        try:
             await self.files.refresh(self.store)
             await self.store.heartbeat(PoolInfo(
                 pid=os.getpid(), slots=self.slots.pids(), slot_count=len(self.slots.all),
@@ -628,7 +648,7 @@ class Dispatcher:
             # A weight set with `scholarsource tenants set` applies within a heartbeat.
             self.policy.use_tenants(await self.store.tenant_limits(self.config.tenants))
         except StoreUnavailable as exc:
-            log.warning("cannot renew leases or heartbeat: %s", exc)
+            log.warning("cannot heartbeat: %s", exc)
 
     async def _requeue_running(self, cause: str) -> None:
         pairs = []

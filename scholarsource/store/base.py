@@ -654,7 +654,8 @@ class Store(abc.ABC):
         """Submit each group of jobs that its quotas admit (the key's and the tenant's
         token buckets, the tenant's and the server's max_queued), in order, in one
         transaction (store/admission.py); a refused group writes nothing and takes no
-        tokens. Jobs that look first (`NewJob.looks_first`) come one group per call."""
+        tokens. Jobs that look first (`NewJob.looks_first`) come one group per call. Every
+        cap is exact however many processes and boxes submit at once."""
 
     @abc.abstractmethod
     async def tenant_overrides(self) -> dict[str, TenantOverride]:
@@ -866,8 +867,13 @@ class Store(abc.ABC):
         statement; returns the next `run_at` still ahead, if any."""
 
     @abc.abstractmethod
-    async def renew(self, owner: str, lease_seconds: float) -> None:
-        """Extend the lease of every job `owner` runs."""
+    async def renew(self, owner: str, held: list[tuple[str, int]],
+                    lease_seconds: float) -> None:
+        """Extend the leases of the attempts `owner` still answers for (its slots' jobs, and
+        ended ones not written yet), (job id, token) each, in one statement; a stale token
+        changes nothing. A running job of `owner` left out (a claim that committed but whose
+        answer never reached a slot) keeps its lease, which expires: `recover` then
+        re-queues it as it does any expired lease."""
 
     @contextlib.asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:

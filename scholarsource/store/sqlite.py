@@ -324,7 +324,14 @@ CLAIM = f"{_CLAIM_SET} WHERE seq IN ({CLAIM_ORDER}) {_CLAIMED}"
 FAIR_CLAIM = f"{_CLAIM_SET} WHERE seq IN ({FAIR_ORDER}) {_CLAIMED}"
 CLAIM_REFS = (f"{_CLAIM_SET} WHERE seq IN (SELECT value FROM json_each(:refs)) "
               f"AND status = 'queued' {_CLAIMED}")
-RENEW = "UPDATE jobs SET lease_until = ? WHERE owner = ? AND status = 'running'"
+# Only the attempts named (the pool's slots hold them), fenced by token: a job claimed for no
+# slot must not be kept alive by its owner's other leases.
+RENEW = """
+UPDATE jobs SET lease_until = :until
+FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:held)) AS r
+WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.owner = :owner
+    AND jobs.status = 'running'
+"""
 # Due jobs, scheduled or retrying, go to the queue in one statement, an index range of
 # jobs_due; NEXT_DUE is that index's first entry (run_at is set only while a job waits).
 PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "
@@ -1500,8 +1507,11 @@ class SqliteStore(Store):
         return next_due
 
     @_unavailable
-    async def renew(self, owner: str, lease_seconds: float) -> None:
-        await self._db.fetchall(RENEW, (time.time() + lease_seconds, owner))
+    async def renew(self, owner: str, held: list[tuple[str, int]],
+                    lease_seconds: float) -> None:
+        if held:
+            await self._db.fetchall(RENEW, {"until": time.time() + lease_seconds,
+                                            "owner": owner, "held": json.dumps(held)})
 
     @_unavailable
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import cast
 
-from scholarsource.config import load_config
+from scholarsource.config import Config, load_config
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.slots import Slots, SlotSettings
 from scholarsource.store import schema
@@ -46,16 +46,21 @@ def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None
     asyncio.run(main())
 
 
+async def one_idle_slot(config: Config) -> tuple[SqliteStore, Slots, Dispatcher]:
+    """A store and a dispatcher of one slot whose process is not started."""
+    schema.migrate(config.db_path)
+    store = await SqliteStore.open(config.db_path)
+    slots = Slots(1, SlotSettings.of(config))
+    return store, slots, Dispatcher(config, store, slots, owner="test")
+
+
 def test_a_new_job_wakes_the_loop_only_when_a_slot_could_take_it(tmp_path: Path) -> None:
     # Under load every batch of submits sends a hint; with every slot busy, a turn for it
     # would claim nothing (the end of an attempt wakes the loop and claims).
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
-        schema.migrate(config.db_path)
-        store = await SqliteStore.open(config.db_path)
-        slots = Slots(1, SlotSettings.of(config))
-        dispatcher = Dispatcher(config, store, slots, owner="test")
+        store, slots, dispatcher = await one_idle_slot(config)
         try:
             dispatcher.hint({Wake.SUBMITTED})
             assert dispatcher._wake.is_set()
@@ -66,6 +71,35 @@ def test_a_new_job_wakes_the_loop_only_when_a_slot_could_take_it(tmp_path: Path)
             dispatcher.hint({Wake.SUBMITTED, Wake.CANCELLED})  # a cancel is for busy slots
             assert dispatcher._wake.is_set()
         finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_the_pool_renews_what_it_answers_for_and_lets_a_lost_claim_expire(
+        tmp_path: Path) -> None:
+    # Held: a slot's job, an ended attempt not written yet, and one interrupted at shutdown
+    # not yet re-queued. Lost: a job claimed for this owner whose claim never reached a slot.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path), "max_crashes": "3"})
+
+    async def main() -> None:
+        store, slots, dispatcher = await one_idle_slot(config)
+        try:
+            await store.submit_many([NewJob("noop", {}, "default", 0, 3) for _ in range(4)])
+            running, ended, interrupted, lost = await store.claim("test", 4, 30)
+            slots.all[0].claim = running
+            dispatcher._ran[(ended.id, ended.token)] = (ended, 0.0)
+            dispatcher._interrupted.append((interrupted.id, interrupted.token))
+            await store._db.fetchall("UPDATE jobs SET lease_until = 1")  # time passes
+            await dispatcher._renew(0.0)
+            states = {c.id: (await store.get("default", c.id)) for c in
+                      (running, ended, interrupted, lost)}
+            assert {job_id: (job.status, job.crashes) for job_id, job in states.items()
+                    if job is not None} == {
+                running.id: ("running", 0), ended.id: ("running", 0),
+                interrupted.id: ("running", 0), lost.id: ("queued", 1)}
+        finally:
+            slots.all[0].claim = None
             await store.close()
 
     asyncio.run(main())

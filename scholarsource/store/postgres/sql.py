@@ -34,17 +34,26 @@ _NEW_ROWS = (f"SELECT {', '.join('r.' + c for c in _NEW_COLUMNS.split(', '))} "
              "FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(v, ord), "
              "jsonb_populate_record(NULL::jobs, e.v) AS r")
 SUBMIT = f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} ORDER BY e.ord"
+# The server-wide max_queued counts every tenant's jobs, so two submits of different tenants
+# (or two statements of one: READ COMMITTED reads the count before the other's insert
+# commits) could both take the last place. Every insert it admits therefore counts and
+# inserts under one advisory lock, SERVER_QUOTA, in a statement that starts once it holds it
+# (a fresh snapshot). Far from the cap the lock is shared, so submits still run side by
+# side: a holder then misses at most what the other holders insert at that moment, one per
+# connection and each at most `room` jobs, and admits only while that much room is left
+# (QUOTA_MARGIN). Nearer the cap (or for more jobs at once) it is taken exclusive: exact.
+SERVER_QUOTA = "quota"
+QUOTA_SHARED = f"SELECT pg_advisory_xact_lock_shared(hashtextextended('{SERVER_QUOTA}', 0))"
+QUOTA_MARGIN = "current_setting('max_connections')::bigint * %(room)s"
 # Admission's quick path (store/admission.py: Guard), for jobs that only the server-wide
 # max_queued concerns: inserted unless the tenants have a rate or max_queued stored or the
-# server would go past its cap. Not under the quota locks: concurrent submits may overshoot
-# the cap by what they insert at the same moment (the cap guards the disk; tenant caps,
-# which must be exact, take the quota transaction).
+# server would come within the margin of its cap (then the quota transaction decides).
 SUBMIT_GUARDED = (f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} "
                   "WHERE NOT EXISTS (SELECT 1 FROM tenant_limits "
                   "WHERE tenant = ANY(%(tenants)s::text[]) "
                   "AND (rate_limit IS NOT NULL OR max_queued IS NOT NULL)) "
                   "AND (SELECT coalesce(sum(live), 0) FROM tenant_live) + %(total)s "
-                  "<= %(cap)s ORDER BY e.ord RETURNING 1")
+                  f"+ {QUOTA_MARGIN} <= %(cap)s ORDER BY e.ord RETURNING 1")
 BY_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = %(tenant)s AND idempotency_key = %(key)s"
 _CACHED_WHERE = ("tenant = %(tenant)s AND fingerprint = %(fingerprint)s "
                  "AND status = 'succeeded' AND finished_at >= %(since)s")
@@ -232,8 +241,11 @@ TENANT_QUEUE_DEPTHS = _queue_depths("tenant = %(tenant)s AND ")
 QUEUE_FINISHES = _queue_finishes("")
 TENANT_QUEUE_FINISHES = _queue_finishes("tenant = %(tenant)s AND ")
 RATES, TENANT_RATES = _rates(""), _rates("j.tenant = %(tenant)s AND ")
+# Only the attempts the pool's slots hold, fenced by token (see the SQLite store's RENEW).
 RENEW = ("UPDATE jobs SET lease_until = %(until)s "
-         "WHERE owner = %(owner)s AND status = 'running'")
+         "FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS r(id, token) "
+         "WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.owner = %(owner)s "
+         "AND jobs.status = 'running'")
 PROMOTE = ("UPDATE jobs SET status = 'queued', run_at = NULL "
            "WHERE run_at <= %(now)s AND status IN ('scheduled', 'retrying')")
 NEXT_DUE = "SELECT min(run_at) FROM jobs WHERE run_at IS NOT NULL"
@@ -596,13 +608,17 @@ SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM ev), (SELECT count(*) FRO
 """
 
 # Quotas (store/admission.py; the SQLite store's QUOTA_STATE and friends). A quota
-# transaction first takes a transaction-scoped advisory lock per tenant and per bucket, in
-# name order (no deadlock between two submits), so two boxes never spend the same tokens
-# or the same place under a max_queued; then it reads, in one statement, the overrides of
+# transaction first takes a transaction-scoped advisory lock per tenant and per bucket, and
+# SERVER_QUOTA (shared with %(shared)s) under a server-wide cap, in name order (no deadlock
+# between two submits), so two boxes never spend the same tokens or the same place under a
+# max_queued; it answers QUOTA_MARGIN. Then it reads, in one statement, the overrides of
 # its tenants, every tenant's count of non-final jobs (kept by the jobs_live_* triggers) and
 # its buckets.
-QUOTA_LOCKS = ("SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) FROM "
-               "(SELECT n FROM unnest(%(names)s::text[]) AS n ORDER BY n) AS sorted")
+QUOTA_LOCKS = (f"SELECT count(*), {QUOTA_MARGIN} FROM (SELECT CASE "
+               f"WHEN n = '{SERVER_QUOTA}' AND %(shared)s "
+               "THEN pg_advisory_xact_lock_shared(hashtextextended(n, 0)) "
+               "ELSE pg_advisory_xact_lock(hashtextextended(n, 0)) END FROM "
+               "(SELECT n FROM unnest(%(names)s::text[]) AS n ORDER BY n) AS sorted) AS locked")
 QUOTA_STATE = """
 SELECT 0, tenant, rate_limit::float8, rate_window, max_queued::float8, weight::float8
     FROM tenant_limits WHERE tenant = ANY(%(tenants)s::text[])

@@ -150,8 +150,10 @@ async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
         return
     # The tenants' quota locks first, as a submit takes them, and only then the parents'
     # rows: a submit that depends on a parent holds its quota lock while it locks the
-    # parent FOR SHARE, so the other order could deadlock with it.
-    state = None if policy is None else await _PostgresQuotaTx(conn).state(
+    # parent FOR SHARE, so the other order could deadlock with it. The server's quota lock
+    # exclusive: a fan-out's children may be many.
+    state = None if policy is None else await _PostgresQuotaTx(
+        conn, _ServerQuota.of(policy.max_queued, len(spawns), shared=False)).state(
         sorted({spawn.job.tenant for spawn in spawns}), [])
     rows = await (await conn.execute(parents_sql, {"batch": dumps(parents)})).fetchall()
     existing = {job_id for (job_id,) in await (await conn.execute(
@@ -175,9 +177,33 @@ async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
         await _link(conn, linked)
 
 
-# Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's).
+# Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's);
+# also the most jobs a holder of the server's quota lock in shared mode inserts
+# (sql.QUOTA_MARGIN).
 _GUARDED_ROWS = 256
 _NO_CAP = 2**62
+
+
+@dataclasses.dataclass(frozen=True)
+class _ServerQuota:
+    """How a quota transaction holds the server-wide max_queued (`cap`) for `adding` jobs:
+    the lock shared, admitting only far from the cap, or exclusive (sql.SERVER_QUOTA)."""
+
+    cap: int
+    adding: int
+    shared: bool
+
+    @classmethod
+    def of(cls, cap: int | None, adding: int, shared: bool) -> _ServerQuota | None:
+        """None without a cap; never shared for more jobs than the margin counts per holder."""
+        if cap is None:
+            return None
+        return cls(cap, adding, shared and adding <= _GUARDED_ROWS)
+
+
+class _NearCap(Exception):
+    """Raised in a quota transaction that holds the server's quota lock shared when its jobs
+    could reach max_queued: it is rolled back and run again with the lock exclusive."""
 
 
 def _gate(gate: Gate) -> dict[str, list[str] | str | None]:
@@ -188,18 +214,30 @@ def _gate(gate: Gate) -> dict[str, list[str] | str | None]:
 class _PostgresQuotaTx:
     """A quota transaction on PostgreSQL (see store/admission.py), on one connection."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any],
+                 server: _ServerQuota | None) -> None:
         self._conn = conn
+        self._server = server
+        # Whether the server's jobs came within the margin of its cap (None: not read).
+        self.near: bool | None = None
 
     async def _rows(self, query: str, params: Any) -> list[Any]:
         cursor = await self._conn.execute(query, clean(params))
         return await cursor.fetchall() if cursor.description is not None else []
 
     async def state(self, tenants: list[str], buckets: list[str]) -> QuotaState:
-        await self._rows(sql.QUOTA_LOCKS, {"names": [f"quota:{t}" for t in tenants]
-                                           + [f"quota:{b}" for b in buckets]})
-        return quota_state_from_rows(await self._rows(sql.QUOTA_STATE, {
+        server = self._server
+        names = [f"quota:{t}" for t in tenants] + [f"quota:{b}" for b in buckets]
+        ((_, margin),) = await self._rows(sql.QUOTA_LOCKS, {
+            "names": names if server is None else [*names, sql.SERVER_QUOTA],
+            "shared": server is not None and server.shared, "room": _GUARDED_ROWS})
+        state = quota_state_from_rows(await self._rows(sql.QUOTA_STATE, {
             "tenants": tenants, "buckets": buckets}))
+        self.near = server is not None and \
+            sum(state.live.values()) + server.adding + margin > server.cap
+        if self.near and server is not None and server.shared:
+            raise _NearCap
+        return state
 
     async def insert(self, news: list[NewJob], jobs: list[Job]) -> None:
         await self._rows(sql.SUBMIT, {"rows": _rows(news, jobs)})
@@ -245,6 +283,9 @@ class PostgresStore(Store):
         self._db = db
         self._listen_url = listen_url
         self._notifying: set[asyncio.Task[None]] = set()
+        # A hint from the last quota transaction (correctness never depends on it): near
+        # the cap, submits go straight to the exclusive one (sql.SERVER_QUOTA).
+        self._near_cap = False
 
     @classmethod
     async def connect(cls, config: Config, role: str) -> PostgresStore:
@@ -335,22 +376,55 @@ class PostgresStore(Store):
         raise StoreUnavailable("the job this submit matched kept changing; send it again")
 
     @asynccontextmanager
-    async def _quota_tx(self) -> AsyncIterator[QuotaTx]:
+    async def _quota_tx(self, server: _ServerQuota | None) -> AsyncIterator[QuotaTx]:
         async with self._db.pool.connection() as conn, conn.transaction():
-            yield _PostgresQuotaTx(conn)
+            tx = _PostgresQuotaTx(conn, server)
+            try:
+                yield tx
+            finally:
+                if tx.near is not None:
+                    self._near_cap = tx.near
 
     @unavailable
     async def admit(self, groups: list[tuple[Ask, list[NewJob]]],
                     policy: QuotaPolicy) -> list[Admission]:
+        adding = sum(len(news) for _, news in groups)
+        if not self._near_cap:
+            try:
+                return await _while_parents_locked(lambda: admit(
+                    self._quota_tx(_ServerQuota.of(policy.max_queued, adding, shared=True)),
+                    groups, policy, self._insert_guarded, _GUARDED_ROWS))
+            except _NearCap:  # rolled back, nothing written
+                pass
+        # Near the cap (this submit found it so, or the last quota transaction did): the
+        # server's quota lock exclusive, the count exact.
         return await _while_parents_locked(lambda: admit(
-            self._quota_tx(), groups, policy, self._insert_guarded, _GUARDED_ROWS))
+            self._quota_tx(_ServerQuota.of(policy.max_queued, adding, shared=False)),
+            groups, policy))
 
     async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
         if guard.caps:  # a tenant's max_queued must be exact: the quota transaction
             return False
-        return bool(await self._db.fetchall(sql.SUBMIT_GUARDED, {
-            "rows": _rows(news, jobs), "tenants": guard.tenants, "total": guard.total,
-            "cap": _NO_CAP if guard.max_queued is None else guard.max_queued}))
+        args = {"rows": _rows(news, jobs), "tenants": guard.tenants, "total": guard.total}
+        if guard.max_queued is None:
+            return bool(await self._db.fetchall(sql.SUBMIT_GUARDED,
+                                                {**args, "cap": _NO_CAP, "room": 0}))
+        return await self._insert_sharing(
+            {**args, "cap": guard.max_queued, "room": _GUARDED_ROWS})
+
+    async def _insert_sharing(self, args: dict[str, Any]) -> bool:
+        """SUBMIT_GUARDED under the server's quota lock, shared: both statements in one
+        query string, which PostgreSQL runs as one transaction, each statement with a
+        snapshot of its own (the insert's taken once the lock is held). One round trip,
+        like the lone statement; a pipelined BEGIN/lock/insert/COMMIT cost twice its
+        client CPU (bench/pg_guarded_submit.py). Several statements in one string need
+        client-side binding (psycopg quotes each value). No transaction is left open if the
+        caller is cancelled: the server runs the string whole or not at all."""
+        async with self._db.pool.connection() as conn:
+            cursor = psycopg.AsyncClientCursor(conn)
+            await cursor.execute(f"{sql.QUOTA_SHARED}; {sql.SUBMIT_GUARDED}", clean(args))
+            cursor.nextset()  # past the lock's row, to the insert's
+            return bool(await cursor.fetchall())
 
     @unavailable
     async def tenant_overrides(self) -> dict[str, TenantOverride]:
@@ -664,8 +738,12 @@ class PostgresStore(Store):
         return next_due
 
     @unavailable
-    async def renew(self, owner: str, lease_seconds: float) -> None:
-        await self._db.fetchall(sql.RENEW, {"until": time.time() + lease_seconds, "owner": owner})
+    async def renew(self, owner: str, held: list[tuple[str, int]],
+                    lease_seconds: float) -> None:
+        if held:
+            await self._db.fetchall(sql.RENEW, {
+                "until": time.time() + lease_seconds, "owner": owner,
+                "ids": [job_id for job_id, _ in held], "tokens": [t for _, t in held]})
 
     @unavailable
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
