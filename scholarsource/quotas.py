@@ -125,11 +125,17 @@ class Ledger:
         refilled = level.tokens + (self._now - level.at) * rate.limit / rate.window
         return min(float(rate.limit), refilled)
 
-    def unlimited(self, ask: Ask) -> bool:
-        """Whether no quota applies to `ask`: `take` would admit any number of jobs."""
+    def unbounded(self, ask: Ask) -> bool:
+        """Whether only the server-wide max_queued applies to `ask` (no bucket, no cap of
+        its tenant's): then `take` admits whatever `room` has space for."""
         limits = self.limits(ask.tenant)
         return ((ask.key_id is None or ask.key_rate is None) and limits.rate is None
-                and limits.max_queued is None and self._policy.max_queued is None)
+                and limits.max_queued is None)
+
+    def room(self, n: int) -> bool:
+        """Whether the server-wide max_queued has space for `n` more jobs."""
+        cap = self._policy.max_queued
+        return cap is None or self._total + n <= cap
 
     def check(self, ask: Ask, n: int) -> Verdict:
         """Whether `take` would admit `n` new jobs for `ask` now; takes nothing."""

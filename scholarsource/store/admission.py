@@ -195,11 +195,11 @@ async def _shared_groups(tx: QuotaTx, ledger: Ledger,
     results: list[Admission | None] = []
     news: list[NewJob] = []
     jobs: list[Job] = []
-    unlimited: list[tuple[int, Ask, NewJob]] = []  # decided together, after the loop
+    unbounded: list[tuple[int, Ask, NewJob]] = []  # decided together, after the loop
     for ask, group in groups:
         if group[0].looks_first:
-            if ledger.unlimited(ask) and not _cached(group[0]):
-                unlimited.append((len(results), ask, group[0]))
+            if ledger.unbounded(ask) and not _cached(group[0]):
+                unbounded.append((len(results), ask, group[0]))
                 results.append(None)
             else:
                 results.append(await _looked_up(tx, ledger, ask, group[0]))
@@ -214,8 +214,11 @@ async def _shared_groups(tx: QuotaTx, ledger: Ledger,
         results.append(Admitted([(job, None) for job in made], verdict.headers))
     if jobs:
         await tx.insert(news, jobs)
-    if unlimited:
-        await _unlimited(tx, ledger, unlimited, results)
+    if unbounded and ledger.room(len(unbounded)):
+        await _unbounded(tx, ledger, unbounded, results)
+    else:  # near the server's cap, each is checked in turn
+        for index, ask, new in unbounded:
+            results[index] = await _looked_up(tx, ledger, ask, new)
     assert None not in results
     return cast(list[Admission], results)
 
@@ -224,10 +227,11 @@ def _cached(new: NewJob) -> bool:
     return new.cache_ttl is not None and not new.bypass_cache
 
 
-async def _unlimited(tx: QuotaTx, ledger: Ledger, lone: list[tuple[int, Ask, NewJob]],
+async def _unbounded(tx: QuotaTx, ledger: Ledger, lone: list[tuple[int, Ask, NewJob]],
                      results: list[Admission | None]) -> None:
-    """Jobs that look first and meet no quota, in one INSERT: only those it left out (a
-    key used before, a live twin) look for the job that answers them."""
+    """Jobs that look first and that every quota admits (the server's cap has room for
+    all), in one INSERT: only those it left out (a key used before, a live twin) look for
+    the job that answers them."""
     made = new_jobs([new for _, _, new in lone])
     inserted = await tx.insert_new([new for _, _, new in lone], made)
     for (index, ask, new), job in zip(lone, made, strict=True):

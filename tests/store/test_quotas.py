@@ -173,7 +173,7 @@ def test_keyed_submits_share_one_transaction_and_each_refusal_writes_nothing(
     asyncio.run(go())
 
 
-def test_keyed_and_unique_submits_with_no_quota_go_in_one_insert_and_keep_their_answers(
+def test_keyed_and_unique_submits_far_from_any_quota_go_in_one_insert_and_keep_answers(
         backend: Backend, tmp_path: Path) -> None:
     async def go() -> None:
         store = await backend.open(tmp_path / "q.db")
@@ -183,7 +183,7 @@ def test_keyed_and_unique_submits_with_no_quota_go_in_one_insert_and_keep_their_
         results = await store.admit([
             (ask, [job(key="x")]), (ask, [job(key="x")]), (ask, [job(key="x", n=1)]),
             (ask, [unique]), (ask, [unique]), (ask, [cached]), (ask, [job(key="y")])],
-            QuotaPolicy())
+            QuotaPolicy(max_queued=1000))
         kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in results]
         assert kinds == ["Admitted", "Admitted", "idempotency_key_reused", "Admitted",
                          "Admitted", "Admitted", "Admitted"]
@@ -192,6 +192,12 @@ def test_keyed_and_unique_submits_with_no_quota_go_in_one_insert_and_keep_their_
                                                      Reused.UNIQUE, None, None]
         assert answers[1][0].id == answers[0][0].id and answers[3][0].id == answers[2][0].id
         assert await total(store) == 4  # x, the unique job, the cached one, y
+        # Near the server's cap each is checked in turn: one place left for two new jobs.
+        near = await store.admit([(ask, [job(key="p")]), (ask, [job(key="q")]),
+                                  (ask, [job(key="x")])], QuotaPolicy(max_queued=5))
+        kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in near]
+        assert kinds == ["Admitted", "quota_exceeded", "Admitted"]
+        assert await total(store) == 5
         await store.close()
 
     asyncio.run(go())
