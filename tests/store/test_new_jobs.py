@@ -1,0 +1,45 @@
+"""new_jobs builds each Job without its frozen __init__ (a batch makes 1,000): the jobs must
+still be exactly what that __init__ would make, and as frozen; their ids as random as ever."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from scholarsource.store.base import Job, JobState, NewJob
+from scholarsource.store.rows import new_job_ids, new_jobs
+
+
+def test_a_new_job_is_what_its_own_init_makes_and_stays_frozen() -> None:
+    news = [NewJob("noop", {"n": 1}, "default", 0, 3),
+            NewJob("echo", {}, "q", 5, 1, tenant="t", run_at=4e9, unique=True,
+                   concurrency_key="u", concurrency_limit=2, id="given"),
+            NewJob("echo", {}, "q", 0, 1, depends_on=("p1", "p2"), workflow_id="w",
+                   step="s", parent_id="p", schedule="s1", scheduled_for=1.0)]
+    plain, delayed, child = new_jobs(news)
+    names = {f.name for f in dataclasses.fields(Job)}
+    for job in (plain, delayed, child):
+        assert set(vars(job)) == names  # every field, and nothing else
+        assert dataclasses.replace(job) == job  # through Job.__init__: the same job
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            job.status = JobState.RUNNING  # type: ignore[misc]
+    assert (plain.status, plain.attempts, plain.result, plain.params) == (
+        JobState.QUEUED, 0, None, {"n": 1})
+    assert (delayed.id, delayed.status, delayed.run_at) == ("given", JobState.SCHEDULED, 4e9)
+    assert (child.status, child.depends_on, child.workflow_id) == (
+        JobState.WAITING, ["p1", "p2"], "w")
+    # Lists are each job's own, never shared between jobs.
+    assert plain.attempts_history is not delayed.attempts_history
+    assert plain.created_at == delayed.created_at == child.created_at
+
+
+def test_ids_of_a_batch_are_random_url_safe_and_never_start_with_a_dash() -> None:
+    ids = new_job_ids(5000)
+    assert len(set(ids)) == 5000
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", job_id) for job_id in ids)
+    assert not any(job_id.startswith("-") for job_id in ids)
+    assert new_job_ids(0) == []
+    made = new_jobs([NewJob("noop", {}, "default", 0, 1)] * 1000)
+    assert len({job.id for job in made}) == 1000
