@@ -1,5 +1,6 @@
-"""new_jobs builds each Job without its frozen __init__ (a batch makes 1,000): the jobs must
-still be exactly what that __init__ would make, and as frozen; their ids as random as ever."""
+"""new_jobs and parse_submit build each Job and NewJob without its frozen __init__ (a batch
+makes 1,000 of each, store/frozen.py): they must still be exactly what that __init__ would
+make, and as frozen; the ids as random as ever."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import re
 
 import pytest
 
-from scholarsource.store.base import Job, JobState, NewJob
+from scholarsource.api.schemas import parse_submit
+from scholarsource.config import Config
+from scholarsource.store.base import Job, JobState, NewJob, TaskDefaults
 from scholarsource.store.rows import new_job_ids, new_jobs
 
 
@@ -33,6 +36,27 @@ def test_a_new_job_is_what_its_own_init_makes_and_stays_frozen() -> None:
     # Lists are each job's own, never shared between jobs.
     assert plain.attempts_history is not delayed.attempts_history
     assert plain.created_at == delayed.created_at == child.created_at
+
+
+@pytest.mark.parametrize("body", [
+    {"task": "noop"},
+    {"task": "noop", "params": {"x": [1]}, "queue": "q", "priority": 3, "max_attempts": 2,
+     "timeout": 9, "memory_limit": "1MB", "unique": True, "delay": 60,
+     "concurrency_key": "u"},
+    {"task": "noop", "depends_on": ["a", "b", "a"], "on_parent_failure": "run"},
+])
+def test_a_parsed_submit_is_what_newjob_init_makes_and_stays_frozen(body: dict[str, object]
+                                                                     ) -> None:
+    new = parse_submit(body, TaskDefaults("noop", "default", None, None), Config(), "t", "k")
+    assert set(vars(new)) == {f.name for f in dataclasses.fields(NewJob)}
+    assert dataclasses.replace(new) == new
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.priority = 1  # type: ignore[misc]
+    assert (new.tenant, new.idempotency_key, new.schedule, new.id) == ("t", "k", None, None)
+    if "depends_on" in body:
+        assert (new.depends_on, new.on_parent_failure) == (("a", "b"), "run")
+    else:
+        assert (new.depends_on, new.on_parent_failure) == ((), "cancel")
 
 
 def test_ids_of_a_batch_are_random_url_safe_and_never_start_with_a_dash() -> None:
