@@ -59,11 +59,18 @@ def test_a_parsed_submit_is_what_newjob_init_makes_and_stays_frozen(body: dict[s
         assert (new.depends_on, new.on_parent_failure) == ((), "cancel")
 
 
-def test_ids_of_a_batch_are_random_url_safe_and_never_start_with_a_dash() -> None:
+def test_ids_are_random_url_safe_sort_as_their_times_and_never_start_with_a_dash() -> None:
     ids = new_job_ids(5000)
     assert len(set(ids)) == 5000
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", job_id) for job_id in ids)
+    # The millisecond's stamp, then 128 random bits.
+    assert all(re.fullmatch(r"[0-9A-Za-z]{8}[A-Za-z0-9_-]{22}", job_id) for job_id in ids)
+    assert len({job_id[:8] for job_id in ids}) == 1 and len({job_id[8:] for job_id in ids}) == 5000
     assert not any(job_id.startswith("-") for job_id in ids)
     assert new_job_ids(0) == []
+    times = [0.0, 0.001, 1.0, 61.999, 62.0, 1.7e9, 1.7e9 + 0.001, 4e9, 62**8 / 1000 - 0.001]
+    stamped = [new_job_ids(1, at)[0] for at in times]
+    assert sorted(stamped) == stamped and len({job_id[:8] for job_id in stamped}) == len(times)
     made = new_jobs([NewJob("noop", {}, "default", 0, 1)] * 1000)
     assert len({job.id for job in made}) == 1000
+    # Each id carries its job's created_at.
+    assert {job.id[:8] for job in made} == {new_job_ids(1, made[0].created_at)[0][:8]}
