@@ -86,6 +86,8 @@ _NEEDS_QUOTES = re.compile(r'[\s"=]|^$')
 
 def _text_value(value: Any) -> str:
     # The common cases skip json.dumps: the job lines' many fields cost 2-3 us each with it.
+    if type(value) is str:  # most values: ids and names, tested first
+        return json.dumps(value) if _NEEDS_QUOTES.search(value) else value
     if value is None or isinstance(value, bool):
         return "null" if value is None else "true" if value else "false"
     if isinstance(value, int | float):
@@ -124,9 +126,9 @@ def write_lines(logger: logging.Logger, lines: list[Line]) -> None:
         for _, level, message, fields in lines:
             logger.log(level, message, extra=fields)
         return
-    fmt = _state["format"]
+    fmt, pid = _state["format"], os.getpid()  # once, not per line (a batch logs 1,000)
     text = "".join(render(fmt, created, logging.getLevelName(level), logger.name, message,
-                          fields) + "\n" for created, level, message, fields in lines)
+                          fields, pid) + "\n" for created, level, message, fields in lines)
     with handler.lock or contextlib.nullcontext():
         handler.stream.write(text)
         handler.flush()

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scholarsource.api import prefer
-from scholarsource.api.jobs import parse_new_job
+from scholarsource.api.jobs import SubmitParser
 from scholarsource.api.schemas import parse_idempotency_key, read_json
 from scholarsource.api.state import services
 from scholarsource.api.submits import ask_of
@@ -38,14 +38,15 @@ def _jobs(body: Any, max_batch: int) -> list[Any]:
     return items
 
 
-async def _item(request: Request, item: Any) -> NewJob:
+async def _item(parser: SubmitParser, item: Any) -> NewJob:
     if not isinstance(item, dict):
         raise ValidationFailed("must be a submit body, a JSON object")
     key = item.get(KEY_FIELD)
-    if key is not None and not isinstance(key, str):
-        raise ValidationFailed(f"{KEY_FIELD}: a string", field=KEY_FIELD)
-    body = {name: value for name, value in item.items() if name != KEY_FIELD}
-    return await parse_new_job(request, body, parse_idempotency_key(key))
+    if key is not None:
+        if not isinstance(key, str):
+            raise ValidationFailed(f"{KEY_FIELD}: a string", field=KEY_FIELD)
+        item = {name: value for name, value in item.items() if name != KEY_FIELD}
+    return await parser.parse(item, parse_idempotency_key(key))
 
 
 async def submit_batch(request: Request) -> JSONResponse:
@@ -55,10 +56,11 @@ async def submit_batch(request: Request) -> JSONResponse:
     # The envelope adds two levels around each job's submit body.
     items = _jobs(await read_json(request, config, config.max_batch_body_bytes, around=3),
                   config.max_batch)
+    parser = SubmitParser(request)
     news = []
     for index, item in enumerate(items):
         try:
-            news.append(await _item(request, item))
+            news.append(await _item(parser, item))
         except ApiError as exc:
             raise type(exc)(f"jobs[{index}]: {exc.message}", code=exc.code,
                             headers=exc.headers, **{**exc.extra, "index": index}) from None

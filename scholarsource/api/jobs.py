@@ -31,21 +31,40 @@ from scholarsource.store.base import (
     NewJob,
     Reused,
     Store,
+    TaskDefaults,
     Wake,
 )
 
 log = logging.getLogger("scholarsource.jobs")
 
 
+class SubmitParser:
+    """Validates the submit bodies of one request for its tenant: the tenant and each task's
+    defaults are looked up once per request (a batch brings up to max_batch bodies)."""
+
+    def __init__(self, request: Request) -> None:
+        self._svc = services(request)
+        self._tenant = tenant_of(request)
+        self._tasks: dict[str, TaskDefaults | None] = {}
+
+    async def parse(self, body: Any, key: str | None) -> NewJob:
+        """A submit body (its envelope) as the job it asks for, validated; 422 with the
+        field otherwise."""
+        name = body.get("task") if isinstance(body, dict) else None
+        defaults = None
+        if isinstance(name, str):
+            if name not in self._tasks:
+                self._tasks[name] = await self._svc.catalog.lookup(name)
+            defaults = self._tasks[name]
+        # Only a miss pays for the names, to suggest the one the client may have meant.
+        known = await self._svc.catalog.names() if defaults is None else ()
+        return parse_submit(body, defaults, self._svc.config, self._tenant, key, known)
+
+
 async def parse_new_job(request: Request, body: Any, key: str | None) -> NewJob:
     """A submit body (its envelope) as the job it asks for, validated, for the request's
     tenant; 422 with the field otherwise."""
-    svc = services(request)
-    name = body.get("task") if isinstance(body, dict) else None
-    defaults = await svc.catalog.lookup(name) if isinstance(name, str) else None
-    # Only a miss pays for the names, to suggest the one the client may have meant.
-    known = await svc.catalog.names() if defaults is None else ()
-    return parse_submit(body, defaults, svc.config, tenant_of(request), key, known)
+    return await SubmitParser(request).parse(body, key)
 
 
 async def submit_job(request: Request, unwrap: Callable[[Any], Any] | None = None

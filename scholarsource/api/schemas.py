@@ -16,6 +16,7 @@ from scholarsource.config import Config, parse_size
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from scholarsource.limits import MAX_CONCURRENCY, NAME_PATTERN
 from scholarsource.store.base import JobState, NewJob, TaskDefaults
+from scholarsource.store.frozen import built, defaults
 from scholarsource.tasks.params import InvalidParams
 from scholarsource.tasks.params import check as check_params
 
@@ -282,19 +283,24 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
                     MAX_BACKOFF)
     cap = _seconds(body, "backoff_max", task.backoff_max or config.backoff_max, MAX_BACKOFF)
     assert base is not None and cap is not None  # defaults are never None
-    return NewJob(task=name, params=params, queue=queue, priority=priority,
-                  max_attempts=attempts, timeout=timeout, tenant=tenant,
-                  memory_limit=_memory_limit(body, task.memory_limit), backoff_base=base,
-                  backoff_max=cap, idempotency_key=idempotency_key,
-                  cache_ttl=_seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
-                  bypass_cache=_flag(body, "bypass_cache", False),
-                  unique=_flag(body, "unique", task.unique),
-                  run_at=parse_run_at(body), **_concurrency(body, task),
-                  **parse_dependencies(body, config.max_parents))
+    return built(NewJob, {
+        **_NEW_JOB, "task": name, "params": params, "queue": queue, "priority": priority,
+        "max_attempts": attempts, "timeout": timeout, "tenant": tenant,
+        "memory_limit": _memory_limit(body, task.memory_limit), "backoff_base": base,
+        "backoff_max": cap, "idempotency_key": idempotency_key,
+        "cache_ttl": _seconds(body, "cache_ttl", task.cache_ttl, config.max_cache_ttl),
+        "bypass_cache": _flag(body, "bypass_cache", False),
+        "unique": _flag(body, "unique", task.unique), "run_at": parse_run_at(body),
+        **_concurrency(body, task), **parse_dependencies(body, config.max_parents)})
+
+
+# A submit's NewJob starts from these (what a submit body cannot set keeps its default).
+_NEW_JOB = defaults(NewJob)
 
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the shape of every id the server hands out
 ON_PARENT_FAILURE = ("cancel", "run")
+_NO_PARENTS: dict[str, Any] = {"depends_on": (), "on_parent_failure": "cancel"}
 
 
 def parse_dependencies(body: dict[str, Any], max_parents: int,
@@ -302,6 +308,8 @@ def parse_dependencies(body: dict[str, Any], max_parents: int,
     """depends_on (job ids, each once, at most `max_parents`; `parents` instead when the
     caller resolved them, as a workflow does from step names) and on_parent_failure. A job
     waits for its parents or for its time, never both."""
+    if parents is None and "depends_on" not in body and "on_parent_failure" not in body:
+        return _NO_PARENTS  # most submits: saves a batch ~0.7 us a job
     given = body.get("depends_on") if parents is None else parents
     if given is None:
         given = []

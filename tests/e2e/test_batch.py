@@ -124,3 +124,22 @@ def test_too_many_jobs_too_large_a_body_and_a_batch_over_the_rate_are_refused_wh
     for body in ({"jobs": []}, {"jobs": {}}, [echo(0)], {"jobs": [echo(0)], "more": 1}):
         bad = client.post("/api/jobs/batch", json=body)
         assert (bad.status_code, bad.json()["error"]) == (422, "invalid_request"), body
+
+
+def test_a_full_batch_goes_in_whole_and_its_ids_sort_by_time(
+        serve: Callable[..., Server]) -> None:
+    # max_batch (1,000) jobs: one guarded INSERT (on SQLite padded to 1,024 rows). The ids
+    # start with the batch's millisecond, so a later batch's ids sort after this one's.
+    server = serve(slots=1)
+    client = server.client()
+    minimal = {"Prefer": "return=minimal"}
+    first = client.post("/api/jobs/batch", headers=minimal,
+                        json={"jobs": [echo(n) for n in range(1000)]})
+    assert first.status_code == 202, first.text
+    ids = [job["id"] for job in first.json()["jobs"]]
+    assert len(set(ids)) == 1000 and len({job_id[:8] for job_id in ids}) == 1
+    second = client.post("/api/jobs/batch", headers=minimal, json={"jobs": [echo(1000)]})
+    assert second.status_code == 202 and second.json()["jobs"][0]["id"] > max(ids)
+    listed = {job["id"]: job["params"]["value"] for job in all_jobs(client)}
+    assert len(listed) == 1001
+    assert [listed[job_id] for job_id in ids] == list(range(1000))

@@ -322,3 +322,29 @@ def test_a_stored_weight_alone_leaves_the_tenants_submits_unlimited(
         await store.close()
 
     asyncio.run(go())
+
+
+def test_a_batch_of_any_size_goes_in_whole_or_not_at_all(backend: Backend,
+                                                         tmp_path: Path) -> None:
+    # Up to 1,024 jobs take the quick path (one guarded INSERT, on SQLite padded up to 512 or
+    # 1,024 rows); more take the quota transaction. Either way the server's cap counts them
+    # all: a batch that does not fit is refused whole.
+    async def go() -> None:
+        store = await backend.open(tmp_path / "q.db")
+        ask = Ask("default")
+        sizes = [257, 512, 513, 1000, 1024, 1025]
+        quota = QuotaPolicy(max_queued=sum(sizes))
+        for n in sizes:
+            result = (await store.admit([(ask, [job(n=i) for i in range(n)])], quota))[0]
+            assert isinstance(result, Admitted) and len(result.new) == n
+            assert [j.params["n"] for j in result.new] == list(range(n))
+        assert await store.live_counts() == {"default": sum(sizes)}
+        jobs, _ = await store.list_jobs("default", limit=1000)
+        assert {j.params["n"] for j in jobs} <= set(range(1025)) and len(jobs) == 1000
+        for n in (1, 600, 1100):
+            over = (await store.admit([(ask, [job(n=i) for i in range(n)])], quota))[0]
+            assert isinstance(over, Refused) and over.code == "quota_exceeded"
+        assert await total(store) == sum(sizes)
+        await store.close()
+
+    asyncio.run(go())

@@ -478,7 +478,7 @@ def test_check_writable_needs_the_write_lock_and_leaves_no_transaction(
 def test_job_ids_never_start_with_a_dash() -> None:
     ids = [new_job_id() for _ in range(5000)]
     assert not any(job_id.startswith("-") for job_id in ids)
-    assert len(set(ids)) == 5000 and all(len(job_id) == 22 for job_id in ids)
+    assert len(set(ids)) == 5000 and all(len(job_id) == 30 for job_id in ids)
 
 
 def test_a_key_names_one_job_per_tenant(tmp_path: Path, backend: Backend) -> None:

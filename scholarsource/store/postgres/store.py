@@ -177,10 +177,10 @@ async def _add_children(conn: psycopg.AsyncConnection[Any], parents_sql: str,
         await _link(conn, linked)
 
 
-# Admission's quick path takes a group commit's jobs in one statement (as many as SQLite's);
-# also the most jobs a holder of the server's quota lock in shared mode inserts
-# (sql.QUOTA_MARGIN).
-_GUARDED_ROWS = 256
+# Admission's quick path takes a group commit's jobs, or a batch's, in one statement (as many
+# as SQLite's: store/sqlite.py, GUARDED_SIZES); also the most jobs a holder of the server's
+# quota lock in shared mode inserts (sql.QUOTA_MARGIN).
+_GUARDED_ROWS = 1024
 _NO_CAP = 2**62
 
 
