@@ -259,8 +259,8 @@ def parse_submit(body: Any, task: TaskDefaults | None, config: Config, tenant: s
     from the task, then from the config, so the job shows what applies."""
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object")
-    unknown = sorted(set(body) - SUBMIT_FIELDS)
-    if unknown:
+    if not SUBMIT_FIELDS.issuperset(body):  # the common case, without building a set
+        unknown = sorted(set(body) - SUBMIT_FIELDS)
         raise _invalid(unknown[0], f"unknown field (allowed: {', '.join(sorted(SUBMIT_FIELDS))})")
     name = body.get("task")
     if not isinstance(name, str) or not name:
@@ -305,6 +305,8 @@ def parse_dependencies(body: dict[str, Any], max_parents: int,
     waits for its parents or for its time, never both."""
     given = body.get("depends_on") if parents is None else parents
     if given is None:
+        if body.get("on_parent_failure") is None:  # most submits: no parents, the default
+            return {"depends_on": (), "on_parent_failure": "cancel"}
         given = []
     if not isinstance(given, list) or not all(isinstance(p, str) and JOB_ID.fullmatch(p)
                                               for p in given):
