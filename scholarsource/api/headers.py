@@ -1,8 +1,10 @@
-"""One request header read straight from the ASGI scope.
+"""Request headers read straight from the ASGI scope.
 
 Starlette's `Headers.get` answers for a header the request does not carry by raising and
-catching a KeyError (~1.5 us each). The submit path asks for three that most requests
-leave out (Idempotency-Key, Sec-Fetch-Site, Origin), so it reads them here instead.
+catching a KeyError (~1.5 us each), and a request's `Headers` cost ~0.8 us to build. The
+submit path asks for three headers that most requests leave out (Idempotency-Key,
+Sec-Fetch-Site, Origin) and three more (Content-Type, Content-Length, Prefer): it reads
+them all here, and never builds `Headers`.
 """
 
 from __future__ import annotations
@@ -18,3 +20,9 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    """Every value of header `name` (lowercase), in order."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    return [value.decode("latin-1") for key, value in headers if key == name]

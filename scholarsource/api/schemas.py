@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 
 from scholarsource.api.delays import DELAY_FIELDS, parse_run_at
+from scholarsource.api.headers import header
 from scholarsource.config import Config, parse_size
 from scholarsource.errors import BadRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from scholarsource.limits import MAX_CONCURRENCY, NAME_PATTERN
@@ -54,10 +55,10 @@ async def read_json(request: Request, config: Config, max_bytes: int | None = No
     could not render again (see `parse_json`). `around`: levels of the body around a job's
     params (1: a submit's envelope)."""
     max_bytes = config.max_body_bytes if max_bytes is None else max_bytes
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMedia("send the body as JSON with Content-Type: application/json")
-    declared = request.headers.get("content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None and is_count(declared):
         # The HTTP server delivers exactly Content-Length bytes, so the header is the size.
         if int(declared) > max_bytes:

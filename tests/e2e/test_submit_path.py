@@ -44,6 +44,18 @@ def test_a_plain_submit_and_the_checks_on_its_path_answer_as_before(serve) -> No
     bad = client.post("/api/jobs", json=NOOP, headers={"Idempotency-Key": "has space"})
     assert (bad.status_code, bad.json()["field"]) == (422, "Idempotency-Key")
 
+    # Content-Type, Content-Length and Prefer are read from the raw headers too.
+    short = client.post("/api/jobs", json=NOOP, headers={"Prefer": "return=minimal"})
+    assert short.headers["Preference-Applied"] == "return=minimal"
+    assert sorted(short.json()) == ["final", "id", "status"]
+    assert "Preference-Applied" not in answer.headers
+    plain = client.post("/api/jobs", content=b'{"task": "noop"}',
+                        headers={"Content-Type": "text/plain"})
+    assert (plain.status_code, plain.json()["error"]) == (415, "unsupported_media_type")
+    chunked = client.post("/api/jobs", content=iter([b'{"task":', b' "noop"}']),
+                          headers={"Content-Type": "application/json; charset=utf-8"})
+    assert chunked.status_code == 202, chunked.text
+
     # ?tenant= is still read when there is a query string (auth = none: the admin's right).
     other = client.post("/api/jobs?tenant=globex", json=NOOP)
     assert (other.status_code, other.json()["tenant"]) == (202, "globex")
