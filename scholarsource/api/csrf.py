@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from scholarsource.api.headers import header
 from scholarsource.errors import Forbidden
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -51,13 +51,13 @@ def _host_netloc(host: str) -> str:
     return host
 
 
-def refusal(headers: Headers) -> str | None:
-    """Why a state-changing request with these headers comes from another site, or None."""
-    fetch_site = headers.get("sec-fetch-site")
+def refusal(scope: Scope) -> str | None:
+    """Why a state-changing request (its ASGI scope) comes from another site, or None."""
+    fetch_site = header(scope, b"sec-fetch-site")
     if fetch_site in FOREIGN_FETCH_SITES:
         return f"Sec-Fetch-Site is {fetch_site}"
-    origin = headers.get("origin")
-    if origin is not None and _origin_netloc(origin) != _host_netloc(headers.get("host", "")):
+    origin = header(scope, b"origin")
+    if origin is not None and _origin_netloc(origin) != _host_netloc(header(scope, b"host") or ""):
         return "Origin does not match Host"
     return None
 
@@ -70,7 +70,7 @@ class CrossSiteGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
-            reason = refusal(Headers(scope=scope))
+            reason = refusal(scope)
             if reason is not None:
                 error = Forbidden(f"cross-site {scope['method']} refused: {reason}",
                                   code="cross_site_request")

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from scholarsource import logs
 from scholarsource.api import prefer
+from scholarsource.api.headers import header
 from scholarsource.api.schemas import (
     parse_bulk_cancel,
     parse_idempotency_key,
@@ -75,7 +76,7 @@ async def submit_job(request: Request, unwrap: Callable[[Any], Any] | None = Non
     job's live twin); the same key for a different task or params is a 409, a submit over
     a quota a 429. Returns the job, why it was reused, and the RateLimit headers."""
     svc = services(request)
-    key = parse_idempotency_key(request.headers.get("idempotency-key"))
+    key = parse_idempotency_key(header(request.scope, b"idempotency-key"))
     body = await read_json(request, svc.config)
     if unwrap is not None:
         body = unwrap(body)

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from scholarsource.api.headers import header_values
 from scholarsource.store.base import Job
 
 APPLIED = {"Preference-Applied": "return=minimal"}
@@ -16,7 +17,7 @@ APPLIED = {"Preference-Applied": "return=minimal"}
 def wants_minimal(request: Request) -> bool:
     """True if a Prefer header asks for return=minimal (tokens are case-insensitive,
     values are not, parameters after `;` are ignored)."""
-    for header in request.headers.getlist("prefer"):
+    for header in header_values(request.scope, b"prefer"):
         for preference in header.split(","):
             name, _, value = preference.split(";", 1)[0].partition("=")
             if name.strip().lower() == "return" and value.strip().strip('"') == "minimal":

@@ -48,7 +48,8 @@ def tenant_of(request: Request) -> str:
     """The tenant the request acts for: the principal's own, or for an admin the one a
     `?tenant=NAME` names (any other role asking for another tenant gets 403)."""
     principal = principal_of(request)
-    asked = request.query_params.get("tenant")
+    # Most requests have no query string: skip parsing one (~2 us of a submit).
+    asked = request.query_params.get("tenant") if request.scope["query_string"] else None
     if not asked or asked == principal.tenant:
         return principal.tenant
     if principal.role != "admin":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import sqlite3
@@ -15,6 +16,7 @@ import pytest
 
 from scholarsource.api.schemas import parse_list_query
 from scholarsource.errors import StoreError, StoreUnavailable
+from scholarsource.quotas import Ask, QuotaPolicy
 from scholarsource.store import schema
 from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused, Store
 from scholarsource.store.rows import new_job_id
@@ -436,6 +438,23 @@ def test_a_batch_larger_than_one_statement_is_recorded_whole(
             "retrying", f"no {FINISH_ROWS + 2}")
 
     run(tmp_path / "q.db", body, backend)
+
+
+def test_none_and_flags_are_stored_as_null_and_integers(tmp_path: Path, inline: bool) -> None:
+    """store/sqlite.py registers sqlite3 adapters for None and bool (to skip a raised and
+    cleared AttributeError per bound value); a row must read back as before: NULLs, 0, 1."""
+    async def body(store: Store) -> None:
+        await store.admit([(Ask("default"), [job()])], QuotaPolicy())  # the API's group insert
+        await store.submit(dataclasses.replace(job(), bypass_cache=True, concurrency_key="u",
+                                               concurrency_limit=2))
+
+    schema.migrate(tmp_path / "q.db")
+    run(tmp_path / "q.db", body, inline=inline)
+    rows = sqlite3.connect(tmp_path / "q.db").execute(
+        "SELECT typeof(timeout), typeof(idempotency_key), bypass_cache, typeof(bypass_cache), "
+        "unique_job, typeof(unique_job), concurrency_key FROM jobs ORDER BY seq").fetchall()
+    assert rows == [("null", "null", 0, "integer", 0, "integer", None),
+                    ("null", "null", 1, "integer", 0, "integer", "u")]
 
 
 @pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
