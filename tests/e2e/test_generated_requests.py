@@ -23,10 +23,15 @@ def test_generated_requests_never_get_a_server_error(serve, tmp_path: Path) -> N
     # The document now describes each task's params, so generated submits are valid and
     # run: no sample tasks (they write files at whatever path they are given) and only the
     # safe built-ins (memory would allocate up to a GB, crash would kill the slot).
-    # A short grace: generated sleeps may still run when the test stops the server.
+    # A short grace: generated sleeps may still run when the test stops the server. Every
+    # job times out within 2 s (the document's maximum follows the setting): a generated
+    # 12-hour sleep held the one slot, and each generated workflow's event stream then
+    # waited out the client's 10 s timeout (150 s instead of 45).
     server = serve(slots=1, env={"SCHOLARSOURCE_TASK_MODULES": "",
                                  "SCHOLARSOURCE_BUILTIN_TASKS": "safe",
-                                 "SCHOLARSOURCE_GRACE_PERIOD": "1"})
+                                 "SCHOLARSOURCE_GRACE_PERIOD": "1",
+                                 "SCHOLARSOURCE_DEFAULT_TIMEOUT": "2",
+                                 "SCHOLARSOURCE_MAX_TIMEOUT": "2"})
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     # 30 examples per operation: 60 took ~50 s of a suite that must stay under 10 minutes;
     # tests/e2e/test_hostile_input.py sends the directed hostile shapes to every route.
