@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scholarsource.limits import Rate, TenantLimits
 from scholarsource.quotas import Ask, QuotaPolicy, TenantOverride
-from scholarsource.store.admission import Admitted, Refused
+from scholarsource.store.admission import Admission, Admitted, Refused
 from scholarsource.store.base import Ending, JobState, NewJob, Outcome, Reused, Store
 from tests.store.backends import Backend
 
@@ -26,6 +26,11 @@ def policy(rate: str | None = None, max_queued: int | None = None,
     limits = TenantLimits(rate=None if rate is None else Rate(int(rate.split("/")[0]), 60.0),
                           max_queued=max_queued)
     return QuotaPolicy(tenants={tenant: limits}, max_queued=server)
+
+
+def kinds(results: list[Admission]) -> list[str]:
+    """Each admission as "Admitted" or its refusal's code."""
+    return [type(r).__name__ if isinstance(r, Admitted) else r.code for r in results]
 
 
 async def total(store: Store) -> int:
@@ -157,8 +162,7 @@ def test_keyed_submits_share_one_transaction_and_each_refusal_writes_nothing(
             (ask, [job(key="a")]), (ask, [job()]), (ask, [job(key="a")]),
             (ask, [job(key="a", n=1)]), (ask, [job(key="b")]), (ask, [job(key="c")]),
             (ask, [job(key="a")])], policy(rate="3/m"))
-        kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in results]
-        assert kinds == ["Admitted", "Admitted", "Admitted", "idempotency_key_reused",
+        assert kinds(results) == ["Admitted", "Admitted", "Admitted", "idempotency_key_reused",
                          "Admitted", "rate_limited", "Admitted"]
         first, _, again, _, _, _, replay = results
         assert isinstance(first, Admitted) and isinstance(again, Admitted)
@@ -184,8 +188,7 @@ def test_keyed_and_unique_submits_far_from_any_quota_go_in_one_insert_and_keep_a
             (ask, [job(key="x")]), (ask, [job(key="x")]), (ask, [job(key="x", n=1)]),
             (ask, [unique]), (ask, [unique]), (ask, [cached]), (ask, [job(key="y")])],
             QuotaPolicy(max_queued=1000))
-        kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in results]
-        assert kinds == ["Admitted", "Admitted", "idempotency_key_reused", "Admitted",
+        assert kinds(results) == ["Admitted", "Admitted", "idempotency_key_reused", "Admitted",
                          "Admitted", "Admitted", "Admitted"]
         answers = [r.jobs[0] for r in results if isinstance(r, Admitted)]
         assert [reused for _, reused in answers] == [None, Reused.IDEMPOTENT, None,
@@ -195,8 +198,7 @@ def test_keyed_and_unique_submits_far_from_any_quota_go_in_one_insert_and_keep_a
         # Near the server's cap each is checked in turn: one place left for two new jobs.
         near = await store.admit([(ask, [job(key="p")]), (ask, [job(key="q")]),
                                   (ask, [job(key="x")])], QuotaPolicy(max_queued=5))
-        kinds = [type(r).__name__ if isinstance(r, Admitted) else r.code for r in near]
-        assert kinds == ["Admitted", "quota_exceeded", "Admitted"]
+        assert kinds(near) == ["Admitted", "quota_exceeded", "Admitted"]
         assert await total(store) == 5
         await store.close()
 
