@@ -131,11 +131,27 @@ def submit_sql(n: int) -> str:
     return _INSERT + "VALUES " + ", ".join([_ROW] * n)
 
 
+# The API's and the pool's inserts of a varying number of jobs bind them padded up to a
+# power of two (rows with a NULL id insert nothing): each row count is a statement of its
+# own in the connection's cache, and a prepared INSERT of 256 rows takes ~0.7 MB, so every
+# count up to 256 could hold ~90 MB per connection; nine sizes hold ~1.4 MB.
+_PADDED = " WHERE column1 IS NOT NULL"
+
+
 @functools.cache
-def insert_new_sql(n: int) -> str:
-    """submit_sql, leaving out each job whose unique key a job already holds; RETURNING
-    the ids inserted."""
-    return submit_sql(n) + " ON CONFLICT DO NOTHING RETURNING id"
+def insert_sql(n: int, once: bool) -> str:
+    """The INSERT of `n` rows (padding among them), as a SELECT so that padding is left out;
+    `once`: leaving out each job whose unique key a job already holds, RETURNING the ids
+    inserted."""
+    sql = _INSERT + "SELECT * FROM (VALUES " + ", ".join([_ROW] * n) + ")" + _PADDED
+    return sql + " ON CONFLICT DO NOTHING RETURNING id" if once else sql
+
+
+def padded(rows: list[tuple[Any, ...]]) -> tuple[int, list[Any]]:
+    """The statement size for `rows` (guarded_size) and their values, padded to it."""
+    size = guarded_size(len(rows))
+    return size, [value for row in rows for value in row] + [None] * (
+        _ROW_VALUES * (size - len(rows)))
 
 
 # The quick path of admission (store/admission.py: Guard): the same rows, inserted only if
@@ -143,7 +159,7 @@ def insert_new_sql(n: int) -> str:
 # server's, read from tenant_live by the same statement. Bound after the rows: the tenants
 # (JSON), the new jobs in all and the server's cap, and [tenant, new jobs, cap] per capped
 # tenant (JSON). Rows with a NULL id are padding (see GUARDED_SIZES).
-_GUARD = """ WHERE column1 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tenant_limits
+_GUARD = f"""{_PADDED} AND NOT EXISTS (SELECT 1 FROM tenant_limits
     WHERE tenant IN (SELECT value FROM json_each(?))
     AND (rate_limit IS NOT NULL OR max_queued IS NOT NULL))
 AND (SELECT coalesce(sum(live), 0) FROM tenant_live) + ? <= ?
@@ -171,9 +187,11 @@ def submit_guarded_sql(n: int) -> str:
 
 
 def guarded_size(n: int) -> int:
-    """The rows of the guarded INSERT that carries `n` jobs: `n` itself up to SUBMIT_ROWS,
-    then the next of GUARDED_SIZES."""
-    return n if n <= SUBMIT_ROWS else next(size for size in GUARDED_SIZES if size >= n)
+    """The rows of the padded INSERT that carries `n` jobs: the next power of two up to
+    SUBMIT_ROWS, then the next of GUARDED_SIZES."""
+    if n <= SUBMIT_ROWS:
+        return 1 << max(n - 1, 0).bit_length()
+    return next(size for size in GUARDED_SIZES if size >= n)
 
 
 BY_KEY = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant = ? AND idempotency_key = ?"
@@ -927,9 +945,8 @@ class _SqliteQuotaTx:
     async def insert(self, news: list[NewJob], jobs: list[Job]) -> None:
         rows = [_row(new, job) for new, job in zip(news, jobs, strict=True)]
         for start in range(0, len(rows), SUBMIT_ROWS):
-            chunk = rows[start:start + SUBMIT_ROWS]
-            await self._db.fetchall(submit_sql(len(chunk)),
-                                    [value for row in chunk for value in row])
+            size, values = padded(rows[start:start + SUBMIT_ROWS])
+            await self._db.fetchall(insert_sql(size, False), values)
 
     async def insert_once(self, new: NewJob, job: Job) -> bool:
         args = _row(new, job)
@@ -943,9 +960,9 @@ class _SqliteQuotaTx:
         rows = [_row(new, job) for new, job in zip(news, jobs, strict=True)]
         inserted: set[str] = set()
         for start in range(0, len(rows), SUBMIT_ROWS):
-            chunk = rows[start:start + SUBMIT_ROWS]
+            size, values = padded(rows[start:start + SUBMIT_ROWS])
             inserted.update(job_id for (job_id,) in await self._db.fetchall(
-                insert_new_sql(len(chunk)), [value for row in chunk for value in row]))
+                insert_sql(size, True), values))
         return inserted
 
     async def existing(self, new: NewJob, job: Job) -> tuple[Job, Reused] | None:
@@ -1000,11 +1017,10 @@ async def _add_children(db: _Driver, parents_sql: str, parents: list[list[Any]],
             for job in _new_jobs(news)]
     inserted: set[str] = set()
     for start in range(0, len(jobs), SUBMIT_ROWS):
-        chunk = list(zip(news[start:start + SUBMIT_ROWS], jobs[start:start + SUBMIT_ROWS],
-                         strict=True))
-        rows = await db.fetchall(insert_new_sql(len(chunk)),
-                                 [value for new, job in chunk for value in _row(new, job)])
-        inserted.update(job_id for (job_id,) in rows)
+        size, values = padded([_row(new, job) for new, job in zip(
+            news[start:start + SUBMIT_ROWS], jobs[start:start + SUBMIT_ROWS], strict=True)])
+        inserted.update(job_id for (job_id,) in await db.fetchall(insert_sql(size, True),
+                                                                    values))
     if refused:
         await db.fetchall(REFUSE, {"refused": json.dumps(list(refused.items())),
                                    "now": time.time()})
@@ -1206,10 +1222,7 @@ class SqliteStore(Store):
                            GUARDED_SIZES[-1])
 
     async def _insert_guarded(self, news: list[NewJob], jobs: list[Job], guard: Guard) -> bool:
-        values = [value for new, job in zip(news, jobs, strict=True)
-                  for value in _row(new, job)]
-        size = guarded_size(len(jobs))
-        values += [None] * (_ROW_VALUES * (size - len(jobs)))
+        size, values = padded([_row(new, job) for new, job in zip(news, jobs, strict=True)])
         cap = _NO_CAP if guard.max_queued is None else guard.max_queued
         # One statement: every row went in, or (the guard failed) none did.
         return bool(await self._db.fetchall(submit_guarded_sql(size), [

@@ -22,8 +22,11 @@ from scholarsource.store.sqlite import (
 )
 
 
-def test_sizes_past_a_group_commit_are_padded_to_one_of_two() -> None:
-    assert [guarded_size(n) for n in (1, 37, SUBMIT_ROWS)] == [1, 37, SUBMIT_ROWS]
+def test_every_count_of_jobs_is_padded_to_one_of_eleven_statement_sizes() -> None:
+    # Each size is a statement in a connection's cache (~0.7 MB prepared at 256 rows).
+    assert [guarded_size(n) for n in (1, 2, 3, 37, 64, 65, SUBMIT_ROWS)] == [
+        1, 2, 4, 64, 64, 128, SUBMIT_ROWS]
+    assert len({guarded_size(n) for n in range(1, GUARDED_SIZES[-1] + 1)}) == 11
     assert [guarded_size(n) for n in (SUBMIT_ROWS + 1, 512, 513, 1000, 1024)] == [
         512, 512, 1024, 1024, 1024]
     assert GUARDED_SIZES[-1] * 30 + 4 <= 32766  # SQLite's limit on bound values
