@@ -85,9 +85,11 @@ async def _steps(request: Request) -> list[Job]:
     workflow_id, tenant = request.path_params["workflow_id"], tenant_of(request)
     store = services(request).store
     jobs = await store.workflow(tenant, workflow_id)
-    if not jobs and (root := await store.get(tenant, workflow_id)) is not None \
-            and root.workflow_id is None:
-        jobs = [root]
+    if not jobs and (root := await store.get(tenant, workflow_id)) is not None:
+        if root.workflow_id is None:
+            jobs = [root]
+        elif root.workflow_id == workflow_id:  # its first child came in between the reads
+            jobs = await store.workflow(tenant, workflow_id)
     if not jobs:
         raise NotFound(f"no workflow {workflow_id!r}")
     return jobs
