@@ -136,23 +136,30 @@ def _settle(directory: Path, name: str) -> Produced:
         fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ArtifactRefused(f"{name!r} cannot be read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb", buffering=0) as file:
-        # Before the size is read: from here on, opening it to write fails with EACCES (for
-        # every user but root). A writer that holds it open already still can: the download
-        # compares the size with the recorded one and refuses a file that changed.
-        os.fchmod(fd, READ_ONLY)
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ArtifactRefused(f"{name!r} is {_kind(info.st_mode)}, not a plain file")
-        digest = hashlib.sha256()
-        buffer = memoryview(bytearray(_CHUNK))
-        left = info.st_size
-        while left:
-            read = file.readinto(buffer[:min(left, _CHUNK)])
-            if not read:
-                raise ArtifactRefused(f"{name!r} shrank while it was hashed")
-            digest.update(buffer[:read])
-            left -= read
+    try:
+        with os.fdopen(fd, "rb", buffering=0) as file:
+            first = os.fstat(fd)
+            if not stat.S_ISREG(first.st_mode):
+                raise ArtifactRefused(f"{name!r} is {_kind(first.st_mode)}, not a plain file")
+            # Before the size is read: from here on, opening it to write fails with EACCES
+            # (for every user but root). A writer that holds it open already still can: the
+            # download compares the size with the recorded one and refuses a file that
+            # changed. Not a file with other names: the mode is the inode's, and a task that
+            # hard-linked a file of its own must not find that file read-only.
+            if first.st_nlink == 1:
+                os.fchmod(fd, READ_ONLY)
+            info = os.fstat(fd)
+            digest = hashlib.sha256()
+            buffer = memoryview(bytearray(_CHUNK))
+            left = info.st_size
+            while left:
+                read = file.readinto(buffer[:min(left, _CHUNK)])
+                if not read:
+                    raise ArtifactRefused(f"{name!r} shrank while it was hashed")
+                digest.update(buffer[:read])
+                left -= read
+    except OSError as exc:  # the attempt's failure (bad_artifact), never the slot's death
+        raise ArtifactRefused(f"{name!r} cannot be read: {exc.strerror or exc}") from None
     return Produced(name, info.st_size, digest.hexdigest(), content_type(name))
 
 

@@ -220,12 +220,15 @@ def test_the_download_streams_the_file_it_checked_even_if_its_name_is_swapped(
 
 def test_settle_hashes_exactly_the_size_it_records_and_makes_the_files_read_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A task's thread that keeps writing: it appends just after the size is read.
+    # A task's thread that keeps writing: it appends 500 bytes just after each look at the
+    # file, the last of them the one that reads the size.
     (tmp_path / "out.bin").write_bytes(b"x" * 3000)
     real_fstat = os.fstat
+    sizes: list[int] = []
 
     def fstat_then_append(fd: int) -> os.stat_result:
         info = real_fstat(fd)
+        sizes.append(info.st_size)
         with open(tmp_path / "out.bin", "ab") as writer:  # root: the mode does not stop it
             writer.write(b"y" * 500)
         return info
@@ -233,9 +236,9 @@ def test_settle_hashes_exactly_the_size_it_records_and_makes_the_files_read_only
     monkeypatch.setattr(os, "fstat", fstat_then_append)
     [produced] = artifacts.collect(tmp_path, 10**6)
     monkeypatch.undo()
-    assert produced.size == 3000
-    assert produced.sha256 == hashlib.sha256(b"x" * 3000).hexdigest()
-    assert (tmp_path / "out.bin").stat().st_size == 3500
+    whole = (tmp_path / "out.bin").read_bytes()
+    assert produced.size == sizes[-1] < len(whole)  # what grew after it is not described
+    assert produced.sha256 == hashlib.sha256(whole[:produced.size]).hexdigest()
     assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == artifacts.READ_ONLY
 
 
@@ -317,3 +320,50 @@ shutil.rmtree("job")""") == 0
 def test_the_sweep_interval_is_a_positive_number_of_seconds(value: float) -> None:
     with pytest.raises(ConfigError, match="artifacts_sweep_interval"):
         Config(artifacts_sweep_interval=value)
+
+
+def test_a_file_that_grows_during_a_download_sends_exactly_its_recorded_size(
+        tmp_path: Path) -> None:
+    # FileResponse reads to the end of the file: bytes a writer appended after the size was
+    # checked ran past the Content-Length (a cut-off download, a server error).
+    root = tmp_path / "artifacts"
+    (root / "J" / "1").mkdir(parents=True)
+    path = root / "J" / "1" / "big.bin"
+    data = os.urandom(3 * 1024**2 + 5)
+    path.write_bytes(data)
+    artifact = Artifact("big.bin", len(data), hashlib.sha256(data).hexdigest(),
+                        "application/octet-stream", "J/1/big.bin")
+
+    def grows_after_checks(request: Request) -> Response:
+        response = respond(request, root, "J", artifact)
+        with path.open("ab") as more:
+            more.write(b"x" * 100)
+        return response
+
+    async def body() -> httpx.Response:
+        transport = httpx.ASGITransport(app=Starlette(routes=[Route("/f", grows_after_checks)]))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/f")
+
+    answer = asyncio.run(body())
+    assert answer.status_code == 200 and answer.headers["content-length"] == str(len(data))
+    assert answer.content == data
+
+
+def test_settling_leaves_a_hard_linked_file_writable_and_refuses_what_it_cannot_read(
+        tmp_path: Path) -> None:
+    # The mode is the inode's: chmod through the artifact's name changed the task's own file.
+    own = tmp_path / "cache.bin"
+    own.write_bytes(b"cached")
+    directory = tmp_path / "attempt"
+    directory.mkdir()
+    os.link(own, directory / "out.bin")
+    (directory / "alone.bin").write_bytes(b"alone")
+    produced = {p.name: p for p in artifacts.collect(directory, 1024)}
+    assert produced["out.bin"].size == 6 and produced["alone.bin"].size == 5
+    assert stat.S_IMODE(own.stat().st_mode) & 0o200, "the task's own file became read-only"
+    assert stat.S_IMODE((directory / "alone.bin").stat().st_mode) == 0o444
+    # A directory where a file was (swapped in after the scan): the attempt's refusal, not
+    # an OSError that killed the slot process.
+    with pytest.raises(artifacts.ArtifactRefused):
+        artifacts._settle(tmp_path, "attempt")

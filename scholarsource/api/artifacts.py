@@ -23,7 +23,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from scholarsource.api.jobs import find_job
 from scholarsource.api.state import services
@@ -66,9 +66,40 @@ class ArtifactResponse(FileResponse):
         extensions = {key: value for key, value in scope.get("extensions", {}).items()
                       if key != "http.response.pathsend"}
         try:
-            await super().__call__({**scope, "extensions": extensions}, receive, send)
+            await super().__call__({**scope, "extensions": extensions}, receive,
+                                   _bounded(send))
+        except _Complete:
+            pass
         finally:
             os.close(self.fd)
+
+
+class _Complete(Exception):
+    """The body has its Content-Length: what FileResponse would read past it is not sent."""
+
+
+def _bounded(send: Send) -> Send:
+    """`send` that never lets a body run past its Content-Length. FileResponse reads to the
+    end of the file, so a task's thread still appending to it after the size was checked
+    pushed the body past its header: a cut-off download and a server error."""
+    left: int | None = None
+    done = False
+
+    async def bounded(message: Message) -> None:
+        nonlocal left, done
+        if message["type"] == "http.response.start":
+            left = next((int(value) for key, value in message["headers"]
+                         if key == b"content-length"), None)
+        elif message["type"] == "http.response.body" and left is not None:
+            if done:
+                raise _Complete
+            body = message.get("body", b"")[:left]
+            left -= len(body)
+            done = not message.get("more_body", False) or left == 0
+            message = {**message, "body": body, "more_body": not done}
+        await send(message)
+
+    return bounded
 
 
 async def download(request: Request) -> Response:
