@@ -187,3 +187,30 @@ def test_capped_submits_go_through_pgbouncer_in_transaction_mode(
             return far, near, await stores[0].live_counts()
 
     assert asyncio.run(go()) == (SUBMITS, CAP, {"default": SUBMITS + CAP})
+
+
+def test_far_from_a_modest_cap_postgres_submits_share_the_lock(pg_url: str,
+                                                               tmp_path: Path) -> None:
+    # The margin counts the database's open connections, not max_connections (200 on the
+    # test cluster: x 1,024 it was past a cap of 150,000, and every submit went exclusive).
+    async def go() -> list[bool]:
+        store: Any = await Backend("postgres", pg_url).open(tmp_path)
+        taken: list[bool] = []
+        original = store._insert_sharing
+
+        async def spy(args: dict[str, Any]) -> bool:
+            taken.append(await original(args))
+            return taken[-1]
+
+        store._insert_sharing = spy
+        try:
+            for i in range(3):
+                (result,) = await store.admit([(Ask("default"), [job(n=i)])],
+                                              QuotaPolicy(max_queued=150_000))
+                assert isinstance(result, Admitted)
+            assert not store._near_cap
+        finally:
+            await store.close()
+        return taken
+
+    assert asyncio.run(go()) == [True, True, True]

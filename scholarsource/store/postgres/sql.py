@@ -42,9 +42,15 @@ SUBMIT = f"INSERT INTO jobs ({_NEW_COLUMNS}) {_NEW_ROWS} ORDER BY e.ord"
 # side: a holder then misses at most what the other holders insert at that moment, one per
 # connection and each at most `room` jobs, and admits only while that much room is left
 # (QUOTA_MARGIN). Nearer the cap (or for more jobs at once) it is taken exclusive: exact.
+# The connections counted are those to this database now, not max_connections: a server
+# allowing 1,000 (common on managed PostgreSQL) made the margin over a million jobs, past
+# the default cap, and every submit of every box then took the lock exclusive. Of two
+# holders, the one that connected later counts the earlier one, so the margin still
+# covers every other holder.
 SERVER_QUOTA = "quota"
 QUOTA_SHARED = f"SELECT pg_advisory_xact_lock_shared(hashtextextended('{SERVER_QUOTA}', 0))"
-QUOTA_MARGIN = "current_setting('max_connections')::bigint * %(room)s"
+QUOTA_MARGIN = ("(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) "
+                "* %(room)s")
 # Admission's quick path (store/admission.py: Guard), for jobs that only the server-wide
 # max_queued concerns: inserted unless the tenants have a rate or max_queued stored or the
 # server would come within the margin of its cap (then the quota transaction decides).
