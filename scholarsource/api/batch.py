@@ -42,8 +42,8 @@ async def _item(parser: SubmitParser, item: Any) -> NewJob:
     if not isinstance(item, dict):
         raise ValidationFailed("must be a submit body, a JSON object")
     key = item.get(KEY_FIELD)
-    if key is not None:
-        if not isinstance(key, str):
+    if KEY_FIELD in item:  # a null key is no key, not an unknown field
+        if key is not None and not isinstance(key, str):
             raise ValidationFailed(f"{KEY_FIELD}: a string", field=KEY_FIELD)
         item = {name: value for name, value in item.items() if name != KEY_FIELD}
     return await parser.parse(item, parse_idempotency_key(key))

@@ -238,7 +238,7 @@ async def _unbounded(tx: QuotaTx, ledger: Ledger, lone: list[tuple[int, Ask, New
         if job.id in inserted:
             results[index] = Admitted([(job, None)], ledger.take(ask, 1).headers)
         elif (found := await tx.existing(new, job)) is not None:
-            results[index] = _key_conflict(new, *found, 0) or Admitted([found])
+            results[index] = _key_conflict(new, *found, 0) or _reused(ledger, ask, found)
         else:  # what stopped it has changed since: alone, with its retries
             results[index] = await _looked_up(tx, ledger, ask, new)
 
@@ -253,7 +253,7 @@ async def _looked_up(tx: QuotaTx, ledger: Ledger, ask: Ask, new: NewJob) -> Admi
             return Admitted([(job, None)], ledger.take(ask, 1).headers)
         found = await tx.existing(new, job)
         if found is not None:
-            return _key_conflict(new, *found, 0) or Admitted([found])
+            return _key_conflict(new, *found, 0) or _reused(ledger, ask, found)
         if verdict.code is not None:
             return _refused(verdict)
         # The job that stopped the insert left its state (PostgreSQL: another transaction
@@ -261,11 +261,20 @@ async def _looked_up(tx: QuotaTx, ledger: Ledger, ask: Ask, new: NewJob) -> Admi
     raise StoreUnavailable("the job this submit matched kept changing; send it again")
 
 
-def _key_conflict(new: NewJob, old: Job, why: Reused, index: int) -> Refused | None:
-    """The refusal of a job whose Idempotency-Key the tenant used for another job."""
+def _reused(ledger: Ledger, ask: Ask, found: tuple[Job, Reused]) -> Admitted:
+    """An existing job answers: it takes nothing, and carries the quota headers all the
+    same (as a batch's answer does)."""
+    return Admitted([found], ledger.take(ask, 0).headers)
+
+
+def _key_conflict(new: NewJob, old: Job, why: Reused, index: int,
+                  earlier: int | None = None) -> Refused | None:
+    """The refusal of a job whose Idempotency-Key the tenant used for another job: `old`, or
+    (`earlier`) the item at that index of the same batch, which the refusal leaves unwritten."""
     if why is Reused.IDEMPOTENT and (old.task, old.params) != (new.task, new.params):
+        other = old.id if earlier is None else f"jobs[{earlier}] of this batch"
         return Refused(KEY_REUSED, f"Idempotency-Key {new.idempotency_key!r} was used for "
-                       f"another job, {old.id}", {}, index)
+                       f"another job, {other}", {}, index)
     return None
 
 
@@ -285,7 +294,9 @@ async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
         found = await tx.existing(new, job)
         if found is None:
             raise StoreUnavailable("the job this submit matched kept changing; send it again")
-        if (conflict := _key_conflict(new, *found, index)) is not None:
+        earlier = next((at for at, job in enumerate(made[:index]) if job.id == found[0].id),
+                       None)
+        if (conflict := _key_conflict(new, *found, index, earlier)) is not None:
             raise _Rollback(conflict)
         answers.append(found)
     linked = [job for (job, reused), new in zip(answers, group, strict=True)

@@ -24,7 +24,8 @@ def test_a_batch_goes_in_whole_in_order_and_keys_replay_it(
         serve: Callable[..., Server]) -> None:
     server = serve(slots=2)
     client = server.client()
-    body = {"jobs": [echo(0, idempotency_key="k0"), echo(1, priority=5),
+    # A null key is no key (clients send unset fields as null).
+    body = {"jobs": [echo(0, idempotency_key="k0"), echo(1, priority=5, idempotency_key=None),
                      echo(2, idempotency_key="k2")]}
     created = client.post("/api/jobs/batch", json=body)
     assert created.status_code == 202, created.text
@@ -46,6 +47,13 @@ def test_a_batch_goes_in_whole_in_order_and_keys_replay_it(
     assert clash.status_code == 409
     assert clash.json()["error"] == "idempotency_key_reused" and clash.json()["index"] == 1
     assert clash.json()["message"].startswith("jobs[1]: Idempotency-Key 'k2'")
+    assert len(all_jobs(client)) == before
+    # Two items of one batch with one key and other params: the message names the earlier
+    # item, not the id of a job that the refusal left unwritten.
+    twice = client.post("/api/jobs/batch", json={"jobs": [echo(9, idempotency_key="k9"),
+                                                          echo(10, idempotency_key="k9")]})
+    assert (twice.status_code, twice.json()["index"]) == (409, 1)
+    assert "another job, jobs[0] of this batch" in twice.json()["message"]
     assert len(all_jobs(client)) == before
 
 

@@ -167,6 +167,7 @@ def test_keyed_submits_share_one_transaction_and_each_refusal_writes_nothing(
         first, _, again, _, _, _, replay = results
         assert isinstance(first, Admitted) and isinstance(again, Admitted)
         assert isinstance(replay, Admitted)  # a replay over the rate still answers its job
+        assert replay.headers["RateLimit-Remaining"] == "0"  # and says what is left
         assert [j.id for j, _ in again.jobs] == [j.id for j, _ in first.jobs]
         assert [j.id for j, _ in replay.jobs] == [j.id for j, _ in first.jobs]
         assert again.jobs[0][1] is Reused.IDEMPOTENT and again.new == []
