@@ -13,9 +13,15 @@ import asyncio
 from collections.abc import Callable
 
 from scholarsource.api.tenancy import Principal
-from scholarsource.errors import Conflict, TooManyRequests
+from scholarsource.errors import Conflict, StoreUnavailable, TooManyRequests
 from scholarsource.quotas import Ask, QuotaPolicy
-from scholarsource.store.admission import KEY_REUSED, Admission, Admitted, shares_commit
+from scholarsource.store.admission import (
+    KEPT_CHANGING,
+    KEY_REUSED,
+    Admission,
+    Admitted,
+    shares_commit,
+)
 from scholarsource.store.base import Job, NewJob, Reused, Store
 
 MAX_BATCH = 256
@@ -31,6 +37,8 @@ def _answer(admission: Admission, batch: bool) -> Admitted:
     Idempotency-Key (in a batch, naming the job's index)."""
     if isinstance(admission, Admitted):
         return admission
+    if admission.code == KEPT_CHANGING:
+        raise StoreUnavailable(admission.message)
     if admission.code != KEY_REUSED:
         raise TooManyRequests(admission.message, code=admission.code,
                               headers=admission.headers)

@@ -50,8 +50,9 @@ class Admitted:
 @dataclass(frozen=True)
 class Refused:
     """A group refused whole: nothing of it was written and no token taken. Over a quota
-    (`code` rate_limited or quota_exceeded), or (idempotency_key_reused) because the job
-    at `index` carries a key the tenant used for another task or params."""
+    (`code` rate_limited or quota_exceeded), (idempotency_key_reused) because the job at
+    `index` carries a key the tenant used for another task or params, or (KEPT_CHANGING)
+    because the job it matched kept changing: the submit may be sent again."""
 
     code: str
     message: str
@@ -90,6 +91,8 @@ class QuotaTx(Protocol):
 
 
 KEY_REUSED = "idempotency_key_reused"
+KEPT_CHANGING = "kept_changing"
+_CHANGING = "the job this submit matched kept changing; send it again"
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,8 @@ async def _looked_up(tx: QuotaTx, ledger: Ledger, ask: Ask, new: NewJob) -> Admi
             return _refused(verdict)
         # The job that stopped the insert left its state (PostgreSQL: another transaction
         # committed in between): the insert may go through now.
-    raise StoreUnavailable("the job this submit matched kept changing; send it again")
+    # This submit's own answer: the others sharing the transaction still go in.
+    return Refused(KEPT_CHANGING, _CHANGING, {})
 
 
 def _reused(ledger: Ledger, ask: Ask, found: tuple[Job, Reused]) -> Admitted:
@@ -293,7 +297,7 @@ async def _one_group(tx: QuotaTx, ledger: Ledger, ask: Ask,
         # was deleted between the two statements.
         found = await tx.existing(new, job)
         if found is None:
-            raise StoreUnavailable("the job this submit matched kept changing; send it again")
+            raise StoreUnavailable(_CHANGING)
         earlier = next((at for at, job in enumerate(made[:index]) if job.id == found[0].id),
                        None)
         if (conflict := _key_conflict(new, *found, index, earlier)) is not None:
