@@ -114,7 +114,8 @@ def _write(path: Path, text: str) -> None:
                                       "httpx's CPU, so the figures are the server's; httpx: "
                                       "what a Python client sees.")
 @click.option("--baseline", is_flag=True,
-              help="Run submit and status against a minimal Starlette + aiosqlite app too.")
+              help="Run submit, submit-minimal and status against a minimal Starlette + "
+                   "aiosqlite app too.")
 @click.option("--sweep", metavar="KEY=V1,V2,...",
               help="Run once per value of workers, slots, clients or rate.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -131,9 +132,9 @@ def bench(scenario: tuple[str, ...], url: str | None, clients: int, duration: fl
           json_path: Path | None, compare_path: Path | None, report_path: Path | None) -> None:
     """Load a ScholarSource server and report what this machine can do.
 
-    SCENARIO: submit, batch, status, e2e-noop, e2e-sleep, e2e-cpu, pickup, e2e-queues,
-    e2e-scheduled, e2e-fair, frontend, sse, or all (the default; over --url, all but
-    e2e-queues and e2e-fair). Without --url a fresh `scholarsource serve` is started on a
+    SCENARIO: submit, submit-minimal, batch, status, e2e-noop, e2e-sleep, e2e-cpu, pickup,
+    e2e-queues, e2e-scheduled, e2e-fair, frontend, sse, or all (the default; over --url, all
+    but e2e-queues and e2e-fair). Without --url a fresh `scholarsource serve` is started on a
     temporary data directory and stopped at the end, also on Ctrl-C; e2e-queues gets one of
     its own, configured with the queues it loads.
     """

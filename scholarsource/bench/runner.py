@@ -188,7 +188,8 @@ class Runner:
         """The same loads against the minimal Starlette + aiosqlite app, and our ratios."""
         names = tuple(n for n in self.plan.names if SCENARIOS[n].baseline)
         if not names:
-            self.say("baseline: none of these scenarios has a baseline (submit and status do)")
+            self.say("baseline: none of these scenarios has a baseline (submit, submit-minimal "
+                     "and status do)")
             return
         workers = results["server"].get("api_workers") or self.plan.workers or 1
         self.say(f"starting the baseline app with {workers} worker(s) ...")

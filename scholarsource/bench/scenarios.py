@@ -4,6 +4,8 @@ HTTP load (`--duration` seconds, or `--jobs` operations; closed loop over `--cli
 connections, or open loop at `--rate` per second):
 - submit     POST /api/jobs {"task": "noop"}: the API's write path. The pool runs the jobs
              meanwhile, as in production.
+- submit-minimal  the same with `Prefer: return=minimal` (RFC 7240): the answer is the id,
+             the state and Location, as short as the baseline's.
 - batch      POST /api/jobs/batch with BATCH_JOBS no-op jobs: jobs/s into the queue.
 - status     GET /api/jobs/{id} of jobs submitted beforehand: the read path under load.
 - frontend   what the ScholarSource frontend does per user: POST /api/submit a 0.2 s sleep
@@ -37,6 +39,7 @@ from scholarsource.bench.loadgen import LoadResult
 from scholarsource.percentiles import percentile
 
 NOOP = {"task": "noop"}
+MINIMAL = ("Prefer", "return=minimal")  # RFC 7240: the short answer
 BATCH_JOBS = 1000  # jobs per batch: the default max_batch
 SHORT_SLEEP = {"task": "sleep", "params": {"seconds": 0.2}}
 HELD_IDLE_SECONDS = 3.0  # sse --streams: the server measured with only the streams open
@@ -74,8 +77,18 @@ def http_result(load: LoadResult, stats: ServerStats, unit: str,
 
 def submit(ctx: Context) -> dict[str, Any]:
     """POST /api/jobs as fast as the clients go (or at --rate)."""
+    return _submits(ctx, "submit", Op(bodies=(NOOP,)))
+
+
+def submit_minimal(ctx: Context) -> dict[str, Any]:
+    """The same, asking for the short answer (the id, the state, Location) that a client
+    that only keeps the id needs: what the baseline answers is closer to it."""
+    return _submits(ctx, "submit-minimal", Op(bodies=(NOOP,), headers=(MINIMAL,)))
+
+
+def _submits(ctx: Context, name: str, op: Op) -> dict[str, Any]:
     with ctx.server_stats() as stats:
-        load = ctx.load("submit", ctx.spec(Op(bodies=(NOOP,))))
+        load = ctx.load(name, ctx.spec(op))
     return http_result(load, stats, "req/s", len(load.latencies) / load.elapsed)
 
 
@@ -83,7 +96,7 @@ def batch(ctx: Context) -> dict[str, Any]:
     """POST /api/jobs/batch of BATCH_JOBS no-op jobs as fast as the clients go, asking for
     the short answer (ids and states) that a bulk loader needs."""
     body = {"jobs": [NOOP] * BATCH_JOBS}
-    op = Op(path="/api/jobs/batch", bodies=(body,), headers=(("Prefer", "return=minimal"),))
+    op = Op(path="/api/jobs/batch", bodies=(body,), headers=(MINIMAL,))
     with ctx.server_stats() as stats:
         load = ctx.load("batch", ctx.spec(op))
     result = http_result(load, stats, "jobs/s",
@@ -180,6 +193,8 @@ def _event_reads(url: str) -> float | None:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("submit", "POST only: the API's write path", submit, baseline=True),
+    Scenario("submit-minimal", "POST only, with Prefer: return=minimal (id, state and "
+             "Location)", submit_minimal, baseline=True),
     Scenario("batch", f"POST /api/jobs/batch of {BATCH_JOBS:,} no-op jobs (Prefer: "
              f"return=minimal): jobs/s into the queue", batch),
     Scenario("status", "GET of existing jobs: the read path under load", status,
