@@ -46,6 +46,7 @@ class Server(ServerProcess):
     data_dir: Path = Path()
     database: str = ""  # SCHOLARSOURCE_DATABASE: "" for SQLite in data_dir
     clients: list[httpx.Client] = field(default_factory=list)
+    probe: httpx.Client | None = None  # health()'s client, made on first use
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client for this server, closed at teardown."""
@@ -67,8 +68,11 @@ class Server(ServerProcess):
         return server_env(**({"SCHOLARSOURCE_DATABASE": self.database} if self.database else {}))
 
     def health(self) -> dict[str, Any]:
-        """GET /api/health (any status)."""
-        return httpx.get(f"{self.url}/api/health", timeout=5).json()
+        """GET /api/health (any status), on a new connection each time: tests ask it across
+        kills. One client for all (a new httpx client costs ~25 ms of CPU for TLS)."""
+        if self.probe is None:
+            self.probe = self.client(limits=httpx.Limits(max_keepalive_connections=0))
+        return self.probe.get("/api/health", timeout=5).json()
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
         """Block until /api/health answers 200; fail with the server's log otherwise."""
