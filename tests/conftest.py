@@ -11,6 +11,7 @@ twice: on SQLite and on a fresh PostgreSQL database of the throwaway cluster
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ from scholarsource.launcher import ServerProcess, free_port, launch, serve_argv
 from tests.helpers import wait_until
 
 TESTS_DIR = Path(__file__).parent
+# One TLS context for every test client: httpx builds one per client otherwise, ~25 ms of
+# CPU (more than most requests), and the tests make hundreds of clients.
+TLS = ssl.create_default_context()
 # pg_cluster and pg_url: a throwaway PostgreSQL cluster for the tests that need one.
 pytest_plugins = ("tests.pgcluster",)
 
@@ -50,7 +54,7 @@ class Server(ServerProcess):
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client for this server, closed at teardown."""
-        client = httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        client = httpx.Client(base_url=self.url, timeout=30, verify=TLS, **kwargs)
         self.clients.append(client)
         return client
 
@@ -61,17 +65,17 @@ class Server(ServerProcess):
         shutdown), kept-alive ones and one it accepted an instant before; such a request
         never reached the app, so sending it again cannot make a second job."""
         return self.client(limits=httpx.Limits(max_keepalive_connections=0),
-                           transport=_RetryOnReset())
+                           transport=_RetryOnReset(verify=TLS))
 
     def cli_env(self) -> dict[str, str]:
         """The environment for a `scholarsource` command against this server's store."""
         return server_env(**({"SCHOLARSOURCE_DATABASE": self.database} if self.database else {}))
 
     def health(self) -> dict[str, Any]:
-        """GET /api/health (any status), on a new connection each time: tests ask it across
-        kills. One client for all (a new httpx client costs ~25 ms of CPU for TLS)."""
+        """GET /api/health (any status). One client for all its calls, a `fresh_client`:
+        tests ask it across kills and reloads."""
         if self.probe is None:
-            self.probe = self.client(limits=httpx.Limits(max_keepalive_connections=0))
+            self.probe = self.fresh_client()
         return self.probe.get("/api/health", timeout=5).json()
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
