@@ -79,12 +79,21 @@ class Server(ServerProcess):
         return self.probe.get("/api/health", timeout=5).json()
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Block until /api/health answers 200; fail with the server's log otherwise."""
+        """Block until /api/health answers 200 and lists every API worker; fail with the
+        server's log otherwise. (Gunicorn forks its workers up to 0.1 s apart: the first
+        can answer before the last exists, and a test would take that for a lost one.)"""
         try:
             self.wait_ready(timeout)
         except RuntimeError as exc:
             raise AssertionError(str(exc)) from None
-        return self.health()
+
+        def every_worker() -> dict[str, Any] | None:
+            health = self.health()
+            if "processes" not in health:  # auth = "keys": pids are for an admin key only
+                return health
+            return health if len(health["processes"]["api"]) >= health["workers"] else None
+
+        return wait_until(every_worker, timeout, message="every API worker to start")
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the master only."""
