@@ -2,14 +2,16 @@
 
 `serve()` starts a real `python -m scholarsource serve` (real Gunicorn, real pool processes,
 a real SQLite file) on a free port and a temporary data directory, through
-`scholarsource.launcher`: its own process session, a log file, and a teardown that sends
-TERM, waits, then KILLs the whole group. A test marked `both_backends` runs twice: on SQLite
-and on a fresh PostgreSQL database of the throwaway cluster (tests/pgcluster.py).
+`scholarsource.launcher`: its own process session and a log file; at teardown, the test
+being over, the whole session is killed (kill -9). A test marked `both_backends` runs
+twice: on SQLite and on a fresh PostgreSQL database of the throwaway cluster
+(tests/pgcluster.py).
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,9 @@ from scholarsource.launcher import ServerProcess, free_port, launch, serve_argv
 from tests.helpers import wait_until
 
 TESTS_DIR = Path(__file__).parent
+# One TLS context for every test client: httpx builds one per client otherwise, ~25 ms of
+# CPU (more than most requests), and the tests make hundreds of clients.
+TLS = ssl.create_default_context()
 # pg_cluster and pg_url: a throwaway PostgreSQL cluster for the tests that need one.
 pytest_plugins = ("tests.pgcluster",)
 
@@ -45,10 +50,11 @@ class Server(ServerProcess):
     data_dir: Path = Path()
     database: str = ""  # SCHOLARSOURCE_DATABASE: "" for SQLite in data_dir
     clients: list[httpx.Client] = field(default_factory=list)
+    probe: httpx.Client | None = None  # health()'s client, made on first use
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client for this server, closed at teardown."""
-        client = httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        client = httpx.Client(base_url=self.url, timeout=30, verify=TLS, **kwargs)
         self.clients.append(client)
         return client
 
@@ -59,23 +65,35 @@ class Server(ServerProcess):
         shutdown), kept-alive ones and one it accepted an instant before; such a request
         never reached the app, so sending it again cannot make a second job."""
         return self.client(limits=httpx.Limits(max_keepalive_connections=0),
-                           transport=_RetryOnReset())
+                           transport=_RetryOnReset(verify=TLS))
 
     def cli_env(self) -> dict[str, str]:
         """The environment for a `scholarsource` command against this server's store."""
         return server_env(**({"SCHOLARSOURCE_DATABASE": self.database} if self.database else {}))
 
     def health(self) -> dict[str, Any]:
-        """GET /api/health (any status)."""
-        return httpx.get(f"{self.url}/api/health", timeout=5).json()
+        """GET /api/health (any status). One client for all its calls, a `fresh_client`:
+        tests ask it across kills and reloads."""
+        if self.probe is None:
+            self.probe = self.fresh_client()
+        return self.probe.get("/api/health", timeout=5).json()
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Block until /api/health answers 200; fail with the server's log otherwise."""
+        """Block until /api/health answers 200 and lists every API worker; fail with the
+        server's log otherwise. (Gunicorn forks its workers up to 0.1 s apart: the first
+        can answer before the last exists, and a test would take that for a lost one.)"""
         try:
             self.wait_ready(timeout)
         except RuntimeError as exc:
             raise AssertionError(str(exc)) from None
-        return self.health()
+
+        def every_worker() -> dict[str, Any] | None:
+            health = self.health()
+            if "processes" not in health:  # auth = "keys": pids are for an admin key only
+                return health
+            return health if len(health["processes"]["api"]) >= health["workers"] else None
+
+        return wait_until(every_worker, timeout, message="every API worker to start")
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the master only."""
@@ -89,9 +107,17 @@ class Server(ServerProcess):
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Close the test's clients, then TERM, wait, KILL the group."""
+        self._close_clients()
+        return super().stop(timeout)
+
+    def discard(self) -> None:
+        """Close the test's clients, then kill -9 the tree: for a server whose test is over."""
+        self._close_clients()
+        self.kill_tree()
+
+    def _close_clients(self) -> None:
         for client in self.clients:
             client.close()
-        return super().stop(timeout)
 
 
 class _RetryOnReset(httpx.HTTPTransport):
@@ -164,5 +190,8 @@ def serve(tmp_path: Path, database: str) -> Iterator[Callable[..., Server]]:
         return server
 
     yield start
+    # The test is over and asserted what it needed, so kill -9 the tree instead of a
+    # graceful stop (0.5-1 s per server, ~300 servers a run). The tests of stopping
+    # (test_shutdown.py, test_faults.py, ...) stop their servers themselves and check it.
     for server in started:
-        server.stop(timeout=15)
+        server.discard()

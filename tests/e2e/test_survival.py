@@ -70,7 +70,12 @@ def check_guarantees(jobs: list[dict[str, Any]], ids: list[str], runs: Path,
     return collections.Counter(j["status"] for j in jobs)
 
 
-def test_2000_jobs_survive_random_slot_kills_and_a_pool_kill(serve, tmp_path: Path) -> None:
+# Enough jobs that the slot kills meet running ones while 30 faults are injected (~5 s
+# whatever the count); it was 2000: the same faults and checks, 3x the submits and listing.
+SURVIVORS = 600
+
+
+def test_600_jobs_survive_random_slot_kills_and_a_pool_kill(serve, tmp_path: Path) -> None:
     server = serve(slots=4, env=FAST_RETRIES)
     client = server.client()
     runs = tmp_path / "runs.log"
@@ -99,17 +104,17 @@ def test_2000_jobs_survive_random_slot_kills_and_a_pool_kill(serve, tmp_path: Pa
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        ids = submit_marks(client, runs, 2000, seconds=0.005, max_attempts=5)
+        ids = submit_marks(client, runs, SURVIVORS, seconds=0.005, max_attempts=5)
         wait_until(lambda: len(faults) >= 30, 60, message="30 faults injected")
     finally:
         stop.set()
         thread.join()
-    jobs = wait_all_ended(client, 2000, timeout=120)
+    jobs = wait_all_ended(client, SURVIVORS, timeout=120)
     statuses = check_guarantees(jobs, ids, runs, max_attempts=5)
     assert "pool" in faults and faults.count("slot") >= 29
     crashed = [j for j in jobs if j["crashes"]]
     assert crashed, "no kill hit a running job: the test injected nothing"
-    assert statuses["succeeded"] >= 1900, statuses
+    assert statuses["succeeded"] >= SURVIVORS * 0.95, statuses
 
 
 @pytest.mark.both_backends

@@ -46,7 +46,8 @@ def wait_final(client: httpx.Client, workflow_id: str, timeout: float = 30) -> d
 
 @pytest.mark.both_backends
 def test_a_chain_runs_in_order_streams_and_cancels(serve) -> None:
-    server = serve(slots=2)
+    # `hold` ignores a cancel: a short cancel grace kills its slot in 0.5 s, not 10.
+    server = serve(slots=2, env={"SCHOLARSOURCE_CANCEL_GRACE": "0.5"})
     client = server.client()
     made = create(client, three_steps())
     assert set(made["steps"]) == {"validate", "extract", "report"}

@@ -78,5 +78,7 @@ def example(tmp_path: Path, database: str) -> Iterator[Callable[..., Example]]:
         return Example(server, EXAMPLES / name, data_dir, env)
 
     yield start
+    # kill -9, not a graceful stop: the test is over (see `serve` in tests/conftest.py).
     for server in started:
-        server.stop(timeout=15)
+        server.kill_group()
+        server.proc.wait(timeout=10)
