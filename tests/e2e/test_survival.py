@@ -139,10 +139,21 @@ def test_kill_9_of_the_whole_tree_mid_run_then_restart(serve, tmp_path: Path) ->
     jobs = wait_all_ended(restarted.client(), 301, timeout=60)
     statuses = check_guarantees(jobs, ids, runs, max_attempts=3)
     assert statuses == {"succeeded": 301}
-    interrupted = [j for j in jobs if j["crashes"]]
-    assert ids[-1] in [j["id"] for j in interrupted], "the kill interrupted no running job"
-    for job in interrupted:
-        assert job["attempts_history"][0]["error_code"] == "pool_died"
+    ended_by_death = {j["id"]: [a for a in j["attempts_history"]
+                                if a["error_code"] == "pool_died"] for j in jobs}
+    assert ended_by_death[ids[-1]], "the kill interrupted no running job"
+    charged = sorted(j["id"] for j in jobs if j["crashes"])
+    assert all(ended_by_death[job_id] for job_id in charged)
+    # A kill from outside charges every running job a crash, unless it landed while the
+    # pool was handing one job's data over (pool.suspect): then that job alone pays, and
+    # the long job was re-queued uncharged. A loaded box with 10 ms jobs flowing hits it.
+    blamed = sorted(job_id for job_id, entries in ended_by_death.items()
+                    if any(a["outcome"] == "crashed" for a in entries))
+    if blamed:
+        assert charged == blamed and len(blamed) == 1, (charged, blamed)
+        assert "another job" in ended_by_death[ids[-1]][0]["error"]
+    else:
+        assert ids[-1] in charged, charged
 
 
 @pytest.mark.both_backends
