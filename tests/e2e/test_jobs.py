@@ -243,3 +243,16 @@ def test_a_job_shows_its_resource_figures(serve) -> None:
     assert done["peak_rss"] > 10 * 1024**2
     (attempt,) = done["attempts_history"]
     assert attempt["cpu_time"] == done["cpu_time"] and attempt["peak_rss"] == done["peak_rss"]
+
+
+def test_each_attempt_reports_its_own_peak_memory(serve) -> None:
+    # One slot, so the small job runs in the process the big one has just left: its peak is
+    # its own (the mark is reset for each attempt), not the 200 MiB held before it.
+    client = serve(slots=1).client()
+    big = client.post("/api/jobs", json={"task": "memory",
+                                         "params": {"mb": 200, "seconds": 0}}).json()
+    small = client.post("/api/jobs", json={"task": "noop"}).json()
+    big, small = wait_finished(client, big["id"]), wait_finished(client, small["id"])
+    assert big["status"] == small["status"] == "succeeded"
+    assert big["peak_rss"] > 200 * 1024**2
+    assert small["peak_rss"] < big["peak_rss"] - 150 * 1024**2, (small, big)
