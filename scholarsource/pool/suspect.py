@@ -8,21 +8,20 @@ with a crash (so a job that keeps killing the pool ends dead after max_crashes),
 jobs that merely ran beside it back in the queue uncharged. A blank file after a death (a
 kill from outside, the OOM killer) leaves the old rule: every running job counts a crash.
 
-Cost: a store of 64 bytes into a shared mapping of the file, no system call (it was a
-pwrite each, four a job). A shared mapping's page is the page cache's, so what the pool wrote
-is in the file for the next pool however this one dies. No fsync: the name must survive the
-process, not the machine. The file's 64 bytes are written once at open, so the mapped page
-has its block on disk (a hole would need one at the first store, and a full disk would then
-kill the pool with SIGBUS). The file is only a hint: one it cannot open, write or map (a
-read-only directory, a full disk before it ever held its 64 bytes) is logged once and leaves
-the old rule, and never stops the pool.
+Cost: one pwrite of a few bytes into the page cache per mark, two per hand-over. No fsync:
+the name must survive the process, not the machine. The file is only a hint: a write it
+cannot make (a full disk, on a copy-on-write filesystem even for an overwrite; a read-only
+directory) is logged once and leaves the old rule, and never stops the pool. Hence not a
+shared mapping of the file, though it would save the system calls: a store into a mapped
+page cannot fail, so a full disk, or the file truncated under it, would kill the pool with
+SIGBUS instead (seen on btrfs: a crash loop).
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from scholarsource.store.base import Claim
@@ -37,22 +36,8 @@ class Suspect:
     """The file in the data directory that names the attempt being handled."""
 
     def __init__(self, path: Path) -> None:
-        self._map: mmap.mmap | None = None
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            self._give_up(exc)
-            return
-        try:
-            # Pad, never blank: the file may name what the last pool was handling (take()).
-            kept = os.pread(fd, _WIDTH, 0)
-            if len(kept) < _WIDTH:
-                os.pwrite(fd, kept.ljust(_WIDTH), 0)
-            self._map = mmap.mmap(fd, _WIDTH)
-        except (OSError, ValueError) as exc:
-            self._give_up(exc)
-        finally:
-            os.close(fd)  # the mapping keeps the file
+        self._fd: int | None = None
+        self._write(lambda: setattr(self, "_fd", os.open(path, os.O_RDWR | os.O_CREAT, 0o600)))
 
     @classmethod
     def in_dir(cls, data_dir: str) -> Suspect:
@@ -61,9 +46,12 @@ class Suspect:
 
     def take(self) -> tuple[str, int] | None:
         """(job id, token) the last pool was handling when it died, if any; clears it."""
-        if self._map is None:
+        if self._fd is None:
             return None
-        words = self._map[:_WIDTH].split()
+        try:
+            words = os.pread(self._fd, _WIDTH, 0).split()
+        except OSError:
+            return None
         self.clear()
         if len(words) == 2 and words[1].isdigit():
             return words[0].decode("ascii", "replace"), int(words[1])
@@ -71,20 +59,29 @@ class Suspect:
 
     def mark(self, claim: Claim | None) -> None:
         """The pool starts handling `claim`'s data (nothing for None)."""
-        if claim is not None and self._map is not None:
-            self._map[:_WIDTH] = f"{claim.id} {claim.token}".encode().ljust(_WIDTH)[:_WIDTH]
+        if claim is not None and self._fd is not None:
+            text = f"{claim.id} {claim.token}".encode().ljust(_WIDTH)
+            fd = self._fd
+            self._write(lambda: os.pwrite(fd, text, 0))
 
     def clear(self) -> None:
         """The pool handles no job's data now."""
-        if self._map is not None:
-            self._map[:_WIDTH] = _BLANK
+        if self._fd is not None:
+            fd = self._fd
+            self._write(lambda: os.pwrite(fd, _BLANK, 0))
 
     def close(self) -> None:
         """Release the file (it stays, blank, for the next pool)."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
-    def _give_up(self, exc: Exception) -> None:
-        log.warning("cannot keep %s (%s): a pool death charges every running job",
-                    "pool.suspect", exc)
+    def _write(self, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None  # no more marks: a stale name would blame the wrong job
+            log.warning("cannot keep %s (%s): a pool death charges every running job",
+                        "pool.suspect", exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,22 @@ def test_a_file_it_cannot_keep_costs_a_warning_not_the_pool(
     assert suspect.take() is None
     suspect.close()
     assert "cannot keep pool.suspect" in caplog.text
+
+
+def test_a_write_that_fails_after_the_open_costs_a_warning_not_the_pool(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disk that fills after the file was opened (on btrfs or ZFS even an overwrite needs
+    # new blocks): the write fails and says so once, and marking stops. A shared mapping of
+    # the file would have killed the pool with SIGBUS here instead (seen: a crash loop).
+    suspect = Suspect.in_dir(str(tmp_path))
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    suspect.mark(_claim("abc", 42))
+    suspect.clear()
+    suspect.mark(_claim("def", 7))
+    assert caplog.text.count("cannot keep pool.suspect") == 1
+    monkeypatch.undo()
+    assert suspect.take() is None  # nothing half-written names a job
