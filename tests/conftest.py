@@ -10,6 +10,7 @@ twice: on SQLite and on a fresh PostgreSQL database of the throwaway cluster
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 from collections.abc import Callable, Iterator
@@ -193,5 +194,7 @@ def serve(tmp_path: Path, database: str) -> Iterator[Callable[..., Server]]:
     # The test is over and asserted what it needed, so kill -9 the tree instead of a
     # graceful stop (0.5-1 s per server, ~300 servers a run). The tests of stopping
     # (test_shutdown.py, test_faults.py, ...) stop their servers themselves and check it.
-    for server in started:
-        server.discard()
+    # One that cannot be killed must not leave the others running.
+    with contextlib.ExitStack() as stack:
+        for server in started:
+            stack.callback(server.discard)

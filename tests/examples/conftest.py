@@ -3,6 +3,7 @@ and run its client: only the port and the data directory are the test's."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -79,6 +80,7 @@ def example(tmp_path: Path, database: str) -> Iterator[Callable[..., Example]]:
 
     yield start
     # kill -9, not a graceful stop: the test is over (see `serve` in tests/conftest.py).
-    for server in started:
-        server.kill_group()
-        server.proc.wait(timeout=10)
+    with contextlib.ExitStack() as stack:  # one that cannot be killed leaves none running
+        for server in started:
+            stack.callback(server.proc.wait, timeout=10)
+            stack.callback(server.kill_group)
