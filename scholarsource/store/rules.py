@@ -10,13 +10,15 @@ functions (tests/store/test_rules.py).
   (any pool's sweep finds it expired) leaves attempts that did not fail: each is charged one
   crash and no failure, and goes back to `queued` at once, or `dead` once the job has crashed
   `max_crashes` times. When the dead pool named the attempt it was handling as it died (the
-  culprit), that attempt alone is charged; the others are re-queued uncharged.
+  culprit), that attempt alone is charged; the others are re-queued uncharged. A pool's own
+  job whose lease expired is never charged: the pool renews every attempt its slots hold,
+  so that job's claim never reached a slot (the store failed right after it committed).
 - An interrupted attempt (a shutdown past its grace) is charged nothing: `queued` again.
 """
 
 from __future__ import annotations
 
-from scholarsource.store.base import Ending, JobState
+from scholarsource.store.base import Ending, ErrorCode, JobState
 
 
 def after_attempt(ending: Ending, *, failures: int, crashes: int, max_attempts: int,
@@ -40,3 +42,12 @@ def after_lost_pool(*, crashes: int, max_crashes: int, charged: bool) -> JobStat
     if charged and crashes + 1 >= max_crashes:
         return JobState.DEAD
     return JobState.QUEUED
+
+
+def spared_cause(expired: bool) -> str:
+    """The error of an attempt re-queued uncharged by `Store.recover`: with `expired`, a job
+    of the recovering pool itself whose claim never reached a slot; else one that ran beside
+    the culprit of a dead pool."""
+    if expired:
+        return ErrorCode.INTERRUPTED.explain("its pool claimed it but never started it")
+    return ErrorCode.INTERRUPTED.explain("the pool process died while handling another job")

@@ -86,6 +86,7 @@ from scholarsource.store.rows import (
 from scholarsource.store.rows import job_from_row as _job
 from scholarsource.store.rows import like_pattern as _like
 from scholarsource.store.rows import new_jobs as _new_jobs
+from scholarsource.store.rules import spared_cause
 from scholarsource.store.schema import SCHEMA_VERSION
 from scholarsource.store.sqlite_backup import copy_database
 from scholarsource.store.sqlite_checks import RESTORE
@@ -676,8 +677,11 @@ IMPORT_SCHEDULES = ("INSERT INTO schedules (name, paused, cursor) SELECT value -
 # whole tree down): it runs again, but counts a crash, and past max_crashes it is dead. When
 # the dead pool left word of the attempt it was handling (:culprit, :culprit_token), that
 # attempt alone is charged, and the jobs that merely ran beside it are re-queued uncharged
-# (store/rules.py: after_lost_pool).
-_CHARGED = "(:culprit IS NULL OR (id = :culprit AND token = :culprit_token))"
+# (store/rules.py: after_lost_pool). A pool's own job whose lease ran out was never started:
+# the pool renews every attempt its slots hold, so its claim was lost (the store failed right
+# after it committed) and nothing ran; it goes back uncharged.
+_CHARGED = ("(owner IS NOT :owner AND "
+            "(:culprit IS NULL OR (id = :culprit AND token = :culprit_token)))")
 _RECOVER = f"""
 UPDATE jobs SET
     status = CASE WHEN {_CHARGED} AND crashes + 1 >= :max_crashes THEN 'dead' ELSE 'queued' END,
@@ -1665,8 +1669,7 @@ class SqliteStore(Store):
         rows = await self._db.fetchall(sql, {
             "owner": owner, "box": box, "now": now, "cause": cause, "code": code,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
-            "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
-                                                    "another job")})
+            "spared": spared_cause(box is None)})
         return len(rows)
 
     @_unavailable

@@ -456,9 +456,10 @@ UPDATE jobs SET status = 'queued', error = %(cause)s, error_code = %(code)s,
 FROM jsonb_to_recordset(%(batch)s::jsonb) AS r(id text, token bigint)
 WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
 """
-# Recovery charges a crash to the culprit alone when the dead pool named one (sqlite._RECOVER).
-_CHARGED = ("(%(culprit)s::text IS NULL OR "
-            "(jobs.id = %(culprit)s::text AND jobs.token = %(culprit_token)s::bigint))")
+# Recovery charges a crash to the culprit alone when the dead pool named one, and never to a
+# job of the recovering pool itself, which it never started (sqlite._RECOVER).
+_CHARGED = ("(jobs.owner IS DISTINCT FROM %(owner)s::text AND (%(culprit)s::text IS NULL OR "
+            "(jobs.id = %(culprit)s::text AND jobs.token = %(culprit_token)s::bigint)))")
 _DIES = f"{_CHARGED} AND jobs.crashes + 1 >= %(max_crashes)s"
 _RECOVER = f"""
 UPDATE jobs SET

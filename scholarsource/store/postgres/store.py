@@ -83,6 +83,7 @@ from scholarsource.store.rows import (
     watched_from_rows,
     workflows_from_rows,
 )
+from scholarsource.store.rules import spared_cause
 
 if TYPE_CHECKING:
     from scholarsource.config import Config
@@ -851,8 +852,7 @@ class PostgresStore(Store):
         rows = await self._db.fetchall(query, {
             "owner": owner, "box": box, "now": now, "cause": cause, "code": code.value,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
-            "spared": ErrorCode.INTERRUPTED.explain("the pool process died while handling "
-                                                    "another job")})
+            "spared": spared_cause(box is None)})
         return len(rows)
 
     @unavailable
