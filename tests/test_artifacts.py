@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from scholarsource import artifacts
 from scholarsource.api.artifacts import _open, respond
@@ -367,3 +368,47 @@ def test_settling_leaves_a_hard_linked_file_writable_and_refuses_what_it_cannot_
     # an OSError that killed the slot process.
     with pytest.raises(artifacts.ArtifactRefused):
         artifacts._settle(tmp_path, "attempt")
+
+
+def test_a_file_that_shrinks_during_a_download_is_cut_off_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The head already promised the recorded size: the download can only be cut off, which
+    # the server says in one line (it was an unhandled error's traceback, the ASGI server's
+    # "content shorter than Content-Length").
+    root = tmp_path / "artifacts"
+    (root / "J" / "1").mkdir(parents=True)
+    path = root / "J" / "1" / "big.bin"
+    data = os.urandom(3 * 1024**2 + 5)
+    path.write_bytes(data)
+    artifact = Artifact("big.bin", len(data), hashlib.sha256(data).hexdigest(),
+                        "application/octet-stream", "J/1/big.bin")
+
+    def shrinks_after_checks(request: Request) -> Response:
+        response = respond(request, root, "J", artifact)
+        os.truncate(path, 1024**2)
+        return response
+
+    sent: list[Message] = []
+
+    async def body() -> None:
+        app = Starlette(routes=[Route("/f", shrinks_after_checks)])
+        requested = False
+
+        async def receive() -> Message:
+            nonlocal requested
+            if requested:  # the client stays: a disconnect would stop the sending
+                await asyncio.Event().wait()
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "method": "GET", "path": "/f", "headers": [],
+                   "query_string": b"", "scheme": "http", "server": ("t", 80)}, receive, send)
+
+    asyncio.run(body())
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    assert sum(len(m.get("body", b"")) for m in bodies) == 1024**2
+    assert all(m.get("more_body") for m in bodies)  # never claimed complete
+    assert "shrank while it was sent" in caplog.text

@@ -6,7 +6,9 @@ is never followed. Starlette's FileResponse then streams it in chunks from a thr
 worker's memory stays flat however big the file) and answers `Range` (206, several ranges as
 multipart) and `If-Range`. What it lacks is added here: the ETag is the file's sha256 (the
 job JSON's), and `If-None-Match` answers 304; a file whose size is not the one recorded
-answers 409 `artifact_changed` (never a body that disagrees with its ETag); a range that is
+answers 409 `artifact_changed`, and one that shrinks while sent is cut off (a rewrite at the
+same size, by a writer the task left running, is not seen: hashing every download would
+cost as much as sending it twice); a range that is
 malformed or past the end gets a JSON error like every other refusal, with or without
 If-Range (FileResponse would answer plain text). The file is read from this box's
 artifacts_dir: with several boxes, a file another box wrote is only here on shared storage,
@@ -16,6 +18,7 @@ and otherwise answers 404 `artifact_unavailable`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
@@ -42,6 +45,8 @@ _CHUNK = 1024**2
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
+log = logging.getLogger("scholarsource.api")
+
 
 class ArtifactResponse(FileResponse):
     """A FileResponse of a file this worker already opened, in bigger chunks; it owns the
@@ -53,8 +58,9 @@ class ArtifactResponse(FileResponse):
 
     chunk_size = _CHUNK
 
-    def __init__(self, fd: int, info: os.stat_result, artifact: Artifact) -> None:
+    def __init__(self, fd: int, info: os.stat_result, job_id: str, artifact: Artifact) -> None:
         self.fd = fd
+        self.job_id = job_id
         super().__init__(f"/proc/self/fd/{fd}", media_type=artifact.content_type,
                          filename=artifact.name, stat_result=info,
                          headers={"ETag": f'"{artifact.sha256}"',
@@ -66,10 +72,15 @@ class ArtifactResponse(FileResponse):
         extensions = {key: value for key, value in scope.get("extensions", {}).items()
                       if key != "http.response.pathsend"}
         try:
-            await super().__call__({**scope, "extensions": extensions}, receive,
-                                   _bounded(send))
+            bounded = send if scope.get("method") == "HEAD" else _bounded(send)  # no body
+            await super().__call__({**scope, "extensions": extensions}, receive, bounded)
         except _Complete:
             pass
+        except _Shrunk as exc:
+            # The head is gone with its Content-Length: all that is left is to end the
+            # connection, which the client sees as a cut-off body (and no traceback here).
+            log.warning("artifact %r of job %s shrank while it was sent (%d bytes missing): "
+                        "the download was cut off", self.filename, self.job_id, exc.args[0])
         finally:
             os.close(self.fd)
 
@@ -78,10 +89,16 @@ class _Complete(Exception):
     """The body has its Content-Length: what FileResponse would read past it is not sent."""
 
 
+class _Shrunk(Exception):
+    """The file ended before its Content-Length (a writer the task left running truncated
+    it after the size check): its last body message is not sent; args[0]: bytes missing."""
+
+
 def _bounded(send: Send) -> Send:
-    """`send` that never lets a body run past its Content-Length. FileResponse reads to the
-    end of the file, so a task's thread still appending to it after the size was checked
-    pushed the body past its header: a cut-off download and a server error."""
+    """`send` that never lets a body run past its Content-Length, nor end short of it.
+    FileResponse reads to the end of the file, so a task's thread still appending to it
+    after the size was checked pushed the body past its header, and one truncating it ended
+    the body early: either way a cut-off download and a server error's traceback."""
     left: int | None = None
     done = False
 
@@ -96,6 +113,8 @@ def _bounded(send: Send) -> Send:
             body = message.get("body", b"")[:left]
             left -= len(body)
             done = not message.get("more_body", False) or left == 0
+            if done and left:
+                raise _Shrunk(left)
             message = {**message, "body": body, "more_body": not done}
         await send(message)
 
@@ -126,7 +145,7 @@ def respond(request: Request, root: Path, job_id: str, artifact: Artifact) -> Re
             raise Conflict(f"job {job_id}'s artifact {artifact.name!r} has changed since its "
                            f"attempt recorded it ({artifact.size} bytes, {info.st_size} now): "
                            f"it is not served", code="artifact_changed")
-        response = ArtifactResponse(fd, info, artifact)
+        response = ArtifactResponse(fd, info, job_id, artifact)
         _check_range(request, response, info.st_size)
         closing.pop_all()  # the response closes it once sent
     return response
