@@ -23,6 +23,7 @@ from scholarsource.store.admission import Admitted, Refused
 from scholarsource.store.base import Spawn, Store
 from scholarsource.store.fanout import child_id
 from scholarsource.store.postgres import sql
+from scholarsource.store.postgres import store as pgstore
 from tests.helpers import wait_until
 from tests.pgcluster import Bouncer
 from tests.store.backends import Backend
@@ -214,3 +215,38 @@ def test_far_from_a_modest_cap_postgres_submits_share_the_lock(pg_url: str,
         return taken
 
     assert asyncio.run(go()) == [True, True, True]
+
+
+def test_a_group_commit_of_several_tenants_never_deadlocks_with_a_one_statement_insert(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # API worker 1's group commit writes its requests in arrival order: tenant b's plain job,
+    # then tenant a's keyed one, two statements. Worker 2 inserts plain jobs of a and b in
+    # one statement, whose trigger takes a's count row, then b's. Taken in arrival order,
+    # worker 1's rows made a cycle: PostgreSQL broke it after deadlock_timeout and every
+    # request of one group got a 503. The gap between worker 1's statements is widened.
+    original = pgstore._PostgresQuotaTx.insert_new
+
+    async def slow(self: Any, news: Any, jobs: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await original(self, news, jobs)
+
+    monkeypatch.setattr(pgstore._PostgresQuotaTx, "insert_new", slow)
+    policy = QuotaPolicy(max_queued=1_000_000)
+
+    async def go() -> list[Any]:
+        first = await Backend("postgres", pg_url).open(tmp_path)
+        second = await Backend("postgres", pg_url).open(tmp_path)
+        try:
+            grouped = asyncio.create_task(first.admit(
+                [(Ask("b"), [job("b", n=1)]), (Ask("a"), [job("a", key="k")])], policy))
+            await asyncio.sleep(0.1)
+            plain = asyncio.create_task(second.admit(
+                [(Ask("a"), [job("a", n=2)]), (Ask("b"), [job("b", n=3)])], policy))
+            return list(await asyncio.gather(grouped, plain, return_exceptions=True))
+        finally:
+            await first.close()
+            await second.close()
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, list) and all(isinstance(a, Admitted) for a in r)
+               for r in results), results

@@ -626,6 +626,15 @@ QUOTA_LOCKS = (f"SELECT count(*), {QUOTA_MARGIN} FROM (SELECT CASE "
                "THEN pg_advisory_xact_lock_shared(hashtextextended(n, 0)) "
                "ELSE pg_advisory_xact_lock(hashtextextended(n, 0)) END FROM "
                "(SELECT n FROM unnest(%(names)s::text[]) AS n ORDER BY n) AS sorted) AS locked")
+# A transaction that inserts for several tenants takes their tenant_live rows first, in
+# tenant order, as one INSERT's statement-level trigger does (jobs_live_*): a group commit
+# writes its requests in arrival order, several statements, and taking tenant b's row before
+# tenant a's deadlocked with another worker's one-statement insert for a and b (1 s of
+# deadlock_timeout, then a 503 for every request of the group). An upsert, since FOR UPDATE
+# would not lock a tenant that has no row yet.
+LOCK_LIVE = ("INSERT INTO tenant_live (tenant, live) SELECT t, 0 FROM "
+             "unnest(%(tenants)s::text[]) AS t ORDER BY t "
+             "ON CONFLICT (tenant) DO UPDATE SET live = tenant_live.live")
 QUOTA_STATE = """
 SELECT 0, tenant, rate_limit::float8, rate_window, max_queued::float8, weight::float8
     FROM tenant_limits WHERE tenant = ANY(%(tenants)s::text[])

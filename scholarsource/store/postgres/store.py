@@ -232,6 +232,8 @@ class _PostgresQuotaTx:
         ((_, margin),) = await self._rows(sql.QUOTA_LOCKS, {
             "names": names if server is None else [*names, sql.SERVER_QUOTA],
             "shared": server is not None and server.shared, "room": _GUARDED_ROWS})
+        if len(tenants) > 1:  # one tenant's row alone makes no cycle
+            await self._rows(sql.LOCK_LIVE, {"tenants": tenants})
         state = quota_state_from_rows(await self._rows(sql.QUOTA_STATE, {
             "tenants": tenants, "buckets": buckets}))
         self.near = server is not None and \
