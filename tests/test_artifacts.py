@@ -323,17 +323,23 @@ def test_the_sweep_interval_is_a_positive_number_of_seconds(value: float) -> Non
         Config(artifacts_sweep_interval=value)
 
 
-def test_a_file_that_grows_during_a_download_sends_exactly_its_recorded_size(
-        tmp_path: Path) -> None:
-    # FileResponse reads to the end of the file: bytes a writer appended after the size was
-    # checked ran past the Content-Length (a cut-off download, a server error).
+def _big_artifact(tmp_path: Path) -> tuple[Path, Path, bytes, Artifact]:
+    """An artifacts root holding job J's 3 MiB file (over three of the download's chunks):
+    the root, the file, its bytes and its record."""
     root = tmp_path / "artifacts"
     (root / "J" / "1").mkdir(parents=True)
     path = root / "J" / "1" / "big.bin"
     data = os.urandom(3 * 1024**2 + 5)
     path.write_bytes(data)
-    artifact = Artifact("big.bin", len(data), hashlib.sha256(data).hexdigest(),
-                        "application/octet-stream", "J/1/big.bin")
+    return root, path, data, Artifact("big.bin", len(data), hashlib.sha256(data).hexdigest(),
+                                      "application/octet-stream", "J/1/big.bin")
+
+
+def test_a_file_that_grows_during_a_download_sends_exactly_its_recorded_size(
+        tmp_path: Path) -> None:
+    # FileResponse reads to the end of the file: bytes a writer appended after the size was
+    # checked ran past the Content-Length (a cut-off download, a server error).
+    root, path, data, artifact = _big_artifact(tmp_path)
 
     def grows_after_checks(request: Request) -> Response:
         response = respond(request, root, "J", artifact)
@@ -375,13 +381,7 @@ def test_a_file_that_shrinks_during_a_download_is_cut_off_with_a_warning(
     # The head already promised the recorded size: the download can only be cut off, which
     # the server says in one line (it was an unhandled error's traceback, the ASGI server's
     # "content shorter than Content-Length").
-    root = tmp_path / "artifacts"
-    (root / "J" / "1").mkdir(parents=True)
-    path = root / "J" / "1" / "big.bin"
-    data = os.urandom(3 * 1024**2 + 5)
-    path.write_bytes(data)
-    artifact = Artifact("big.bin", len(data), hashlib.sha256(data).hexdigest(),
-                        "application/octet-stream", "J/1/big.bin")
+    root, path, data, artifact = _big_artifact(tmp_path)
 
     def shrinks_after_checks(request: Request) -> Response:
         response = respond(request, root, "J", artifact)
