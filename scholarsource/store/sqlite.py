@@ -28,6 +28,7 @@ from scholarsource.errors import StoreUnavailable
 from scholarsource.findings import Check, Status
 from scholarsource.keys import ApiKey
 from scholarsource.quotas import Ask, Level, QuotaPolicy, QuotaState, TenantOverride
+from scholarsource.store import busy
 from scholarsource.store.admission import Admission, Guard, QuotaTx, admit
 from scholarsource.store.base import (
     CARRIED_COLUMNS,
@@ -891,16 +892,30 @@ class _ThreadDriver:
 class _InlineDriver:
     """Statements run on the calling thread. For the pool's dispatcher, whose loop has
     nothing else to do meanwhile: it saves two thread hand-offs per statement (measured
-    with bench/claims.py: claim + finish ~2k/s through aiosqlite, ~10k/s inline)."""
+    with bench/claims.py: claim + finish ~2k/s through aiosqlite, ~10k/s inline). It waits
+    for the write lock in short steps (store/busy.py): the connection's own busy timeout is
+    0, and `busy_timeout` is how long a statement waits in all."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, busy_timeout: float) -> None:
         self._conn = conn
+        self._busy_timeout = busy_timeout
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
-        return self._conn.execute(sql, params).fetchall()
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not busy.locked(exc):
+                raise
+            return busy.fetch_waiting(self._conn, sql, params, self._busy_timeout)
 
     async def script(self, sql: str) -> None:
-        self._conn.executescript(sql)
+        # Scripts are rare (compaction, VACUUM) and may wait inside a statement (a TRUNCATE
+        # checkpoint waits for readers): SQLite's own handler waits for them.
+        self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        try:
+            self._conn.executescript(sql)
+        finally:
+            self._conn.execute("PRAGMA busy_timeout = 0")
 
     async def close(self) -> None:
         self._conn.close()
@@ -1075,12 +1090,13 @@ class SqliteStore(Store):
         driver: _Driver
         if inline:
             target = f"{path.absolute().as_uri()}?mode=ro" if read_only else str(path)
-            driver = _InlineDriver(sqlite3.connect(target, isolation_level=None,
-                                                   timeout=busy_timeout, uri=read_only))
+            driver = _InlineDriver(sqlite3.connect(target, isolation_level=None, timeout=0,
+                                                   uri=read_only), busy_timeout)
+            await driver.fetchall("PRAGMA busy_timeout = 0")
         else:
             driver = _ThreadDriver(await aiosqlite.connect(path, isolation_level=None,
                                                            timeout=busy_timeout))
-        await driver.fetchall(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            await driver.fetchall(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         await driver.fetchall(f"PRAGMA synchronous = "
                               f"{'FULL' if durability == 'full' else 'NORMAL'}")
         await driver.fetchall("PRAGMA temp_store = MEMORY")

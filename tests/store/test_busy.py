@@ -1,0 +1,96 @@
+"""The inline driver's wait for SQLite's write lock (store/busy.py), on a real file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from scholarsource.errors import StoreUnavailable
+from scholarsource.store import busy, schema
+from scholarsource.store.base import NewJob
+from scholarsource.store.sqlite import SqliteStore
+
+
+def _open(path: Path, timeout: float) -> SqliteStore:
+    schema.migrate(path)
+    return asyncio.run(SqliteStore.open(path, busy_timeout=timeout, inline=True))
+
+
+def test_a_statement_that_meets_the_lock_waits_in_short_steps_until_it_is_free(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _open(tmp_path / "q.db", 5.0)
+    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    steps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the holder lets go after the seventh step
+        steps.append(seconds)
+        if len(steps) == 7:
+            holder.execute("ROLLBACK")
+
+    monkeypatch.setattr(busy.time, "sleep", sleep)
+    try:
+        asyncio.run(store.submit_many([NewJob("noop", {}, "default", 0, 1)]))
+        assert steps == [50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1e-3, 1e-3]
+        assert holder.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+        # SQLite's own handler is off: its first step alone is 1 ms.
+        assert asyncio.run(store._db.fetchall("PRAGMA busy_timeout")) == [(0,)]
+    finally:
+        holder.close()
+        asyncio.run(store.close())
+
+
+def test_a_lock_held_past_the_busy_timeout_fails_as_unavailable_and_writes_nothing(
+        tmp_path: Path) -> None:
+    store = _open(tmp_path / "q.db", 0.2)
+    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def body() -> None:
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            async with store.batch():
+                await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+        holder.execute("ROLLBACK")
+        assert (await store.counts())["queued"] == 0  # nothing went in; the store still works
+        await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+        assert (await store.counts())["queued"] == 1
+
+    try:
+        asyncio.run(body())
+    finally:
+        holder.close()
+        asyncio.run(store.close())
+
+
+def test_only_a_refusal_for_the_lock_is_tried_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _open(tmp_path / "q.db", 5.0)
+    slept: list[float] = []
+    monkeypatch.setattr(busy.time, "sleep", slept.append)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            asyncio.run(store._db.fetchall("SELECT * FROM no_such_table"))
+        assert slept == []
+    finally:
+        asyncio.run(store.close())
+
+
+def test_a_script_waits_with_sqlites_handler_and_leaves_it_off_again(tmp_path: Path) -> None:
+    store = _open(tmp_path / "q.db", 5.0)
+    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        # A script is not tried again (a half-run one would run its first part twice):
+        # without SQLite's handler it would fail at once here.
+        asyncio.run(store._db.raw.script("PRAGMA incremental_vacuum(1)"))
+        assert asyncio.run(store._db.fetchall("PRAGMA busy_timeout")) == [(0,)]
+    finally:
+        release.join()
+        holder.close()
+        asyncio.run(store.close())
