@@ -249,7 +249,7 @@ GET_ANY_TENANT = f"SELECT {_JOB_COLUMNS}, {_ARTIFACTS_OF_JOB} FROM jobs WHERE id
 # reserved: the queues that may still fill their reservation). Then: not in a paused queue,
 # not of a task at its rate limit, and for a concurrency key, the first queued job of its
 # key while fewer than its limit run (so a batch takes at most one per key). A job that may
-# not start is passed over, never waited on: the walk goes on down jobs_claim.
+# not start is passed over, never waited on: the walk goes on down jobs_fair.
 _CLAIMABLE = """q.status = 'queued'
     AND q.queue NOT IN (SELECT value FROM json_each(:skip))
     AND (:only IS NULL OR q.queue IN (SELECT value FROM json_each(:only)))
@@ -265,10 +265,10 @@ _CLAIMABLE = """q.status = 'queued'
              AND k.concurrency_key = q.concurrency_key AND k.status = 'running')
             < q.concurrency_limit))"""
 # Fair slots (schema _V16). While one tenant alone has queued jobs (or none has), a claim
-# is the plain walk of jobs_claim, in one statement; _LONE (two probes of jobs_fair) makes
-# its LIMIT 0 otherwise. Only when it took nothing does the store ask CONTESTED, and then
-# claim a turn (FAIR_CLAIM): the turn's machinery costs ~20 us more per claim, a statement
-# asking first ~5 us (measured on 2 cores).
+# is the plain walk of its range of jobs_fair, in one statement; _LONE (two probes of
+# jobs_fair) makes its LIMIT 0 otherwise. Only when it took nothing does the store ask
+# CONTESTED, and then claim a turn (FAIR_CLAIM): the turn's machinery costs ~20 us more per
+# claim, a statement asking first ~5 us (measured on 2 cores).
 # A turn: `active` skips through jobs_fair from one tenant with queued jobs to the next; each
 # one's head is its first job that may start; among the heads at the top priority the turn
 # goes to the lowest pass (stride scheduling: a tenant's pass, or the clock if it is behind
@@ -276,13 +276,15 @@ _CLAIMABLE = """q.status = 'queued'
 # before the runner-up's pass (each job moves the pass on by 1/weight; :weights maps tenant
 # to weight, 1 unnamed), at least one and at most :n. A job that may not start is passed
 # over, a head like any other, so no tenant's held-back jobs hold back another's.
-_LONE = ("(SELECT min(tenant) FROM jobs INDEXED BY jobs_fair WHERE status = 'queued') "
+_FIRST_TENANT = "(SELECT min(tenant) FROM jobs INDEXED BY jobs_fair WHERE status = 'queued')"
+_LONE = (f"{_FIRST_TENANT} "
          "IS (SELECT max(tenant) FROM jobs INDEXED BY jobs_fair WHERE status = 'queued')")
 _LONE_LIMIT = f"CASE WHEN {_LONE} THEN :n ELSE 0 END"  # in LIMIT: evaluated before the walk
-CLAIM_ORDER = (f"SELECT q.seq FROM jobs q WHERE {_CLAIMABLE} "
-               f"ORDER BY q.priority DESC, q.seq LIMIT {_LONE_LIMIT}")
-PEEK = (f"SELECT q.seq, q.task FROM jobs q WHERE {_CLAIMABLE} "
-        f"ORDER BY q.priority DESC, q.seq LIMIT {_LONE_LIMIT}")
+# The lone tenant's range of jobs_fair is the queue in claim order (schema _V19).
+_LONE_WALK = (f"FROM jobs q INDEXED BY jobs_fair WHERE q.tenant = {_FIRST_TENANT} "
+              f"AND {_CLAIMABLE} ORDER BY q.priority DESC, q.seq LIMIT {_LONE_LIMIT}")
+CLAIM_ORDER = f"SELECT q.seq {_LONE_WALK}"
+PEEK = f"SELECT q.seq, q.task {_LONE_WALK}"
 CONTESTED = f"SELECT NOT {_LONE}"
 FAIR_PEEK = f"""WITH RECURSIVE active(tenant) AS (
     SELECT min(tenant) FROM jobs INDEXED BY jobs_fair WHERE status = 'queued'

@@ -99,7 +99,7 @@ def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
     args = {"n": 1, "skip": "[]", "only": None, "now": 0.0}
     plan = query_plan(conn, CLAIM_ORDER, args)
     conn.close()
-    assert "jobs_claim" in plan
+    assert "jobs_fair (tenant=?)" in plan
     assert "TEMP B-TREE" not in plan
 
 

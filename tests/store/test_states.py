@@ -76,7 +76,7 @@ def test_promote_and_the_next_due_time_read_the_due_index(tmp_path: Path) -> Non
     assert "COVERING INDEX jobs_due" in _plan(db, NEXT_DUE, ())
     # Scheduled jobs stay out of the claim's ordering.
     claim = _plan(db, CLAIM_ORDER, {"n": 1, "skip": "[]", "only": None, "now": 0.0})
-    assert "jobs_claim" in claim and "TEMP B-TREE" not in claim
+    assert "jobs_fair (tenant=?)" in claim and "TEMP B-TREE" not in claim
 
 
 def test_a_delayed_job_is_scheduled_until_promote_finds_it_due(tmp_path: Path,
