@@ -2,7 +2,7 @@
 
 N queued no-op jobs are spread round-robin over 10 queues. Five queues are capped at one
 running job and each holds one (never finished), and one queue is paused, so six jobs in ten
-may not start: every claim passes over them inside the claim's walk of jobs_claim. Then
+may not start: every claim passes over them inside the claim's walk of jobs_fair. Then
 `Policy.claim` (the pool's gate + `SqliteStore.claim`, inline as the dispatcher runs it)
 runs a fixed number of times for one free slot, and the jobs it claimed go back to the
 queue (untimed), so every size and round walks past the same held-back jobs: each claim
@@ -12,7 +12,7 @@ in turn R times (the box's load then falls on all alike) and the medians compare
 policy inside one index walk the rate should not depend on N.
 
 With `--scheduled F`, that fraction of the jobs (every queue alike) is `scheduled` an hour to
-a day ahead: the claim must not even walk them (they stay out of jobs_claim until due), and
+a day ahead: the claim must not even walk them (they stay out of jobs_fair until due), and
 the run checks that none of them was claimed or promoted meanwhile.
 """
 
@@ -53,7 +53,7 @@ class _Roomy(Admission):
     def __init__(self) -> None:
         super().__init__(0, Expectations(1), slots=None)
 
-    async def admit(self, store: Any, n: int, gate: Any = None) -> None:
+    async def admit(self, store: Any, n: int, gate: Any = None, claimed: int = 0) -> None:
         return None
 
 
