@@ -6,7 +6,10 @@ turn, an API worker's group commit). During `scholarsource bench e2e-noop` the p
 there 166 times in a 3 s run, 1.1-10 ms each: 275 ms in which no job started. So a
 connection that waits this way has SQLite's busy timeout at 0, and a statement that found
 the database locked is run again after 50 us, doubling up to 1 ms, until the busy timeout has
-passed; then the last "database is locked" error stands, as SQLite's would.
+passed; then the last "database is locked" error stands, as SQLite's would. An API worker's
+statement runs on aiosqlite's thread: it waits on the event loop instead, whose timers count
+whole milliseconds, in steps of 1 ms (`bench submit`: p99 21-29 ms where SQLite's growing
+steps gave 51-111 ms).
 
 Only a statement that SQLite refused for the lock is run again, and such a statement did
 nothing: a BEGIN IMMEDIATE, or a statement outside a transaction. Inside a BEGIN IMMEDIATE
@@ -15,12 +18,16 @@ this connection holds the write lock, and WAL readers never wait for it.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 FIRST_STEP = 50e-6
 LONGEST_STEP = 1e-3
+# An event loop's timers count whole milliseconds (epoll, libuv): its step is one.
+LOOP_STEP = 1e-3
 # The primary code, and the one of a database that another connection is recovering.
 _LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY})
 
@@ -44,3 +51,17 @@ def fetch_waiting(conn: sqlite3.Connection, sql: str, params: Any,
             if not locked(exc) or time.monotonic() + step > deadline:
                 raise
         step = min(2 * step, LONGEST_STEP)
+
+
+async def fetch_awaiting(fetch: Callable[[], Awaitable[list[Any]]],
+                         timeout: float) -> list[Any]:
+    """As fetch_waiting, for a statement that runs on another thread (aiosqlite): the event
+    loop serves other requests while it waits, in steps of LOOP_STEP."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await asyncio.sleep(LOOP_STEP)
+        try:
+            return await fetch()
+        except sqlite3.OperationalError as exc:
+            if not locked(exc) or time.monotonic() + LOOP_STEP > deadline:
+                raise

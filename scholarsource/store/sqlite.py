@@ -878,14 +878,29 @@ class _ThreadDriver:
     """aiosqlite: statements run on the connection's own thread, never blocking the event
     loop. For API workers, whose loop serves many requests at once."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, busy_timeout: float) -> None:
         self._conn = conn
+        self._busy_timeout = busy_timeout
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
+        try:
+            return list(await self._conn.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as exc:
+            if not busy.locked(exc):
+                raise
+            return await busy.fetch_awaiting(
+                lambda: self._fetch(sql, params), self._busy_timeout)
+
+    async def _fetch(self, sql: str, params: Any) -> list[Any]:
         return list(await self._conn.execute_fetchall(sql, params))
 
     async def script(self, sql: str) -> None:
-        await self._conn.executescript(sql)
+        # As _InlineDriver.script: SQLite's own handler waits for a script.
+        await self.fetchall(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        try:
+            await self._conn.executescript(sql)
+        finally:
+            await self.fetchall("PRAGMA busy_timeout = 0")
 
     async def close(self) -> None:
         await self._conn.close()
@@ -913,11 +928,11 @@ class _InlineDriver:
     async def script(self, sql: str) -> None:
         # Scripts are rare (compaction, VACUUM) and may wait inside a statement (a TRUNCATE
         # checkpoint waits for readers): SQLite's own handler waits for them.
-        self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}").fetchall()
         try:
             self._conn.executescript(sql)
         finally:
-            self._conn.execute("PRAGMA busy_timeout = 0")
+            self._conn.execute("PRAGMA busy_timeout = 0").fetchall()
 
     async def close(self) -> None:
         self._conn.close()
@@ -1088,17 +1103,16 @@ class SqliteStore(Store):
                    inline: bool = False, read_only: bool = False) -> SqliteStore:
         """Connect to an already-migrated database file (see `schema.migrate`); `inline` runs
         statements on the caller's thread instead of aiosqlite's; `read_only` (inline only:
-        doctor) can never create or write the file."""
+        doctor) can never create or write the file. Either driver waits for the write lock
+        itself, up to `busy_timeout` seconds (store/busy.py): SQLite's own timeout is 0."""
         driver: _Driver
         if inline:
             target = f"{path.absolute().as_uri()}?mode=ro" if read_only else str(path)
             driver = _InlineDriver(sqlite3.connect(target, isolation_level=None, timeout=0,
                                                    uri=read_only), busy_timeout)
-            await driver.fetchall("PRAGMA busy_timeout = 0")
         else:
             driver = _ThreadDriver(await aiosqlite.connect(path, isolation_level=None,
-                                                           timeout=busy_timeout))
-            await driver.fetchall(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                                                           timeout=0), busy_timeout)
         await driver.fetchall(f"PRAGMA synchronous = "
                               f"{'FULL' if durability == 'full' else 'NORMAL'}")
         await driver.fetchall("PRAGMA temp_store = MEMORY")

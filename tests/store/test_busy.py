@@ -1,4 +1,4 @@
-"""The inline driver's wait for SQLite's write lock (store/busy.py), on a real file."""
+"""The drivers' wait for SQLite's write lock (store/busy.py), on a real file."""
 
 from __future__ import annotations
 
@@ -44,26 +44,32 @@ def test_a_statement_that_meets_the_lock_waits_in_short_steps_until_it_is_free(
         asyncio.run(store.close())
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "aiosqlite"])
 def test_a_lock_held_past_the_busy_timeout_fails_as_unavailable_and_writes_nothing(
-        tmp_path: Path) -> None:
-    store = _open(tmp_path / "q.db", 0.2)
+        tmp_path: Path, inline: bool) -> None:
+    schema.migrate(tmp_path / "q.db")
     holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
 
     async def body() -> None:
-        with pytest.raises(StoreUnavailable, match="database is locked"):
-            async with store.batch():
+        store = await SqliteStore.open(tmp_path / "q.db", busy_timeout=0.2, inline=inline)
+        try:
+            with pytest.raises(StoreUnavailable, match="database is locked"):
+                async with store.batch():
+                    await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+            with pytest.raises(StoreUnavailable, match="database is locked"):
                 await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
-        holder.execute("ROLLBACK")
-        assert (await store.counts())["queued"] == 0  # nothing went in; the store still works
-        await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
-        assert (await store.counts())["queued"] == 1
+            holder.execute("ROLLBACK")
+            assert (await store.counts())["queued"] == 0  # nothing went in; it still works
+            await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+            assert (await store.counts())["queued"] == 1
+        finally:
+            await store.close()
 
     try:
         asyncio.run(body())
     finally:
         holder.close()
-        asyncio.run(store.close())
 
 
 def test_only_a_refusal_for_the_lock_is_tried_again(
@@ -79,8 +85,11 @@ def test_only_a_refusal_for_the_lock_is_tried_again(
         asyncio.run(store.close())
 
 
-def test_a_script_waits_with_sqlites_handler_and_leaves_it_off_again(tmp_path: Path) -> None:
-    store = _open(tmp_path / "q.db", 5.0)
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "aiosqlite"])
+def test_a_script_waits_with_sqlites_handler_and_leaves_it_off_again(
+        tmp_path: Path, inline: bool) -> None:
+    schema.migrate(tmp_path / "q.db")
+    store = asyncio.run(SqliteStore.open(tmp_path / "q.db", busy_timeout=5.0, inline=inline))
     holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
@@ -94,3 +103,52 @@ def test_a_script_waits_with_sqlites_handler_and_leaves_it_off_again(tmp_path: P
         release.join()
         holder.close()
         asyncio.run(store.close())
+
+
+def test_an_api_workers_statement_waits_on_its_event_loop_in_millisecond_steps(
+        tmp_path: Path) -> None:
+    schema.migrate(tmp_path / "q.db")
+    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, holder.execute, ("ROLLBACK",))
+
+    async def body() -> int:
+        store = await SqliteStore.open(tmp_path / "q.db", busy_timeout=5.0)  # aiosqlite's
+        driver = store._db.raw
+        tries = 0
+        fetch = driver._conn.execute_fetchall
+
+        async def counted(sql: str, params: object) -> object:
+            nonlocal tries
+            tries += 1
+            return await fetch(sql, params)
+
+        driver._conn.execute_fetchall = counted
+        try:
+            assert await store._db.fetchall("PRAGMA busy_timeout") == [(0,)]
+            tries = 0
+            release.start()
+            ticks = 0
+
+            async def tick() -> None:  # the loop keeps serving others meanwhile
+                nonlocal ticks
+                while release.is_alive():
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            ticking = asyncio.create_task(tick())
+            await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+            await ticking
+            assert ticks >= 5
+            return tries
+        finally:
+            await store.close()
+
+    try:
+        tries = asyncio.run(body())
+        # SQLite's own handler would have tried once, from its thread, and slept there.
+        assert tries >= 10
+        assert holder.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+    finally:
+        release.join()
+        holder.close()
