@@ -21,7 +21,7 @@ from scholarsource.exitcodes import EXIT_FAILURE
 from scholarsource.keys import ApiKey
 from scholarsource.limits import NAME_PATTERN, parse_rate
 from scholarsource.store.base import DEFAULT_TENANT, Store
-from scholarsource.store.factory import migrate_store
+from scholarsource.store.factory import migrate_unless_served
 from scholarsource.storecommand import on_store
 
 
@@ -89,7 +89,7 @@ def create(tenant: str, name: str, role: keys.Role, rate: str | None,
     from scholarsource.cli import build_config
 
     config = build_config(config_file, **flags)
-    migrate_store(config)  # a first key may come before the first `serve`
+    migrate_unless_served(config)  # a first key may come before the first `serve`
     text, key = keys.new_key(tenant, role, name, rate)
     on_store(config, lambda store: store.create_key(key))
     click.echo(f"created key {key.id} ({role} for tenant {tenant}); it is shown only now, "

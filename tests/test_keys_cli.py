@@ -4,6 +4,8 @@ other machines can reach it."""
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,10 @@ from click.testing import CliRunner
 
 from scholarsource import keys
 from scholarsource.cli import main
+from scholarsource.datalock import lock_data_dir
 from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from scholarsource.launcher import free_port
+from scholarsource.store import schema
 from tests.test_cli import run_cli
 
 
@@ -39,6 +43,27 @@ def test_create_prints_the_key_once_and_list_never_shows_it(tmp_path: Path) -> N
     code, out, _ = keys_cli(tmp_path, "revoke", key_id)
     assert code == EXIT_OK and f"revoked key {key_id}" in out
     assert json.loads(keys_cli(tmp_path, "list", "--json")[1])[0]["revoked_at"] is not None
+
+
+def test_create_leaves_the_schema_of_a_running_server_as_it_is(tmp_path: Path) -> None:
+    # An older server's database (schema one version back), its data directory held.
+    db = tmp_path / "scholarsource.db"
+    schema.migrate(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION - 1}")
+    lock = lock_data_dir(tmp_path)
+    try:
+        # It says what to do rather than change the schema under the running server.
+        code, out, err = keys_cli(tmp_path, "create", "--tenant", "acme")
+        assert code == EXIT_FAILURE and out == "" and "start `scholarsource serve`" in err
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION - 1,)
+    finally:
+        os.close(lock)
+    code, out, _ = keys_cli(tmp_path, "create", "--tenant", "acme")  # no server: it migrates
+    assert code == EXIT_OK and keys.key_id_of(out.strip()) is not None
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
 
 
 @pytest.mark.parametrize("rate", ["sixty", "0/m", "60/week", "60"])

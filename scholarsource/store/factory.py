@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sqlite3
 from typing import Any, Literal
 
 from scholarsource.config import Config
-from scholarsource.errors import ConfigError, StoreError
+from scholarsource.datalock import lock_data_dir
+from scholarsource.errors import ConfigError, DataDirInUse, StoreError
 from scholarsource.findings import Check, Status
 from scholarsource.store import schema, sqlite_checks
 from scholarsource.store.base import Store
@@ -62,6 +64,22 @@ def migrate_store(config: Config) -> int:
         version: int = asyncio.run(_postgres().migrate(config))
         return version
     return schema.migrate(config.db_path)
+
+
+def migrate_unless_served(config: Config) -> None:
+    """Migrate the store for a one-off command that may come before the first `serve` (a
+    first API key), unless a server holds the data directory: that server migrated the
+    store at its start and runs against that schema. A newer one under it, from a newer
+    package's command before the restart, could drop what it reads (schema V19 dropped the
+    index an older pool's claim walks: each of its claims then sorted the queue)."""
+    try:
+        lock = lock_data_dir(config.data_dir)
+    except DataDirInUse:
+        return
+    try:
+        migrate_store(config)
+    finally:
+        os.close(lock)
 
 
 async def check_store(config: Config) -> list[Check]:

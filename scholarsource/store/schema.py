@@ -460,7 +460,7 @@ END;
 # tenant's range of it, in the same order as jobs_claim (priority, then age). So jobs_claim
 # goes, and with it one index written by each submit and each claim (measured with
 # bench/store_costs.py: 3.4 us less per job of the pool's claim + finish).
-_V19 = "DROP INDEX jobs_claim;"
+_V19 = "DROP INDEX IF EXISTS jobs_claim;"
 
 MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
                          _V14, _V15, _V16, _V17, _V18, _V19]
