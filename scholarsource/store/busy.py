@@ -28,13 +28,15 @@ FIRST_STEP = 50e-6
 LONGEST_STEP = 1e-3
 # An event loop's timers count whole milliseconds (epoll, libuv): its step is one.
 LOOP_STEP = 1e-3
-# The primary code, and the one of a database that another connection is recovering.
-_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY})
 
 
-def locked(exc: sqlite3.Error) -> bool:
-    """True if SQLite refused the statement because another connection holds the lock."""
-    return getattr(exc, "sqlite_errorcode", None) in _LOCKED
+def locked(exc: sqlite3.Error, in_transaction: bool) -> bool:
+    """True if SQLite refused the statement because another connection holds the lock, and
+    no transaction is left open: then it did nothing and may run again. (Any SQLITE_BUSY_*:
+    a BEGIN IMMEDIATE that meets another writer's fresh commit gets BUSY_SNAPSHOT, which
+    SQLite's own handler retried too. Inside a transaction a retry could not succeed.)"""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY and not in_transaction
 
 
 def fetch_waiting(conn: sqlite3.Connection, sql: str, params: Any,
@@ -48,13 +50,13 @@ def fetch_waiting(conn: sqlite3.Connection, sql: str, params: Any,
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
-            if not locked(exc) or time.monotonic() + step > deadline:
+            if not locked(exc, conn.in_transaction) or time.monotonic() + step > deadline:
                 raise
         step = min(2 * step, LONGEST_STEP)
 
 
 async def fetch_awaiting(fetch: Callable[[], Awaitable[list[Any]]],
-                         timeout: float) -> list[Any]:
+                         in_transaction: Callable[[], bool], timeout: float) -> list[Any]:
     """As fetch_waiting, for a statement that runs on another thread (aiosqlite): the event
     loop serves other requests while it waits, in steps of LOOP_STEP."""
     deadline = time.monotonic() + timeout
@@ -63,5 +65,5 @@ async def fetch_awaiting(fetch: Callable[[], Awaitable[list[Any]]],
         try:
             return await fetch()
         except sqlite3.OperationalError as exc:
-            if not locked(exc) or time.monotonic() + LOOP_STEP > deadline:
+            if not locked(exc, in_transaction()) or time.monotonic() + LOOP_STEP > deadline:
                 raise

@@ -886,10 +886,11 @@ class _ThreadDriver:
         try:
             return list(await self._conn.execute_fetchall(sql, params))
         except sqlite3.OperationalError as exc:
-            if not busy.locked(exc):
+            if not busy.locked(exc, self._conn.in_transaction):
                 raise
-            return await busy.fetch_awaiting(
-                lambda: self._fetch(sql, params), self._busy_timeout)
+            return await busy.fetch_awaiting(lambda: self._fetch(sql, params),
+                                             lambda: self._conn.in_transaction,
+                                             self._busy_timeout)
 
     async def _fetch(self, sql: str, params: Any) -> list[Any]:
         return list(await self._conn.execute_fetchall(sql, params))
@@ -921,7 +922,7 @@ class _InlineDriver:
         try:
             return self._conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
-            if not busy.locked(exc):
+            if not busy.locked(exc, self._conn.in_transaction):
                 raise
             return busy.fetch_waiting(self._conn, sql, params, self._busy_timeout)
 

@@ -72,6 +72,22 @@ def test_a_lock_held_past_the_busy_timeout_fails_as_unavailable_and_writes_nothi
         holder.close()
 
 
+@pytest.mark.parametrize(("code", "in_transaction", "again"), [
+    (sqlite3.SQLITE_BUSY, False, True),
+    (sqlite3.SQLITE_BUSY_RECOVERY, False, True),
+    (sqlite3.SQLITE_BUSY_SNAPSHOT, False, True),  # a BEGIN IMMEDIATE after a fresh commit
+    (sqlite3.SQLITE_BUSY_SNAPSHOT, True, False),  # a stale snapshot: a retry cannot help
+    (sqlite3.SQLITE_BUSY, True, False),
+    (sqlite3.SQLITE_LOCKED, False, False),
+    (sqlite3.SQLITE_IOERR, False, False),
+])
+def test_a_refusal_is_tried_again_only_for_the_lock_and_outside_a_transaction(
+        code: int, in_transaction: bool, again: bool) -> None:
+    exc = sqlite3.OperationalError("refused")
+    exc.sqlite_errorcode = code
+    assert busy.locked(exc, in_transaction) is again
+
+
 def test_only_a_refusal_for_the_lock_is_tried_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = _open(tmp_path / "q.db", 5.0)
