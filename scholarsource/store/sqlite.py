@@ -336,9 +336,14 @@ _TENANT_LIVE = "INDEXED BY jobs_tenant_status WHERE tenant = :tenant AND"
 
 
 def _queue_depths(where: str) -> str:
+    # A scheduled job always has its run_at: so jobs_due finds them, where `status` alone
+    # made the whole server's view scan every job ever kept (100 ms a call with 1M jobs, for
+    # each /metrics scrape). The queued and running ones have partial indexes of their own.
     return " UNION ALL ".join(
-        f"SELECT queue, status, count(*), min(created_at) FROM jobs {where} "
-        f"status = '{state}' GROUP BY queue" for state in ("queued", "running", "scheduled"))
+        f"SELECT queue, status, count(*), min(created_at) FROM jobs {where} {due}"
+        f"status = '{state}' GROUP BY queue"
+        for state, due in (("queued", ""), ("running", ""),
+                           ("scheduled", "run_at IS NOT NULL AND ")))
 
 
 def _queue_finishes(where: str) -> str:

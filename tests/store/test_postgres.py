@@ -92,6 +92,24 @@ def test_the_claim_walks_indexes_and_never_sorts_jobs(pg_url: str, statement: st
     assert sorted_rows and not any("jobs" in read for read in sorted_rows), sorted_rows
 
 
+def test_the_whole_servers_queue_depths_never_scan_finished_jobs(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "
+                     "created_at, run_at) SELECT 'j' || i, 't', 'noop', 'default', 0, "
+                     "CASE WHEN i % 1000 = 0 THEN 'scheduled' ELSE 'succeeded' END, '{}', i, "
+                     "CASE WHEN i % 1000 = 0 THEN 1e10 END FROM generate_series(1, 20000) i")
+        conn.execute("ANALYZE jobs")
+        (row,) = conn.execute("EXPLAIN (FORMAT JSON) " + sql.QUEUE_DEPTHS).fetchall()
+        depths = conn.execute(sql.QUEUE_DEPTHS).fetchall()
+    scans = [(node["Node Type"], node.get("Index Name")) for node in plan_nodes(row[0][0]["Plan"])
+             if node.get("Relation Name") == "jobs"]
+    # The scheduled ones through jobs_due: without run_at in the query, PostgreSQL walked
+    # the whole of jobs_tenant_status, every job ever kept.
+    assert "Seq Scan" not in {kind for kind, _ in scans}, scans
+    assert "jobs_due" in {index for _, index in scans}, scans
+    assert ("default", "scheduled", 20, 1000.0) in [tuple(r) for r in depths]
+
+
 def test_two_boxes_never_claim_the_same_job(pg_url: str) -> None:
     async def body(a: PostgresStore, b: PostgresStore) -> None:
         submitted = {j.id for j in await a.submit_many([job() for _ in range(300)])}

@@ -24,6 +24,7 @@ from scholarsource.store.sqlite import (
     CLAIM_ORDER,
     FINISH_ROWS,
     LIST_FILTERS,
+    QUEUE_DEPTHS,
     TENANT_QUEUE_DEPTHS,
     TENANT_QUEUE_FINISHES,
     TENANT_RATES,
@@ -90,6 +91,17 @@ def test_one_tenants_queue_figures_walk_its_live_jobs_only(tmp_path: Path) -> No
     assert depths.count("jobs_tenant_status (tenant=? AND status=?)") == 3, depths
     assert "jobs_finished (tenant=? AND finished_at>?)" in finishes, finishes
     assert "jobs_tenant_status (tenant=? AND status=?)" in rates, rates
+
+
+def test_the_whole_servers_queue_depths_read_live_jobs_only(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    schema.migrate(db)
+    conn = sqlite3.connect(db)
+    depths = query_plan(conn, QUEUE_DEPTHS)
+    conn.close()
+    # Each state through its own partial index: never a scan of every job ever kept.
+    assert all("USING" in step for step in depths.split(" | ") if "jobs" in step), depths
+    assert "jobs_due" in depths, depths
 
 
 def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:

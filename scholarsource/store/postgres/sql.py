@@ -222,10 +222,12 @@ PAUSED = "SELECT name FROM queues WHERE paused"
 
 
 def _queue_depths(tenant: str) -> str:
+    # run_at: jobs_due finds the scheduled jobs (see the SQLite store's _queue_depths).
     return " UNION ALL ".join(
-        f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE {tenant}"
+        f"SELECT queue, status, count(*), min(created_at) FROM jobs WHERE {tenant}{due}"
         f"status = '{state}' GROUP BY queue, status"
-        for state in ("queued", "running", "scheduled"))
+        for state, due in (("queued", ""), ("running", ""),
+                           ("scheduled", "run_at IS NOT NULL AND ")))
 
 
 def _queue_finishes(tenant: str) -> str:
