@@ -35,7 +35,7 @@ def test_a_statement_that_meets_the_lock_waits_in_short_steps_until_it_is_free(
     monkeypatch.setattr(busy.time, "sleep", sleep)
     try:
         asyncio.run(store.submit_many([NewJob("noop", {}, "default", 0, 1)]))
-        assert steps == [50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1e-3, 1e-3]
+        assert steps == [50e-6] * 7  # a tenth of the time waited, and at least 50 us
         assert holder.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
         # SQLite's own handler is off: its first step alone is 1 ms.
         assert asyncio.run(store._db.fetchall("PRAGMA busy_timeout")) == [(0,)]
@@ -70,6 +70,40 @@ def test_a_lock_held_past_the_busy_timeout_fails_as_unavailable_and_writes_nothi
         asyncio.run(body())
     finally:
         holder.close()
+
+
+def test_each_step_is_a_tenth_of_the_time_waited_within_its_bounds() -> None:
+    assert busy.step(0.0, busy.SHORTEST_STEP) == 50e-6
+    assert busy.step(0.002, busy.SHORTEST_STEP) == pytest.approx(200e-6)
+    assert busy.step(0.0, busy.LOOP_STEP) == busy.step(0.005, busy.LOOP_STEP) == 1e-3
+    assert busy.step(0.05, busy.LOOP_STEP) == pytest.approx(5e-3)
+    assert busy.step(10.0, busy.SHORTEST_STEP) == 20e-3  # a long hold: few tries
+
+
+def test_a_long_hold_costs_a_few_hundred_tries_not_a_core(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _open(tmp_path / "q.db", 5.0)
+    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.5, holder.execute, ("ROLLBACK",))
+    tries = 0
+    sleep = busy.time.sleep
+
+    def counted(seconds: float) -> None:
+        nonlocal tries
+        tries += 1
+        sleep(seconds)
+
+    monkeypatch.setattr(busy.time, "sleep", counted)
+    release.start()
+    try:
+        asyncio.run(store.submit_many([NewJob("noop", {}, "default", 0, 1)]))
+        # ~60 growing steps to 20 ms, then 20 ms each: ~130; 50 us steps all along: ~15,000.
+        assert 20 < tries < 400, tries
+    finally:
+        release.join()
+        holder.close()
+        asyncio.run(store.close())
 
 
 @pytest.mark.parametrize(("code", "in_transaction", "again"), [
