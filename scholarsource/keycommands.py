@@ -17,7 +17,8 @@ import click
 
 from scholarsource import keys
 from scholarsource.config import Config
-from scholarsource.exitcodes import EXIT_FAILURE
+from scholarsource.errors import ConfigError, ScholarSourceError
+from scholarsource.exitcodes import EXIT_CONFIG, EXIT_FAILURE
 from scholarsource.keys import ApiKey
 from scholarsource.limits import NAME_PATTERN, parse_rate
 from scholarsource.store.base import DEFAULT_TENANT, Store
@@ -89,7 +90,11 @@ def create(tenant: str, name: str, role: keys.Role, rate: str | None,
     from scholarsource.cli import build_config
 
     config = build_config(config_file, **flags)
-    migrate_unless_served(config)  # a first key may come before the first `serve`
+    try:
+        migrate_unless_served(config)  # a first key may come before the first `serve`
+    except ScholarSourceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)
     text, key = keys.new_key(tenant, role, name, rate)
     on_store(config, lambda store: store.create_key(key))
     click.echo(f"created key {key.id} ({role} for tenant {tenant}); it is shown only now, "

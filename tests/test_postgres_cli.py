@@ -125,3 +125,29 @@ def test_backup_prints_the_pg_dump_and_pg_restore_that_copy_the_queue(
         assert checks["queue lag"]["message"].startswith("5 job(s) queued")
     finally:
         drop_database(pg_cluster, copy)
+
+
+def test_keys_create_migrates_a_new_database_but_never_one_servers_run_on(
+        pg_cluster: PgCluster, tmp_path: Path) -> None:
+    empty = fresh_database(pg_cluster, "template0")  # not even migrated
+    older = fresh_database(pg_cluster)
+    try:
+        first = scholarsource(empty, tmp_path, "keys", "create", "--tenant", "acme")
+        with psycopg.connect(empty) as conn:
+            migrated = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        with psycopg.connect(older) as conn:  # as an older ScholarSource's boxes left it
+            conn.execute("DELETE FROM schema_version WHERE version = %s",
+                         (PG_SCHEMA_VERSION,))
+        refused = scholarsource(older, tmp_path, "keys", "create", "--tenant", "acme")
+        with psycopg.connect(older) as conn:
+            kept = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    finally:
+        drop_database(pg_cluster, empty)
+        drop_database(pg_cluster, older)
+    assert first.returncode == EXIT_OK and first.stdout.startswith("ss_"), first.stderr
+    assert migrated == (PG_SCHEMA_VERSION,)
+    # Servers on other boxes hold no lock here: the schema is left to them.
+    assert refused.returncode == EXIT_FAILURE and refused.stdout == ""
+    assert f"has schema {PG_SCHEMA_VERSION - 1}" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert kept == (PG_SCHEMA_VERSION - 1,)

@@ -68,18 +68,43 @@ def migrate_store(config: Config) -> int:
 
 def migrate_unless_served(config: Config) -> None:
     """Migrate the store for a one-off command that may come before the first `serve` (a
-    first API key), unless a server holds the data directory: that server migrated the
-    store at its start and runs against that schema. A newer one under it, from a newer
-    package's command before the restart, could drop what it reads (schema V19 dropped the
-    index an older pool's claim walks: each of its claims then sorted the queue)."""
-    try:
-        lock = lock_data_dir(config.data_dir)
-    except DataDirInUse:
+    first API key), but never under a running server: that server migrated the store at its
+    start and runs against that schema. A newer one under it, from a newer package's command
+    before the restart, could drop what it reads (schema V19 dropped the index an older
+    pool's claim walks: each of its claims then sorted the queue). Raises StoreError, saying
+    to restart the server, when one runs on an older schema."""
+    if config.database.is_postgres:
+        # Servers on other boxes hold no lock here: only a store no server ever ran on is
+        # migrated; for any other, the command's own version check says what to do.
+        if asyncio.run(_found(config)) == 0:
+            migrate_store(config)
         return
+    try:
+        lock = lock_data_dir(config.data_dir, shared=True)
+    except DataDirInUse:
+        found = asyncio.run(_found(config))
+        if found < schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"a server is running on {config.data_dir} with schema {found}, from an "
+                f"older ScholarSource (this one has {schema.SCHEMA_VERSION}): restart it "
+                "with this version, which migrates the store at start, then run this "
+                "command again") from None
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None
     try:
         migrate_store(config)
     finally:
         os.close(lock)
+
+
+async def _found(config: Config) -> int:
+    """The schema version the configured store holds (0: none yet)."""
+    store = await open_store(config, "cli")
+    try:
+        return (await store.schema_version()).found
+    finally:
+        await store.close()
 
 
 async def check_store(config: Config) -> list[Check]:

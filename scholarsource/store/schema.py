@@ -486,9 +486,37 @@ def migrate(path: Path) -> int:
             raise StoreError(f"database {path} has schema {version}, newer than this "
                              f"ScholarSource understands ({SCHEMA_VERSION}); upgrade it")
         for number in range(version, SCHEMA_VERSION):
-            # executescript commits first; the BEGIN makes each migration all-or-nothing.
-            conn.executescript(f"BEGIN IMMEDIATE;\n{MIGRATIONS[number]}\n"
-                               f"PRAGMA user_version = {number + 1};\nCOMMIT;")
+            _step(conn, number)
         return SCHEMA_VERSION
     finally:
         conn.close()
+
+
+def _step(conn: sqlite3.Connection, number: int) -> None:
+    """Apply migration `number` (0-based) as one transaction, unless another process (two
+    one-off commands on a new data directory) applied it since this one read the version:
+    the version is read again under the write lock."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] <= number:
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements one by one (a trigger's body holds semicolons of its own:
+    SQLite says where a statement is complete)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise StoreError(f"an incomplete statement at the end of a migration: {pending!r}")
+    return statements
