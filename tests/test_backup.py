@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,11 @@ def test_a_stepwise_copy_finishes_and_is_consistent_while_another_connection_com
     thread = threading.Thread(target=write)
     thread.start()
     try:
+        # The writer going first: on a busy box (a CI run) the thread could start late
+        # enough for the whole copy to finish before its first commit.
+        deadline = time.monotonic() + 10
+        while commits < 10 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
         before = commits
         result = copy_database(db, tmp_path / "copy.db", step_pages=1)
         during = commits - before
