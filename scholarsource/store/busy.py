@@ -61,16 +61,29 @@ def fetch_waiting(conn: sqlite3.Connection, sql: str, params: Any,
                 raise
 
 
-async def fetch_awaiting(fetch: Callable[[], Awaitable[list[Any]]],
-                         in_transaction: Callable[[], bool], timeout: float) -> list[Any]:
-    """As fetch_waiting, for a statement that runs on another thread (aiosqlite): the event
-    loop serves other requests while it waits, in steps of at least LOOP_STEP."""
+async def attempt(fetch: Callable[[], Awaitable[list[Any]]],
+                  in_transaction: Callable[[], bool]) -> list[Any] | sqlite3.OperationalError:
+    """One try of a statement that runs on another thread (aiosqlite): its rows, or the
+    error when SQLite refused it for the lock (`locked`); any other error is raised."""
+    try:
+        return await fetch()
+    except sqlite3.OperationalError as exc:
+        if locked(exc, in_transaction()):
+            return exc
+        raise
+
+
+async def fetch_awaiting(tries: Callable[[], Awaitable[list[Any] | sqlite3.OperationalError]],
+                         timeout: float) -> list[Any]:
+    """As fetch_waiting, for a statement whose first try (`attempt`) was refused for the
+    lock: the event loop serves other requests while it waits, in steps of at least
+    LOOP_STEP; past `timeout` seconds the last refusal is raised."""
     began = time.monotonic()
     while True:
         pause = step(time.monotonic() - began, LOOP_STEP)
         await asyncio.sleep(pause)
-        try:
-            return await fetch()
-        except sqlite3.OperationalError as exc:
-            if not locked(exc, in_transaction()) or time.monotonic() + pause > began + timeout:
-                raise
+        outcome = await tries()
+        if not isinstance(outcome, sqlite3.OperationalError):
+            return outcome
+        if time.monotonic() + pause > began + timeout:
+            raise outcome

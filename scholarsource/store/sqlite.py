@@ -870,9 +870,16 @@ def _unavailable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corouti
 class _Driver(Protocol):
     """How statements reach the database: one call per statement, rows fully fetched, so
     a statement that writes has committed and released the write lock when the call returns
-    (a half-read RETURNING cursor would hold the lock across awaits)."""
+    (a half-read RETURNING cursor would hold the lock across awaits). `fetchall` waits for
+    SQLite's write lock (store/busy.py); `attempt` may instead return the refusal, for a
+    caller that waits without holding the connection (_Serialized)."""
+
+    busy_timeout: float
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]: ...
+
+    async def attempt(self, sql: str, params: Any) -> list[Any] | sqlite3.OperationalError:
+        ...
 
     async def script(self, sql: str) -> None: ...
 
@@ -885,24 +892,24 @@ class _ThreadDriver:
 
     def __init__(self, conn: aiosqlite.Connection, busy_timeout: float) -> None:
         self._conn = conn
-        self._busy_timeout = busy_timeout
+        self.busy_timeout = busy_timeout
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
-        try:
-            return list(await self._conn.execute_fetchall(sql, params))
-        except sqlite3.OperationalError as exc:
-            if not busy.locked(exc, self._conn.in_transaction):
-                raise
-            return await busy.fetch_awaiting(lambda: self._fetch(sql, params),
-                                             lambda: self._conn.in_transaction,
-                                             self._busy_timeout)
+        outcome = await self.attempt(sql, params)
+        if not isinstance(outcome, sqlite3.OperationalError):
+            return outcome
+        return await busy.fetch_awaiting(lambda: self.attempt(sql, params), self.busy_timeout)
+
+    async def attempt(self, sql: str, params: Any) -> list[Any] | sqlite3.OperationalError:
+        return await busy.attempt(lambda: self._fetch(sql, params),
+                                  lambda: self._conn.in_transaction)
 
     async def _fetch(self, sql: str, params: Any) -> list[Any]:
         return list(await self._conn.execute_fetchall(sql, params))
 
     async def script(self, sql: str) -> None:
         # As _InlineDriver.script: SQLite's own handler waits for a script.
-        await self.fetchall(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        await self.fetchall(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         try:
             await self._conn.executescript(sql)
         finally:
@@ -921,7 +928,7 @@ class _InlineDriver:
 
     def __init__(self, conn: sqlite3.Connection, busy_timeout: float) -> None:
         self._conn = conn
-        self._busy_timeout = busy_timeout
+        self.busy_timeout = busy_timeout
 
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         try:
@@ -929,12 +936,15 @@ class _InlineDriver:
         except sqlite3.OperationalError as exc:
             if not busy.locked(exc, self._conn.in_transaction):
                 raise
-            return busy.fetch_waiting(self._conn, sql, params, self._busy_timeout)
+            return busy.fetch_waiting(self._conn, sql, params, self.busy_timeout)
+
+    async def attempt(self, sql: str, params: Any) -> list[Any] | sqlite3.OperationalError:
+        return await self.fetchall(sql, params)  # waits here: the loop has nothing else to do
 
     async def script(self, sql: str) -> None:
         # Scripts are rare (compaction, VACUUM) and may wait inside a statement (a TRUNCATE
         # checkpoint waits for readers): SQLite's own handler waits for them.
-        self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}").fetchall()
+        self._conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}").fetchall()
         try:
             self._conn.executescript(sql)
         finally:
@@ -962,8 +972,17 @@ class _Serialized:
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         if self.held():
             return await self.raw.fetchall(sql, params)
-        async with self.lock:
-            return await self.raw.fetchall(sql, params)
+        outcome = await self._attempt(sql, params)
+        if not isinstance(outcome, sqlite3.OperationalError):
+            return outcome
+        # Refused for SQLite's write lock: wait without holding the connection, so that
+        # other requests' reads (never refused in WAL) go on meanwhile.
+        return await busy.fetch_awaiting(lambda: self._attempt(sql, params),
+                                         self.raw.busy_timeout)
+
+    async def _attempt(self, sql: str, params: Any) -> list[Any] | sqlite3.OperationalError:
+        async with self.lock:  # the refusal is judged under it (busy.locked)
+            return await self.raw.attempt(sql, params)
 
     async def script(self, sql: str) -> None:
         async with self.lock:

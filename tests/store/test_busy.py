@@ -202,3 +202,32 @@ def test_an_api_workers_statement_waits_on_its_event_loop_in_millisecond_steps(
     finally:
         release.join()
         holder.close()
+
+
+def test_an_api_workers_reads_go_on_while_its_write_waits_for_the_lock(tmp_path: Path) -> None:
+    schema.migrate(tmp_path / "q.db")
+    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+
+    async def body() -> None:
+        store = await SqliteStore.open(tmp_path / "q.db", busy_timeout=5.0)  # aiosqlite's
+        try:
+            (first,) = await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+            holder.execute("BEGIN IMMEDIATE")
+            writing = asyncio.create_task(
+                store.submit_many([NewJob("noop", {}, "default", 0, 1)]))
+            await asyncio.sleep(0.05)
+            assert not writing.done()  # it waits for the lock ...
+            # ... without holding the connection: reads (which WAL never refuses) go on.
+            found = await asyncio.wait_for(store.get("default", first.id), timeout=1.0)
+            assert found is not None and found.id == first.id
+            assert not writing.done()
+            holder.execute("ROLLBACK")
+            await asyncio.wait_for(writing, timeout=5.0)
+            assert (await store.counts())["queued"] == 2
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        holder.close()

@@ -31,7 +31,7 @@ def test_sqlite_roles_open_the_data_dir_database_with_their_driver(tmp_path: Pat
                 assert await store._db.fetchall("PRAGMA synchronous") == [(2,)]  # FULL
                 # Each waits for the lock itself, in shorter steps (store/busy.py).
                 assert await store._db.fetchall("PRAGMA busy_timeout") == [(0,)]
-                assert store._db.raw._busy_timeout == 2.5
+                assert store._db.raw.busy_timeout == 2.5
             finally:
                 await store.close()
 
