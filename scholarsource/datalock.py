@@ -7,32 +7,37 @@ take each other for a server."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
 
 from scholarsource.errors import DataDirInUse
 
+log = logging.getLogger("scholarsource.datalock")
+
 LOCK_FILE = "scholarsource.lock"
-# How long a starting server waits for one-off commands that hold the lock shared (a first
-# key's migration) before it says the directory is in use.
-_ONE_OFF_WAIT = 10.0
+_POLL = 0.05
 
 
 def lock_data_dir(data_dir: Path | str, *, shared: bool = False) -> int:
-    """Take the lock on `data_dir` (created if missing), exclusive or `shared`, without
-    waiting for a server; returns the descriptor that holds it (close it to let go). Raises
-    DataDirInUse when a server holds it. An exclusive lock waits up to _ONE_OFF_WAIT seconds
-    for one-off commands that hold it shared."""
+    """Take the lock on `data_dir` (created if missing), exclusive or `shared`; returns the
+    descriptor that holds it (close it to let go). Raises DataDirInUse at once when a server
+    holds it. An exclusive lock waits for one-off commands that hold it shared, however
+    long they take (migrating a big store can take minutes), and says so once."""
     os.makedirs(data_dir, exist_ok=True)
     fd = os.open(os.path.join(data_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT)
-    deadline = time.monotonic() + _ONE_OFF_WAIT
+    said = False
     try:
         while not _took(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX):
-            if shared or not _took(fd, fcntl.LOCK_SH) or time.monotonic() > deadline:
+            if shared or not _took(fd, fcntl.LOCK_SH):
                 raise DataDirInUse(f"data directory {data_dir} is in use by a running server")
             fcntl.flock(fd, fcntl.LOCK_UN)  # held shared: one-off commands, soon done
-            time.sleep(0.05)
+            if not said:
+                log.warning("data directory %s is held by a one-off command (keys create "
+                            "migrating the store?); waiting for it to finish", data_dir)
+                said = True
+            time.sleep(_POLL)
     except BaseException:
         os.close(fd)
         raise

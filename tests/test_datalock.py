@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,12 +26,18 @@ def test_a_server_shuts_out_servers_and_one_off_commands_at_once(tmp_path: Path)
         os.close(server)
 
 
-def test_one_off_commands_share_it_and_a_server_waits_for_them(tmp_path: Path) -> None:
+def test_one_off_commands_share_it_and_a_server_waits_for_them(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = lock_data_dir(tmp_path, shared=True)
     second = lock_data_dir(tmp_path, shared=True)  # not taken for a server
     os.close(second)
-    threading.Timer(0.3, os.close, (first,)).start()
-    server = lock_data_dir(tmp_path)  # waits for the command, then starts
+    # However long the command takes (a migration of a big store: minutes), and saying so.
+    threading.Timer(1.5, os.close, (first,)).start()
+    with caplog.at_level(logging.WARNING, logger="scholarsource.datalock"):
+        server = lock_data_dir(tmp_path)  # waits for the command, then starts
+    assert [r.getMessage() for r in caplog.records] == [
+        f"data directory {tmp_path} is held by a one-off command (keys create migrating the "
+        "store?); waiting for it to finish"]
     try:
         with pytest.raises(DataDirInUse):
             lock_data_dir(tmp_path, shared=True)

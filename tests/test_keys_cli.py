@@ -58,7 +58,9 @@ def test_create_leaves_the_schema_of_a_running_server_as_it_is(tmp_path: Path) -
         # It says what to do rather than change the schema under the running server.
         code, out, err = keys_cli(tmp_path, "create", "--tenant", "acme")
         assert code == EXIT_FAILURE and out == ""
-        assert "a server is running" in err and "restart it with this version" in err, err
+        assert "a server holds" in err, err
+        assert f"has schema {schema.SCHEMA_VERSION - 1}" in err, err
+        assert "once it is ready" in err and "restart it with this one" in err, err
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION - 1,)
     finally:
@@ -67,6 +69,18 @@ def test_create_leaves_the_schema_of_a_running_server_as_it_is(tmp_path: Path) -
     assert code == EXIT_OK and keys.key_id_of(out.strip()) is not None
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
+
+
+def test_create_while_a_server_is_starting_on_a_new_data_dir_says_to_wait(
+        tmp_path: Path) -> None:
+    lock = lock_data_dir(tmp_path)  # the server holds it and has not made its file yet
+    try:
+        code, out, err = keys_cli(tmp_path, "create", "--tenant", "acme")
+    finally:
+        os.close(lock)
+    assert code == EXIT_FAILURE and out == "" and "Traceback" not in err
+    assert "has schema 0" in err and "once it is ready" in err, err
+    assert not (tmp_path / "scholarsource.db").exists()
 
 
 def test_first_keys_made_at_once_on_a_new_data_dir_all_work(tmp_path: Path) -> None:

@@ -82,13 +82,14 @@ def migrate_unless_served(config: Config) -> None:
     try:
         lock = lock_data_dir(config.data_dir, shared=True)
     except DataDirInUse:
-        found = asyncio.run(_found(config))
+        found = asyncio.run(_found(config)) if config.db_path.is_file() else 0
         if found < schema.SCHEMA_VERSION:
             raise StoreError(
-                f"a server is running on {config.data_dir} with schema {found}, from an "
-                f"older ScholarSource (this one has {schema.SCHEMA_VERSION}): restart it "
-                "with this version, which migrates the store at start, then run this "
-                "command again") from None
+                f"a server holds {config.data_dir} and its store has schema {found} (this "
+                f"ScholarSource has {schema.SCHEMA_VERSION}). If the server is starting, it "
+                "may be creating or migrating the store: run this again once it is ready. "
+                "If it runs an older ScholarSource, restart it with this one, which "
+                "migrates the store at start.") from None
         return
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {config.data_dir}: {exc}") from None

@@ -6,10 +6,13 @@ connection ever crosses a fork.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
 from scholarsource.errors import StoreError
+
+log = logging.getLogger("scholarsource.store")
 
 # The claim reads `jobs_claim`, a partial index that holds queued rows only and matches the
 # claim's ORDER BY, so a claim is an index walk whatever the size of the table (no temp B-tree).
@@ -485,8 +488,13 @@ def migrate(path: Path) -> int:
         if version > SCHEMA_VERSION:
             raise StoreError(f"database {path} has schema {version}, newer than this "
                              f"ScholarSource understands ({SCHEMA_VERSION}); upgrade it")
+        if version < SCHEMA_VERSION:
+            log.info("migrating the store %s from schema %d to %d", path, version,
+                     SCHEMA_VERSION)
         for number in range(version, SCHEMA_VERSION):
             _step(conn, number)
+        if version < SCHEMA_VERSION:
+            log.info("the store is at schema %d", SCHEMA_VERSION)
         return SCHEMA_VERSION
     finally:
         conn.close()
