@@ -275,6 +275,12 @@ class Dispatcher:
                     await self.store.spawn(spawns, self._quota)
                 if outcomes:
                     states = await self.store.finish(outcomes, self.config.max_crashes)
+                    if any(outcome.artifacts for outcome in outcomes):
+                        # The budget with these files, before this turn's claim: read in
+                        # the batch, it counts them (and on PostgreSQL, whose batch is no
+                        # transaction, a job submitted meanwhile is not claimed past it).
+                        await self.files.refresh(self.store)
+                        free = [] if self.files.full else free
                 if free:
                     try:
                         claims = await self.policy.claim(
@@ -291,8 +297,6 @@ class Dispatcher:
             await asyncio.sleep(_STORE_RETRY)
             return
         self._written(outcomes, states)
-        if any(outcome.artifacts for outcome in outcomes):
-            await self.files.refresh(self.store)  # the budget, before the next claim
         if refused is not None:
             log.warning("cannot claim jobs: %s", refused)
             await asyncio.sleep(_STORE_RETRY)

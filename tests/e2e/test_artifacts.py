@@ -151,6 +151,24 @@ def test_the_budget_holds_jobs_queued_until_retention_deletes_files(serve, tmp_p
     assert done["status"] == "succeeded" and done["artifacts"][0]["name"] == "c.txt"
 
 
+@pytest.mark.both_backends
+def test_a_job_queued_behind_one_that_spends_the_budget_does_not_start_in_its_turn(
+        serve) -> None:
+    # One slot, both queued at once: the turn that records the first job's files would also
+    # claim the second for the freed slot, with the budget read before those files.
+    server = serve(slots=1, env={"SCHOLARSOURCE_ARTIFACTS_BUDGET_BYTES": "10"})
+    client = server.client()
+    created = client.post("/api/jobs/batch", json={"jobs": [
+        {"task": "artifact_files", "params": {"names": ["a.txt", "bb.txt"]}},
+        {"task": "artifact_files", "params": {"names": ["c.txt"]}}]})
+    assert created.status_code == 202, created.text
+    first, second = created.json()["jobs"]
+    assert wait_finished(client, first["id"])["status"] == "succeeded"
+    wait_until(lambda: server.health()["pool"]["admission"].get("waiting_for_artifact_space"),
+               10, message="the pool to report the spent budget")
+    assert client.get(f"/api/jobs/{second['id']}").json()["status"] == "queued"
+
+
 def rss(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process, bytes."""
     fields = dict(line.split(":", 1) for line in
