@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,18 @@ def _open(path: Path, timeout: float) -> SqliteStore:
     return asyncio.run(SqliteStore.open(path, busy_timeout=timeout, inline=True))
 
 
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection to the test's database (q.db, migrated), to hold the write lock."""
+    schema.migrate(tmp_path / "q.db")
+    conn = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+    yield conn
+    conn.close()
+
+
 def test_a_statement_that_meets_the_lock_waits_in_short_steps_until_it_is_free(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, holder: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     store = _open(tmp_path / "q.db", 5.0)
-    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     steps: list[float] = []
 
@@ -40,15 +49,13 @@ def test_a_statement_that_meets_the_lock_waits_in_short_steps_until_it_is_free(
         # SQLite's own handler is off: its first step alone is 1 ms.
         assert asyncio.run(store._db.fetchall("PRAGMA busy_timeout")) == [(0,)]
     finally:
-        holder.close()
         asyncio.run(store.close())
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "aiosqlite"])
 def test_a_lock_held_past_the_busy_timeout_fails_as_unavailable_and_writes_nothing(
-        tmp_path: Path, inline: bool) -> None:
+        tmp_path: Path, holder: sqlite3.Connection, inline: bool) -> None:
     schema.migrate(tmp_path / "q.db")
-    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
 
     async def body() -> None:
@@ -66,10 +73,7 @@ def test_a_lock_held_past_the_busy_timeout_fails_as_unavailable_and_writes_nothi
         finally:
             await store.close()
 
-    try:
-        asyncio.run(body())
-    finally:
-        holder.close()
+    asyncio.run(body())
 
 
 def test_each_step_is_a_tenth_of_the_time_waited_within_its_bounds() -> None:
@@ -81,9 +85,8 @@ def test_each_step_is_a_tenth_of_the_time_waited_within_its_bounds() -> None:
 
 
 def test_a_long_hold_costs_a_few_hundred_tries_not_a_core(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, holder: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     store = _open(tmp_path / "q.db", 5.0)
-    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(1.5, holder.execute, ("ROLLBACK",))
     tries = 0
@@ -102,7 +105,6 @@ def test_a_long_hold_costs_a_few_hundred_tries_not_a_core(
         assert 20 < tries < 400, tries
     finally:
         release.join()
-        holder.close()
         asyncio.run(store.close())
 
 
@@ -137,10 +139,9 @@ def test_only_a_refusal_for_the_lock_is_tried_again(
 
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "aiosqlite"])
 def test_a_script_waits_with_sqlites_handler_and_leaves_it_off_again(
-        tmp_path: Path, inline: bool) -> None:
+        tmp_path: Path, holder: sqlite3.Connection, inline: bool) -> None:
     schema.migrate(tmp_path / "q.db")
     store = asyncio.run(SqliteStore.open(tmp_path / "q.db", busy_timeout=5.0, inline=inline))
-    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
     release.start()
@@ -151,14 +152,12 @@ def test_a_script_waits_with_sqlites_handler_and_leaves_it_off_again(
         assert asyncio.run(store._db.fetchall("PRAGMA busy_timeout")) == [(0,)]
     finally:
         release.join()
-        holder.close()
         asyncio.run(store.close())
 
 
 def test_an_api_workers_statement_waits_on_its_event_loop_in_millisecond_steps(
-        tmp_path: Path) -> None:
+        tmp_path: Path, holder: sqlite3.Connection) -> None:
     schema.migrate(tmp_path / "q.db")
-    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     release = threading.Timer(0.2, holder.execute, ("ROLLBACK",))
 
@@ -201,12 +200,11 @@ def test_an_api_workers_statement_waits_on_its_event_loop_in_millisecond_steps(
         assert holder.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
     finally:
         release.join()
-        holder.close()
 
 
-def test_an_api_workers_reads_go_on_while_its_write_waits_for_the_lock(tmp_path: Path) -> None:
+def test_an_api_workers_reads_go_on_while_its_write_waits_for_the_lock(
+        tmp_path: Path, holder: sqlite3.Connection) -> None:
     schema.migrate(tmp_path / "q.db")
-    holder = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
 
     async def body() -> None:
         store = await SqliteStore.open(tmp_path / "q.db", busy_timeout=5.0)  # aiosqlite's
@@ -227,7 +225,4 @@ def test_an_api_workers_reads_go_on_while_its_write_waits_for_the_lock(tmp_path:
         finally:
             await store.close()
 
-    try:
-        asyncio.run(body())
-    finally:
-        holder.close()
+    asyncio.run(body())
