@@ -36,6 +36,10 @@ const SS = (() => {
     // The session ended (expired, logged out elsewhere, its key revoked): log in again.
     if (response.status === 401) window.location.assign("/dashboard/login");
     if (!response.ok) throw new ApiError(response.status, body);
+    // Every answer is JSON: none is a body cut short (the page left while it came in).
+    if (body === null) {
+      throw new ApiError(response.status, { message: "the server's answer could not be read" });
+    }
     return body;
   }
 
