@@ -61,23 +61,12 @@ def fetch_waiting(conn: sqlite3.Connection, sql: str, params: Any,
                 raise
 
 
-async def attempt(fetch: Callable[[], Awaitable[list[Any]]],
-                  in_transaction: Callable[[], bool]) -> list[Any] | sqlite3.OperationalError:
-    """One try of a statement that runs on another thread (aiosqlite): its rows, or the
-    error when SQLite refused it for the lock (`locked`); any other error is raised."""
-    try:
-        return await fetch()
-    except sqlite3.OperationalError as exc:
-        if locked(exc, in_transaction()):
-            return exc
-        raise
-
-
 async def fetch_awaiting(tries: Callable[[], Awaitable[list[Any] | sqlite3.OperationalError]],
                          timeout: float) -> list[Any]:
-    """As fetch_waiting, for a statement whose first try (`attempt`) was refused for the
-    lock: the event loop serves other requests while it waits, in steps of at least
-    LOOP_STEP; past `timeout` seconds the last refusal is raised."""
+    """As fetch_waiting, for a statement on another thread (aiosqlite) whose first try was
+    refused for the lock: `tries` runs it again and returns its rows, or the refusal (an
+    error `locked` accepts). The event loop serves other requests while it waits, in steps
+    of at least LOOP_STEP; past `timeout` seconds the last refusal is raised."""
     began = time.monotonic()
     while True:
         pause = step(time.monotonic() - began, LOOP_STEP)

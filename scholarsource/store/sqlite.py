@@ -901,11 +901,12 @@ class _ThreadDriver:
         return await busy.fetch_awaiting(lambda: self.attempt(sql, params), self.busy_timeout)
 
     async def attempt(self, sql: str, params: Any) -> list[Any] | sqlite3.OperationalError:
-        return await busy.attempt(lambda: self._fetch(sql, params),
-                                  lambda: self._conn.in_transaction)
-
-    async def _fetch(self, sql: str, params: Any) -> list[Any]:
-        return list(await self._conn.execute_fetchall(sql, params))
+        try:
+            return list(await self._conn.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as exc:
+            if busy.locked(exc, self._conn.in_transaction):
+                return exc
+            raise
 
     async def script(self, sql: str) -> None:
         # As _InlineDriver.script: SQLite's own handler waits for a script.
@@ -972,7 +973,8 @@ class _Serialized:
     async def fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         if self.held():
             return await self.raw.fetchall(sql, params)
-        outcome = await self._attempt(sql, params)
+        async with self.lock:  # the refusal is judged under it (busy.locked)
+            outcome = await self.raw.attempt(sql, params)
         if not isinstance(outcome, sqlite3.OperationalError):
             return outcome
         # Refused for SQLite's write lock: wait without holding the connection, so that
@@ -981,7 +983,7 @@ class _Serialized:
                                          self.raw.busy_timeout)
 
     async def _attempt(self, sql: str, params: Any) -> list[Any] | sqlite3.OperationalError:
-        async with self.lock:  # the refusal is judged under it (busy.locked)
+        async with self.lock:
             return await self.raw.attempt(sql, params)
 
     async def script(self, sql: str) -> None:
