@@ -986,6 +986,24 @@ class _Serialized:
         async with self.lock:
             return await self.raw.attempt(sql, params)
 
+    async def begin(self) -> None:
+        """Take the connection and begin a write transaction on it (`lock.release()` gives
+        it back). While SQLite refuses its write lock, wait without holding the connection,
+        as `fetchall` does: a keyed submit's transaction holds up no other request's read."""
+        if isinstance(await self._begin_once(), sqlite3.OperationalError):
+            await busy.fetch_awaiting(self._begin_once, self.raw.busy_timeout)
+
+    async def _begin_once(self) -> list[Any] | sqlite3.OperationalError:
+        await self.lock.acquire()
+        try:
+            outcome = await self.raw.attempt("BEGIN IMMEDIATE", ())
+        except BaseException:
+            self.lock.release()
+            raise
+        if isinstance(outcome, sqlite3.OperationalError):
+            self.lock.release()  # refused: the connection is free while it waits
+        return outcome
+
     async def script(self, sql: str) -> None:
         async with self.lock:
             await self.raw.script(sql)
@@ -1189,24 +1207,24 @@ class SqliteStore(Store):
         if self._db.held():
             yield db
             return
-        async with self._db.lock:
-            self._db.holder = asyncio.current_task()
+        await self._db.begin()  # holds the connection from here on, its transaction open
+        self._db.holder = asyncio.current_task()
+        try:
             try:
-                await db.fetchall("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
+                yield db
+            except BaseException:
+                await db.fetchall("ROLLBACK")
+                raise
+            try:
+                await db.fetchall("COMMIT")
+            except sqlite3.Error:
+                # An I/O error may have ended the transaction already, or may not.
+                with contextlib.suppress(sqlite3.Error):
                     await db.fetchall("ROLLBACK")
-                    raise
-                try:
-                    await db.fetchall("COMMIT")
-                except sqlite3.Error:
-                    # An I/O error may have ended the transaction already, or may not.
-                    with contextlib.suppress(sqlite3.Error):
-                        await db.fetchall("ROLLBACK")
-                    raise
-            finally:
-                self._db.holder = None
+                raise
+        finally:
+            self._db.holder = None
+            self._db.lock.release()
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:

@@ -202,17 +202,22 @@ def test_an_api_workers_statement_waits_on_its_event_loop_in_millisecond_steps(
         release.join()
 
 
+@pytest.mark.parametrize("transaction", [False, True], ids=["statement", "transaction"])
 def test_an_api_workers_reads_go_on_while_its_write_waits_for_the_lock(
-        tmp_path: Path, holder: sqlite3.Connection) -> None:
-    schema.migrate(tmp_path / "q.db")
+        tmp_path: Path, holder: sqlite3.Connection, transaction: bool) -> None:
+    async def write(store: SqliteStore) -> None:
+        if not transaction:  # one statement: a plain submit
+            await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
+            return
+        async with store.batch():  # BEGIN IMMEDIATE first, as a keyed submit's group does
+            await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
 
     async def body() -> None:
         store = await SqliteStore.open(tmp_path / "q.db", busy_timeout=5.0)  # aiosqlite's
         try:
             (first,) = await store.submit_many([NewJob("noop", {}, "default", 0, 1)])
             holder.execute("BEGIN IMMEDIATE")
-            writing = asyncio.create_task(
-                store.submit_many([NewJob("noop", {}, "default", 0, 1)]))
+            writing = asyncio.create_task(write(store))
             await asyncio.sleep(0.05)
             assert not writing.done()  # it waits for the lock ...
             # ... without holding the connection: reads (which WAL never refuses) go on.
