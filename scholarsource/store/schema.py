@@ -488,12 +488,14 @@ def migrate(path: Path) -> int:
         if version > SCHEMA_VERSION:
             raise StoreError(f"database {path} has schema {version}, newer than this "
                              f"ScholarSource understands ({SCHEMA_VERSION}); upgrade it")
-        if version < SCHEMA_VERSION:
+        if version == 0:
+            log.info("creating the store %s (schema %d)", path, SCHEMA_VERSION)
+        elif version < SCHEMA_VERSION:
             log.info("migrating the store %s from schema %d to %d", path, version,
                      SCHEMA_VERSION)
         for number in range(version, SCHEMA_VERSION):
             _step(conn, number)
-        if version < SCHEMA_VERSION:
+        if 0 < version < SCHEMA_VERSION:
             log.info("the store is at schema %d", SCHEMA_VERSION)
         return SCHEMA_VERSION
     finally:
