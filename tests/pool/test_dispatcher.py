@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import cast
 
@@ -100,6 +101,43 @@ def test_the_pool_renews_what_it_answers_for_and_lets_a_lost_claim_expire(
                 interrupted.id: ("running", 0), lost.id: ("queued", 0)}  # never ran: uncharged
         finally:
             slots.all[0].claim = None
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_stop_lists_what_it_hands_back_until_the_requeue_is_written(tmp_path: Path) -> None:
+    # The list is there from the moment the stop begins (a pool killed during its grace
+    # leaves it), and gone once the attempts are re-queued.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path), "poll_interval": "0.05"})
+    handback = tmp_path / "pool.handback"
+
+    async def main() -> None:
+        schema.migrate(config.db_path)
+        store = await SqliteStore.open(config.db_path)
+        slots = Slots(1, SlotSettings.of(config))
+        slots.start()
+        try:
+            await slots.started()
+            job = await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            runner = asyncio.ensure_future(dispatcher.run())
+            async def started() -> None:
+                while not slots.busy():
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(started(), 10)
+            claim = slots.busy()[0].claim
+            assert claim is not None
+            dispatcher.stop(60)
+            assert json.loads(handback.read_text()) == [[job.id, claim.token]]
+            dispatcher.stop(0)  # the grace is over
+            await runner
+            assert not handback.exists()
+            after = await store.get("default", job.id)
+            assert after is not None and (after.status, after.crashes) == ("queued", 0)
+        finally:
+            slots.stop(kill=True)
             await store.close()
 
     asyncio.run(main())
