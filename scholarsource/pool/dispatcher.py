@@ -31,6 +31,7 @@ from scholarsource.pool import memory
 from scholarsource.pool.admission import Admission
 from scholarsource.pool.artifacts import Files, received, well_formed
 from scholarsource.pool.children import Children
+from scholarsource.pool.handback import Handback
 from scholarsource.pool.journal import Journal
 from scholarsource.pool.messages import Ended, Report, Spawned
 from scholarsource.pool.policy import Policy
@@ -51,6 +52,7 @@ from scholarsource.store.base import (
     TaskDefaults,
     Wake,
 )
+from scholarsource.store.rules import SHUTDOWN
 from scholarsource.tasks.jsontext import printable, to_json
 
 log = logging.getLogger("scholarsource.pool")
@@ -61,7 +63,6 @@ MEMORY_INTERVAL = 0.25
 _STORE_RETRY = 0.2
 # Messages of a burst (children, progress, logs) taken per read of a slot's pipe.
 _BURST = 256
-_SHUTDOWN = ErrorCode.INTERRUPTED.explain("the server shut down")
 # What multiprocessing's Connection.recv_bytes raises for a message over its maxlength.
 _TOO_LONG = "bad message length"
 # Room in a slot's message beyond its result: the error text and traceback it may carry.
@@ -112,7 +113,8 @@ class Dispatcher:
                  master_pid: int | None = None, expect: memory.Expectations | None = None,
                  alive: Callable[[], None] = lambda: None,
                  suspect: Suspect | None = None, rate_limited: bool = False,
-                 tasks: Mapping[str, TaskDefaults] | None = None) -> None:
+                 tasks: Mapping[str, TaskDefaults] | None = None,
+                 handback: Handback | None = None) -> None:
         self.config = config
         self.store = store
         self.slots = slots
@@ -121,6 +123,7 @@ class Dispatcher:
         self.expect = expect or memory.Expectations(config.memory_per_job)
         self.journal = Journal(config.job_log)
         self.suspect = suspect or Suspect.in_dir(config.data_dir)
+        self.handback = handback or Handback.in_dir(config.data_dir)
         self._max_message = config.max_result_bytes + _MESSAGE_HEADROOM
         self._alive = alive  # tells the master this loop still turns (see server.py)
         self.admission = Admission(config.memory_reserve, self.expect, slots)
@@ -166,6 +169,9 @@ class Dispatcher:
             log.info("pool stopping: %d running job(s), %.0fs grace",
                      len(self.slots.busy()), grace)
             self._stop_at = deadline
+        # Now, not when the grace is over: a store that keeps the loop waiting (another
+        # process holds SQLite's lock) may keep it waiting until the master kills the pool.
+        self.handback.keep(self._held())
         self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -180,6 +186,10 @@ class Dispatcher:
             for slot in self.slots.all:
                 self._detach(slot)
         await self._flush()
+        if held := self._held():
+            log.warning("%d attempt(s) not written back: the next start re-queues them "
+                        "uncharged (pool.handback)", len(held))
+        self.handback.keep(held)
 
     async def _turns(self) -> None:
         while True:
@@ -190,7 +200,7 @@ class Dispatcher:
             await self._housekeeping()  # first: it queues the jobs that are due
             await self._write(claim=self._stop_at is None)
             if self._stop_at is not None and time.monotonic() >= self._stop_at:
-                await self._requeue_running(_SHUTDOWN)
+                await self._requeue_running()
                 break
             # A timer that sets the same event: cheaper per turn than asyncio.wait_for.
             timer = asyncio.get_running_loop().call_later(self._sleep_for(), self._wake.set)
@@ -240,8 +250,9 @@ class Dispatcher:
     async def _requeue_interrupted(self) -> None:
         self.journal.flush()
         if self._interrupted:
+            self.handback.keep(self._held())  # first: the write may wait until a kill
             try:
-                await self.store.requeue(self._interrupted, _SHUTDOWN)
+                await self.store.requeue(self._interrupted, SHUTDOWN)
                 self._interrupted = []
             except StoreUnavailable as exc:  # kept for the next turn, or the next pool
                 log.warning("cannot re-queue interrupted jobs yet: %s", exc)
@@ -654,16 +665,14 @@ class Dispatcher:
         except StoreUnavailable as exc:
             log.warning("cannot heartbeat: %s", exc)
 
-    async def _requeue_running(self, cause: str) -> None:
-        pairs = []
+    async def _requeue_running(self) -> None:
+        """The grace is over: stop what still runs and hand it back to the queue."""
+        count = len(self._interrupted)
         for slot in self.slots.busy():
             if (claim := slot.release()) is not None:
-                pairs.append((claim.id, claim.token))
+                self._interrupted.append((claim.id, claim.token))
                 self.children.forget(claim)
             slot.kill()
-        log.warning("re-queueing %d unfinished job(s): %s", len(pairs), cause)
-        try:
-            await self.store.requeue(pairs, cause)
-        except StoreUnavailable as exc:
-            # Their leases expire and the next pool start re-queues them anyway.
-            log.error("cannot re-queue now (%s); they go back at the next start", exc)
+        log.warning("re-queueing %d unfinished job(s): %s", len(self._interrupted) - count,
+                    SHUTDOWN)
+        await self._requeue_interrupted()  # or the last flush, or the next pool's start

@@ -21,6 +21,7 @@ from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.limits import check_reservations
 from scholarsource.pool.artifacts import Files
 from scholarsource.pool.dispatcher import Dispatcher
+from scholarsource.pool.handback import Handback
 from scholarsource.pool.memory import Expectations
 from scholarsource.pool.scheduler import check_schedules
 from scholarsource.pool.slots import Slots, SlotSettings
@@ -112,15 +113,23 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     slots = Slots(sizing.slots, SlotSettings.of(config))
     wakeups = await store.listen()
     suspect = Suspect.in_dir(config.data_dir)
+    handback = Handback.in_dir(config.data_dir)
     try:
         # One pool per data directory (the master holds its lock), so whatever this box's
         # earlier pools still hold "running" belonged to a pool that died: it runs again
         # now. Other boxes' jobs wait for their leases (the dispatcher's sweep).
-        culprit = suspect.take()
+        # What a stopping pool could not write back goes back uncharged, as its stop would
+        # have put it (pool/handback.py); the file goes once that is done.
+        culprit, handed = suspect.take(), handback.read()
         recovered = await store.recover(owner, box=box_of(config.data_dir),
-                                        max_crashes=config.max_crashes, culprit=culprit)
+                                        max_crashes=config.max_crashes, culprit=culprit,
+                                        handed_back=handed)
+        handback.keep([])
         if recovered:
-            log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
+            log.warning("re-queued %d job(s) a previous pool left running", recovered)
+        if handed:
+            log.warning("the previous pool stopped before it could re-queue %d job(s): those "
+                        "still running go back uncharged", len(handed))
         if culprit:
             log.warning("the previous pool died while handling job %s: that job alone is "
                         "charged a crash", culprit[0])
@@ -147,7 +156,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         dispatcher = Dispatcher(config, store, slots, owner, master_pid, expect,
                                 alive=lambda: _pulse(ready_fd, ALIVE), suspect=suspect,
                                 rate_limited=bool(rates),
-                                tasks={d.name: d for d in defaults})
+                                tasks={d.name: d for d in defaults}, handback=handback)
         loop = asyncio.get_running_loop()
         loop.add_reader(wakeups.fileno(), lambda: dispatcher.hint(wakeups.drain()))
         loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)

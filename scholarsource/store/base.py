@@ -11,7 +11,7 @@ import contextlib
 import enum
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -939,12 +939,14 @@ class Store(abc.ABC):
         """(job id, token) of the owner's running jobs that a client asked to cancel."""
 
     @abc.abstractmethod
-    async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
-        """Put running attempts back in the queue; an interruption is not charged."""
+    async def requeue(self, job_ids_tokens: Sequence[tuple[str, int]], cause: str) -> int:
+        """Put running attempts back in the queue; an interruption is not charged. Returns
+        how many were still running under those tokens."""
 
     @abc.abstractmethod
     async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
-                      culprit: tuple[str, int] | None = None) -> int:
+                      culprit: tuple[str, int] | None = None,
+                      handed_back: Sequence[tuple[str, int]] = ()) -> int:
         """Re-queue running jobs whose pool is gone; returns how many.
 
         Without `box` (the periodic sweep of every pool): the jobs whose lease expired,
@@ -959,7 +961,12 @@ class Store(abc.ABC):
         job, not a failure (error_code pool_died at start, lease_expired in the sweep), and a
         job reaching `max_crashes` goes dead. With `culprit` (job id, token), the attempt the
         dead pool was handling as it died, that attempt alone is charged and the others are
-        re-queued uncharged (interrupted)."""
+        re-queued uncharged (interrupted).
+
+        With `box`, `handed_back` (job id, token) are the attempts the earlier pool was
+        handing back as it stopped (pool/handback.py): each still running under that token
+        goes back first as `requeue` would have put it, uncharged, unless it is the culprit,
+        which the rule above charges."""
 
     @abc.abstractmethod
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

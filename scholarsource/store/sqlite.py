@@ -16,7 +16,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import MappingProxyType
@@ -87,7 +87,7 @@ from scholarsource.store.rows import (
 from scholarsource.store.rows import job_from_row as _job
 from scholarsource.store.rows import like_pattern as _like
 from scholarsource.store.rows import new_jobs as _new_jobs
-from scholarsource.store.rules import spared_cause
+from scholarsource.store.rules import SHUTDOWN, spared_cause
 from scholarsource.store.schema import SCHEMA_VERSION
 from scholarsource.store.sqlite_backup import copy_database
 from scholarsource.store.sqlite_checks import RESTORE
@@ -620,6 +620,7 @@ UPDATE jobs SET status = 'queued', error = :cause, error_code = :code,
     history = {_INTERRUPTED}, owner = NULL, token = NULL, lease_until = NULL
 FROM (SELECT value ->> '$[0]' AS id, value ->> '$[1]' AS token FROM json_each(:batch)) AS r
 WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
+RETURNING jobs.id
 """
 # Moving to another store (`scholarsource migrate-to`, store/transfer.py): each job as one
 # JSON object keyed by CARRIED_COLUMNS, in seq order. The server is stopped (its data dir is
@@ -1722,16 +1723,20 @@ class SqliteStore(Store):
                 await self._db.fetchall(CANCEL_REQUESTS, (owner,))]
 
     @_unavailable
-    async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
-        await self._db.fetchall(REQUEUE, {"batch": json.dumps(job_ids_tokens), "cause": cause,
-                                          "code": ErrorCode.INTERRUPTED,
-                                          "now": time.time()})
+    async def requeue(self, job_ids_tokens: Sequence[tuple[str, int]], cause: str) -> int:
+        return len(await self._db.fetchall(REQUEUE, {
+            "batch": json.dumps(job_ids_tokens), "cause": cause, "code": ErrorCode.INTERRUPTED,
+            "now": time.time()}))
 
     @_unavailable
     async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
-                      culprit: tuple[str, int] | None = None) -> int:
+                      culprit: tuple[str, int] | None = None,
+                      handed_back: Sequence[tuple[str, int]] = ()) -> int:
         now = time.time()
+        handed = 0
         if box is not None:
+            if spared := [pair for pair in handed_back if pair != culprit]:
+                handed = await self.requeue(spared, SHUTDOWN)
             await self._db.fetchall(FORGET_POOLS, {"owner": owner, "box": box,
                                                    "before": now - POOL_FORGET_SECONDS})
             sql, code = RECOVER_BOX, ErrorCode.POOL_DIED
@@ -1747,7 +1752,7 @@ class SqliteStore(Store):
             "owner": owner, "box": box, "now": now, "cause": cause, "code": code,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": spared_cause(box is None)})
-        return len(rows)
+        return handed + len(rows)
 
     @_unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Server
-from tests.e2e.jobs_api import stored, submit, wait_running
+from tests.e2e.jobs_api import stored, submit, wait_finished, wait_running
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -75,6 +76,7 @@ def test_sigterm_lets_a_short_job_finish_and_requeues_a_long_one_uncharged(
     assert (done["status"], done["failures"], done["crashes"]) == ("succeeded", 0, 0)
     _assert_requeued_uncharged(_job(server, long["id"]))
     assert "pool stopping: 2 running job(s), 3s grace" in server.log()
+    assert not (server.data_dir / "pool.handback").exists()  # all written back
     _assert_clean(server)
 
 
@@ -151,3 +153,57 @@ def test_a_job_process_that_dies_while_the_pool_stops_is_interrupted_not_crashed
 
     _assert_requeued_uncharged(_job(server, job["id"]))
     assert "its process ended while the pool was stopping (killed by SIGKILL)" in server.log()
+
+
+@pytest.mark.parametrize("holder", ["before_the_stop", "during_the_grace"])
+def test_a_stop_that_cannot_write_its_requeue_charges_no_crash(
+        serve, tmp_path: Path, holder: str) -> None:
+    # Another process holds SQLite's write lock (a `prune --vacuum`, a migration) across the
+    # stop. Held from before the SIGTERM, the pool's requeue is refused after busy_timeout
+    # and the pool exits without it; taken once the pool is stopping, with a busy_timeout
+    # past the master's margin, the pool waits on a write until the master kills it.
+    # Either way the next start must put the job back uncharged, not as a pool death.
+    busy = "0.5" if holder == "before_the_stop" else "30"
+    env = {"SCHOLARSOURCE_GRACE_PERIOD": "1", "SCHOLARSOURCE_BUSY_TIMEOUT": busy}
+    server = serve(slots=1, env=env)
+    _booted(server, 2)
+    client = server.client()
+    gate = tmp_path / "gate"  # the job waits for it: the first attempt outlives the grace
+    job = submit(client, "narrate", gate=str(gate), lines=0)
+    wait_running(client, job["id"])
+
+    lock = sqlite3.connect(server.data_dir / "scholarsource.db", isolation_level=None)
+    if holder == "before_the_stop":
+        lock.execute("BEGIN IMMEDIATE")
+    server.signal(signal.SIGTERM)
+    wait_until(lambda: "pool stopping: 1 running job(s)" in server.log(), 10,
+               message="the pool to start stopping")
+    if holder == "during_the_grace":
+        lock.execute("BEGIN IMMEDIATE")
+    server.proc.wait(timeout=30)
+    lock.execute("ROLLBACK")
+    lock.close()
+    if holder == "before_the_stop":  # it gave up on the write, and said so
+        assert "the next start re-queues them uncharged (pool.handback)" in server.log()
+    else:  # the master killed it while it waited
+        assert "pool stopped" not in server.log()
+    assert (server.data_dir / "pool.handback").exists()
+
+    gate.touch()
+    again = serve(slots=1, env=env)
+    done = wait_finished(again.client(), job["id"])
+    assert (done["status"], done["failures"], done["crashes"]) == ("succeeded", 0, 0)
+    outcomes = [(a["outcome"], a["error_code"]) for a in done["attempts_history"]]
+    assert outcomes == [("interrupted", "interrupted"), ("succeeded", None)]
+    assert not (server.data_dir / "pool.handback").exists()  # applied, then removed
+
+
+def test_a_truncated_handback_file_is_ignored_with_one_warning(serve, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pool.handback").write_text('[["0VcxSSqGNUXLZrRKAOyEXMFA5Htgcg", 4')
+    server = serve(slots=1, data_dir=data)
+    done = wait_finished(server.client(), submit(server.client(), "echo", value=1)["id"])
+    assert done["status"] == "succeeded"
+    assert server.log().count("ignoring pool.handback") == 1
+    assert not (data / "pool.handback").exists()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
@@ -14,16 +17,26 @@ from scholarsource.store.base import Claim, NewJob, Wake
 from scholarsource.store.sqlite import SqliteStore
 
 
+@contextlib.asynccontextmanager
+async def running_slots(config: Config, count: int) -> AsyncIterator[tuple[SqliteStore, Slots]]:
+    """A fresh store and `count` started slot processes, stopped and closed after."""
+    schema.migrate(config.db_path)
+    store = await SqliteStore.open(config.db_path)
+    slots = Slots(count, SlotSettings.of(config))
+    slots.start()
+    try:
+        await slots.started()
+        yield store, slots
+    finally:
+        slots.stop(kill=True)
+        await store.close()
+
+
 def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None:
     config = load_config(env={}, overrides={"data_dir": str(tmp_path), "poll_interval": "0.05"})
 
     async def main() -> None:
-        schema.migrate(config.db_path)
-        store = await SqliteStore.open(config.db_path)
-        slots = Slots(2, SlotSettings.of(config))
-        slots.start()
-        try:
-            await slots.started()
+        async with running_slots(config, 2) as (store, slots):
             ok = [await store.submit(NewJob("echo", {"i": i}, "default", 0, 1))
                   for i in range(20)]
             bad = await store.submit(NewJob("fail", {"message": "x"}, "default", 0, 2,
@@ -39,9 +52,6 @@ def test_drain_runs_every_queued_job_and_records_results(tmp_path: Path) -> None
             wrong = await store.get("default", typo.id)
             assert wrong is not None and wrong.status == "dead"
             assert "unexpected keyword argument 'secs'" in (wrong.error or "")
-        finally:
-            slots.stop(kill=True)
-            await store.close()
 
     asyncio.run(main())
 
@@ -101,5 +111,35 @@ def test_the_pool_renews_what_it_answers_for_and_lets_a_lost_claim_expire(
         finally:
             slots.all[0].claim = None
             await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_stop_lists_what_it_hands_back_until_the_requeue_is_written(tmp_path: Path) -> None:
+    # The list is there from the moment the stop begins (a pool killed during its grace
+    # leaves it), and gone once the attempts are re-queued.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path), "poll_interval": "0.05"})
+    handback = tmp_path / "pool.handback"
+
+    async def main() -> None:
+        async with running_slots(config, 1) as (store, slots):
+            job = await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            runner = asyncio.ensure_future(dispatcher.run())
+
+            async def started() -> None:
+                while not slots.busy():
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(started(), 10)
+            claim = slots.busy()[0].claim
+            assert claim is not None
+            dispatcher.stop(60)
+            assert json.loads(handback.read_text()) == [[job.id, claim.token]]
+            dispatcher.stop(0)  # the grace is over
+            await runner
+            assert not handback.exists()
+            after = await store.get("default", job.id)
+            assert after is not None and (after.status, after.crashes) == ("queued", 0)
 
     asyncio.run(main())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scholarsource.store.base import Store
+from scholarsource.store.base import Job, Store
+from scholarsource.store.rules import SHUTDOWN
 from tests.store.backends import Backend
 from tests.store.test_sqlite import job, run
 
@@ -42,5 +43,51 @@ def test_without_a_culprit_every_running_job_is_charged(tmp_path: Path, backend:
         for claim in claims:
             after = await store.get("default", claim.id)
             assert after is not None and (after.status, after.crashes) == ("queued", 1)
+
+    run(tmp_path / "q.db", body, backend)
+
+
+async def _ended(store: Store, job_id: str) -> tuple[str, int, str | None, str | None, str]:
+    """(status, crashes, error_code, error, last outcome) of a job."""
+    got: Job | None = await store.get("default", job_id)
+    assert got is not None
+    return (got.status, got.crashes, got.error_code, got.error,
+            got.attempts_history[-1]["outcome"])
+
+
+def test_what_a_stop_handed_back_goes_back_uncharged_and_the_rest_as_after_a_death(
+        tmp_path: Path, backend: Backend) -> None:
+    # The stopping pool listed two attempts in pool.handback, then was killed before it
+    # could re-queue them. One of the two ran again since (another pool re-queued it and
+    # this one claimed it anew): the list names its old token, which changes nothing.
+    async def body(store: Store) -> None:
+        await store.submit_many([job(attempts=5) for _ in range(3)])
+        handed, rerun, beside = await store.claim("dead-pool", 3, 30)
+        await store.requeue([(rerun.id, rerun.token)], SHUTDOWN)
+        (again,) = await store.claim("dead-pool", 1, 30)
+        assert again.id == rerun.id and again.token != rerun.token
+        assert await store.recover("next-pool", box="", max_crashes=3, handed_back=[
+            (handed.id, handed.token), (rerun.id, rerun.token)]) == 3
+        assert await _ended(store, handed.id) == (
+            "queued", 0, "interrupted", SHUTDOWN, "interrupted")
+        for charged in (rerun.id, beside.id):  # no culprit was named: each counts a crash
+            assert (await _ended(store, charged))[:3] == ("queued", 1, "pool_died")
+
+    run(tmp_path / "q.db", body, backend)
+
+
+def test_a_culprit_is_charged_even_when_its_stop_handed_it_back(
+        tmp_path: Path, backend: Backend) -> None:
+    # The list is written as the stop begins; the slots run on during the grace, and the
+    # pool died taking in this one's data: that is the culprit rule's case, not a stop's.
+    async def body(store: Store) -> None:
+        await store.submit_many([job(attempts=5), job(attempts=5)])
+        culprit, other = await store.claim("dead-pool", 2, 30)
+        pairs = [(culprit.id, culprit.token), (other.id, other.token)]
+        assert await store.recover("next-pool", box="", max_crashes=3,
+                                   culprit=pairs[0], handed_back=pairs) == 2
+        assert (await _ended(store, culprit.id))[:3] == ("queued", 1, "pool_died")
+        assert await _ended(store, other.id) == (
+            "queued", 0, "interrupted", SHUTDOWN, "interrupted")
 
     run(tmp_path / "q.db", body, backend)

@@ -457,6 +457,7 @@ UPDATE jobs SET status = 'queued', error = %(cause)s, error_code = %(code)s,
     owner = NULL, token = NULL, lease_until = NULL
 FROM jsonb_to_recordset(%(batch)s::jsonb) AS r(id text, token bigint)
 WHERE jobs.id = r.id AND jobs.token = r.token AND jobs.status = 'running'
+RETURNING jobs.id
 """
 # Recovery charges a crash to the culprit alone when the dead pool named one, and never to a
 # job of the recovering pool itself, which it never started (sqlite._RECOVER).

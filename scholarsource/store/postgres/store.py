@@ -9,7 +9,7 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -83,7 +83,7 @@ from scholarsource.store.rows import (
     watched_from_rows,
     workflows_from_rows,
 )
-from scholarsource.store.rules import spared_cause
+from scholarsource.store.rules import SHUTDOWN, spared_cause
 
 if TYPE_CHECKING:
     from scholarsource.config import Config
@@ -829,17 +829,21 @@ class PostgresStore(Store):
                 await self._db.fetchall(sql.CANCEL_REQUESTS, {"owner": owner})]
 
     @unavailable
-    async def requeue(self, job_ids_tokens: list[tuple[str, int]], cause: str) -> None:
+    async def requeue(self, job_ids_tokens: Sequence[tuple[str, int]], cause: str) -> int:
         batch = [{"id": job_id, "token": token} for job_id, token in job_ids_tokens]
-        await self._db.fetchall(sql.REQUEUE, {"batch": dumps(batch), "cause": cause,
-                                        "code": ErrorCode.INTERRUPTED.value,
-                                        "now": time.time()})
+        return len(await self._db.fetchall(sql.REQUEUE, {
+            "batch": dumps(batch), "cause": cause, "code": ErrorCode.INTERRUPTED.value,
+            "now": time.time()}))
 
     @unavailable
     async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
-                      culprit: tuple[str, int] | None = None) -> int:
+                      culprit: tuple[str, int] | None = None,
+                      handed_back: Sequence[tuple[str, int]] = ()) -> int:
         now = time.time()
+        handed = 0
         if box is not None:
+            if spared := [pair for pair in handed_back if pair != culprit]:
+                handed = await self.requeue(spared, SHUTDOWN)
             await self._db.fetchall(sql.FORGET_POOLS, {"owner": owner, "box": box,
                                                        "before": now - POOL_FORGET_SECONDS})
             query, code = sql.RECOVER_BOX, ErrorCode.POOL_DIED
@@ -855,7 +859,7 @@ class PostgresStore(Store):
             "owner": owner, "box": box, "now": now, "cause": cause, "code": code.value,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": spared_cause(box is None)})
-        return len(rows)
+        return handed + len(rows)
 
     @unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
