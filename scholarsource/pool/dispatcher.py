@@ -137,6 +137,8 @@ class Dispatcher:
         self._next_promote = 0.0  # monotonic: the polling fallback for due jobs
         self._wake = asyncio.Event()
         self._outcomes: list[Outcome] = []
+        # Slots whose pipe a turn read (_take_late): the loop may still hold its readiness.
+        self._read_early: set[Slot] = set()
         # What the journal needs of each outcome once it is committed: its claim, run time.
         self._ran: dict[tuple[str, int], tuple[Claim, float]] = {}
         self._notes: list[Note] = []
@@ -286,6 +288,15 @@ class Dispatcher:
                     await self.store.spawn(spawns, self._quota)
                 if outcomes:
                     states = await self.store.finish(outcomes, self.config.max_crashes)
+                if free and (late := self._take_late()):
+                    ended, freed = late
+                    outcomes = [*outcomes, *ended]  # first: a refusal keeps them for next turn
+                    states |= await self.store.finish(ended, self.config.max_crashes)
+                    free = [*free, *freed]
+                    # Still running as the store sees it: the slots' and the endings kept.
+                    running = [s.claim for s in self.slots.busy() if s.claim] + [
+                        self._ran[(o.job_id, o.token)][0] for o in self._outcomes]
+                if outcomes:
                     if any(outcome.artifacts for outcome in outcomes):
                         # The budget with these files, before this turn's claim: read in
                         # the batch, it counts them (and on PostgreSQL, whose batch is no
@@ -313,6 +324,36 @@ class Dispatcher:
             await asyncio.sleep(_STORE_RETRY)
         for slot, claimed in zip(free, claims, strict=False):
             self._start(slot, claimed)
+
+    def _take_late(self) -> tuple[list[Outcome], list[Slot]] | None:
+        """The attempts that ended while this turn waited on the store, taken in before its
+        claim with the slots they free, so that those slots get their next jobs in this turn
+        rather than the next. With every slot busy on short jobs, a turn otherwise wrote one
+        ending: the other slots' came in while it ran. An ending with a progress or log line
+        or a child of its attempt still unwritten is kept for the next turn, which writes
+        those first, and so is its slot."""
+        woken = self._wake.is_set()
+        read = []
+        for slot in self.slots.busy():
+            if slot.conn is not None and slot.conn.poll():  # the read below cannot block
+                before = len(self._outcomes)
+                self._read(slot)
+                self._read_early.add(slot)
+                read.append((slot, self._outcomes[before:]))
+        unwritten = {note.job_id for note in self._notes}
+        unwritten.update(spawn.parent_id for spawn in self.children.pending)
+        late: list[Outcome] = []
+        freed = []
+        for slot, ended in read:
+            if ended and not any(o.job_id in unwritten for o in ended):
+                late += ended
+                if not slot.busy and not slot.retire:
+                    freed.append(slot)
+        taken = {id(o) for o in late}
+        self._outcomes = [o for o in self._outcomes if id(o) not in taken]
+        if not woken and not self._outcomes and not self._notes and not self.children.pending:
+            self._wake.clear()  # set by the endings taken here: nothing is left for a turn
+        return (late, freed) if late else None
 
     def _written(self, outcomes: list[Outcome], states: dict[str, JobState]) -> None:
         """Finished attempts are committed: tell operators, and when the next retry is due."""
@@ -476,6 +517,10 @@ class Dispatcher:
         What a slot sends is its job's data: a message the pool cannot take (too large,
         malformed, not JSON) fails that job's attempt alone and stops its process."""
         conn = slot.conn
+        if slot in self._read_early:  # a turn took what made the pipe readable: look first
+            self._read_early.discard(slot)
+            if not rest and conn is not None and not conn.poll():
+                return
         self.suspect.mark(slot.claim)
         try:
             taken = 0

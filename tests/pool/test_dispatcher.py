@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
 from scholarsource.config import Config, load_config
 from scholarsource.pool.dispatcher import Dispatcher
-from scholarsource.pool.slots import Slots, SlotSettings
+from scholarsource.pool.messages import Ended, Report, send
+from scholarsource.pool.slots import Slot, Slots, SlotSettings
 from scholarsource.store import schema
 from scholarsource.store.base import Claim, NewJob, Wake
 from scholarsource.store.sqlite import SqliteStore
@@ -141,5 +143,85 @@ def test_a_stop_lists_what_it_hands_back_until_the_requeue_is_written(tmp_path: 
             assert not handback.exists()
             after = await store.get("default", job.id)
             assert after is not None and (after.status, after.crashes) == ("queued", 0)
+
+    asyncio.run(main())
+
+
+def _slot_of(slots: Slots, job_id: str) -> Slot:
+    return next(s for s in slots.all if s.claim is not None and s.claim.id == job_id)
+
+
+def test_a_turn_takes_in_the_endings_that_came_while_it_ran_before_it_claims(
+        tmp_path: Path) -> None:
+    # Two slots on short jobs: as a turn writes one slot's ending, the other's comes in. The
+    # turn writes it too and starts both slots' next jobs, in one batch, not one per turn.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        async with running_slots(config, 2) as (store, slots):
+            first = [await store.submit(NewJob("echo", {"i": i}, "default", 0, 1))
+                     for i in range(2)]
+            later = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+                     for _ in range(2)]
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            await dispatcher._write(claim=True)  # no loop reads the pipes: this test does
+            a, b = (_slot_of(slots, job.id) for job in first)
+            assert a.conn is not None and b.conn is not None
+            assert a.conn.poll(10) and b.conn.poll(10)  # both have ended
+            dispatcher._read(a)  # what the loop does as a's pipe turns readable
+            batches = 0
+            batch = store.batch
+
+            def counted() -> contextlib.AbstractAsyncContextManager[None]:
+                nonlocal batches
+                batches += 1
+                return batch()
+
+            store.batch = counted  # type: ignore[method-assign]
+            await dispatcher._write(claim=True)
+            assert batches == 1
+            for job in first:
+                done = await store.get("default", job.id)
+                assert done is not None and done.status == "succeeded"
+            assert {s.claim.id for s in slots.busy() if s.claim} == {j.id for j in later}
+            # The loop may still hold b's readiness from before the turn read its pipe: that
+            # late call must not block on the now empty pipe (it would until b's job ends).
+            dispatcher._read(b)
+            assert b.claim is not None and not dispatcher._outcomes
+
+    asyncio.run(main())
+
+
+def test_an_ending_taken_in_late_waits_for_its_progress_to_be_written_first(
+        tmp_path: Path) -> None:
+    # A job's progress and its end sit in its pipe together as a turn runs. Its end is
+    # written in the next turn, after the progress (written after the end, the progress of a
+    # finished job is dropped), and its slot takes no job until then.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        async with running_slots(config, 2) as (store, slots):
+            quick = await store.submit(NewJob("echo", {}, "default", 0, 1))
+            noisy = await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+            waiting = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+                       for _ in range(2)]
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            await dispatcher._write(claim=True)
+            a, b = _slot_of(slots, quick.id), _slot_of(slots, noisy.id)
+            assert a.conn is not None and b.claim is not None and a.conn.poll(10)
+            dispatcher._read(a)
+            # What b's process sends as its job reports progress and ends, both at once.
+            b.conn, sender = multiprocessing.Pipe(duplex=False)
+            send(sender, Report(noisy.id, b.claim.token, "progress", {"fraction": 0.5}))
+            send(sender, Ended(b.claim.token, None, "{}"))
+            await dispatcher._write(claim=True)
+            assert not b.busy and [s.claim.id for s in slots.busy() if s.claim] == [waiting[0].id]
+            kept = await store.get("default", noisy.id)
+            assert kept is not None and kept.status == "running"
+            await dispatcher._write(claim=True)  # the next turn: the progress, then the end
+            done = await store.get("default", noisy.id)
+            assert done is not None and done.status == "succeeded"
+            assert "progress" in [event.kind for event in await store.events("default", noisy.id)]
+            assert {s.claim.id for s in slots.busy() if s.claim} == {j.id for j in waiting}
 
     asyncio.run(main())
