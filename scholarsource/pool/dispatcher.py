@@ -265,6 +265,8 @@ class Dispatcher:
         results and the claim are one batch of the store (on SQLite one transaction: one
         commit per turn, not two). What the store cannot take now is kept for the next turn
         (a child written twice is the same row: its id is derived, store/fanout.py)."""
+        if claim:
+            self._poll_slots()  # what ended since the loop last looked: this turn writes it
         notes, spawns, outcomes = self._notes, self.children.pending, self._outcomes
         # No job starts while the artifacts' budget or disk is spent (pool/artifacts.py).
         free = self.slots.free() if claim and not self.files.full else []
@@ -325,13 +327,10 @@ class Dispatcher:
         for slot, claimed in zip(free, claims, strict=False):
             self._start(slot, claimed)
 
-    def _take_late(self) -> tuple[list[Outcome], list[Slot]] | None:
-        """The attempts that ended while this turn waited on the store, taken in before its
-        claim with the slots they free, so that those slots get their next jobs in this turn
-        rather than the next. With every slot busy on short jobs, a turn otherwise wrote one
-        ending: the other slots' came in while it ran. An ending with a progress or log line
-        or a child of its attempt still unwritten is kept for the next turn, which writes
-        those first, and so is its slot."""
+    def _poll_slots(self) -> list[tuple[Slot, list[Outcome]]]:
+        """Read the busy slots whose pipes hold something, as the loop would once it looked:
+        each with the endings it brought. The turn that called it takes what they brought:
+        they wake the loop for no other turn."""
         woken = self._wake.is_set()
         read = []
         for slot in self.slots.busy():
@@ -340,6 +339,18 @@ class Dispatcher:
                 self._read(slot)
                 self._read_early.add(slot)
                 read.append((slot, self._outcomes[before:]))
+        if read and not woken:
+            self._wake.clear()
+        return read
+
+    def _take_late(self) -> tuple[list[Outcome], list[Slot]] | None:
+        """The attempts that ended while this turn waited on the store, taken in before its
+        claim with the slots they free, so that those slots get their next jobs in this turn
+        rather than the next. With every slot busy on short jobs, a turn otherwise wrote one
+        ending: the other slots' came in while it ran. An ending with a progress or log line
+        or a child of its attempt still unwritten is kept for the next turn, which writes
+        those first, and so is its slot."""
+        read = self._poll_slots()
         unwritten = {note.job_id for note in self._notes}
         unwritten.update(spawn.parent_id for spawn in self.children.pending)
         late: list[Outcome] = []
@@ -351,8 +362,8 @@ class Dispatcher:
                     freed.append(slot)
         taken = {id(o) for o in late}
         self._outcomes = [o for o in self._outcomes if id(o) not in taken]
-        if not woken and not self._outcomes and not self._notes and not self.children.pending:
-            self._wake.clear()  # set by the endings taken here: nothing is left for a turn
+        if self._outcomes or self._notes or self.children.pending:
+            self._wake.set()  # what this turn keeps: the next one writes it
         return (late, freed) if late else None
 
     def _written(self, outcomes: list[Outcome], states: dict[str, JobState]) -> None:

@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import threading
 from collections.abc import AsyncIterator
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from scholarsource.config import Config, load_config
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.messages import Ended, Report, send
 from scholarsource.pool.slots import Slot, Slots, SlotSettings
 from scholarsource.store import schema
-from scholarsource.store.base import Claim, NewJob, Wake
+from scholarsource.store.base import Claim, JobState, NewJob, Wake
 from scholarsource.store.sqlite import SqliteStore
 
 
@@ -151,10 +153,10 @@ def _slot_of(slots: Slots, job_id: str) -> Slot:
     return next(s for s in slots.all if s.claim is not None and s.claim.id == job_id)
 
 
-def test_a_turn_takes_in_the_endings_that_came_while_it_ran_before_it_claims(
+def test_a_turn_writes_every_ending_that_came_and_restarts_their_slots_in_one_batch(
         tmp_path: Path) -> None:
-    # Two slots on short jobs: as a turn writes one slot's ending, the other's comes in. The
-    # turn writes it too and starts both slots' next jobs, in one batch, not one per turn.
+    # Two slots on short jobs: the loop read one slot's ending, and the other's is in its
+    # pipe too. The turn writes both and starts both slots' next jobs, in one batch.
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
@@ -184,19 +186,69 @@ def test_a_turn_takes_in_the_endings_that_came_while_it_ran_before_it_claims(
                 done = await store.get("default", job.id)
                 assert done is not None and done.status == "succeeded"
             assert {s.claim.id for s in slots.busy() if s.claim} == {j.id for j in later}
-            # The loop may still hold b's readiness from before the turn read its pipe: that
-            # late call must not block on the now empty pipe (it would until b's job ends).
-            dispatcher._read(b)
-            assert b.claim is not None and not dispatcher._outcomes
+
+    asyncio.run(main())
+
+
+async def _ends_during_the_turn(store: SqliteStore, slot: Slot,
+                                *messages: Report | Ended) -> Connection:
+    """`slot`'s process sends `messages` while the next turn writes its first ending: in its
+    place a pipe the test holds the other end of (the process runs on, unheard, and what
+    the pool sends next goes to the test); returns that end."""
+    slot.conn, sender = multiprocessing.Pipe()
+    finish = store.finish
+
+    async def finish_then_send(*args: Any) -> dict[str, JobState]:
+        states = await finish(*args)
+        for message in messages:
+            send(sender, message)
+        store.finish = finish  # type: ignore[method-assign]
+        return states
+
+    store.finish = finish_then_send  # type: ignore[method-assign]
+    return sender
+
+
+def test_an_ending_that_comes_while_a_turn_writes_is_taken_in_before_its_claim(
+        tmp_path: Path) -> None:
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        async with running_slots(config, 2) as (store, slots):
+            quick = await store.submit(NewJob("echo", {}, "default", 0, 1))
+            other = await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+            waiting = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+                       for _ in range(2)]
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            await dispatcher._write(claim=True)
+            a, b = _slot_of(slots, quick.id), _slot_of(slots, other.id)
+            assert a.conn is not None and b.claim is not None and a.conn.poll(10)
+            dispatcher._read(a)
+            sender = await _ends_during_the_turn(store, b, Ended(b.claim.token, None, '"late"'))
+            dispatcher._wake.clear()  # as each turn begins
+            await dispatcher._write(claim=True)
+            done = await store.get("default", other.id)
+            assert done is not None and (done.status, done.result) == ("succeeded", "late")
+            assert {s.claim.id for s in slots.busy() if s.claim} == {j.id for j in waiting}
+            assert not dispatcher._outcomes and not dispatcher._wake.is_set()
+            # The loop may still hold the readiness of b's pipe from before the turn read it:
+            # that read must not block on the now empty pipe.
+            reader = threading.Thread(target=dispatcher._read, args=(b,))
+            reader.start()
+            reader.join(10)
+            blocked = reader.is_alive()
+            sender.close()  # a blocked read ends (EOF) and the thread with it
+            reader.join()
+            assert not blocked
 
     asyncio.run(main())
 
 
 def test_an_ending_taken_in_late_waits_for_its_progress_to_be_written_first(
         tmp_path: Path) -> None:
-    # A job's progress and its end sit in its pipe together as a turn runs. Its end is
-    # written in the next turn, after the progress (written after the end, the progress of a
-    # finished job is dropped), and its slot takes no job until then.
+    # A job's progress and its end come together while a turn writes. Its end is written in
+    # the next turn, after the progress (written after the end, the progress of a finished
+    # job is dropped), and its slot takes no job until then.
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
@@ -210,14 +262,16 @@ def test_an_ending_taken_in_late_waits_for_its_progress_to_be_written_first(
             a, b = _slot_of(slots, quick.id), _slot_of(slots, noisy.id)
             assert a.conn is not None and b.claim is not None and a.conn.poll(10)
             dispatcher._read(a)
-            # What b's process sends as its job reports progress and ends, both at once.
-            b.conn, sender = multiprocessing.Pipe(duplex=False)
-            send(sender, Report(noisy.id, b.claim.token, "progress", {"fraction": 0.5}))
-            send(sender, Ended(b.claim.token, None, "{}"))
+            token = b.claim.token
+            await _ends_during_the_turn(
+                store, b, Report(noisy.id, token, "progress", {"fraction": 0.5}),
+                Ended(token, None, "{}"))
+            dispatcher._wake.clear()  # as each turn begins
             await dispatcher._write(claim=True)
             assert not b.busy and [s.claim.id for s in slots.busy() if s.claim] == [waiting[0].id]
             kept = await store.get("default", noisy.id)
             assert kept is not None and kept.status == "running"
+            assert dispatcher._wake.is_set()  # the next turn comes for it
             await dispatcher._write(claim=True)  # the next turn: the progress, then the end
             done = await store.get("default", noisy.id)
             assert done is not None and done.status == "succeeded"
