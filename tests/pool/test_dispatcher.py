@@ -209,27 +209,36 @@ async def _ends_during_the_turn(store: SqliteStore, slot: Slot,
     return sender
 
 
+@contextlib.asynccontextmanager
+async def one_ended_one_running(
+        config: Config) -> AsyncIterator[tuple[SqliteStore, Slots, Dispatcher, Slot, list[str]]]:
+    """Two slots: one's short job ended and the loop read its ending; slot `b` runs the first
+    of three long jobs (their ids), the other two queued."""
+    async with running_slots(config, 2) as (store, slots):
+        quick = await store.submit(NewJob("echo", {}, "default", 0, 1))
+        jobs = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+                for _ in range(3)]
+        dispatcher = Dispatcher(config, store, slots, owner="test")
+        await dispatcher._write(claim=True)
+        a, b = _slot_of(slots, quick.id), _slot_of(slots, jobs[0].id)
+        assert a.conn is not None and a.conn.poll(10)
+        dispatcher._read(a)
+        dispatcher._wake.clear()  # as each turn begins
+        yield store, slots, dispatcher, b, [job.id for job in jobs]
+
+
 def test_an_ending_that_comes_while_a_turn_writes_is_taken_in_before_its_claim(
         tmp_path: Path) -> None:
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
-        async with running_slots(config, 2) as (store, slots):
-            quick = await store.submit(NewJob("echo", {}, "default", 0, 1))
-            other = await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
-            waiting = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
-                       for _ in range(2)]
-            dispatcher = Dispatcher(config, store, slots, owner="test")
-            await dispatcher._write(claim=True)
-            a, b = _slot_of(slots, quick.id), _slot_of(slots, other.id)
-            assert a.conn is not None and b.claim is not None and a.conn.poll(10)
-            dispatcher._read(a)
+        async with one_ended_one_running(config) as (store, slots, dispatcher, b, jobs):
+            assert b.claim is not None
             sender = await _ends_during_the_turn(store, b, Ended(b.claim.token, None, '"late"'))
-            dispatcher._wake.clear()  # as each turn begins
             await dispatcher._write(claim=True)
-            done = await store.get("default", other.id)
+            done = await store.get("default", jobs[0])
             assert done is not None and (done.status, done.result) == ("succeeded", "late")
-            assert {s.claim.id for s in slots.busy() if s.claim} == {j.id for j in waiting}
+            assert {s.claim.id for s in slots.busy() if s.claim} == set(jobs[1:])
             assert not dispatcher._outcomes and not dispatcher._wake.is_set()
             # The loop may still hold the readiness of b's pipe from before the turn read it:
             # that read must not block on the now empty pipe.
@@ -252,30 +261,21 @@ def test_an_ending_taken_in_late_waits_for_its_progress_to_be_written_first(
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
-        async with running_slots(config, 2) as (store, slots):
-            quick = await store.submit(NewJob("echo", {}, "default", 0, 1))
-            noisy = await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
-            waiting = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
-                       for _ in range(2)]
-            dispatcher = Dispatcher(config, store, slots, owner="test")
-            await dispatcher._write(claim=True)
-            a, b = _slot_of(slots, quick.id), _slot_of(slots, noisy.id)
-            assert a.conn is not None and b.claim is not None and a.conn.poll(10)
-            dispatcher._read(a)
+        async with one_ended_one_running(config) as (store, slots, dispatcher, b, jobs):
+            assert b.claim is not None
             token = b.claim.token
             await _ends_during_the_turn(
-                store, b, Report(noisy.id, token, "progress", {"fraction": 0.5}),
+                store, b, Report(jobs[0], token, "progress", {"fraction": 0.5}),
                 Ended(token, None, "{}"))
-            dispatcher._wake.clear()  # as each turn begins
             await dispatcher._write(claim=True)
-            assert not b.busy and [s.claim.id for s in slots.busy() if s.claim] == [waiting[0].id]
-            kept = await store.get("default", noisy.id)
+            assert not b.busy and [s.claim.id for s in slots.busy() if s.claim] == [jobs[1]]
+            kept = await store.get("default", jobs[0])
             assert kept is not None and kept.status == "running"
             assert dispatcher._wake.is_set()  # the next turn comes for it
             await dispatcher._write(claim=True)  # the next turn: the progress, then the end
-            done = await store.get("default", noisy.id)
+            done = await store.get("default", jobs[0])
             assert done is not None and done.status == "succeeded"
-            assert "progress" in [event.kind for event in await store.events("default", noisy.id)]
-            assert {s.claim.id for s in slots.busy() if s.claim} == {j.id for j in waiting}
+            assert "progress" in [event.kind for event in await store.events("default", jobs[0])]
+            assert {s.claim.id for s in slots.busy() if s.claim} == set(jobs[1:])
 
     asyncio.run(main())
