@@ -281,6 +281,7 @@ class Dispatcher:
         states: dict[str, JobState] = {}
         claims: list[Claim] = []
         refused: StoreUnavailable | None = None
+        committed: list[Outcome] = []  # finished, where the batch is not one transaction
         try:
             if notes:  # on their own: a log line written twice would show twice
                 await self.store.note(notes)
@@ -290,10 +291,12 @@ class Dispatcher:
                     await self.store.spawn(spawns, self._quota)
                 if outcomes:
                     states = await self.store.finish(outcomes, self.config.max_crashes)
+                    committed = outcomes
                 if free and (late := self._take_late()):
                     ended, freed = late
                     outcomes = [*outcomes, *ended]  # first: a refusal keeps them for next turn
                     states |= await self.store.finish(ended, self.config.max_crashes)
+                    committed = outcomes
                     free = [*free, *freed]
                     # Still running as the store sees it: the slots' and the endings kept.
                     running = [s.claim for s in self.slots.busy() if s.claim] + [
@@ -314,6 +317,10 @@ class Dispatcher:
                     except StoreUnavailable as exc:  # the results are written all the same
                         refused = exc
         except StoreUnavailable as exc:
+            if committed and not self.store.atomic_batch:  # PostgreSQL: those are written
+                self._written(committed, states)
+                done = {id(o) for o in committed}
+                outcomes = [o for o in outcomes if id(o) not in done]
             log.warning("store unavailable, will retry writing %d result(s): %s",
                         len(outcomes), exc)
             self._notes[:0], self._outcomes[:0] = notes, outcomes
@@ -339,7 +346,9 @@ class Dispatcher:
                 self._read(slot)
                 self._read_early.add(slot)
                 read.append((slot, self._outcomes[before:]))
-        if read and not woken:
+        # A slot whose process retires is replaced by the next turn's housekeeping: keep
+        # the wake-up for it.
+        if read and not woken and not any(slot.retire for slot, _ in read):
             self._wake.clear()
         return read
 

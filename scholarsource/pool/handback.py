@@ -25,6 +25,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from scholarsource.store.base import Store
+from scholarsource.store.rules import SHUTDOWN
+
 log = logging.getLogger("scholarsource.pool")
 
 NAME = "pool.handback"
@@ -85,3 +88,15 @@ class Handback:
                 self._warned = True
                 log.warning("cannot keep %s (%s): a pool killed before it re-queues its "
                             "jobs leaves them charged a crash", NAME, exc)
+
+    async def requeue(self, store: Store, culprit: tuple[str, int] | None) -> int:
+        """At a pool's start, before the recovery of what the last pool left running: put
+        back uncharged, as its stop would have, the attempts it listed, but the culprit (a
+        pool that dies taking in an attempt's data died of that data, stopping or not:
+        store/rules.py), then remove the file. Returns how many were still running."""
+        if pairs := [pair for pair in self.read() if pair != culprit]:
+            requeued = await store.requeue(pairs, SHUTDOWN)
+        else:
+            requeued = 0
+        self.keep([])
+        return requeued

@@ -9,6 +9,7 @@ connection after the fork.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from scholarsource.config import Config
 from scholarsource.errors import TaskError
 from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.limits import check_reservations
+from scholarsource.pool import SHUTDOWN_MARGIN
 from scholarsource.pool.artifacts import Files
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.handback import Handback
@@ -107,7 +109,11 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     sizing = plan(config)
     check_reservations(config.queues, sizing.slots)
     owner = new_owner(config.data_dir)
-    store = await open_store(config, "pool")
+    # A wait for the write lock that began just before a stop must end in time for the stop
+    # to list what it hands back (pool/handback.py) before the master's kill: the loop runs
+    # the stop only between statements.
+    store = await open_store(dataclasses.replace(config, busy_timeout=min(
+        config.busy_timeout, config.grace_period + SHUTDOWN_MARGIN - 1)), "pool")
     # Slots read this setting from the environment they inherit (they load no config).
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, SlotSettings.of(config))
@@ -120,16 +126,14 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
         # now. Other boxes' jobs wait for their leases (the dispatcher's sweep).
         # What a stopping pool could not write back goes back uncharged, as its stop would
         # have put it (pool/handback.py); the file goes once that is done.
-        culprit, handed = suspect.take(), handback.read()
+        culprit = suspect.take()
+        if requeued := await handback.requeue(store, culprit):
+            log.warning("re-queued %d job(s) uncharged that the previous pool was handing back "
+                        "as it stopped", requeued)
         recovered = await store.recover(owner, box=box_of(config.data_dir),
-                                        max_crashes=config.max_crashes, culprit=culprit,
-                                        handed_back=handed)
-        handback.keep([])
+                                        max_crashes=config.max_crashes, culprit=culprit)
         if recovered:
-            log.warning("re-queued %d job(s) a previous pool left running", recovered)
-        if handed:
-            log.warning("the previous pool stopped before it could re-queue %d job(s): those "
-                        "still running go back uncharged", len(handed))
+            log.warning("re-queued %d job(s) interrupted by a previous pool's death", recovered)
         if culprit:
             log.warning("the previous pool died while handling job %s: that job alone is "
                         "charged a crash", culprit[0])

@@ -884,6 +884,8 @@ class Store(abc.ABC):
         batch. Only the caller's own task may use the store inside its block."""
         yield
 
+    atomic_batch = False  # True where a batch is one transaction (SQLite)
+
     @abc.abstractmethod
     async def finish(self, outcomes: list[Outcome], max_crashes: int) -> dict[str, JobState]:
         """Record ended attempts in one transaction; a stale token changes nothing. Each job
@@ -945,8 +947,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
-                      culprit: tuple[str, int] | None = None,
-                      handed_back: Sequence[tuple[str, int]] = ()) -> int:
+                      culprit: tuple[str, int] | None = None) -> int:
         """Re-queue running jobs whose pool is gone; returns how many.
 
         Without `box` (the periodic sweep of every pool): the jobs whose lease expired,
@@ -961,12 +962,7 @@ class Store(abc.ABC):
         job, not a failure (error_code pool_died at start, lease_expired in the sweep), and a
         job reaching `max_crashes` goes dead. With `culprit` (job id, token), the attempt the
         dead pool was handling as it died, that attempt alone is charged and the others are
-        re-queued uncharged (interrupted).
-
-        With `box`, `handed_back` (job id, token) are the attempts the earlier pool was
-        handing back as it stopped (pool/handback.py): each still running under that token
-        goes back first as `requeue` would have put it, uncharged, unless it is the culprit,
-        which the rule above charges."""
+        re-queued uncharged (interrupted)."""
 
     @abc.abstractmethod
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

@@ -16,7 +16,7 @@ functions (tests/store/test_rules.py).
 - An interrupted attempt (a shutdown past its grace) is charged nothing: `queued` again.
   So is an attempt that a stopping pool could not write back (another process held the
   write lock until the pool gave up or was killed): the pool listed it in pool.handback as
-  its stop began (pool/handback.py), and the next pool re-queues it so (`Store.recover`),
+  its stop began (pool/handback.py), and the next pool re-queues it so before its recovery,
   unless it is also the culprit, which is charged: a stopping pool's slots run on, and send,
   during the grace, and a pool that dies taking in an attempt's data died of that data.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from scholarsource.store.base import Ending, ErrorCode, JobState
 
-# The error of an attempt a stop handed back to the queue (Store.requeue, Store.recover).
+# The error of an attempt a stop handed back to the queue (Store.requeue).
 SHUTDOWN = ErrorCode.INTERRUPTED.explain("the server shut down")
 
 

@@ -87,7 +87,7 @@ from scholarsource.store.rows import (
 from scholarsource.store.rows import job_from_row as _job
 from scholarsource.store.rows import like_pattern as _like
 from scholarsource.store.rows import new_jobs as _new_jobs
-from scholarsource.store.rules import SHUTDOWN, spared_cause
+from scholarsource.store.rules import spared_cause
 from scholarsource.store.schema import SCHEMA_VERSION
 from scholarsource.store.sqlite_backup import copy_database
 from scholarsource.store.sqlite_checks import RESTORE
@@ -1227,6 +1227,8 @@ class SqliteStore(Store):
             self._db.holder = None
             self._db.lock.release()
 
+    atomic_batch = True
+
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         try:
@@ -1730,13 +1732,9 @@ class SqliteStore(Store):
 
     @_unavailable
     async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
-                      culprit: tuple[str, int] | None = None,
-                      handed_back: Sequence[tuple[str, int]] = ()) -> int:
+                      culprit: tuple[str, int] | None = None) -> int:
         now = time.time()
-        handed = 0
         if box is not None:
-            if spared := [pair for pair in handed_back if pair != culprit]:
-                handed = await self.requeue(spared, SHUTDOWN)
             await self._db.fetchall(FORGET_POOLS, {"owner": owner, "box": box,
                                                    "before": now - POOL_FORGET_SECONDS})
             sql, code = RECOVER_BOX, ErrorCode.POOL_DIED
@@ -1752,7 +1750,7 @@ class SqliteStore(Store):
             "owner": owner, "box": box, "now": now, "cause": cause, "code": code,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": spared_cause(box is None)})
-        return handed + len(rows)
+        return len(rows)
 
     @_unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from scholarsource.cli import main
 from scholarsource.exitcodes import EXIT_CONFIG
 from tests.conftest import Server
-from tests.e2e.jobs_api import wait_finished
+from tests.e2e.jobs_api import query, wait_finished
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -187,3 +187,27 @@ def test_a_tasks_table_naming_no_task_stops_the_pool_at_boot(
         tmp_path, '[tasks.nosuch]\nrate_limit = "1/s"\n'))
     assert server.proc.wait(timeout=60) != 0
     assert "[tasks.nosuch] names no registered task" in server.log()
+
+
+@pytest.mark.both_backends
+def test_caps_and_keys_hold_while_turns_take_in_late_endings(serve, tmp_path: Path) -> None:
+    # Short jobs on three slots: turns write endings that came in while they waited on the
+    # store and start the freed slots at once. A capped queue and a concurrency key still
+    # never run two at a time, and every job's log lines are kept.
+    server = serve(slots=3, args=_config(tmp_path, "[queues.capped]\nmax_running = 1\n"))
+    client = server.client()
+    capped, keyed, other = [], [], []
+    for i in range(15):
+        capped.append(_submit(client, "narrate", {"lines": 2}, queue="capped"))
+        keyed.append(_submit(client, "narrate", {"lines": 1}, concurrency_key="K",
+                             concurrency_limit=1))
+        other.append(_submit(client, "echo", {"value": i}, queue="other"))
+        other.append(_submit(client, "narrate", {"lines": 1}, queue="other"))
+    for group in (capped, keyed):
+        spans = [_span(job) for job in _finished(client, group, 60)]
+        assert not [(a, b) for a, b in itertools.combinations(spans, 2) if _overlap(a, b)]
+    assert all(job["status"] == "succeeded" for job in _finished(client, other, 60))
+    for group, lines in ((capped, 2), (keyed, 1), (other[1::2], 1)):
+        for job in group:
+            assert query(server, "SELECT count(*) FROM job_events WHERE job_id = ? "
+                         "AND kind = 'log'", job["id"]) == [(lines,)]

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,14 +156,17 @@ def test_a_job_process_that_dies_while_the_pool_stops_is_interrupted_not_crashed
     assert "its process ended while the pool was stopping (killed by SIGKILL)" in server.log()
 
 
-@pytest.mark.parametrize("holder", ["before_the_stop", "during_the_grace"])
+@pytest.mark.parametrize("holder", ["before_the_stop", "during_the_grace",
+                                    "while_the_pool_waits"])
 def test_a_stop_that_cannot_write_its_requeue_charges_no_crash(
         serve, tmp_path: Path, holder: str) -> None:
     # Another process holds SQLite's write lock (a `prune --vacuum`, a migration) across the
     # stop. Held from before the SIGTERM, the pool's requeue is refused after busy_timeout
     # and the pool exits without it; taken once the pool is stopping, with a busy_timeout
-    # past the master's margin, the pool waits on a write until the master kills it.
-    # Either way the next start must put the job back uncharged, not as a pool death.
+    # past the master's margin, the pool waits on a write until the master kills it; held
+    # long enough before the stop that the pool already waits on a write (its heartbeat) as
+    # the TERM comes, with that busy_timeout, the stop runs only once that wait gives up.
+    # Every way the next start must put the job back uncharged, not as a pool death.
     busy = "0.5" if holder == "before_the_stop" else "30"
     env = {"SCHOLARSOURCE_GRACE_PERIOD": "1", "SCHOLARSOURCE_BUSY_TIMEOUT": busy}
     server = serve(slots=1, env=env)
@@ -173,8 +177,10 @@ def test_a_stop_that_cannot_write_its_requeue_charges_no_crash(
     wait_running(client, job["id"])
 
     lock = sqlite3.connect(server.data_dir / "scholarsource.db", isolation_level=None)
-    if holder == "before_the_stop":
+    if holder != "during_the_grace":
         lock.execute("BEGIN IMMEDIATE")
+    if holder == "while_the_pool_waits":
+        time.sleep(1.5)  # the heartbeat, every second, now waits on the lock
     server.signal(signal.SIGTERM)
     wait_until(lambda: "pool stopping: 1 running job(s)" in server.log(), 10,
                message="the pool to start stopping")
@@ -187,6 +193,7 @@ def test_a_stop_that_cannot_write_its_requeue_charges_no_crash(
         assert "the next start re-queues them uncharged (pool.handback)" in server.log()
     else:  # the master killed it while it waited
         assert "pool stopped" not in server.log()
+    assert "pool stopping: 1 running job(s)" in server.log()
     assert (server.data_dir / "pool.handback").exists()
 
     gate.touch()
@@ -207,3 +214,37 @@ def test_a_truncated_handback_file_is_ignored_with_one_warning(serve, tmp_path: 
     assert done["status"] == "succeeded"
     assert server.log().count("ignoring pool.handback") == 1
     assert not (data / "pool.handback").exists()
+
+
+@pytest.mark.both_backends
+def test_a_pool_killed_in_its_grace_hands_back_what_still_ran_and_not_what_finished(
+        serve, tmp_path: Path) -> None:
+    # The list is written as the stop begins, with both attempts; one finishes in the grace
+    # (its result written), then the pool is killed. The next start re-queues the other
+    # uncharged and leaves the finished one alone (its token no longer runs).
+    env = {"SCHOLARSOURCE_GRACE_PERIOD": "60"}
+    server = serve(slots=2, env=env)
+    _booted(server, 2)
+    client = server.client()
+    gate = tmp_path / "gate"
+    long = submit(client, "narrate", gate=str(gate), lines=0)
+    short = submit(client, "sleep", seconds=1.0)
+    wait_running(client, long["id"])
+    wait_running(client, short["id"])
+    pool = server.health()["processes"]["pool"]
+    server.signal(signal.SIGTERM)
+    wait_until(lambda: "pool stopping: 2 running job(s)" in server.log(), 10,
+               message="the pool to start stopping")
+    handback = server.data_dir / "pool.handback"
+    assert len(json.loads(handback.read_text())) == 2
+    wait_until(lambda: _job(server, short["id"])["status"] == "succeeded", 10,
+               message="the short job to finish in the grace")
+    os.kill(pool, signal.SIGKILL)
+    server.proc.wait(timeout=30)
+    gate.touch()
+    again = serve(slots=2, env=env)
+    done = wait_finished(again.client(), long["id"])
+    assert (done["status"], done["failures"], done["crashes"]) == ("succeeded", 0, 0)
+    finished = _job(again, short["id"])
+    assert (finished["status"], len(finished["history"])) == ("succeeded", 1)
+    assert not handback.exists()

@@ -12,20 +12,39 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from scholarsource.config import Config, load_config
+from scholarsource.errors import StoreUnavailable
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.messages import Ended, Report, send
 from scholarsource.pool.slots import Slot, Slots, SlotSettings
 from scholarsource.store import schema
-from scholarsource.store.base import Claim, JobState, NewJob, Wake
+from scholarsource.store.base import Claim, JobState, NewJob, Store, Wake
 from scholarsource.store.sqlite import SqliteStore
+from tests.store.backends import Backend
+
+
+@pytest.fixture(params=["inline", "postgres"])
+def pool_backend(request: pytest.FixtureRequest) -> Backend:
+    """The stores a pool runs on: SQLite through its inline driver, and PostgreSQL (whose
+    batch is no transaction)."""
+    if request.param == "postgres":
+        return Backend("postgres", request.getfixturevalue("pg_url"))
+    return Backend("inline")
 
 
 @contextlib.asynccontextmanager
-async def running_slots(config: Config, count: int) -> AsyncIterator[tuple[SqliteStore, Slots]]:
-    """A fresh store and `count` started slot processes, stopped and closed after."""
-    schema.migrate(config.db_path)
-    store = await SqliteStore.open(config.db_path)
+async def running_slots(config: Config, count: int,
+                        backend: Backend | None = None) -> AsyncIterator[tuple[Store, Slots]]:
+    """A fresh store (SQLite through aiosqlite unless `backend`) and `count` started slot
+    processes, stopped and closed after."""
+    store: Store
+    if backend is None:
+        schema.migrate(config.db_path)
+        store = await SqliteStore.open(config.db_path)
+    else:
+        store = await backend.open(config.db_path)
     slots = Slots(count, SlotSettings.of(config))
     slots.start()
     try:
@@ -154,13 +173,13 @@ def _slot_of(slots: Slots, job_id: str) -> Slot:
 
 
 def test_a_turn_writes_every_ending_that_came_and_restarts_their_slots_in_one_batch(
-        tmp_path: Path) -> None:
+        tmp_path: Path, pool_backend: Backend) -> None:
     # Two slots on short jobs: the loop read one slot's ending, and the other's is in its
     # pipe too. The turn writes both and starts both slots' next jobs, in one batch.
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
-        async with running_slots(config, 2) as (store, slots):
+        async with running_slots(config, 2, pool_backend) as (store, slots):
             first = [await store.submit(NewJob("echo", {"i": i}, "default", 0, 1))
                      for i in range(2)]
             later = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
@@ -190,7 +209,7 @@ def test_a_turn_writes_every_ending_that_came_and_restarts_their_slots_in_one_ba
     asyncio.run(main())
 
 
-async def _ends_during_the_turn(store: SqliteStore, slot: Slot,
+async def _ends_during_the_turn(store: Store, slot: Slot,
                                 *messages: Report | Ended) -> Connection:
     """`slot`'s process sends `messages` while the next turn writes its first ending: in its
     place a pipe the test holds the other end of (the process runs on, unheard, and what
@@ -211,10 +230,11 @@ async def _ends_during_the_turn(store: SqliteStore, slot: Slot,
 
 @contextlib.asynccontextmanager
 async def one_ended_one_running(
-        config: Config) -> AsyncIterator[tuple[SqliteStore, Slots, Dispatcher, Slot, list[str]]]:
+        config: Config,
+        backend: Backend) -> AsyncIterator[tuple[Store, Slots, Dispatcher, Slot, list[str]]]:
     """Two slots: one's short job ended and the loop read its ending; slot `b` runs the first
     of three long jobs (their ids), the other two queued."""
-    async with running_slots(config, 2) as (store, slots):
+    async with running_slots(config, 2, backend) as (store, slots):
         quick = await store.submit(NewJob("echo", {}, "default", 0, 1))
         jobs = [await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
                 for _ in range(3)]
@@ -228,11 +248,12 @@ async def one_ended_one_running(
 
 
 def test_an_ending_that_comes_while_a_turn_writes_is_taken_in_before_its_claim(
-        tmp_path: Path) -> None:
+        tmp_path: Path, pool_backend: Backend) -> None:
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
-        async with one_ended_one_running(config) as (store, slots, dispatcher, b, jobs):
+        async with one_ended_one_running(config, pool_backend) as (
+                store, slots, dispatcher, b, jobs):
             assert b.claim is not None
             sender = await _ends_during_the_turn(store, b, Ended(b.claim.token, None, '"late"'))
             await dispatcher._write(claim=True)
@@ -254,14 +275,15 @@ def test_an_ending_that_comes_while_a_turn_writes_is_taken_in_before_its_claim(
 
 
 def test_an_ending_taken_in_late_waits_for_its_progress_to_be_written_first(
-        tmp_path: Path) -> None:
+        tmp_path: Path, pool_backend: Backend) -> None:
     # A job's progress and its end come together while a turn writes. Its end is written in
     # the next turn, after the progress (written after the end, the progress of a finished
     # job is dropped), and its slot takes no job until then.
     config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
 
     async def main() -> None:
-        async with one_ended_one_running(config) as (store, slots, dispatcher, b, jobs):
+        async with one_ended_one_running(config, pool_backend) as (
+                store, slots, dispatcher, b, jobs):
             assert b.claim is not None
             token = b.claim.token
             await _ends_during_the_turn(
@@ -277,5 +299,69 @@ def test_an_ending_taken_in_late_waits_for_its_progress_to_be_written_first(
             assert done is not None and done.status == "succeeded"
             assert "progress" in [event.kind for event in await store.events("default", jobs[0])]
             assert {s.claim.id for s in slots.busy() if s.claim} == set(jobs[1:])
+
+    asyncio.run(main())
+
+
+def test_a_refused_late_finish_still_reports_the_endings_already_written(
+        tmp_path: Path, pool_backend: Backend) -> None:
+    # The turn's first finish is written; the late one is refused. On PostgreSQL, whose batch
+    # is no transaction, the first stays written: its job line (and metrics) come now, since
+    # the next turn's write of the same ending is fenced out and reports nothing. On SQLite
+    # the whole batch rolls back and the next turn writes and reports both.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        async with one_ended_one_running(config, pool_backend) as (
+                store, slots, dispatcher, b, jobs):
+            assert b.claim is not None
+            reported: list[str] = []
+            ended = dispatcher.journal.ended
+
+            def journal(claim: Claim, *rest: Any) -> None:
+                reported.append(claim.id)
+                ended(claim, *rest)
+
+            dispatcher.journal.ended = journal  # type: ignore[method-assign]
+            b.conn, sender = multiprocessing.Pipe()  # b's process runs on, unheard
+            finish, calls = store.finish, 0
+
+            async def late_and_refused(*args: Any) -> dict[str, JobState]:
+                nonlocal calls
+                calls += 1
+                if calls == 2:  # the late finish
+                    raise StoreUnavailable("refused mid-batch")
+                states = await finish(*args)
+                send(sender, Ended(token, None, '"late"'))
+                return states
+
+            token = b.claim.token
+            store.finish = late_and_refused  # type: ignore[method-assign]
+            await dispatcher._write(claim=True)
+            store.finish = finish  # type: ignore[method-assign]
+            await dispatcher._write(claim=True)
+            assert len(reported) == 2 and len(set(reported)) == 2 and jobs[0] in reported
+            for job_id in reported:
+                done = await store.get("default", job_id)
+                assert done is not None and done.status == "succeeded"
+
+    asyncio.run(main())
+
+
+def test_a_slot_retired_by_an_ending_read_in_a_turn_is_replaced_by_the_next_turn(
+        tmp_path: Path) -> None:
+    # With max_jobs_per_slot = 1 the ending retires its slot's process; the housekeeping of
+    # the next turn replaces it, so the turn keeps the loop awake for it.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path),
+                                            "max_jobs_per_slot": "1"})
+
+    async def main() -> None:
+        async with one_ended_one_running(config, Backend("inline")) as (
+                store, slots, dispatcher, b, jobs):
+            await dispatcher._housekeeping()  # the first slot, retired, is replaced
+            assert b.claim is not None
+            await _ends_during_the_turn(store, b, Ended(b.claim.token, None, '"late"'))
+            await dispatcher._write(claim=True)
+            assert b.retire and not b.busy and dispatcher._wake.is_set()
 
     asyncio.run(main())

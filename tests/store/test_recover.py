@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scholarsource.pool.handback import Handback
 from scholarsource.store.base import Job, Store
 from scholarsource.store.rules import SHUTDOWN
 from tests.store.backends import Backend
@@ -60,14 +61,18 @@ def test_what_a_stop_handed_back_goes_back_uncharged_and_the_rest_as_after_a_dea
     # The stopping pool listed two attempts in pool.handback, then was killed before it
     # could re-queue them. One of the two ran again since (another pool re-queued it and
     # this one claimed it anew): the list names its old token, which changes nothing.
+    handback = Handback(tmp_path / "pool.handback")
+
     async def body(store: Store) -> None:
         await store.submit_many([job(attempts=5) for _ in range(3)])
         handed, rerun, beside = await store.claim("dead-pool", 3, 30)
         await store.requeue([(rerun.id, rerun.token)], SHUTDOWN)
         (again,) = await store.claim("dead-pool", 1, 30)
         assert again.id == rerun.id and again.token != rerun.token
-        assert await store.recover("next-pool", box="", max_crashes=3, handed_back=[
-            (handed.id, handed.token), (rerun.id, rerun.token)]) == 3
+        handback.keep([(handed.id, handed.token), (rerun.id, rerun.token)])
+        assert await handback.requeue(store, None) == 1
+        assert not (tmp_path / "pool.handback").exists()
+        assert await store.recover("next-pool", box="", max_crashes=3) == 2
         assert await _ended(store, handed.id) == (
             "queued", 0, "interrupted", SHUTDOWN, "interrupted")
         for charged in (rerun.id, beside.id):  # no culprit was named: each counts a crash
@@ -80,12 +85,15 @@ def test_a_culprit_is_charged_even_when_its_stop_handed_it_back(
         tmp_path: Path, backend: Backend) -> None:
     # The list is written as the stop begins; the slots run on during the grace, and the
     # pool died taking in this one's data: that is the culprit rule's case, not a stop's.
+    handback = Handback(tmp_path / "pool.handback")
+
     async def body(store: Store) -> None:
         await store.submit_many([job(attempts=5), job(attempts=5)])
         culprit, other = await store.claim("dead-pool", 2, 30)
         pairs = [(culprit.id, culprit.token), (other.id, other.token)]
-        assert await store.recover("next-pool", box="", max_crashes=3,
-                                   culprit=pairs[0], handed_back=pairs) == 2
+        handback.keep(pairs)
+        assert await handback.requeue(store, pairs[0]) == 1
+        assert await store.recover("next-pool", box="", max_crashes=3, culprit=pairs[0]) == 1
         assert (await _ended(store, culprit.id))[:3] == ("queued", 1, "pool_died")
         assert await _ended(store, other.id) == (
             "queued", 0, "interrupted", SHUTDOWN, "interrupted")

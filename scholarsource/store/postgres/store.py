@@ -83,7 +83,7 @@ from scholarsource.store.rows import (
     watched_from_rows,
     workflows_from_rows,
 )
-from scholarsource.store.rules import SHUTDOWN, spared_cause
+from scholarsource.store.rules import spared_cause
 
 if TYPE_CHECKING:
     from scholarsource.config import Config
@@ -837,13 +837,9 @@ class PostgresStore(Store):
 
     @unavailable
     async def recover(self, owner: str, *, max_crashes: int, box: str | None = None,
-                      culprit: tuple[str, int] | None = None,
-                      handed_back: Sequence[tuple[str, int]] = ()) -> int:
+                      culprit: tuple[str, int] | None = None) -> int:
         now = time.time()
-        handed = 0
         if box is not None:
-            if spared := [pair for pair in handed_back if pair != culprit]:
-                handed = await self.requeue(spared, SHUTDOWN)
             await self._db.fetchall(sql.FORGET_POOLS, {"owner": owner, "box": box,
                                                        "before": now - POOL_FORGET_SECONDS})
             query, code = sql.RECOVER_BOX, ErrorCode.POOL_DIED
@@ -859,7 +855,7 @@ class PostgresStore(Store):
             "owner": owner, "box": box, "now": now, "cause": cause, "code": code.value,
             "max_crashes": max_crashes, "culprit": job_id, "culprit_token": token,
             "spared": spared_cause(box is None)})
-        return handed + len(rows)
+        return len(rows)
 
     @unavailable
     async def publish_tasks(self, tasks: list[TaskDefaults]) -> None:
