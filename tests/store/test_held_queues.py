@@ -4,18 +4,23 @@ exactly the jobs that the walk of every queued job in claim order takes."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
+import sqlite3
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from scholarsource.store import sqlite
+from scholarsource.store import schema, sqlite
 from scholarsource.store.base import OPEN, Claim, Gate, NewJob, Store, TaskDefaults
-from scholarsource.store.postgres import sql
+from scholarsource.store.postgres import PostgresStore, sql
+from scholarsource.store.postgres import schema as pg_schema
 from scholarsource.store.postgres import store as pg_store
 from scholarsource.store.sqlite import SqliteStore
+from tests.pgcluster import PgCluster, drop_database, fresh_database
 from tests.store.backends import Backend
 from tests.store.test_sqlite import job, ok, run
 
@@ -157,3 +162,57 @@ def test_a_claims_work_does_not_grow_with_held_back_jobs_ahead(tmp_path: Path,
     many = run(tmp_path / "b.db", lambda store: work(store, 20_000), inline=True)
     # The walk passed each of them: ~2,600 such steps with 20,000 ahead, ~135 with 1,000.
     assert many <= some + 5 and many < 100, (some, many)
+
+
+# Two queues' jobs, written as an older schema holds them: the held one's come first.
+_OLD_JOBS = ("INSERT INTO jobs (id, tenant, task, queue, status, params, created_at) "
+             "VALUES ('h1', 'default', 'noop', 'held', 'queued', '{}', 0), "
+             "('h2', 'default', 'noop', 'held', 'queued', '{}', 0), "
+             "('o1', 'default', 'noop', 'open', 'queued', '{}', 0)")
+
+
+async def _claim_past_the_held_queue(store: Store) -> list[str]:
+    await store.pause_queue("held", True)
+    first = [c.id for c in await store.claim("pool", 5, 30)]
+    await store.pause_queue("held", False)
+    return first + [c.id for c in await store.claim("pool", 5, 30)]
+
+
+def test_a_v19_database_indexes_the_jobs_it_holds_when_upgraded(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    for number, migration in enumerate(schema.MIGRATIONS[:19]):
+        conn.executescript(f"BEGIN;\n{migration}\nPRAGMA user_version = {number + 1};\nCOMMIT;")
+    conn.execute(_OLD_JOBS)
+    conn.close()
+    assert schema.migrate(db) == schema.SCHEMA_VERSION == 20
+    # The paused queue's jobs are passed over through jobs_queued, which holds the old rows.
+    assert run(db, _claim_past_the_held_queue) == ["o1", "h1", "h2"]
+
+
+def test_a_v7_postgres_database_indexes_the_jobs_it_holds_when_upgraded(
+        pg_cluster: PgCluster) -> None:
+    url = fresh_database(pg_cluster, template="template0")
+    try:
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY, "
+                         "applied_at double precision NOT NULL)")
+            for number, migration in enumerate(pg_schema.MIGRATIONS[:7]):
+                conn.execute(migration)
+                conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (number + 1,))
+            conn.execute(_OLD_JOBS)
+        assert pg_schema.migrate(url) == pg_schema.SCHEMA_VERSION == 8
+
+        async def claimed() -> list[str]:
+            store = await PostgresStore.open(url, role="pool")
+            try:
+                return await _claim_past_the_held_queue(store)
+            finally:
+                await store.close()
+
+        assert asyncio.run(claimed()) == ["o1", "h1", "h2"]
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_indexes "
+                                "WHERE indexname = 'jobs_queued'").fetchone() == (1,)
+    finally:
+        drop_database(pg_cluster, url)
