@@ -284,9 +284,10 @@ _LONE = (f"{_FIRST_TENANT} "
 # pool's `skip` or `only`).
 # - None is: the walk of the tenant's range of jobs_fair, the queue in claim order (schema
 #   _V19), which passes over each job that may not start.
-# - Some is: each of the tenant's queues with queued jobs, found by a skip-scan of
-#   jobs_queued (schema _V20, one probe a queue); a held queue is passed over whole, and the
-#   first :n jobs that may start of each other queue are merged in claim order. Its cost
+# - Some is: each queue with queued jobs (all the lone tenant's: no tenant in the index, so
+#   shorter keys), found by a skip-scan of jobs_queued (schema _V20, one probe a queue); a
+#   held queue is passed over whole, and the first :n jobs that may start of each other
+#   queue are merged in claim order. Its cost
 #   grows with the queues, not with a held queue's backlog (the walk passed every held job
 #   ahead of the first that may start: 23 ms a claim behind 100,000 paused jobs,
 #   bench/held_ahead.py); it costs ~30 us more than a walk with nothing ahead.
@@ -297,18 +298,17 @@ _WALK = (f"FROM jobs q INDEXED BY jobs_fair WHERE q.tenant = {_FIRST_TENANT} "
          f"AND {_CLAIMABLE} ORDER BY q.priority DESC, q.seq "
          f"LIMIT CASE WHEN NOT {_HELD} AND {_LONE} THEN :n ELSE 0 END")
 _HEADS = f"""WITH RECURSIVE queued(queue) AS (
-    SELECT min(queue) FROM jobs INDEXED BY jobs_queued
-    WHERE tenant = {_FIRST_TENANT} AND status = 'queued'
+    SELECT min(queue) FROM jobs INDEXED BY jobs_queued WHERE status = 'queued'
     UNION ALL
     SELECT (SELECT min(j.queue) FROM jobs j INDEXED BY jobs_queued
-            WHERE j.tenant = {_FIRST_TENANT} AND j.status = 'queued' AND j.queue > o.queue)
+            WHERE j.status = 'queued' AND j.queue > o.queue)
     FROM queued o WHERE o.queue IS NOT NULL)
 SELECT {{columns}} FROM queued o, jobs c
 WHERE o.queue IS NOT NULL AND o.queue NOT IN (SELECT value FROM json_each(:skip))
     AND (:only IS NULL OR o.queue IN (SELECT value FROM json_each(:only)))
     AND o.queue NOT IN (SELECT name FROM queues WHERE paused)
     AND c.seq IN (SELECT q.seq FROM jobs q INDEXED BY jobs_queued
-                  WHERE q.tenant = {_FIRST_TENANT} AND q.queue = o.queue AND {_CLAIMABLE}
+                  WHERE q.queue = o.queue AND {_CLAIMABLE}
                   ORDER BY q.priority DESC, q.seq LIMIT :n)
 ORDER BY c.priority DESC, c.seq LIMIT CASE WHEN {_HELD} AND {_LONE} THEN :n ELSE 0 END"""
 WALK_ORDER, HEADS_ORDER = f"SELECT q.seq {_WALK}", _HEADS.format(columns="c.seq")

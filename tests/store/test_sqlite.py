@@ -117,7 +117,7 @@ def test_the_claim_walks_an_index_or_the_open_queues_heads(tmp_path: Path) -> No
     assert "jobs_fair (tenant=?)" in walk and "TEMP B-TREE" not in walk, walk
     # A queue held: each queue's range of jobs_queued; the one sort merges the open queues'
     # first jobs (at most :n a queue).
-    assert "SEARCH q USING INDEX jobs_queued (tenant=? AND queue=?)" in heads, heads
+    assert "SEARCH q USING INDEX jobs_queued (queue=?)" in heads, heads
     assert not any(step.startswith("SCAN") and ("jobs" in step or step == "SCAN c")
                    for step in heads), heads
     assert [step for step in heads if "TEMP B-TREE" in step] == ["USE TEMP B-TREE FOR ORDER BY"]

@@ -367,11 +367,11 @@ BEGIN
 END $$;
 """
 
-# Queued jobs by tenant and queue, each queue in claim order: while some queue is held back
-# whole (paused, at its cap, reserved for others), the lone tenant's claim takes each open
-# queue's first jobs and passes over a held queue without reading its jobs (sql.HEADS_ORDER).
+# Queued jobs by queue, each queue in claim order: while some queue is held back whole
+# (paused, at its cap, reserved for others), the lone tenant's claim takes each open queue's
+# first jobs and passes over a held queue without reading its jobs (sql.HEADS_ORDER).
 _V8 = """
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (tenant, queue, priority DESC, seq)
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (queue, priority DESC, seq)
     WHERE status = 'queued';
 """
 

@@ -133,22 +133,19 @@ PEEK = (f"SELECT q.seq, q.task FROM jobs q WHERE {_LONE} AND {_CLAIMABLE} "
         f"ORDER BY q.priority DESC, q.seq LIMIT %(n)s")
 # While some queue is held back whole (paused, or in the gate), the lone tenant's claim takes
 # each open queue's first jobs instead (the rules of sqlite._HEADS): a skip-scan of
-# jobs_queued finds the queues, a held one is passed over without reading its jobs, and the
-# first n of each other queue are merged in claim order. The store picks this statement
-# from its gate and whether its last claim saw a queue paused (each statement is planned
-# anew: the plain walk keeps a plan of its own); the picked rows are locked after the merge,
-# so a claim locks only what it takes.
-_FIRST = "(SELECT min(tenant) FROM jobs WHERE status = 'queued')"
+# jobs_queued finds the queues (all the lone tenant's), a held one is passed over without
+# reading its jobs, and the first n of each other queue are merged in claim order. The
+# store picks this statement from its gate and whether its last claim saw a queue paused
+# (each statement is planned anew: the plain walk keeps a plan of its own); the picked rows
+# are locked after the merge, so a claim locks only what it takes.
 _HEADS = f"""WITH RECURSIVE queued(queue) AS (
-    (SELECT queue FROM jobs WHERE tenant = {_FIRST} AND status = 'queued'
-     ORDER BY queue LIMIT 1)
+    (SELECT queue FROM jobs WHERE status = 'queued' ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT j.queue FROM jobs j WHERE j.tenant = {_FIRST} AND j.status = 'queued'
-            AND j.queue > o.queue ORDER BY j.queue LIMIT 1)
+    SELECT (SELECT j.queue FROM jobs j WHERE j.status = 'queued' AND j.queue > o.queue
+            ORDER BY j.queue LIMIT 1)
     FROM queued o WHERE o.queue IS NOT NULL)
 SELECT h.seq, h.task FROM queued o CROSS JOIN LATERAL (
-    SELECT q.seq, q.task, q.priority FROM jobs q
-    WHERE q.tenant = {_FIRST} AND q.queue = o.queue AND {_CLAIMABLE}
+    SELECT q.seq, q.task, q.priority FROM jobs q WHERE q.queue = o.queue AND {_CLAIMABLE}
     ORDER BY q.priority DESC, q.seq LIMIT %(n)s) AS h
 WHERE {_LONE} AND o.queue IS NOT NULL AND o.queue <> ALL(%(skip)s::text[])
     AND (%(only)s::text[] IS NULL OR o.queue = ANY(%(only)s::text[]))
