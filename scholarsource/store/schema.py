@@ -468,7 +468,7 @@ _V19 = "DROP INDEX IF EXISTS jobs_claim;"
 # Queued jobs by queue, each queue in claim order: while some queue is held back whole
 # (paused, at its cap, reserved for others), the lone tenant's claim takes each open queue's
 # first jobs and passes over a held queue without reading its jobs (store/sqlite.py,
-# _HEADS). No tenant: the path serves a lone tenant, and shorter keys made the claim ~3 %
+# _HEADS). No tenant: the path serves a lone tenant, and shorter keys made the claim ~5 %
 # faster with a million jobs (bench/policy.py).
 _V20 = """
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (queue, priority DESC, seq)

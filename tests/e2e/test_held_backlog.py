@@ -12,19 +12,12 @@ import httpx
 import pytest
 
 from tests.conftest import Server
-from tests.e2e.jobs_api import wait_finished
+from tests.e2e.jobs_api import submit, wait_finished, wait_running
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
 _BACKLOG = 500  # a queue's held-back jobs (one batch)
-
-
-def _submit(client: httpx.Client, task: str, **fields: Any) -> dict[str, Any]:
-    response = client.post("/api/jobs", json={"task": task, "params": {}, **fields})
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
 
 
 def _backlog(client: httpx.Client, queue: str) -> None:
@@ -38,6 +31,11 @@ def _queues(client: httpx.Client) -> dict[str, dict[str, Any]]:
     return {q["name"]: q for q in client.get("/api/queues").json()["queues"]}
 
 
+def _idle(client: httpx.Client, *names: str) -> bool:
+    queues = _queues(client)
+    return all(queues[name]["queued"] == queues[name]["running"] == 0 for name in names)
+
+
 @pytest.mark.both_backends
 def test_a_paused_and_a_capped_backlog_ahead_hold_back_no_other_queue(
         serve: Callable[..., Server], tmp_path: Path) -> None:
@@ -46,13 +44,13 @@ def test_a_paused_and_a_capped_backlog_ahead_hold_back_no_other_queue(
     server = serve(slots=2, args=("--config", str(config)))
     client = server.client()
     assert client.post("/api/queues/work/pause").json() == {"name": "work", "paused": True}
-    blocker = _submit(client, "sleep", queue="capped", params={"seconds": 60})
-    wait_until(lambda: _queues(client)["capped"]["running"] == 1,
-               message="the capped queue to reach its cap")
+    blocker = client.post("/api/jobs", json={"task": "sleep", "params": {"seconds": 60},
+                                             "queue": "capped"}).json()
+    wait_running(client, blocker["id"])  # the capped queue is at its cap
     for queue in ("work", "capped"):
         _backlog(client, queue)
     # Behind 1,000 held-back jobs in claim order (same priority, submitted later).
-    later = [_submit(client, "noop") for _ in range(20)]
+    later = [submit(client, "noop") for _ in range(20)]
     assert {wait_finished(client, job["id"])["status"] for job in later} == {"succeeded"}
     queues = _queues(client)
     assert (queues["work"]["queued"], queues["work"]["paused"]) == (_BACKLOG, True)
@@ -60,6 +58,5 @@ def test_a_paused_and_a_capped_backlog_ahead_hold_back_no_other_queue(
 
     client.post(f"/api/jobs/{blocker['id']}/cancel")
     assert client.post("/api/queues/work/resume").json() == {"name": "work", "paused": False}
-    wait_until(lambda: all(_queues(client)[name]["queued"] == _queues(client)[name]["running"]
-                           == 0 for name in ("work", "capped")),
-               timeout=60, message="the backlogs to run once resumed")
+    wait_until(lambda: _idle(client, "work", "capped"), timeout=60,
+               message="the backlogs to run once resumed")
