@@ -42,7 +42,7 @@ async def _walk(store: Store, n: int, gate: Gate) -> list[tuple[int, str]]:
         rows = await store._db.fetchall(_SQLITE_WALK,
                                         {"n": n, "now": time.time(), **sqlite._gate(gate)})
     else:
-        assert isinstance(store, pg_store.PostgresStore)
+        assert isinstance(store, PostgresStore)
         rows = await store._db.fetchall(_PG_WALK,
                                         {"n": n, "now": time.time(), **pg_store._gate(gate)})
     return [(seq, job_id) for seq, job_id in rows]
