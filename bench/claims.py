@@ -52,7 +52,7 @@ def query_plans(path: Path) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
         # The plan does not depend on the values, so NULL stands in for every parameter.
-        args = dict.fromkeys(("owner", "lease_until", "now", "n", "skip", "only"))
+        args = dict.fromkeys(("owner", "lease_until", "now", "n", "skip", "only", "held"))
         return {name: [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
                 for name, sql in (("claim_order", CLAIM_ORDER), ("claim", CLAIM))}
     finally:

@@ -2,7 +2,8 @@
 
 N queued no-op jobs are spread round-robin over 10 queues. Five queues are capped at one
 running job and each holds one (never finished), and one queue is paused, so six jobs in ten
-may not start: every claim passes over them inside the claim's walk of jobs_fair. Then
+may not start: every claim passes over them (since schema V20 a held queue as a whole,
+through jobs_queued; before, job by job inside the claim's walk of jobs_fair). Then
 `Policy.claim` (the pool's gate + `SqliteStore.claim`, inline as the dispatcher runs it)
 runs a fixed number of times for one free slot, and the jobs it claimed go back to the
 queue (untimed), so every size and round walks past the same held-back jobs: each claim

@@ -92,6 +92,24 @@ def test_the_claim_walks_indexes_and_never_sorts_jobs(pg_url: str, statement: st
     assert sorted_rows and not any("jobs" in read for read in sorted_rows), sorted_rows
 
 
+def test_a_claim_with_a_queue_held_reads_each_queues_first_jobs_by_index(pg_url: str) -> None:
+    # 20k jobs over ten queues, one tenant: the heads path (a queue paused or gated).
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "
+                     "created_at) SELECT 'j' || i, 't', 'noop', 'q' || (i % 10), i % 3, "
+                     "'queued', '{}', i FROM generate_series(1, 20000) AS i")
+        conn.execute("ANALYZE jobs")
+        (row,) = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + sql.CLAIM_HEADS,
+            {"n": 4, "skip": ["q0", "q1"], "only": None, "now": 0.0, "owner": "o",
+             "lease_until": 1.0}).fetchall()
+    nodes = list(plan_nodes(row[0][0]["Plan"]))
+    scans = [(node["Node Type"], node.get("Index Name")) for node in nodes
+             if node.get("Relation Name") == "jobs" and node["Node Type"] != "ModifyTable"]
+    assert {kind for kind, _ in scans} <= {"Index Scan", "Index Only Scan"}, scans
+    assert "jobs_queued" in {index for _, index in scans}, scans
+
+
 def test_the_whole_servers_queue_depths_never_scan_finished_jobs(pg_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("INSERT INTO jobs (id, tenant, task, queue, priority, status, params, "

@@ -21,13 +21,14 @@ from scholarsource.store import schema
 from scholarsource.store.base import Ending, NewJob, Note, Outcome, Reused, Store
 from scholarsource.store.rows import new_job_id
 from scholarsource.store.sqlite import (
-    CLAIM_ORDER,
     FINISH_ROWS,
+    HEADS_ORDER,
     LIST_FILTERS,
     QUEUE_DEPTHS,
     TENANT_QUEUE_DEPTHS,
     TENANT_QUEUE_FINISHES,
     TENANT_RATES,
+    WALK_ORDER,
     SqliteStore,
     list_sql,
 )
@@ -104,15 +105,22 @@ def test_the_whole_servers_queue_depths_read_live_jobs_only(tmp_path: Path) -> N
     assert "jobs_due" in depths, depths
 
 
-def test_the_claim_walks_an_index_and_never_sorts(tmp_path: Path) -> None:
+def test_the_claim_walks_an_index_or_the_open_queues_heads(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     schema.migrate(db)
     conn = sqlite3.connect(db)
-    args = {"n": 1, "skip": "[]", "only": None, "now": 0.0}
-    plan = query_plan(conn, CLAIM_ORDER, args)
+    args = {"n": 1, "skip": "[]", "only": None, "now": 0.0, "held": 0}
+    walk = query_plan(conn, WALK_ORDER, args)
+    heads = query_plan(conn, HEADS_ORDER, args).split(" | ")
     conn.close()
-    assert "jobs_fair (tenant=?)" in plan
-    assert "TEMP B-TREE" not in plan
+    # Nothing held: a walk of jobs_fair in claim order, never sorted.
+    assert "jobs_fair (tenant=?)" in walk and "TEMP B-TREE" not in walk, walk
+    # A queue held: each queue's range of jobs_queued; the one sort merges the open queues'
+    # first jobs (at most :n a queue).
+    assert "SEARCH q USING INDEX jobs_queued (queue=?)" in heads, heads
+    assert not any(step.startswith("SCAN") and ("jobs" in step or step == "SCAN c")
+                   for step in heads), heads
+    assert [step for step in heads if "TEMP B-TREE" in step] == ["USE TEMP B-TREE FOR ORDER BY"]
 
 
 # The index each combination of GET /api/jobs filters reads, with a live status / a final one.

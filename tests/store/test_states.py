@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scholarsource.store import schema
 from scholarsource.store.base import FINAL_STATES, JobState, Store
-from scholarsource.store.sqlite import CLAIM_ORDER, NEXT_DUE, PROMOTE
+from scholarsource.store.sqlite import NEXT_DUE, PROMOTE, WALK_ORDER
 from tests.store.backends import Backend
 from tests.store.test_sqlite import failed, job, query_plan, run
 
@@ -75,7 +75,7 @@ def test_promote_and_the_next_due_time_read_the_due_index(tmp_path: Path) -> Non
     assert "INDEX jobs_due (run_at<?)" in _plan(db, PROMOTE, (time.time(),))
     assert "COVERING INDEX jobs_due" in _plan(db, NEXT_DUE, ())
     # Scheduled jobs stay out of the claim's ordering.
-    claim = _plan(db, CLAIM_ORDER, {"n": 1, "skip": "[]", "only": None, "now": 0.0})
+    claim = _plan(db, WALK_ORDER, {"n": 1, "skip": "[]", "only": None, "now": 0.0, "held": 0})
     assert "jobs_fair (tenant=?)" in claim and "TEMP B-TREE" not in claim
 
 

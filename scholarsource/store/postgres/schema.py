@@ -367,7 +367,15 @@ BEGIN
 END $$;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
+# Queued jobs by queue, each queue in claim order: while some queue is held back whole
+# (paused, at its cap, reserved for others), the lone tenant's claim takes each open queue's
+# first jobs and passes over a held queue without reading its jobs (sql.HEADS_ORDER).
+_V8 = """
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (queue, priority DESC, seq)
+    WHERE status = 'queued';
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

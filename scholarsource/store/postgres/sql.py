@@ -131,6 +131,29 @@ CLAIM_ORDER = (f"SELECT q.seq FROM jobs q WHERE {_LONE} AND {_CLAIMABLE} "
                f"ORDER BY q.priority DESC, q.seq LIMIT %(n)s FOR UPDATE OF q SKIP LOCKED")
 PEEK = (f"SELECT q.seq, q.task FROM jobs q WHERE {_LONE} AND {_CLAIMABLE} "
         f"ORDER BY q.priority DESC, q.seq LIMIT %(n)s")
+# While some queue is held back whole (paused, or in the gate), the lone tenant's claim takes
+# each open queue's first jobs instead (the rules of sqlite._HEADS): a skip-scan of
+# jobs_queued finds the queues (all the lone tenant's), a held one is passed over without
+# reading its jobs, and the first n of each other queue are merged in claim order. The
+# store picks this statement from its gate and whether its last claim saw a queue paused
+# (each statement is planned anew: the plain walk keeps a plan of its own); the picked rows
+# are locked after the merge, so a claim locks only what it takes.
+_HEADS = f"""WITH RECURSIVE queued(queue) AS (
+    (SELECT queue FROM jobs WHERE status = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM jobs j WHERE j.status = 'queued' AND j.queue > o.queue
+            ORDER BY j.queue LIMIT 1)
+    FROM queued o WHERE o.queue IS NOT NULL)
+SELECT h.seq, h.task FROM queued o CROSS JOIN LATERAL (
+    SELECT q.seq, q.task, q.priority FROM jobs q WHERE q.queue = o.queue AND {_CLAIMABLE}
+    ORDER BY q.priority DESC, q.seq LIMIT %(n)s) AS h
+WHERE {_LONE} AND o.queue IS NOT NULL AND o.queue <> ALL(%(skip)s::text[])
+    AND (%(only)s::text[] IS NULL OR o.queue = ANY(%(only)s::text[]))
+    AND o.queue NOT IN (SELECT name FROM queues WHERE paused)
+ORDER BY h.priority DESC, h.seq LIMIT %(n)s"""
+PEEK_HEADS = _HEADS
+HEADS_ORDER = (f"SELECT seq FROM jobs WHERE seq = ANY(ARRAY(SELECT seq FROM ({_HEADS}) AS h)) "
+               f"AND status = 'queued' ORDER BY priority DESC, seq FOR UPDATE SKIP LOCKED")
 _FAIR = f"""WITH RECURSIVE active(tenant) AS (
     (SELECT tenant FROM jobs WHERE status = 'queued' ORDER BY tenant LIMIT 1)
     UNION ALL
@@ -182,7 +205,8 @@ NO_JIT = f"SELECT {_NO_JIT}"
 CLAIM_TURN = (f"SELECT {_NO_JIT}, CASE WHEN "
               "EXISTS (SELECT 1 FROM tasks WHERE rate_limit IS NOT NULL) "
               "OR EXISTS (SELECT 1 FROM jobs WHERE concurrency_key IS NOT NULL "
-              "AND status = 'queued') THEN pg_advisory_xact_lock(%(lock)s) END")
+              "AND status = 'queued') THEN pg_advisory_xact_lock(%(lock)s) END, "
+              "EXISTS (SELECT 1 FROM queues WHERE paused)")
 _CLAIM_SET = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, "
               "token = floor(random() * 9007199254740991)::bigint + 1, owner = %(owner)s, "
               "lease_until = %(lease_until)s, started_at = %(now)s, error = NULL, "
@@ -204,6 +228,7 @@ _CLAIM_OUT = ("SELECT id, task, params, attempts, max_attempts, timeout, token, 
 _CLAIMED_FROM = (f"claimed AS ({_CLAIM_SET} WHERE jobs.seq = ANY(ARRAY(SELECT seq FROM picked)) "
                  f"{_CLAIMED})")
 CLAIM = f"WITH picked AS ({CLAIM_ORDER}), {_CLAIMED_FROM} {_CLAIM_OUT}"
+CLAIM_HEADS = f"WITH picked AS ({HEADS_ORDER}), {_CLAIMED_FROM} {_CLAIM_OUT}"
 FAIR_CLAIM = (f"{_FAIR}, picked AS ({_TURN_ORDER} FOR UPDATE OF q SKIP LOCKED), "
               f"{_CLAIMED_FROM}, {_ADVANCE.format(contested='true')} {_CLAIM_OUT}")
 # By refs (memory admission's peek), from either walk: the passes move on if contested.

@@ -289,6 +289,9 @@ class PostgresStore(Store):
         # A hint from the last quota transaction (correctness never depends on it): near
         # the cap, submits go straight to the exclusive one (sql.SERVER_QUOTA).
         self._near_cap = False
+        # A hint from the last claim, like _near_cap: some queue was paused, so the lone
+        # tenant's claim takes the open queues' heads (sql.HEADS_ORDER). Either path is exact.
+        self._paused_seen = False
 
     @classmethod
     async def connect(cls, config: Config, role: str) -> PostgresStore:
@@ -685,8 +688,10 @@ class PostgresStore(Store):
         args = {"owner": owner, "lease_until": now + lease_seconds, "now": now, "n": n,
                 "lock": sql.CLAIM_LOCK, "refs": None if refs is None else refs[:n],
                 **_gate(gate)}
-        _, rows = await self._db.atomically([
-            (sql.CLAIM_TURN, args), (sql.CLAIM if refs is None else sql.CLAIM_REFS, args)])
+        claim = (sql.CLAIM_REFS if refs is not None
+                 else sql.CLAIM_HEADS if self._held(gate) else sql.CLAIM)
+        turn, rows = await self._db.atomically([(sql.CLAIM_TURN, args), (claim, args)])
+        self._paused_seen = bool(turn[0][-1])
         # Nothing taken by the plain walk: several tenants wait (a turn), or nothing may start.
         if not rows and refs is None and (await self._db.one(sql.CONTESTED))[0]:
             _, rows = await self._db.atomically([(sql.CLAIM_TURN, args),
@@ -700,10 +705,14 @@ class PostgresStore(Store):
     @unavailable
     async def peek(self, n: int, gate: Gate = OPEN) -> list[tuple[int, str]]:
         args = {"n": n, "now": time.time(), **_gate(gate)}
-        rows = await self._db.fetchall(sql.PEEK, args)
+        rows = await self._db.fetchall(sql.PEEK_HEADS if self._held(gate) else sql.PEEK, args)
         if not rows and (await self._db.one(sql.CONTESTED))[0]:
             _, rows = await self._db.atomically([(sql.NO_JIT, None), (sql.FAIR_PEEK, args)])
         return [(ref, task) for ref, task in rows]
+
+    def _held(self, gate: Gate) -> bool:
+        """Whether some queue is held back whole: in the gate, or paused at the last claim."""
+        return bool(gate.skip) or gate.only is not None or self._paused_seen
 
     @unavailable
     async def rate_free_at(self) -> float | None:
