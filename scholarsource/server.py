@@ -35,7 +35,6 @@ from scholarsource.errors import ConfigError, DataDirInUse, ScholarSourceError
 from scholarsource.exitcodes import EXIT_DATA_DIR_IN_USE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.filelimit import raise_file_limit
 from scholarsource.keycommands import admin_hint
-from scholarsource.pool import SHUTDOWN_MARGIN
 from scholarsource.sizing import plan
 from scholarsource.store.factory import migrate_store
 from scholarsource.systemd import Notifier
@@ -46,6 +45,8 @@ log = logging.getLogger("scholarsource.server")
 # such death doubles the pause before the next respawn (up to the maximum).
 _QUICK_DEATH = 5.0
 _RESPAWN_PAUSE_MAX = 5.0
+# API workers finish in-flight requests quickly; the pool needs its whole grace period.
+_SHUTDOWN_MARGIN = 5.0
 # Requests still open this long after SIGTERM (event streams, mostly) are cut.
 API_SHUTDOWN_SECONDS = 3
 # Importing task modules and starting the slots; a pool slower than this failed to boot.
@@ -354,7 +355,7 @@ class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
             "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
             "workers": sizing.workers,
             "worker_class": "scholarsource.server.ApiWorker",
-            "graceful_timeout": int(self.config.grace_period + SHUTDOWN_MARGIN),
+            "graceful_timeout": int(self.config.grace_period + _SHUTDOWN_MARGIN),
             "timeout": 30,
             "keepalive": 5,
             "backlog": 2048,

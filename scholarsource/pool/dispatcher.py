@@ -176,6 +176,11 @@ class Dispatcher:
         self.handback.keep(self._held())
         self._wake.set()
 
+    def signalled(self) -> None:
+        """A stop signal came (the handler itself, between two bytecodes of whatever runs):
+        list what this pool hands back now. The stop proper waits for the loop."""
+        self.handback.keep(self._held(), reentrant=True)
+
     # -- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Run until stop() was called and every slot is idle or the grace has passed."""

@@ -41,6 +41,7 @@ class Handback:
         self._path = path
         self._kept: Pairs | None = None  # what the file holds, as this pool last wrote it
         self._warned = False
+        self._writing = False  # a keep() in progress (a signal handler may interrupt it)
 
     @classmethod
     def in_dir(cls, data_dir: str) -> Handback:
@@ -70,11 +71,14 @@ class Handback:
                     len(text))
         return []
 
-    def keep(self, pairs: Sequence[tuple[str, int]]) -> None:
-        """List `pairs` as what this pool hands back; none: remove the file."""
+    def keep(self, pairs: Sequence[tuple[str, int]], reentrant: bool = False) -> None:
+        """List `pairs` as what this pool hands back; none: remove the file. `reentrant`: a
+        signal handler's call, which may come in the middle of another: it then leaves the
+        file to that one."""
         wanted = list(pairs)
-        if wanted == self._kept:
+        if wanted == self._kept or (reentrant and self._writing):
             return
+        self._writing = True
         try:
             if wanted:
                 temp = self._path.with_name(NAME + ".tmp")
@@ -88,6 +92,8 @@ class Handback:
                 self._warned = True
                 log.warning("cannot keep %s (%s): a pool killed before it re-queues its "
                             "jobs leaves them charged a crash", NAME, exc)
+        finally:
+            self._writing = False
 
     async def requeue(self, store: Store, culprit: tuple[str, int] | None) -> int:
         """At a pool's start, before the recovery of what the last pool left running: put

@@ -9,7 +9,6 @@ connection after the fork.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -20,7 +19,6 @@ from scholarsource.config import Config
 from scholarsource.errors import TaskError
 from scholarsource.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_POOL_BOOT
 from scholarsource.limits import check_reservations
-from scholarsource.pool import SHUTDOWN_MARGIN
 from scholarsource.pool.artifacts import Files
 from scholarsource.pool.dispatcher import Dispatcher
 from scholarsource.pool.handback import Handback
@@ -109,11 +107,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
     sizing = plan(config)
     check_reservations(config.queues, sizing.slots)
     owner = new_owner(config.data_dir)
-    # A wait for the write lock that began just before a stop must end in time for the stop
-    # to list what it hands back (pool/handback.py) before the master's kill: the loop runs
-    # the stop only between statements.
-    store = await open_store(dataclasses.replace(config, busy_timeout=min(
-        config.busy_timeout, config.grace_period + SHUTDOWN_MARGIN - 1)), "pool")
+    store = await open_store(config, "pool")
     # Slots read this setting from the environment they inherit (they load no config).
     os.environ[ENV_ALLOW_PRIVATE] = "true" if config.fetch_allow_private else "false"
     slots = Slots(sizing.slots, SlotSettings.of(config))
@@ -163,13 +157,17 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
                                 tasks={d.name: d for d in defaults}, handback=handback)
         loop = asyncio.get_running_loop()
         loop.add_reader(wakeups.fileno(), lambda: dispatcher.hint(wakeups.drain()))
-        loop.add_signal_handler(signal.SIGTERM, dispatcher.stop, config.grace_period)
-        for quick in (signal.SIGINT, signal.SIGQUIT):
-            loop.add_signal_handler(quick, dispatcher.stop, 0.0)
         # The master forwards HUP (reload) and USR1 (reopen logs) to its sidecar. On HUP the
         # pool drains like on TERM and exits; the master forks a fresh one, whose new
         # forkserver imports the task code anew. USR1 needs nothing: we log to stderr.
-        loop.add_signal_handler(signal.SIGHUP, dispatcher.stop, config.grace_period)
+        for stop, grace in ((signal.SIGTERM, config.grace_period), (signal.SIGINT, 0.0),
+                            (signal.SIGQUIT, 0.0), (signal.SIGHUP, config.grace_period)):
+            loop.add_signal_handler(stop, dispatcher.stop, grace)
+            # The loop runs that stop once it turns, which a statement waiting for SQLite's
+            # lock (the pool's driver waits inline) can hold off until the master's kill:
+            # the signal's own Python-level handler lists what the pool hands back at once.
+            # asyncio's wake-up still comes: it is written below Python, for any handler.
+            signal.signal(stop, lambda *_: dispatcher.signalled())
         loop.add_signal_handler(signal.SIGUSR1, lambda: None)
         await dispatcher.run()
         slots.stop(kill=False)  # idle by now: let each executor shut down cleanly

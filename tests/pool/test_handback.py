@@ -3,11 +3,12 @@ wrong or cannot be written costs a warning, never the pool."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from scholarsource.pool.handback import Handback
+from scholarsource.pool.handback import NAME, Handback
 
 
 def test_the_list_outlives_the_pool_and_goes_once_empty(tmp_path: Path) -> None:
@@ -40,3 +41,22 @@ def test_a_file_it_cannot_write_costs_one_warning_not_the_pool(
     handback.keep([("abc", 42), ("def", 7)])
     handback.keep([])
     assert caplog.text.count("cannot keep pool.handback") == 1
+
+
+def test_a_signal_in_the_middle_of_a_write_leaves_that_write_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stop signal's handler lists the attempts too, and may come while the loop's own
+    # keep() writes: it leaves the file to that write, which stays one valid list.
+    handback = Handback(tmp_path / NAME)
+    dumps = json.dumps
+
+    def signalled_midway(value: object) -> str:
+        handback.keep([("b", 2)], reentrant=True)
+        return dumps(value)
+
+    monkeypatch.setattr(json, "dumps", signalled_midway)
+    handback.keep([("a", 1)])
+    monkeypatch.undo()
+    assert handback.read() == [("a", 1)]
+    handback.keep([("b", 2)], reentrant=True)  # once no write runs, its list is written
+    assert handback.read() == [("b", 2)]
