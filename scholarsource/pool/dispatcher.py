@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import random
+import select
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -344,10 +345,17 @@ class Dispatcher:
         each with the endings it brought. The turn that called it takes what they brought:
         they wake the loop for no other turn."""
         woken = self._wake.is_set()
+        busy = [(slot, slot.conn.fileno()) for slot in self.slots.busy() if slot.conn]
+        # One poll(2) for all the pipes: Connection.poll() costs ~3 us each (a selector).
+        poller = select.poll()
+        for _, fd in busy:
+            poller.register(fd, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll(0)}
         read = []
-        for slot in self.slots.busy():
-            if slot.conn is not None and slot.conn.poll():  # the read below cannot block
+        for slot, fd in busy:
+            if fd in ready:  # so the read below cannot block
                 before = len(self._outcomes)
+                self._read_early.discard(slot)  # known readable: _read need not look
                 self._read(slot)
                 self._read_early.add(slot)
                 read.append((slot, self._outcomes[before:]))
