@@ -151,6 +151,9 @@ class Dispatcher:
         self._next_beat = 0.0
         self._next_renew = 0.0
         self._closing = False
+        # The attempt a step is moving out of its slot: its claim cleared there, not yet in
+        # _ran or _interrupted. A stop signal's handler may run right then (_held).
+        self._taking: Claim | None = None
 
     # -- events from outside the loop's turn ------------------------------------------------
     def hint(self, kinds: set[Wake]) -> None:
@@ -421,6 +424,7 @@ class Dispatcher:
 
     def _completed(self, slot: Slot, ended: Ended) -> None:
         """A slot reported the end of an attempt."""
+        self._taking = slot.claim
         claim = slot.complete(ended.token, self.config.max_jobs_per_slot)
         if claim is None:
             return  # already handed back to the queue (shutdown)
@@ -464,6 +468,7 @@ class Dispatcher:
         if slot.life is not life or self._closing:
             return  # stopped or replaced on purpose, or the pool is on its way out
         self._read(slot, rest=True)  # a result sent just before the end still counts
+        self._taking = slot.claim
         claim = slot.release()
         if claim is not None:
             peak, reason = slot.peak_rss, slot.stop_reason
@@ -486,6 +491,7 @@ class Dispatcher:
                 log.warning("job %s (%s): its process ended while the pool was stopping (%s); "
                             "re-queueing it", claim.id, claim.task, slot.exit_status())
                 self._interrupted.append((claim.id, claim.token))
+                self._taking = None
                 self._wake.set()
                 outcome = None
             else:
@@ -509,6 +515,7 @@ class Dispatcher:
         self.children.forget(claim)
         self._outcomes.append(outcome)
         self._ran[(claim.id, claim.token)] = (claim, time.monotonic() - slot.started)
+        self._taking = None
         self._wake.set()
 
     def _failure(self, claim: Claim, code: ErrorCode, message: str | None,
@@ -609,6 +616,7 @@ class Dispatcher:
         process: its pipe may still hold the rest of the message."""
         self._detach(slot)
         message = printable(code.explain(text)[:_MAX_ERROR_CHARS])
+        self._taking = slot.claim
         claim = slot.release()
         if claim is not None:
             log.warning("job %s (%s): %s", claim.id, claim.task, message)
@@ -710,8 +718,11 @@ class Dispatcher:
     def _held(self) -> list[tuple[str, int]]:
         """(job id, token) of the attempts this pool answers for: those its slots run, and
         those that ended or were interrupted but are not written back yet."""
-        running = [(s.claim.id, s.claim.token) for s in self.slots.all if s.claim is not None]
-        return [*running, *self._ran, *self._interrupted]
+        running = [s.claim for s in self.slots.all if s.claim is not None]
+        if self._taking is not None:  # listed twice or stale, a pair changes nothing more
+            running.append(self._taking)
+        return list(dict.fromkeys([*((c.id, c.token) for c in running), *self._ran,
+                                   *self._interrupted]))
 
     async def _renew(self, now: float) -> None:
         """Every lease_seconds / 3: renew the leases this pool holds, then re-queue the
@@ -747,8 +758,9 @@ class Dispatcher:
         """The grace is over: stop what still runs and hand it back to the queue."""
         count = len(self._interrupted)
         for slot in self.slots.busy():
-            if (claim := slot.release()) is not None:
-                self._interrupted.append((claim.id, claim.token))
+            if (claim := slot.claim) is not None:
+                self._interrupted.append((claim.id, claim.token))  # first: see _held
+                slot.release()
                 self.children.forget(claim)
             slot.kill()
         log.warning("re-queueing %d unfinished job(s): %s", len(self._interrupted) - count,

@@ -168,6 +168,7 @@ async def _main(config: Config, master_pid: int | None, ready_fd: int | None) ->
             # the signal's own Python-level handler lists what the pool hands back at once.
             # asyncio's wake-up still comes: it is written below Python, for any handler.
             signal.signal(stop, lambda *_: dispatcher.signalled())
+            signal.siginterrupt(stop, False)  # as asyncio had it: system calls restart
         loop.add_signal_handler(signal.SIGUSR1, lambda: None)
         await dispatcher.run()
         slots.stop(kill=False)  # idle by now: let each executor shut down cleanly

@@ -365,3 +365,35 @@ def test_a_slot_retired_by_an_ending_read_in_a_turn_is_replaced_by_the_next_turn
             assert b.retire and not b.busy and dispatcher._wake.is_set()
 
     asyncio.run(main())
+
+
+def test_a_stop_signal_midway_through_an_ending_still_lists_that_attempt(
+        tmp_path: Path) -> None:
+    # The stop signal's own handler runs between any two bytecodes: here, once the slot let
+    # go of its attempt and before the attempt is recorded as ended. A second TERM landing
+    # there must not drop the attempt from the list the first stop wrote.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        async with running_slots(config, 1, Backend("inline")) as (store, slots):
+            job = await store.submit(NewJob("echo", {}, "default", 0, 1))
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            await dispatcher._write(claim=True)
+            (slot,) = slots.all
+            assert slot.claim is not None and slot.conn is not None and slot.conn.poll(10)
+            pair = (job.id, slot.claim.token)
+            dispatcher.stop(60)  # the first TERM's stop lists it
+            assert dispatcher.handback.read() == [pair]
+            complete, listed = slot.complete, []
+
+            def complete_then_signalled(token: int, recycle_after: int) -> Claim | None:
+                claim = complete(token, recycle_after)
+                dispatcher.signalled()  # the second TERM lands here
+                listed.append(dispatcher.handback.read())
+                return claim
+
+            slot.complete = complete_then_signalled  # type: ignore[method-assign]
+            dispatcher._read(slot)
+            assert listed == [[pair]]
+
+    asyncio.run(main())
