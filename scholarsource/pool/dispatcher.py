@@ -427,6 +427,7 @@ class Dispatcher:
         self._taking = slot.claim
         claim = slot.complete(ended.token, self.config.max_jobs_per_slot)
         if claim is None:
+            self._taking = None  # the slot kept its attempt, if any: no step is under way
             return  # already handed back to the queue (shutdown)
         peak = max(ended.peak or 0, slot.peak_rss or 0) or None
         if peak is not None:

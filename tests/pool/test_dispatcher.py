@@ -397,3 +397,25 @@ def test_a_stop_signal_midway_through_an_ending_still_lists_that_attempt(
             assert listed == [[pair]]
 
     asyncio.run(main())
+
+
+def test_an_ending_of_an_attempt_already_taken_back_leaves_nothing_listed(
+        tmp_path: Path) -> None:
+    # A slot's late report of an attempt the pool already took back (a stop's re-queue)
+    # changes nothing: once that re-queue is written, the pool answers for nothing, so a
+    # clean stop leaves no pool.handback behind.
+    config = load_config(env={}, overrides={"data_dir": str(tmp_path)})
+
+    async def main() -> None:
+        async with running_slots(config, 1, Backend("inline")) as (store, slots):
+            await store.submit(NewJob("sleep", {"seconds": 30}, "default", 0, 1))
+            dispatcher = Dispatcher(config, store, slots, owner="test")
+            await dispatcher._write(claim=True)
+            (slot,) = slots.all
+            assert slot.claim is not None
+            stale = slot.claim.token + 1
+            dispatcher._completed(slot, Ended(stale, None, "{}"))  # not its attempt
+            await dispatcher._requeue_running()
+            assert dispatcher._held() == []
+
+    asyncio.run(main())
